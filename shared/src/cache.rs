@@ -1,0 +1,72 @@
+//! Byte-bounded caches with hit/miss counters (moka's own counters are not exposed).
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub struct CountedCache<K, V> {
+    name: &'static str,
+    inner: moka::sync::Cache<K, V>,
+    capacity: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheStats {
+    pub name: &'static str,
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+}
+
+impl<K, V> CountedCache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A cache holding at most `capacity` bytes as weighed by `weigh`, entries expiring after `ttl` if given.
+    pub fn new(name: &'static str, capacity: u64, ttl: Option<Duration>, weigh: fn(&K, &V) -> u32) -> Self {
+        let mut b = moka::sync::Cache::builder().max_capacity(capacity).weigher(weigh);
+        if let Some(ttl) = ttl {
+            b = b.time_to_live(ttl);
+        }
+        CountedCache { name, inner: b.build(), capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    #[inline]
+    pub fn get(&self, k: &K) -> Option<V> {
+        let v = self.inner.get(k);
+        if v.is_some() { &self.hits } else { &self.misses }.fetch_add(1, Relaxed);
+        v
+    }
+
+    pub fn insert(&self, k: K, v: V) {
+        self.inner.insert(k, v);
+    }
+
+    pub fn invalidate_all(&self) {
+        self.inner.invalidate_all();
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.inner.run_pending_tasks();
+        CacheStats {
+            name: self.name,
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            entries: self.inner.entry_count(),
+            bytes: self.inner.weighted_size(),
+            capacity_bytes: self.capacity,
+        }
+    }
+}
+
+/// Saturating weight for moka (u32).
+pub fn weight(bytes: usize) -> u32 {
+    bytes.min(u32::MAX as usize) as u32
+}

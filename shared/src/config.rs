@@ -1,0 +1,73 @@
+//! Query engine configuration: defaults suit a 1 GB Lambda; every field also reads a `CAIRN_*` variable.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a keyspace's pointer is trusted before it is re-read (`CAIRN_MANIFEST_TTL`, e.g. `5s`).
+    /// A newly published version or a rollback reaches readers within this time.
+    pub manifest_ttl: Duration,
+    /// Bytes of shard metadata (footer, page index, bloom filters) kept (`CAIRN_METADATA_CACHE`, e.g. `128MiB`).
+    pub metadata_cache_bytes: u64,
+    /// Bytes of decoded pages kept (`CAIRN_PAGE_CACHE`, e.g. `256MiB`).
+    pub page_cache_bytes: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            manifest_ttl: Duration::from_secs(5),
+            metadata_cache_bytes: 128 << 20,
+            page_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+impl EngineConfig {
+    pub fn from_env() -> Result<Self> {
+        let mut c = EngineConfig::default();
+        if let Ok(v) = std::env::var("CAIRN_MANIFEST_TTL") {
+            c.manifest_ttl = humantime::parse_duration(&v)
+                .map_err(|e| Error::Config(format!("CAIRN_MANIFEST_TTL={v:?}: {e} (expected e.g. 5s or 500ms)")))?;
+        }
+        if let Ok(v) = std::env::var("CAIRN_METADATA_CACHE") {
+            c.metadata_cache_bytes = parse_bytes(&v).map_err(|e| Error::Config(format!("CAIRN_METADATA_CACHE: {e}")))?;
+        }
+        if let Ok(v) = std::env::var("CAIRN_PAGE_CACHE") {
+            c.page_cache_bytes = parse_bytes(&v).map_err(|e| Error::Config(format!("CAIRN_PAGE_CACHE: {e}")))?;
+        }
+        Ok(c)
+    }
+}
+
+/// `1048576`, `64KiB`, `128MiB`, `2GiB` (also KB/MB/GB as powers of 1000).
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (expected e.g. 128MiB)"))?;
+    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        u => return Err(format!("unknown unit {u:?} in {s:?}")),
+    };
+    n.checked_mul(mul).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_bytes("128MiB"), Ok(128 << 20));
+        assert_eq!(super::parse_bytes("42"), Ok(42));
+        assert!(super::parse_bytes("12 parsecs").is_err());
+        assert!(super::parse_bytes("MiB").is_err());
+    }
+}

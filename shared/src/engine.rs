@@ -1,0 +1,190 @@
+//! The query engine: key → keyspace pointer (cached for a TTL) → manifest (cached per version) → shard via
+//! placement → shard metadata (one suffix GET, cached) → bloom filter / page range → the one key page
+//! (range GET, decoded page cached) → binary search → the value page. Both `cairn serve` and the Lambda
+//! call this; it owns no sockets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+
+use crate::cache::{CacheStats, CountedCache, weight};
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::key::{validate_key, validate_keyspace};
+use crate::manifest::Manifest;
+use crate::page::{self, Page};
+use crate::pointer;
+use crate::ring::Placement;
+use crate::shard_reader::{PageRef, Probe, ShardMeta};
+use crate::store::Store;
+
+/// A published version, ready for lookups.
+#[derive(Debug)]
+pub struct Keyspace {
+    pub manifest: Manifest,
+    pub placement: Placement,
+}
+
+/// (shard uid, column, row group, page)
+type PageKey = (u64, u8, u32, u32);
+
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+    /// keyspace → current version (None = no such keyspace), re-read after the TTL.
+    pointers: CountedCache<String, Option<Arc<Keyspace>>>,
+    /// (keyspace, version) → manifest; versions are immutable.
+    manifests: CountedCache<(String, String), Arc<Keyspace>>,
+    shards: CountedCache<String, Arc<ShardMeta>>,
+    pages: CountedCache<PageKey, Arc<Page>>,
+    gets: AtomicU64,
+    bytes_fetched: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineStats {
+    pub store: String,
+    pub object_gets: u64,
+    pub bytes_fetched: u64,
+    pub caches: Vec<CacheStats>,
+}
+
+impl Engine {
+    pub fn new(store: Store, config: EngineConfig) -> Self {
+        let meta_bytes = config.metadata_cache_bytes;
+        Engine {
+            pointers: CountedCache::new("pointer", 1 << 20, Some(config.manifest_ttl), |k, _| weight(k.len() + 64)),
+            manifests: CountedCache::new("manifest", meta_bytes / 8, None, |_, v| {
+                weight(1024 + v.manifest.shards.len() * 160)
+            }),
+            shards: CountedCache::new("shard_metadata", meta_bytes, None, |k, v| weight(k.len() + v.weight())),
+            pages: CountedCache::new("page", config.page_cache_bytes, None, |_, v| weight(v.weight())),
+            store,
+            config,
+            gets: AtomicU64::new(0),
+            bytes_fetched: AtomicU64::new(0),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The keyspace's current version, from cache when fresh.
+    pub async fn keyspace(&self, ks: &str) -> Result<Arc<Keyspace>> {
+        validate_keyspace(ks)?;
+        let cached = match self.pointers.get(&ks.to_string()) {
+            Some(c) => c,
+            None => {
+                let loaded = self.load_keyspace(ks).await?;
+                self.pointers.insert(ks.to_string(), loaded.clone());
+                loaded
+            }
+        };
+        cached.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))
+    }
+
+    async fn load_keyspace(&self, ks: &str) -> Result<Option<Arc<Keyspace>>> {
+        self.gets.fetch_add(1, Relaxed);
+        let Some(current) = pointer::read(self.store.inner.as_ref(), ks).await? else { return Ok(None) };
+        let id = (ks.to_string(), current.pointer.version.clone());
+        if let Some(k) = self.manifests.get(&id) {
+            return Ok(Some(k));
+        }
+        self.gets.fetch_add(1, Relaxed);
+        let manifest = Manifest::read(self.store.inner.as_ref(), ks, &current.pointer.version).await?;
+        let placement = Placement::new(&manifest.placement).map_err(|why| Error::corrupt(&manifest.path(), why))?;
+        let k = Arc::new(Keyspace { manifest, placement });
+        self.manifests.insert(id, k.clone());
+        Ok(Some(k))
+    }
+
+    /// Forgets cached pointers so the next request re-reads them (tests, admin).
+    pub fn refresh(&self) {
+        self.pointers.invalidate_all();
+    }
+
+    pub async fn get(&self, ks: &str, key: &str) -> Result<Option<Bytes>> {
+        validate_key(key)?;
+        let keyspace = self.keyspace(ks).await?;
+        self.get_in(&keyspace, key).await
+    }
+
+    /// Looks several keys up in one version of the keyspace (a consistent snapshot), concurrently.
+    pub async fn mget(&self, ks: &str, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        for k in keys {
+            validate_key(k)?;
+        }
+        let keyspace = self.keyspace(ks).await?;
+        futures::future::try_join_all(keys.iter().map(|k| self.get_in(&keyspace, k))).await
+    }
+
+    async fn get_in(&self, keyspace: &Keyspace, key: &str) -> Result<Option<Bytes>> {
+        let shard = keyspace.placement.shard_of(key.as_bytes()) as usize;
+        let entry = &keyspace.manifest.shards[shard];
+        if entry.rows == 0 {
+            return Ok(None);
+        }
+        let meta = match self.shards.get(&entry.path) {
+            Some(m) => m,
+            None => {
+                let (m, fetched) = ShardMeta::open(self.store.inner.as_ref(), entry).await?;
+                self.count(fetched);
+                let m = Arc::new(m);
+                self.shards.insert(entry.path.clone(), m.clone());
+                m
+            }
+        };
+        let Probe::KeyPage { row_group, page } = meta.probe(key.as_bytes()) else { return Ok(None) };
+        let rg = &meta.row_groups[row_group];
+        let keys = self.page(&meta, 0, row_group, page, rg.key_pages[page]).await?;
+        let Some(i) = keys.binary_search(key.as_bytes()) else { return Ok(None) };
+        let row = rg.key_pages[page].first_row + i as u64;
+        let (vp, vi) = meta
+            .value_page_for(row_group, row)
+            .ok_or_else(|| Error::corrupt(&meta.path, format!("no value page for row {row}")))?;
+        let values = self.page(&meta, 1, row_group, vp, rg.value_pages[vp]).await?;
+        if vi >= values.len() {
+            return Err(Error::corrupt(&meta.path, format!("value page {vp} has {} rows, need row {vi}", values.len())));
+        }
+        Ok(Some(values.value_bytes(vi)))
+    }
+
+    async fn page(&self, meta: &ShardMeta, col: u8, rg: usize, page: usize, at: PageRef) -> Result<Arc<Page>> {
+        let id = (meta.uid, col, rg as u32, page as u32);
+        if let Some(p) = self.pages.get(&id) {
+            return Ok(p);
+        }
+        let buf = self.store.inner.get_range(&meta.path, at.offset..at.offset + at.len as u64).await?;
+        self.count(buf.len() as u64);
+        let decoded = page::decode(buf).map_err(|why| Error::corrupt(&meta.path, format!("row group {rg} page {page}: {why}")))?;
+        let p = Arc::new(decoded);
+        self.pages.insert(id, p.clone());
+        Ok(p)
+    }
+
+    fn count(&self, bytes: u64) {
+        self.gets.fetch_add(1, Relaxed);
+        self.bytes_fetched.fetch_add(bytes, Relaxed);
+    }
+
+    pub async fn list_keyspaces(&self) -> Result<Vec<String>> {
+        pointer::list_keyspaces(self.store.inner.as_ref()).await
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            store: self.store.url.clone(),
+            object_gets: self.gets.load(Relaxed),
+            bytes_fetched: self.bytes_fetched.load(Relaxed),
+            caches: vec![self.pointers.stats(), self.manifests.stats(), self.shards.stats(), self.pages.stats()],
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Where every object lives under a store root (docs/FORMAT.md is the reference):
+//!
+//! ```text
+//! keyspace=<ks>/CURRENT                                 pointer to the published version (conditional writes)
+//! keyspace=<ks>/manifests/<version>.json                one immutable manifest per version
+//! keyspace=<ks>/shard=<nnnnn>/<version>.parquet         one sorted Parquet object per shard and version
+//! keyspace=<ks>/_ingest/<ingest-id>.json                checkpoint of an unfinished ingest
+//! ```
+
+use object_store::path::Path;
+
+pub const POINTER: &str = "CURRENT";
+
+pub fn keyspace_dir(ks: &str) -> Path {
+    Path::from(format!("keyspace={ks}"))
+}
+
+pub fn pointer_path(ks: &str) -> Path {
+    Path::from(format!("keyspace={ks}/{POINTER}"))
+}
+
+pub fn manifests_dir(ks: &str) -> Path {
+    Path::from(format!("keyspace={ks}/manifests"))
+}
+
+pub fn manifest_path(ks: &str, version: &str) -> Path {
+    Path::from(format!("keyspace={ks}/manifests/{version}.json"))
+}
+
+pub fn shard_path(ks: &str, shard: u32, version: &str) -> Path {
+    Path::from(format!("keyspace={ks}/shard={shard:05}/{version}.parquet"))
+}
+
+pub fn checkpoint_path(ks: &str, ingest_id: &str) -> Path {
+    Path::from(format!("keyspace={ks}/_ingest/{ingest_id}.json"))
+}
+
+/// The keyspace name in a `keyspace=<ks>` path segment.
+pub fn keyspace_of_segment(segment: &str) -> Option<&str> {
+    segment.strip_prefix("keyspace=")
+}
+
+/// A new version id: UTC time to the millisecond, then random bits, so ids sort by creation time and two
+/// ingests started in the same millisecond still differ. Example: `20261124T052300123Z-3f9a0c1e`.
+pub fn new_version() -> String {
+    let now = std::time::SystemTime::now();
+    let stamp: String = humantime::format_rfc3339_millis(now).to_string().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let nanos = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let salt = xxhash_rust::xxh3::xxh3_64(format!("{nanos}/{}/{:p}", std::process::id(), &now).as_bytes());
+    format!("{stamp}-{:08x}", salt as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(shard_path("default", 7, "v1").as_ref(), "keyspace=default/shard=00007/v1.parquet");
+        assert_eq!(pointer_path("ks").as_ref(), "keyspace=ks/CURRENT");
+        let v = new_version();
+        assert_eq!(v.len(), "20261124T052300123Z-3f9a0c1e".len(), "{v}");
+        assert!(new_version() != v || new_version() != v);
+    }
+}

@@ -1,0 +1,21 @@
+//! cairn's shared core: the on-store format (layout, manifest, pointer, shard files), key placement, and the
+//! query engine used by both `cairn serve` and the `cairn-query` Lambda. Every I/O goes through an
+//! [`object_store::ObjectStore`], so the local directory, memory and S3 are configuration, not code paths.
+
+pub mod cache;
+pub mod conditional;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod key;
+pub mod layout;
+pub mod manifest;
+pub mod page;
+pub mod pointer;
+pub mod ring;
+pub mod shard_reader;
+pub mod shard_writer;
+pub mod store;
+
+pub use engine::Engine;
+pub use error::{Error, ErrorKind, Result};

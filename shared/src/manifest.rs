@@ -1,0 +1,106 @@
+//! The manifest: one immutable JSON object per published version, listing every shard with what a reader
+//! needs to open it in one request (size, metadata suffix length) and to trust it (checksum).
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::ring::PlacementSpec;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout/format revision; readers refuse newer ones.
+    pub format: u32,
+    pub keyspace: String,
+    pub version: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    pub placement: PlacementSpec,
+    /// Extra store roots holding a copy of every shard at the same relative path (the primary is the root
+    /// the manifest is read from).
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    pub source: Source,
+    pub rows: u64,
+    pub bytes: u64,
+    pub shards: Vec<ShardEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// `xxh3-64:<hex>` over the input files' names and contents; lets `cairn serve FILE` skip re-ingesting.
+    pub fingerprint: String,
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardEntry {
+    pub shard: u32,
+    /// Relative to a store root.
+    pub path: String,
+    pub rows: u64,
+    /// Object size in bytes.
+    pub bytes: u64,
+    /// Bytes at the end of the object holding bloom filters, page indexes and footer: one suffix GET opens
+    /// the shard.
+    pub meta_bytes: u64,
+    pub min_key: Option<String>,
+    pub max_key: Option<String>,
+    /// `xxh3-64:<16 hex digits>` of the whole object.
+    pub checksum: String,
+}
+
+impl Manifest {
+    pub fn path(&self) -> Path {
+        layout::manifest_path(&self.keyspace, &self.version)
+    }
+
+    /// Writes the manifest; versions are immutable, so an existing object is an error.
+    pub async fn write(&self, store: &dyn ObjectStore) -> Result<()> {
+        let body = serde_json::to_vec_pretty(self).map_err(|source| Error::Json { path: self.path(), source })?;
+        store.put_opts(&self.path(), PutPayload::from(body), PutMode::Create.into()).await?;
+        Ok(())
+    }
+
+    pub async fn read(store: &dyn ObjectStore, ks: &str, version: &str) -> Result<Manifest> {
+        let path = layout::manifest_path(ks, version);
+        let bytes = match store.get(&path).await {
+            Ok(r) => r.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::VersionNotFound { keyspace: ks.into(), version: version.into() });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Self::parse(&path, &bytes)
+    }
+
+    pub fn parse(path: &Path, bytes: &Bytes) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
+        if m.format > FORMAT_VERSION {
+            return Err(Error::corrupt(path, format!("manifest format {} is newer than this build ({FORMAT_VERSION})", m.format)));
+        }
+        if m.shards.len() != m.placement.shards() as usize || m.shards.iter().enumerate().any(|(i, s)| s.shard as usize != i) {
+            return Err(Error::corrupt(path, "shard list does not match the placement"));
+        }
+        Ok(m)
+    }
+}
+
+/// Versions that have a manifest, oldest first.
+pub async fn list_versions(store: &dyn ObjectStore, ks: &str) -> Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let mut versions: Vec<String> = store
+        .list(Some(&layout::manifests_dir(ks)))
+        .try_filter_map(|meta| async move {
+            Ok(meta.location.filename().and_then(|f| f.strip_suffix(".json")).map(str::to_string))
+        })
+        .try_collect()
+        .await?;
+    versions.sort();
+    Ok(versions)
+}

@@ -1,0 +1,213 @@
+//! Decoding one data page of a cairn shard without the generic column reader: cairn writes required columns,
+//! PLAIN encoding, no compression, data page v1, so a page is a Thrift-compact `PageHeader` followed by
+//! `(u32 little-endian length, bytes)*`. Decoding is a header parse and one pass recording value offsets;
+//! values stay slices of the fetched buffer (no copies). Anything unexpected is reported as corruption.
+
+use bytes::Bytes;
+
+/// A decoded page of byte-array values.
+#[derive(Debug, Clone)]
+pub struct Page {
+    data: Bytes,
+    /// Start of value i in `data`; value i ends at `starts[i] + len`, the length being the 4 bytes before it.
+    starts: Vec<u32>,
+}
+
+impl Page {
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    #[inline]
+    pub fn value(&self, i: usize) -> &[u8] {
+        let s = self.starts[i] as usize;
+        let len = u32::from_le_bytes(self.data[s - 4..s].try_into().expect("4 bytes")) as usize;
+        &self.data[s..s + len]
+    }
+
+    /// Zero-copy handle on value i.
+    pub fn value_bytes(&self, i: usize) -> Bytes {
+        let s = self.starts[i] as usize;
+        let len = u32::from_le_bytes(self.data[s - 4..s].try_into().expect("4 bytes")) as usize;
+        self.data.slice(s..s + len)
+    }
+
+    /// Index of `key` if present (values must be sorted bytewise, as key pages are).
+    pub fn binary_search(&self, key: &[u8]) -> Option<usize> {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.value(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// Approximate heap footprint, for cache weighing.
+    pub fn weight(&self) -> usize {
+        self.data.len() + self.starts.len() * 4 + 64
+    }
+}
+
+/// Decodes a whole page (header included) as read from the offset index's location.
+pub fn decode(buf: Bytes) -> Result<Page, String> {
+    let mut r = Reader { buf: &buf, pos: 0 };
+    let header = r.page_header()?;
+    if header.page_type != 0 {
+        return Err(format!("page type {} is not a v1 data page", header.page_type));
+    }
+    if header.encoding != 0 {
+        return Err(format!("page encoding {} is not PLAIN", header.encoding));
+    }
+    if header.compressed != header.uncompressed {
+        return Err("compressed page (cairn writes uncompressed pages)".into());
+    }
+    let start = r.pos;
+    let end = start.checked_add(header.compressed as usize).filter(|&e| e <= buf.len()).ok_or("page shorter than its header says")?;
+    let n = usize::try_from(header.num_values).map_err(|_| "negative value count")?;
+    let mut starts = Vec::with_capacity(n);
+    let mut pos = start;
+    for _ in 0..n {
+        let len_end = pos.checked_add(4).filter(|&e| e <= end).ok_or("value length past page end")?;
+        let len = u32::from_le_bytes(buf[pos..len_end].try_into().expect("4 bytes")) as usize;
+        pos = len_end.checked_add(len).filter(|&e| e <= end).ok_or("value past page end")?;
+        starts.push(len_end as u32);
+    }
+    if pos != end {
+        return Err(format!("{} stray bytes after {n} values", end - pos));
+    }
+    Ok(Page { data: buf, starts })
+}
+
+struct Header {
+    page_type: i32,
+    uncompressed: i32,
+    compressed: i32,
+    num_values: i32,
+    encoding: i32,
+}
+
+/// Just enough of the Thrift compact protocol to read a `PageHeader` and skip what it does not need.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+const T_STRUCT: u8 = 12;
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let b = *self.buf.get(self.pos).ok_or("truncated page header")?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    fn zigzag(&mut self) -> Result<i64, String> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    fn i32(&mut self) -> Result<i32, String> {
+        i32::try_from(self.zigzag()?).map_err(|_| "i32 out of range".to_string())
+    }
+
+    /// Next field (id, type) of a struct, or None at its end.
+    fn field(&mut self, last_id: &mut i16) -> Result<Option<(i16, u8)>, String> {
+        let b = self.byte()?;
+        if b == 0 {
+            return Ok(None);
+        }
+        let delta = (b >> 4) as i16;
+        *last_id = if delta == 0 { self.zigzag()? as i16 } else { *last_id + delta };
+        Ok(Some((*last_id, b & 0x0f)))
+    }
+
+    fn skip(&mut self, t: u8, depth: u32) -> Result<(), String> {
+        if depth > 16 {
+            return Err("page header nested too deep".into());
+        }
+        match t {
+            1 | 2 => {}
+            3 => self.pos += 1,
+            4..=6 => {
+                self.varint()?;
+            }
+            7 => self.pos += 8,
+            8 => {
+                let n = self.varint()? as usize;
+                self.pos = self.pos.checked_add(n).ok_or("bad binary length")?;
+            }
+            9 | 10 => {
+                let h = self.byte()?;
+                let n = if h >> 4 == 15 { self.varint()? as usize } else { (h >> 4) as usize };
+                for _ in 0..n {
+                    self.skip(h & 0x0f, depth + 1)?;
+                }
+            }
+            11 => {
+                let n = self.varint()? as usize;
+                if n > 0 {
+                    let kv = self.byte()?;
+                    for _ in 0..n {
+                        self.skip(kv >> 4, depth + 1)?;
+                        self.skip(kv & 0x0f, depth + 1)?;
+                    }
+                }
+            }
+            T_STRUCT => {
+                let mut id = 0;
+                while let Some((_, ft)) = self.field(&mut id)? {
+                    self.skip(ft, depth + 1)?;
+                }
+            }
+            _ => return Err(format!("unknown thrift type {t}")),
+        }
+        if self.pos > self.buf.len() { Err("truncated page header".into()) } else { Ok(()) }
+    }
+
+    fn page_header(&mut self) -> Result<Header, String> {
+        let mut h = Header { page_type: -1, uncompressed: -1, compressed: -1, num_values: -1, encoding: -1 };
+        let mut id = 0;
+        while let Some((fid, t)) = self.field(&mut id)? {
+            match (fid, t) {
+                (1, 5) => h.page_type = self.i32()?,
+                (2, 5) => h.uncompressed = self.i32()?,
+                (3, 5) => h.compressed = self.i32()?,
+                (5, T_STRUCT) => {
+                    let mut sid = 0;
+                    while let Some((sf, st)) = self.field(&mut sid)? {
+                        match (sf, st) {
+                            (1, 5) => h.num_values = self.i32()?,
+                            (2, 5) => h.encoding = self.i32()?,
+                            _ => self.skip(st, 1)?,
+                        }
+                    }
+                }
+                _ => self.skip(t, 0)?,
+            }
+        }
+        if h.compressed < 0 || h.num_values < 0 {
+            return Err("page header lacks sizes or a data page header".into());
+        }
+        Ok(h)
+    }
+}

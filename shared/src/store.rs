@@ -1,0 +1,86 @@
+//! Store URLs → object stores. `file:///abs/path` or a plain path (the embedded default, `./.cairn`),
+//! `s3://bucket/prefix` (configured the standard AWS way from the environment) and `memory://[name]`
+//! (process-local, for tests: the same name gives the same store within one process).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+
+use crate::conditional::LocalConditional;
+use crate::error::{Error, Result};
+
+/// Where the embedded store lives when no `--store`/`CAIRN_STORE` is given.
+pub const DEFAULT_STORE: &str = ".cairn";
+
+/// An opened store root together with the URL it came from (recorded in manifests, shown to users).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub url: String,
+    pub inner: Arc<dyn ObjectStore>,
+}
+
+static MEMORY: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
+
+impl Store {
+    /// Opens (creating a local directory if needed) the store a URL names.
+    pub fn open(url: &str) -> Result<Store> {
+        let bad = |why: &str| Error::InvalidStoreUrl { url: url.to_string(), why: why.to_string() };
+        if let Some(name) = url.strip_prefix("memory://") {
+            let mem = MEMORY.lock().expect("memory registry").entry(name.to_string()).or_default().clone();
+            return Ok(Store { url: url.to_string(), inner: mem });
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket name (expected s3://bucket/prefix)"));
+            }
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| bad(&e.to_string()))?;
+            let prefix = prefix.trim_matches('/');
+            let inner: Arc<dyn ObjectStore> =
+                if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };
+            return Ok(Store { url: format!("s3://{bucket}/{prefix}").trim_end_matches('/').to_string(), inner });
+        }
+        let path = match url.strip_prefix("file://") {
+            Some(p) if p.starts_with('/') => PathBuf::from(p),
+            Some(_) => return Err(bad("file URLs need an absolute path: file:///abs/path")),
+            None if url.contains("://") => {
+                return Err(bad("unknown scheme (use file:///path, a plain path, s3://bucket/prefix or memory://)"));
+            }
+            None if url.is_empty() => return Err(bad("empty")),
+            None => PathBuf::from(url),
+        };
+        std::fs::create_dir_all(&path)
+            .map_err(|e| bad(&format!("cannot create directory {}: {e}", path.display())))?;
+        let path = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
+        let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(&e.to_string()))?;
+        let inner = Arc::new(LocalConditional::new(Arc::new(fs), path.clone()));
+        Ok(Store { url: format!("file://{}", path.display()), inner })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = Store::open(dir.path().join("a").to_str().unwrap()).unwrap();
+        assert!(plain.url.starts_with("file:///"));
+        assert!(Store::open(&format!("file://{}", dir.path().display())).is_ok());
+        assert!(Store::open("file://relative").is_err());
+        assert!(Store::open("gopher://x").is_err());
+        assert!(Store::open("s3:///nobucket").is_err());
+        let (a, b) = (Store::open("memory://t").unwrap(), Store::open("memory://t").unwrap());
+        assert!(Arc::ptr_eq(&a.inner, &b.inner));
+    }
+}
