@@ -1,1 +1,118 @@
-fn main() {}
+//! The `cairn` binary: server, ingest job, admin commands and a redis-cli-like client.
+
+mod admin;
+mod args;
+mod client;
+mod output;
+mod progress;
+mod repl;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use cairn_ingest::IngestOptions;
+use cairn_shared::config::EngineConfig;
+use cairn_shared::store::Store;
+use cairn_shared::{Engine, manifest, pointer};
+use clap::Parser;
+
+use args::{Cli, Command, IngestArgs};
+use client::Client;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cairn_functions::telemetry::init(false);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Res = Result<u8, Box<dyn std::error::Error>>;
+
+async fn run(cli: Cli) -> Res {
+    let client = || Client::new(&cli.url, cli.timeout);
+    match cli.command {
+        None => Ok(repl::run(&client()?, &cli.url, cli.keyspace.clone()).await as u8),
+        Some(Command::Get { key }) => {
+            let v = client()?.get(&cli.keyspace, &key).await?;
+            output::print_value(v.as_deref());
+            Ok(if v.is_some() { 0 } else { 1 })
+        }
+        Some(Command::Mget { keys }) => {
+            output::print_values(&client()?.mget(&cli.keyspace, &keys).await?);
+            Ok(0)
+        }
+        Some(Command::Exists { keys }) => {
+            let n = client()?.mget(&cli.keyspace, &keys).await?.iter().filter(|v| v.is_some()).count();
+            println!("{n}");
+            Ok(0)
+        }
+        Some(Command::Info) => {
+            println!("{}", serde_json::to_string_pretty(&client()?.info(&cli.keyspace).await?)?);
+            Ok(0)
+        }
+        Some(Command::Ingest(args)) => {
+            let store = Store::open(&args.store.store)?;
+            ingest(args, store).await?;
+            Ok(0)
+        }
+        Some(Command::Serve { file, store, port, host }) => {
+            let store = Store::open(&store.store)?;
+            if let Some(file) = file {
+                admin::ensure_ingested(&file, &store).await?;
+            } else {
+                let ks = pointer::list_keyspaces(store.inner.as_ref()).await?;
+                if ks.is_empty() {
+                    eprintln!("note: {} holds no keyspaces yet; `cairn ingest` one or pass a FILE", store.url);
+                } else {
+                    eprintln!("keyspaces in {}: {}", store.url, ks.join(", "));
+                }
+            }
+            let engine = Arc::new(Engine::new(store, EngineConfig::from_env()?));
+            let (addr, serving) = cairn_functions::server::bind(engine, (host, port).into()).await?;
+            eprintln!("serving on http://{addr}  (try: curl http://{addr}/v1/keyspaces/default)");
+            serving.await?;
+            Ok(0)
+        }
+        Some(Command::Versions { store, keyspace }) => {
+            let store = Store::open(&store.store)?;
+            let current = pointer::read(store.inner.as_ref(), &keyspace).await?.map(|c| c.pointer.version);
+            let versions = manifest::list_versions(store.inner.as_ref(), &keyspace).await?;
+            if versions.is_empty() {
+                return Err(format!("keyspace {keyspace:?} has no versions in {}", store.url).into());
+            }
+            for v in versions {
+                let mark = if Some(&v) == current.as_ref() { "*" } else { " " };
+                println!("{mark} {v}");
+            }
+            Ok(0)
+        }
+        Some(Command::Rollback { store, keyspace, to }) => {
+            let store = Store::open(&store.store)?;
+            let (from, to) = admin::rollback(&store, &keyspace, to.as_deref()).await?;
+            println!("{keyspace}: {from} -> {to} (readers follow within the manifest TTL)");
+            Ok(0)
+        }
+    }
+}
+
+async fn ingest(args: IngestArgs, store: Store) -> Result<(), Box<dyn std::error::Error>> {
+    let mut opts = IngestOptions::new(&args.input, &args.keyspace, store);
+    opts.replicas = args.replicas.iter().map(|u| Store::open(u)).collect::<Result<_, _>>()?;
+    opts.shards = args.shards;
+    opts.format = args.format;
+    opts.ring_vnodes = args.ring_vnodes;
+    opts.memory_budget = args.memory as usize;
+    opts.tmp_dir = args.tmp_dir;
+    if let Some(t) = args.threads {
+        opts.threads = t;
+    }
+    let report = cairn_ingest::ingest(opts, Arc::new(progress::Bars::new())).await?;
+    admin::print_report(&report);
+    Ok(())
+}

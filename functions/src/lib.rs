@@ -1,1 +1,9 @@
+//! cairn's HTTP API. One axum [`Router`](axum::Router) over a shared [`Engine`](cairn_shared::Engine):
+//! `cairn serve` runs it on a TCP listener, the `cairn-query` Lambda hands it to lambda_http (function URL
+//! events), so both answer byte-for-byte the same.
 
+pub mod api;
+pub mod server;
+pub mod telemetry;
+
+pub use api::router;

@@ -1,1 +1,17 @@
+//! Bulk ingest: input files → sorted runs (spilled to a temp dir when they exceed the memory budget) →
+//! per-shard k-way merge → one Parquet object per shard under every replica root → manifest → conditional
+//! pointer switch. Checkpointed in the store, so a rerun after a crash resumes (at-least-once writes,
+//! exactly-once result).
 
+pub mod checkpoint;
+pub mod error;
+pub mod merge;
+pub mod pipeline;
+pub mod progress;
+pub mod run;
+pub mod source;
+
+pub use error::{IngestError, InputError};
+pub use pipeline::{IngestOptions, IngestReport, ingest};
+pub use progress::{NoProgress, Progress};
+pub use source::{InputFormat, fingerprint, list_inputs};

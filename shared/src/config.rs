@@ -29,8 +29,7 @@ impl EngineConfig {
     pub fn from_env() -> Result<Self> {
         let mut c = EngineConfig::default();
         if let Ok(v) = std::env::var("CAIRN_MANIFEST_TTL") {
-            c.manifest_ttl = humantime::parse_duration(&v)
-                .map_err(|e| Error::Config(format!("CAIRN_MANIFEST_TTL={v:?}: {e} (expected e.g. 5s or 500ms)")))?;
+            c.manifest_ttl = parse_duration(&v).map_err(|e| Error::Config(format!("CAIRN_MANIFEST_TTL: {e}")))?;
         }
         if let Ok(v) = std::env::var("CAIRN_METADATA_CACHE") {
             c.metadata_cache_bytes = parse_bytes(&v).map_err(|e| Error::Config(format!("CAIRN_METADATA_CACHE: {e}")))?;
@@ -40,6 +39,11 @@ impl EngineConfig {
         }
         Ok(c)
     }
+}
+
+/// `5s`, `500ms`, `2m`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e} (expected e.g. 5s or 500ms)"))
 }
 
 /// `1048576`, `64KiB`, `128MiB`, `2GiB` (also KB/MB/GB as powers of 1000).

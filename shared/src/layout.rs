@@ -40,6 +40,11 @@ pub fn keyspace_of_segment(segment: &str) -> Option<&str> {
     segment.strip_prefix("keyspace=")
 }
 
+/// Current UTC time, RFC 3339 with milliseconds (manifests, pointers, checkpoints).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
 /// A new version id: UTC time to the millisecond, then random bits, so ids sort by creation time and two
 /// ingests started in the same millisecond still differ. Example: `20261124T052300123Z-3f9a0c1e`.
 pub fn new_version() -> String {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -60,10 +60,11 @@ impl Manifest {
         layout::manifest_path(&self.keyspace, &self.version)
     }
 
-    /// Writes the manifest; versions are immutable, so an existing object is an error.
+    /// Writes the manifest. Only the ingest that owns a version writes it, before the pointer names it (a
+    /// resumed ingest may write it again); once published it is never written.
     pub async fn write(&self, store: &dyn ObjectStore) -> Result<()> {
         let body = serde_json::to_vec_pretty(self).map_err(|source| Error::Json { path: self.path(), source })?;
-        store.put_opts(&self.path(), PutPayload::from(body), PutMode::Create.into()).await?;
+        store.put(&self.path(), PutPayload::from(body)).await?;
         Ok(())
     }
 

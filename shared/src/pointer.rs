@@ -41,7 +41,7 @@ pub async fn switch(store: &dyn ObjectStore, ks: &str, version: &str, expected: 
     let pointer = Pointer {
         version: version.to_string(),
         previous: expected.map(|c| c.pointer.version.clone()),
-        updated_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        updated_at: layout::now_rfc3339(),
     };
     let body = serde_json::to_vec(&pointer).expect("pointer serializes");
     let mode = match expected {

@@ -61,7 +61,7 @@ impl Store {
         std::fs::create_dir_all(&path)
             .map_err(|e| bad(&format!("cannot create directory {}: {e}", path.display())))?;
         let path = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
-        let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(&e.to_string()))?;
+        let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(&e.to_string()))?.with_automatic_cleanup(true);
         let inner = Arc::new(LocalConditional::new(Arc::new(fs), path.clone()));
         Ok(Store { url: format!("file://{}", path.display()), inner })
     }

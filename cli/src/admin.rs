@@ -1,0 +1,61 @@
+//! Store-side commands that are not queries: the `serve FILE` reuse check, rollback, reports.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_ingest::{IngestOptions, IngestReport};
+use cairn_shared::manifest::Manifest;
+use cairn_shared::store::Store;
+use cairn_shared::{Error, pointer};
+
+pub const SERVE_KEYSPACE: &str = "default";
+
+/// Ingests `file` into keyspace `default` unless its current version came from the same content.
+pub async fn ensure_ingested(file: &Path, store: &Store) -> Result<(), Box<dyn std::error::Error>> {
+    let files = cairn_ingest::list_inputs(file, None)?;
+    let fp = cairn_ingest::fingerprint(&files)?;
+    if let Some(cur) = pointer::read(store.inner.as_ref(), SERVE_KEYSPACE).await? {
+        let m = Manifest::read(store.inner.as_ref(), SERVE_KEYSPACE, &cur.pointer.version).await?;
+        if m.source.fingerprint == fp {
+            eprintln!("{} already ingested as version {} ({} keys); reusing it", file.display(), m.version, m.rows);
+            return Ok(());
+        }
+    }
+    let opts = IngestOptions::new(file, SERVE_KEYSPACE, store.clone());
+    let report = cairn_ingest::ingest(opts, Arc::new(crate::progress::Bars::new())).await?;
+    print_report(&report);
+    Ok(())
+}
+
+pub fn print_report(r: &IngestReport) {
+    let secs = r.elapsed.as_secs_f64();
+    eprintln!(
+        "published {}/{}: {} keys, {} shards, {:.1} MiB in {:.2}s ({:.0} keys/s); shard imbalance {:.2}%{}",
+        r.keyspace,
+        r.version,
+        r.rows,
+        r.shards,
+        r.bytes as f64 / (1 << 20) as f64,
+        secs,
+        r.rows as f64 / secs.max(1e-9),
+        r.imbalance * 100.0,
+        if r.resumed_shards > 0 { format!("; {} shards resumed from a checkpoint", r.resumed_shards) } else { String::new() }
+    );
+}
+
+/// Switches the pointer to `to` (default: the version the current one replaced). Returns (from, to).
+pub async fn rollback(store: &Store, ks: &str, to: Option<&str>) -> Result<(String, String), Error> {
+    let cur = pointer::read(store.inner.as_ref(), ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.into()))?;
+    let target = match to {
+        Some(v) => v.to_string(),
+        None => cur
+            .pointer
+            .previous
+            .clone()
+            .ok_or_else(|| Error::Config(format!("{ks} has no previous version; name one with --to (see `cairn versions`)")))?,
+    };
+    // The target must be a complete version: its manifest exists and parses.
+    Manifest::read(store.inner.as_ref(), ks, &target).await?;
+    pointer::switch(store.inner.as_ref(), ks, &target, Some(&cur)).await?;
+    Ok((cur.pointer.version, target))
+}

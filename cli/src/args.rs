@@ -1,0 +1,126 @@
+//! The command line. Every option also reads a `CAIRN_*` environment variable (shown in `--help`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str = "cairn: a serverless key-value store for immutable data in object storage.
+
+With no command, cairn opens an interactive prompt (GET, MGET, EXISTS, INFO, KEYSPACE, HELP, QUIT)
+against --url. Quick start:  cairn serve examples/example.data   then   cairn get <key>";
+
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about = ABOUT, long_about = None)]
+pub struct Cli {
+    /// Server to talk to: a `cairn serve` address or a Lambda function URL.
+    #[arg(long, global = true, env = "CAIRN_URL", default_value = "http://127.0.0.1:7878")]
+    pub url: String,
+
+    /// Keyspace for GET/MGET/EXISTS/INFO.
+    #[arg(long, short = 'k', global = true, env = "CAIRN_KEYSPACE", default_value = "default")]
+    pub keyspace: String,
+
+    /// Request timeout for client commands (e.g. 5s, 500ms).
+    #[arg(long, global = true, env = "CAIRN_TIMEOUT", default_value = "10s", value_parser = humantime_duration)]
+    pub timeout: std::time::Duration,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
+    cairn_shared::config::parse_duration(s)
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArg {
+    /// Store root: a directory (file:///abs/path or a plain path), s3://bucket/prefix, or memory://.
+    #[arg(long, env = "CAIRN_STORE", default_value = cairn_shared::store::DEFAULT_STORE)]
+    pub store: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API. With FILE, ingest it first into keyspace `default` (reused if already ingested).
+    Serve {
+        /// Data file (`<key> <value>` lines, JSON Lines or CSV) to serve as keyspace `default`.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Port to listen on (0 picks a free one).
+        #[arg(long, short = 'p', env = "CAIRN_PORT", default_value_t = 7878)]
+        port: u16,
+        /// Address to listen on. The default only accepts local connections.
+        #[arg(long, env = "CAIRN_HOST", default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
+    /// Bulk-load a file or a directory of files into a keyspace, publishing a new version atomically.
+    Ingest(IngestArgs),
+    /// Print the value of KEY (exit status 1 if absent).
+    Get { key: String },
+    /// Print the values of several keys, one per line, `(nil)` for absent ones.
+    Mget {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Print how many of the given keys exist.
+    Exists {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Show the keyspace's version, size and the server's cache statistics.
+    Info,
+    /// List the published versions of a keyspace (newest last; * marks the current one).
+    Versions {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
+        keyspace: String,
+    },
+    /// Point a keyspace back at an earlier version (default: the one before the current).
+    Rollback {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
+        keyspace: String,
+        /// Version to switch to (see `cairn versions`).
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Input file or directory (`<key> <value>` lines; .jsonl/.ndjson JSON Lines; .csv with a key,value header).
+    pub input: PathBuf,
+    /// Keyspace to publish (a-z, 0-9, '-', '_').
+    #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
+    pub keyspace: String,
+    #[command(flatten)]
+    pub store: StoreArg,
+    /// Extra roots that receive a copy of every shard, comma-separated (e.g. s3://other-bucket/prefix).
+    #[arg(long, env = "CAIRN_REPLICAS", value_delimiter = ',')]
+    pub replicas: Vec<String>,
+    /// Number of shards (default: one per 64 MiB of input).
+    #[arg(long, env = "CAIRN_SHARDS")]
+    pub shards: Option<u32>,
+    /// Input format, when the file extension does not say: text, jsonl or csv.
+    #[arg(long, env = "CAIRN_FORMAT")]
+    pub format: Option<cairn_ingest::InputFormat>,
+    /// Place keys with a virtual-node ring of this many points per shard instead of jump hashing.
+    #[arg(long, env = "CAIRN_RING_VNODES")]
+    pub ring_vnodes: Option<u32>,
+    /// Memory for buffering records before sorted runs spill to disk (e.g. 512MiB).
+    #[arg(long, env = "CAIRN_INGEST_MEMORY", default_value = "512MiB", value_parser = bytes_arg)]
+    pub memory: u64,
+    /// Shards written in parallel (default: number of cores).
+    #[arg(long, env = "CAIRN_INGEST_THREADS")]
+    pub threads: Option<usize>,
+    /// Directory for spilled runs and shard files before upload (default: the system temp dir).
+    #[arg(long, env = "CAIRN_TMP_DIR")]
+    pub tmp_dir: Option<PathBuf>,
+}
+
+fn bytes_arg(s: &str) -> Result<u64, String> {
+    cairn_shared::config::parse_bytes(s)
+}

@@ -1,0 +1,179 @@
+//! Routes (docs/API.md is the reference):
+//!
+//! - `GET  /v1/keyspaces/{ks}/keys/{key}` → 200 the value's bytes; 404 absent; 400 bad keyspace/key
+//! - `POST /v1/keyspaces/{ks}/mget` (JSON list of keys, or `{"keys": [...]}`) → JSON list, null if absent
+//! - `GET  /v1/keyspaces/{ks}` → version, shards, keys, bytes, cache stats
+//! - `GET  /v1/keyspaces` → the published keyspaces
+//! - `GET  /v1/health` → liveness and cache stats
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use bytes::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use cairn_shared::{Engine, Error, ErrorKind};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Request bodies above this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Keys per MGET.
+pub const MAX_MGET_KEYS: usize = 1000;
+pub const VERSION_HEADER: &str = "x-cairn-version";
+/// Set on every error response to its machine-readable code (also in the JSON body), so clients can tell a
+/// missing key from a missing keyspace without parsing the body.
+pub const ERROR_HEADER: &str = "x-cairn-error";
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/keyspaces", get(list_keyspaces))
+        .route("/v1/keyspaces/{ks}", get(keyspace_info))
+        .route("/v1/keyspaces/{ks}/keys/{key}", get(get_key))
+        .route("/v1/keyspaces/{ks}/mget", post(mget))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such route; see docs/API.md".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(engine)
+}
+
+fn error(status: StatusCode, code: &'static str, message: String) -> Response {
+    let mut r = (status, Json(json!({ "error": code, "message": message }))).into_response();
+    r.headers_mut().insert(ERROR_HEADER, HeaderValue::from_static(code));
+    r
+}
+
+/// Maps engine errors to statuses through their coarse kind.
+fn engine_error(e: Error) -> Response {
+    let (status, code) = match (&e, e.kind()) {
+        (Error::KeyspaceNotFound(_), _) => (StatusCode::NOT_FOUND, "keyspace_not_found"),
+        (Error::InvalidKey(_), _) => (StatusCode::BAD_REQUEST, "invalid_key"),
+        (Error::InvalidKeyspace { .. }, _) => (StatusCode::BAD_REQUEST, "invalid_keyspace"),
+        (_, ErrorKind::InvalidInput) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        (_, ErrorKind::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+        (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "conflict"),
+        (_, ErrorKind::Corrupt) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_data"),
+        (_, ErrorKind::Unavailable) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %e, "request failed");
+    }
+    error(status, code, e.to_string())
+}
+
+async fn get_key(State(engine): State<Arc<Engine>>, Path((ks, key)): Path<(String, String)>) -> Response {
+    let keyspace = match engine.keyspace(&ks).await {
+        Ok(k) => k,
+        Err(e) => return engine_error(e),
+    };
+    let version = HeaderValue::from_str(&keyspace.manifest.version).ok();
+    match engine.get(&ks, &key).await {
+        Ok(Some(value)) => {
+            let mut r = value.into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            if let Some(v) = version {
+                h.insert(VERSION_HEADER, v);
+            }
+            r
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "key_not_found", "key not found".into()),
+        Err(e) => engine_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MgetBody {
+    List(Vec<String>),
+    Object { keys: Vec<String> },
+}
+
+#[derive(Deserialize, Default)]
+struct MgetQuery {
+    /// `base64`: every value as a base64 string. Default: UTF-8 values as strings, others as {"base64": ..}.
+    encoding: Option<String>,
+}
+
+async fn mget(
+    State(engine): State<Arc<Engine>>,
+    Path(ks): Path<String>,
+    Query(q): Query<MgetQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // The body is parsed whatever its Content-Type, so `curl -d '["k1","k2"]'` works.
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(r.status(), "body_too_large", format!("request body over {MAX_BODY_BYTES} bytes"));
+        }
+        Err(r) => return error(r.status(), "invalid_body", r.body_text()),
+    };
+    let keys = match serde_json::from_slice::<MgetBody>(&body) {
+        Ok(MgetBody::List(k) | MgetBody::Object { keys: k }) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", format!("expected a JSON list of keys: {e}")),
+    };
+    if keys.len() > MAX_MGET_KEYS {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "too_many_keys", format!("{} keys; at most {MAX_MGET_KEYS} per MGET", keys.len()));
+    }
+    let all_base64 = match q.encoding.as_deref() {
+        None | Some("auto") => false,
+        Some("base64") => true,
+        Some(other) => return error(StatusCode::BAD_REQUEST, "invalid_encoding", format!("encoding {other:?}: use auto or base64")),
+    };
+    let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+    match engine.mget(&ks, &keys).await {
+        Ok(values) => {
+            let out: Vec<Value> = values
+                .iter()
+                .map(|v| match v {
+                    None => Value::Null,
+                    Some(v) if all_base64 => Value::String(b64(v)),
+                    Some(v) => match std::str::from_utf8(v) {
+                        Ok(s) => Value::String(s.to_string()),
+                        Err(_) => json!({ "base64": b64(v) }),
+                    },
+                })
+                .collect();
+            Json(out).into_response()
+        }
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn keyspace_info(State(engine): State<Arc<Engine>>, Path(ks): Path<String>) -> Response {
+    match engine.keyspace(&ks).await {
+        Ok(k) => {
+            let m = &k.manifest;
+            Json(json!({
+                "keyspace": m.keyspace,
+                "version": m.version,
+                "created_at": m.created_at,
+                "shards": m.shards.len(),
+                "keys": m.rows,
+                "bytes": m.bytes,
+                "placement": m.placement,
+                "replicas": m.replicas,
+                "cache": engine.stats(),
+            }))
+            .into_response()
+        }
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn list_keyspaces(State(engine): State<Arc<Engine>>) -> Response {
+    match engine.list_keyspaces().await {
+        Ok(list) => Json(json!({ "keyspaces": list })).into_response(),
+        Err(e) => engine_error(e),
+    }
+}
+
+async fn health(State(engine): State<Arc<Engine>>) -> Response {
+    Json(json!({ "status": "ok", "store": engine.store().url, "cache": engine.stats() })).into_response()
+}

@@ -1,0 +1,454 @@
+//! The ingest job, start to publish. See the crate docs for the shape; this file only sequences it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_shared::key::validate_keyspace;
+use cairn_shared::manifest::{FORMAT_VERSION, Manifest, ShardEntry, Source};
+use cairn_shared::ring::{Placement, PlacementSpec, imbalance};
+use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
+use cairn_shared::store::Store;
+use cairn_shared::{layout, pointer};
+use object_store::ObjectStoreExt;
+use parquet::file::metadata::KeyValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{IngestError, InputError};
+use crate::merge::{MergeError, merge_shard};
+use crate::progress::Progress;
+use crate::run::{Chunk, Run};
+use crate::source::{InputFile, InputFormat, Problems, fingerprint, list_inputs, read_records};
+
+/// Input bytes per shard when `--shards` is not given.
+pub const AUTO_SHARD_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub input: PathBuf,
+    pub keyspace: String,
+    /// Primary root: holds pointer, manifests, checkpoints and a copy of every shard.
+    pub store: Store,
+    /// Further roots that get a copy of every shard (and of the manifest).
+    pub replicas: Vec<Store>,
+    /// Shard count; None picks one shard per 64 MiB of input.
+    pub shards: Option<u32>,
+    /// Use a virtual-node ring with this many points per shard instead of jump hashing.
+    pub ring_vnodes: Option<u32>,
+    pub format: Option<InputFormat>,
+    pub shard_format: ShardFormat,
+    /// Shards written in parallel.
+    pub threads: usize,
+    /// Memory for buffered records; beyond it sorted runs spill to `tmp_dir`.
+    pub memory_budget: usize,
+    pub tmp_dir: Option<PathBuf>,
+    /// Stop reading after this many bad records.
+    pub max_errors: usize,
+}
+
+impl IngestOptions {
+    pub fn new(input: impl Into<PathBuf>, keyspace: impl Into<String>, store: Store) -> Self {
+        IngestOptions {
+            input: input.into(),
+            keyspace: keyspace.into(),
+            store,
+            replicas: Vec::new(),
+            shards: None,
+            ring_vnodes: None,
+            format: None,
+            shard_format: ShardFormat::default(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory_budget: 512 << 20,
+            tmp_dir: None,
+            max_errors: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestReport {
+    pub keyspace: String,
+    pub version: String,
+    pub rows: u64,
+    pub shards: u32,
+    pub bytes: u64,
+    pub shard_rows: Vec<u64>,
+    /// (largest - smallest) / smallest shard, in rows.
+    pub imbalance: f64,
+    /// Shards taken from a checkpoint instead of being rewritten.
+    pub resumed_shards: usize,
+    pub runs_spilled: usize,
+    pub fingerprint: String,
+    pub elapsed: Duration,
+}
+
+pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<IngestReport, IngestError> {
+    let started = Instant::now();
+    validate_keyspace(&opts.keyspace)?;
+    if opts.memory_budget < 16 << 20 {
+        return Err(IngestError::Invalid("the memory budget must be at least 16 MiB".into()));
+    }
+    let files = list_inputs(&opts.input, opts.format)?;
+    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
+    let fp = {
+        let files = files.clone();
+        tokio::task::spawn_blocking(move || fingerprint(&files)).await.expect("fingerprint task")?
+    };
+    let shards = opts.shards.unwrap_or_else(|| total_bytes.div_ceil(AUTO_SHARD_BYTES).clamp(1, 4096) as u32);
+    if shards == 0 || shards > 100_000 {
+        return Err(IngestError::Invalid(format!("--shards must be between 1 and 100000, got {shards}")));
+    }
+    let spec = match opts.ring_vnodes {
+        None => PlacementSpec::jump(shards),
+        Some(v) => PlacementSpec::ring(shards, v),
+    };
+    let placement = Placement::new(&spec).map_err(IngestError::Invalid)?;
+    let roots: Vec<Store> = std::iter::once(opts.store.clone()).chain(opts.replicas.iter().cloned()).collect();
+    let primary = roots[0].inner.clone();
+    let f = &opts.shard_format;
+    let id_src = serde_json::json!({
+        "keyspace": opts.keyspace, "fingerprint": fp, "placement": spec,
+        "format": [f.page_rows, f.row_group_rows, f.bloom_fpp.to_bits()],
+        "roots": roots.iter().map(|r| r.url.as_str()).collect::<Vec<_>>(),
+    });
+    let ingest_id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(id_src.to_string().as_bytes()));
+
+    let current = pointer::read(primary.as_ref(), &opts.keyspace).await?;
+    let mut ckpt = match Checkpoint::load(primary.as_ref(), &opts.keyspace, &ingest_id).await? {
+        Some(c) => {
+            if current.as_ref().map(|c| &c.pointer.version) == Some(&c.version) {
+                // Crashed after publishing, before cleaning up: the job is done.
+                c.delete(primary.as_ref()).await?;
+                let m = Manifest::read(primary.as_ref(), &opts.keyspace, &c.version).await?;
+                progress.note(&format!("version {} was already published by an earlier run", m.version));
+                return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), c.done.len(), 0, started));
+            }
+            verify_done(&roots, c).await?
+        }
+        None => {
+            let c = Checkpoint {
+                ingest_id: ingest_id.clone(),
+                keyspace: opts.keyspace.clone(),
+                version: layout::new_version(),
+                base_version: current.as_ref().map(|c| c.pointer.version.clone()),
+                started_at: layout::now_rfc3339(),
+                done: Default::default(),
+            };
+            c.save(primary.as_ref()).await?;
+            c
+        }
+    };
+    let resumed = ckpt.done.len();
+    if resumed > 0 {
+        progress.note(&format!("resuming version {}: {resumed} of {shards} shards already written", ckpt.version));
+    }
+
+    // Phase 1: read, validate, place and sort into runs.
+    let tmp = tempfile::Builder::new()
+        .prefix("cairn-ingest-")
+        .tempdir_in(opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir))
+        .map_err(IngestError::io("cannot create a temporary directory"))?;
+    let skip: HashSet<u32> = ckpt.done.keys().copied().collect();
+    progress.phase("reading", total_bytes);
+    let phase1 = {
+        let (files, placement, dir, progress) = (files.clone(), placement.clone(), tmp.path().to_path_buf(), progress.clone());
+        let (budget, max_errors) = (opts.memory_budget, opts.max_errors);
+        tokio::task::spawn_blocking(move || read_runs(&files, &placement, &skip, budget, &dir, progress.as_ref(), max_errors))
+            .await
+            .expect("reader task")
+    };
+    let (runs, counts) = match phase1 {
+        Ok(x) => x,
+        Err(e) => {
+            discard(&roots, &ckpt).await;
+            return Err(e);
+        }
+    };
+    let spilled = runs.iter().filter(|r| matches!(r, Run::File { .. })).count();
+    let (lo, hi) = (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
+    progress.note(&format!(
+        "{} keys over {shards} shards: smallest {lo}, largest {hi}, imbalance {:.2}%",
+        counts.iter().sum::<u64>(),
+        imbalance(&counts) * 100.0
+    ));
+
+    // Phase 2: merge and write the remaining shards in parallel, checkpointing each.
+    let todo: Vec<u32> = (0..shards).filter(|s| !ckpt.done.contains_key(s)).collect();
+    progress.phase("writing shards", shards as u64);
+    progress.advance(resumed as u64);
+    let shared_ckpt = Arc::new(Mutex::new(ckpt.clone()));
+    let phase2 = {
+        let ctx = WriteCtx {
+            keyspace: opts.keyspace.clone(),
+            version: ckpt.version.clone(),
+            roots: roots.clone(),
+            format: opts.shard_format.clone(),
+            dir: tmp.path().to_path_buf(),
+            files: files.iter().map(|f| f.path.clone()).collect(),
+            spec: spec.clone(),
+            ckpt: shared_ckpt.clone(),
+            progress: progress.clone(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let (threads, counts) = (opts.threads.max(1), counts.clone());
+        tokio::task::spawn_blocking(move || write_shards(&ctx, &runs, &todo, &counts, threads)).await.expect("writer task")
+    };
+    ckpt = shared_ckpt.lock().expect("checkpoint lock").clone();
+    if let Err(e) = phase2 {
+        if matches!(e, IngestError::BadInput(_)) {
+            discard(&roots, &ckpt).await;
+        }
+        return Err(e);
+    }
+    drop(tmp);
+
+    // Publish: manifest under every root, then the one conditional pointer switch.
+    let entries: Vec<ShardEntry> = ckpt.done.values().cloned().collect();
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        keyspace: opts.keyspace.clone(),
+        version: ckpt.version.clone(),
+        created_at: layout::now_rfc3339(),
+        placement: spec,
+        replicas: roots[1..].iter().map(|r| r.url.clone()).collect(),
+        source: Source { fingerprint: fp, files: files.iter().map(|f| f.path.display().to_string()).collect() },
+        rows: entries.iter().map(|e| e.rows).sum(),
+        bytes: entries.iter().map(|e| e.bytes).sum(),
+        shards: entries,
+    };
+    for root in &roots {
+        manifest.write(root.inner.as_ref()).await?;
+    }
+    let current = pointer::read(primary.as_ref(), &opts.keyspace).await?;
+    let seen = current.as_ref().map(|c| c.pointer.version.clone());
+    let switched = if seen != ckpt.base_version {
+        Err(cairn_shared::Error::Conflict { keyspace: opts.keyspace.clone(), expected: ckpt.base_version.clone() })
+    } else {
+        pointer::switch(primary.as_ref(), &opts.keyspace, &manifest.version, current.as_ref()).await
+    };
+    if let Err(e) = switched {
+        discard(&roots, &ckpt).await;
+        let _ = primary.delete(&manifest.path()).await;
+        return Err(e.into());
+    }
+    ckpt.delete(primary.as_ref()).await?;
+    Ok(report(&manifest, counts, resumed, spilled, started))
+}
+
+fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, spilled: usize, started: Instant) -> IngestReport {
+    IngestReport {
+        keyspace: m.keyspace.clone(),
+        version: m.version.clone(),
+        rows: m.rows,
+        shards: m.placement.shards(),
+        bytes: m.bytes,
+        imbalance: imbalance(&counts),
+        shard_rows: counts,
+        resumed_shards: resumed,
+        runs_spilled: spilled,
+        fingerprint: m.source.fingerprint.clone(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Keeps only checkpointed shards whose objects are still complete under every root.
+async fn verify_done(roots: &[Store], mut c: Checkpoint) -> Result<Checkpoint, IngestError> {
+    let mut lost = Vec::new();
+    for (s, e) in &c.done {
+        for root in roots {
+            match root.inner.head(&e.path.as_str().into()).await {
+                Ok(meta) if meta.size == e.bytes => {}
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => lost.push(*s),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    for s in lost {
+        c.done.remove(&s);
+    }
+    Ok(c)
+}
+
+/// Best-effort removal of an unpublished version's objects and its checkpoint (readers never saw them).
+async fn discard(roots: &[Store], c: &Checkpoint) {
+    for e in c.done.values() {
+        for root in roots {
+            let _ = root.inner.delete(&e.path.as_str().into()).await;
+        }
+    }
+    let _ = c.delete(roots[0].inner.as_ref()).await;
+}
+
+fn read_runs(
+    files: &[InputFile],
+    placement: &Placement,
+    skip: &HashSet<u32>,
+    budget: usize,
+    dir: &Path,
+    progress: &dyn Progress,
+    max_errors: usize,
+) -> Result<(Vec<Run>, Vec<u64>), IngestError> {
+    let shards = placement.shards();
+    let mut counts = vec![0u64; shards as usize];
+    let mut problems = Problems::new(max_errors);
+    // One chunk fills while the previous one is sorted and spilled on the other core.
+    let chunk_budget = budget / 2;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);
+    std::thread::scope(|scope| {
+        let spiller = scope.spawn(move || -> std::io::Result<Vec<Run>> {
+            rx.into_iter().enumerate().map(|(i, chunk)| chunk.into_run(shards).spill(dir, i)).collect()
+        });
+        let mut chunk = Chunk::with_capacity((total as usize + 1024).min(chunk_budget));
+        let mut send_failed = false;
+        for (fi, file) in files.iter().enumerate() {
+            let mut emit = |k: &[u8], v: &[u8], line: u64| {
+                let s = placement.shard_of(k);
+                counts[s as usize] += 1;
+                if skip.contains(&s) {
+                    return;
+                }
+                chunk.push(s, k, v, fi as u32, line);
+                if chunk.footprint() >= chunk_budget {
+                    let full = std::mem::replace(&mut chunk, Chunk::with_capacity(chunk_budget));
+                    send_failed |= tx.send(full).is_err();
+                }
+            };
+            read_records(file, &mut problems, &mut emit, &mut |b| progress.advance(b))?;
+            if problems.full() || send_failed {
+                break;
+            }
+        }
+        drop(tx);
+        let mut runs = spiller.join().expect("spill thread").map_err(IngestError::io("cannot write a sorted run"))?;
+        if !problems.list.is_empty() {
+            return Err(IngestError::BadInput(problems.list));
+        }
+        if !chunk.is_empty() {
+            runs.push(chunk.into_run(shards));
+        }
+        Ok((runs, counts))
+    })
+}
+
+struct WriteCtx {
+    keyspace: String,
+    version: String,
+    roots: Vec<Store>,
+    format: ShardFormat,
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    spec: PlacementSpec,
+    ckpt: Arc<Mutex<Checkpoint>>,
+    progress: Arc<dyn Progress>,
+    handle: tokio::runtime::Handle,
+}
+
+fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], counts: &[u64], threads: usize) -> Result<(), IngestError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<IngestError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(todo.len()) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(&shard) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                    let result = write_shard(ctx, runs, shard, counts[shard as usize]).and_then(|entry| {
+                        let mut c = ctx.ckpt.lock().expect("checkpoint lock");
+                        c.done.insert(shard, entry);
+                        ctx.handle.block_on(c.save(ctx.roots[0].inner.as_ref()))
+                    });
+                    match result {
+                        Ok(()) => ctx.progress.advance(1),
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            first_error.lock().expect("error slot").get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner().expect("error slot") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32, rows: u64) -> Result<ShardEntry, IngestError> {
+    let local = ctx.dir.join(format!("shard-{shard:05}.parquet"));
+    let file = std::fs::File::create(&local).map_err(IngestError::io(format!("cannot create {}", local.display())))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let kv = |k: &str, v: String| KeyValue::new(format!("cairn.{k}"), v);
+    let metadata = vec![
+        kv("format", FORMAT_VERSION.to_string()),
+        kv("keyspace", ctx.keyspace.clone()),
+        kv("version", ctx.version.clone()),
+        kv("shard", shard.to_string()),
+        kv("placement", serde_json::to_string(&ctx.spec).expect("spec serializes")),
+    ];
+    let mut writer = ShardWriter::new(&mut out, &ctx.format, rows, metadata)?;
+    let merged = merge_shard(runs, shard, |rec| {
+        let key = std::str::from_utf8(rec.key).map_err(|_| cairn_shared::Error::InvalidKey("not UTF-8".into()))?;
+        writer.append(key, rec.value)
+    });
+    match merged {
+        Ok(_) => {}
+        Err(MergeError::Io(e)) => return Err(IngestError::Io { context: "cannot read a sorted run".into(), source: e }),
+        Err(MergeError::Sink(e)) => return Err(e.into()),
+        Err(MergeError::Duplicate(d)) => {
+            let at = |(f, l): (u32, u64)| format!("{}:{l}", ctx.files[f as usize].display());
+            return Err(IngestError::BadInput(vec![InputError {
+                file: ctx.files[d.second.0 as usize].clone(),
+                line: d.second.1,
+                message: format!("duplicate key {:?} (first seen at {})", String::from_utf8_lossy(&d.key), at(d.first)),
+            }]));
+        }
+    }
+    let summary = writer.finish()?;
+    std::io::Write::flush(&mut out).map_err(IngestError::io(format!("cannot write {}", local.display())))?;
+    drop(out);
+    let dest = layout::shard_path(&ctx.keyspace, shard, &ctx.version);
+    let checksum = ctx.handle.block_on(upload(&local, &ctx.roots, &dest))?;
+    let _ = std::fs::remove_file(&local);
+    Ok(ShardEntry {
+        shard,
+        path: dest.to_string(),
+        rows: summary.rows,
+        bytes: summary.bytes,
+        meta_bytes: summary.meta_bytes,
+        min_key: summary.min_key,
+        max_key: summary.max_key,
+        checksum,
+    })
+}
+
+/// Streams a local file to `dest` under every root (multipart beyond 8 MiB), hashing it on the way.
+async fn upload(local: &Path, roots: &[Store], dest: &object_store::path::Path) -> Result<String, IngestError> {
+    let io_err = |what: &str| IngestError::io(format!("{what} {dest}"));
+    let mut writers: Vec<_> = roots
+        .iter()
+        .map(|r| object_store::buffered::BufWriter::with_capacity(r.inner.clone(), dest.clone(), 8 << 20))
+        .collect();
+    let mut file = tokio::fs::File::open(local).await.map_err(io_err("cannot reopen the local copy of"))?;
+    let mut buf = vec![0u8; 4 << 20];
+    let mut hash = Xxh3::new();
+    loop {
+        let n = file.read(&mut buf).await.map_err(io_err("cannot read the local copy of"))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        for w in &mut writers {
+            w.write_all(&buf[..n]).await.map_err(io_err("cannot upload"))?;
+        }
+    }
+    for w in &mut writers {
+        w.shutdown().await.map_err(io_err("cannot upload"))?;
+    }
+    Ok(format!("xxh3-64:{:016x}", hash.digest()))
+}
