@@ -3,6 +3,7 @@
 //! events), so both answer byte-for-byte the same.
 
 pub mod api;
+pub mod lambda;
 pub mod server;
 pub mod telemetry;
 
