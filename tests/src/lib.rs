@@ -91,6 +91,15 @@ pub fn cairn_bin() -> PathBuf {
         if release {
             cmd.arg("--release");
         }
+        // Variables cargo sets for test processes; some build scripts (ring) track them, so passing them
+        // on would make every inner build recompile half the tree.
+        for (k, _) in std::env::vars() {
+            let per_test = k.starts_with("CARGO_PKG_")
+                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&k.as_str());
+            if per_test {
+                cmd.env_remove(k);
+            }
+        }
         let status = cmd.current_dir(workspace_root()).status().expect("run cargo build");
         assert!(status.success(), "building the cairn binary failed");
         profile_dir.join("cairn")

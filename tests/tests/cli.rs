@@ -1,0 +1,161 @@
+//! The `cairn` binary as users run it: `cairn serve FILE` on the default embedded store, the client
+//! commands and the prompt against it, ingest errors, versions and rollback.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_tests::{cairn_bin, example_data, read_dataset};
+
+struct Served {
+    child: Child,
+    url: String,
+    log: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cairn serve <args>` in `cwd` on a free port and waits for its "serving on" line.
+fn serve(cwd: &Path, args: &[&str]) -> Served {
+    let mut child = Command::new(cairn_bin())
+        .arg("serve")
+        .args(args)
+        .env("CAIRN_PORT", "0")
+        .env_remove("CAIRN_STORE")
+        .current_dir(cwd)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut log = String::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            log.push_str(&line);
+            log.push('\n');
+            if let Some(rest) = line.strip_prefix("serving on ") {
+                let url = rest.split_whitespace().next().unwrap().to_string();
+                return Served { child, url, log };
+            }
+        }
+    }
+    panic!("cairn serve did not start:\n{log}");
+}
+
+fn cairn(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(cairn_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = stdin.unwrap_or("").to_string();
+    let mut pipe = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn serve_file_then_query_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("example.data");
+    std::fs::copy(example_data(), &data).unwrap();
+    let rows = read_dataset(&data);
+    let (k0, v0) = (&rows[0].0, text(&rows[0].1));
+    let (k1, v1) = (&rows[1].0, text(&rows[1].1));
+
+    let server = serve(dir.path(), &["example.data"]);
+    assert!(dir.path().join(".cairn/keyspace=default/CURRENT").exists(), "default store is ./.cairn:\n{}", server.log);
+    assert!(server.log.contains("published default/"), "{}", server.log);
+    let url = server.url.as_str();
+
+    let out = cairn(&["--url", url, "get", k0], None);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), format!("{v0}\n")));
+    let out = cairn(&["--url", url, "get", "no-such-key"], None);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(1), "(nil)\n".to_string()));
+    let out = cairn(&["--url", url, "mget", k0, "no-such-key", k1], None);
+    assert_eq!(text(&out.stdout), format!("{v0}\n(nil)\n{v1}\n"));
+    let out = cairn(&["--url", url, "exists", k0, "nope", k1], None);
+    assert_eq!(text(&out.stdout), "2\n");
+    let out = cairn(&["--url", url, "info"], None);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["keys"], 10_000);
+    let out = cairn(&["--url", url, "-k", "nope", "get", k0], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("keyspace \"nope\" not found"), "{}", text(&out.stderr));
+
+    // The prompt, fed through a pipe.
+    let script = format!("get {k0}\nMGET {k0} missing\nEXISTS {k0} {k1}\nKEYSPACE\nFROB\nQUIT\nGET {k1}\n");
+    let out = cairn(&["--url", url], Some(&script));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(&lines[..5], &[v0.clone(), v0.clone(), "(nil)".into(), "(integer) 2".into(), "default".into()]);
+    assert!(lines[5].starts_with("(error) unknown command"), "{lines:?}");
+    assert_eq!(lines.len(), 6, "QUIT stops reading: {lines:?}");
+    drop(server);
+
+    // Same file again: the published version is reused, not re-ingested.
+    let again = serve(dir.path(), &["example.data"]);
+    assert!(again.log.contains("already ingested"), "{}", again.log);
+    let out = cairn(&["--url", &again.url, "get", k1], None);
+    assert_eq!(text(&out.stdout), format!("{v1}\n"));
+    drop(again);
+
+    // Without FILE: every keyspace already in the store.
+    let plain = serve(dir.path(), &[]);
+    assert!(plain.log.contains("keyspaces in"), "{}", plain.log);
+    let out = cairn(&["--url", &plain.url, "get", k0], None);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn ingest_errors_versions_and_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    std::fs::write(dir.path().join("bad.data"), "k1 v\nnospace\n").unwrap();
+    let out = cairn(&["ingest", dir.path().join("bad.data").to_str().unwrap(), "-k", "ks", "--store", store], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.data:2: no space between key and value") && err.contains("nothing was published"), "{err}");
+
+    let out = cairn(&["ingest", dir.path().join("nope.data").to_str().unwrap(), "-k", "ks", "--store", store], None);
+    assert!(out.status.code() == Some(1) && text(&out.stderr).contains("nope.data"), "{}", text(&out.stderr));
+
+    let mut versions = Vec::new();
+    for (i, body) in ["a 1\nb 2\n", "a 10\nb 20\n"].iter().enumerate() {
+        let f = dir.path().join(format!("v{i}.data"));
+        std::fs::write(&f, body).unwrap();
+        let out = cairn(&["ingest", f.to_str().unwrap(), "--keyspace", "ks", "--store", store, "--shards", "2"], None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        versions.push(err.split("published ks/").nth(1).unwrap().split(':').next().unwrap().to_string());
+    }
+    let out = cairn(&["versions", "-k", "ks", "--store", store], None);
+    assert_eq!(text(&out.stdout), format!("  {}\n* {}\n", versions[0], versions[1]));
+    let out = cairn(&["rollback", "-k", "ks", "--store", store], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cairn(&["versions", "-k", "ks", "--store", store], None);
+    assert_eq!(text(&out.stdout), format!("* {}\n  {}\n", versions[0], versions[1]));
+    let out = cairn(&["rollback", "-k", "ks", "--store", store, "--to", "no-such-version"], None);
+    assert_eq!(out.status.code(), Some(1));
+}
