@@ -39,7 +39,11 @@ pub fn print_report(r: &IngestReport) {
         secs,
         r.rows as f64 / secs.max(1e-9),
         r.imbalance * 100.0,
-        if r.resumed_shards > 0 { format!("; {} shards resumed from a checkpoint", r.resumed_shards) } else { String::new() }
+        if r.resumed_shards > 0 {
+            format!("; {} shards resumed from a checkpoint", r.resumed_shards)
+        } else {
+            String::new()
+        }
     );
 }
 
@@ -48,11 +52,9 @@ pub async fn rollback(store: &Store, ks: &str, to: Option<&str>) -> Result<(Stri
     let cur = pointer::read(store.inner.as_ref(), ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.into()))?;
     let target = match to {
         Some(v) => v.to_string(),
-        None => cur
-            .pointer
-            .previous
-            .clone()
-            .ok_or_else(|| Error::Config(format!("{ks} has no previous version; name one with --to (see `cairn versions`)")))?,
+        None => cur.pointer.previous.clone().ok_or_else(|| {
+            Error::Config(format!("{ks} has no previous version; name one with --to (see `cairn versions`)"))
+        })?,
     };
     // The target must be a complete version: its manifest exists and parses.
     Manifest::read(store.inner.as_ref(), ks, &target).await?;

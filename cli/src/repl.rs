@@ -56,7 +56,10 @@ pub async fn run(client: &Client, url: &str, mut keyspace: String) -> i32 {
                 .mget(&keyspace, &args)
                 .await
                 .map(|v| println!("(integer) {}", v.iter().filter(|x| x.is_some()).count())),
-            ("INFO", 0) => client.info(&keyspace).await.map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),
+            ("INFO", 0) => client
+                .info(&keyspace)
+                .await
+                .map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),
             ("GET" | "MGET" | "EXISTS" | "INFO" | "KEYSPACE", _) => Err(format!("wrong number of arguments for {cmd}")),
             _ => Err(format!("unknown command {cmd:?}; HELP lists them")),
         };

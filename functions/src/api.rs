@@ -11,12 +11,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
-use bytes::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
+use bytes::Bytes;
 use cairn_shared::{Engine, Error, ErrorKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -72,7 +72,7 @@ async fn get_key(State(engine): State<Arc<Engine>>, Path((ks, key)): Path<(Strin
         Err(e) => return engine_error(e),
     };
     let version = HeaderValue::from_str(&keyspace.manifest.version).ok();
-    match engine.get(&ks, &key).await {
+    match engine.lookup(&keyspace, &key).await {
         Ok(Some(value)) => {
             let mut r = value.into_response();
             let h = r.headers_mut();
@@ -119,12 +119,22 @@ async fn mget(
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", format!("expected a JSON list of keys: {e}")),
     };
     if keys.len() > MAX_MGET_KEYS {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "too_many_keys", format!("{} keys; at most {MAX_MGET_KEYS} per MGET", keys.len()));
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_keys",
+            format!("{} keys; at most {MAX_MGET_KEYS} per MGET", keys.len()),
+        );
     }
     let all_base64 = match q.encoding.as_deref() {
         None | Some("auto") => false,
         Some("base64") => true,
-        Some(other) => return error(StatusCode::BAD_REQUEST, "invalid_encoding", format!("encoding {other:?}: use auto or base64")),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_encoding",
+                format!("encoding {other:?}: use auto or base64"),
+            );
+        }
     };
     let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
     match engine.mget(&ks, &keys).await {

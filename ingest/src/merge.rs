@@ -32,18 +32,22 @@ pub fn merge_shard<E>(
     loop {
         let mut best: Option<usize> = None;
         for (i, c) in cursors.iter().enumerate() {
-            if let Some(rec) = c.current() {
-                if best.is_none_or(|b| rec.key < cursors[b].current().expect("best is live").key) {
-                    best = Some(i);
-                }
+            if let Some(rec) = c.current()
+                && best.is_none_or(|b| rec.key < cursors[b].current().expect("best is live").key)
+            {
+                best = Some(i);
             }
         }
         let Some(b) = best else { break };
         let rec = cursors[b].current().expect("best is live");
-        if let Some((k, f, l)) = &last {
-            if k.as_slice() == rec.key {
-                return Err(MergeError::Duplicate(Duplicate { key: k.clone(), first: (*f, *l), second: (rec.file, rec.line) }));
-            }
+        if let Some((k, f, l)) = &last
+            && k.as_slice() == rec.key
+        {
+            return Err(MergeError::Duplicate(Duplicate {
+                key: k.clone(),
+                first: (*f, *l),
+                second: (rec.file, rec.line),
+            }));
         }
         sink(&rec).map_err(MergeError::Sink)?;
         let slot = last.get_or_insert_with(|| (Vec::new(), 0, 0));

@@ -24,6 +24,9 @@ use crate::progress::Progress;
 use crate::run::{Chunk, Run};
 use crate::source::{InputFile, InputFormat, Problems, fingerprint, list_inputs, read_records};
 
+/// Largest in-memory chunk of records before it is sorted and spilled.
+pub const CHUNK_BYTES: usize = 64 << 20;
+
 /// Input bytes per shard when `--shards` is not given.
 pub const AUTO_SHARD_BYTES: u64 = 64 << 20;
 
@@ -155,11 +158,14 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let skip: HashSet<u32> = ckpt.done.keys().copied().collect();
     progress.phase("reading", total_bytes);
     let phase1 = {
-        let (files, placement, dir, progress) = (files.clone(), placement.clone(), tmp.path().to_path_buf(), progress.clone());
+        let (files, placement, dir, progress) =
+            (files.clone(), placement.clone(), tmp.path().to_path_buf(), progress.clone());
         let (budget, max_errors) = (opts.memory_budget, opts.max_errors);
-        tokio::task::spawn_blocking(move || read_runs(&files, &placement, &skip, budget, &dir, progress.as_ref(), max_errors))
-            .await
-            .expect("reader task")
+        tokio::task::spawn_blocking(move || {
+            read_runs(&files, &placement, &skip, budget, &dir, progress.as_ref(), max_errors)
+        })
+        .await
+        .expect("reader task")
     };
     let (runs, counts) = match phase1 {
         Ok(x) => x,
@@ -195,7 +201,9 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             handle: tokio::runtime::Handle::current(),
         };
         let (threads, counts) = (opts.threads.max(1), counts.clone());
-        tokio::task::spawn_blocking(move || write_shards(&ctx, &runs, &todo, &counts, threads)).await.expect("writer task")
+        tokio::task::spawn_blocking(move || write_shards(&ctx, &runs, &todo, &counts, threads))
+            .await
+            .expect("writer task")
     };
     ckpt = shared_ckpt.lock().expect("checkpoint lock").clone();
     if let Err(e) = phase2 {
@@ -295,8 +303,9 @@ fn read_runs(
     let shards = placement.shards();
     let mut counts = vec![0u64; shards as usize];
     let mut problems = Problems::new(max_errors);
-    // One chunk fills while the previous one is sorted and spilled on the other core.
-    let chunk_budget = budget / 2;
+    // One chunk fills while the previous one is sorted and spilled on the other core; chunks of at most
+    // 64 MiB keep that pipeline going even when the whole input would fit in memory (measured faster).
+    let chunk_budget = (budget / 2).min(CHUNK_BYTES);
     let total: u64 = files.iter().map(|f| f.size).sum();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);
     std::thread::scope(|scope| {
@@ -398,7 +407,9 @@ fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32, rows: u64) -> Result<Sh
     });
     match merged {
         Ok(_) => {}
-        Err(MergeError::Io(e)) => return Err(IngestError::Io { context: "cannot read a sorted run".into(), source: e }),
+        Err(MergeError::Io(e)) => {
+            return Err(IngestError::Io { context: "cannot read a sorted run".into(), source: e });
+        }
         Err(MergeError::Sink(e)) => return Err(e.into()),
         Err(MergeError::Duplicate(d)) => {
             let at = |(f, l): (u32, u64)| format!("{}:{l}", ctx.files[f as usize].display());

@@ -67,7 +67,12 @@ impl Chunk {
 
     fn record(&self, r: &Rec) -> Record<'_> {
         let k = r.off as usize + r.klen as usize;
-        Record { key: &self.data[r.off as usize..k], value: &self.data[k..k + r.vlen as usize], file: r.file, line: r.line }
+        Record {
+            key: &self.data[r.off as usize..k],
+            value: &self.data[k..k + r.vlen as usize],
+            file: r.file,
+            line: r.line,
+        }
     }
 
     /// Sorts by (shard, key) and turns the chunk into an in-memory run.
@@ -88,9 +93,15 @@ impl Chunk {
 
 /// A sorted run, in memory or in a spill file.
 pub enum Run {
-    Memory { chunk: Chunk, ranges: Vec<Range<usize>> },
+    Memory {
+        chunk: Chunk,
+        ranges: Vec<Range<usize>>,
+    },
     /// `offsets[s]..offsets[s+1]` is shard s's section.
-    File { path: PathBuf, offsets: Vec<u64> },
+    File {
+        path: PathBuf,
+        offsets: Vec<u64>,
+    },
 }
 
 impl Run {

@@ -59,7 +59,8 @@ pub fn list_inputs(path: &Path, format: Option<InputFormat>) -> Result<Vec<Input
                 if name.to_string_lossy().starts_with(['.', '_']) {
                     continue;
                 }
-                let ft = entry.file_type().map_err(IngestError::io(format!("cannot stat {}", entry.path().display())))?;
+                let ft =
+                    entry.file_type().map_err(IngestError::io(format!("cannot stat {}", entry.path().display())))?;
                 if ft.is_dir() {
                     stack.push(entry.path());
                 } else if ft.is_file() {
@@ -159,12 +160,15 @@ fn check_record(key: &[u8], value: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Receives (key, value, line) for each good record.
+pub type Emit<'a> = dyn FnMut(&[u8], &[u8], u64) + 'a;
+
 /// Reads every record of `file`, calling `emit(key, value, line)`; bad records go to `problems`.
 /// `progress(bytes)` is called as input is consumed.
 pub fn read_records(
     file: &InputFile,
     problems: &mut Problems,
-    emit: &mut dyn FnMut(&[u8], &[u8], u64),
+    emit: &mut Emit<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), IngestError> {
     let ctx = || format!("cannot read {}", file.path.display());
@@ -215,12 +219,18 @@ pub fn read_records(
         InputFormat::Csv => {
             let mut f = f;
             let format = arrow_csv::reader::Format::default().with_header(true);
-            let (header, _) = format
-                .infer_schema(&mut f, Some(0))
-                .map_err(|e| IngestError::Invalid(format!("{}: cannot read the CSV header: {e}", file.path.display())))?;
+            let (header, _) = format.infer_schema(&mut f, Some(0)).map_err(|e| {
+                IngestError::Invalid(format!("{}: cannot read the CSV header: {e}", file.path.display()))
+            })?;
             let names: Vec<&String> = header.fields().iter().map(|f| f.name()).collect();
-            let (Some(ki), Some(vi)) = (names.iter().position(|n| *n == "key"), names.iter().position(|n| *n == "value")) else {
-                problems.add(&file.path, 1, format!("CSV header must name a `key` and a `value` column, found {names:?}"));
+            let (Some(ki), Some(vi)) =
+                (names.iter().position(|n| *n == "key"), names.iter().position(|n| *n == "value"))
+            else {
+                problems.add(
+                    &file.path,
+                    1,
+                    format!("CSV header must name a `key` and a `value` column, found {names:?}"),
+                );
                 return Ok(());
             };
             f.rewind().map_err(IngestError::io(ctx()))?;
@@ -246,7 +256,7 @@ fn emit_batches(
     reader: impl Iterator<Item = Result<arrow_array::RecordBatch, arrow_schema::ArrowError>>,
     header_lines: u64,
     problems: &mut Problems,
-    emit: &mut dyn FnMut(&[u8], &[u8], u64),
+    emit: &mut Emit<'_>,
 ) -> Result<(), IngestError> {
     let mut line = header_lines;
     for batch in reader {

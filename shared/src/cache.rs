@@ -39,7 +39,11 @@ where
     }
 
     #[inline]
-    pub fn get(&self, k: &K) -> Option<V> {
+    pub fn get<Q>(&self, k: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let v = self.inner.get(k);
         if v.is_some() { &self.hits } else { &self.misses }.fetch_add(1, Relaxed);
         v

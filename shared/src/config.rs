@@ -32,7 +32,8 @@ impl EngineConfig {
             c.manifest_ttl = parse_duration(&v).map_err(|e| Error::Config(format!("CAIRN_MANIFEST_TTL: {e}")))?;
         }
         if let Ok(v) = std::env::var("CAIRN_METADATA_CACHE") {
-            c.metadata_cache_bytes = parse_bytes(&v).map_err(|e| Error::Config(format!("CAIRN_METADATA_CACHE: {e}")))?;
+            c.metadata_cache_bytes =
+                parse_bytes(&v).map_err(|e| Error::Config(format!("CAIRN_METADATA_CACHE: {e}")))?;
         }
         if let Ok(v) = std::env::var("CAIRN_PAGE_CACHE") {
             c.page_cache_bytes = parse_bytes(&v).map_err(|e| Error::Config(format!("CAIRN_PAGE_CACHE: {e}")))?;

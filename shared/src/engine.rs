@@ -80,7 +80,7 @@ impl Engine {
     /// The keyspace's current version, from cache when fresh.
     pub async fn keyspace(&self, ks: &str) -> Result<Arc<Keyspace>> {
         validate_keyspace(ks)?;
-        let cached = match self.pointers.get(&ks.to_string()) {
+        let cached = match self.pointers.get(ks) {
             Some(c) => c,
             None => {
                 let loaded = self.load_keyspace(ks).await?;
@@ -115,6 +115,12 @@ impl Engine {
         validate_key(key)?;
         let keyspace = self.keyspace(ks).await?;
         self.get_in(&keyspace, key).await
+    }
+
+    /// Looks a key up in an already resolved keyspace version.
+    pub async fn lookup(&self, keyspace: &Keyspace, key: &str) -> Result<Option<Bytes>> {
+        validate_key(key)?;
+        self.get_in(keyspace, key).await
     }
 
     /// Looks several keys up in one version of the keyspace (a consistent snapshot), concurrently.
@@ -152,7 +158,10 @@ impl Engine {
             .ok_or_else(|| Error::corrupt(&meta.path, format!("no value page for row {row}")))?;
         let values = self.page(&meta, 1, row_group, vp, rg.value_pages[vp]).await?;
         if vi >= values.len() {
-            return Err(Error::corrupt(&meta.path, format!("value page {vp} has {} rows, need row {vi}", values.len())));
+            return Err(Error::corrupt(
+                &meta.path,
+                format!("value page {vp} has {} rows, need row {vi}", values.len()),
+            ));
         }
         Ok(Some(values.value_bytes(vi)))
     }
@@ -164,7 +173,8 @@ impl Engine {
         }
         let buf = self.store.inner.get_range(&meta.path, at.offset..at.offset + at.len as u64).await?;
         self.count(buf.len() as u64);
-        let decoded = page::decode(buf).map_err(|why| Error::corrupt(&meta.path, format!("row group {rg} page {page}: {why}")))?;
+        let decoded = page::decode(buf)
+            .map_err(|why| Error::corrupt(&meta.path, format!("row group {rg} page {page}: {why}")))?;
         let p = Arc::new(decoded);
         self.pages.insert(id, p.clone());
         Ok(p)

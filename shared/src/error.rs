@@ -33,7 +33,9 @@ pub enum Error {
     KeyspaceNotFound(String),
     #[error("version {version:?} of keyspace {keyspace:?} not found")]
     VersionNotFound { keyspace: String, version: String },
-    #[error("keyspace {keyspace:?} was published by someone else meanwhile (expected version {expected:?}); nothing was switched")]
+    #[error(
+        "keyspace {keyspace:?} was published by someone else meanwhile (expected version {expected:?}); nothing was switched"
+    )]
     Conflict { keyspace: String, expected: Option<String> },
     #[error("corrupt object {path}: {why}")]
     Corrupt { path: Path, why: String },
@@ -52,15 +54,12 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidKey(_)
-            | Error::InvalidKeyspace { .. }
-            | Error::InvalidStoreUrl { .. }
-            | Error::Config(_) => ErrorKind::InvalidInput,
+            Error::InvalidKey(_) | Error::InvalidKeyspace { .. } | Error::InvalidStoreUrl { .. } | Error::Config(_) => {
+                ErrorKind::InvalidInput
+            }
             Error::KeyspaceNotFound(_) | Error::VersionNotFound { .. } => ErrorKind::NotFound,
             Error::Conflict { .. } => ErrorKind::Conflict,
-            Error::Corrupt { .. } | Error::Parquet(_) | Error::Arrow(_) | Error::Json { .. } => {
-                ErrorKind::Corrupt
-            }
+            Error::Corrupt { .. } | Error::Parquet(_) | Error::Arrow(_) | Error::Json { .. } => ErrorKind::Corrupt,
             Error::Store(_) | Error::Io(_) => ErrorKind::Unavailable,
         }
     }

@@ -49,7 +49,8 @@ pub fn now_rfc3339() -> String {
 /// ingests started in the same millisecond still differ. Example: `20261124T052300123Z-3f9a0c1e`.
 pub fn new_version() -> String {
     let now = std::time::SystemTime::now();
-    let stamp: String = humantime::format_rfc3339_millis(now).to_string().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let stamp: String =
+        humantime::format_rfc3339_millis(now).to_string().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let nanos = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     let salt = xxhash_rust::xxh3::xxh3_64(format!("{nanos}/{}/{:p}", std::process::id(), &now).as_bytes());
     format!("{stamp}-{:08x}", salt as u32)

@@ -83,9 +83,14 @@ impl Manifest {
     pub fn parse(path: &Path, bytes: &Bytes) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
         if m.format > FORMAT_VERSION {
-            return Err(Error::corrupt(path, format!("manifest format {} is newer than this build ({FORMAT_VERSION})", m.format)));
+            return Err(Error::corrupt(
+                path,
+                format!("manifest format {} is newer than this build ({FORMAT_VERSION})", m.format),
+            ));
         }
-        if m.shards.len() != m.placement.shards() as usize || m.shards.iter().enumerate().any(|(i, s)| s.shard as usize != i) {
+        if m.shards.len() != m.placement.shards() as usize
+            || m.shards.iter().enumerate().any(|(i, s)| s.shard as usize != i)
+        {
             return Err(Error::corrupt(path, "shard list does not match the placement"));
         }
         Ok(m)

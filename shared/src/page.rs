@@ -70,7 +70,10 @@ pub fn decode(buf: Bytes) -> Result<Page, String> {
         return Err("compressed page (cairn writes uncompressed pages)".into());
     }
     let start = r.pos;
-    let end = start.checked_add(header.compressed as usize).filter(|&e| e <= buf.len()).ok_or("page shorter than its header says")?;
+    let end = start
+        .checked_add(header.compressed as usize)
+        .filter(|&e| e <= buf.len())
+        .ok_or("page shorter than its header says")?;
     let n = usize::try_from(header.num_values).map_err(|_| "negative value count")?;
     let mut starts = Vec::with_capacity(n);
     let mut pos = start;

@@ -62,10 +62,10 @@ pub async fn list_keyspaces(store: &dyn ObjectStore) -> Result<Vec<String>> {
     let listing = store.list_with_delimiter(None).await?;
     let mut out = Vec::new();
     for prefix in listing.common_prefixes {
-        if let Some(ks) = prefix.filename().and_then(layout::keyspace_of_segment) {
-            if store.head(&layout::pointer_path(ks)).await.is_ok() {
-                out.push(ks.to_string());
-            }
+        if let Some(ks) = prefix.filename().and_then(layout::keyspace_of_segment)
+            && store.head(&layout::pointer_path(ks)).await.is_ok()
+        {
+            out.push(ks.to_string());
         }
     }
     out.sort();

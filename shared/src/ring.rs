@@ -145,7 +145,10 @@ mod tests {
     #[test]
     fn minimal_movement_when_shards_change() {
         let keys = keys(200_000);
-        for spec in [(PlacementSpec::jump(10), PlacementSpec::jump(11)), (PlacementSpec::ring(10, 256), PlacementSpec::ring(11, 256))] {
+        for spec in [
+            (PlacementSpec::jump(10), PlacementSpec::jump(11)),
+            (PlacementSpec::ring(10, 256), PlacementSpec::ring(11, 256)),
+        ] {
             let (a, b) = (Placement::new(&spec.0).unwrap(), Placement::new(&spec.1).unwrap());
             let mut moved = 0;
             for k in &keys {

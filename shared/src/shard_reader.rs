@@ -66,7 +66,10 @@ impl ShardMeta {
         let opts = GetOptions { range: Some(GetRange::Suffix(suffix)), ..Default::default() };
         let got = store.get_opts(&path, opts).await?;
         if got.meta.size != entry.bytes {
-            return Err(Error::corrupt(&path, format!("object is {} bytes, manifest says {}", got.meta.size, entry.bytes)));
+            return Err(Error::corrupt(
+                &path,
+                format!("object is {} bytes, manifest says {}", got.meta.size, entry.bytes),
+            ));
         }
         let data = got.bytes().await?;
         let fetched = data.len() as u64;
@@ -97,7 +100,11 @@ impl ShardMeta {
             };
             let pages = |locs: &Vec<PageLocation>| -> Vec<PageRef> {
                 locs.iter()
-                    .map(|l| PageRef { offset: l.offset as u64, len: l.compressed_page_size as u32, first_row: l.first_row_index as u64 })
+                    .map(|l| PageRef {
+                        offset: l.offset as u64,
+                        len: l.compressed_page_size as u32,
+                        first_row: l.first_row_index as u64,
+                    })
                     .collect()
             };
             let n = kl.len();
@@ -114,7 +121,8 @@ impl ShardMeta {
             if n == 0 {
                 continue;
             }
-            let bloom = Sbbf::read_from_column_chunk(rg.column(0), &suffix).map_err(|e| corrupt(format!("bloom filter: {e}")))?;
+            let bloom = Sbbf::read_from_column_chunk(rg.column(0), &suffix)
+                .map_err(|e| corrupt(format!("bloom filter: {e}")))?;
             weight += rg.column(0).bloom_filter_length().unwrap_or(0) as usize + (kl.len() + vl.len()) * 24;
             row_groups.push(RowGroupIndex {
                 min_key: key_mins[0].clone(),
@@ -137,10 +145,10 @@ impl ShardMeta {
         if key > rg.max_key.as_ref() {
             return Probe::Absent;
         }
-        if let Some(bloom) = &rg.bloom {
-            if !bloom.check(key) {
-                return Probe::Absent;
-            }
+        if let Some(bloom) = &rg.bloom
+            && !bloom.check(key)
+        {
+            return Probe::Absent;
         }
         let p = rg.key_mins.partition_point(|m| m.as_ref() <= key) - 1; // ≥1 since rg.min_key <= key
         if key > rg.key_maxs[p].as_ref() {
@@ -173,7 +181,10 @@ impl Suffix {
         let lo = start.checked_sub(self.base).ok_or_else(|| {
             ParquetError::General(format!("offset {start} precedes the fetched metadata (starts at {})", self.base))
         })? as usize;
-        let hi = lo.checked_add(len).filter(|&h| h <= self.data.len()).ok_or(ParquetError::EOF("past end of shard".into()))?;
+        let hi = lo
+            .checked_add(len)
+            .filter(|&h| h <= self.data.len())
+            .ok_or(ParquetError::EOF("past end of shard".into()))?;
         Ok(self.data.slice(lo..hi))
     }
 }

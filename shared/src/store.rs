@@ -40,10 +40,7 @@ impl Store {
             if bucket.is_empty() {
                 return Err(bad("no bucket name (expected s3://bucket/prefix)"));
             }
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| bad(&e.to_string()))?;
+            let s3 = AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| bad(&e.to_string()))?;
             let prefix = prefix.trim_matches('/');
             let inner: Arc<dyn ObjectStore> =
                 if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };
@@ -58,8 +55,7 @@ impl Store {
             None if url.is_empty() => return Err(bad("empty")),
             None => PathBuf::from(url),
         };
-        std::fs::create_dir_all(&path)
-            .map_err(|e| bad(&format!("cannot create directory {}: {e}", path.display())))?;
+        std::fs::create_dir_all(&path).map_err(|e| bad(&format!("cannot create directory {}: {e}", path.display())))?;
         let path = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
         let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(&e.to_string()))?.with_automatic_cleanup(true);
         let inner = Arc::new(LocalConditional::new(Arc::new(fs), path.clone()));

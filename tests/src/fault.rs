@@ -38,7 +38,9 @@ impl FaultyStore {
     }
 
     fn check_write(&self, location: &Path) -> Result<()> {
-        if location.as_ref().contains(&self.write_filter) && self.writes.fetch_add(1, Ordering::SeqCst) >= self.writes_allowed {
+        if location.as_ref().contains(&self.write_filter)
+            && self.writes.fetch_add(1, Ordering::SeqCst) >= self.writes_allowed
+        {
             return Err(injected(location));
         }
         Ok(())

@@ -33,7 +33,12 @@ pub fn read_dataset(path: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Ingests `input` into `ks` with default options (plus `shards`).
-pub async fn ingest(input: &Path, ks: &str, store: &Store, shards: Option<u32>) -> Result<IngestReport, cairn_ingest::IngestError> {
+pub async fn ingest(
+    input: &Path,
+    ks: &str,
+    store: &Store,
+    shards: Option<u32>,
+) -> Result<IngestReport, cairn_ingest::IngestError> {
     let mut opts = IngestOptions::new(input, ks, store.clone());
     opts.shards = shards;
     cairn_ingest::ingest(opts, Arc::new(NoProgress)).await
@@ -49,7 +54,8 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(store: Store, config: EngineConfig) -> TestServer {
         let engine = Arc::new(Engine::new(store, config));
-        let (addr, serving) = cairn_functions::server::bind(engine.clone(), "127.0.0.1:0".parse().unwrap()).await.expect("bind");
+        let (addr, serving) =
+            cairn_functions::server::bind(engine.clone(), "127.0.0.1:0".parse().unwrap()).await.expect("bind");
         let task = tokio::spawn(async move {
             serving.await.expect("serve");
         });
@@ -70,7 +76,13 @@ impl Drop for TestServer {
 /// Percent-encodes a key for a URL path segment.
 pub fn encode(key: &str) -> String {
     key.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -95,7 +107,17 @@ pub fn cairn_bin() -> PathBuf {
         // on would make every inner build recompile half the tree.
         for (k, _) in std::env::vars() {
             let per_test = k.starts_with("CARGO_PKG_")
-                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&k.as_str());
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&k.as_str());
             if per_test {
                 cmd.env_remove(k);
             }

@@ -52,6 +52,8 @@ fn serve(cwd: &Path, args: &[&str]) -> Served {
             }
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("cairn serve did not start:\n{log}");
 }
 
@@ -136,7 +138,10 @@ fn ingest_errors_versions_and_rollback() {
     let out = cairn(&["ingest", dir.path().join("bad.data").to_str().unwrap(), "-k", "ks", "--store", store], None);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("bad.data:2: no space between key and value") && err.contains("nothing was published"), "{err}");
+    assert!(
+        err.contains("bad.data:2: no space between key and value") && err.contains("nothing was published"),
+        "{err}"
+    );
 
     let out = cairn(&["ingest", dir.path().join("nope.data").to_str().unwrap(), "-k", "ks", "--store", store], None);
     assert!(out.status.code() == Some(1) && text(&out.stderr).contains("nope.data"), "{}", text(&out.stderr));

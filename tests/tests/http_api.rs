@@ -74,6 +74,8 @@ async fn bad_requests_get_clear_statuses() {
     assert_eq!((r.status(), code(&r).as_deref()), (StatusCode::BAD_REQUEST, Some("invalid_keyspace")));
     let r = get("/v1/keyspaces/missing/keys/abc").await.unwrap();
     assert_eq!((r.status(), code(&r).as_deref()), (StatusCode::NOT_FOUND, Some("keyspace_not_found")));
+    let r = http.head(server.url("/v1/keyspaces/default/keys/absent")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = get("/v2/nothing").await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = http.put(server.url("/v1/keyspaces/default/keys/abc")).send().await.unwrap();
@@ -100,7 +102,10 @@ async fn mget_info_and_keyspace_listing() {
     let values: Value = r.json().await.unwrap();
     let as_str = |v: &[u8]| String::from_utf8(v.to_vec()).unwrap();
     assert_eq!(values, json!([as_str(&rows[0].1), null, as_str(&rows[9999].1)]));
-    let r = http.post(server.url("/v1/keyspaces/default/mget")).json(&json!({"keys": [rows[1].0]})).send().await.unwrap();
+    let r = http.head(server.url(&format!("/v1/keyspaces/default/keys/{}", rows[0].0))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r =
+        http.post(server.url("/v1/keyspaces/default/mget")).json(&json!({"keys": [rows[1].0]})).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!([as_str(&rows[1].1)]));
 
     let info: Value = http.get(server.url("/v1/keyspaces/default")).send().await.unwrap().json().await.unwrap();

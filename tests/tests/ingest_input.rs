@@ -59,8 +59,10 @@ async fn awkward_values_round_trip_byte_for_byte() {
 #[tokio::test]
 async fn json_lines_and_csv_inputs() {
     let dir = tempfile::tempdir().unwrap();
-    let rows: Vec<(String, String)> = (0..500).map(|i| (uuid::Uuid::new_v4().to_string(), format!("value, \"{i}\" ü"))).collect();
-    let jsonl: String = rows.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v}).to_string() + "\n").collect();
+    let rows: Vec<(String, String)> =
+        (0..500).map(|i| (uuid::Uuid::new_v4().to_string(), format!("value, \"{i}\" ü"))).collect();
+    let jsonl: String =
+        rows.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v}).to_string() + "\n").collect();
     write(&dir.path().join("in.jsonl"), jsonl.as_bytes());
     let mut csv = String::from("value,key\n"); // column order comes from the header
     for (k, v) in &rows {
@@ -98,7 +100,11 @@ async fn bad_input_is_reported_with_file_and_line_and_publishes_nothing() {
         ("emptyline.data", format!("{good}\n{good}"), ":2: empty line"),
         ("tabkey.data", format!("{good}a\tb value\n"), ":2: invalid key: key contains a tab"),
         ("longkey.data", format!("{} v\n", "k".repeat(1025)), ":1: invalid key: key is 1025 bytes"),
-        ("dup.data", format!("{good}other x\n{good}"), ":3: duplicate key \"6f9619ff-8b86-d011-b42d-00cf4fc964ff\" (first seen at "),
+        (
+            "dup.data",
+            format!("{good}other x\n{good}"),
+            ":3: duplicate key \"6f9619ff-8b86-d011-b42d-00cf4fc964ff\" (first seen at ",
+        ),
     ];
     for (name, body, expected) in cases {
         let path = dir.path().join(name);
@@ -125,10 +131,51 @@ async fn duplicates_across_files_of_a_directory_and_many_errors_at_once() {
     write(&inputs.join("a.data"), b"k1 v1\nk2 v2\n");
     write(&inputs.join("b.data"), b"k3 v3\nk1 again\n");
     let errors = expect_bad_input(&inputs, &store).await;
-    assert!(errors[0].contains("b.data:2: duplicate key \"k1\" (first seen at ") && errors[0].contains("a.data:1"), "{errors:?}");
+    assert!(
+        errors[0].contains("b.data:2: duplicate key \"k1\" (first seen at ") && errors[0].contains("a.data:1"),
+        "{errors:?}"
+    );
 
     let many: String = (0..50).map(|i| format!("line{i}\n")).collect();
     write(&dir.path().join("many.data"), many.as_bytes());
     let errors = expect_bad_input(&dir.path().join("many.data"), &store).await;
     assert_eq!(errors.len(), 20, "reports are capped, and more than the first is shown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_larger_than_the_memory_budget_spills_sorted_runs_and_merges() {
+    use cairn_ingest::{IngestOptions, NoProgress};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<(String, String)> =
+        (0..250_000).map(|i| (uuid::Uuid::new_v4().to_string(), format!("value {i} {}", "x".repeat(i % 90)))).collect();
+    let mut body: String = rows.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+    std::fs::write(dir.path().join("big.data"), &body).unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let mut opts = IngestOptions::new(dir.path().join("big.data"), "big", store.clone());
+    opts.shards = Some(3);
+    opts.memory_budget = 16 << 20; // ~8 MiB chunks for ~27 MB of input
+    opts.tmp_dir = Some(dir.path().to_path_buf());
+    let report = cairn_ingest::ingest(opts.clone(), Arc::new(NoProgress)).await.unwrap();
+    assert!(report.runs_spilled >= 2, "expected spilled runs, got {}", report.runs_spilled);
+    assert_eq!(report.rows, rows.len() as u64);
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    for (k, v) in rows.iter().step_by(7) {
+        assert_eq!(engine.get("big", k).await.unwrap().as_deref(), Some(v.as_bytes()));
+    }
+    // The spill directory is cleaned up.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("cairn-ingest-"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    // A duplicate whose two copies land in different spilled runs is still caught.
+    body.push_str(&format!("{} again\n", rows[0].0));
+    std::fs::write(dir.path().join("big.data"), &body).unwrap();
+    opts.keyspace = "big2".into();
+    let err = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("big.data:{}: duplicate key", rows.len() + 1)), "{err}");
+    assert!(err.to_string().contains("(first seen at ") && err.to_string().contains("big.data:1)"), "{err}");
 }

@@ -14,9 +14,10 @@ fn python() -> Option<PathBuf> {
         std::env::var("CAIRN_PYTHON").ok().map(PathBuf::from),
         std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".cache/cairn/pyenv/bin/python")),
     ];
-    candidates.into_iter().flatten().find(|p| {
-        Command::new(p).args(["-c", "import pyarrow, duckdb"]).output().is_ok_and(|o| o.status.success())
-    })
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| Command::new(p).args(["-c", "import pyarrow, duckdb"]).output().is_ok_and(|o| o.status.success()))
 }
 
 #[tokio::test]
@@ -30,7 +31,8 @@ async fn shards_open_unchanged_in_pyarrow_and_duckdb() {
     let store_dir = dir.path().join("store");
     let store = Store::open(store_dir.to_str().unwrap()).unwrap();
     // Awkward values, including non-UTF-8 bytes, shipped through latin-1 so JSON can carry them.
-    let mut rows: Vec<(String, Vec<u8>)> = (0..3000).map(|i| (uuid::Uuid::new_v4().to_string(), format!("v{i}  x\t").into_bytes())).collect();
+    let mut rows: Vec<(String, Vec<u8>)> =
+        (0..3000).map(|i| (uuid::Uuid::new_v4().to_string(), format!("v{i}  x\t").into_bytes())).collect();
     rows.push(("zz-binary".into(), vec![0xff, 0x00, b' ', 0x80]));
     rows.push(("aa-empty".into(), vec![]));
     let mut input = Vec::new();

@@ -9,7 +9,13 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn event(method: &str, path: &str, body: Option<&[u8]>, base64: bool) -> Value {
-    let body = body.map(|b| if base64 { base64::engine::general_purpose::STANDARD.encode(b) } else { String::from_utf8(b.to_vec()).unwrap() });
+    let body = body.map(|b| {
+        if base64 {
+            base64::engine::general_purpose::STANDARD.encode(b)
+        } else {
+            String::from_utf8(b.to_vec()).unwrap()
+        }
+    });
     json!({
         "version": "2.0",
         "routeKey": "$default",

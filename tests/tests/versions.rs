@@ -12,7 +12,8 @@ use cairn_tests::fault::FaultyStore;
 use cairn_tests::{example_data, ingest, read_dataset};
 
 fn dataset_file(dir: &std::path::Path, name: &str, n: usize, tag: &str) -> (std::path::PathBuf, Vec<(String, String)>) {
-    let rows: Vec<(String, String)> = (0..n).map(|i| (uuid::Uuid::new_v4().to_string(), format!("{tag}-{i}"))).collect();
+    let rows: Vec<(String, String)> =
+        (0..n).map(|i| (uuid::Uuid::new_v4().to_string(), format!("{tag}-{i}"))).collect();
     let body: String = rows.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap();
@@ -39,7 +40,7 @@ async fn readers_keep_the_old_version_while_a_new_one_is_published() {
                 let (k, v) = &v1[n % v1.len()];
                 assert_eq!(engine.get("ks", k).await.unwrap().as_deref(), Some(v.as_bytes()));
                 n += 1;
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     tokio::task::yield_now().await;
                 }
             }
@@ -89,7 +90,8 @@ async fn a_crashed_ingest_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let healthy = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
     // The store dies after 3 shard uploads: the ingest fails midway.
-    let faulty = Store { url: healthy.url.clone(), inner: Arc::new(FaultyStore::new(healthy.inner.clone(), "/shard=", 3)) };
+    let faulty =
+        Store { url: healthy.url.clone(), inner: Arc::new(FaultyStore::new(healthy.inner.clone(), "/shard=", 3)) };
     let mut opts = IngestOptions::new(example_data(), "resume", faulty);
     opts.shards = Some(8);
     opts.threads = 1;
@@ -116,7 +118,8 @@ async fn rollback_switches_back_and_readers_follow() {
     let v2 = ingest(&f2, "rb", &store, Some(1)).await.unwrap().version;
     let cur = pointer::read(store.inner.as_ref(), "rb").await.unwrap().unwrap();
     assert_eq!((cur.pointer.version.as_str(), cur.pointer.previous.as_deref()), (v2.as_str(), Some(v1.as_str())));
-    let engine = Engine::new(store.clone(), EngineConfig { manifest_ttl: Duration::from_millis(50), ..Default::default() });
+    let engine =
+        Engine::new(store.clone(), EngineConfig { manifest_ttl: Duration::from_millis(50), ..Default::default() });
     assert_eq!(engine.get("rb", &r1[0].0).await.unwrap(), None);
     // Rollback is a conditional pointer switch to a version whose manifest exists.
     pointer::switch(store.inner.as_ref(), "rb", &v1, Some(&cur)).await.unwrap();
