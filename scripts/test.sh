@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs every cairn test on a fresh machine (Rust and Python 3.11 preinstalled, no Docker needed):
-#   1. installs the Python tools the interop test uses (pyarrow, duckdb) into a cached venv,
-#   2. builds the `cairn` binary the CLI tests drive,
-#   3. runs the whole workspace's tests (unit, embedded end-to-end, interop, CLI).
-# Exits non-zero on any failure. The cargo target dir is kept between runs (~/.cache/cairn/target) so
-# repeated runs, CI included, only rebuild what changed.
+#   1. installs the Python tools the tests use into cached venvs: pyarrow + duckdb (Parquet interop) and
+#      LocalStack (S3 on the host, localstack/install.sh),
+#   2. starts one LocalStack on a free 127.0.0.1 port for the whole run (CAIRN_TEST_S3_ENDPOINT; set that
+#      variable yourself to use another endpoint, e.g. the docker-compose one),
+#   3. builds the `cairn` binary the CLI tests drive and runs the whole workspace's tests (unit, embedded,
+#      LocalStack, interop, CLI),
+#   4. stops LocalStack. Exits non-zero on any failure.
+# The cargo target dir is kept between runs (~/.cache/cairn/target) so repeated runs, CI included, only
+# rebuild what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +21,16 @@ if ! "$venv/bin/python" -c "import pyarrow, duckdb" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyarrow==26.0.1' 'duckdb==2.0.0'
 fi
 export CAIRN_PYTHON="$venv/bin/python"
+
+if [ -z "${CAIRN_TEST_S3_ENDPOINT:-}" ]; then
+  echo "== starting LocalStack"
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  export CAIRN_LOCALSTACK_STATE="$HOME/.cache/cairn/localstack-test-$port"
+  CAIRN_TEST_S3_ENDPOINT="$(CAIRN_LOCALSTACK_WATCH_PID=$$ localstack/start.sh "$port")"
+  export CAIRN_TEST_S3_ENDPOINT
+  trap 'localstack/stop.sh "$port"; rm -rf "$CAIRN_LOCALSTACK_STATE"' EXIT
+  echo "   $CAIRN_TEST_S3_ENDPOINT"
+fi
 
 echo "== building"
 cargo build --locked -p cairn --bin cairn

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
@@ -28,8 +28,14 @@ pub struct Store {
 static MEMORY: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
 
 impl Store {
-    /// Opens (creating a local directory if needed) the store a URL names.
+    /// Opens (creating a local directory if needed) the store a URL names. S3 is configured from the
+    /// environment the standard AWS way (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
     pub fn open(url: &str) -> Result<Store> {
+        Self::open_with(url, &[])
+    }
+
+    /// As [`Store::open`], with extra `AWS_*`-style settings applied over the environment (tests, tools).
+    pub fn open_with(url: &str, aws: &[(&str, &str)]) -> Result<Store> {
         let bad = |why: &str| Error::InvalidStoreUrl { url: url.to_string(), why: why.to_string() };
         if let Some(name) = url.strip_prefix("memory://") {
             let mem = MEMORY.lock().expect("memory registry").entry(name.to_string()).or_default().clone();
@@ -40,7 +46,17 @@ impl Store {
             if bucket.is_empty() {
                 return Err(bad("no bucket name (expected s3://bucket/prefix)"));
             }
-            let s3 = AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| bad(&e.to_string()))?;
+            let mut builder = AmazonS3Builder::from_env();
+            for (k, v) in aws {
+                let key: AmazonS3ConfigKey =
+                    k.to_ascii_lowercase().parse().map_err(|e: object_store::Error| bad(&e.to_string()))?;
+                builder = builder.with_config(key, *v);
+            }
+            // An endpoint the user wrote as http:// (LocalStack, MinIO) is meant to be used over HTTP.
+            if builder.get_config_value(&AmazonS3ConfigKey::Endpoint).is_some_and(|e| e.starts_with("http://")) {
+                builder = builder.with_allow_http(true);
+            }
+            let s3 = builder.with_bucket_name(bucket).build().map_err(|e| bad(&e.to_string()))?;
             let prefix = prefix.trim_matches('/');
             let inner: Arc<dyn ObjectStore> =
                 if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };

@@ -2,6 +2,8 @@
 //! fault-injecting store decorator.
 
 pub mod fault;
+pub mod process;
+pub mod s3;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,80 +1,17 @@
 //! The `cairn` binary as users run it: `cairn serve FILE` on the default embedded store, the client
 //! commands and the prompt against it, ingest errors, versions and rollback.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use cairn_tests::{cairn_bin, example_data, read_dataset};
+use cairn_tests::process::{self, Served, text};
+use cairn_tests::{example_data, read_dataset};
 
-struct Served {
-    child: Child,
-    url: String,
-    log: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `cairn serve <args>` in `cwd` on a free port and waits for its "serving on" line.
 fn serve(cwd: &Path, args: &[&str]) -> Served {
-    let mut child = Command::new(cairn_bin())
-        .arg("serve")
-        .args(args)
-        .env("CAIRN_PORT", "0")
-        .env_remove("CAIRN_STORE")
-        .current_dir(cwd)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut log = String::new();
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            log.push_str(&line);
-            log.push('\n');
-            if let Some(rest) = line.strip_prefix("serving on ") {
-                let url = rest.split_whitespace().next().unwrap().to_string();
-                return Served { child, url, log };
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("cairn serve did not start:\n{log}");
+    process::serve(cwd, args, &[])
 }
 
-fn cairn(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(cairn_bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input = stdin.unwrap_or("").to_string();
-    let mut pipe = child.stdin.take().unwrap();
-    std::thread::spawn(move || {
-        let _ = pipe.write_all(input.as_bytes());
-    });
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+fn cairn(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    process::cairn(args, stdin, &[])
 }
 
 #[test]
