@@ -24,6 +24,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "CAIRN_TIMEOUT", default_value = "10s", value_parser = humantime_duration)]
     pub timeout: std::time::Duration,
 
+    /// Sign requests with AWS SigV4 (service `lambda`): auto = when --url is a *.lambda-url.<region>.on.aws
+    /// function URL; always (region from AWS_REGION); never.
+    #[arg(long, global = true, env = "CAIRN_SIGV4", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub sigv4: String,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -6,15 +6,20 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::sigv4::Signer;
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    signer: Option<Signer>,
 }
 
 impl Client {
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+    /// `sigv4`: auto, always or never (see [`crate::sigv4`]).
+    pub async fn new(url: &str, timeout: Duration, sigv4: &str) -> Result<Self, String> {
         let base = url.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+        let parsed = reqwest::Url::parse(&base).map_err(|e| format!("--url {url:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("--url {url:?} must start with http:// or https://"));
         }
         let http = reqwest::Client::builder()
@@ -22,7 +27,8 @@ impl Client {
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Client { http, base })
+        let signer = Signer::for_url(&parsed, sigv4).await?;
+        Ok(Client { http, base, signer })
     }
 
     fn url(&self, parts: &[&str]) -> String {
@@ -35,7 +41,11 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
-        req.send().await.map_err(|e| {
+        let mut req = req.build().map_err(|e| e.to_string())?;
+        if let Some(signer) = &self.signer {
+            signer.sign(&mut req)?;
+        }
+        self.http.execute(req).await.map_err(|e| {
             if e.is_timeout() {
                 format!("{}: timed out (raise --timeout)", self.base)
             } else if e.is_connect() {
@@ -54,7 +64,10 @@ impl Client {
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
             .unwrap_or(body);
         match status {
-            StatusCode::FORBIDDEN => format!("403 forbidden: {msg}"),
+            StatusCode::FORBIDDEN => format!(
+                "403 forbidden: {msg} (an AWS_IAM function URL needs SigV4-signed requests from credentials allowed \
+                 lambda:InvokeFunctionUrl; cairn signs automatically for *.lambda-url.<region>.on.aws URLs)"
+            ),
             s => format!("{}: {msg}", s.as_u16()),
         }
     }

@@ -6,6 +6,7 @@ mod client;
 mod output;
 mod progress;
 mod repl;
+mod sigv4;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,25 +36,25 @@ fn main() -> ExitCode {
 type Res = Result<u8, Box<dyn std::error::Error>>;
 
 async fn run(cli: Cli) -> Res {
-    let client = || Client::new(&cli.url, cli.timeout);
+    let client = || Client::new(&cli.url, cli.timeout, &cli.sigv4);
     match cli.command {
-        None => Ok(repl::run(&client()?, &cli.url, cli.keyspace.clone()).await as u8),
+        None => Ok(repl::run(&client().await?, &cli.url, cli.keyspace.clone()).await as u8),
         Some(Command::Get { key }) => {
-            let v = client()?.get(&cli.keyspace, &key).await?;
+            let v = client().await?.get(&cli.keyspace, &key).await?;
             output::print_value(v.as_deref());
             Ok(if v.is_some() { 0 } else { 1 })
         }
         Some(Command::Mget { keys }) => {
-            output::print_values(&client()?.mget(&cli.keyspace, &keys).await?);
+            output::print_values(&client().await?.mget(&cli.keyspace, &keys).await?);
             Ok(0)
         }
         Some(Command::Exists { keys }) => {
-            let n = client()?.mget(&cli.keyspace, &keys).await?.iter().filter(|v| v.is_some()).count();
+            let n = client().await?.mget(&cli.keyspace, &keys).await?.iter().filter(|v| v.is_some()).count();
             println!("{n}");
             Ok(0)
         }
         Some(Command::Info) => {
-            println!("{}", serde_json::to_string_pretty(&client()?.info(&cli.keyspace).await?)?);
+            println!("{}", serde_json::to_string_pretty(&client().await?.info(&cli.keyspace).await?)?);
             Ok(0)
         }
         Some(Command::Ingest(args)) => {

@@ -2,9 +2,10 @@
 //! `cairn serve` runs it on a TCP listener, the `cairn-query` Lambda hands it to lambda_http (function URL
 //! events), so both answer byte-for-byte the same.
 
+pub mod access_log;
 pub mod api;
 pub mod lambda;
 pub mod server;
 pub mod telemetry;
 
-pub use api::router;
+pub use api::{router, router_with_access_log};

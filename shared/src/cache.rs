@@ -49,6 +49,11 @@ where
         v
     }
 
+    /// (hits, misses) so far, without moka's housekeeping (cheap enough per request).
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
+    }
+
     pub fn insert(&self, k: K, v: V) {
         self.inner.insert(k, v);
     }

@@ -44,6 +44,26 @@ pub struct Engine {
     bytes_fetched: AtomicU64,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub object_gets: u64,
+    pub bytes_fetched: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+impl std::ops::Sub for Counters {
+    type Output = Counters;
+    fn sub(self, o: Counters) -> Counters {
+        Counters {
+            object_gets: self.object_gets.saturating_sub(o.object_gets),
+            bytes_fetched: self.bytes_fetched.saturating_sub(o.bytes_fetched),
+            cache_hits: self.cache_hits.saturating_sub(o.cache_hits),
+            cache_misses: self.cache_misses.saturating_sub(o.cache_misses),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EngineStats {
     pub store: String,
@@ -183,6 +203,21 @@ impl Engine {
     fn count(&self, bytes: u64) {
         self.gets.fetch_add(1, Relaxed);
         self.bytes_fetched.fetch_add(bytes, Relaxed);
+    }
+
+    /// Monotonic counters for per-request accounting (take one before and one after).
+    pub fn counters(&self) -> Counters {
+        let (mut cache_hits, mut cache_misses) = (0, 0);
+        for (h, m) in [self.pointers.counts(), self.manifests.counts(), self.shards.counts(), self.pages.counts()] {
+            cache_hits += h;
+            cache_misses += m;
+        }
+        Counters {
+            object_gets: self.gets.load(Relaxed),
+            bytes_fetched: self.bytes_fetched.load(Relaxed),
+            cache_hits,
+            cache_misses,
+        }
     }
 
     pub async fn list_keyspaces(&self) -> Result<Vec<String>> {

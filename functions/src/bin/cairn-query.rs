@@ -1,5 +1,8 @@
-//! The query Lambda: built once per execution environment (config, store client, caches), then the same
-//! router as `cairn serve` answers function URL events. Caches survive warm invocations.
+//! The query Lambda. Everything is built once per execution environment, before the first event: config
+//! from the environment (same `CAIRN_*` variables as the CLI), the store client, the caches, and — for the
+//! keyspaces named in `CAIRN_WARM_KEYSPACES` — the pointer and manifest. Then the same router as
+//! `cairn serve` answers function URL events, with one JSON log line per request. Caches survive warm
+//! invocations.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +19,25 @@ async fn main() -> Result<(), lambda_http::Error> {
         std::env::var("CAIRN_STORE").map_err(|_| "CAIRN_STORE must name the store root, e.g. s3://bucket/prefix")?;
     let store = Store::open(&url)?;
     let engine = Arc::new(Engine::new(store, EngineConfig::from_env()?));
-    tracing::info!(init_ms = t0.elapsed().as_secs_f64() * 1e3, store = %url, "cairn-query initialised");
-    lambda_http::run(cairn_functions::router(engine)).await
+    let clients_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let warm: Vec<String> = std::env::var("CAIRN_WARM_KEYSPACES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    for ks in &warm {
+        if let Err(e) = engine.keyspace(ks).await {
+            tracing::warn!(keyspace = %ks, error = %e, "could not preload keyspace");
+        }
+    }
+    tracing::info!(
+        init_ms = t0.elapsed().as_secs_f64() * 1e3,
+        clients_ms,
+        warmed = warm.len(),
+        store = %url,
+        "cairn-query initialised"
+    );
+    lambda_http::run(cairn_functions::router_with_access_log(engine)).await
 }
