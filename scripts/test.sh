@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every cairn test on a fresh machine (Rust and Python 3.11 preinstalled, no Docker needed):
-#   1. installs the Python tools the tests use into cached venvs: pyarrow + duckdb (Parquet interop) and
-#      LocalStack (S3 on the host, localstack/install.sh),
+#   1. installs the tools the tests use into cached venvs: pyarrow + duckdb (Parquet interop), LocalStack
+#      (S3, IAM, CloudFormation, Lambda API on the host: localstack/install.sh), cargo-lambda and the AWS CLI
+#      (scripts/install-tools.sh),
 #   2. starts one LocalStack on a free 127.0.0.1 port for the whole run (CAIRN_TEST_S3_ENDPOINT; set that
 #      variable yourself to use another endpoint, e.g. the docker-compose one),
 #   3. builds the `cairn` binary the CLI tests drive and runs the whole workspace's tests (unit, embedded,
@@ -21,6 +22,9 @@ if ! "$venv/bin/python" -c "import pyarrow, duckdb" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyarrow==26.0.1' 'duckdb==2.0.0'
 fi
 export CAIRN_PYTHON="$venv/bin/python"
+PATH="$(scripts/install-tools.sh):$PATH"
+export PATH
+localstack/install.sh
 
 if [ -z "${CAIRN_TEST_S3_ENDPOINT:-}" ]; then
   echo "== starting LocalStack"

@@ -88,6 +88,40 @@ pub fn encode(key: &str) -> String {
         .collect()
 }
 
+/// The cargo target dir and profile dir the tests were built into (`target/<profile>/deps/<test>`).
+pub fn target_dirs() -> (PathBuf, PathBuf) {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir").to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    (target_dir, profile_dir)
+}
+
+/// A `cargo` command for this workspace and target dir, without the variables cargo sets for test
+/// processes: some build scripts (ring) track them, and passing them on would make every inner build
+/// recompile half the tree.
+pub fn cargo_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root()).env("CARGO_TARGET_DIR", target_dirs().0);
+    for (k, _) in std::env::vars() {
+        let per_test = k.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&k.as_str());
+        if per_test {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 /// The `cairn` binary of this workspace, built on first use with the profile the tests run under.
 pub fn cairn_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -95,38 +129,33 @@ pub fn cairn_bin() -> PathBuf {
         if let Ok(p) = std::env::var("CAIRN_BIN") {
             return PathBuf::from(p);
         }
-        // target/<profile>/deps/<test-binary>
-        let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir").to_path_buf();
-        let target_dir = profile_dir.parent().expect("target dir");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "-q", "-p", "cairn", "--bin", "cairn", "--target-dir"]).arg(target_dir);
-        if release {
+        let (_, profile_dir) = target_dirs();
+        let mut cmd = cargo_command();
+        cmd.args(["build", "-q", "-p", "cairn", "--bin", "cairn"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
-        // Variables cargo sets for test processes; some build scripts (ring) track them, so passing them
-        // on would make every inner build recompile half the tree.
-        for (k, _) in std::env::vars() {
-            let per_test = k.starts_with("CARGO_PKG_")
-                || [
-                    "CARGO_MANIFEST_DIR",
-                    "CARGO_MANIFEST_PATH",
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                    "CARGO_RUSTC_CURRENT_DIR",
-                    "OUT_DIR",
-                ]
-                .contains(&k.as_str());
-            if per_test {
-                cmd.env_remove(k);
-            }
-        }
-        let status = cmd.current_dir(workspace_root()).status().expect("run cargo build");
-        assert!(status.success(), "building the cairn binary failed");
+        assert!(cmd.status().expect("run cargo build").success(), "building the cairn binary failed");
         profile_dir.join("cairn")
     })
     .clone()
+}
+
+/// The bin directory holding cargo-lambda and the AWS CLI (installed by scripts/install-tools.sh on first use).
+pub fn tools_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = std::process::Command::new("bash")
+            .arg(workspace_root().join("scripts/install-tools.sh"))
+            .output()
+            .expect("run scripts/install-tools.sh");
+        assert!(out.status.success(), "installing tools failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// PATH with the tools first.
+pub fn path_with_tools() -> String {
+    format!("{}:{}", tools_bin().display(), std::env::var("PATH").unwrap_or_default())
 }

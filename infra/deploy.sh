@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Deploys (or updates: it is idempotent) cairn to an AWS account:
+#   1. the CloudFormation stack <name> from infra/template.yaml: data bucket, replica bucket(s) (versioned,
+#      encrypted, public access blocked), the query function's least-privilege role, its log group;
+#   2. the Lambda function <name>-query (provided.al2023, x86_64, code = cargo lambda's bootstrap.zip);
+#   3. its function URL, AuthType AWS_IAM (NONE only with --public, which warns), and prints the URL.
+#
+# usage: infra/deploy.sh --name NAME [--prefix cairn] [--replicas 1|2] [--memory MB] [--zip bootstrap.zip]
+#                        [--public]
+# Needs: the AWS CLI (scripts/install-tools.sh installs it and cargo-lambda), credentials and AWS_REGION.
+# Without --zip it builds the function with `cargo lambda build --release`.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+name="" prefix="cairn" replicas=1 memory=1024 zip="" public=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --name) name="$2"; shift 2 ;;
+    --prefix) prefix="$2"; shift 2 ;;
+    --replicas) replicas="$2"; shift 2 ;;
+    --memory) memory="$2"; shift 2 ;;
+    --zip) zip="$2"; shift 2 ;;
+    --public) public=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$name" ] || { echo "--name is required (see --help)" >&2; exit 2; }
+: "${AWS_REGION:=${AWS_DEFAULT_REGION:-}}"
+[ -n "$AWS_REGION" ] || { echo "set AWS_REGION" >&2; exit 2; }
+export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION" AWS_PAGER=""
+fn="$name-query"
+
+if [ -z "$zip" ]; then
+  echo "== building $fn with cargo lambda (release, x86_64)" >&2
+  (cd "$here/.." && cargo lambda build --release -p cairn-functions --bin cairn-query --output-format zip >&2)
+  zip="${CARGO_TARGET_DIR:-$here/../target}/lambda/cairn-query/bootstrap.zip"
+fi
+[ -f "$zip" ] || { echo "no function package at $zip" >&2; exit 1; }
+
+echo "== stack $name" >&2
+aws cloudformation deploy --stack-name "$name" --template-file "$here/template.yaml" \
+  --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
+  --parameter-overrides "Name=$name" "Prefix=$prefix" "Replicas=$replicas" >&2
+output() {
+  aws cloudformation describe-stacks --stack-name "$name" --output text \
+    --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue"
+}
+data="$(output DataBucket)"; replica_buckets="$(output ReplicaBuckets)"; role="$(output QueryRoleArn)"
+ingest_policy="$(output IngestPolicyArn)"
+store="s3://$data/$prefix"
+env_json="{\"Variables\":{\"CAIRN_STORE\":\"$store\",\"CAIRN_LOG_FORMAT\":\"json\"}}"
+
+# A function that LocalStack cannot run (no Docker) ends in state Failed; waiting is best effort.
+wait_fn() { aws lambda wait "$1" --function-name "$fn" 2>/dev/null || echo "   (function not $1 yet; continuing)" >&2; }
+state="$(aws lambda get-function --function-name "$fn" --output text --query Configuration.State 2>/dev/null || true)"
+if [ "$state" = Failed ]; then
+  # A function that never became active (e.g. on an emulator without Docker) cannot be updated: recreate it.
+  echo "== $fn is in state Failed: recreating it" >&2
+  aws lambda delete-function-url-config --function-name "$fn" 2>/dev/null || true
+  aws lambda delete-function --function-name "$fn" 2>/dev/null || true
+  if aws lambda get-function --function-name "$fn" >/dev/null 2>&1; then
+    echo "could not delete the failed function $fn" >&2
+    exit 1
+  fi
+  state=""
+fi
+if [ -n "$state" ]; then
+  echo "== updating function $fn" >&2
+  aws lambda update-function-code --function-name "$fn" --zip-file "fileb://$zip" >/dev/null
+  wait_fn function-updated-v2
+  aws lambda update-function-configuration --function-name "$fn" --role "$role" --memory-size "$memory" \
+    --timeout 10 --environment "$env_json" >/dev/null
+else
+  echo "== creating function $fn" >&2
+  aws lambda create-function --function-name "$fn" --runtime provided.al2023 --architectures x86_64 \
+    --handler bootstrap --role "$role" --memory-size "$memory" --timeout 10 \
+    --zip-file "fileb://$zip" --environment "$env_json" >/dev/null
+  wait_fn function-active-v2
+fi
+
+auth=AWS_IAM
+if [ "$public" = 1 ]; then
+  auth=NONE
+  echo "WARNING: --public makes $fn's URL callable by anyone on the internet, unauthenticated." >&2
+fi
+if aws lambda get-function-url-config --function-name "$fn" >/dev/null 2>&1; then
+  aws lambda update-function-url-config --function-name "$fn" --auth-type "$auth" >/dev/null
+else
+  aws lambda create-function-url-config --function-name "$fn" --auth-type "$auth" >/dev/null
+fi
+aws lambda remove-permission --function-name "$fn" --statement-id public-url >/dev/null 2>&1 || true
+if [ "$auth" = NONE ]; then
+  aws lambda add-permission --function-name "$fn" --statement-id public-url --action lambda:InvokeFunctionUrl \
+    --principal '*' --function-url-auth-type NONE >/dev/null
+fi
+url="$(aws lambda get-function-url-config --function-name "$fn" --output text --query FunctionUrl)"
+
+replicas_arg="$(echo "$replica_buckets" | tr ',' '\n' | sed "s|^|s3://|; s|\$|/$prefix|" | paste -sd, -)"
+cat >&2 <<MSG
+== deployed
+  function URL : $url  (auth $auth)
+  store        : $store   replicas: $replicas_arg
+  ingest       : cairn ingest DATA --keyspace default --store $store --replicas $replicas_arg
+                 (as a principal with the managed policy $ingest_policy attached)
+  query        : cairn --url $url get KEY
+MSG
+echo "$url"
