@@ -26,13 +26,24 @@ fn aws(args: &[&str]) -> Result<Value, String> {
 }
 
 fn script(name: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("bash").arg(workspace_root().join("infra").join(name)).args(args).envs(env()).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out =
+        Command::new("bash").arg(workspace_root().join("infra").join(name)).args(args).envs(env()).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The real cairn-query binary (debug build, stripped to fit Lambda's 50 MB zip limit) as bootstrap.zip.
 fn function_zip(dir: &Path) -> PathBuf {
-    assert!(cargo_command().args(["build", "-q", "-p", "cairn-functions", "--bin", "cairn-query"]).status().unwrap().success());
+    assert!(
+        cargo_command()
+            .args(["build", "-q", "-p", "cairn-functions", "--bin", "cairn-query"])
+            .status()
+            .unwrap()
+            .success()
+    );
     let bin = target_dirs().1.join("cairn-query");
     assert!(Command::new("strip").arg("-o").arg(dir.join("bootstrap")).arg(&bin).status().unwrap().success());
     let zip = dir.join("bootstrap.zip");
@@ -44,7 +55,10 @@ fn function_zip(dir: &Path) -> PathBuf {
 fn check_bucket(bucket: &str) {
     assert_eq!(aws(&["s3api", "get-bucket-versioning", "--bucket", bucket]).unwrap()["Status"], "Enabled", "{bucket}");
     let enc = aws(&["s3api", "get-bucket-encryption", "--bucket", bucket]).unwrap();
-    assert_eq!(enc["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"], "AES256");
+    assert_eq!(
+        enc["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"],
+        "AES256"
+    );
     let block = aws(&["s3api", "get-public-access-block", "--bucket", bucket]).unwrap();
     for flag in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
         assert_eq!(block["PublicAccessBlockConfiguration"][flag], true, "{bucket} {flag}");
@@ -94,9 +108,16 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     let trust = &role["Role"]["AssumeRolePolicyDocument"]["Statement"];
     assert_eq!(trust.as_array().unwrap().len(), 1);
     assert_eq!(trust[0]["Principal"]["Service"], "lambda.amazonaws.com");
-    assert_eq!(aws(&["iam", "list-attached-role-policies", "--role-name", &function]).unwrap()["AttachedPolicies"], serde_json::json!([]));
-    assert_eq!(aws(&["iam", "list-role-policies", "--role-name", &function]).unwrap()["PolicyNames"], serde_json::json!(["cairn-read-keyspaces"]));
-    let policy = aws(&["iam", "get-role-policy", "--role-name", &function, "--policy-name", "cairn-read-keyspaces"]).unwrap();
+    assert_eq!(
+        aws(&["iam", "list-attached-role-policies", "--role-name", &function]).unwrap()["AttachedPolicies"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        aws(&["iam", "list-role-policies", "--role-name", &function]).unwrap()["PolicyNames"],
+        serde_json::json!(["cairn-read-keyspaces"])
+    );
+    let policy =
+        aws(&["iam", "get-role-policy", "--role-name", &function, "--policy-name", "cairn-read-keyspaces"]).unwrap();
     let statements = policy["PolicyDocument"]["Statement"].as_array().unwrap().clone();
     let mut actions = BTreeSet::new();
     for st in &statements {
@@ -113,8 +134,10 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
         }
         actions.extend(acts);
     }
-    let expected: BTreeSet<String> =
-        ["s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents"].iter().map(|s| s.to_string()).collect();
+    let expected: BTreeSet<String> = ["s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(actions, expected, "read-only on the keyspace prefix, nothing else");
 
     // The ingest policy: write access to the same prefix, for whoever runs `cairn ingest`.
@@ -124,7 +147,12 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     let doc = aws(&["iam", "get-policy-version", "--policy-arn", &ingest_arn, "--version-id", &version]).unwrap();
     let doc = &doc["PolicyVersion"]["Document"];
     let doc: Value = if let Some(s) = doc.as_str() { serde_json::from_str(s).unwrap() } else { doc.clone() };
-    let write = doc["Statement"].as_array().unwrap().iter().find(|s| as_list(&s["Action"]).contains(&"s3:PutObject".to_string())).unwrap();
+    let write = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| as_list(&s["Action"]).contains(&"s3:PutObject".to_string()))
+        .unwrap();
     assert!(as_list(&write["Resource"]).iter().all(|r| r.ends_with("/cairn/*")), "{write}");
 
     // The function and its URL (IAM auth, no public permission).
@@ -134,9 +162,13 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     assert_eq!(conf["Architectures"], serde_json::json!(["x86_64"]));
     assert_eq!(conf["Role"], role_arn.as_str());
     assert_eq!(conf["Environment"]["Variables"]["CAIRN_STORE"], format!("s3://{data}/cairn").as_str());
-    assert_eq!(aws(&["lambda", "get-function-url-config", "--function-name", &function]).unwrap()["AuthType"], "AWS_IAM");
+    assert_eq!(
+        aws(&["lambda", "get-function-url-config", "--function-name", &function]).unwrap()["AuthType"],
+        "AWS_IAM"
+    );
     assert!(aws(&["lambda", "get-policy", "--function-name", &function]).is_err(), "no resource policy for an IAM URL");
-    let logs = aws(&["logs", "describe-log-groups", "--log-group-name-prefix", &format!("/aws/lambda/{function}")]).unwrap();
+    let logs =
+        aws(&["logs", "describe-log-groups", "--log-group-name-prefix", &format!("/aws/lambda/{function}")]).unwrap();
     // LocalStack's CloudFormation creates the group but does not apply or report its retention (14 days in
     // template.yaml), so only its existence is checked here.
     assert_eq!(logs["logGroups"][0]["logGroupName"], format!("/aws/lambda/{function}").as_str(), "{logs}");
@@ -144,7 +176,10 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     // Re-running updates in place; --public is explicit and warns.
     let (ok, _, log) = script("deploy.sh", &["--name", &name, "--zip", zip, "--replicas", "2"]);
     assert!(ok, "re-deploy failed:\n{log}");
-    assert_eq!(aws(&["cloudformation", "describe-stacks", "--stack-name", &name]).unwrap()["Stacks"][0]["Outputs"], stack["Stacks"][0]["Outputs"]);
+    assert_eq!(
+        aws(&["cloudformation", "describe-stacks", "--stack-name", &name]).unwrap()["Stacks"][0]["Outputs"],
+        stack["Stacks"][0]["Outputs"]
+    );
     let (ok, _, log) = script("deploy.sh", &["--name", &name, "--zip", zip, "--replicas", "2", "--public"]);
     assert!(ok && log.contains("WARNING: --public"), "{log}");
     assert_eq!(aws(&["lambda", "get-function-url-config", "--function-name", &function]).unwrap()["AuthType"], "NONE");
@@ -163,6 +198,7 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     for b in std::iter::once(data.as_str()).chain(replicas.iter().copied()) {
         assert!(aws(&["s3api", "head-bucket", "--bucket", b]).is_err(), "bucket {b} left");
     }
-    let logs = aws(&["logs", "describe-log-groups", "--log-group-name-prefix", &format!("/aws/lambda/{function}")]).unwrap();
+    let logs =
+        aws(&["logs", "describe-log-groups", "--log-group-name-prefix", &format!("/aws/lambda/{function}")]).unwrap();
     assert_eq!(logs["logGroups"], serde_json::json!([]), "log group left");
 }

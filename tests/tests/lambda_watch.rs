@@ -29,14 +29,25 @@ async fn cairn_query_under_cargo_lambda_watch_serves_function_url_requests() {
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = cargo_command();
-    cmd.args(["lambda", "watch", "-A", "127.0.0.1", "-P", &port.to_string(), "-p", "cairn-functions", "--bin", "cairn-query"])
-        .args(["--ignore-changes", "--env-var", &format!("CAIRN_STORE={store_url}")])
-        .envs(s3::aws_settings())
-        .env("PATH", path_with_tools())
-        .env("CAIRN_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
+    cmd.args([
+        "lambda",
+        "watch",
+        "-A",
+        "127.0.0.1",
+        "-P",
+        &port.to_string(),
+        "-p",
+        "cairn-functions",
+        "--bin",
+        "cairn-query",
+    ])
+    .args(["--ignore-changes", "--env-var", &format!("CAIRN_STORE={store_url}")])
+    .envs(s3::aws_settings())
+    .env("PATH", path_with_tools())
+    .env("CAIRN_LOG_FORMAT", "json")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .process_group(0);
     let _watch = Watch(cmd.spawn().expect("cargo lambda watch"));
 
     let http = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
