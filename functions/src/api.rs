@@ -181,6 +181,7 @@ async fn keyspace_info(State(engine): State<Arc<Engine>>, Path(ks): Path<String>
                 "bytes": m.bytes,
                 "placement": m.placement,
                 "replicas": m.replicas,
+                "failover": k.replicated.as_ref().map(|r| r.stats()),
                 "cache": engine.stats(),
             }))
             .into_response()

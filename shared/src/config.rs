@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::failover::FailoverConfig;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -13,6 +14,8 @@ pub struct EngineConfig {
     pub metadata_cache_bytes: u64,
     /// Bytes of decoded pages kept (`CAIRN_PAGE_CACHE`, e.g. `256MiB`).
     pub page_cache_bytes: u64,
+    /// Replica failover and hedging (`CAIRN_ATTEMPT_TIMEOUT`, `CAIRN_HEDGE_AFTER` = a duration or `off`).
+    pub failover: FailoverConfig,
 }
 
 impl Default for EngineConfig {
@@ -21,6 +24,7 @@ impl Default for EngineConfig {
             manifest_ttl: Duration::from_secs(5),
             metadata_cache_bytes: 128 << 20,
             page_cache_bytes: 256 << 20,
+            failover: FailoverConfig::default(),
         }
     }
 }
@@ -37,6 +41,18 @@ impl EngineConfig {
         }
         if let Ok(v) = std::env::var("CAIRN_PAGE_CACHE") {
             c.page_cache_bytes = parse_bytes(&v).map_err(|e| Error::Config(format!("CAIRN_PAGE_CACHE: {e}")))?;
+        }
+        if let Ok(v) = std::env::var("CAIRN_ATTEMPT_TIMEOUT") {
+            c.failover.attempt_timeout =
+                parse_duration(&v).map_err(|e| Error::Config(format!("CAIRN_ATTEMPT_TIMEOUT: {e}")))?;
+        }
+        match std::env::var("CAIRN_HEDGE_AFTER").as_deref() {
+            Ok("off") => c.failover.hedging = false,
+            Ok(v) => {
+                c.failover.hedge_after =
+                    Some(parse_duration(v).map_err(|e| Error::Config(format!("CAIRN_HEDGE_AFTER: {e}")))?)
+            }
+            Err(_) => {}
         }
         Ok(c)
     }

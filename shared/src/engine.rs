@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
 use crate::cache::{CacheStats, CountedCache, weight};
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
+use crate::failover::ReplicatedStore;
 use crate::key::{validate_key, validate_keyspace};
 use crate::manifest::Manifest;
 use crate::page::{self, Page};
@@ -26,7 +27,13 @@ use crate::store::Store;
 pub struct Keyspace {
     pub manifest: Manifest,
     pub placement: Placement,
+    /// Where shard objects are read: the primary, or every copy behind failover and hedging.
+    pub shard_store: Arc<dyn ObjectStore>,
+    pub replicated: Option<Arc<ReplicatedStore>>,
 }
+
+/// Opens a replica root named in a manifest (default: [`Store::open`]; tests wrap stores in faults).
+pub type Resolver = Arc<dyn Fn(&str) -> Result<Store> + Send + Sync>;
 
 /// (shard uid, column, row group, page)
 type PageKey = (u64, u8, u32, u32);
@@ -34,6 +41,8 @@ type PageKey = (u64, u8, u32, u32);
 pub struct Engine {
     store: Store,
     config: EngineConfig,
+    resolver: Resolver,
+    replicas: std::sync::Mutex<std::collections::HashMap<String, Store>>,
     /// keyspace → current version (None = no such keyspace), re-read after the TTL.
     pointers: CountedCache<String, Option<Arc<Keyspace>>>,
     /// (keyspace, version) → manifest; versions are immutable.
@@ -84,9 +93,27 @@ impl Engine {
             pages: CountedCache::new("page", config.page_cache_bytes, None, |_, v| weight(v.weight())),
             store,
             config,
+            resolver: Arc::new(|url: &str| Store::open(url)),
+            replicas: Default::default(),
             gets: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
         }
+    }
+
+    /// Replaces how replica roots named in manifests are opened.
+    pub fn with_resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    fn replica(&self, url: &str) -> Result<Store> {
+        let mut map = self.replicas.lock().expect("replica map");
+        if let Some(s) = map.get(url) {
+            return Ok(s.clone());
+        }
+        let s = (self.resolver)(url)?;
+        map.insert(url.to_string(), s.clone());
+        Ok(s)
     }
 
     pub fn store(&self) -> &Store {
@@ -121,7 +148,17 @@ impl Engine {
         self.gets.fetch_add(1, Relaxed);
         let manifest = Manifest::read(self.store.inner.as_ref(), ks, &current.pointer.version).await?;
         let placement = Placement::new(&manifest.placement).map_err(|why| Error::corrupt(&manifest.path(), why))?;
-        let k = Arc::new(Keyspace { manifest, placement });
+        let (shard_store, replicated): (Arc<dyn ObjectStore>, _) = if manifest.replicas.is_empty() {
+            (self.store.inner.clone(), None)
+        } else {
+            let mut roots = vec![self.store.inner.clone()];
+            for url in &manifest.replicas {
+                roots.push(self.replica(url)?.inner);
+            }
+            let r = Arc::new(ReplicatedStore::new(roots, self.config.failover.clone()));
+            (r.clone(), Some(r))
+        };
+        let k = Arc::new(Keyspace { manifest, placement, shard_store, replicated });
         self.manifests.insert(id, k.clone());
         Ok(Some(k))
     }
@@ -161,7 +198,7 @@ impl Engine {
         let meta = match self.shards.get(&entry.path) {
             Some(m) => m,
             None => {
-                let (m, fetched) = ShardMeta::open(self.store.inner.as_ref(), entry).await?;
+                let (m, fetched) = ShardMeta::open(keyspace.shard_store.as_ref(), entry).await?;
                 self.count(fetched);
                 let m = Arc::new(m);
                 self.shards.insert(entry.path.clone(), m.clone());
@@ -170,13 +207,13 @@ impl Engine {
         };
         let Probe::KeyPage { row_group, page } = meta.probe(key.as_bytes()) else { return Ok(None) };
         let rg = &meta.row_groups[row_group];
-        let keys = self.page(&meta, 0, row_group, page, rg.key_pages[page]).await?;
+        let keys = self.page(keyspace, &meta, 0, row_group, page, rg.key_pages[page]).await?;
         let Some(i) = keys.binary_search(key.as_bytes()) else { return Ok(None) };
         let row = rg.key_pages[page].first_row + i as u64;
         let (vp, vi) = meta
             .value_page_for(row_group, row)
             .ok_or_else(|| Error::corrupt(&meta.path, format!("no value page for row {row}")))?;
-        let values = self.page(&meta, 1, row_group, vp, rg.value_pages[vp]).await?;
+        let values = self.page(keyspace, &meta, 1, row_group, vp, rg.value_pages[vp]).await?;
         if vi >= values.len() {
             return Err(Error::corrupt(
                 &meta.path,
@@ -186,12 +223,20 @@ impl Engine {
         Ok(Some(values.value_bytes(vi)))
     }
 
-    async fn page(&self, meta: &ShardMeta, col: u8, rg: usize, page: usize, at: PageRef) -> Result<Arc<Page>> {
+    async fn page(
+        &self,
+        ks: &Keyspace,
+        meta: &ShardMeta,
+        col: u8,
+        rg: usize,
+        page: usize,
+        at: PageRef,
+    ) -> Result<Arc<Page>> {
         let id = (meta.uid, col, rg as u32, page as u32);
         if let Some(p) = self.pages.get(&id) {
             return Ok(p);
         }
-        let buf = self.store.inner.get_range(&meta.path, at.offset..at.offset + at.len as u64).await?;
+        let buf = ks.shard_store.get_range(&meta.path, at.offset..at.offset + at.len as u64).await?;
         self.count(buf.len() as u64);
         let decoded = page::decode(buf)
             .map_err(|why| Error::corrupt(&meta.path, format!("row group {rg} page {page}: {why}")))?;

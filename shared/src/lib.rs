@@ -7,6 +7,7 @@ pub mod conditional;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod failover;
 pub mod key;
 pub mod layout;
 pub mod manifest;

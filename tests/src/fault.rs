@@ -4,7 +4,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,6 +24,10 @@ pub struct FaultyStore {
     pub writes_allowed: usize,
     writes: AtomicUsize,
     pub fail_reads: AtomicBool,
+    /// Every read first waits `base + uniform(0..jitter)` (microseconds), to model a remote store.
+    pub read_delay_us: AtomicU64,
+    pub read_jitter_us: AtomicU64,
+    reads: AtomicU64,
 }
 
 impl FaultyStore {
@@ -34,7 +38,28 @@ impl FaultyStore {
             writes_allowed,
             writes: AtomicUsize::new(0),
             fail_reads: AtomicBool::new(false),
+            read_delay_us: AtomicU64::new(0),
+            read_jitter_us: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         }
+    }
+
+    /// A wrapper that only delays reads.
+    pub fn slow(inner: Arc<dyn ObjectStore>, base: std::time::Duration, jitter: std::time::Duration) -> Self {
+        let s = FaultyStore::new(inner, "\0never", usize::MAX);
+        s.read_delay_us.store(base.as_micros() as u64, Ordering::SeqCst);
+        s.read_jitter_us.store(jitter.as_micros() as u64, Ordering::SeqCst);
+        s
+    }
+
+    async fn delay(&self) {
+        let (base, jitter) = (self.read_delay_us.load(Ordering::SeqCst), self.read_jitter_us.load(Ordering::SeqCst));
+        if base + jitter == 0 {
+            return;
+        }
+        let n = self.reads.fetch_add(1, Ordering::SeqCst);
+        let extra = if jitter == 0 { 0 } else { xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes()) % jitter };
+        tokio::time::sleep(std::time::Duration::from_micros(base + extra)).await;
     }
 
     fn check_write(&self, location: &Path) -> Result<()> {
@@ -74,11 +99,13 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.delay().await;
         self.check_read(location)?;
         self.inner.get_opts(location, options).await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.delay().await;
         self.check_read(location)?;
         self.inner.get_ranges(location, ranges).await
     }
