@@ -61,3 +61,32 @@ pub async fn rollback(store: &Store, ks: &str, to: Option<&str>) -> Result<(Stri
     pointer::switch(store.inner.as_ref(), ks, &target, Some(&cur)).await?;
     Ok((cur.pointer.version, target))
 }
+
+/// The current manifest of `ks` and every root holding its shards (primary first).
+pub async fn keyspace_roots(store: &Store, ks: &str) -> Result<(Manifest, Vec<Store>), Error> {
+    let cur = pointer::read(store.inner.as_ref(), ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.into()))?;
+    let manifest = Manifest::read(store.inner.as_ref(), ks, &cur.pointer.version).await?;
+    let mut roots = vec![store.clone()];
+    for url in &manifest.replicas {
+        roots.push(Store::open(url)?);
+    }
+    Ok((manifest, roots))
+}
+
+pub fn print_health(r: &cairn_shared::health::HealthReport) {
+    use cairn_shared::health::CopyState;
+    println!(
+        "{} {}: {:?} ({} shards x {} copies{})",
+        r.keyspace,
+        r.version,
+        r.status,
+        r.shards.len(),
+        r.copies_per_shard,
+        if r.deep { ", checksums verified" } else { ", presence and size" }
+    );
+    for s in r.shards.iter().filter(|s| s.good < r.copies_per_shard) {
+        for c in s.copies.iter().filter(|c| c.state != CopyState::Ok) {
+            println!("  shard {:05} {}: {:?}", s.shard, c.root, c.state);
+        }
+    }
+}

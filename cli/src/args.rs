@@ -82,6 +82,27 @@ pub enum Command {
         #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
         keyspace: String,
     },
+    /// Check every copy of every shard: GREEN (all copies), YELLOW (≥1 good copy per shard), RED (a shard
+    /// has none). Exit status 0 GREEN, 3 YELLOW, 4 RED.
+    Health {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
+        keyspace: String,
+        /// Read every copy and verify its checksum (default: presence and size only, one HEAD per copy).
+        #[arg(long)]
+        deep: bool,
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-copy missing or corrupt shard copies from a good one (safe while queries are served; idempotent).
+    Repair {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
+        keyspace: String,
+    },
     /// Point a keyspace back at an earlier version (default: the one before the current).
     Rollback {
         #[command(flatten)]

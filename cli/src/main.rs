@@ -93,6 +93,32 @@ async fn run(cli: Cli) -> Res {
             }
             Ok(0)
         }
+        Some(Command::Health { store, keyspace, deep, json }) => {
+            let store = Store::open(&store.store)?;
+            let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
+            let report = cairn_shared::health::check(&roots, &manifest, deep).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                admin::print_health(&report);
+            }
+            Ok(match report.status {
+                cairn_shared::health::Status::Green => 0,
+                cairn_shared::health::Status::Yellow => 3,
+                cairn_shared::health::Status::Red => 4,
+            })
+        }
+        Some(Command::Repair { store, keyspace }) => {
+            let store = Store::open(&store.store)?;
+            let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
+            let repaired = cairn_shared::health::repair(&roots, &manifest).await?;
+            let after = cairn_shared::health::check(&roots, &manifest, true).await;
+            println!("copied {} shard copies; {keyspace} is now {:?}", repaired.copied, after.status);
+            if !repaired.unrecoverable.is_empty() {
+                println!("shards with no good copy left (re-ingest or roll back): {:?}", repaired.unrecoverable);
+            }
+            Ok(if after.status == cairn_shared::health::Status::Green { 0 } else { 1 })
+        }
         Some(Command::Rollback { store, keyspace, to }) => {
             let store = Store::open(&store.store)?;
             let (from, to) = admin::rollback(&store, &keyspace, to.as_deref()).await?;

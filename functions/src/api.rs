@@ -197,6 +197,41 @@ async fn list_keyspaces(State(engine): State<Arc<Engine>>) -> Response {
     }
 }
 
-async fn health(State(engine): State<Arc<Engine>>) -> Response {
-    Json(json!({ "status": "ok", "store": engine.store().url, "cache": engine.stats() })).into_response()
+#[derive(Deserialize, Default)]
+struct HealthQuery {
+    keyspace: Option<String>,
+    #[serde(default)]
+    deep: bool,
+}
+
+/// GREEN/YELLOW/RED per keyspace (all published keyspaces, or `?keyspace=`); `?deep=true` verifies checksums.
+/// 200 unless some keyspace is RED (503), so load balancers and monitors can use the status code alone.
+async fn health(State(engine): State<Arc<Engine>>, Query(q): Query<HealthQuery>) -> Response {
+    let names = match q.keyspace {
+        Some(k) => vec![k],
+        None => match engine.list_keyspaces().await {
+            Ok(list) => list,
+            Err(e) => return engine_error(e),
+        },
+    };
+    let mut reports = Vec::new();
+    for name in names {
+        let ks = match engine.keyspace(&name).await {
+            Ok(k) => k,
+            Err(e) => return engine_error(e),
+        };
+        let roots = match engine.roots(&ks) {
+            Ok(r) => r,
+            Err(e) => return engine_error(e),
+        };
+        reports.push(cairn_shared::health::check(&roots, &ks.manifest, q.deep).await);
+    }
+    let status = reports.iter().map(|r| r.status).max().unwrap_or(cairn_shared::health::Status::Green);
+    let code =
+        if status == cairn_shared::health::Status::Red { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (
+        code,
+        Json(json!({ "status": status, "keyspaces": reports, "store": engine.store().url, "cache": engine.stats() })),
+    )
+        .into_response()
 }

@@ -106,6 +106,15 @@ impl Engine {
         self
     }
 
+    /// Every root holding a copy of `keyspace`'s shards, primary first.
+    pub fn roots(&self, keyspace: &Keyspace) -> Result<Vec<Store>> {
+        let mut roots = vec![self.store.clone()];
+        for url in &keyspace.manifest.replicas {
+            roots.push(self.replica(url)?);
+        }
+        Ok(roots)
+    }
+
     fn replica(&self, url: &str) -> Result<Store> {
         let mut map = self.replicas.lock().expect("replica map");
         if let Some(s) = map.get(url) {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod failover;
+pub mod health;
 pub mod key;
 pub mod layout;
 pub mod manifest;

@@ -1,0 +1,90 @@
+//! Health (GREEN / YELLOW / RED) and repair, through the library, the CLI (exit codes) and `GET /v1/health`,
+//! with copies deleted and corrupted on disk; repair runs while lookups are being served.
+
+use std::sync::Arc;
+
+use cairn_ingest::{IngestOptions, NoProgress};
+use cairn_shared::config::EngineConfig;
+use cairn_shared::health::{self, CopyState, Status};
+use cairn_shared::store::Store;
+use cairn_shared::{Engine, manifest};
+use cairn_tests::process::{cairn, text};
+use cairn_tests::{TestServer, example_data, read_dataset};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_yellow_and_red_and_repair_restores_green() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = (0..3).map(|i| dir.path().join(format!("root{i}"))).collect();
+    let roots: Vec<Store> = paths.iter().map(|p| Store::open(p.to_str().unwrap()).unwrap()).collect();
+    let mut opts = IngestOptions::new(example_data(), "default", roots[0].clone());
+    opts.replicas = roots[1..].to_vec();
+    opts.shards = Some(4);
+    let report = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let m = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &report.version).await.unwrap();
+    let store_arg = paths[0].to_str().unwrap().to_string();
+    let cli_health = |deep: bool| {
+        let mut args = vec!["health", "-k", "default", "--store", &store_arg];
+        if deep {
+            args.push("--deep");
+        }
+        let out = cairn(&args, None, &[]);
+        (out.status.code(), text(&out.stdout))
+    };
+    assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
+    let (code, out) = cli_health(false);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("GREEN") || out.contains("Green"), "{out}");
+
+    // One copy of shard 0 missing; one copy of shard 1 corrupted in place (same size).
+    std::fs::remove_file(paths[1].join(&m.shards[0].path)).unwrap();
+    let victim = paths[2].join(&m.shards[1].path);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let shallow = health::check(&roots, &m, false).await;
+    assert_eq!(shallow.status, Status::Yellow);
+    assert_eq!(shallow.shards[0].copies[1].state, CopyState::Missing);
+    assert_eq!(shallow.shards[1].good, 3, "a same-size corruption needs --deep");
+    let deep = health::check(&roots, &m, true).await;
+    assert!(matches!(deep.shards[1].copies[2].state, CopyState::Corrupt { .. }), "{:?}", deep.shards[1]);
+    let (code, out) = cli_health(true);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("shard 00000") && out.contains("Missing") && out.contains("shard 00001"), "{out}");
+
+    // The HTTP route says the same (200 while YELLOW).
+    let server = TestServer::start(roots[0].clone(), EngineConfig::default()).await;
+    let r = reqwest::get(server.url("/v1/health?deep=true")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "YELLOW");
+
+    // Repair while lookups run: every answer stays right, and the keyspace is GREEN again.
+    let engine = Arc::new(Engine::new(roots[0].clone(), EngineConfig { page_cache_bytes: 0, ..Default::default() }));
+    let rows = read_dataset(&example_data());
+    let reader = {
+        let (engine, rows) = (engine.clone(), rows.clone());
+        tokio::spawn(async move {
+            for (k, v) in rows.iter().step_by(3) {
+                assert_eq!(engine.get("default", k).await.unwrap().as_deref(), Some(v.as_slice()));
+            }
+        })
+    };
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("copied 2 shard copies"), "{}", text(&out.stdout));
+    reader.await.unwrap();
+    assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert!(text(&out.stdout).contains("copied 0 shard copies"), "repair is idempotent: {}", text(&out.stdout));
+
+    // Every copy of shard 3 gone: RED, 503, exit 4, and repair cannot invent data.
+    for p in &paths {
+        std::fs::remove_file(p.join(&m.shards[3].path)).unwrap();
+    }
+    assert_eq!(cli_health(false).0, Some(4));
+    let r = reqwest::get(server.url("/v1/health")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let repaired = health::repair(&roots, &m).await.unwrap();
+    assert_eq!(repaired.unrecoverable, vec![3]);
+}
