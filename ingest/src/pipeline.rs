@@ -432,6 +432,7 @@ fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32, rows: u64) -> Result<Sh
         rows: summary.rows,
         bytes: summary.bytes,
         meta_bytes: summary.meta_bytes,
+        meta_checksum: summary.meta_checksum,
         min_key: summary.min_key,
         max_key: summary.max_key,
         checksum,

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore};
 use serde::Serialize;
 
 use crate::cache::{CacheStats, CountedCache, weight};
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
-use crate::failover::ReplicatedStore;
+use crate::failover::{ReplicatedStore, Validator};
 use crate::key::{validate_key, validate_keyspace};
 use crate::manifest::Manifest;
+use crate::manifest::ShardEntry;
 use crate::page::{self, Page};
 use crate::pointer;
 use crate::ring::Placement;
@@ -207,9 +209,7 @@ impl Engine {
         let meta = match self.shards.get(&entry.path) {
             Some(m) => m,
             None => {
-                let (m, fetched) = ShardMeta::open(keyspace.shard_store.as_ref(), entry).await?;
-                self.count(fetched);
-                let m = Arc::new(m);
+                let m = Arc::new(self.open_shard(keyspace, entry).await?);
                 self.shards.insert(entry.path.clone(), m.clone());
                 m
             }
@@ -232,6 +232,37 @@ impl Engine {
         Ok(Some(values.value_bytes(vi)))
     }
 
+    /// Reads bytes of a shard object that `valid` must accept: from the first intact copy when the keyspace
+    /// is replicated, else from the primary (a mismatch is then a corruption error, never an answer).
+    async fn fetch(&self, ks: &Keyspace, path: &Path, opts: GetOptions, valid: Validator<'_>) -> Result<Bytes> {
+        let bytes = match &ks.replicated {
+            Some(r) => r.get_verified(path, opts, valid).await.map_err(|e| match e {
+                object_store::Error::NotFound { .. } => Error::Store(e),
+                e => Error::corrupt(path, format!("no intact copy could be read: {e}")),
+            })?,
+            None => {
+                let bytes = ks.shard_store.get_opts(path, opts).await?.bytes().await?;
+                if !valid(&bytes) {
+                    return Err(Error::corrupt(path, "checksum mismatch"));
+                }
+                bytes
+            }
+        };
+        self.count(bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// One suffix GET, verified against the manifest's checksum, yields the shard's index.
+    async fn open_shard(&self, ks: &Keyspace, entry: &ShardEntry) -> Result<ShardMeta> {
+        let path = Path::from(entry.path.as_str());
+        let suffix = entry.meta_bytes.min(entry.bytes);
+        let opts = GetOptions { range: Some(GetRange::Suffix(suffix)), ..Default::default() };
+        let expected = entry.meta_checksum.as_str();
+        let valid = |b: &[u8]| format!("xxh3-64:{:016x}", xxhash_rust::xxh3::xxh3_64(b)) == expected;
+        let data = self.fetch(ks, &path, opts, &valid).await?;
+        ShardMeta::from_suffix(path, entry.bytes, data)
+    }
+
     async fn page(
         &self,
         ks: &Keyspace,
@@ -245,8 +276,11 @@ impl Engine {
         if let Some(p) = self.pages.get(&id) {
             return Ok(p);
         }
-        let buf = ks.shard_store.get_range(&meta.path, at.offset..at.offset + at.len as u64).await?;
-        self.count(buf.len() as u64);
+        let group = &meta.row_groups[rg];
+        let expected = if col == 0 { group.key_sums.get(page) } else { group.value_sums.get(page) }.copied();
+        let valid = |b: &[u8]| expected.is_none_or(|sum| page::page_checksum(b) == sum);
+        let opts = GetOptions { range: Some((at.offset..at.offset + at.len as u64).into()), ..Default::default() };
+        let buf = self.fetch(ks, &meta.path, opts, &valid).await?;
         let decoded = page::decode(buf)
             .map_err(|why| Error::corrupt(&meta.path, format!("row group {rg} page {page}: {why}")))?;
         let p = Arc::new(decoded);

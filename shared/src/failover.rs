@@ -82,6 +82,8 @@ pub struct FailoverStats {
     pub hedges: u64,
     pub hedge_wins: u64,
     pub failed_reads: u64,
+    /// Copies whose bytes failed verification (never served; the next copy was read).
+    pub corrupt_copies: u64,
     pub root_errors: Vec<u64>,
     pub root_latency_us: Vec<u64>,
 }
@@ -96,7 +98,11 @@ pub struct ReplicatedStore {
     hedges: AtomicU64,
     hedge_wins: AtomicU64,
     failed_reads: AtomicU64,
+    corrupt: AtomicU64,
 }
+
+/// Accepts or rejects the bytes of a read (checksum verification).
+pub type Validator<'a> = &'a (dyn Fn(&[u8]) -> bool + Send + Sync);
 
 impl ReplicatedStore {
     /// `roots[0]` is the primary (writes go there).
@@ -113,6 +119,7 @@ impl ReplicatedStore {
             hedges: AtomicU64::new(0),
             hedge_wins: AtomicU64::new(0),
             failed_reads: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
         }
     }
 
@@ -123,6 +130,7 @@ impl ReplicatedStore {
             hedges: self.hedges.load(Relaxed),
             hedge_wins: self.hedge_wins.load(Relaxed),
             failed_reads: self.failed_reads.load(Relaxed),
+            corrupt_copies: self.corrupt.load(Relaxed),
             root_errors: self.stats.iter().map(|s| s.errors.load(Relaxed)).collect(),
             root_latency_us: self.stats.iter().map(|s| s.ewma_us.load(Relaxed)).collect(),
         }
@@ -169,8 +177,18 @@ impl ReplicatedStore {
         recent.push_back(took.as_micros().min(u32::MAX as u128) as u32);
     }
 
-    /// One logical read: the bytes from whichever copy answers first.
-    async fn read(&self, location: &Path, options: &GetOptions) -> Result<(Bytes, GetResult)> {
+    /// Reads from the first copy whose bytes `valid` accepts (a corrupt copy counts as a failed one).
+    pub async fn get_verified(&self, location: &Path, options: GetOptions, valid: Validator<'_>) -> Result<Bytes> {
+        Ok(self.read(location, &options, Some(valid)).await?.0)
+    }
+
+    /// One logical read: the bytes from whichever copy answers first (and passes `valid`).
+    async fn read(
+        &self,
+        location: &Path,
+        options: &GetOptions,
+        valid: Option<Validator<'_>>,
+    ) -> Result<(Bytes, GetResult)> {
         self.reads.fetch_add(1, Relaxed);
         let started = Instant::now();
         let order = self.order(location);
@@ -240,6 +258,16 @@ impl ReplicatedStore {
             };
             let Some((i, t, result)) = outcome else { continue };
             started_at[i] = None;
+            let result = match result {
+                Ok((bytes, _)) if valid.is_some_and(|v| !v(&bytes)) => {
+                    self.corrupt.fetch_add(1, Relaxed);
+                    Err(object_store::Error::Generic {
+                        store: "ReplicatedStore",
+                        source: format!("{location}: copy {i} failed checksum verification").into(),
+                    })
+                }
+                other => other,
+            };
             match result {
                 Ok(found) => {
                     self.stats[i].observe(t.elapsed(), true);
@@ -286,7 +314,7 @@ impl fmt::Display for ReplicatedStore {
 #[async_trait]
 impl ObjectStore for ReplicatedStore {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let (bytes, mut shell) = self.read(location, &options).await?;
+        let (bytes, mut shell) = self.read(location, &options, None).await?;
         shell.payload = GetResultPayload::Stream(futures::stream::once(async move { Ok(bytes) }).boxed());
         Ok(shell)
     }
@@ -295,7 +323,7 @@ impl ObjectStore for ReplicatedStore {
         let mut out = Vec::with_capacity(ranges.len());
         for r in ranges {
             let opts = GetOptions { range: Some(r.clone().into()), ..Default::default() };
-            out.push(self.read(location, &opts).await?.0);
+            out.push(self.read(location, &opts, None).await?.0);
         }
         Ok(out)
     }

@@ -49,6 +49,8 @@ pub struct ShardEntry {
     /// Bytes at the end of the object holding bloom filters, page indexes and footer: one suffix GET opens
     /// the shard.
     pub meta_bytes: u64,
+    /// `xxh3-64:<hex>` of those `meta_bytes`: a reader verifies the one suffix GET that opens the shard.
+    pub meta_checksum: String,
     pub min_key: Option<String>,
     pub max_key: Option<String>,
     /// `xxh3-64:<16 hex digits>` of the whole object.

@@ -56,6 +56,19 @@ impl Page {
     }
 }
 
+/// Length of the data page starting at `buf[0]`, header included.
+pub fn page_len(buf: &[u8]) -> Result<usize, String> {
+    let mut r = Reader { buf, pos: 0 };
+    let h = r.page_header()?;
+    Ok(r.pos + h.compressed as usize)
+}
+
+/// The checksum cairn keeps per page (low 32 bits of XXH3-64 over header and body).
+#[inline]
+pub fn page_checksum(page: &[u8]) -> u32 {
+    xxhash_rust::xxh3::xxh3_64(page) as u32
+}
+
 /// Decodes a whole page (header included) as read from the offset index's location.
 pub fn decode(buf: Bytes) -> Result<Page, String> {
     let mut r = Reader { buf: &buf, pos: 0 };

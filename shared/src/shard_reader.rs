@@ -1,4 +1,4 @@
-//! Opening a shard: one suffix range read (its length is in the manifest) yields footer, page indexes and
+//! Indexing a shard: one suffix range read (its length is in the manifest) yields footer, page indexes and
 //! bloom filters; from them [`ShardMeta`] answers "which page could hold this key" with no further I/O,
 //! and "definitely absent" straight from the bloom filter.
 
@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore};
 use parquet::bloom_filter::Sbbf;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
@@ -15,7 +14,7 @@ use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::error::{Error, Result};
-use crate::manifest::ShardEntry;
+use crate::shard_writer::PAGE_CHECKSUMS_KEY;
 
 /// Where a page lives in the shard object.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +34,9 @@ pub struct RowGroupIndex {
     key_maxs: Vec<Box<[u8]>>,
     pub key_pages: Vec<PageRef>,
     pub value_pages: Vec<PageRef>,
+    /// Per-page checksums (empty for files without cairn's footer entry).
+    pub key_sums: Vec<u32>,
+    pub value_sums: Vec<u32>,
 }
 
 /// Everything needed to locate a key in one shard version.
@@ -59,24 +61,6 @@ pub enum Probe {
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
 impl ShardMeta {
-    /// Reads and indexes the shard's metadata with one suffix GET.
-    pub async fn open(store: &dyn ObjectStore, entry: &ShardEntry) -> Result<(ShardMeta, u64)> {
-        let path = Path::from(entry.path.as_str());
-        let suffix = entry.meta_bytes.min(entry.bytes);
-        let opts = GetOptions { range: Some(GetRange::Suffix(suffix)), ..Default::default() };
-        let got = store.get_opts(&path, opts).await?;
-        if got.meta.size != entry.bytes {
-            return Err(Error::corrupt(
-                &path,
-                format!("object is {} bytes, manifest says {}", got.meta.size, entry.bytes),
-            ));
-        }
-        let data = got.bytes().await?;
-        let fetched = data.len() as u64;
-        let meta = Self::from_suffix(path, entry.bytes, data)?;
-        Ok((meta, fetched))
-    }
-
     /// Indexes a shard from the last bytes of its object (`file_len` is the whole object's size).
     pub fn from_suffix(path: Path, file_len: u64, data: Bytes) -> Result<ShardMeta> {
         let corrupt = |why: String| Error::corrupt(&path, why);
@@ -85,6 +69,28 @@ impl ShardMeta {
             .with_page_index_policy(PageIndexPolicy::Required)
             .parse_and_finish(&suffix)
             .map_err(|e| corrupt(format!("footer: {e}")))?;
+        let sums: Option<Vec<u32>> = meta
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|e| e.key == PAGE_CHECKSUMS_KEY))
+            .and_then(|e| e.value.as_deref())
+            .map(|hex| {
+                (0..hex.len() / 8)
+                    .map(|i| {
+                        u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16)
+                            .map_err(|e| corrupt(format!("page checksums: {e}")))
+                    })
+                    .collect::<Result<Vec<u32>>>()
+            })
+            .transpose()?;
+        let mut next_sum = 0usize;
+        let mut take_sums = |n: usize| -> Result<Vec<u32>> {
+            let Some(all) = &sums else { return Ok(Vec::new()) };
+            let got =
+                all.get(next_sum..next_sum + n).ok_or_else(|| corrupt("fewer page checksums than pages".into()))?;
+            next_sum += n;
+            Ok(got.to_vec())
+        };
         let mut row_groups = Vec::with_capacity(meta.num_row_groups());
         let mut weight = 256;
         for (i, rg) in meta.row_groups().iter().enumerate() {
@@ -118,12 +124,13 @@ impl ShardMeta {
                 key_mins.push(Box::from(lo));
                 key_maxs.push(Box::from(hi));
             }
+            let (key_sums, value_sums) = (take_sums(kl.len())?, take_sums(vl.len())?);
             if n == 0 {
                 continue;
             }
             let bloom = Sbbf::read_from_column_chunk(rg.column(0), &suffix)
                 .map_err(|e| corrupt(format!("bloom filter: {e}")))?;
-            weight += rg.column(0).bloom_filter_length().unwrap_or(0) as usize + (kl.len() + vl.len()) * 24;
+            weight += rg.column(0).bloom_filter_length().unwrap_or(0) as usize + (kl.len() + vl.len()) * 28;
             row_groups.push(RowGroupIndex {
                 min_key: key_mins[0].clone(),
                 max_key: key_maxs[n - 1].clone(),
@@ -132,6 +139,8 @@ impl ShardMeta {
                 key_maxs,
                 key_pages: pages(kl),
                 value_pages: pages(vl),
+                key_sums,
+                value_sums,
             });
         }
         Ok(ShardMeta { uid: NEXT_UID.fetch_add(1, Ordering::Relaxed), path, row_groups, weight })

@@ -16,8 +16,12 @@ use parquet::file::properties::{BloomFilterPosition, EnabledStatistics, WriterPr
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
+use crate::page;
 
 pub const KEY_COLUMN: &str = "key";
+/// Footer key-value entry with every data page's checksum: hex u32 per page, in file order (row group, then
+/// key pages, then value pages). Parquet-rs writes no page CRCs, so cairn keeps its own.
+pub const PAGE_CHECKSUMS_KEY: &str = "cairn.page_checksums";
 pub const VALUE_COLUMN: &str = "value";
 
 pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -76,12 +80,37 @@ pub struct ShardSummary {
     pub rows: u64,
     pub bytes: u64,
     pub meta_bytes: u64,
+    /// `xxh3-64:<hex>` of the last `meta_bytes` bytes (bloom filters, page indexes, footer).
+    pub meta_checksum: String,
     pub min_key: Option<String>,
     pub max_key: Option<String>,
 }
 
+/// Passes bytes through to the sink and keeps those of the row group being written, so page checksums can
+/// be computed once parquet has flushed it.
+struct Tee<W> {
+    inner: W,
+    pending: Vec<u8>,
+    /// File offset of `pending[0]`.
+    pending_start: u64,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.pending.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 pub struct ShardWriter<W: Write + Send> {
-    writer: ArrowWriter<W>,
+    writer: ArrowWriter<Tee<W>>,
+    checksums: Vec<u32>,
+    row_groups_done: usize,
     keys: StringBuilder,
     values: BinaryBuilder,
     pending: usize,
@@ -95,9 +124,12 @@ impl<W: Write + Send> ShardWriter<W> {
     /// `rows_hint` sizes the bloom filter; `metadata` lands in the Parquet footer's key-value metadata.
     pub fn new(out: W, format: &ShardFormat, rows_hint: u64, metadata: Vec<KeyValue>) -> Result<Self> {
         let props = format.writer_properties(rows_hint, metadata);
-        let writer = ArrowWriter::try_new(out, SCHEMA.clone(), Some(props))?;
+        let tee = Tee { inner: out, pending: Vec::new(), pending_start: 0 };
+        let writer = ArrowWriter::try_new(tee, SCHEMA.clone(), Some(props))?;
         Ok(ShardWriter {
             writer,
+            checksums: Vec::new(),
+            row_groups_done: 0,
             keys: StringBuilder::with_capacity(format.page_rows, format.page_rows * 40),
             values: BinaryBuilder::with_capacity(format.page_rows, format.page_rows * 100),
             pending: 0,
@@ -135,13 +167,51 @@ impl<W: Write + Send> ShardWriter<W> {
         let cols: Vec<ArrayRef> = vec![Arc::new(self.keys.finish()), Arc::new(self.values.finish())];
         self.writer.write(&RecordBatch::try_new(SCHEMA.clone(), cols)?)?;
         self.pending = 0;
+        if self.writer.flushed_row_groups().len() > self.row_groups_done {
+            self.checksum_flushed()?;
+        }
+        Ok(())
+    }
+
+    /// Checksums the pages of row groups parquet has flushed since the last call, then forgets their bytes.
+    fn checksum_flushed(&mut self) -> Result<()> {
+        self.writer.sync()?;
+        while self.row_groups_done < self.writer.flushed_row_groups().len() {
+            let ranges: Vec<(u64, u64)> = self.writer.flushed_row_groups()[self.row_groups_done]
+                .columns()
+                .iter()
+                .map(|c| c.byte_range())
+                .collect();
+            let tee = self.writer.inner_mut();
+            let mut end = tee.pending_start;
+            for (start, len) in ranges {
+                let lo = (start - tee.pending_start) as usize;
+                let chunk = &tee.pending[lo..lo + len as usize];
+                let mut pos = 0;
+                while pos < chunk.len() {
+                    let n =
+                        page::page_len(&chunk[pos..]).map_err(|why| Error::Config(format!("writing shard: {why}")))?;
+                    self.checksums.push(page::page_checksum(&chunk[pos..pos + n]));
+                    pos += n;
+                }
+                end = end.max(start + len);
+            }
+            tee.pending.drain(..(end - tee.pending_start) as usize);
+            tee.pending_start = end;
+            self.row_groups_done += 1;
+        }
         Ok(())
     }
 
     /// Finishes the file (pass the sink as `&mut W` to keep it) and returns the shard's summary.
     pub fn finish(mut self) -> Result<ShardSummary> {
         self.flush_batch()?;
+        self.writer.flush()?;
+        self.checksum_flushed()?;
+        let sums: String = self.checksums.iter().map(|c| format!("{c:08x}")).collect();
+        self.writer.append_key_value_metadata(KeyValue::new(PAGE_CHECKSUMS_KEY.to_string(), sums));
         let meta = self.writer.finish()?;
+        self.writer.sync()?;
         let bytes = self.writer.bytes_written() as u64;
         let data_end = meta
             .row_groups()
@@ -153,10 +223,15 @@ impl<W: Write + Send> ShardWriter<W> {
             })
             .max()
             .unwrap_or(4); // "PAR1" magic
+        let tail = &self.writer.inner().pending;
+        let meta_bytes = bytes - data_end;
+        let meta_checksum =
+            format!("xxh3-64:{:016x}", xxhash_rust::xxh3::xxh3_64(&tail[tail.len() - meta_bytes as usize..]));
         let summary = ShardSummary {
             rows: self.rows,
             bytes,
-            meta_bytes: bytes - data_end,
+            meta_bytes,
+            meta_checksum,
             max_key: self.min_key.as_ref().map(|_| self.last_key.clone()),
             min_key: self.min_key,
         };

@@ -51,6 +51,7 @@ async fn publish(store: &Store, shards: u32, rows: &[(String, Vec<u8>)]) -> Mani
             rows: sum.rows,
             bytes: sum.bytes,
             meta_bytes: sum.meta_bytes,
+            meta_checksum: sum.meta_checksum,
             min_key: sum.min_key,
             max_key: sum.max_key,
             checksum: String::new(),
