@@ -62,6 +62,15 @@ struct RootStats {
 }
 
 impl RootStats {
+    /// A cancelled attempt only tells that the root took at least `took`: it may raise the estimate, never
+    /// lower it (else losing a hedge race would make a slow root look fast).
+    fn observe_at_least(&self, took: Duration) {
+        let us = took.as_micros().min(u64::MAX as u128) as u64;
+        if us > self.ewma_us.load(Relaxed) {
+            self.observe(took, true);
+        }
+    }
+
     fn observe(&self, took: Duration, ok: bool) {
         let us = took.as_micros().min(u64::MAX as u128) as u64;
         let old = self.ewma_us.load(Relaxed);
@@ -136,10 +145,14 @@ impl ReplicatedStore {
         }
     }
 
-    /// Rendezvous order for `path`, with currently failing or slow roots moved to the back.
+    /// Rendezvous order for `path`, with currently failing or slow roots moved to the back — except for one
+    /// read in 64, which keeps the plain order so a demoted root is probed (under the hedge) and can recover.
     pub fn order(&self, path: &Path) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.roots.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(xxhash_rust::xxh64::xxh64(path.as_ref().as_bytes(), i as u64)));
+        if self.reads.load(Relaxed) % 64 == 0 {
+            return order;
+        }
         let best = self.stats.iter().map(|s| s.ewma_us.load(Relaxed)).filter(|&l| l > 0).min().unwrap_or(0);
         let degraded = |i: usize| {
             let s = &self.stats[i];
@@ -277,7 +290,7 @@ impl ReplicatedStore {
                     // Copies still running lost the race: remember how slow they were at least.
                     for (j, s) in started_at.iter().enumerate() {
                         if let Some(s) = s {
-                            self.stats[j].observe(s.elapsed(), true);
+                            self.stats[j].observe_at_least(s.elapsed());
                         }
                     }
                     self.record_read(started.elapsed());

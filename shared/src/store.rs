@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 use crate::conditional::LocalConditional;
 use crate::error::{Error, Result};
@@ -52,6 +52,20 @@ impl Store {
                     k.to_ascii_lowercase().parse().map_err(|e: object_store::Error| bad(&e.to_string()))?;
                 builder = builder.with_config(key, *v);
             }
+            // Request-path defaults instead of object_store's 10 retries over 180 s: a lookup has replicas to
+            // fail over to (shared/src/failover.rs), so one copy must not hold it for minutes. Environment
+            // settings (AWS_TIMEOUT, AWS_CONNECT_TIMEOUT) win.
+            for (key, default) in [(ClientConfigKey::ConnectTimeout, "2s"), (ClientConfigKey::Timeout, "30s")] {
+                let key = AmazonS3ConfigKey::Client(key);
+                if builder.get_config_value(&key).is_none() {
+                    builder = builder.with_config(key, default);
+                }
+            }
+            builder = builder.with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(10),
+                backoff: BackoffConfig::default(),
+            });
             // An endpoint the user wrote as http:// (LocalStack, MinIO) is meant to be used over HTTP.
             if builder.get_config_value(&AmazonS3ConfigKey::Endpoint).is_some_and(|e| e.starts_with("http://")) {
                 builder = builder.with_allow_http(true);

@@ -35,7 +35,10 @@ async fn s3_replicas_survive_deleted_corrupted_and_slow_copies_and_repair_restor
     }
     roots[0].inner.put(&p1, PutPayload::from(bytes)).await.unwrap();
 
-    let slow_b = Store { url: urls[1].clone(), inner: Arc::new(FaultyStore::slow(roots[1].inner.clone(), Duration::from_millis(300), Duration::ZERO)) };
+    let slow_b = Store {
+        url: urls[1].clone(),
+        inner: Arc::new(FaultyStore::slow(roots[1].inner.clone(), Duration::from_millis(300), Duration::ZERO)),
+    };
     let c = roots[2].clone();
     let (ub, uc) = (urls[1].clone(), urls[2].clone());
     let resolver: Resolver = Arc::new(move |u: &str| {
@@ -47,7 +50,8 @@ async fn s3_replicas_survive_deleted_corrupted_and_slow_copies_and_repair_restor
             Err(cairn_shared::Error::Config(format!("unexpected root {u}")))
         }
     });
-    let engine = Engine::new(roots[0].clone(), EngineConfig { page_cache_bytes: 0, ..Default::default() }).with_resolver(resolver);
+    let engine = Engine::new(roots[0].clone(), EngineConfig { page_cache_bytes: 0, ..Default::default() })
+        .with_resolver(resolver);
     let rows = read_dataset(&example_data());
     let wrong = futures::stream::iter(rows.iter().step_by(5))
         .map(|(k, v)| {
