@@ -150,7 +150,7 @@ impl ReplicatedStore {
     pub fn order(&self, path: &Path) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.roots.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(xxhash_rust::xxh64::xxh64(path.as_ref().as_bytes(), i as u64)));
-        if self.reads.load(Relaxed) % 64 == 0 {
+        if self.reads.load(Relaxed).is_multiple_of(64) {
             return order;
         }
         let best = self.stats.iter().map(|s| s.ewma_us.load(Relaxed)).filter(|&l| l > 0).min().unwrap_or(0);

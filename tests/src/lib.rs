@@ -75,6 +75,16 @@ impl Drop for TestServer {
     }
 }
 
+/// Which of `roots` copies a fresh [`ReplicatedStore`](cairn_shared::failover::ReplicatedStore) reads first
+/// for `path` (rendezvous order): fault tests damage that copy so the fault is certainly met.
+pub fn first_copy(roots: usize, path: &str) -> usize {
+    let stores: Vec<Arc<dyn object_store::ObjectStore>> = (0..roots)
+        .map(|_| Arc::new(object_store::memory::InMemory::new()) as Arc<dyn object_store::ObjectStore>)
+        .collect();
+    let r = cairn_shared::failover::ReplicatedStore::new(stores, Default::default());
+    r.order(&object_store::path::Path::from(path))[0]
+}
+
 /// Percent-encodes a key for a URL path segment.
 pub fn encode(key: &str) -> String {
     key.bytes()

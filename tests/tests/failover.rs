@@ -15,7 +15,7 @@ use cairn_shared::engine::Resolver;
 use cairn_shared::store::Store;
 use cairn_shared::{Engine, manifest};
 use cairn_tests::fault::FaultyStore;
-use cairn_tests::{example_data, read_dataset};
+use cairn_tests::{example_data, first_copy, read_dataset};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 
@@ -85,9 +85,9 @@ fn pct(lat: &[Duration], p: f64) -> Duration {
 async fn every_key_is_answered_with_one_copy_deleted() {
     let f = fixture().await;
     let rows = read_dataset(&example_data());
-    // Delete the primary's copy of every shard: its pointer and manifest stay, the data must come from replicas.
+    // Delete, for every shard, the copy that is read first: the data must come from the others.
     for p in &f.shard_paths {
-        f.roots[0].inner.delete(&p.as_str().into()).await.unwrap();
+        f.roots[first_copy(3, p)].inner.delete(&p.as_str().into()).await.unwrap();
     }
     let e = engine(&f, HashMap::new(), uncached());
     let (_, wrong) = run(&e, &rows).await;
@@ -99,13 +99,15 @@ async fn every_key_is_answered_with_one_copy_deleted() {
 
     // A second copy gone too: still answered from the last one.
     for p in &f.shard_paths {
-        f.roots[1].inner.delete(&p.as_str().into()).await.unwrap();
+        let _ = f.roots[(first_copy(3, p) + 1) % 3].inner.delete(&p.as_str().into()).await;
     }
     let e = engine(&f, HashMap::new(), uncached());
     assert_eq!(run(&e, &rows[..2000]).await.1, 0);
     // All three gone: an error, never a wrong answer or a false "absent".
     for p in &f.shard_paths {
-        f.roots[2].inner.delete(&p.as_str().into()).await.unwrap();
+        for r in &f.roots {
+            let _ = r.inner.delete(&p.as_str().into()).await;
+        }
     }
     let e = engine(&f, HashMap::new(), uncached());
     assert!(e.get("default", &rows[0].0).await.is_err());
@@ -170,9 +172,10 @@ fn corrupt_file(path: &std::path::Path) {
 async fn a_corrupted_copy_is_detected_and_never_served() {
     let f = fixture().await;
     let rows = read_dataset(&example_data());
-    let root0 = f.roots[0].url.strip_prefix("file://").unwrap().to_string();
+    // For every shard, corrupt the copy that is read first.
     for p in &f.shard_paths {
-        corrupt_file(&std::path::Path::new(&root0).join(p));
+        let root = f.roots[first_copy(3, p)].url.strip_prefix("file://").unwrap().to_string();
+        corrupt_file(&std::path::Path::new(&root).join(p));
     }
     let e = engine(&f, HashMap::new(), uncached());
     let (_, wrong) = run(&e, &rows).await;
