@@ -31,7 +31,9 @@ fn main() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
-        let app = axum::Router::new().route("/v1/keyspaces/{ks}/keys/{key}", axum::routing::get(get)).with_state(Arc::new(map));
+        let app = axum::Router::new()
+            .route("/v1/keyspaces/{ks}/keys/{key}", axum::routing::get(get))
+            .with_state(Arc::new(map));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap().tap_io(|t| {
             let _ = t.set_nodelay(true);
         });

@@ -55,7 +55,10 @@ fn main() {
                 assert_eq!(std::hint::black_box(map.get(k.as_str())).unwrap().len(), v.len());
             }
             let base = rows.len() as f64 / t.elapsed().as_secs_f64();
-            println!("{}", json!({"bench": "inproc", "run": run, "hits_per_s": hits, "misses_per_s": miss, "hashmap_per_s": base}));
+            println!(
+                "{}",
+                json!({"bench": "inproc", "run": run, "hits_per_s": hits, "misses_per_s": miss, "hashmap_per_s": base})
+            );
         }
         // Cold: a fresh engine per run, first lookup of a key (shard never seen), then a second key of the
         // same shard (metadata cached).
@@ -67,13 +70,19 @@ fn main() {
             engine.get(ks, k1).await.unwrap().unwrap();
             let first = engine.counters() - before;
             let shard = ksd.placement.shard_of(k1.as_bytes());
-            let (k2, _) = rows.iter().skip(run * 104_729 % rows.len()).find(|(k, _)| k != k1 && ksd.placement.shard_of(k.as_bytes()) == shard).unwrap();
+            let (k2, _) = rows
+                .iter()
+                .skip(run * 104_729 % rows.len())
+                .find(|(k, _)| k != k1 && ksd.placement.shard_of(k.as_bytes()) == shard)
+                .unwrap();
             let before = engine.counters();
             engine.get(ks, k2).await.unwrap().unwrap();
             let second = engine.counters() - before;
             // An absent key in the same (now open) shard: answered by the bloom filter, or 2 GETs on a false
             // positive (fpp 1%).
-            let absent = std::iter::repeat_with(|| uuid::Uuid::new_v4().to_string()).find(|k| ksd.placement.shard_of(k.as_bytes()) == shard).unwrap();
+            let absent = std::iter::repeat_with(|| uuid::Uuid::new_v4().to_string())
+                .find(|k| ksd.placement.shard_of(k.as_bytes()) == shard)
+                .unwrap();
             let before = engine.counters();
             assert!(engine.get(ks, &absent).await.unwrap().is_none());
             let miss = engine.counters() - before;
