@@ -102,6 +102,13 @@ def report(runs: str, secs: str) -> None:
         s_mb, b_mb = srss[0]["rss_kb"] / 1024, brss[0]["rss_kb"] / 1024
         w(f"- `cairn serve` after warm-up: {s_mb:,.0f} MiB RSS = {s_mb / 1100:.0%} of the Python implementation's 1.1 GB "
           f"(target <= 25%); the hash-map baseline: {b_mb:,.0f} MiB.\n")
+    w("## Where a warm hit's time goes (perf, 2026-11-24)\n")
+    w("`perf record` of `cairn-bench` (warm hits): ~25% moka bookkeeping (bucket lookups, LRU deque moves, the "
+      "read-op channel, clock reads) for the pointer, shard-metadata and two page-cache lookups; ~24% "
+      "`Page::binary_search` + `memcmp` + `value_bytes`, i.e. cache misses on pages spread over ~100 MB; ~7% bloom "
+      "check and page probe. Next steps for the 1M/s target: resolve shard metadata and decoded pages through "
+      "per-shard slots instead of hashed cache lookups (keeping moka for eviction), and hold hot shards as "
+      "decoded Arrow arrays (~1 µs per lookup measured in shared/notes).\n")
     w("## Not measured yet\n")
     w("- the 1 KB-value dataset, p99 at 50% of peak, Lambda init under the harness (measured once by hand: 4 ms, "
       "debug build, in the cargo lambda test log), a latency plot, 10M-key ingest.\n")
