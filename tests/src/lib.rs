@@ -78,11 +78,16 @@ impl Drop for TestServer {
 /// Which of `roots` copies a fresh [`ReplicatedStore`](cairn_shared::failover::ReplicatedStore) reads first
 /// for `path` (rendezvous order): fault tests damage that copy so the fault is certainly met.
 pub fn first_copy(roots: usize, path: &str) -> usize {
+    copy_order(roots, path)[0]
+}
+
+/// The order in which a fresh replicated store tries the copies of `path`.
+pub fn copy_order(roots: usize, path: &str) -> Vec<usize> {
     let stores: Vec<Arc<dyn object_store::ObjectStore>> = (0..roots)
         .map(|_| Arc::new(object_store::memory::InMemory::new()) as Arc<dyn object_store::ObjectStore>)
         .collect();
     let r = cairn_shared::failover::ReplicatedStore::new(stores, Default::default());
-    r.order(&object_store::path::Path::from(path))[0]
+    r.order(&object_store::path::Path::from(path))
 }
 
 /// Percent-encodes a key for a URL path segment.

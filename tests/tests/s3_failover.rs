@@ -11,7 +11,7 @@ use cairn_shared::health::{self, Status};
 use cairn_shared::store::Store;
 use cairn_shared::{Engine, manifest};
 use cairn_tests::fault::FaultyStore;
-use cairn_tests::{example_data, first_copy, read_dataset, s3};
+use cairn_tests::{copy_order, example_data, first_copy, read_dataset, s3};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -26,11 +26,12 @@ async fn s3_replicas_survive_deleted_corrupted_and_slow_copies_and_repair_restor
     let report = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
     let m = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &report.version).await.unwrap();
 
-    // Shard 0: the copy read first deleted; shard 1: the copy read first corrupted (same size). Bucket b:
-    // 300 ms slower on every read.
+    // Shard 0: the copy read first deleted; shard 1: the first copy read among the fast ones corrupted (same
+    // size; a corrupt copy on the slow bucket would be hedged around before its bytes arrive). Bucket b
+    // (index 1): 300 ms slower on every read.
     roots[first_copy(3, &m.shards[0].path)].inner.delete(&m.shards[0].path.as_str().into()).await.unwrap();
     let p1 = object_store::path::Path::from(m.shards[1].path.as_str());
-    let victim = &roots[first_copy(3, &m.shards[1].path)];
+    let victim = &roots[copy_order(3, &m.shards[1].path).into_iter().find(|&i| i != 1).unwrap()];
     let mut bytes = victim.inner.get(&p1).await.unwrap().bytes().await.unwrap().to_vec();
     for i in (0..bytes.len()).step_by(700) {
         bytes[i] ^= 0x20;
