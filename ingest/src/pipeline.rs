@@ -462,5 +462,5 @@ async fn upload(local: &Path, roots: &[Store], dest: &object_store::path::Path) 
     for w in &mut writers {
         w.shutdown().await.map_err(io_err("cannot upload"))?;
     }
-    Ok(format!("xxh3-64:{:016x}", hash.digest()))
+    Ok(cairn_shared::manifest::checksum_label(hash.digest()))
 }

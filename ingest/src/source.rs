@@ -109,7 +109,7 @@ pub fn fingerprint(files: &[InputFile]) -> Result<String, IngestError> {
         }
         all.update(&one.digest().to_le_bytes());
     }
-    Ok(format!("xxh3-64:{:016x}", all.digest()))
+    Ok(cairn_shared::manifest::checksum_label(all.digest()))
 }
 
 /// Collects bad-input reports up to a limit.

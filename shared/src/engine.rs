@@ -16,8 +16,8 @@ use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::failover::{ReplicatedStore, Validator};
 use crate::key::{validate_key, validate_keyspace};
-use crate::manifest::Manifest;
 use crate::manifest::ShardEntry;
+use crate::manifest::{Manifest, checksum_of};
 use crate::page::{self, Page};
 use crate::pointer;
 use crate::ring::Placement;
@@ -258,7 +258,7 @@ impl Engine {
         let suffix = entry.meta_bytes.min(entry.bytes);
         let opts = GetOptions { range: Some(GetRange::Suffix(suffix)), ..Default::default() };
         let expected = entry.meta_checksum.as_str();
-        let valid = |b: &[u8]| format!("xxh3-64:{:016x}", xxhash_rust::xxh3::xxh3_64(b)) == expected;
+        let valid = |b: &[u8]| checksum_of(b) == expected;
         let data = self.fetch(ks, &path, opts, &valid).await?;
         ShardMeta::from_suffix(path, entry.bytes, data)
     }

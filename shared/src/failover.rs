@@ -208,7 +208,6 @@ impl ReplicatedStore {
         let mut next = 0usize;
         let mut running = FuturesUnordered::new();
         let mut last_err: Option<object_store::Error> = None;
-        let mut not_found = 0usize;
         let attempt = |i: usize| {
             let (store, opts, loc, timeout) =
                 (self.roots[i].clone(), options.clone(), location.clone(), self.config.attempt_timeout);
@@ -299,14 +298,12 @@ impl ReplicatedStore {
                 Err(e) => {
                     let missing = matches!(e, object_store::Error::NotFound { .. });
                     self.stats[i].observe(t.elapsed(), missing);
-                    not_found += missing as usize;
                     last_err = Some(e);
                 }
             }
         }
         self.failed_reads.fetch_add(1, Relaxed);
-        // NotFound only when every copy says so; otherwise the last real failure.
-        let _ = not_found;
+        // Every copy failed: report the last failure.
         Err(last_err.expect("an error"))
     }
 }

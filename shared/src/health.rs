@@ -10,7 +10,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::Result;
-use crate::manifest::{Manifest, ShardEntry};
+use crate::manifest::{Manifest, ShardEntry, checksum_label, checksum_of};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -62,7 +62,7 @@ pub async fn object_checksum(store: &Store, path: &Path) -> Result<String> {
     while let Some(chunk) = stream.next().await {
         h.update(&chunk?);
     }
-    Ok(format!("xxh3-64:{:016x}", h.digest()))
+    Ok(checksum_label(h.digest()))
 }
 
 async fn check_copy(root: &Store, entry: &ShardEntry, deep: bool) -> CopyState {
@@ -143,7 +143,7 @@ pub async fn repair(roots: &[Store], manifest: &Manifest) -> Result<RepairReport
         };
         let path = Path::from(entry.path.as_str());
         let bytes = roots[source].inner.get(&path).await?.bytes().await?;
-        let sum = format!("xxh3-64:{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+        let sum = checksum_of(&bytes);
         if sum != entry.checksum {
             out.unrecoverable.push(shard.shard); // changed under us; the next run re-checks
             continue;

@@ -12,6 +12,16 @@ use crate::ring::PlacementSpec;
 
 pub const FORMAT_VERSION: u32 = 1;
 
+/// How checksums are written in manifests and reports: `xxh3-64:<16 hex digits>`.
+pub fn checksum_label(digest: u64) -> String {
+    format!("xxh3-64:{digest:016x}")
+}
+
+/// [`checksum_label`] of `bytes`.
+pub fn checksum_of(bytes: &[u8]) -> String {
+    checksum_label(xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Layout/format revision; readers refuse newer ones.

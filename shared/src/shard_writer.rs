@@ -225,8 +225,7 @@ impl<W: Write + Send> ShardWriter<W> {
             .unwrap_or(4); // "PAR1" magic
         let tail = &self.writer.inner().pending;
         let meta_bytes = bytes - data_end;
-        let meta_checksum =
-            format!("xxh3-64:{:016x}", xxhash_rust::xxh3::xxh3_64(&tail[tail.len() - meta_bytes as usize..]));
+        let meta_checksum = crate::manifest::checksum_of(&tail[tail.len() - meta_bytes as usize..]);
         let summary = ShardSummary {
             rows: self.rows,
             bytes,
