@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The benchmark harness (not a test). Measures, in one run on this machine, cairn against two baselines —
 # the assignment's "hash map behind HTTP" server (bench/src/bin/baseline-server.rs) and redis-server — with the
-# same data (1M keys shaped like examples/example.data) and the same client concurrency, then writes
-# BENCHMARKS.md with min/median/max over RUNS runs and the ratios.
+# same data (1M keys shaped like examples/example.data, then 1M keys with 1 KB values) and the same client
+# concurrency: peak throughput (wrk, redis-benchmark), latency at 50% of each server's peak (bench's
+# open-loop cairn-load), in-process and cold lookups, ingest (1M and 10M keys), RSS and Lambda init. Writes
+# BENCHMARKS.md (min/median/max over RUNS runs, ratios from this run) and bench/latency.svg.
 #   usage: scripts/bench.sh [RUNS=5] [SECONDS=10]
 # Needs wrk, redis-server and redis-tools (installed with apt-get if missing). Ports: 127.0.0.1 only.
 set -euo pipefail
@@ -14,28 +16,16 @@ mkdir -p "$work"
 if ! command -v wrk >/dev/null || ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk redis-server redis-tools >/dev/null
 fi
-cargo build --release --locked -p cairn -p cairn-bench >&2
+cargo build --release --locked -p cairn -p cairn-bench -p cairn-functions >&2
 bin="$CARGO_TARGET_DIR/release"
-data="$work/1m.data"
-[ -f "$data" ] || python3 scripts/gen-data.py 1000000 "$data"
-cut -d' ' -f1 "$data" > "$work/keys.txt"
 out="$work/results.jsonl"
 : > "$out"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-
-echo "== ingest ($runs runs)" >&2
-for i in $(seq 1 "$runs"); do
-  rm -rf "$work/store-ingest"
-  /usr/bin/time -f '{"bench":"ingest","wall_s":%e,"maxrss_kb":%M}' -o "$work/time.json" \
-    "$bin/cairn" ingest "$data" -k bench --store "$work/store-ingest" 2> "$work/ingest.log"
-  cat "$work/time.json" >> "$out"
-done
-rm -rf "$work/store"; mv "$work/store-ingest" "$work/store"
-
-echo "== in-process lookups and cold reads" >&2
-"$bin/cairn-bench" "$work/store" bench "$data" "$runs" >> "$out"
+tag() { python3 scripts/bench_report.py tag "$@" >> "$out"; }  # tag DATASET [KEY=VALUE...] < json lines
+wait_port() { for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+median_of() { python3 scripts/bench_report.py median "$@" < "$out"; }  # median_of DATASET BENCH SERVER FIELD
 
 cat > "$work/random-key.lua" <<'LUA'
 local keys = {}
@@ -46,44 +36,94 @@ request = function()
 end
 LUA
 
-wait_port() { for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-run_wrk() { # name port
+# http_server DATASET NAME PORT: wrk at full speed RUNS times, then the open-loop generator at 50% of the
+# median peak RUNS times.
+http_server() {
+  local ds="$1" name="$2" port="$3"
   for i in $(seq 1 "$runs"); do
-    KEYS_FILE="$work/keys.txt" wrk -t2 -c50 -d"${secs}s" --latency -s "$work/random-key.lua" "http://127.0.0.1:$2" > "$work/wrk.txt"
-    python3 scripts/bench_report.py parse-wrk "$1" < "$work/wrk.txt" >> "$out"
+    KEYS_FILE="$keys" wrk -t2 -c50 -d"${secs}s" --latency -s "$work/random-key.lua" "http://127.0.0.1:$port" \
+      | python3 scripts/bench_report.py parse-wrk "$name" | tag "$ds"
+  done
+  local half; half=$(median_of "$ds" http "$name" rps | awk '{printf "%d", $1 / 2}')
+  for i in $(seq 1 "$runs"); do
+    "$bin/cairn-load" http "$port" "$keys" "$half" "$secs" | tag "$ds" bench=half_load "server=$name"
   done
 }
 
-echo "== cairn serve under wrk" >&2
-CAIRN_PORT=7971 "$bin/cairn" serve --store "$work/store" 2> "$work/serve.log" & pids+=($!)
-wait_port 7971
-KEYS_FILE="$work/keys.txt" wrk -t2 -c50 -d5s -s "$work/random-key.lua" http://127.0.0.1:7971 > /dev/null  # warm the caches
-rss=$(ps -o rss= -p "${pids[-1]}"); echo "{\"bench\":\"serve_rss\",\"rss_kb\":$rss}" >> "$out"
-run_wrk cairn 7971
-kill "${pids[-1]}"
+# bench_dataset NAME FILE PAGE_CACHE [gen-data.py options]
+bench_dataset() {
+  local ds="$1" data="$2" cache="$3"; shift 3
+  [ -f "$data" ] || python3 scripts/gen-data.py 1000000 "$data" "$@"
+  keys="$work/keys-$ds.txt"
+  cut -d' ' -f1 "$data" > "$keys"
+  echo "== [$ds] ingest ($runs runs)" >&2
+  for i in $(seq 1 "$runs"); do
+    rm -rf "$work/store-ingest"
+    /usr/bin/time -f '{"bench":"ingest","keys":1000000,"wall_s":%e,"maxrss_kb":%M}' -o "$work/time.json" \
+      "$bin/cairn" ingest "$data" -k bench --store "$work/store-ingest" 2> "$work/ingest.log"
+    tag "$ds" < "$work/time.json"
+  done
+  rm -rf "$work/store-$ds"; mv "$work/store-ingest" "$work/store-$ds"
 
-echo "== baseline hash-map server under wrk" >&2
-"$bin/baseline-server" "$data" 7972 2> /dev/null & pids+=($!)
-wait_port 7972
-rss=$(ps -o rss= -p "${pids[-1]}"); echo "{\"bench\":\"baseline_rss\",\"rss_kb\":$rss}" >> "$out"
-run_wrk baseline 7972
-kill "${pids[-1]}"
+  echo "== [$ds] in-process lookups and cold reads" >&2
+  "$bin/cairn-bench" "$work/store-$ds" bench "$data" "$runs" | tag "$ds"
 
-echo "== redis-server under redis-benchmark" >&2
-redis-server --port 7973 --bind 127.0.0.1 --save '' --appendonly no --daemonize no > /dev/null & pids+=($!)
-wait_port 7973
-# The same 1M values under redis-benchmark's key pattern (key:<12 digits>).
-python3 -c '
+  echo "== [$ds] cairn serve" >&2
+  CAIRN_PAGE_CACHE="$cache" CAIRN_PORT=7971 "$bin/cairn" serve --store "$work/store-$ds" 2> "$work/serve.log" & pids+=($!)
+  wait_port 7971
+  KEYS_FILE="$keys" wrk -t2 -c50 -d5s -s "$work/random-key.lua" http://127.0.0.1:7971 > /dev/null  # warm the caches
+  echo "{\"bench\":\"rss\",\"server\":\"cairn\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"
+  http_server "$ds" cairn 7971
+  kill "${pids[-1]}"
+
+  echo "== [$ds] hash-map baseline server" >&2
+  "$bin/baseline-server" "$data" 7972 2> /dev/null & pids+=($!)
+  wait_port 7972
+  echo "{\"bench\":\"rss\",\"server\":\"baseline\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"
+  http_server "$ds" baseline 7972
+  kill "${pids[-1]}"
+
+  echo "== [$ds] redis-server" >&2
+  redis-server --port 7973 --bind 127.0.0.1 --save '' --appendonly no --daemonize no > /dev/null & pids+=($!)
+  wait_port 7973
+  # The same 1M values under redis-benchmark's key pattern (key:<12 digits>).
+  python3 -c '
 import sys
 for i, line in enumerate(open(sys.argv[1], "rb")):
     v = line.rstrip(b"\n").split(b" ", 1)[1]
     k = b"key:%012d" % i
     sys.stdout.buffer.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
 ' "$data" | redis-cli -p 7973 --pipe > /dev/null
-for i in $(seq 1 "$runs"); do
-  redis-benchmark -p 7973 -c 50 -n 1000000 -r 1000000 -t get --csv 2>/dev/null | python3 scripts/bench_report.py parse-redis >> "$out"
-done
-kill "${pids[-1]}"
+  echo "{\"bench\":\"rss\",\"server\":\"redis\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"
+  for i in $(seq 1 "$runs"); do
+    redis-benchmark -p 7973 -c 50 -n 1000000 -r 1000000 -t get --csv 2>/dev/null \
+      | python3 scripts/bench_report.py parse-redis | tag "$ds"
+  done
+  local half; half=$(median_of "$ds" http redis rps | awk '{printf "%d", $1 / 2}')
+  for i in $(seq 1 "$runs"); do
+    "$bin/cairn-load" resp 7973 "$keys" "$half" "$secs" | tag "$ds" bench=half_load server=redis
+  done
+  kill "${pids[-1]}"
+}
 
-python3 scripts/bench_report.py report "$runs" "$secs" < "$out" > BENCHMARKS.md
-echo "wrote BENCHMARKS.md" >&2
+bench_dataset example "$work/1m.data" 256MiB
+bench_dataset 1k "$work/1m-1k.data" 2GiB --value-bytes 1000
+
+echo "== ingest of 10M keys (once: peak RSS must not grow with the input)" >&2
+[ -f "$work/10m.data" ] || python3 scripts/gen-data.py 10000000 "$work/10m.data" --seed 10
+rm -rf "$work/store-10m"
+/usr/bin/time -f '{"bench":"ingest","keys":10000000,"wall_s":%e,"maxrss_kb":%M}' -o "$work/time.json" \
+  "$bin/cairn" ingest "$work/10m.data" -k bench --store "$work/store-10m" 2> "$work/ingest.log"
+tag 10m < "$work/time.json"
+rm -rf "$work/store-10m"
+
+echo "== query function init ($runs runs)" >&2
+# The Lambda binary up to the point it would wait for its first event: config, store client, caches and the
+# first pointer + manifest read (CAIRN_WARM_KEYSPACES). It then fails to reach the (absent) runtime API.
+for i in $(seq 1 "$runs"); do
+  CAIRN_STORE="$work/store-example" CAIRN_WARM_KEYSPACES=bench AWS_LAMBDA_RUNTIME_API=127.0.0.1:9 \
+    timeout 10 "$bin/cairn-query" 2>&1 | grep -m1 'cairn-query initialised' | python3 scripts/bench_report.py parse-init | tag example
+done
+
+python3 scripts/bench_report.py report "$runs" "$secs" BENCHMARKS.md bench/latency.svg < "$out"
+echo "wrote BENCHMARKS.md and bench/latency.svg" >&2

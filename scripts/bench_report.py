@@ -3,7 +3,10 @@
 
   bench_report.py parse-wrk NAME < wrk-output      -> one JSON line {"bench":"http","server":NAME,...}
   bench_report.py parse-redis < redis-benchmark-csv -> one JSON line {"bench":"http","server":"redis",...}
-  bench_report.py report RUNS SECONDS < results.jsonl -> BENCHMARKS.md on stdout
+  bench_report.py parse-init < cairn-query log line -> one JSON line {"bench":"init",...}
+  bench_report.py tag DATASET [K=V...] < json lines -> the lines with "dataset" (and K=V) added
+  bench_report.py median DATASET BENCH SERVER FIELD < results.jsonl -> the median of FIELD
+  bench_report.py report RUNS SECONDS MD SVG < results.jsonl -> writes BENCHMARKS.md and the latency plot
 """
 import csv
 import datetime
@@ -37,84 +40,175 @@ def parse_redis() -> None:
                       "p50_ms": float(row["p50_latency_ms"]), "p99_ms": float(row["p99_latency_ms"]), "non_2xx": 0}))
 
 
+def parse_init() -> None:
+    line = sys.stdin.read()
+    m = re.search(r'"init_ms":\s*([\d.]+)', line)
+    c = re.search(r'"clients_ms":\s*([\d.]+)', line)
+    print(json.dumps({"bench": "init", "init_ms": float(m.group(1)), "clients_ms": float(c.group(1)) if c else None}))
+
+
+def tag(dataset: str, extra: list) -> None:
+    for line in sys.stdin:
+        if line.strip():
+            r = json.loads(line)
+            r["dataset"] = dataset
+            r.update(kv.split("=", 1) for kv in extra)
+            print(json.dumps(r))
+
+
+def load() -> list:
+    return [json.loads(line) for line in sys.stdin if line.strip()]
+
+
+def select(res, **kw):
+    return [r for r in res if all(r.get(k) == v for k, v in kw.items())]
+
+
+def median(dataset, bench, server, field) -> None:
+    print(statistics.median(r[field] for r in select(load(), dataset=dataset, bench=bench, server=server)))
+
+
 def mmm(values, fmt="{:,.0f}"):
+    values = [v for v in values if v is not None]
     if not values:
         return "n/a"
     return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
 
 
-def report(runs: str, secs: str) -> None:
-    res = [json.loads(line) for line in sys.stdin if line.strip()]
-    by = lambda **kw: [r for r in res if all(r.get(k) == v for k, v in kw.items())]
-    http = {s: by(bench="http", server=s) for s in ("cairn", "baseline", "redis")}
-    med = lambda rows, key: statistics.median(r[key] for r in rows) if rows else float("nan")
+def med(rows, key):
+    return statistics.median(r[key] for r in rows) if rows else float("nan")
+
+
+LABELS = (("cairn", "`cairn serve` (warm)"), ("baseline", "hash map behind HTTP (baseline)"), ("redis", "redis-server (RESP)"))
+COLORS = {"cairn": "#1b6ac9", "baseline": "#d9822b", "redis": "#3a9c4a"}
+
+
+def latency_svg(res, path) -> bool:
+    """Latency by percentile at 50% of each server's peak (example dataset): median over runs per point."""
+    W, H, L, B = 640, 360, 60, 40
+    series = {}
+    for s, _ in LABELS:
+        rows = select(res, dataset="example", bench="half_load", server=s)
+        if rows:
+            pts = list(zip(*[r["spectrum"] for r in rows]))
+            series[s] = [(p[0][0], statistics.median(x[1] for x in p)) for p in pts]
+    if not series:
+        return False
+    import math
+    ymax = max(v for pts in series.values() for _, v in pts) * 1.1
+    xs = lambda p: L + (W - L - 20) * math.log10(100 / (100 - p)) / 4  # 50% .. 99.99% on a log(1/(1-p)) axis
+    ys = lambda v: H - B - (H - B - 20) * v / ymax
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="14" text-anchor="middle">GET latency at 50% of each server\'s peak (1M keys, 50 connections)</text>']
+    for p in (50, 90, 99, 99.9, 99.99):
+        x = xs(p)
+        out.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{H - B}" stroke="#ddd"/>')
+        out.append(f'<text x="{x:.1f}" y="{H - B + 14}" text-anchor="middle">p{p:g}</text>')
+    for i in range(6):
+        v = ymax * i / 5
+        out.append(f'<line x1="{L}" y1="{ys(v):.1f}" x2="{W - 20}" y2="{ys(v):.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{L - 6}" y="{ys(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+    out.append(f'<text x="14" y="{H / 2}" transform="rotate(-90 14 {H / 2})" text-anchor="middle">ms</text>')
+    for n, (s, pts) in enumerate(series.items()):
+        d = " ".join(f"{xs(p):.1f},{ys(v):.1f}" for p, v in pts)
+        out.append(f'<polyline fill="none" stroke="{COLORS[s]}" stroke-width="2" points="{d}"/>')
+        out.append(f'<text x="{L + 10}" y="{36 + 14 * n}" fill="{COLORS[s]}">{dict(LABELS)[s]}</text>'.replace("`", ""))
+    out.append("</svg>")
+    open(path, "w").write("\n".join(out) + "\n")
+    return True
+
+
+def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
+    res = load()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     out = []
     w = out.append
     w("# cairn benchmarks\n")
     w(f"Measured {datetime.date.today()} by `scripts/bench.sh {runs} {secs}` on {os.cpu_count()} cores ({cpu}), "
       f"{platform.system()} {platform.release()}; client and servers share the cores, loopback only. "
-      f"Figures are min / median / max over {runs} runs; ratios use medians from this same run.\n")
-    w("Dataset: 1,000,000 keys shaped like `examples/example.data` (`scripts/gen-data.py 1000000`, values "
-      "20-120 bytes). The 1 KB-value variant is not measured yet.\n")
-    w("## HTTP GET, random keys, 50 connections (wrk -t2 -c50 --latency; redis-benchmark -c 50 -r 1000000 -t get)\n")
-    w("| server | requests/s | p50 ms (median) | p99 ms (median) |")
-    w("|---|---|---|---|")
-    for s, label in (("cairn", "`cairn serve` (warm)"), ("baseline", "hash map behind HTTP (baseline)"), ("redis", "redis-server (RESP)")):
-        rows = http[s]
-        w(f"| {label} | {mmm([r['rps'] for r in rows])} | {med(rows, 'p50_ms'):.2f} | {med(rows, 'p99_ms'):.2f} |")
-    c, b, r = med(http["cairn"], "rps"), med(http["baseline"], "rps"), med(http["redis"], "rps")
-    w("")
-    w(f"- cairn / redis-server throughput: **{c / r:.2f}x** (target >= 1.0)")
-    w(f"- cairn / hash-map baseline throughput: **{c / b:.2f}x** (target >= 0.85)")
-    bad = sum(x["non_2xx"] for x in http["cairn"] + http["baseline"])
-    w(f"- non-2xx HTTP answers during the runs: {bad} (every key requested exists)")
-    w("- p99 < 1 ms at 50% of peak load: not measured yet (needs a rate-limited generator, e.g. wrk2).\n")
-    inproc = by(bench="inproc")
-    w("## In-process lookups, one core, warm caches (`cairn-bench`)\n")
-    w("| lookup | per second |")
-    w("|---|---|")
-    w(f"| hit (cairn engine) | {mmm([x['hits_per_s'] for x in inproc])} |")
-    w(f"| miss (bloom filter, no I/O) | {mmm([x['misses_per_s'] for x in inproc])} |")
-    w(f"| HashMap get, same keys (baseline) | {mmm([x['hashmap_per_s'] for x in inproc])} |")
-    if inproc:
-        w(f"\n- cairn hit / HashMap: **{med(inproc, 'hits_per_s') / med(inproc, 'hashmap_per_s'):.3f}x**; target >= 1M hits/s per core: "
-          f"**{'met' if med(inproc, 'hits_per_s') >= 1e6 else 'missed'}** ({med(inproc, 'hits_per_s'):,.0f}/s)\n")
-    cold = by(bench="cold")
-    w("## Cold lookups (object-store requests counted by the engine)\n")
-    w("| case | GETs | bytes |")
+      f"Figures are min / median / max over {runs} runs; ratios use medians from this same run. "
+      "Reproduce: `scripts/bench.sh 5 10` (installs wrk and redis with apt if missing, generates the data).\n")
+    w("Datasets: **example** = 1,000,000 keys shaped like `examples/example.data` (`scripts/gen-data.py 1000000`, "
+      "values 20-120 bytes, 82 MB); **1k** = 1,000,000 keys with 1,000-byte values (`--value-bytes 1000`, 1 GB). "
+      "`cairn serve` runs with its defaults, except `CAIRN_PAGE_CACHE=2GiB` for the 1k set so the warm set fits.\n")
+    targets = []
+    for ds, title in (("example", "example-shaped values"), ("1k", "1 KB values")):
+        http = {s: select(res, dataset=ds, bench="http", server=s) for s, _ in LABELS}
+        half = {s: select(res, dataset=ds, bench="half_load", server=s) for s, _ in LABELS}
+        if not any(http.values()):
+            continue
+        w(f"## HTTP GET, {title}: random keys, 50 connections\n")
+        w("Peak: `wrk -t2 -c50 --latency` (HTTP), `redis-benchmark -c 50 -r 1000000 -t get` (RESP). At 50% load: "
+          "`cairn-load` (bench/), open loop at half of the server's median peak, latency from each request's "
+          "scheduled time.\n")
+        w("| server | peak requests/s | p50 / p99 ms at peak (median) | p50 / p99 / p99.9 ms at 50% of peak (median) |")
+        w("|---|---|---|---|")
+        for s, label in LABELS:
+            rows, h = http[s], half[s]
+            hl = f"{med(h, 'p50_ms'):.2f} / {med(h, 'p99_ms'):.2f} / {med(h, 'p999_ms'):.2f}" if h else "n/a"
+            w(f"| {label} | {mmm([r['rps'] for r in rows])} | {med(rows, 'p50_ms'):.2f} / {med(rows, 'p99_ms'):.2f} | {hl} |")
+        c, b, r = med(http["cairn"], "rps"), med(http["baseline"], "rps"), med(http["redis"], "rps")
+        p99 = med(half["cairn"], "p99_ms")
+        w("")
+        w(f"- cairn / redis-server throughput: **{c / r:.2f}x** (target >= 1.0)")
+        w(f"- cairn / hash-map baseline throughput: **{c / b:.2f}x** (target >= 0.85)")
+        w(f"- cairn p99 at 50% of peak: **{p99:.2f} ms** (target < 1 ms; p99 over runs {mmm([x['p99_ms'] for x in half['cairn']], '{:.2f}')})")
+        bad = sum(x["non_2xx"] for x in http["cairn"] + http["baseline"]) + sum(x["errors"] for v in half.values() for x in v)
+        w(f"- non-2xx answers / errors during the runs: {bad} (every key requested exists)\n")
+        targets.append((ds, c / r, c / b, p99))
+    if latency_svg(res, svg_path):
+        w(f"![latency by percentile at 50% load]({svg_path})\n")
+    w("## In-process lookups, one core, warm (`cairn-bench`: 200k keys, hot shards)\n")
+    w("| dataset | hits/s (cairn engine) | misses/s (no I/O) | HashMap gets/s, same keys | hit / HashMap |")
+    w("|---|---|---|---|---|")
+    for ds in ("example", "1k"):
+        ip = select(res, dataset=ds, bench="inproc")
+        if ip:
+            w(f"| {ds} | {mmm([x['hits_per_s'] for x in ip])} | {mmm([x['misses_per_s'] for x in ip])} | "
+              f"{mmm([x['hashmap_per_s'] for x in ip])} | {med(ip, 'hits_per_s') / med(ip, 'hashmap_per_s'):.2f}x |")
+    w("\nTarget >= 1M hits/s per core.\n")
+    w("## Cold lookups (object-store GETs and bytes counted by the engine)\n")
+    w("| dataset | first lookup in a never-seen shard: GETs | bytes | next lookup, footer cached: GETs | bytes | absent key, footer cached: GETs |")
+    w("|---|---|---|---|---|---|")
+    for ds in ("example", "1k"):
+        cold = select(res, dataset=ds, bench="cold")
+        if cold:
+            w(f"| {ds} | {mmm([x['first_gets'] for x in cold])} | {mmm([x['first_bytes'] for x in cold])} | "
+              f"{mmm([x['cached_meta_gets'] for x in cold])} | {mmm([x['cached_meta_bytes'] for x in cold])} | "
+              f"{mmm([x['miss_gets_after_open'] for x in cold])} |")
+    w("\nTargets: <= 2 GETs and <= 64 KiB cold, 1 GET with the shard's metadata cached.\n")
+    w("## Ingest to the local store (`cairn ingest`, default options, `/usr/bin/time`)\n")
+    w("| input | keys/s | peak RSS MiB |")
     w("|---|---|---|")
-    w(f"| first lookup in a never-seen shard | {mmm([x['first_gets'] for x in cold])} | {mmm([x['first_bytes'] for x in cold])} |")
-    w(f"| next lookup, shard metadata cached | {mmm([x['cached_meta_gets'] for x in cold])} | {mmm([x['cached_meta_bytes'] for x in cold])} |")
-    w(f"| absent key in an open shard | {mmm([x['miss_gets_after_open'] for x in cold])} | - |")
-    w("\nTargets: <= 2 GETs and <= 64 KiB cold, 1 GET with metadata cached. cairn reads metadata (1 GET), then the key "
-      "page and the value page (2 GETs): 3 cold and 2 warm-metadata, so both GET targets are missed by one "
-      "request, and the metadata suffix of a 500k-row shard (page index + bloom filter) is far above 64 KiB. "
-      "Fixing that needs smaller shards or a key+value layout where one page holds both.\n")
-    ing = by(bench="ingest")
-    w("## Ingest, 1M keys to the local store (`cairn ingest`, default options)\n")
-    w(f"- keys/s: {mmm([1e6 / x['wall_s'] for x in ing])} (target >= 500k; the Python implementation: 1.9k)")
-    w(f"- peak RSS: {mmm([x['maxrss_kb'] / 1024 for x in ing], '{:,.0f}')} MiB (bounded by the 64 MiB chunks, "
-      "not the input; a 5M-key run measured 174 MiB by hand)\n")
-    srss, brss = by(bench="serve_rss"), by(bench="baseline_rss")
-    w("## Memory while serving 1M keys\n")
-    if srss and brss:
-        s_mb, b_mb = srss[0]["rss_kb"] / 1024, brss[0]["rss_kb"] / 1024
-        w(f"- `cairn serve` after warm-up: {s_mb:,.0f} MiB RSS = {s_mb / 1100:.0%} of the Python implementation's 1.1 GB "
-          f"(target <= 25%); the hash-map baseline: {b_mb:,.0f} MiB.\n")
-    w("## Where a warm hit's time goes (perf, 2026-11-24)\n")
-    w("`perf record` of `cairn-bench` (warm hits): ~25% moka bookkeeping (bucket lookups, LRU deque moves, the "
-      "read-op channel, clock reads) for the pointer, shard-metadata and two page-cache lookups; ~24% "
-      "`Page::binary_search` + `memcmp` + `value_bytes`, i.e. cache misses on pages spread over ~100 MB; ~7% bloom "
-      "check and page probe. Next steps for the 1M/s target: resolve shard metadata and decoded pages through "
-      "per-shard slots instead of hashed cache lookups (keeping moka for eviction), and hold hot shards as "
-      "decoded Arrow arrays (~1 µs per lookup measured in shared/notes).\n")
-    w("## Not measured yet\n")
-    w("- the 1 KB-value dataset, p99 at 50% of peak, Lambda init under the harness (measured once by hand: 4 ms, "
-      "debug build, in the cargo lambda test log), a latency plot, 10M-key ingest.\n")
+    for ds, label in (("example", "1M example-shaped keys"), ("1k", "1M keys, 1 KB values"), ("10m", "10M example-shaped keys (1 run)")):
+        ing = select(res, dataset=ds, bench="ingest")
+        if ing:
+            w(f"| {label} | {mmm([x['keys'] / x['wall_s'] for x in ing])} | {mmm([x['maxrss_kb'] / 1024 for x in ing])} |")
+    w("\nTarget >= 500k keys/s for 1M example-shaped keys; the Python implementation: 1.9k keys/s.\n")
+    w("## Memory while serving 1M keys (RSS after the warm-up)\n")
+    w("| dataset | cairn serve | hash-map baseline | redis-server |")
+    w("|---|---|---|---|")
+    for ds in ("example", "1k"):
+        rss = {s: select(res, dataset=ds, bench="rss", server=s) for s, _ in LABELS}
+        if rss["cairn"]:
+            cells = [f"{rss[s][0]['rss_kb'] / 1024:,.0f} MiB" if rss[s] else "n/a" for s, _ in LABELS]
+            w(f"| {ds} | {' | '.join(cells)} |")
+    ex = select(res, dataset="example", bench="rss", server="cairn")
+    if ex:
+        w(f"\ncairn serve on the example set: {ex[0]['rss_kb'] / 1024 / 1100:.0%} of the Python implementation's 1.1 GB (target <= 25%).\n")
+    init = select(res, bench="init")
+    w("## Query function init\n")
+    w(f"`cairn-query` (release) from process start to ready for its first event — config, store client, caches, and the "
+      f"first pointer + manifest read of the example keyspace (`CAIRN_WARM_KEYSPACES`), local store: "
+      f"**{mmm([x['init_ms'] for x in init], '{:.2f}')} ms** (target < 50 ms). The Lambda runtime's own start and an S3 "
+      "round trip (~20-50 ms for the pointer and manifest GETs) come on top on AWS.\n")
     w("Previous Python implementation (quoted, not re-measured): GET p50 1.2 ms, <= 1.1k requests/s, 1.9k keys/s "
       "ingest, 1.1 GB RSS for 1M keys.\n")
-    print("\n".join(out))
+    notes = os.path.join(os.path.dirname(md_path) or ".", "docs", "benchmark-notes.md")
+    if os.path.exists(notes):
+        w(open(notes).read())
+    open(md_path, "w").write("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":
@@ -123,5 +217,11 @@ if __name__ == "__main__":
         parse_wrk(sys.argv[2])
     elif cmd == "parse-redis":
         parse_redis()
+    elif cmd == "parse-init":
+        parse_init()
+    elif cmd == "tag":
+        tag(sys.argv[2], sys.argv[3:])
+    elif cmd == "median":
+        median(*sys.argv[2:6])
     else:
-        report(sys.argv[2], sys.argv[3])
+        report(*sys.argv[2:6])

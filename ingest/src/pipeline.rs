@@ -27,8 +27,12 @@ use crate::source::{InputFile, InputFormat, Problems, fingerprint, list_inputs, 
 /// Largest in-memory chunk of records before it is sorted and spilled.
 pub const CHUNK_BYTES: usize = 64 << 20;
 
-/// Input bytes per shard when `--shards` is not given.
-pub const AUTO_SHARD_BYTES: u64 = 64 << 20;
+/// Input bytes per shard when `--shards` is not given: small enough that a shard's footer (every block's key
+/// range) stays under ~48 KiB, so a cold lookup reads ≤ 64 KiB in 2 GETs (docs/FORMAT.md).
+pub const AUTO_SHARD_BYTES: u64 = 1 << 20;
+/// Most shards `--shards` may pick by itself: bounds the manifest (~350 bytes a shard) that every reader
+/// loads; above ~4 GiB of input shards grow instead.
+pub const AUTO_SHARDS_MAX: u64 = 4096;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -38,7 +42,7 @@ pub struct IngestOptions {
     pub store: Store,
     /// Further roots that get a copy of every shard (and of the manifest).
     pub replicas: Vec<Store>,
-    /// Shard count; None picks one shard per 64 MiB of input.
+    /// Shard count; None picks one shard per [`AUTO_SHARD_BYTES`] of input, at most [`AUTO_SHARDS_MAX`].
     pub shards: Option<u32>,
     /// Use a virtual-node ring with this many points per shard instead of jump hashing.
     pub ring_vnodes: Option<u32>,
@@ -101,7 +105,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         let files = files.clone();
         tokio::task::spawn_blocking(move || fingerprint(&files)).await.expect("fingerprint task")?
     };
-    let shards = opts.shards.unwrap_or_else(|| total_bytes.div_ceil(AUTO_SHARD_BYTES).clamp(1, 4096) as u32);
+    let shards = opts.shards.unwrap_or_else(|| total_bytes.div_ceil(AUTO_SHARD_BYTES).clamp(1, AUTO_SHARDS_MAX) as u32);
     if shards == 0 || shards > 100_000 {
         return Err(IngestError::Invalid(format!("--shards must be between 1 and 100000, got {shards}")));
     }
@@ -115,7 +119,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let f = &opts.shard_format;
     let id_src = serde_json::json!({
         "keyspace": opts.keyspace, "fingerprint": fp, "placement": spec,
-        "format": [f.page_rows, f.row_group_rows, f.bloom_fpp.to_bits()],
+        "format": [f.block_rows as u64, f.block_bytes as u64, f.bloom_fpp.to_bits()],
         "roots": roots.iter().map(|r| r.url.as_str()).collect::<Vec<_>>(),
     });
     let ingest_id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(id_src.to_string().as_bytes()));
@@ -200,10 +204,8 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             progress: progress.clone(),
             handle: tokio::runtime::Handle::current(),
         };
-        let (threads, counts) = (opts.threads.max(1), counts.clone());
-        tokio::task::spawn_blocking(move || write_shards(&ctx, &runs, &todo, &counts, threads))
-            .await
-            .expect("writer task")
+        let threads = opts.threads.max(1);
+        tokio::task::spawn_blocking(move || write_shards(&ctx, &runs, &todo, threads)).await.expect("writer task")
     };
     ckpt = shared_ckpt.lock().expect("checkpoint lock").clone();
     if let Err(e) = phase2 {
@@ -357,8 +359,12 @@ struct WriteCtx {
     handle: tokio::runtime::Handle,
 }
 
-fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], counts: &[u64], threads: usize) -> Result<(), IngestError> {
+fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], threads: usize) -> Result<(), IngestError> {
     let next = AtomicUsize::new(0);
+    // The checkpoint is rewritten after every 1% of the shards (not each: that is quadratic in bytes with
+    // thousands of shards), and whenever writing stops; a crash redoes at most that 1%.
+    let save_every = (todo.len() / 100).max(1);
+    let unsaved = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<IngestError>> = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -366,9 +372,13 @@ fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], counts: &[u64], thre
             scope.spawn(|| {
                 while !failed.load(Ordering::Relaxed) {
                     let Some(&shard) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                    let result = write_shard(ctx, runs, shard, counts[shard as usize]).and_then(|entry| {
+                    let result = write_shard(ctx, runs, shard).and_then(|entry| {
                         let mut c = ctx.ckpt.lock().expect("checkpoint lock");
                         c.done.insert(shard, entry);
+                        if unsaved.fetch_add(1, Ordering::Relaxed) + 1 < save_every {
+                            return Ok(());
+                        }
+                        unsaved.store(0, Ordering::Relaxed);
                         ctx.handle.block_on(c.save(ctx.roots[0].inner.as_ref()))
                     });
                     match result {
@@ -382,13 +392,21 @@ fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], counts: &[u64], thre
             });
         }
     });
-    match first_error.into_inner().expect("error slot") {
+    let error = first_error.into_inner().expect("error slot");
+    if unsaved.load(Ordering::Relaxed) > 0 {
+        let c = ctx.ckpt.lock().expect("checkpoint lock");
+        let saved = ctx.handle.block_on(c.save(ctx.roots[0].inner.as_ref()));
+        if error.is_none() {
+            saved?;
+        }
+    }
+    match error {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32, rows: u64) -> Result<ShardEntry, IngestError> {
+fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, IngestError> {
     let local = ctx.dir.join(format!("shard-{shard:05}.parquet"));
     let file = std::fs::File::create(&local).map_err(IngestError::io(format!("cannot create {}", local.display())))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -400,7 +418,7 @@ fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32, rows: u64) -> Result<Sh
         kv("shard", shard.to_string()),
         kv("placement", serde_json::to_string(&ctx.spec).expect("spec serializes")),
     ];
-    let mut writer = ShardWriter::new(&mut out, &ctx.format, rows, metadata)?;
+    let mut writer = ShardWriter::new(&mut out, &ctx.format, metadata)?;
     let merged = merge_shard(runs, shard, |rec| {
         let key = std::str::from_utf8(rec.key).map_err(|_| cairn_shared::Error::InvalidKey("not UTF-8".into()))?;
         writer.append(key, rec.value)

@@ -54,8 +54,30 @@ where
         (self.hits.load(Relaxed), self.misses.load(Relaxed))
     }
 
+    /// Like [`get`](Self::get), but a miss is not counted (for probing a cache that often has nothing).
+    #[inline]
+    pub fn get_quiet<Q>(&self, k: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let v = self.inner.get(k);
+        if v.is_some() {
+            self.hits.fetch_add(1, Relaxed);
+        }
+        v
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     pub fn insert(&self, k: K, v: V) {
         self.inner.insert(k, v);
+    }
+
+    pub fn invalidate(&self, k: &K) {
+        self.inner.invalidate(k);
     }
 
     pub fn invalidate_all(&self) {
@@ -78,4 +100,63 @@ where
 /// Saturating weight for moka (u32).
 pub fn weight(bytes: usize) -> u32 {
     bytes.min(u32::MAX as usize) as u32
+}
+
+/// A small map whose entries are trusted for a TTL, for values read on every request (keyspace pointers):
+/// a read lock and one hash lookup, none of moka's per-read bookkeeping. At most `max_entries` are kept,
+/// so requests naming random keyspaces cannot grow it.
+pub struct TtlMap<V> {
+    name: &'static str,
+    ttl: Duration,
+    max_entries: usize,
+    map: std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, V)>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl<V: Clone> TtlMap<V> {
+    pub fn new(name: &'static str, ttl: Duration, max_entries: usize) -> Self {
+        TtlMap { name, ttl, max_entries, map: Default::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    #[inline]
+    pub fn get(&self, k: &str) -> Option<V> {
+        let v = {
+            let map = self.map.read().expect("ttl map");
+            map.get(k).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+        };
+        if v.is_some() { &self.hits } else { &self.misses }.fetch_add(1, Relaxed);
+        v
+    }
+
+    pub fn insert(&self, k: String, v: V) {
+        let mut map = self.map.write().expect("ttl map");
+        if map.len() >= self.max_entries && !map.contains_key(&k) {
+            map.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            if map.len() >= self.max_entries {
+                map.clear();
+            }
+        }
+        map.insert(k, (std::time::Instant::now(), v));
+    }
+
+    pub fn invalidate_all(&self) {
+        self.map.write().expect("ttl map").clear();
+    }
+
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let map = self.map.read().expect("ttl map");
+        CacheStats {
+            name: self.name,
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            entries: map.len() as u64,
+            bytes: map.keys().map(|k| k.len() as u64 + 64).sum(),
+            capacity_bytes: self.max_entries as u64 * 128,
+        }
+    }
 }

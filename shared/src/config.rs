@@ -10,9 +10,11 @@ pub struct EngineConfig {
     /// How long a keyspace's pointer is trusted before it is re-read (`CAIRN_MANIFEST_TTL`, e.g. `5s`).
     /// A newly published version or a rollback reaches readers within this time.
     pub manifest_ttl: Duration,
-    /// Bytes of shard metadata (footer, page index, bloom filters) kept (`CAIRN_METADATA_CACHE`, e.g. `128MiB`).
+    /// Bytes of shard metadata (footers: every block's key range and place) kept (`CAIRN_METADATA_CACHE`,
+    /// e.g. `128MiB`).
     pub metadata_cache_bytes: u64,
-    /// Bytes of decoded pages kept (`CAIRN_PAGE_CACHE`, e.g. `256MiB`).
+    /// Bytes of decoded data kept: blocks, and whole shards once lookups touch enough of them
+    /// (`CAIRN_PAGE_CACHE`, e.g. `256MiB`).
     pub page_cache_bytes: u64,
     /// Replica failover and hedging (`CAIRN_ATTEMPT_TIMEOUT`, `CAIRN_HEDGE_AFTER` = a duration or `off`).
     pub failover: FailoverConfig,

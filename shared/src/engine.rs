@@ -1,7 +1,8 @@
 //! The query engine: key → keyspace pointer (cached for a TTL) → manifest (cached per version) → shard via
-//! placement → shard metadata (one suffix GET, cached) → bloom filter / page range → the one key page
-//! (range GET, decoded page cached) → binary search → the value page. Both `cairn serve` and the Lambda
-//! call this; it owns no sockets.
+//! placement → a hot shard decoded whole (in memory, no I/O), or else: shard footer (one suffix GET, cached)
+//! → the one block whose key range holds the key (one range GET, decoded block cached) → binary search.
+//! A shard whose blocks keep being fetched is promoted: read whole in one GET and decoded. Both
+//! `cairn serve` and the Lambda call this; it owns no sockets.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -11,17 +12,18 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
 use serde::Serialize;
 
-use crate::cache::{CacheStats, CountedCache, weight};
+use crate::block::Rows;
+use crate::cache::{CacheStats, CountedCache, TtlMap, weight};
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::failover::{ReplicatedStore, Validator};
 use crate::key::{validate_key, validate_keyspace};
 use crate::manifest::ShardEntry;
 use crate::manifest::{Manifest, checksum_of};
-use crate::page::{self, Page};
 use crate::pointer;
 use crate::ring::Placement;
-use crate::shard_reader::{PageRef, Probe, ShardMeta};
+use crate::shard_reader::ShardMeta;
+use crate::shard_writer::block_checksum;
 use crate::store::Store;
 
 /// A published version, ready for lookups.
@@ -32,13 +34,17 @@ pub struct Keyspace {
     /// Where shard objects are read: the primary, or every copy behind failover and hedging.
     pub shard_store: Arc<dyn ObjectStore>,
     pub replicated: Option<Arc<ReplicatedStore>>,
+    /// Process-unique, so cache keys are small and never mix versions.
+    uid: u64,
 }
 
 /// Opens a replica root named in a manifest (default: [`Store::open`]; tests wrap stores in faults).
 pub type Resolver = Arc<dyn Fn(&str) -> Result<Store> + Send + Sync>;
 
-/// (shard uid, column, row group, page)
-type PageKey = (u64, u8, u32, u32);
+/// (keyspace uid, shard, block or [`WHOLE_SHARD`])
+type DataKey = (u64, u32, u32);
+const WHOLE_SHARD: u32 = u32::MAX;
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
 pub struct Engine {
     store: Store,
@@ -46,11 +52,13 @@ pub struct Engine {
     resolver: Resolver,
     replicas: std::sync::Mutex<std::collections::HashMap<String, Store>>,
     /// keyspace → current version (None = no such keyspace), re-read after the TTL.
-    pointers: CountedCache<String, Option<Arc<Keyspace>>>,
+    pointers: TtlMap<Option<Arc<Keyspace>>>,
     /// (keyspace, version) → manifest; versions are immutable.
     manifests: CountedCache<(String, String), Arc<Keyspace>>,
-    shards: CountedCache<String, Arc<ShardMeta>>,
-    pages: CountedCache<PageKey, Arc<Page>>,
+    /// (keyspace uid, shard) → footer index.
+    shards: CountedCache<(u64, u32), Arc<ShardMeta>>,
+    /// Decoded blocks and whole (hot) shards, under one byte budget.
+    data: CountedCache<DataKey, Arc<Rows>>,
     gets: AtomicU64,
     bytes_fetched: AtomicU64,
 }
@@ -87,12 +95,12 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Self {
         let meta_bytes = config.metadata_cache_bytes;
         Engine {
-            pointers: CountedCache::new("pointer", 1 << 20, Some(config.manifest_ttl), |k, _| weight(k.len() + 64)),
+            pointers: TtlMap::new("pointer", config.manifest_ttl, 4096),
             manifests: CountedCache::new("manifest", meta_bytes / 8, None, |_, v| {
                 weight(1024 + v.manifest.shards.len() * 160)
             }),
-            shards: CountedCache::new("shard_metadata", meta_bytes, None, |k, v| weight(k.len() + v.weight())),
-            pages: CountedCache::new("page", config.page_cache_bytes, None, |_, v| weight(v.weight())),
+            shards: CountedCache::new("shard_metadata", meta_bytes, None, |_, v| weight(v.weight())),
+            data: CountedCache::new("data", config.page_cache_bytes, None, |_, v| weight(v.weight())),
             store,
             config,
             resolver: Arc::new(|url: &str| Store::open(url)),
@@ -169,7 +177,8 @@ impl Engine {
             let r = Arc::new(ReplicatedStore::new(roots, self.config.failover.clone()));
             (r.clone(), Some(r))
         };
-        let k = Arc::new(Keyspace { manifest, placement, shard_store, replicated });
+        let uid = NEXT_UID.fetch_add(1, Relaxed);
+        let k = Arc::new(Keyspace { manifest, placement, shard_store, replicated, uid });
         self.manifests.insert(id, k.clone());
         Ok(Some(k))
     }
@@ -200,36 +209,86 @@ impl Engine {
         futures::future::try_join_all(keys.iter().map(|k| self.get_in(&keyspace, k))).await
     }
 
-    async fn get_in(&self, keyspace: &Keyspace, key: &str) -> Result<Option<Bytes>> {
-        let shard = keyspace.placement.shard_of(key.as_bytes()) as usize;
-        let entry = &keyspace.manifest.shards[shard];
+    async fn get_in(&self, ks: &Keyspace, key: &str) -> Result<Option<Bytes>> {
+        let shard = ks.placement.shard_of(key.as_bytes());
+        let entry = &ks.manifest.shards[shard as usize];
         if entry.rows == 0 {
             return Ok(None);
         }
-        let meta = match self.shards.get(&entry.path) {
+        if let Some(hot) = self.data.get_quiet(&(ks.uid, shard, WHOLE_SHARD)) {
+            return Ok(hot.get(key.as_bytes()));
+        }
+        let meta = match self.shards.get(&(ks.uid, shard)) {
             Some(m) => m,
             None => {
-                let m = Arc::new(self.open_shard(keyspace, entry).await?);
-                self.shards.insert(entry.path.clone(), m.clone());
+                let m = Arc::new(self.open_shard(ks, entry).await?);
+                self.shards.insert((ks.uid, shard), m.clone());
                 m
             }
         };
-        let Probe::KeyPage { row_group, page } = meta.probe(key.as_bytes()) else { return Ok(None) };
-        let rg = &meta.row_groups[row_group];
-        let keys = self.page(keyspace, &meta, 0, row_group, page, rg.key_pages[page]).await?;
-        let Some(i) = keys.binary_search(key.as_bytes()) else { return Ok(None) };
-        let row = rg.key_pages[page].first_row + i as u64;
-        let (vp, vi) = meta
-            .value_page_for(row_group, row)
-            .ok_or_else(|| Error::corrupt(&meta.path, format!("no value page for row {row}")))?;
-        let values = self.page(keyspace, &meta, 1, row_group, vp, rg.value_pages[vp]).await?;
-        if vi >= values.len() {
-            return Err(Error::corrupt(
-                &meta.path,
-                format!("value page {vp} has {} rows, need row {vi}", values.len()),
-            ));
+        let Some(b) = meta.probe(key.as_bytes()) else { return Ok(None) };
+        let rows = match self.data.get(&(ks.uid, shard, b as u32)) {
+            Some(r) => r,
+            None => {
+                let r = Arc::new(self.read_block(ks, &meta, b).await?);
+                self.data.insert((ks.uid, shard, b as u32), r.clone());
+                self.maybe_promote(ks, shard, &meta).await;
+                r
+            }
+        };
+        Ok(rows.get(key.as_bytes()))
+    }
+
+    /// One range GET: the block's key and value pages, checksum verified, decoded.
+    async fn read_block(&self, ks: &Keyspace, meta: &ShardMeta, b: usize) -> Result<Rows> {
+        let at = meta.blocks[b];
+        let valid = |d: &[u8]| at.checksum.is_none_or(|sum| block_checksum(d) == sum);
+        let range = at.offset..at.offset + at.len as u64;
+        let opts = GetOptions { range: Some(range.into()), ..Default::default() };
+        let buf = self.fetch(ks, &meta.path, opts, &valid).await?;
+        Rows::decode(buf, [(0, at.chunks, at.rows)]).map_err(|why| Error::corrupt(&meta.path, why))
+    }
+
+    /// After enough of a shard's blocks were fetched one by one, reads all of them in one GET and keeps the
+    /// shard decoded whole, if it fits an eighth of the data cache (so one shard cannot flush the rest).
+    /// A failure only leaves the shard served block by block (the lookup at hand already has its block).
+    async fn maybe_promote(&self, ks: &Keyspace, shard: u32, meta: &ShardMeta) {
+        let Some(range) = meta.data_range() else { return };
+        let fetched = meta.note_block_fetch();
+        if (fetched as usize) < (meta.blocks.len() / 8).max(4)
+            || range.end - range.start > self.data.capacity() / 8
+            || meta.promoting.swap(true, Relaxed)
+        {
+            return;
         }
-        Ok(Some(values.value_bytes(vi)))
+        let result = self.read_shard(ks, meta, range).await;
+        meta.block_fetches.store(0, Relaxed);
+        meta.promoting.store(false, Relaxed);
+        match result {
+            Ok(rows) => {
+                self.data.insert((ks.uid, shard, WHOLE_SHARD), Arc::new(rows));
+                for b in 0..meta.blocks.len() {
+                    self.data.invalidate(&(ks.uid, shard, b as u32));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(shard = %meta.path, error = %e, "could not load the whole shard; serving it block by block")
+            }
+        }
+    }
+
+    async fn read_shard(&self, ks: &Keyspace, meta: &ShardMeta, range: std::ops::Range<u64>) -> Result<Rows> {
+        let base = range.start;
+        let valid = |d: &[u8]| {
+            meta.blocks.iter().all(|at| {
+                let lo = (at.offset - base) as usize;
+                at.checksum.is_none_or(|sum| d.get(lo..lo + at.len as usize).is_some_and(|b| block_checksum(b) == sum))
+            })
+        };
+        let opts = GetOptions { range: Some(range.into()), ..Default::default() };
+        let buf = self.fetch(ks, &meta.path, opts, &valid).await?;
+        Rows::decode(buf, meta.blocks.iter().map(|at| ((at.offset - base) as usize, at.chunks, at.rows)))
+            .map_err(|why| Error::corrupt(&meta.path, why))
     }
 
     /// Reads bytes of a shard object that `valid` must accept: from the first intact copy when the keyspace
@@ -263,31 +322,6 @@ impl Engine {
         ShardMeta::from_suffix(path, entry.bytes, data)
     }
 
-    async fn page(
-        &self,
-        ks: &Keyspace,
-        meta: &ShardMeta,
-        col: u8,
-        rg: usize,
-        page: usize,
-        at: PageRef,
-    ) -> Result<Arc<Page>> {
-        let id = (meta.uid, col, rg as u32, page as u32);
-        if let Some(p) = self.pages.get(&id) {
-            return Ok(p);
-        }
-        let group = &meta.row_groups[rg];
-        let expected = if col == 0 { group.key_sums.get(page) } else { group.value_sums.get(page) }.copied();
-        let valid = |b: &[u8]| expected.is_none_or(|sum| page::page_checksum(b) == sum);
-        let opts = GetOptions { range: Some((at.offset..at.offset + at.len as u64).into()), ..Default::default() };
-        let buf = self.fetch(ks, &meta.path, opts, &valid).await?;
-        let decoded = page::decode(buf)
-            .map_err(|why| Error::corrupt(&meta.path, format!("row group {rg} page {page}: {why}")))?;
-        let p = Arc::new(decoded);
-        self.pages.insert(id, p.clone());
-        Ok(p)
-    }
-
     fn count(&self, bytes: u64) {
         self.gets.fetch_add(1, Relaxed);
         self.bytes_fetched.fetch_add(bytes, Relaxed);
@@ -296,7 +330,7 @@ impl Engine {
     /// Monotonic counters for per-request accounting (take one before and one after).
     pub fn counters(&self) -> Counters {
         let (mut cache_hits, mut cache_misses) = (0, 0);
-        for (h, m) in [self.pointers.counts(), self.manifests.counts(), self.shards.counts(), self.pages.counts()] {
+        for (h, m) in [self.pointers.counts(), self.manifests.counts(), self.shards.counts(), self.data.counts()] {
             cache_hits += h;
             cache_misses += m;
         }
@@ -317,7 +351,7 @@ impl Engine {
             store: self.store.url.clone(),
             object_gets: self.gets.load(Relaxed),
             bytes_fetched: self.bytes_fetched.load(Relaxed),
-            caches: vec![self.pointers.stats(), self.manifests.stats(), self.shards.stats(), self.pages.stats()],
+            caches: vec![self.pointers.stats(), self.manifests.stats(), self.shards.stats(), self.data.stats()],
         }
     }
 }

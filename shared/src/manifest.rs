@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::ring::PlacementSpec;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: shards are written in blocks (docs/FORMAT.md); version 1 shards (large row groups, page checksums)
+/// are refused, re-ingest them.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// How checksums are written in manifests and reports: `xxh3-64:<16 hex digits>`.
 pub fn checksum_label(digest: u64) -> String {
@@ -56,8 +58,8 @@ pub struct ShardEntry {
     pub rows: u64,
     /// Object size in bytes.
     pub bytes: u64,
-    /// Bytes at the end of the object holding bloom filters, page indexes and footer: one suffix GET opens
-    /// the shard.
+    /// Bytes at the end of the object holding the Parquet footer (with its length and magic): one suffix GET
+    /// opens the shard.
     pub meta_bytes: u64,
     /// `xxh3-64:<hex>` of those `meta_bytes`: a reader verifies the one suffix GET that opens the shard.
     pub meta_checksum: String,
@@ -94,10 +96,11 @@ impl Manifest {
 
     pub fn parse(path: &Path, bytes: &Bytes) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
-        if m.format > FORMAT_VERSION {
+        if m.format != FORMAT_VERSION {
+            let why = if m.format > FORMAT_VERSION { "newer than this build" } else { "older; re-ingest the data" };
             return Err(Error::corrupt(
                 path,
-                format!("manifest format {} is newer than this build ({FORMAT_VERSION})", m.format),
+                format!("manifest format {} is {why} (this build reads {FORMAT_VERSION})", m.format),
             ));
         }
         if m.shards.len() != m.placement.shards() as usize

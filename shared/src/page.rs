@@ -1,77 +1,29 @@
-//! Decoding one data page of a cairn shard without the generic column reader: cairn writes required columns,
+//! Decoding the data pages of a cairn shard without the generic column reader: cairn writes required columns,
 //! PLAIN encoding, no compression, data page v1, so a page is a Thrift-compact `PageHeader` followed by
-//! `(u32 little-endian length, bytes)*`. Decoding is a header parse and one pass recording value offsets;
-//! values stay slices of the fetched buffer (no copies). Anything unexpected is reported as corruption.
+//! `(u32 little-endian length, bytes)*`. Decoding is a header parse and one pass recording where each value
+//! starts; values stay slices of the fetched buffer (no copies). Anything unexpected is reported as
+//! corruption.
 
-use bytes::Bytes;
-
-/// A decoded page of byte-array values.
-#[derive(Debug, Clone)]
-pub struct Page {
-    data: Bytes,
-    /// Start of value i in `data`; value i ends at `starts[i] + len`, the length being the 4 bytes before it.
-    starts: Vec<u32>,
+/// Decodes every page in `buf[range]` (one column chunk), appending the offset in `buf` where each value
+/// starts (its u32 length is the 4 bytes before). Returns the number of values decoded.
+pub fn decode_chunk(buf: &[u8], range: std::ops::Range<usize>, starts: &mut Vec<u32>) -> Result<usize, String> {
+    if range.end > buf.len() || range.start > range.end {
+        return Err(format!("column chunk {range:?} lies outside the {} bytes read", buf.len()));
+    }
+    if buf.len() > u32::MAX as usize {
+        return Err("more than 4 GiB in one read".into());
+    }
+    let before = starts.len();
+    let mut pos = range.start;
+    while pos < range.end {
+        pos = decode_page(&buf[..range.end], pos, starts)?;
+    }
+    Ok(starts.len() - before)
 }
 
-impl Page {
-    pub fn len(&self) -> usize {
-        self.starts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.starts.is_empty()
-    }
-
-    #[inline]
-    pub fn value(&self, i: usize) -> &[u8] {
-        let s = self.starts[i] as usize;
-        let len = u32::from_le_bytes(self.data[s - 4..s].try_into().expect("4 bytes")) as usize;
-        &self.data[s..s + len]
-    }
-
-    /// Zero-copy handle on value i.
-    pub fn value_bytes(&self, i: usize) -> Bytes {
-        let s = self.starts[i] as usize;
-        let len = u32::from_le_bytes(self.data[s - 4..s].try_into().expect("4 bytes")) as usize;
-        self.data.slice(s..s + len)
-    }
-
-    /// Index of `key` if present (values must be sorted bytewise, as key pages are).
-    pub fn binary_search(&self, key: &[u8]) -> Option<usize> {
-        let (mut lo, mut hi) = (0usize, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.value(mid).cmp(key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
-            }
-        }
-        None
-    }
-
-    /// Approximate heap footprint, for cache weighing.
-    pub fn weight(&self) -> usize {
-        self.data.len() + self.starts.len() * 4 + 64
-    }
-}
-
-/// Length of the data page starting at `buf[0]`, header included.
-pub fn page_len(buf: &[u8]) -> Result<usize, String> {
-    let mut r = Reader { buf, pos: 0 };
-    let h = r.page_header()?;
-    Ok(r.pos + h.compressed as usize)
-}
-
-/// The checksum cairn keeps per page (low 32 bits of XXH3-64 over header and body).
-#[inline]
-pub fn page_checksum(page: &[u8]) -> u32 {
-    xxhash_rust::xxh3::xxh3_64(page) as u32
-}
-
-/// Decodes a whole page (header included) as read from the offset index's location.
-pub fn decode(buf: Bytes) -> Result<Page, String> {
-    let mut r = Reader { buf: &buf, pos: 0 };
+/// Decodes the page at `buf[at..]`, returning where it ends.
+fn decode_page(buf: &[u8], at: usize, starts: &mut Vec<u32>) -> Result<usize, String> {
+    let mut r = Reader { buf, pos: at };
     let header = r.page_header()?;
     if header.page_type != 0 {
         return Err(format!("page type {} is not a v1 data page", header.page_type));
@@ -88,7 +40,7 @@ pub fn decode(buf: Bytes) -> Result<Page, String> {
         .filter(|&e| e <= buf.len())
         .ok_or("page shorter than its header says")?;
     let n = usize::try_from(header.num_values).map_err(|_| "negative value count")?;
-    let mut starts = Vec::with_capacity(n);
+    starts.reserve(n.min(end - start));
     let mut pos = start;
     for _ in 0..n {
         let len_end = pos.checked_add(4).filter(|&e| e <= end).ok_or("value length past page end")?;
@@ -99,7 +51,7 @@ pub fn decode(buf: Bytes) -> Result<Page, String> {
     if pos != end {
         return Err(format!("{} stray bytes after {n} values", end - pos));
     }
-    Ok(Page { data: buf, starts })
+    Ok(end)
 }
 
 struct Header {

@@ -1,7 +1,9 @@
 //! Writes one shard: a Parquet file of `(key: Utf8, value: Binary)` rows sorted by key, laid out for point
-//! lookups (see docs/FORMAT.md and shared/notes on why each setting): small uncompressed PLAIN pages, no
-//! dictionary, page statistics and a bloom filter on the key only, bloom filters and page index at the end
-//! so one suffix read opens the shard. Any Parquet reader (DuckDB, pyarrow) opens it unchanged.
+//! lookups (docs/FORMAT.md says why): rows go in *blocks*, each a row group of at most 128 rows or ~16 KiB
+//! holding one uncompressed PLAIN page per column, so a block's key and value pages are adjacent and one
+//! range GET answers a lookup. No dictionary; statistics (footer and page index) and a bloom filter on the
+//! key only; bloom filters and page index sit before the footer, so the footer alone (one suffix GET) maps
+//! every block's key range and byte range. Any Parquet reader (DuckDB, pyarrow) opens it unchanged.
 
 use std::io::Write;
 use std::sync::{Arc, LazyLock};
@@ -16,12 +18,18 @@ use parquet::file::properties::{BloomFilterPosition, EnabledStatistics, WriterPr
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
-use crate::page;
+
+/// The checksum cairn keeps per block: low 32 bits of XXH3-64 over the block's bytes.
+#[inline]
+pub fn block_checksum(block: &[u8]) -> u32 {
+    xxhash_rust::xxh3::xxh3_64(block) as u32
+}
 
 pub const KEY_COLUMN: &str = "key";
-/// Footer key-value entry with every data page's checksum: hex u32 per page, in file order (row group, then
-/// key pages, then value pages). Parquet-rs writes no page CRCs, so cairn keeps its own.
-pub const PAGE_CHECKSUMS_KEY: &str = "cairn.page_checksums";
+/// Footer key-value entry with every block's checksum: the low 32 bits of XXH3-64 over the block's bytes
+/// (both column chunks), 8 hex digits per block in file order. Parquet-rs writes no CRCs, so cairn keeps its
+/// own.
+pub const BLOCK_CHECKSUMS_KEY: &str = "cairn.block_checksums";
 pub const VALUE_COLUMN: &str = "value";
 
 pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -34,24 +42,25 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// Layout knobs; the defaults follow the measurements in shared/notes/parquet-point-lookups.md.
 #[derive(Debug, Clone)]
 pub struct ShardFormat {
-    /// Rows per data page: a hit decodes one key page and one value page.
-    pub page_rows: usize,
-    /// Rows per row group: keeps pages per row group ≤ 256 (more is slow in readers).
-    pub row_group_rows: usize,
+    /// Rows per block at most: a hit decodes one block.
+    pub block_rows: usize,
+    /// A block closes once its keys and values reach this many bytes (large values make short blocks, so a
+    /// lookup still reads ~16 KiB).
+    pub block_bytes: usize,
     /// Bloom filter false-positive probability for the key column.
     pub bloom_fpp: f64,
 }
 
 impl Default for ShardFormat {
     fn default() -> Self {
-        ShardFormat { page_rows: 128, row_group_rows: 32 * 1024, bloom_fpp: 0.01 }
+        ShardFormat { block_rows: 128, block_bytes: 16 << 10, bloom_fpp: 0.01 }
     }
 }
 
 impl ShardFormat {
-    pub fn writer_properties(&self, rows_hint: u64, metadata: Vec<KeyValue>) -> WriterProperties {
+    pub fn writer_properties(&self, metadata: Vec<KeyValue>) -> WriterProperties {
         let key = ColumnPath::from(KEY_COLUMN);
-        let ndv = rows_hint.clamp(1, self.row_group_rows as u64);
+        let ndv = self.block_rows as u64;
         WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_created_by(format!("cairn {}", env!("CARGO_PKG_VERSION")))
@@ -60,10 +69,11 @@ impl ShardFormat {
             .set_statistics_enabled(EnabledStatistics::None)
             .set_column_statistics_enabled(key.clone(), EnabledStatistics::Page)
             .set_write_page_header_statistics(false)
-            .set_data_page_row_count_limit(self.page_rows)
-            .set_write_batch_size(self.page_rows)
-            .set_data_page_size_limit(1 << 20)
-            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_data_page_row_count_limit(self.block_rows)
+            .set_write_batch_size(self.block_rows)
+            // Above any block's size: a block is one page per column (the writer closes blocks by bytes).
+            .set_data_page_size_limit(64 << 20)
+            .set_max_row_group_row_count(Some(self.block_rows))
             .set_column_bloom_filter_enabled(key.clone(), true)
             .set_column_bloom_filter_fpp(key.clone(), self.bloom_fpp)
             .set_column_bloom_filter_max_ndv(key, ndv)
@@ -80,14 +90,14 @@ pub struct ShardSummary {
     pub rows: u64,
     pub bytes: u64,
     pub meta_bytes: u64,
-    /// `xxh3-64:<hex>` of the last `meta_bytes` bytes (bloom filters, page indexes, footer).
+    /// `xxh3-64:<hex>` of the last `meta_bytes` bytes (the footer, its length and the magic).
     pub meta_checksum: String,
     pub min_key: Option<String>,
     pub max_key: Option<String>,
 }
 
-/// Passes bytes through to the sink and keeps those of the row group being written, so page checksums can
-/// be computed once parquet has flushed it.
+/// Passes bytes through to the sink and keeps those of the block being written, so its checksum can be
+/// computed once parquet has flushed it.
 struct Tee<W> {
     inner: W,
     pending: Vec<u8>,
@@ -114,26 +124,28 @@ pub struct ShardWriter<W: Write + Send> {
     keys: StringBuilder,
     values: BinaryBuilder,
     pending: usize,
-    batch_rows: usize,
+    pending_bytes: usize,
+    format: ShardFormat,
     rows: u64,
     min_key: Option<String>,
     last_key: String,
 }
 
 impl<W: Write + Send> ShardWriter<W> {
-    /// `rows_hint` sizes the bloom filter; `metadata` lands in the Parquet footer's key-value metadata.
-    pub fn new(out: W, format: &ShardFormat, rows_hint: u64, metadata: Vec<KeyValue>) -> Result<Self> {
-        let props = format.writer_properties(rows_hint, metadata);
+    /// `metadata` lands in the Parquet footer's key-value metadata.
+    pub fn new(out: W, format: &ShardFormat, metadata: Vec<KeyValue>) -> Result<Self> {
+        let props = format.writer_properties(metadata);
         let tee = Tee { inner: out, pending: Vec::new(), pending_start: 0 };
         let writer = ArrowWriter::try_new(tee, SCHEMA.clone(), Some(props))?;
         Ok(ShardWriter {
             writer,
             checksums: Vec::new(),
             row_groups_done: 0,
-            keys: StringBuilder::with_capacity(format.page_rows, format.page_rows * 40),
-            values: BinaryBuilder::with_capacity(format.page_rows, format.page_rows * 100),
+            keys: StringBuilder::with_capacity(format.block_rows, format.block_bytes / 2),
+            values: BinaryBuilder::with_capacity(format.block_rows, format.block_bytes),
             pending: 0,
-            batch_rows: format.page_rows,
+            pending_bytes: 0,
+            format: format.clone(),
             rows: 0,
             min_key: None,
             last_key: String::new(),
@@ -153,27 +165,28 @@ impl<W: Write + Send> ShardWriter<W> {
         self.keys.append_value(key);
         self.values.append_value(value);
         self.pending += 1;
+        self.pending_bytes += key.len() + value.len() + 8;
         self.rows += 1;
-        if self.pending == self.batch_rows {
-            self.flush_batch()?;
+        if self.pending == self.format.block_rows || self.pending_bytes >= self.format.block_bytes {
+            self.flush_block()?;
         }
         Ok(())
     }
 
-    fn flush_batch(&mut self) -> Result<()> {
+    /// Writes the pending rows as one row group.
+    fn flush_block(&mut self) -> Result<()> {
         if self.pending == 0 {
             return Ok(());
         }
         let cols: Vec<ArrayRef> = vec![Arc::new(self.keys.finish()), Arc::new(self.values.finish())];
         self.writer.write(&RecordBatch::try_new(SCHEMA.clone(), cols)?)?;
+        self.writer.flush()?;
         self.pending = 0;
-        if self.writer.flushed_row_groups().len() > self.row_groups_done {
-            self.checksum_flushed()?;
-        }
-        Ok(())
+        self.pending_bytes = 0;
+        self.checksum_flushed()
     }
 
-    /// Checksums the pages of row groups parquet has flushed since the last call, then forgets their bytes.
+    /// Checksums the blocks parquet has flushed since the last call, then forgets their bytes.
     fn checksum_flushed(&mut self) -> Result<()> {
         self.writer.sync()?;
         while self.row_groups_done < self.writer.flushed_row_groups().len() {
@@ -183,19 +196,13 @@ impl<W: Write + Send> ShardWriter<W> {
                 .map(|c| c.byte_range())
                 .collect();
             let tee = self.writer.inner_mut();
-            let mut end = tee.pending_start;
-            for (start, len) in ranges {
-                let lo = (start - tee.pending_start) as usize;
-                let chunk = &tee.pending[lo..lo + len as usize];
-                let mut pos = 0;
-                while pos < chunk.len() {
-                    let n =
-                        page::page_len(&chunk[pos..]).map_err(|why| Error::Config(format!("writing shard: {why}")))?;
-                    self.checksums.push(page::page_checksum(&chunk[pos..pos + n]));
-                    pos += n;
-                }
-                end = end.max(start + len);
+            let start = ranges.iter().map(|r| r.0).min().unwrap_or(tee.pending_start);
+            let end = ranges.iter().map(|r| r.0 + r.1).max().unwrap_or(start);
+            if start < tee.pending_start || ranges.windows(2).any(|w| w[0].0 + w[0].1 != w[1].0) {
+                return Err(Error::Config("writing shard: a block's column chunks are not contiguous".into()));
             }
+            let lo = (start - tee.pending_start) as usize;
+            self.checksums.push(block_checksum(&tee.pending[lo..(end - tee.pending_start) as usize]));
             tee.pending.drain(..(end - tee.pending_start) as usize);
             tee.pending_start = end;
             self.row_groups_done += 1;
@@ -205,26 +212,16 @@ impl<W: Write + Send> ShardWriter<W> {
 
     /// Finishes the file (pass the sink as `&mut W` to keep it) and returns the shard's summary.
     pub fn finish(mut self) -> Result<ShardSummary> {
-        self.flush_batch()?;
-        self.writer.flush()?;
-        self.checksum_flushed()?;
+        self.flush_block()?;
         let sums: String = self.checksums.iter().map(|c| format!("{c:08x}")).collect();
-        self.writer.append_key_value_metadata(KeyValue::new(PAGE_CHECKSUMS_KEY.to_string(), sums));
-        let meta = self.writer.finish()?;
+        self.writer.append_key_value_metadata(KeyValue::new(BLOCK_CHECKSUMS_KEY.to_string(), sums));
+        self.writer.finish()?;
         self.writer.sync()?;
         let bytes = self.writer.bytes_written() as u64;
-        let data_end = meta
-            .row_groups()
-            .iter()
-            .flat_map(|rg| rg.columns())
-            .map(|c| {
-                let (start, len) = c.byte_range();
-                start + len
-            })
-            .max()
-            .unwrap_or(4); // "PAR1" magic
         let tail = &self.writer.inner().pending;
-        let meta_bytes = bytes - data_end;
+        // finish() writes bloom filters and page indexes, then the footer: its length is in the last 8 bytes.
+        let footer_len = u32::from_le_bytes(tail[tail.len() - 8..tail.len() - 4].try_into().expect("4 bytes"));
+        let meta_bytes = footer_len as u64 + 8;
         let meta_checksum = crate::manifest::checksum_of(&tail[tail.len() - meta_bytes as usize..]);
         let summary = ShardSummary {
             rows: self.rows,

@@ -37,7 +37,7 @@ async fn publish(store: &Store, shards: u32, rows: &[(String, Vec<u8>)]) -> Mani
     let mut entries = Vec::new();
     for s in 0..shards {
         let mut buf = Vec::new();
-        let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), rows.len() as u64, vec![]).unwrap();
+        let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), vec![]).unwrap();
         for (k, v) in rows.iter().filter(|(k, _)| placement.shard_of(k.as_bytes()) == s) {
             w.append(k, v).unwrap();
         }
@@ -58,7 +58,7 @@ async fn publish(store: &Store, shards: u32, rows: &[(String, Vec<u8>)]) -> Mani
         });
     }
     let m = Manifest {
-        format: 1,
+        format: cairn_shared::manifest::FORMAT_VERSION,
         keyspace: "t".into(),
         version: version.clone(),
         created_at: String::new(),
@@ -95,6 +95,41 @@ async fn every_key_round_trips_and_absent_keys_miss() {
     assert_eq!(engine.stats().object_gets, before, "warm lookups must not touch the store");
     assert!(engine.get("t", "bad key").await.is_err());
     assert!(engine.get("nope", "k").await.is_err());
+}
+
+/// The read path's request budget: a cold lookup is the footer and one block (2 GETs, ≤ 64 KiB); with the
+/// footer cached, one GET; once a shard has been promoted (decoded whole), hits and misses cost no I/O.
+#[tokio::test]
+async fn cold_lookups_cost_two_gets_then_one_then_none() {
+    let store = Store::open("memory://cold").unwrap();
+    // Shaped like the reference data: UUID keys, 20-120 byte values.
+    let mut rows: Vec<(String, Vec<u8>)> =
+        (0..12_000).map(|i| (uuid::Uuid::new_v4().to_string(), vec![b'a' + (i % 26) as u8; 20 + i % 101])).collect();
+    rows.sort();
+    publish(&store, 1, &rows).await;
+    let engine = Engine::new(store, EngineConfig::default());
+    let ks = engine.keyspace("t").await.unwrap();
+    let cost = |before: cairn_shared::engine::Counters| engine.counters() - before;
+    let before = engine.counters();
+    assert!(engine.lookup(&ks, &rows[5000].0).await.unwrap().is_some());
+    let first = cost(before);
+    assert_eq!(first.object_gets, 2, "footer + block");
+    assert!(first.bytes_fetched <= 64 << 10, "cold lookup read {} bytes", first.bytes_fetched);
+    let before = engine.counters();
+    assert!(engine.lookup(&ks, &rows[9000].0).await.unwrap().is_some());
+    assert_eq!(cost(before).object_gets, 1, "footer cached: the block only");
+    // Keep fetching distinct blocks until the shard is promoted: one GET reads every block.
+    for (k, v) in rows.iter().step_by(128) {
+        assert_eq!(engine.lookup(&ks, k).await.unwrap().as_deref(), Some(v.as_slice()));
+    }
+    let before = engine.counters();
+    for (k, v) in &rows {
+        assert_eq!(engine.lookup(&ks, k).await.unwrap().as_deref(), Some(v.as_slice()));
+    }
+    for _ in 0..1000 {
+        assert_eq!(engine.lookup(&ks, &uuid::Uuid::new_v4().to_string()).await.unwrap(), None);
+    }
+    assert_eq!(cost(before).object_gets, 0, "a promoted shard answers hits and misses from memory");
 }
 
 #[tokio::test]

@@ -113,7 +113,7 @@ async fn mget_info_and_keyspace_listing() {
     assert_eq!(info["shards"], 4);
     assert!(info["version"].as_str().unwrap().len() > 10);
     let caches = info["cache"]["caches"].as_array().unwrap();
-    assert!(caches.iter().any(|c| c["name"] == "page" && c["misses"].as_u64().unwrap() > 0));
+    assert!(caches.iter().any(|c| c["name"] == "data" && c["misses"].as_u64().unwrap() > 0));
     let list: Value = http.get(server.url("/v1/keyspaces")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["keyspaces"], json!(["default"]));
 }

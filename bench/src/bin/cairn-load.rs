@@ -1,0 +1,146 @@
+//! An open-loop load generator for "p99 at a fixed request rate" (what wrk cannot do): CONNS keep-alive
+//! connections share RATE requests/s, each request is scheduled in advance and its latency is measured from
+//! when it was *due*, not when it was sent, so a stalled server is charged for the requests that queued
+//! behind it (no coordinated omission). Random keys from KEYS_FILE, spoken as HTTP GET (cairn, baseline)
+//! or RESP GET (redis-server, keys `key:<12 digits>` as scripts/bench.sh loads them).
+//!
+//! usage: cairn-load http|resp PORT KEYS_FILE RATE SECONDS [CONNS=50]
+//! prints one JSON line: achieved rate, errors, and latency percentiles in ms (p50..p99.99 and max).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    Http,
+    Resp,
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    if a.len() < 6 {
+        eprintln!("usage: cairn-load http|resp PORT KEYS_FILE RATE SECONDS [CONNS=50]");
+        std::process::exit(2);
+    }
+    let proto = if a[1] == "resp" { Proto::Resp } else { Proto::Http };
+    let port: u16 = a[2].parse().expect("PORT");
+    let keys: Vec<String> = std::fs::read_to_string(&a[3]).expect("KEYS_FILE").lines().map(str::to_string).collect();
+    let rate: f64 = a[4].parse().expect("RATE");
+    let secs: f64 = a[5].parse().expect("SECONDS");
+    let conns: usize = a.get(6).map_or(50, |c| c.parse().expect("CONNS"));
+    // One thread: the generator must not take both cores from the server it measures.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (lat, errors) = rt.block_on(run(proto, port, keys, rate, secs, conns));
+    let mut lat = lat;
+    lat.sort_unstable();
+    let pct = |p: f64| lat.get(((lat.len() as f64 * p / 100.0) as usize).min(lat.len().saturating_sub(1)));
+    let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    let spectrum: Vec<(f64, f64)> =
+        [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99].iter().map(|&p| (p, ms(pct(p)))).collect();
+    println!(
+        "{}",
+        json!({
+            "target_rate": rate, "achieved_rate": lat.len() as f64 / secs, "requests": lat.len(), "errors": errors,
+            "p50_ms": ms(pct(50.0)), "p99_ms": ms(pct(99.0)), "p999_ms": ms(pct(99.9)), "max_ms": ms(lat.last()),
+            "spectrum": spectrum,
+        })
+    );
+}
+
+async fn run(proto: Proto, port: u16, keys: Vec<String>, rate: f64, secs: f64, conns: usize) -> (Vec<Duration>, u64) {
+    let keys = std::sync::Arc::new(keys);
+    let start = Instant::now() + Duration::from_millis(100);
+    let interval = Duration::from_secs_f64(conns as f64 / rate);
+    let per_conn = (rate * secs / conns as f64) as u64;
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let keys = keys.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+            s.set_nodelay(true).unwrap();
+            let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (c as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let (mut lat, mut errors) = (Vec::with_capacity(per_conn as usize), 0u64);
+            let mut buf = Vec::with_capacity(64 << 10);
+            // Connections start staggered across one interval, so requests arrive evenly.
+            let offset = interval.mul_f64(c as f64 / conns as f64);
+            for i in 0..per_conn {
+                let due = start + offset + interval.mul_f64(i as f64);
+                tokio::time::sleep_until(due.into()).await;
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let k = (rng % keys.len() as u64) as usize;
+                let req = match proto {
+                    Proto::Http => format!("GET /v1/keyspaces/bench/keys/{} HTTP/1.1\r\nHost: b\r\n\r\n", keys[k]),
+                    Proto::Resp => {
+                        let key = format!("key:{k:012}");
+                        format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len())
+                    }
+                };
+                s.write_all(req.as_bytes()).await.expect("write");
+                let ok = match proto {
+                    Proto::Http => read_http(&mut s, &mut buf).await,
+                    Proto::Resp => read_resp(&mut s, &mut buf).await,
+                };
+                lat.push(due.elapsed());
+                errors += !ok as u64;
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    (all, errors)
+}
+
+/// Reads one response; true if 200.
+async fn read_http(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap_or(0));
+            while buf.len() < end + 4 + len {
+                fill(s, buf).await;
+            }
+            return head.starts_with("http/1.1 200");
+        }
+        fill(s, buf).await;
+    }
+}
+
+/// Reads one bulk-string reply; true unless it is nil or an error.
+async fn read_resp(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    loop {
+        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..end]).to_string();
+            let Some(n) = line.strip_prefix('$').and_then(|n| n.parse::<i64>().ok()) else { return false };
+            if n < 0 {
+                return false;
+            }
+            while buf.len() < end + 2 + n as usize + 2 {
+                fill(s, buf).await;
+            }
+            return true;
+        }
+        fill(s, buf).await;
+    }
+}
+
+async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 16 << 10];
+    let n = s.read(&mut chunk).await.expect("read");
+    assert!(n > 0, "server closed the connection");
+    buf.extend_from_slice(&chunk[..n]);
+}
