@@ -12,7 +12,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
 use serde::Serialize;
 
-use crate::block::Rows;
+use crate::block::{Rows, Search};
 use crate::cache::{CacheStats, CountedCache, TtlMap, weight};
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
@@ -246,7 +246,7 @@ impl Engine {
         let range = at.offset..at.offset + at.len as u64;
         let opts = GetOptions { range: Some(range.into()), ..Default::default() };
         let buf = self.fetch(ks, &meta.path, opts, &valid).await?;
-        Rows::decode(buf, [(0, at.chunks, at.rows)]).map_err(|why| Error::corrupt(&meta.path, why))
+        Rows::decode(buf, [(0, at.chunks, at.rows)], Search::Binary).map_err(|why| Error::corrupt(&meta.path, why))
     }
 
     /// After enough of a shard's blocks were fetched one by one, reads all of them in one GET and keeps the
@@ -287,8 +287,8 @@ impl Engine {
         };
         let opts = GetOptions { range: Some(range.into()), ..Default::default() };
         let buf = self.fetch(ks, &meta.path, opts, &valid).await?;
-        Rows::decode(buf, meta.blocks.iter().map(|at| ((at.offset - base) as usize, at.chunks, at.rows)))
-            .map_err(|why| Error::corrupt(&meta.path, why))
+        let blocks = meta.blocks.iter().map(|at| ((at.offset - base) as usize, at.chunks, at.rows));
+        Rows::decode(buf, blocks, Search::Hashed).map_err(|why| Error::corrupt(&meta.path, why))
     }
 
     /// Reads bytes of a shard object that `valid` must accept: from the first intact copy when the keyspace
