@@ -1,8 +1,11 @@
 //! An open-loop load generator for "p99 at a fixed request rate" (what wrk cannot do): CONNS keep-alive
-//! connections share RATE requests/s, each request is scheduled in advance and its latency is measured from
-//! when it was *due*, not when it was sent, so a stalled server is charged for the requests that queued
-//! behind it (no coordinated omission). Random keys from KEYS_FILE, spoken as HTTP GET (cairn, baseline)
+//! connections share RATE requests/s, each request is scheduled in advance, and one that is overdue because
+//! the previous answer came late is timed from when it was *due*, so a stalled server is charged for the
+//! requests that queued behind it (no coordinated omission). Random keys from KEYS_FILE, spoken as HTTP GET (cairn, baseline)
 //! or RESP GET (redis-server, keys `key:<12 digits>` as scripts/bench.sh loads them).
+//!
+//! RATE 0 runs closed loop instead (each connection sends its next request as soon as the answer is in): peak
+//! throughput, with the same client for every server, HTTP or RESP.
 //!
 //! usage: cairn-load http|resp PORT KEYS_FILE RATE SECONDS [CONNS=50]
 //! prints one JSON line: achieved rate, errors, and latency percentiles in ms (p50..p99.99 and max).
@@ -31,8 +34,7 @@ fn main() {
     let rate: f64 = a[4].parse().expect("RATE");
     let secs: f64 = a[5].parse().expect("SECONDS");
     let conns: usize = a.get(6).map_or(50, |c| c.parse().expect("CONNS"));
-    // One thread: the generator must not take both cores from the server it measures.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (lat, errors) = rt.block_on(run(proto, port, keys, rate, secs, conns));
     let mut lat = lat;
     lat.sort_unstable();
@@ -53,8 +55,10 @@ fn main() {
 async fn run(proto: Proto, port: u16, keys: Vec<String>, rate: f64, secs: f64, conns: usize) -> (Vec<Duration>, u64) {
     let keys = std::sync::Arc::new(keys);
     let start = Instant::now() + Duration::from_millis(100);
-    let interval = Duration::from_secs_f64(conns as f64 / rate);
-    let per_conn = (rate * secs / conns as f64) as u64;
+    let closed = rate <= 0.0;
+    let interval = if closed { Duration::ZERO } else { Duration::from_secs_f64(conns as f64 / rate) };
+    let per_conn = if closed { u64::MAX } else { (rate * secs / conns as f64) as u64 };
+    let stop = start + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for c in 0..conns {
         let keys = keys.clone();
@@ -62,30 +66,48 @@ async fn run(proto: Proto, port: u16, keys: Vec<String>, rate: f64, secs: f64, c
             let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
             s.set_nodelay(true).unwrap();
             let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (c as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            let (mut lat, mut errors) = (Vec::with_capacity(per_conn as usize), 0u64);
+            let (mut lat, mut errors) = (Vec::with_capacity(per_conn.min(1 << 20) as usize), 0u64);
             let mut buf = Vec::with_capacity(64 << 10);
+            let mut req = Vec::with_capacity(256);
             // Connections start staggered across one interval, so requests arrive evenly.
             let offset = interval.mul_f64(c as f64 / conns as f64);
+            tokio::time::sleep_until((start + offset).into()).await;
             for i in 0..per_conn {
-                let due = start + offset + interval.mul_f64(i as f64);
-                tokio::time::sleep_until(due.into()).await;
+                let due = if closed { Instant::now() } else { start + offset + interval.mul_f64(i as f64) };
+                if closed && due >= stop {
+                    break;
+                }
+                // Waiting for a due time in the future oversleeps by up to a timer tick (1 ms): that slop is the
+                // client's, so such a request is timed from when it is sent. A request already overdue (the
+                // previous answer came late) is timed from its due time: that wait is the server's.
+                let from = if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    due
+                };
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let k = (rng % keys.len() as u64) as usize;
-                let req = match proto {
-                    Proto::Http => format!("GET /v1/keyspaces/bench/keys/{} HTTP/1.1\r\nHost: b\r\n\r\n", keys[k]),
-                    Proto::Resp => {
-                        let key = format!("key:{k:012}");
-                        format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len())
+                req.clear();
+                match proto {
+                    Proto::Http => {
+                        req.extend_from_slice(b"GET /v1/keyspaces/bench/keys/");
+                        req.extend_from_slice(keys[k].as_bytes());
+                        req.extend_from_slice(b" HTTP/1.1\r\nHost: b\r\n\r\n");
                     }
-                };
-                s.write_all(req.as_bytes()).await.expect("write");
+                    Proto::Resp => {
+                        use std::io::Write;
+                        write!(req, "*2\r\n$3\r\nGET\r\n$16\r\nkey:{k:012}\r\n").unwrap();
+                    }
+                }
+                s.write_all(&req).await.expect("write");
                 let ok = match proto {
                     Proto::Http => read_http(&mut s, &mut buf).await,
                     Proto::Resp => read_resp(&mut s, &mut buf).await,
                 };
-                lat.push(due.elapsed());
+                lat.push(from.elapsed());
                 errors += !ok as u64;
             }
             (lat, errors)
@@ -104,16 +126,18 @@ async fn run(proto: Proto, port: u16, keys: Vec<String>, rate: f64, secs: f64, c
 async fn read_http(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     buf.clear();
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap_or(0));
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = &buf[..end];
+            let len = find_ci(head, b"\r\ncontent-length:").map_or(0, |at| {
+                head[at + 17..].iter().skip_while(|b| **b == b' ').take_while(|b| b.is_ascii_digit()).fold(0, |n, d| {
+                    n * 10 + (d - b'0') as usize
+                })
+            });
+            let ok = head.starts_with(b"HTTP/1.1 200");
             while buf.len() < end + 4 + len {
                 fill(s, buf).await;
             }
-            return head.starts_with("http/1.1 200");
+            return ok;
         }
         fill(s, buf).await;
     }
@@ -123,13 +147,12 @@ async fn read_http(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
 async fn read_resp(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     buf.clear();
     loop {
-        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
-            let line = String::from_utf8_lossy(&buf[..end]).to_string();
-            let Some(n) = line.strip_prefix('$').and_then(|n| n.parse::<i64>().ok()) else { return false };
-            if n < 0 {
+        if let Some(end) = find(buf, b"\r\n") {
+            if buf[0] != b'$' || buf[1] == b'-' {
                 return false;
             }
-            while buf.len() < end + 2 + n as usize + 2 {
+            let n = buf[1..end].iter().fold(0usize, |n, d| n * 10 + (d - b'0') as usize);
+            while buf.len() < end + 2 + n + 2 {
                 fill(s, buf).await;
             }
             return true;
@@ -138,9 +161,16 @@ async fn read_resp(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     }
 }
 
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
+}
+
 async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 16 << 10];
-    let n = s.read(&mut chunk).await.expect("read");
+    buf.reserve(16 << 10);
+    let n = s.read_buf(buf).await.expect("read");
     assert!(n > 0, "server closed the connection");
-    buf.extend_from_slice(&chunk[..n]);
 }
