@@ -122,7 +122,8 @@ echo "== query function init ($runs runs)" >&2
 # first pointer + manifest read (CAIRN_WARM_KEYSPACES). It then fails to reach the (absent) runtime API.
 for i in $(seq 1 "$runs"); do
   CAIRN_STORE="$work/store-example" CAIRN_WARM_KEYSPACES=bench AWS_LAMBDA_RUNTIME_API=127.0.0.1:9 \
-    timeout 10 "$bin/cairn-query" 2>&1 | grep -m1 'cairn-query initialised' | python3 scripts/bench_report.py parse-init | tag example
+    timeout 10 "$bin/cairn-query" > "$work/init.log" 2>&1 || true
+  grep -m1 'cairn-query initialised' "$work/init.log" | python3 scripts/bench_report.py parse-init | tag example
 done
 
 python3 scripts/bench_report.py report "$runs" "$secs" BENCHMARKS.md bench/latency.svg < "$out"

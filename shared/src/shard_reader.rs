@@ -34,8 +34,8 @@ pub struct ShardMeta {
     min_keys: Vec<Box<[u8]>>,
     max_keys: Vec<Box<[u8]>>,
     /// Blocks fetched one by one since the shard was last decoded whole (decides when to promote it).
-    pub block_fetches: AtomicU32,
-    pub promoting: AtomicBool,
+    pub(crate) block_fetches: AtomicU32,
+    pub(crate) promoting: AtomicBool,
     weight: usize,
 }
 

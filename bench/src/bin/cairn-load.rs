@@ -129,9 +129,11 @@ async fn read_http(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
         if let Some(end) = find(buf, b"\r\n\r\n") {
             let head = &buf[..end];
             let len = find_ci(head, b"\r\ncontent-length:").map_or(0, |at| {
-                head[at + 17..].iter().skip_while(|b| **b == b' ').take_while(|b| b.is_ascii_digit()).fold(0, |n, d| {
-                    n * 10 + (d - b'0') as usize
-                })
+                head[at + 17..]
+                    .iter()
+                    .skip_while(|b| **b == b' ')
+                    .take_while(|b| b.is_ascii_digit())
+                    .fold(0, |n, d| n * 10 + (d - b'0') as usize)
             });
             let ok = head.starts_with(b"HTTP/1.1 200");
             while buf.len() < end + 4 + len {
