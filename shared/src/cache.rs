@@ -31,11 +31,30 @@ where
 {
     /// A cache holding at most `capacity` bytes as weighed by `weigh`, entries expiring after `ttl` if given.
     pub fn new(name: &'static str, capacity: u64, ttl: Option<Duration>, weigh: fn(&K, &V) -> u32) -> Self {
-        let mut b = moka::sync::Cache::builder().max_capacity(capacity).weigher(weigh);
+        Self::with_listener(name, capacity, ttl, weigh, |_, _, _| {})
+    }
+
+    /// Like [`new`](Self::new), calling `on_removal` for every entry evicted, invalidated or replaced.
+    pub fn with_listener(
+        name: &'static str,
+        capacity: u64,
+        ttl: Option<Duration>,
+        weigh: fn(&K, &V) -> u32,
+        on_removal: impl Fn(std::sync::Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        let mut b = moka::sync::Cache::builder().max_capacity(capacity).weigher(weigh).eviction_listener(on_removal);
         if let Some(ttl) = ttl {
             b = b.time_to_live(ttl);
         }
         CountedCache { name, inner: b.build(), capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    /// Records `hits` hits served outside the cache for an entry, reading it once so the eviction policy
+    /// sees it as used (callers sample: one call per many hits).
+    pub fn touch(&self, k: &K, hits: u64) {
+        if self.inner.get(k).is_some() {
+            self.hits.fetch_add(hits, Relaxed);
+        }
     }
 
     #[inline]
@@ -52,20 +71,6 @@ where
     /// (hits, misses) so far, without moka's housekeeping (cheap enough per request).
     pub fn counts(&self) -> (u64, u64) {
         (self.hits.load(Relaxed), self.misses.load(Relaxed))
-    }
-
-    /// Like [`get`](Self::get), but a miss is not counted (for probing a cache that often has nothing).
-    #[inline]
-    pub fn get_quiet<Q>(&self, k: &Q) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let v = self.inner.get(k);
-        if v.is_some() {
-            self.hits.fetch_add(1, Relaxed);
-        }
-        v
     }
 
     pub fn capacity(&self) -> u64 {
@@ -102,35 +107,56 @@ pub fn weight(bytes: usize) -> u32 {
     bytes.min(u32::MAX as usize) as u32
 }
 
-/// A small map whose entries are trusted for a TTL, for values read on every request (keyspace pointers):
-/// a read lock and one hash lookup, none of moka's per-read bookkeeping. At most `max_entries` are kept,
-/// so requests naming random keyspaces cannot grow it.
+/// A small map whose entries are trusted for a TTL, for values read on every request (keyspace pointers).
+/// Readers load a snapshot (no lock, no shared write: two cores never bounce a cache line over it) and do
+/// one hash lookup; writers, once per TTL per keyspace, copy the map. At most `max_entries` are kept, so
+/// requests naming random keyspaces cannot grow it. Hits are counted by sampling (one in 64, as 64).
 pub struct TtlMap<V> {
     name: &'static str,
     ttl: Duration,
     max_entries: usize,
-    map: std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, V)>>,
+    map: arc_swap::ArcSwap<std::collections::HashMap<String, (std::time::Instant, V)>>,
+    write: std::sync::Mutex<()>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
+const HIT_SAMPLE: u32 = 64;
+
+thread_local! {
+    static TTL_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 impl<V: Clone> TtlMap<V> {
     pub fn new(name: &'static str, ttl: Duration, max_entries: usize) -> Self {
-        TtlMap { name, ttl, max_entries, map: Default::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        TtlMap {
+            name,
+            ttl,
+            max_entries,
+            map: Default::default(),
+            write: Default::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
     }
 
     #[inline]
     pub fn get(&self, k: &str) -> Option<V> {
-        let v = {
-            let map = self.map.read().expect("ttl map");
-            map.get(k).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
-        };
-        if v.is_some() { &self.hits } else { &self.misses }.fetch_add(1, Relaxed);
+        let v = self.map.load().get(k).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone());
+        if v.is_none() {
+            self.misses.fetch_add(1, Relaxed);
+        } else if TTL_TICK.with(|t| {
+            t.set(t.get().wrapping_add(1));
+            t.get().is_multiple_of(HIT_SAMPLE)
+        }) {
+            self.hits.fetch_add(HIT_SAMPLE as u64, Relaxed);
+        }
         v
     }
 
     pub fn insert(&self, k: String, v: V) {
-        let mut map = self.map.write().expect("ttl map");
+        let _w = self.write.lock().expect("ttl map writer");
+        let mut map = (**self.map.load()).clone();
         if map.len() >= self.max_entries && !map.contains_key(&k) {
             map.retain(|_, (at, _)| at.elapsed() < self.ttl);
             if map.len() >= self.max_entries {
@@ -138,10 +164,12 @@ impl<V: Clone> TtlMap<V> {
             }
         }
         map.insert(k, (std::time::Instant::now(), v));
+        self.map.store(std::sync::Arc::new(map));
     }
 
     pub fn invalidate_all(&self) {
-        self.map.write().expect("ttl map").clear();
+        let _w = self.write.lock().expect("ttl map writer");
+        self.map.store(Default::default());
     }
 
     pub fn counts(&self) -> (u64, u64) {
@@ -149,7 +177,7 @@ impl<V: Clone> TtlMap<V> {
     }
 
     pub fn stats(&self) -> CacheStats {
-        let map = self.map.read().expect("ttl map");
+        let map = self.map.load();
         CacheStats {
             name: self.name,
             hits: self.hits.load(Relaxed),

@@ -4,8 +4,11 @@
 //! A shard whose blocks keep being fetched is promoted: read whole in one GET and decoded. Both
 //! `cairn serve` and the Lambda call this; it owns no sockets.
 
-use std::sync::Arc;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+
+use arc_swap::ArcSwapOption;
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -36,6 +39,25 @@ pub struct Keyspace {
     pub replicated: Option<Arc<ReplicatedStore>>,
     /// Process-unique, so cache keys are small and never mix versions.
     uid: u64,
+    /// Per shard, the shard decoded whole once it is hot: read with no lock and no cache lookup. The data
+    /// cache owns the memory; evicting the entry empties the slot.
+    hot: Vec<Arc<HotSlot>>,
+}
+
+type HotSlot = ArcSwapOption<Rows>;
+
+/// A data cache entry: a block, or a whole shard together with the slot that serves it.
+#[derive(Clone)]
+struct Cached {
+    rows: Arc<Rows>,
+    slot: Option<Weak<HotSlot>>,
+}
+
+/// One hot-shard hit in this many is reported to the data cache (its eviction policy and hit count).
+const HOT_SAMPLE: u32 = 64;
+
+thread_local! {
+    static HOT_TICK: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Opens a replica root named in a manifest (default: [`Store::open`]; tests wrap stores in faults).
@@ -58,7 +80,7 @@ pub struct Engine {
     /// (keyspace uid, shard) → footer index.
     shards: CountedCache<(u64, u32), Arc<ShardMeta>>,
     /// Decoded blocks and whole (hot) shards, under one byte budget.
-    data: CountedCache<DataKey, Arc<Rows>>,
+    data: CountedCache<DataKey, Cached>,
     gets: AtomicU64,
     bytes_fetched: AtomicU64,
 }
@@ -100,7 +122,23 @@ impl Engine {
                 weight(1024 + v.manifest.shards.len() * 160)
             }),
             shards: CountedCache::new("shard_metadata", meta_bytes, None, |_, v| weight(v.weight())),
-            data: CountedCache::new("data", config.page_cache_bytes, None, |_, v| weight(v.weight())),
+            data: CountedCache::with_listener(
+                "data",
+                config.page_cache_bytes,
+                None,
+                |_, v| weight(v.rows.weight()),
+                |_, v, cause| {
+                    // Evicted or invalidated (not replaced): the hot slot lets go of the shard too.
+                    if cause == moka::notification::RemovalCause::Replaced {
+                        return;
+                    }
+                    if let Some(slot) = v.slot.and_then(|w| w.upgrade())
+                        && slot.load().as_ref().is_some_and(|r| Arc::ptr_eq(r, &v.rows))
+                    {
+                        slot.store(None);
+                    }
+                },
+            ),
             store,
             config,
             resolver: Arc::new(|url: &str| Store::open(url)),
@@ -178,7 +216,8 @@ impl Engine {
             (r.clone(), Some(r))
         };
         let uid = NEXT_UID.fetch_add(1, Relaxed);
-        let k = Arc::new(Keyspace { manifest, placement, shard_store, replicated, uid });
+        let hot = (0..manifest.shards.len()).map(|_| Arc::new(HotSlot::empty())).collect();
+        let k = Arc::new(Keyspace { manifest, placement, shard_store, replicated, uid, hot });
         self.manifests.insert(id, k.clone());
         Ok(Some(k))
     }
@@ -215,7 +254,14 @@ impl Engine {
         if entry.rows == 0 {
             return Ok(None);
         }
-        if let Some(hot) = self.data.get_quiet(&(ks.uid, shard, WHOLE_SHARD)) {
+        if let Some(hot) = ks.hot[shard as usize].load().as_ref() {
+            let tick = HOT_TICK.with(|t| {
+                t.set(t.get().wrapping_add(1));
+                t.get()
+            });
+            if tick.is_multiple_of(HOT_SAMPLE) {
+                self.data.touch(&(ks.uid, shard, WHOLE_SHARD), HOT_SAMPLE as u64);
+            }
             return Ok(hot.get(key.as_bytes()));
         }
         let meta = match self.shards.get(&(ks.uid, shard)) {
@@ -228,10 +274,10 @@ impl Engine {
         };
         let Some(b) = meta.probe(key.as_bytes()) else { return Ok(None) };
         let rows = match self.data.get(&(ks.uid, shard, b as u32)) {
-            Some(r) => r,
+            Some(c) => c.rows,
             None => {
                 let r = Arc::new(self.read_block(ks, &meta, b).await?);
-                self.data.insert((ks.uid, shard, b as u32), r.clone());
+                self.data.insert((ks.uid, shard, b as u32), Cached { rows: r.clone(), slot: None });
                 self.maybe_promote(ks, shard, &meta).await;
                 r
             }
@@ -266,7 +312,10 @@ impl Engine {
         meta.promoting.store(false, Relaxed);
         match result {
             Ok(rows) => {
-                self.data.insert((ks.uid, shard, WHOLE_SHARD), Arc::new(rows));
+                let rows = Arc::new(rows);
+                let slot = &ks.hot[shard as usize];
+                slot.store(Some(rows.clone()));
+                self.data.insert((ks.uid, shard, WHOLE_SHARD), Cached { rows, slot: Some(Arc::downgrade(slot)) });
                 for b in 0..meta.blocks.len() {
                     self.data.invalidate(&(ks.uid, shard, b as u32));
                 }
