@@ -1,5 +1,5 @@
 //! Decoded rows, sorted by key: one block (a cold or warm lookup, binary search) or a whole shard (a hot
-//! shard, decoded once, then found through a hash index in ~4 cache misses a lookup). Keys and values stay
+//! shard, decoded once, then found through a hash index in 3 cache misses a lookup). Keys and values stay
 //! slices of the fetched bytes.
 
 use bytes::Bytes;
@@ -9,12 +9,23 @@ use crate::page::decode_chunk;
 #[derive(Debug)]
 pub struct Rows {
     data: Bytes,
-    /// Where key i and value i start in `data` (each one's u32 length is the 4 bytes before it): together, so
-    /// a hit touches one cache line for both.
+    rows: usize,
+    /// Where key i and value i start in `data` (each one's u32 length is the 4 bytes before it), for the
+    /// binary search of a block. Dropped once a hash index is built.
     offs: Vec<(u32, u32)>,
-    /// Open addressing over XXH3-64 of the key: slot = (hash >> 32) << 32 | (row + 1), 0 = empty. Empty for
-    /// blocks, which binary-search their ≤128 rows.
-    slots: Vec<u64>,
+    /// Open addressing over XXH3-64 of the key. Empty for blocks, which binary-search their ≤128 rows.
+    slots: Vec<Slot>,
+}
+
+/// A hash index entry holds both offsets, so a hit costs three cache misses: the slot, the key, the value.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(16))]
+struct Slot {
+    /// The high 32 bits of the key's hash: most probes of a wrong slot stop here.
+    tag: u32,
+    /// Where the key starts in `data`; 0 = empty (a key starts after its 4-byte length).
+    key: u32,
+    value: u32,
 }
 
 /// Where one block's column chunks lie, relative to the start of the bytes holding the block.
@@ -48,77 +59,78 @@ impl Rows {
             }
         }
         let offs: Vec<(u32, u32)> = keys.into_iter().zip(values).collect();
-        let mut rows = Rows { data, offs, slots: Vec::new() };
+        let mut rows = Rows { data, rows: offs.len(), offs, slots: Vec::new() };
         if let Some(i) = (1..rows.len()).find(|&i| rows.key(i - 1) >= rows.key(i)) {
             return Err(format!("keys out of order at row {i}"));
         }
         if search == Search::Hashed && !rows.is_empty() {
             let mask = (rows.len() * 3 / 2).next_power_of_two() - 1;
-            let mut slots = vec![0u64; mask + 1];
-            for i in 0..rows.len() {
-                let h = xxhash_rust::xxh3::xxh3_64(rows.key(i));
+            let mut slots = vec![Slot::default(); mask + 1];
+            for &(key, value) in &rows.offs {
+                let h = xxhash_rust::xxh3::xxh3_64(slice(&rows.data, key));
                 let mut pos = h as usize & mask;
-                while slots[pos] != 0 {
+                while slots[pos].key != 0 {
                     pos = (pos + 1) & mask;
                 }
-                slots[pos] = (h & !0xffff_ffff) | (i as u64 + 1);
+                slots[pos] = Slot { tag: (h >> 32) as u32, key, value };
             }
             rows.slots = slots;
+            rows.offs = Vec::new();
         }
         Ok(rows)
     }
 
     pub fn len(&self) -> usize {
-        self.offs.len()
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.offs.is_empty()
+        self.rows == 0
     }
 
+    /// Key `i` in sort order (blocks only: a hashed `Rows` keeps no order).
     #[inline]
-    pub fn key(&self, i: usize) -> &[u8] {
+    fn key(&self, i: usize) -> &[u8] {
         slice(&self.data, self.offs[i].0)
     }
 
     /// The value stored under `key`, sharing the decoded buffer.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
-        let row = if self.slots.is_empty() { self.binary_search(key)? } else { self.hashed(key)? };
-        let s = self.offs[row].1 as usize;
+        let at = if self.slots.is_empty() { self.binary_search(key)? } else { self.hashed(key)? };
+        let s = at as usize;
         let len = u32::from_le_bytes(self.data[s - 4..s].try_into().expect("4 bytes")) as usize;
         Some(self.data.slice(s..s + len))
     }
 
-    fn binary_search(&self, key: &[u8]) -> Option<usize> {
+    /// Where the value of `key` starts.
+    fn binary_search(&self, key: &[u8]) -> Option<u32> {
         let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
             match self.key(mid).cmp(key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
+                std::cmp::Ordering::Equal => return Some(self.offs[mid].1),
             }
         }
         None
     }
 
+    /// Where the value of `key` starts.
     #[inline]
-    fn hashed(&self, key: &[u8]) -> Option<usize> {
+    fn hashed(&self, key: &[u8]) -> Option<u32> {
         let mask = self.slots.len() - 1;
         let h = xxhash_rust::xxh3::xxh3_64(key);
-        let tag = h & !0xffff_ffff;
+        let tag = (h >> 32) as u32;
         let mut pos = h as usize & mask;
         loop {
             let s = self.slots[pos];
-            if s == 0 {
+            if s.key == 0 {
                 return None;
             }
-            if s & !0xffff_ffff == tag {
-                let row = (s as u32 - 1) as usize;
-                if self.key(row) == key {
-                    return Some(row);
-                }
+            if s.tag == tag && slice(&self.data, s.key) == key {
+                return Some(s.value);
             }
             pos = (pos + 1) & mask;
         }
@@ -126,7 +138,7 @@ impl Rows {
 
     /// Approximate heap footprint, for cache weighing.
     pub fn weight(&self) -> usize {
-        self.data.len() + self.offs.len() * 8 + self.slots.len() * 8 + 128
+        self.data.len() + self.offs.len() * 8 + self.slots.len() * size_of::<Slot>() + 128
     }
 }
 
