@@ -33,7 +33,7 @@ fn main() {
     let store = Store::open(store_dir).unwrap();
 
     rt.block_on(async {
-        let engine = Engine::new(store.clone(), EngineConfig { page_cache_bytes: 1 << 30, ..Default::default() });
+        let engine = Engine::new(store.clone(), EngineConfig { page_cache_bytes: 2 << 30, ..Default::default() });
         for (k, _) in &rows {
             engine.get(ks, k).await.unwrap(); // warm every page these keys touch
         }
