@@ -187,7 +187,9 @@ impl Engine {
         let cached = match self.pointers.get(ks) {
             Some(c) => c,
             None => {
-                let loaded = self.load_keyspace(ks).await?;
+                // Slow paths are boxed: their state would otherwise make every request's future large
+                // (axum allocates one per request; see the lookup_futures_stay_small test).
+                let loaded = Box::pin(self.load_keyspace(ks)).await?;
                 self.pointers.insert(ks.to_string(), loaded.clone());
                 loaded
             }
@@ -267,7 +269,7 @@ impl Engine {
         let meta = match self.shards.get(&(ks.uid, shard)) {
             Some(m) => m,
             None => {
-                let m = Arc::new(self.open_shard(ks, entry).await?);
+                let m = Arc::new(Box::pin(self.open_shard(ks, entry)).await?);
                 self.shards.insert((ks.uid, shard), m.clone());
                 m
             }
@@ -276,9 +278,9 @@ impl Engine {
         let rows = match self.data.get(&(ks.uid, shard, b as u32)) {
             Some(c) => c.rows,
             None => {
-                let r = Arc::new(self.read_block(ks, &meta, b).await?);
+                let r = Arc::new(Box::pin(self.read_block(ks, &meta, b)).await?);
                 self.data.insert((ks.uid, shard, b as u32), Cached { rows: r.clone(), slot: None });
-                self.maybe_promote(ks, shard, &meta).await;
+                Box::pin(self.maybe_promote(ks, shard, &meta)).await;
                 r
             }
         };

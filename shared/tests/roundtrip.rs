@@ -146,3 +146,14 @@ async fn a_new_version_is_seen_after_refresh_only() {
     assert!(engine.get("t", &a[0].0).await.unwrap().is_none());
     assert!(engine.get("t", &b[0].0).await.unwrap().is_some());
 }
+
+/// A request's future is allocated per request (axum boxes each handler's future): the slow paths (store reads,
+/// promotion) are boxed inside, so the warm path's futures stay small and their allocation cheap.
+#[test]
+fn lookup_futures_stay_small() {
+    let engine = Engine::new(Store::open("memory://futures").unwrap(), EngineConfig::default());
+    let get = engine.get("ks", "key");
+    let keyspace = engine.keyspace("ks");
+    assert!(size_of_val(&get) <= 512, "Engine::get future: {} bytes", size_of_val(&get));
+    assert!(size_of_val(&keyspace) <= 256, "Engine::keyspace future: {} bytes", size_of_val(&keyspace));
+}
