@@ -121,7 +121,18 @@ pub struct TtlMap<V> {
     misses: AtomicU64,
 }
 
-const HIT_SAMPLE: u32 = 64;
+/// Hot paths count their hits one in this many, as this many: no shared write per hit.
+pub const HIT_SAMPLE: u32 = 64;
+
+/// True on every [`HIT_SAMPLE`]th call with this thread-local counter. Each caller has its own counter:
+/// callers taking turns on one counter would always leave the sample to the same one.
+#[inline]
+pub fn sampled(tick: &'static std::thread::LocalKey<std::cell::Cell<u32>>) -> bool {
+    tick.with(|t| {
+        t.set(t.get().wrapping_add(1));
+        t.get().is_multiple_of(HIT_SAMPLE)
+    })
+}
 
 thread_local! {
     static TTL_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
@@ -145,10 +156,7 @@ impl<V: Clone> TtlMap<V> {
         let v = self.map.load().get(k).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone());
         if v.is_none() {
             self.misses.fetch_add(1, Relaxed);
-        } else if TTL_TICK.with(|t| {
-            t.set(t.get().wrapping_add(1));
-            t.get().is_multiple_of(HIT_SAMPLE)
-        }) {
+        } else if sampled(&TTL_TICK) {
             self.hits.fetch_add(HIT_SAMPLE as u64, Relaxed);
         }
         v

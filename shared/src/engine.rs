@@ -16,7 +16,7 @@ use object_store::{GetOptions, GetRange, ObjectStore};
 use serde::Serialize;
 
 use crate::block::{Rows, Search};
-use crate::cache::{CacheStats, CountedCache, TtlMap, weight};
+use crate::cache::{CacheStats, CountedCache, HIT_SAMPLE, TtlMap, sampled, weight};
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::failover::{ReplicatedStore, Validator};
@@ -53,9 +53,7 @@ struct Cached {
     slot: Option<Weak<HotSlot>>,
 }
 
-/// One hot-shard hit in this many is reported to the data cache (its eviction policy and hit count).
-const HOT_SAMPLE: u32 = 64;
-
+// One hot-shard hit in HIT_SAMPLE is reported to the data cache (its eviction policy and hit count).
 thread_local! {
     static HOT_TICK: Cell<u32> = const { Cell::new(0) };
 }
@@ -257,12 +255,8 @@ impl Engine {
             return Ok(None);
         }
         if let Some(hot) = ks.hot[shard as usize].load().as_ref() {
-            let tick = HOT_TICK.with(|t| {
-                t.set(t.get().wrapping_add(1));
-                t.get()
-            });
-            if tick.is_multiple_of(HOT_SAMPLE) {
-                self.data.touch(&(ks.uid, shard, WHOLE_SHARD), HOT_SAMPLE as u64);
+            if sampled(&HOT_TICK) {
+                self.data.touch(&(ks.uid, shard, WHOLE_SHARD), HIT_SAMPLE as u64);
             }
             return Ok(hot.get(key.as_bytes()));
         }
