@@ -79,17 +79,22 @@ fn engine_error(e: Error) -> Response {
 }
 
 async fn get_key(State(engine): State<Arc<Engine>>, Path((ks, key)): Path<(String, String)>) -> Response {
-    let keyspace = match engine.keyspace(&ks).await {
+    get_value(&engine, &ks, &key).await
+}
+
+/// The single-key answer, shared by the router and `cairn serve`'s fast path (server.rs) so both stay
+/// byte-for-byte the same.
+pub(crate) async fn get_value(engine: &Engine, ks: &str, key: &str) -> Response {
+    let keyspace = match engine.keyspace(ks).await {
         Ok(k) => k,
         Err(e) => return engine_error(e),
     };
-    let version = HeaderValue::from_str(&keyspace.manifest.version).ok();
-    match engine.lookup(&keyspace, &key).await {
+    match engine.lookup(&keyspace, key).await {
         Ok(Some(value)) => {
-            let mut r = value.into_response();
+            let mut r = Response::new(axum::body::Body::from(value));
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            if let Some(v) = version {
+            if let Ok(v) = HeaderValue::from_str(&keyspace.manifest.version) {
                 h.insert(VERSION_HEADER, v);
             }
             r

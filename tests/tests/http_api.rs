@@ -117,3 +117,50 @@ async fn mget_info_and_keyspace_listing() {
     let list: Value = http.get(server.url("/v1/keyspaces")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["keyspaces"], json!(["default"]));
 }
+
+/// `cairn serve` answers single-key GETs before the router (server.rs); every answer must stay what the
+/// router (and so the Lambda) gives: status, the headers clients read, and body.
+#[tokio::test]
+async fn the_serve_fast_path_answers_exactly_like_the_router() {
+    use tower::ServiceExt;
+    let (_dir, server) = served_example().await;
+    let router = cairn_functions::router(server.engine.clone());
+    let http = reqwest::Client::new();
+    let rows = read_dataset(&example_data());
+    let key = &rows[42].0;
+    let long = "k".repeat(2000);
+    let paths = [
+        format!("/v1/keyspaces/default/keys/{key}"),
+        format!("/v1/keyspaces/default/keys/{key}?x=1"),
+        format!("/v1/keyspaces/default/keys/{}", key.replace('-', "%2D")),
+        format!("/v1/keyspaces/default/keys/{long}"),
+        format!("/v1/keyspaces/default/keys/{key}/more"),
+        "/v1/keyspaces/default/keys/".into(),
+        "/v1/keyspaces//keys/abc".into(),
+        "/v1/keyspaces/default/keys/absent".into(),
+        "/v1/keyspaces/default/keys/has%20space".into(),
+        "/v1/keyspaces/Not_Valid/keys/abc".into(),
+        "/v1/keyspaces/missing/keys/abc".into(),
+        "/v1/keyspaces/default/keys/a/keys/b".into(),
+    ];
+    let mut statuses = Vec::new();
+    for path in &paths {
+        let served = http.get(server.url(path)).send().await.unwrap();
+        let routed = router.clone().oneshot(http::Request::get(path.as_str()).body(axum::body::Body::empty()).unwrap());
+        let routed = routed.await.unwrap();
+        assert_eq!(served.status().as_u16(), routed.status().as_u16(), "{path}");
+        for h in ["content-type", "content-length", "x-cairn-version", "x-cairn-error"] {
+            let a = served.headers().get(h).map(|v| v.as_bytes().to_vec());
+            let b = routed.headers().get(h).map(|v| v.as_bytes().to_vec());
+            // The router's response carries no content-length until hyper writes it from the body's size.
+            if h != "content-length" || b.is_some() {
+                assert_eq!(a, b, "{path}: header {h}");
+            }
+        }
+        statuses.push(served.status().as_u16());
+        let routed = axum::body::to_bytes(routed.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(served.bytes().await.unwrap(), routed, "{path}");
+    }
+    // The cases above cover hits, misses and every error class, not just one of them.
+    assert_eq!(statuses, [200, 200, 200, 400, 404, 404, 400, 404, 400, 400, 404, 404]);
+}
