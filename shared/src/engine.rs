@@ -185,8 +185,8 @@ impl Engine {
         let cached = match self.pointers.get(ks) {
             Some(c) => c,
             None => {
-                // Slow paths are boxed: their state would otherwise make every request's future large
-                // (axum allocates one per request; see the lookup_futures_stay_small test).
+                // Slow paths are boxed: their state would otherwise make every request's future large (the
+                // router allocates one per request, MGET holds up to 1,000; see lookup_futures_stay_small).
                 let loaded = Box::pin(self.load_keyspace(ks)).await?;
                 self.pointers.insert(ks.to_string(), loaded.clone());
                 loaded

@@ -147,8 +147,8 @@ async fn a_new_version_is_seen_after_refresh_only() {
     assert!(engine.get("t", &b[0].0).await.unwrap().is_some());
 }
 
-/// A request's future is allocated per request (axum boxes each handler's future): the slow paths (store reads,
-/// promotion) are boxed inside, so the warm path's futures stay small and their allocation cheap.
+/// Lookup futures are held per request (the router boxes each handler's future; MGET holds up to 1,000): the
+/// slow paths (store reads, promotion) are boxed inside, so the warm path's futures stay small.
 #[test]
 fn lookup_futures_stay_small() {
     let engine = Engine::new(Store::open("memory://futures").unwrap(), EngineConfig::default());

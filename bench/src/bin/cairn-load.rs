@@ -31,7 +31,8 @@ struct Slot {
 }
 
 /// Wakes each connection whose request is due, checking every ~50 µs (`thread::sleep` is a high-resolution
-/// timer; the pacer costs ~2% of a core).
+/// timer). Not free: its cross-thread wakes raised the client's CPU from ~10.5 to ~15.5 µs per request
+/// (measured at 50k requests/s), which the server loses on shared cores; docs/benchmark-notes.md says so.
 fn pace(epoch: Instant, slots: Arc<Vec<Slot>>, done: Arc<AtomicBool>) {
     while !done.load(Ordering::Relaxed) {
         let now = epoch.elapsed().as_nanos() as u64;
