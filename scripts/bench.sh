@@ -52,8 +52,16 @@ http_server() {
       | python3 scripts/bench_report.py parse-wrk "$name" | tag "$ds"
   done
   local half; half=$(median_of "$ds" http "$name" rps | awk '{printf "%d", $1 / 2}')
+  half_load http "$port" "$half" "$name"
+}
+
+# half_load PROTO PORT RATE NAME: the open-loop generator RUNS times at nice -10 (bench=half_load: stands in
+# for a client on cores of its own, so its own scheduling delays are not charged to the server) and RUNS times
+# at the default priority (bench=half_load_plain), alternating.
+half_load() {
   for i in $(seq 1 "$runs"); do
-    "$bin/cairn-load" http "$port" "$keys" "$half" "$secs" | tag "$ds" bench=half_load "server=$name"
+    nice -n -10 "$bin/cairn-load" "$1" "$2" "$keys" "$3" "$secs" | tag "$ds" bench=half_load "server=$4"
+    "$bin/cairn-load" "$1" "$2" "$keys" "$3" "$secs" | tag "$ds" bench=half_load_plain "server=$4"
   done
 }
 
@@ -107,9 +115,7 @@ for i, line in enumerate(open(sys.argv[1], "rb")):
       | python3 scripts/bench_report.py parse-redis | tag "$ds"
   done
   local half; half=$(median_of "$ds" http redis rps | awk '{printf "%d", $1 / 2}')
-  for i in $(seq 1 "$runs"); do
-    "$bin/cairn-load" resp 7973 "$keys" "$half" "$secs" | tag "$ds" bench=half_load server=redis
-  done
+  half_load resp 7973 "$half" redis
   kill "${pids[-1]}"
 }
 
