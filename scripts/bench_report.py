@@ -87,6 +87,7 @@ def latency_svg(res, path) -> bool:
     """Latency by percentile at 50% of each server's peak (example dataset): median over runs per point."""
     W, H, L, B = 640, 360, 60, 40
     series = {}
+    nice = "/".join(str(n) for n in sorted({r.get("client_nice") for r in select(res, bench="half_load")} - {None}))
     for s, _ in LABELS:
         rows = select(res, dataset="example", bench="half_load", server=s)
         if rows:
@@ -100,7 +101,7 @@ def latency_svg(res, path) -> bool:
     ys = lambda v: H - B - (H - B - 20) * v / ymax
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="{W / 2}" y="14" text-anchor="middle">GET latency at 50% of each server\'s peak (1M keys, 50 connections, client at nice -10)</text>']
+           f'<text x="{W / 2}" y="14" text-anchor="middle">GET latency at 50% of each server\'s peak (1M keys, 50 connections, client at nice {nice or "?"})</text>']
     for p in (50, 90, 99, 99.9, 99.99):
         x = xs(p)
         out.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{H - B}" stroke="#ddd"/>')

@@ -14,8 +14,13 @@ use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
 use cairn_shared::store::Store;
 
+/// Read at run time first (cargo sets CARGO_MANIFEST_DIR for test processes): cargo reuses a test binary
+/// that another checkout of the same tree compiled into a shared target dir, and the compile-time path then
+/// names that checkout (seen: CI's /check/work/main, gone, failed every CLI test here).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+    manifest_dir.parent().expect("workspace").to_path_buf()
 }
 
 pub fn example_data() -> PathBuf {
