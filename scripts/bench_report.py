@@ -83,11 +83,15 @@ LABELS = (("cairn", "`cairn serve` (warm)"), ("baseline", "hash map behind HTTP 
 COLORS = {"cairn": "#1b6ac9", "baseline": "#d9822b", "redis": "#3a9c4a"}
 
 
+def client_nice(rows) -> str:
+    """The load generator's nice value(s) over these half-load runs, as the report prints them."""
+    return "/".join(str(n) for n in sorted({r.get("client_nice") for r in rows} - {None})) or "?"
+
+
 def latency_svg(res, path) -> bool:
     """Latency by percentile at 50% of each server's peak (example dataset): median over runs per point."""
     W, H, L, B = 640, 360, 60, 40
     series = {}
-    nice = "/".join(str(n) for n in sorted({r.get("client_nice") for r in select(res, bench="half_load")} - {None}))
     for s, _ in LABELS:
         rows = select(res, dataset="example", bench="half_load", server=s)
         if rows:
@@ -101,7 +105,7 @@ def latency_svg(res, path) -> bool:
     ys = lambda v: H - B - (H - B - 20) * v / ymax
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="{W / 2}" y="14" text-anchor="middle">GET latency at 50% of each server\'s peak (1M keys, 50 connections, client at nice {nice or "?"})</text>']
+           f'<text x="{W / 2}" y="14" text-anchor="middle">GET latency at 50% of each server\'s peak (1M keys, 50 connections, client at nice {client_nice(select(res, bench="half_load"))})</text>']
     for p in (50, 90, 99, 99.9, 99.99):
         x = xs(p)
         out.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{H - B}" stroke="#ddd"/>')
@@ -138,13 +142,12 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
         http = {s: select(res, dataset=ds, bench="http", server=s) for s, _ in LABELS}
         half = {s: select(res, dataset=ds, bench="half_load", server=s) for s, _ in LABELS}
         plain = {s: select(res, dataset=ds, bench="half_load_plain", server=s) for s, _ in LABELS}
-        nice = sorted({x.get("client_nice") for v in half.values() for x in v} - {None})
         if not any(http.values()):
             continue
         w(f"## HTTP GET, {title}: random keys, 50 connections\n")
         w("Peak: `wrk -t2 -c50 --latency` (HTTP), `redis-benchmark -c 50 -r 1000000 -t get` (RESP). At 50% load: "
           "`cairn-load` (bench/), open loop at half of the server's median peak, latency from each request's "
-          f"scheduled time, run {runs} times with the client at nice {'/'.join(map(str, nice)) or '?'} (it stands in "
+          f"scheduled time, run {runs} times with the client at nice {client_nice([x for v in half.values() for x in v])} (it stands in "
           f"for a client on cores of its own) and {runs} times at the default priority, alternating.\n")
         w("| server | peak requests/s | p50 / p99 ms at peak (median) | p50 / p99 / p99.9 ms at 50% of peak (median) | p99 ms at 50% of peak, client at default priority (min / median / max) |")
         w("|---|---|---|---|---|")
