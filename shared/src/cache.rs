@@ -107,20 +107,6 @@ pub fn weight(bytes: usize) -> u32 {
     bytes.min(u32::MAX as usize) as u32
 }
 
-/// A small map whose entries are trusted for a TTL, for values read on every request (keyspace pointers).
-/// Readers load a snapshot (no lock, no shared write: two cores never bounce a cache line over it) and do
-/// one hash lookup; writers, once per TTL per keyspace, copy the map. At most `max_entries` are kept, so
-/// requests naming random keyspaces cannot grow it. Hits are counted by sampling (one in 64, as 64).
-pub struct TtlMap<V> {
-    name: &'static str,
-    ttl: Duration,
-    max_entries: usize,
-    map: arc_swap::ArcSwap<std::collections::HashMap<String, (std::time::Instant, V)>>,
-    write: std::sync::Mutex<()>,
-    hits: AtomicU64,
-    misses: AtomicU64,
-}
-
 /// Hot paths count their hits one in this many, as this many: no shared write per hit.
 pub const HIT_SAMPLE: u32 = 64;
 
@@ -132,67 +118,4 @@ pub fn sampled(tick: &'static std::thread::LocalKey<std::cell::Cell<u32>>) -> bo
         t.set(t.get().wrapping_add(1));
         t.get().is_multiple_of(HIT_SAMPLE)
     })
-}
-
-thread_local! {
-    static TTL_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-impl<V: Clone> TtlMap<V> {
-    pub fn new(name: &'static str, ttl: Duration, max_entries: usize) -> Self {
-        TtlMap {
-            name,
-            ttl,
-            max_entries,
-            map: Default::default(),
-            write: Default::default(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
-    }
-
-    #[inline]
-    pub fn get(&self, k: &str) -> Option<V> {
-        let v = self.map.load().get(k).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone());
-        if v.is_none() {
-            self.misses.fetch_add(1, Relaxed);
-        } else if sampled(&TTL_TICK) {
-            self.hits.fetch_add(HIT_SAMPLE as u64, Relaxed);
-        }
-        v
-    }
-
-    pub fn insert(&self, k: String, v: V) {
-        let _w = self.write.lock().expect("ttl map writer");
-        let mut map = (**self.map.load()).clone();
-        if map.len() >= self.max_entries && !map.contains_key(&k) {
-            map.retain(|_, (at, _)| at.elapsed() < self.ttl);
-            if map.len() >= self.max_entries {
-                map.clear();
-            }
-        }
-        map.insert(k, (std::time::Instant::now(), v));
-        self.map.store(std::sync::Arc::new(map));
-    }
-
-    pub fn invalidate_all(&self) {
-        let _w = self.write.lock().expect("ttl map writer");
-        self.map.store(Default::default());
-    }
-
-    pub fn counts(&self) -> (u64, u64) {
-        (self.hits.load(Relaxed), self.misses.load(Relaxed))
-    }
-
-    pub fn stats(&self) -> CacheStats {
-        let map = self.map.load();
-        CacheStats {
-            name: self.name,
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            entries: map.len() as u64,
-            bytes: map.keys().map(|k| k.len() as u64 + 64).sum(),
-            capacity_bytes: self.max_entries as u64 * 128,
-        }
-    }
 }

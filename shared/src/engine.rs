@@ -16,7 +16,7 @@ use object_store::{GetOptions, GetRange, ObjectStore};
 use serde::Serialize;
 
 use crate::block::{Rows, Search};
-use crate::cache::{CacheStats, CountedCache, HIT_SAMPLE, TtlMap, sampled, weight};
+use crate::cache::{CacheStats, CountedCache, HIT_SAMPLE, sampled, weight};
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::failover::{ReplicatedStore, Validator};
@@ -28,6 +28,7 @@ use crate::ring::Placement;
 use crate::shard_reader::ShardMeta;
 use crate::shard_writer::block_checksum;
 use crate::store::Store;
+use crate::ttl_map::{Lookup, TtlMap};
 
 /// A published version, ready for lookups.
 #[derive(Debug)]
@@ -183,14 +184,24 @@ impl Engine {
     pub async fn keyspace(&self, ks: &str) -> Result<Arc<Keyspace>> {
         validate_keyspace(ks)?;
         let cached = match self.pointers.get(ks) {
-            Some(c) => c,
-            None => {
-                // Slow paths are boxed: their state would otherwise make every request's future large (the
-                // router allocates one per request, MGET holds up to 1,000; see lookup_futures_stay_small).
-                let loaded = Box::pin(self.load_keyspace(ks)).await?;
-                self.pointers.insert(ks.to_string(), loaded.clone());
-                loaded
-            }
+            Lookup::Use(c) => c,
+            // Slow paths are boxed: their state would otherwise make every request's future large (the
+            // router allocates one per request, MGET holds up to 1,000; see lookup_futures_stay_small).
+            Lookup::Load(load) => match Box::pin(self.load_keyspace(ks)).await {
+                Ok(loaded) => {
+                    self.pointers.insert(load, loaded.clone());
+                    loaded
+                }
+                // A refresh that failed answers from the pointer it was refreshing (at most 2 × TTL old);
+                // the next request past the TTL tries again.
+                Err(e) => match load.stale.clone() {
+                    Some(stale) => {
+                        tracing::warn!(keyspace = ks, error = %e, "pointer refresh failed; using the cached one");
+                        stale
+                    }
+                    None => return Err(e),
+                },
+            },
         };
         cached.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))
     }

@@ -19,6 +19,7 @@ pub mod ring;
 pub mod shard_reader;
 pub mod shard_writer;
 pub mod store;
+pub mod ttl_map;
 
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};

@@ -129,6 +129,35 @@ async fn rollback_switches_back_and_readers_follow() {
     assert!(matches!(pointer::switch(store.inner.as_ref(), "rb", &v2, Some(&cur)).await, Err(Error::Conflict { .. })));
 }
 
+/// Past its TTL a keyspace's pointer is re-read by one request while the requests arriving meanwhile answer
+/// from the pointer they have: no stampede of reads (it set p99 at 17-28 ms at 65k requests/s). The request
+/// that re-reads it answers from the new version.
+#[tokio::test]
+async fn a_stale_pointer_is_reread_once_while_concurrent_requests_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (f1, r1) = dataset_file(dir.path(), "1.data", 100, "one");
+    let (f2, r2) = dataset_file(dir.path(), "2.data", 100, "two");
+    ingest(&f1, "sp", &store, Some(1)).await.unwrap();
+    let ttl = Duration::from_secs(2);
+    let engine = Engine::new(store.clone(), EngineConfig { manifest_ttl: ttl, ..Default::default() });
+    let (k1, v1) = (&r1[0].0, Some(r1[0].1.as_bytes()));
+    assert_eq!(engine.get("sp", k1).await.unwrap().as_deref(), v1);
+
+    // Stale, same version: 20 concurrent requests cost one pointer read (manifest and block are cached).
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    let before = engine.counters().object_gets;
+    let answers = futures::future::join_all((0..20).map(|_| engine.get("sp", k1))).await;
+    assert!(answers.iter().all(|a| a.as_ref().unwrap().as_deref() == v1), "{answers:?}");
+    assert_eq!(engine.counters().object_gets - before, 1, "one pointer read for 20 requests past the TTL");
+
+    // A new version: the first request past the TTL re-reads the pointer and answers from it.
+    ingest(&f2, "sp", &store, Some(1)).await.unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert_eq!(engine.get("sp", &r2[0].0).await.unwrap().as_deref(), Some(r2[0].1.as_bytes()));
+    assert_eq!(engine.get("sp", k1).await.unwrap(), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pointer_compare_and_swap_has_one_winner_per_round() {
     for url in ["memory://cas", "dir"] {

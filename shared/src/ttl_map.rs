@@ -1,0 +1,224 @@
+//! A small map whose entries are trusted for a TTL, for values read on every request (keyspace pointers).
+//!
+//! Readers load a snapshot (no lock, no shared write: two cores never bounce a cache line over it) and do one
+//! hash lookup; writers, once per TTL per keyspace, copy the map. At most `max_entries` are kept, so requests
+//! naming random keyspaces cannot grow it. Hits are counted by sampling (one in 64, as 64).
+//!
+//! Refresh-ahead: an entry past its TTL is re-read by exactly one reader while the others keep using it, for
+//! up to a second TTL. Without this, every request arriving while the expired entry was being re-read started
+//! a read of its own (at 65k requests/s, tens of blocking reads at once, twice per 10 s): p99 17-28 ms
+//! against 2.3-3.7 ms with the TTL out of the way (docs/benchmark-notes.md). On S3 each of those reads is a
+//! 20-50 ms round trip that every request in the window would have waited for. Past twice the TTL (a
+//! refresh that failed or hung, or a keyspace nobody asked for), readers load it themselves, as on a miss:
+//! a pointer is never used more than 2 × TTL after it was read, and a TTL of 0 reads through.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::cache::{CacheStats, HIT_SAMPLE, sampled};
+
+pub struct TtlMap<V> {
+    name: &'static str,
+    ttl: Duration,
+    max_entries: usize,
+    map: arc_swap::ArcSwap<HashMap<String, Entry<V>>>,
+    write: std::sync::Mutex<()>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Entry<V> {
+    /// When the read that produced the value started.
+    read_at: Instant,
+    value: V,
+    /// Set while one reader re-reads this entry.
+    refreshing: Arc<AtomicBool>,
+}
+
+/// What a reader does with a key.
+pub enum Lookup<V> {
+    /// Fresh, or stale while another reader refreshes it: use it.
+    Use(V),
+    /// Load the value and [`Load::insert`] it. `stale` is the expired value this reader is refreshing, if
+    /// any: the caller may fall back to it when the refresh fails.
+    Load(Load<V>),
+}
+
+/// The right (and duty) to load one key. Dropping it without inserting lets the next reader try.
+pub struct Load<V> {
+    key: String,
+    started: Instant,
+    pub stale: Option<V>,
+    refreshing: Option<Arc<AtomicBool>>,
+}
+
+thread_local! {
+    static TTL_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl<V: Clone> TtlMap<V> {
+    pub fn new(name: &'static str, ttl: Duration, max_entries: usize) -> Self {
+        TtlMap {
+            name,
+            ttl,
+            max_entries,
+            map: Default::default(),
+            write: Default::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, k: &str) -> Lookup<V> {
+        self.get_at(k, Instant::now())
+    }
+
+    fn get_at(&self, k: &str, now: Instant) -> Lookup<V> {
+        let map = self.map.load();
+        let load = |stale: Option<&Entry<V>>| {
+            self.misses.fetch_add(1, Relaxed);
+            Lookup::Load(Load {
+                key: k.to_string(),
+                started: now,
+                stale: stale.map(|e| e.value.clone()),
+                refreshing: stale.map(|e| e.refreshing.clone()),
+            })
+        };
+        let Some(e) = map.get(k) else { return load(None) };
+        let age = now.saturating_duration_since(e.read_at);
+        if age >= self.ttl {
+            if age >= self.ttl.saturating_mul(2) {
+                return load(None);
+            }
+            if e.refreshing.compare_exchange(false, true, Relaxed, Relaxed).is_ok() {
+                return load(Some(e));
+            }
+        }
+        if sampled(&TTL_TICK) {
+            self.hits.fetch_add(HIT_SAMPLE as u64, Relaxed);
+        }
+        Lookup::Use(e.value.clone())
+    }
+
+    /// Stores what `load` read, unless an entry from a later read is already there.
+    pub fn insert(&self, load: Load<V>, v: V) {
+        let _w = self.write.lock().expect("ttl map writer");
+        let current = self.map.load();
+        if current.get(&load.key).is_some_and(|e| e.read_at > load.started) {
+            return;
+        }
+        let mut map = (**current).clone();
+        if map.len() >= self.max_entries && !map.contains_key(&load.key) {
+            map.retain(|_, e| e.read_at.elapsed() < self.ttl);
+            if map.len() >= self.max_entries {
+                map.clear();
+            }
+        }
+        let entry = Entry { read_at: load.started, value: v, refreshing: Default::default() };
+        map.insert(load.key.clone(), entry);
+        self.map.store(Arc::new(map));
+    }
+
+    pub fn invalidate_all(&self) {
+        let _w = self.write.lock().expect("ttl map writer");
+        self.map.store(Default::default());
+    }
+
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let map = self.map.load();
+        CacheStats {
+            name: self.name,
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            entries: map.len() as u64,
+            bytes: map.keys().map(|k| k.len() as u64 + 64).sum(),
+            capacity_bytes: self.max_entries as u64 * 128,
+        }
+    }
+}
+
+impl<V> Drop for Load<V> {
+    fn drop(&mut self) {
+        if let Some(r) = &self.refreshing {
+            r.store(false, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(5);
+
+    fn loaded(m: &TtlMap<u32>, k: &str, v: u32, at: Instant) {
+        let Lookup::Load(l) = m.get_at(k, at) else { panic!("expected a load") };
+        m.insert(l, v);
+    }
+
+    fn used(l: Lookup<u32>) -> Option<u32> {
+        match l {
+            Lookup::Use(v) => Some(v),
+            Lookup::Load(_) => None,
+        }
+    }
+
+    #[test]
+    fn one_reader_refreshes_a_stale_entry_while_the_others_use_it() {
+        let m = TtlMap::new("t", TTL, 16);
+        let t0 = Instant::now();
+        loaded(&m, "ks", 1, t0);
+        assert_eq!(used(m.get_at("ks", t0 + TTL / 2)), Some(1), "fresh");
+        let stale = t0 + TTL + Duration::from_millis(1);
+        let Lookup::Load(refresh) = m.get_at("ks", stale) else { panic!("the first stale reader refreshes") };
+        assert_eq!(refresh.stale, Some(1));
+        for _ in 0..10 {
+            assert_eq!(used(m.get_at("ks", stale)), Some(1), "the others use the stale value meanwhile");
+        }
+        m.insert(refresh, 2);
+        assert_eq!(used(m.get_at("ks", stale)), Some(2));
+    }
+
+    #[test]
+    fn a_refresh_dropped_without_a_value_lets_the_next_reader_try() {
+        let m = TtlMap::new("t", TTL, 16);
+        let t0 = Instant::now();
+        loaded(&m, "ks", 1, t0);
+        let stale = t0 + TTL;
+        let Lookup::Load(failed) = m.get_at("ks", stale) else { panic!("refresh expected") };
+        drop(failed);
+        assert!(matches!(m.get_at("ks", stale), Lookup::Load(l) if l.stale == Some(1)));
+    }
+
+    #[test]
+    fn past_twice_the_ttl_every_reader_loads_and_a_zero_ttl_reads_through() {
+        let m = TtlMap::new("t", TTL, 16);
+        let t0 = Instant::now();
+        loaded(&m, "ks", 1, t0);
+        let _hung = m.get_at("ks", t0 + TTL);
+        for _ in 0..2 {
+            assert!(matches!(m.get_at("ks", t0 + TTL * 2), Lookup::Load(l) if l.stale.is_none()));
+        }
+        let m = TtlMap::new("t", Duration::ZERO, 16);
+        loaded(&m, "ks", 1, t0);
+        assert!(matches!(m.get_at("ks", t0), Lookup::Load(l) if l.stale.is_none()));
+    }
+
+    #[test]
+    fn a_slow_read_does_not_replace_a_later_one() {
+        let m = TtlMap::new("t", TTL, 16);
+        let t0 = Instant::now();
+        let Lookup::Load(slow) = m.get_at("ks", t0) else { panic!() };
+        loaded(&m, "ks", 2, t0 + Duration::from_millis(10));
+        m.insert(slow, 1);
+        assert_eq!(used(m.get_at("ks", t0 + Duration::from_millis(20))), Some(2));
+    }
+}
