@@ -19,6 +19,8 @@
 //! throughput, with the same client for every server, HTTP or RESP.
 //!
 //! usage: cairn-load http|resp PORT KEYS_FILE RATE SECONDS [CONNS=50]
+//! With CAIRN_LOAD_SLOW_MS=T, every recorded request slower than T ms is also listed on stderr as
+//! "<ms since recording started> <latency ms>": whether the tail is stalls (clusters) or queueing (spread).
 //! prints one JSON line: achieved rate, errors, latency percentiles in ms (p50..p99.99 and max), the
 //! client's own CPU time per request and its nice value (scripts/bench.sh runs it both at -10 and at 0).
 
@@ -110,6 +112,7 @@ fn run(proto: Proto, port: u16, keys: &[String], rate: f64, secs: f64, conns: us
     let stop = measured + Duration::from_secs_f64(secs);
     let due = |j: u64| start + Duration::from_secs_f64(j as f64 / rate);
     let (mut lat, mut errors) = (Vec::with_capacity(total.min(1 << 24) as usize), 0u64);
+    let slow_ms: Option<f64> = std::env::var("CAIRN_LOAD_SLOW_MS").ok().and_then(|t| t.parse().ok());
     let mut req = Vec::with_capacity(256);
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; conns];
     let (mut next, mut answered) = (0u64, 0u64);
@@ -160,6 +163,10 @@ fn run(proto: Proto, port: u16, keys: &[String], rate: f64, secs: f64, conns: us
             answered += 1;
             if from >= measured {
                 lat.push(at - from);
+                if slow_ms.is_some_and(|t| (at - from).as_secs_f64() * 1e3 > t) {
+                    let since = (from - measured).as_secs_f64() * 1e3;
+                    eprintln!("{since:.3} {:.3}", (at - from).as_secs_f64() * 1e3);
+                }
                 errors += !ok as u64;
             }
             if let Some(d) = c.overdue.pop_front() {
