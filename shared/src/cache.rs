@@ -68,6 +68,12 @@ where
         v
     }
 
+    /// The value cached for `k`, inserting `v` if there is none: concurrent loaders of one key all end up
+    /// with the same value.
+    pub fn get_or_insert(&self, k: K, v: V) -> V {
+        self.inner.entry(k).or_insert(v).into_value()
+    }
+
     /// (hits, misses) so far, without moka's housekeeping (cheap enough per request).
     pub fn counts(&self) -> (u64, u64) {
         (self.hits.load(Relaxed), self.misses.load(Relaxed))

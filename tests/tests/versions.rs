@@ -158,6 +158,22 @@ async fn a_stale_pointer_is_reread_once_while_concurrent_requests_use_it() {
     assert_eq!(engine.get("sp", k1).await.unwrap(), None);
 }
 
+/// The first requests to a keyspace all load it at once; they must end up with one `Keyspace`: hot shards and
+/// footers are cached under its uid, and a second copy would fetch and decode every shard again.
+#[tokio::test]
+async fn concurrent_first_loads_share_one_keyspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (f1, _) = dataset_file(dir.path(), "1.data", 100, "one");
+    ingest(&f1, "cl", &store, Some(1)).await.unwrap();
+    let engine = Engine::new(store, EngineConfig::default());
+    let loaded = futures::future::join_all((0..20).map(|_| engine.keyspace("cl"))).await;
+    let first = loaded[0].as_ref().unwrap();
+    assert!(loaded.iter().all(|k| Arc::ptr_eq(k.as_ref().unwrap(), first)), "20 loads, more than one Keyspace");
+    engine.refresh();
+    assert!(Arc::ptr_eq(&engine.keyspace("cl").await.unwrap(), first), "a re-read pointer keeps the Keyspace");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pointer_compare_and_swap_has_one_winner_per_round() {
     for url in ["memory://cas", "dir"] {
