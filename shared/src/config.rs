@@ -7,8 +7,10 @@ use crate::failover::FailoverConfig;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// How long a keyspace's pointer is trusted before it is re-read (`CAIRN_MANIFEST_TTL`, e.g. `5s`).
-    /// A newly published version or a rollback reaches readers within this time.
+    /// How long a keyspace's pointer is trusted before it is re-read (`CAIRN_MANIFEST_TTL`, e.g. `5s`). Past
+    /// it, one request re-reads the pointer while the others keep using it, for at most one more TTL
+    /// ([`crate::ttl_map`]). A newly published version or a rollback reaches readers within the TTL plus one
+    /// pointer read while requests keep coming, and within 2 × TTL at worst.
     pub manifest_ttl: Duration,
     /// Bytes of shard metadata (footers: every block's key range and place) kept (`CAIRN_METADATA_CACHE`,
     /// e.g. `128MiB`).

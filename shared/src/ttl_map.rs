@@ -6,11 +6,10 @@
 //!
 //! Refresh-ahead: an entry past its TTL is re-read by exactly one reader while the others keep using it, for
 //! up to a second TTL. Without this, every request arriving while the expired entry was being re-read started
-//! a read of its own (at 65k requests/s, tens of blocking reads at once, twice per 10 s): p99 17-28 ms
-//! against 2.3-3.7 ms with the TTL out of the way (docs/benchmark-notes.md). On S3 each of those reads is a
-//! 20-50 ms round trip that every request in the window would have waited for. Past twice the TTL (a
-//! refresh that failed or hung, or a keyspace nobody asked for), readers load it themselves, as on a miss:
-//! a pointer is never used more than 2 × TTL after it was read, and a TTL of 0 reads through.
+//! a read of its own and waited for it: tens of reads at once at 65k requests/s, each a 20-50 ms round trip on
+//! S3 (docs/benchmark-notes.md has what it cost on the local store). Past twice the TTL (a refresh that failed
+//! or hung, or a keyspace nobody asked for), readers load it themselves, as on a miss: a pointer is never used
+//! more than 2 × TTL after it was read, and a TTL of 0 reads through.
 
 use std::collections::HashMap;
 use std::sync::Arc;
