@@ -26,6 +26,10 @@ trap cleanup EXIT
 tag() { python3 scripts/bench_report.py tag "$@" >> "$out"; }  # tag DATASET [KEY=VALUE...] < json lines
 wait_port() { for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 median_of() { python3 scripts/bench_report.py median "$@" < "$out"; }  # median_of DATASET BENCH SERVER FIELD
+# Empties the kernel's page cache (root only; else a no-op). On this VM, with ~10 GB of it left by writing the
+# data files, a fresh process's memory was far slower: the in-process HashMap baseline went from 2.2M to
+# 6.7M gets/s right after dropping it (measured by hand).
+drop_caches() { sync; { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true; }
 
 # Every request is formatted once per wrk thread, up front: building it per request in Lua (wrk.format)
 # costs the client ~40% of its CPU, which it takes from the server on these shared cores (measured: cairn
@@ -81,9 +85,11 @@ bench_dataset() {
   rm -rf "$work/store-$ds"; mv "$work/store-ingest" "$work/store-$ds"
 
   echo "== [$ds] in-process lookups and cold reads" >&2
+  drop_caches
   "$bin/cairn-bench" "$work/store-$ds" bench "$data" "$runs" | tag "$ds"
 
   echo "== [$ds] cairn serve" >&2
+  drop_caches
   CAIRN_PAGE_CACHE="$cache" CAIRN_PORT=7971 "$bin/cairn" serve --store "$work/store-$ds" 2> "$work/serve.log" & pids+=($!)
   wait_port 7971
   KEYS_FILE="$keys" wrk -t2 -c50 -d5s -s "$work/random-key.lua" http://127.0.0.1:7971 > /dev/null  # warm the caches
@@ -92,6 +98,7 @@ bench_dataset() {
   kill "${pids[-1]}"
 
   echo "== [$ds] hash-map baseline server" >&2
+  drop_caches
   "$bin/baseline-server" "$data" 7972 2> /dev/null & pids+=($!)
   wait_port 7972
   echo "{\"bench\":\"rss\",\"server\":\"baseline\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"
@@ -99,6 +106,7 @@ bench_dataset() {
   kill "${pids[-1]}"
 
   echo "== [$ds] redis-server" >&2
+  drop_caches
   redis-server --port 7973 --bind 127.0.0.1 --save '' --appendonly no --daemonize no > /dev/null & pids+=($!)
   wait_port 7973
   # The same 1M values under redis-benchmark's key pattern (key:<12 digits>).
