@@ -2,8 +2,11 @@
 //! bytes) or a whole shard (a hot shard, decoded once into packed records and found through a hash index:
 //! a hit is two dependent cache misses, the slot and its record).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use crate::arena::{Arena, HotBuf};
 use crate::page::decode_chunk;
 
 #[derive(Debug)]
@@ -13,21 +16,17 @@ pub struct Rows {
     /// Where key i and value i start in `data` (each one's u32 length is the 4 bytes before it), for the
     /// binary search of a block. Dropped once a hash index is built.
     offs: Vec<(u32, u32)>,
-    /// Open addressing over XXH3-64 of the key. Empty for blocks, which binary-search their ≤128 rows.
-    slots: Vec<Slot>,
+    /// Slots of the hash index at the start of `data`; 0 for blocks, which binary-search their ≤128 rows.
+    slots: usize,
 }
 
-/// A hash index entry: 8 bytes, so the index of 1M keys is 16 MiB. A hot shard's `data` holds each row as
-/// one record, `[key len][key][value len][value]`, so the key compare and the value's length share a cache
-/// line (and a page): with key and value pages apart they were two misses, on 1 GiB of data two TLB misses.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(8))]
-struct Slot {
-    /// The high 32 bits of the key's hash: most probes of a wrong slot stop here.
-    tag: u32,
-    /// Where the record's key starts in `data`; 0 = empty (a key starts after its 4-byte length).
-    key: u32,
-}
+// A hot shard's `data` is its hash index (open addressing over XXH3-64 of the key), then each row as one
+// record, `[key len][key][value len][value]`, so the key compare and the value's length share a cache line
+// (and a page): with key and value pages apart they were two misses, on 1 GiB of data two TLB misses.
+// A slot is 8 bytes (the index of 1M keys is 16 MiB), little-endian: the high 32 bits of the key's hash (most
+// probes of a wrong slot stop there) over where the record's key starts in `data` (0 = empty: records
+// start after the index).
+const SLOT: usize = 8;
 
 /// Where one block's column chunks lie, relative to the start of the bytes holding the block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +36,11 @@ pub struct ChunkRanges {
 }
 
 /// How a decoded `Rows` is searched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Search {
+#[derive(Debug, Clone, Copy)]
+pub enum Search<'a> {
     Binary,
-    Hashed,
+    /// Through a hash index, in the arena's memory when it has room.
+    Hashed(Option<&'a Arc<Arena>>),
 }
 
 impl Rows {
@@ -48,7 +48,7 @@ impl Rows {
     pub fn decode(
         data: Bytes,
         blocks: impl IntoIterator<Item = (usize, ChunkRanges, u64)>,
-        search: Search,
+        search: Search<'_>,
     ) -> Result<Rows, String> {
         let (mut keys, mut values) = (Vec::new(), Vec::new());
         for (i, (at, c, rows)) in blocks.into_iter().enumerate() {
@@ -60,36 +60,46 @@ impl Rows {
             }
         }
         let offs: Vec<(u32, u32)> = keys.into_iter().zip(values).collect();
-        let mut rows = Rows { data, rows: offs.len(), offs, slots: Vec::new() };
+        let mut rows = Rows { data, rows: offs.len(), offs, slots: 0 };
         if let Some(i) = (1..rows.len()).find(|&i| rows.key(i - 1) >= rows.key(i)) {
             return Err(format!("keys out of order at row {i}"));
         }
-        if search == Search::Hashed && !rows.is_empty() {
-            let size: usize =
-                rows.offs.iter().map(|&(k, v)| 8 + slice(&rows.data, k).len() + slice(&rows.data, v).len()).sum();
-            u32::try_from(size).map_err(|_| format!("{size} bytes of rows: a hot shard holds at most 4 GiB"))?;
-            let mask = (rows.len() * 3 / 2).next_power_of_two() - 1;
-            let mut slots = vec![Slot::default(); mask + 1];
-            let mut packed = Vec::with_capacity(size);
-            for &(key, value) in &rows.offs {
-                let (k, v) = (slice(&rows.data, key), slice(&rows.data, value));
-                packed.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                let at = packed.len() as u32;
-                packed.extend_from_slice(k);
-                packed.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                packed.extend_from_slice(v);
-                let h = xxhash_rust::xxh3::xxh3_64(k);
-                let mut pos = h as usize & mask;
-                while slots[pos].key != 0 {
-                    pos = (pos + 1) & mask;
-                }
-                slots[pos] = Slot { tag: (h >> 32) as u32, key: at };
-            }
-            rows.data = Bytes::from(packed);
-            rows.slots = slots;
-            rows.offs = Vec::new();
+        if let Search::Hashed(arena) = search
+            && !rows.is_empty()
+        {
+            rows.index(arena)?;
         }
         Ok(rows)
+    }
+
+    /// Rewrites the rows as a hash index followed by packed records (see [`SLOT`]).
+    fn index(&mut self, arena: Option<&Arc<Arena>>) -> Result<(), String> {
+        let slots = (self.len() * 3 / 2).next_power_of_two();
+        let records: usize =
+            self.offs.iter().map(|&(k, v)| 8 + slice(&self.data, k).len() + slice(&self.data, v).len()).sum();
+        let size = slots * SLOT + records;
+        u32::try_from(size).map_err(|_| format!("{size} bytes of rows: a hot shard holds at most 4 GiB"))?;
+        let mut buf = HotBuf::zeroed(arena, size);
+        let mut at = slots * SLOT;
+        for &(key, value) in &self.offs {
+            let (k, v) = (slice(&self.data, key), slice(&self.data, value));
+            for part in [k, v] {
+                buf[at..at + 4].copy_from_slice(&(part.len() as u32).to_le_bytes());
+                buf[at + 4..at + 4 + part.len()].copy_from_slice(part);
+                at += 4 + part.len();
+            }
+            let h = xxhash_rust::xxh3::xxh3_64(k);
+            let mut pos = h as usize & (slots - 1);
+            while read_slot(&buf, pos) != 0 {
+                pos = (pos + 1) & (slots - 1);
+            }
+            let key_at = (at - v.len() - 4 - k.len()) as u64;
+            buf[pos * SLOT..(pos + 1) * SLOT].copy_from_slice(&((h >> 32) << 32 | key_at).to_le_bytes());
+        }
+        self.data = buf.freeze();
+        self.slots = slots;
+        self.offs = Vec::new();
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -109,7 +119,7 @@ impl Rows {
     /// The value stored under `key`, sharing the decoded buffer.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
-        let at = if self.slots.is_empty() { self.binary_search(key)? } else { self.hashed(key)? };
+        let at = if self.slots == 0 { self.binary_search(key)? } else { self.hashed(key)? };
         let s = at as usize;
         let len = u32::from_le_bytes(self.data[s - 4..s].try_into().expect("4 bytes")) as usize;
         Some(self.data.slice(s..s + len))
@@ -132,17 +142,17 @@ impl Rows {
     /// Where the value of `key` starts.
     #[inline]
     fn hashed(&self, key: &[u8]) -> Option<u32> {
-        let mask = self.slots.len() - 1;
+        let mask = self.slots - 1;
         let h = xxhash_rust::xxh3::xxh3_64(key);
-        let tag = (h >> 32) as u32;
         let mut pos = h as usize & mask;
         loop {
-            let s = self.slots[pos];
-            if s.key == 0 {
+            let s = read_slot(&self.data, pos);
+            let at = s as u32;
+            if at == 0 {
                 return None;
             }
-            if s.tag == tag && slice(&self.data, s.key) == key {
-                return Some(s.key + key.len() as u32 + 4);
+            if (s >> 32) == (h >> 32) && slice(&self.data, at) == key {
+                return Some(at + key.len() as u32 + 4);
             }
             pos = (pos + 1) & mask;
         }
@@ -150,8 +160,13 @@ impl Rows {
 
     /// Approximate heap footprint, for cache weighing.
     pub fn weight(&self) -> usize {
-        self.data.len() + self.offs.len() * 8 + self.slots.len() * size_of::<Slot>() + 128
+        self.data.len() + self.offs.len() * 8 + 128
     }
+}
+
+#[inline]
+fn read_slot(data: &[u8], pos: usize) -> u64 {
+    u64::from_le_bytes(data[pos * SLOT..(pos + 1) * SLOT].try_into().expect("8 bytes"))
 }
 
 #[inline]
@@ -168,7 +183,7 @@ mod tests {
     use crate::shard_writer::{ShardFormat, ShardWriter};
 
     /// Writes rows through the real writer and decodes every block of the file as one `Rows`.
-    fn decode_all(rows: &[(String, Vec<u8>)], search: Search) -> Rows {
+    fn decode_all(rows: &[(String, Vec<u8>)], search: Search<'_>) -> Rows {
         let mut buf = Vec::new();
         let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), vec![]).unwrap();
         for (k, v) in rows {
@@ -190,9 +205,12 @@ mod tests {
             .collect();
         keys.sort();
         let rows: Vec<(String, Vec<u8>)> = keys.iter().map(|k| (k.clone(), format!("v{k}").into_bytes())).collect();
-        for search in [Search::Binary, Search::Hashed] {
+        let arena = Arena::new(1 << 20);
+        for search in [Search::Binary, Search::Hashed(None), Search::Hashed(Some(&arena))] {
             let decoded = decode_all(&rows, search);
             assert_eq!(decoded.len(), rows.len());
+            let in_arena = matches!(search, Search::Hashed(Some(_)));
+            assert_eq!(arena.stats().used_bytes > 0, in_arena);
             for (k, v) in &rows {
                 assert_eq!(decoded.get(k.as_bytes()).as_deref(), Some(v.as_slice()), "{k}");
             }
@@ -218,6 +236,6 @@ mod tests {
         assert_eq!(meta.probe(b"k050"), Some(10));
         assert_eq!(meta.probe(b"j"), None);
         assert_eq!(meta.probe(b"z"), None);
-        assert_eq!(decode_all(&rows, Search::Hashed).get(b"k099").as_deref(), Some(&[b'x'; 4000][..]));
+        assert_eq!(decode_all(&rows, Search::Hashed(None)).get(b"k099").as_deref(), Some(&[b'x'; 4000][..]));
     }
 }

@@ -15,6 +15,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
 use serde::Serialize;
 
+use crate::arena::{Arena, ArenaStats};
 use crate::block::{Rows, Search};
 use crate::cache::{CacheStats, CountedCache, HIT_SAMPLE, sampled, weight};
 use crate::config::EngineConfig;
@@ -80,6 +81,8 @@ pub struct Engine {
     shards: CountedCache<(u64, u32), Arc<ShardMeta>>,
     /// Decoded blocks and whole (hot) shards, under one byte budget.
     data: CountedCache<DataKey, Cached>,
+    /// Where hot shards live (on huge pages), sized like the data cache that owns them.
+    arena: Arc<Arena>,
     gets: AtomicU64,
     bytes_fetched: AtomicU64,
 }
@@ -110,6 +113,7 @@ pub struct EngineStats {
     pub object_gets: u64,
     pub bytes_fetched: u64,
     pub caches: Vec<CacheStats>,
+    pub hot_arena: ArenaStats,
 }
 
 impl Engine {
@@ -138,6 +142,7 @@ impl Engine {
                     }
                 },
             ),
+            arena: Arena::new(config.page_cache_bytes as usize),
             store,
             config,
             resolver: Arc::new(|url: &str| Store::open(url)),
@@ -346,7 +351,7 @@ impl Engine {
         let opts = GetOptions { range: Some(range.into()), ..Default::default() };
         let buf = self.fetch(ks, &meta.path, opts, &valid).await?;
         let blocks = meta.blocks.iter().map(|at| ((at.offset - base) as usize, at.chunks, at.rows));
-        Rows::decode(buf, blocks, Search::Hashed).map_err(|why| Error::corrupt(&meta.path, why))
+        Rows::decode(buf, blocks, Search::Hashed(Some(&self.arena))).map_err(|why| Error::corrupt(&meta.path, why))
     }
 
     /// Reads bytes of a shard object that `valid` must accept: from the first intact copy when the keyspace
@@ -410,6 +415,7 @@ impl Engine {
             object_gets: self.gets.load(Relaxed),
             bytes_fetched: self.bytes_fetched.load(Relaxed),
             caches: vec![self.pointers.stats(), self.manifests.stats(), self.shards.stats(), self.data.stats()],
+            hot_arena: self.arena.stats(),
         }
     }
 }

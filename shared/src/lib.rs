@@ -2,6 +2,7 @@
 //! query engine used by both `cairn serve` and the `cairn-query` Lambda. Every I/O goes through an
 //! [`object_store::ObjectStore`], so the local directory, memory and S3 are configuration, not code paths.
 
+pub mod arena;
 pub mod block;
 pub mod cache;
 pub mod conditional;

@@ -132,6 +132,41 @@ async fn cold_lookups_cost_two_gets_then_one_then_none() {
     assert_eq!(cost(before).object_gets, 0, "a promoted shard answers hits and misses from memory");
 }
 
+/// Hot shards live in the engine's huge-page arena. Under eviction churn (16 shards, a cache that holds
+/// about 8) every value stays right across reused ranges, and evicted shards give their memory back: the
+/// arena never holds more than the data cache accounts for.
+#[tokio::test]
+async fn hot_shards_churn_through_the_arena() {
+    let store = Store::open("memory://arena").unwrap();
+    let mut rows: Vec<(String, Vec<u8>)> =
+        (0..16_000).map(|i| (uuid::Uuid::new_v4().to_string(), format!("{i:0>100}").into_bytes())).collect();
+    rows.sort();
+    let m = publish(&store, 16, &rows).await;
+    let shard_bytes = m.shards.iter().map(|s| s.bytes).max().unwrap();
+    let config = EngineConfig { page_cache_bytes: 9 * shard_bytes, ..Default::default() };
+    let engine = Engine::new(store, config);
+    let ks = engine.keyspace("t").await.unwrap();
+    let mut by_shard = rows.clone();
+    by_shard.sort_by_key(|(k, _)| ks.placement.shard_of(k.as_bytes()));
+    for pass in 0..3 {
+        for (k, v) in &by_shard {
+            assert_eq!(engine.get("t", k).await.unwrap().as_deref(), Some(v.as_slice()), "pass {pass}, key {k}");
+        }
+        engine.stats(); // moka lets go of evicted values at its next housekeeping, not at eviction
+        let stats = engine.stats();
+        let data = stats.caches.iter().find(|c| c.name == "data").unwrap();
+        let arena = stats.hot_arena;
+        assert!(arena.used_bytes > 0, "pass {pass}: hot shards are in the arena: {arena:?}");
+        assert!(
+            arena.used_bytes <= data.bytes + data.entries * 4096,
+            "pass {pass}: arena holds {} bytes, the cache accounts for {} in {} entries",
+            arena.used_bytes,
+            data.bytes,
+            data.entries
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_new_version_is_seen_after_refresh_only() {
     let store = Store::open("memory://versions").unwrap();
