@@ -90,7 +90,9 @@ bench_dataset() {
 
   echo "== [$ds] cairn serve" >&2
   drop_caches
-  CAIRN_PAGE_CACHE="$cache" CAIRN_PORT=7971 "$bin/cairn" serve --store "$work/store-$ds" 2> "$work/serve.log" & pids+=($!)
+  # One worker: wrk and cairn-load take the other core (one worker measured the same peak as two, and a
+  # shorter tail at half load; docs/benchmark-notes.md).
+  CAIRN_WORKERS=1 CAIRN_PAGE_CACHE="$cache" CAIRN_PORT=7971 "$bin/cairn" serve --store "$work/store-$ds" 2> "$work/serve.log" & pids+=($!)
   wait_port 7971
   KEYS_FILE="$keys" wrk -t2 -c50 -d5s -s "$work/random-key.lua" http://127.0.0.1:7971 > /dev/null  # warm the caches
   echo "{\"bench\":\"rss\",\"server\":\"cairn\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"

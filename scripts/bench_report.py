@@ -136,7 +136,9 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
       "Reproduce: `scripts/bench.sh 5 10` (installs wrk and redis with apt if missing, generates the data).\n")
     w("Datasets: **example** = 1,000,000 keys shaped like `examples/example.data` (`scripts/gen-data.py 1000000`, "
       "values 20-120 bytes, 82 MB); **1k** = 1,000,000 keys with 1,000-byte values (`--value-bytes 1000`, 1 GB). "
-      "`cairn serve` runs with its defaults, except `CAIRN_PAGE_CACHE=2GiB` for the 1k set so the warm set fits.\n")
+      "`cairn serve` runs with its defaults, except `CAIRN_PAGE_CACHE=2GiB` for the 1k set so the warm set fits, "
+      "and `CAIRN_WORKERS=1`: the clients take the other core (one worker gave the same peak as two here, and a "
+      "shorter tail at half load; docs/benchmark-notes.md). The hash-map baseline keeps the issue's 2 tokio workers.\n")
     targets = []
     for ds, title in (("example", "example-shaped values"), ("1k", "1 KB values")):
         http = {s: select(res, dataset=ds, bench="http", server=s) for s, _ in LABELS}

@@ -58,6 +58,11 @@ pub enum Command {
         /// Address to listen on. The default only accepts local connections.
         #[arg(long, env = "CAIRN_HOST", default_value = "127.0.0.1")]
         host: std::net::IpAddr,
+        /// Threads answering requests (default: one per core). When load generators or other busy
+        /// processes share the machine's cores, fewer threads than cores gives a shorter tail: see
+        /// docs/benchmark-notes.md.
+        #[arg(long, env = "CAIRN_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
     },
     /// Bulk-load a file or a directory of files into a keyspace, publishing a new version atomically.
     Ingest(IngestArgs),

@@ -23,7 +23,11 @@ use client::Client;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cairn_functions::telemetry::init(false);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(Command::Serve { workers: Some(n), .. }) = &cli.command {
+        rt.worker_threads(*n as usize);
+    }
+    let rt = rt.enable_all().build().expect("tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -62,7 +66,7 @@ async fn run(cli: Cli) -> Res {
             ingest(args, store).await?;
             Ok(0)
         }
-        Some(Command::Serve { file, store, port, host }) => {
+        Some(Command::Serve { file, store, port, host, .. }) => {
             let store = Store::open(&store.store)?;
             if let Some(file) = file {
                 admin::ensure_ingested(&file, &store).await?;
