@@ -95,7 +95,9 @@ bench_dataset() {
   CAIRN_WORKERS=1 CAIRN_PAGE_CACHE="$cache" CAIRN_PORT=7971 "$bin/cairn" serve --store "$work/store-$ds" 2> "$work/serve.log" & pids+=($!)
   wait_port 7971
   KEYS_FILE="$keys" wrk -t2 -c50 -d5s -s "$work/random-key.lua" http://127.0.0.1:7971 > /dev/null  # warm the caches
-  echo "{\"bench\":\"rss\",\"server\":\"cairn\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"
+  # huge_kb: how much of it is on 2 MiB pages (the hot-shard arena; 0 where the kernel offers none).
+  huge=$(awk '/^AnonHugePages:/ {print $2}' "/proc/${pids[-1]}/smaps_rollup" 2>/dev/null || echo 0)
+  echo "{\"bench\":\"rss\",\"server\":\"cairn\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}"),\"huge_kb\":${huge:-0}}" | tag "$ds"
   http_server "$ds" cairn 7971
   kill "${pids[-1]}"
 

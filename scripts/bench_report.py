@@ -210,6 +210,9 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
         rss = {s: select(res, dataset=ds, bench="rss", server=s) for s, _ in LABELS}
         if rss["cairn"]:
             cells = [f"{rss[s][0]['rss_kb'] / 1024:,.0f} MiB" if rss[s] else "n/a" for s, _ in LABELS]
+            huge = rss["cairn"][0].get("huge_kb")
+            if huge is not None:
+                cells[0] += f" ({huge / 1024:,.0f} MiB on huge pages)"
             w(f"| {ds} | {' | '.join(cells)} |")
     ex = select(res, dataset="example", bench="rss", server="cairn")
     if ex:
