@@ -83,6 +83,7 @@ impl Rows {
         let mut at = slots * SLOT;
         for &(key, value) in &self.offs {
             let (k, v) = (slice(&self.data, key), slice(&self.data, value));
+            let key_at = (at + 4) as u64;
             for part in [k, v] {
                 buf[at..at + 4].copy_from_slice(&(part.len() as u32).to_le_bytes());
                 buf[at + 4..at + 4 + part.len()].copy_from_slice(part);
@@ -93,7 +94,6 @@ impl Rows {
             while read_slot(&buf, pos) != 0 {
                 pos = (pos + 1) & (slots - 1);
             }
-            let key_at = (at - v.len() - 4 - k.len()) as u64;
             buf[pos * SLOT..(pos + 1) * SLOT].copy_from_slice(&((h >> 32) << 32 | key_at).to_le_bytes());
         }
         self.data = buf.freeze();
