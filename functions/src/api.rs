@@ -62,7 +62,7 @@ fn error(status: StatusCode, code: &'static str, message: String) -> Response {
 
 /// Maps engine errors to statuses through their coarse kind.
 fn engine_error(e: Error) -> Response {
-    let (status, code) = match (&e, e.kind()) {
+    let (status, code) = match (e.root(), e.kind()) {
         (Error::KeyspaceNotFound(_), _) => (StatusCode::NOT_FOUND, "keyspace_not_found"),
         (Error::InvalidKey(_), _) => (StatusCode::BAD_REQUEST, "invalid_key"),
         (Error::InvalidKeyspace { .. }, _) => (StatusCode::BAD_REQUEST, "invalid_keyspace"),

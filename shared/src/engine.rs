@@ -2,10 +2,11 @@
 //! placement → a hot shard decoded whole (in memory, no I/O), or else: shard footer (one suffix GET, cached)
 //! → the one block whose key range holds the key (one range GET, decoded block cached) → binary search.
 //! A shard whose blocks keep being fetched is promoted: read whole in one GET and decoded. Both
-//! `cairn serve` and the Lambda call this; it owns no sockets.
+//! `cairn serve` and the Lambda call this; it owns no sockets. Concurrent misses of one pointer, footer or
+//! block share one read (single_flight.rs).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwapOption;
@@ -28,6 +29,7 @@ use crate::pointer;
 use crate::ring::Placement;
 use crate::shard_reader::ShardMeta;
 use crate::shard_writer::block_checksum;
+use crate::single_flight::SingleFlight;
 use crate::store::Store;
 use crate::ttl_map::{Lookup, TtlMap};
 
@@ -83,6 +85,11 @@ pub struct Engine {
     data: CountedCache<DataKey, Cached>,
     /// Where hot shards live (on huge pages), sized like the data cache that owns them.
     arena: Arc<Arena>,
+    /// Concurrent misses of one pointer, footer or block share one read (a cold MGET, the first requests
+    /// after a start).
+    keyspace_loads: SingleFlight<String, Option<Arc<Keyspace>>>,
+    shard_opens: SingleFlight<(u64, u32), Arc<ShardMeta>>,
+    block_reads: SingleFlight<DataKey, Arc<Rows>>,
     gets: AtomicU64,
     bytes_fetched: AtomicU64,
 }
@@ -143,6 +150,9 @@ impl Engine {
                 },
             ),
             arena: Arena::new(config.page_cache_bytes as usize),
+            keyspace_loads: SingleFlight::default(),
+            shard_opens: SingleFlight::default(),
+            block_reads: SingleFlight::default(),
             store,
             config,
             resolver: Arc::new(|url: &str| Store::open(url)),
@@ -192,21 +202,26 @@ impl Engine {
             Lookup::Use(c) => c,
             // Slow paths are boxed: their state would otherwise make every request's future large (the
             // router allocates one per request, MGET holds up to 1,000; see lookup_futures_stay_small).
-            Lookup::Load(load) => match Box::pin(self.load_keyspace(ks)).await {
-                Ok(loaded) => {
+            Lookup::Load(load) => {
+                let stale = load.stale.clone();
+                let read = self.keyspace_loads.run(ks.to_string(), async {
+                    let loaded = self.load_keyspace(ks).await?;
                     self.pointers.insert(load, loaded.clone());
-                    loaded
+                    Ok(loaded)
+                });
+                match Box::pin(read).await {
+                    Ok(loaded) => loaded,
+                    // A refresh that failed answers from the pointer it was refreshing (at most 2 × TTL old);
+                    // the next request past the TTL tries again.
+                    Err(e) => match stale {
+                        Some(stale) => {
+                            tracing::warn!(keyspace = ks, error = %e, "pointer refresh failed; using the cached one");
+                            stale
+                        }
+                        None => return Err(e),
+                    },
                 }
-                // A refresh that failed answers from the pointer it was refreshing (at most 2 × TTL old);
-                // the next request past the TTL tries again.
-                Err(e) => match load.stale.clone() {
-                    Some(stale) => {
-                        tracing::warn!(keyspace = ks, error = %e, "pointer refresh failed; using the cached one");
-                        stale
-                    }
-                    None => return Err(e),
-                },
-            },
+            }
         };
         cached.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))
     }
@@ -281,18 +296,31 @@ impl Engine {
         let meta = match self.shards.get(&(ks.uid, shard)) {
             Some(m) => m,
             None => {
-                let m = Arc::new(Box::pin(self.open_shard(ks, entry)).await?);
-                self.shards.insert((ks.uid, shard), m.clone());
-                m
+                let open = self.shard_opens.run((ks.uid, shard), async {
+                    let m = Arc::new(self.open_shard(ks, entry).await?);
+                    self.shards.insert((ks.uid, shard), m.clone());
+                    Ok(m)
+                });
+                Box::pin(open).await?
             }
         };
         let Some(b) = meta.probe(key.as_bytes()) else { return Ok(None) };
-        let rows = match self.data.get(&(ks.uid, shard, b as u32)) {
+        let block = (ks.uid, shard, b as u32);
+        let rows = match self.data.get(&block) {
             Some(c) => c.rows,
             None => {
-                let r = Arc::new(Box::pin(self.read_block(ks, &meta, b)).await?);
-                self.data.insert((ks.uid, shard, b as u32), Cached { rows: r.clone(), slot: None });
-                Box::pin(self.maybe_promote(ks, shard, &meta)).await;
+                // Only the caller whose read ran counts it towards promotion (and may promote).
+                let read_here = AtomicBool::new(false);
+                let read = self.block_reads.run(block, async {
+                    read_here.store(true, Relaxed);
+                    let r = Arc::new(self.read_block(ks, &meta, b).await?);
+                    self.data.insert(block, Cached { rows: r.clone(), slot: None });
+                    Ok(r)
+                });
+                let r = Box::pin(read).await?;
+                if read_here.load(Relaxed) {
+                    Box::pin(self.maybe_promote(ks, shard, &meta)).await;
+                }
                 r
             }
         };

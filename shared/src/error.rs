@@ -49,6 +49,9 @@ pub enum Error {
     Json { path: Path, source: serde_json::Error },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// One load's error, handed to every caller that waited on it (single_flight.rs).
+    #[error(transparent)]
+    Shared(std::sync::Arc<Error>),
 }
 
 impl Error {
@@ -61,6 +64,15 @@ impl Error {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Corrupt { .. } | Error::Parquet(_) | Error::Arrow(_) | Error::Json { .. } => ErrorKind::Corrupt,
             Error::Store(_) | Error::Io(_) => ErrorKind::Unavailable,
+            Error::Shared(e) => e.kind(),
+        }
+    }
+
+    /// The error itself, looking through [`Error::Shared`].
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Shared(e) => e.root(),
+            e => e,
         }
     }
 

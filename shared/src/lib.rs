@@ -19,6 +19,7 @@ pub mod pointer;
 pub mod ring;
 pub mod shard_reader;
 pub mod shard_writer;
+pub mod single_flight;
 pub mod store;
 pub mod ttl_map;
 

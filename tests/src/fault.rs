@@ -52,12 +52,17 @@ impl FaultyStore {
         s
     }
 
+    /// Reads (GETs) asked of this store so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
+
     async fn delay(&self) {
+        let n = self.reads.fetch_add(1, Ordering::SeqCst);
         let (base, jitter) = (self.read_delay_us.load(Ordering::SeqCst), self.read_jitter_us.load(Ordering::SeqCst));
         if base + jitter == 0 {
             return;
         }
-        let n = self.reads.fetch_add(1, Ordering::SeqCst);
         let extra = if jitter == 0 { 0 } else { xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes()) % jitter };
         tokio::time::sleep(std::time::Duration::from_micros(base + extra)).await;
     }
