@@ -56,17 +56,26 @@ struct Conn {
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    if a.len() < 6 {
-        eprintln!("usage: cairn-load http|resp PORT KEYS_FILE RATE SECONDS [CONNS=50]");
-        std::process::exit(2);
+    const USAGE: &str = "usage: cairn-load http|resp PORT KEYS_FILE RATE SECONDS [CONNS=50]";
+    if a.len() < 6 || !matches!(a[1].as_str(), "http" | "resp") {
+        fail(USAGE);
     }
     let proto = if a[1] == "resp" { Proto::Resp } else { Proto::Http };
-    let port: u16 = a[2].parse().expect("PORT");
-    let keys: Vec<String> = std::fs::read_to_string(&a[3]).expect("KEYS_FILE").lines().map(str::to_string).collect();
-    let rate: f64 = a[4].parse().expect("RATE");
-    let secs: f64 = a[5].parse().expect("SECONDS");
-    let conns: usize = a.get(6).map_or(50, |c| c.parse().expect("CONNS"));
-    assert!(!keys.is_empty() && conns > 0, "no keys or no connections");
+    fn arg<T: std::str::FromStr>(a: &[String], i: usize, name: &str) -> T {
+        a[i].parse().unwrap_or_else(|_| fail(&format!("{name}: {:?} is not valid\n{USAGE}", a[i])))
+    }
+    let port: u16 = arg(&a, 2, "PORT");
+    let keys_file = &a[3];
+    let keys: Vec<String> = std::fs::read_to_string(keys_file)
+        .unwrap_or_else(|e| fail(&format!("KEYS_FILE {keys_file}: {e}")))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let (rate, secs): (f64, f64) = (arg(&a, 4, "RATE"), arg(&a, 5, "SECONDS"));
+    let conns: usize = if a.len() > 6 { arg(&a, 6, "CONNS") } else { 50 };
+    if keys.is_empty() || conns == 0 {
+        fail(&format!("{keys_file} holds no keys, or CONNS is 0"));
+    }
     let cpu0 = cpu_time();
     let (mut lat, errors, answered) = run(proto, port, &keys, rate, secs, conns);
     let cpu = cpu_time() - cpu0;
@@ -88,6 +97,11 @@ fn main() {
     );
 }
 
+fn fail(msg: &str) -> ! {
+    eprintln!("cairn-load: {msg}");
+    std::process::exit(2);
+}
+
 /// Latencies and errors of the recorded requests, and how many answers came in all (warm-up included).
 fn run(proto: Proto, port: u16, keys: &[String], rate: f64, secs: f64, conns: usize) -> (Vec<Duration>, u64, u64) {
     // SAFETY: plain syscalls on fds this function owns; `events` outlives every epoll_pwait2 call.
@@ -96,7 +110,8 @@ fn run(proto: Proto, port: u16, keys: &[String], rate: f64, secs: f64, conns: us
     assert!(ep >= 0, "epoll_create1: {}", std::io::Error::last_os_error());
     let mut cs: Vec<Conn> = (0..conns)
         .map(|c| {
-            let sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let sock = TcpStream::connect(("127.0.0.1", port))
+                .unwrap_or_else(|e| fail(&format!("cannot connect to 127.0.0.1:{port}: {e}")));
             sock.set_nodelay(true).unwrap();
             sock.set_nonblocking(true).unwrap();
             let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: c as u64 };
