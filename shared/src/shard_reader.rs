@@ -1,12 +1,13 @@
 //! Indexing a shard: one suffix range read (its length is in the manifest) yields the footer, and from it
-//! [`ShardMeta`] answers "which block could hold this key, and which bytes is it" with no further I/O. The
-//! bloom filters and page indexes further back in the object serve other Parquet readers; cairn does not
-//! read them (a bloom check would cost the same request as reading the block).
+//! [`ShardMeta`] answers "which block could hold this key, and which bytes is it" with no further I/O. Shards
+//! written since the suffix took in the key bloom filters also answer "is the key surely absent": a miss
+//! then costs no block read. The page indexes serve other Parquet readers; cairn does not use them.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use bytes::Bytes;
 use object_store::path::Path;
+use parquet::bloom_filter::Sbbf;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
@@ -33,6 +34,9 @@ pub struct ShardMeta {
     pub blocks: Vec<BlockRef>,
     min_keys: Vec<Box<[u8]>>,
     max_keys: Vec<Box<[u8]>>,
+    /// Per block, its key bloom filter when the fetched suffix holds it (not for shards whose manifest
+    /// `meta_bytes` covers only the footer, as written before the filters were read).
+    blooms: Vec<Option<Sbbf>>,
     /// Blocks fetched one by one since the shard was last decoded whole (decides when to promote it).
     pub(crate) block_fetches: AtomicU32,
     pub(crate) promoting: AtomicBool,
@@ -66,7 +70,8 @@ impl ShardMeta {
             return Err(corrupt("block checksum count differs from the row group count".into()));
         }
         let n = meta.num_row_groups();
-        let (mut blocks, mut min_keys, mut max_keys) = (Vec::with_capacity(n), Vec::new(), Vec::new());
+        let (mut blocks, mut min_keys, mut max_keys, mut blooms) =
+            (Vec::with_capacity(n), Vec::new(), Vec::new(), Vec::new());
         let mut weight = 256 + n * 64;
         for (i, rg) in meta.row_groups().iter().enumerate() {
             if rg.num_columns() != 2 {
@@ -93,7 +98,15 @@ impl ShardMeta {
                 chunks: ChunkRanges { key: rel(k), value: rel(v) },
                 checksum: sums.as_ref().map(|s| s[i]),
             });
-            weight += lo.len() + hi.len();
+            let bloom = match rg.column(0).bloom_filter_offset() {
+                Some(at) if at >= 0 && at as u64 >= suffix.base => Sbbf::read_from_column_chunk(rg.column(0), &suffix)
+                    .map_err(|e| corrupt(format!("row group {i}: key bloom filter: {e}")))?,
+                _ => None,
+            };
+            weight += lo.len()
+                + hi.len()
+                + bloom.as_ref().map_or(0, |_| rg.column(0).bloom_filter_length().unwrap_or(0) as usize);
+            blooms.push(bloom);
             min_keys.push(Box::from(lo.data()));
             max_keys.push(Box::from(hi.data()));
         }
@@ -105,16 +118,26 @@ impl ShardMeta {
             blocks,
             min_keys,
             max_keys,
+            blooms,
             block_fetches: AtomicU32::new(0),
             promoting: AtomicBool::new(false),
             weight,
         })
     }
 
-    /// The only block that could hold `key`, without I/O (None: outside every block's key range).
+    /// The only block that could hold `key`, without I/O (None: outside every block's key range, or ruled
+    /// out by the block's bloom filter).
     pub fn probe(&self, key: &[u8]) -> Option<usize> {
         let b = self.min_keys.partition_point(|m| m.as_ref() <= key).checked_sub(1)?;
-        (key <= self.max_keys[b].as_ref()).then_some(b)
+        if key > self.max_keys[b].as_ref() {
+            return None;
+        }
+        self.blooms[b].as_ref().is_none_or(|f| f.check(key)).then_some(b)
+    }
+
+    /// How many blocks have a bloom filter in memory.
+    pub fn bloom_filters(&self) -> usize {
+        self.blooms.iter().flatten().count()
     }
 
     /// The byte range holding every block (what a hot shard reads in one request).
@@ -171,5 +194,43 @@ impl ChunkReader for Suffix {
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
         self.slice(start, length)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard_writer::{ShardFormat, ShardWriter};
+
+    #[test]
+    fn bloom_filters_rule_out_absent_keys_and_a_footer_only_suffix_still_works() {
+        let rows: Vec<String> = (0..5000).map(|i| format!("key-{i:06}")).collect();
+        let mut buf = Vec::new();
+        let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), vec![]).unwrap();
+        for k in &rows {
+            w.append(k, b"value").unwrap();
+        }
+        let sum = w.finish().unwrap();
+        let data = Bytes::from(buf);
+        let footer_len = u32::from_le_bytes(data[data.len() - 8..data.len() - 4].try_into().unwrap()) as usize + 8;
+        assert!(sum.meta_bytes as usize > footer_len, "the suffix takes in the filters");
+        assert_eq!(sum.meta_checksum, crate::manifest::checksum_of(&data[data.len() - sum.meta_bytes as usize..]));
+        // Absent keys, nearly all inside a block's key range (key-000000x sorts between key-000000 and -000001).
+        let absent: Vec<String> = rows[..rows.len() - 1].iter().map(|k| format!("{k}x")).collect();
+        let open =
+            |suffix: usize| ShardMeta::from_suffix("t".into(), data.len() as u64, data.slice(data.len() - suffix..));
+
+        let meta = open(sum.meta_bytes as usize).unwrap();
+        assert_eq!(meta.bloom_filters(), meta.blocks.len());
+        assert!(rows.iter().all(|k| meta.probe(k.as_bytes()).is_some()), "no false negatives");
+        let passed = absent.iter().filter(|k| meta.probe(k.as_bytes()).is_some()).count();
+        assert!(passed <= absent.len() / 50, "{passed} of {} absent keys passed the filters", absent.len());
+
+        // What manifests written before the filters were read name: the footer alone. Still a valid index.
+        let old = open(footer_len).unwrap();
+        assert_eq!(old.bloom_filters(), 0);
+        assert_eq!(old.blocks.len(), meta.blocks.len());
+        let inside = absent.iter().filter(|k| old.probe(k.as_bytes()).is_some()).count();
+        assert!(inside >= absent.len() - meta.blocks.len(), "without filters only gaps between blocks rule keys out");
     }
 }

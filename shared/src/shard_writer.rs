@@ -2,8 +2,9 @@
 //! lookups (docs/FORMAT.md says why): rows go in *blocks*, each a row group of at most 128 rows or ~16 KiB
 //! holding one uncompressed PLAIN page per column, so a block's key and value pages are adjacent and one
 //! range GET answers a lookup. No dictionary; statistics (footer and page index) and a bloom filter on the
-//! key only; bloom filters and page index sit before the footer, so the footer alone (one suffix GET) maps
-//! every block's key range and byte range. Any Parquet reader (DuckDB, pyarrow) opens it unchanged.
+//! key only; bloom filters and page index sit just before the footer, so one suffix GET from the first bloom
+//! filter (the summary's `meta_bytes`) maps every block's key range and byte range and rules out most absent
+//! keys. Any Parquet reader (DuckDB, pyarrow) opens it unchanged.
 
 use std::io::Write;
 use std::sync::{Arc, LazyLock};
@@ -215,13 +216,26 @@ impl<W: Write + Send> ShardWriter<W> {
         self.flush_block()?;
         let sums: String = self.checksums.iter().map(|c| format!("{c:08x}")).collect();
         self.writer.append_key_value_metadata(KeyValue::new(BLOCK_CHECKSUMS_KEY.to_string(), sums));
-        self.writer.finish()?;
+        let written = self.writer.finish()?;
         self.writer.sync()?;
         let bytes = self.writer.bytes_written() as u64;
         let tail = &self.writer.inner().pending;
         // finish() writes bloom filters and page indexes, then the footer: its length is in the last 8 bytes.
+        // The metadata a reader fetches in its one suffix GET starts at the first key bloom filter, so a
+        // shard's footer comes with its filters and a miss needs no block read.
         let footer_len = u32::from_le_bytes(tail[tail.len() - 8..tail.len() - 4].try_into().expect("4 bytes"));
-        let meta_bytes = footer_len as u64 + 8;
+        let first_bloom = written
+            .row_groups()
+            .iter()
+            .filter_map(|rg| rg.column(0).bloom_filter_offset())
+            .min()
+            .and_then(|o| u64::try_from(o).ok());
+        let meta_bytes = first_bloom.map_or(footer_len as u64 + 8, |o| bytes.saturating_sub(o));
+        if meta_bytes > tail.len() as u64 {
+            return Err(Error::Config(format!(
+                "writing shard: its metadata ({meta_bytes} bytes) was flushed before it could be checksummed"
+            )));
+        }
         let meta_checksum = crate::manifest::checksum_of(&tail[tail.len() - meta_bytes as usize..]);
         let summary = ShardSummary {
             rows: self.rows,

@@ -98,25 +98,26 @@ async fn every_key_round_trips_and_absent_keys_miss() {
 }
 
 /// The read path's request budget: a cold lookup is the footer and one block (2 GETs, ≤ 64 KiB); with the
-/// footer cached, one GET; once a shard has been promoted (decoded whole), hits and misses cost no I/O.
+/// footer cached, one GET, and none for most absent keys; once a shard has been promoted (decoded whole),
+/// hits and misses cost no I/O.
 #[tokio::test]
 async fn cold_lookups_cost_two_gets_then_one_then_none() {
     let store = Store::open("memory://cold").unwrap();
-    // Shaped like the reference data: UUID keys, 20-120 byte values.
+    // Shaped like the reference data (UUID keys, 20-120 byte values), one shard of the size ingest picks.
     let mut rows: Vec<(String, Vec<u8>)> =
-        (0..12_000).map(|i| (uuid::Uuid::new_v4().to_string(), vec![b'a' + (i % 26) as u8; 20 + i % 101])).collect();
+        (0..6_000).map(|i| (uuid::Uuid::new_v4().to_string(), vec![b'a' + (i % 26) as u8; 20 + i % 101])).collect();
     rows.sort();
     publish(&store, 1, &rows).await;
-    let engine = Engine::new(store, EngineConfig::default());
+    let engine = Engine::new(store.clone(), EngineConfig::default());
     let ks = engine.keyspace("t").await.unwrap();
     let cost = |before: cairn_shared::engine::Counters| engine.counters() - before;
     let before = engine.counters();
-    assert!(engine.lookup(&ks, &rows[5000].0).await.unwrap().is_some());
+    assert!(engine.lookup(&ks, &rows[1500].0).await.unwrap().is_some());
     let first = cost(before);
     assert_eq!(first.object_gets, 2, "footer + block");
     assert!(first.bytes_fetched <= 64 << 10, "cold lookup read {} bytes", first.bytes_fetched);
     let before = engine.counters();
-    assert!(engine.lookup(&ks, &rows[9000].0).await.unwrap().is_some());
+    assert!(engine.lookup(&ks, &rows[4500].0).await.unwrap().is_some());
     assert_eq!(cost(before).object_gets, 1, "footer cached: the block only");
     // Keep fetching distinct blocks until the shard is promoted: one GET reads every block.
     for (k, v) in rows.iter().step_by(128) {
@@ -130,6 +131,17 @@ async fn cold_lookups_cost_two_gets_then_one_then_none() {
         assert_eq!(engine.lookup(&ks, &uuid::Uuid::new_v4().to_string()).await.unwrap(), None);
     }
     assert_eq!(cost(before).object_gets, 0, "a promoted shard answers hits and misses from memory");
+
+    // Absent keys inside blocks' key ranges, with no data cache (every block read goes to the store): the
+    // blocks' bloom filters, fetched with the footer, answer all but their false positives.
+    let uncached = Engine::new(store, EngineConfig { page_cache_bytes: 0, ..Default::default() });
+    assert!(uncached.get("t", &rows[0].0).await.unwrap().is_some());
+    let before = uncached.counters();
+    for (k, _) in rows.iter().step_by(6) {
+        assert_eq!(uncached.get("t", &format!("{k}x")).await.unwrap(), None);
+    }
+    let misses = (uncached.counters() - before).object_gets;
+    assert!(misses <= 20, "1,000 absent keys, footer cached: {misses} GETs");
 }
 
 /// Hot shards live in the engine's huge-page arena. Under eviction churn (16 shards, a cache that holds
