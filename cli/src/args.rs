@@ -132,7 +132,7 @@ pub struct IngestArgs {
     /// Extra roots that receive a copy of every shard, comma-separated (e.g. s3://other-bucket/prefix).
     #[arg(long, env = "CAIRN_REPLICAS", value_delimiter = ',')]
     pub replicas: Vec<String>,
-    /// Number of shards (default: one per 64 MiB of input).
+    /// Number of shards (default: one per 512 KiB of input, at most 4096).
     #[arg(long, env = "CAIRN_SHARDS")]
     pub shards: Option<u32>,
     /// Input format, when the file extension does not say: text, jsonl or csv.
