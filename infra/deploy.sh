@@ -48,7 +48,9 @@ output() {
 data="$(output DataBucket)"; replica_buckets="$(output ReplicaBuckets)"; role="$(output QueryRoleArn)"
 ingest_policy="$(output IngestPolicyArn)"
 store="s3://$data/$prefix"
-env_json="{\"Variables\":{\"CAIRN_STORE\":\"$store\",\"CAIRN_LOG_FORMAT\":\"json\"}}"
+replicas_arg="$(echo "$replica_buckets" | tr ',' '\n' | sed "s|^|s3://|; s|\$|/$prefix|" | paste -sd, -)"
+# CAIRN_REPLICAS: where the function reads a keyspace's pointer when the data bucket cannot be read.
+env_json="{\"Variables\":{\"CAIRN_STORE\":\"$store\",\"CAIRN_REPLICAS\":\"$replicas_arg\",\"CAIRN_LOG_FORMAT\":\"json\"}}"
 
 # A function that LocalStack cannot run (no Docker) ends in state Failed; waiting is best effort.
 wait_fn() { aws lambda wait "$1" --function-name "$fn" 2>/dev/null || echo "   (function not $1 yet; continuing)" >&2; }
@@ -95,7 +97,6 @@ if [ "$auth" = NONE ]; then
 fi
 url="$(aws lambda get-function-url-config --function-name "$fn" --output text --query FunctionUrl)"
 
-replicas_arg="$(echo "$replica_buckets" | tr ',' '\n' | sed "s|^|s3://|; s|\$|/$prefix|" | paste -sd, -)"
 cat >&2 <<MSG
 == deployed
   function URL : $url  (auth $auth)

@@ -57,8 +57,19 @@ pub async fn rollback(store: &Store, ks: &str, to: Option<&str>) -> Result<(Stri
         })?,
     };
     // The target must be a complete version: its manifest exists and parses.
-    Manifest::read(store.inner.as_ref(), ks, &target).await?;
-    pointer::switch(store.inner.as_ref(), ks, &target, Some(&cur)).await?;
+    let manifest = Manifest::read(store.inner.as_ref(), ks, &target).await?;
+    let switched = pointer::switch(store.inner.as_ref(), ks, &target, Some(&cur)).await?;
+    // Switched: replica copies of the pointer follow, and a failure there is a warning, not an error.
+    let mut replicas = Vec::new();
+    for url in &manifest.replicas {
+        match Store::open(url) {
+            Ok(s) => replicas.push(s),
+            Err(e) => eprintln!("warning: replica {url}: {e}; its pointer copy still names the previous version"),
+        }
+    }
+    for url in pointer::copy_to_replicas(&replicas, ks, &switched).await {
+        eprintln!("warning: replica {url}: its pointer copy failed and still names the previous version");
+    }
     Ok((cur.pointer.version, target))
 }
 

@@ -101,7 +101,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-copy missing or corrupt shard copies from a good one (safe while queries are served; idempotent).
+    /// Re-copy missing or corrupt shard copies from a good one, and rewrite replicas' manifest and pointer
+    /// copies that are missing or lag the primary (safe while queries are served; idempotent).
     Repair {
         #[command(flatten)]
         store: StoreArg,

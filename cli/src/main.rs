@@ -117,7 +117,10 @@ async fn run(cli: Cli) -> Res {
             let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
             let repaired = cairn_shared::health::repair(&roots, &manifest).await?;
             let after = cairn_shared::health::check(&roots, &manifest, true).await;
-            println!("copied {} shard copies; {keyspace} is now {:?}", repaired.copied, after.status);
+            println!(
+                "copied {} shard copies and {} manifest/pointer copies; {keyspace} is now {:?}",
+                repaired.copied, repaired.metadata_copied, after.status
+            );
             if !repaired.unrecoverable.is_empty() {
                 println!("shards with no good copy left (re-ingest or roll back): {:?}", repaired.unrecoverable);
             }

@@ -217,7 +217,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     }
     drop(tmp);
 
-    // Publish: manifest under every root, then the one conditional pointer switch.
+    // Publish: manifest under every root, then the one conditional pointer switch, then pointer copies.
     let entries: Vec<ShardEntry> = ckpt.done.values().cloned().collect();
     let manifest = Manifest {
         format: FORMAT_VERSION,
@@ -241,11 +241,17 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     } else {
         pointer::switch(primary.as_ref(), &opts.keyspace, &manifest.version, current.as_ref()).await
     };
-    if let Err(e) = switched {
-        discard(&roots, &ckpt).await;
-        let _ = primary.delete(&manifest.path()).await;
-        return Err(e.into());
-    }
+    let published = match switched {
+        Ok(p) => p,
+        Err(e) => {
+            discard(&roots, &ckpt).await;
+            let _ = primary.delete(&manifest.path()).await;
+            return Err(e.into());
+        }
+    };
+    // Published. Replicas get a copy of the pointer for readers whose primary is down; a failed copy only
+    // leaves that replica's readers on the previous version (logged; the next publish or rollback rewrites it).
+    pointer::copy_to_replicas(&roots[1..], &opts.keyspace, &published).await;
     ckpt.delete(primary.as_ref()).await?;
     Ok(report(&manifest, counts, resumed, spilled, started))
 }

@@ -20,6 +20,10 @@ pub struct EngineConfig {
     pub page_cache_bytes: u64,
     /// Replica failover and hedging (`CAIRN_ATTEMPT_TIMEOUT`, `CAIRN_HEDGE_AFTER` = a duration or `off`).
     pub failover: FailoverConfig,
+    /// Replica roots to read a keyspace's pointer and manifest from when the primary root fails or does not
+    /// answer within the attempt timeout (`CAIRN_REPLICAS`, comma-separated, as `cairn ingest --replicas`).
+    /// Roots named by a keyspace's manifest are tried too, once one version of it was read.
+    pub replicas: Vec<String>,
 }
 
 impl Default for EngineConfig {
@@ -29,6 +33,7 @@ impl Default for EngineConfig {
             metadata_cache_bytes: 128 << 20,
             page_cache_bytes: 256 << 20,
             failover: FailoverConfig::default(),
+            replicas: Vec::new(),
         }
     }
 }
@@ -49,6 +54,9 @@ impl EngineConfig {
         if let Ok(v) = std::env::var("CAIRN_ATTEMPT_TIMEOUT") {
             c.failover.attempt_timeout =
                 parse_duration(&v).map_err(|e| Error::Config(format!("CAIRN_ATTEMPT_TIMEOUT: {e}")))?;
+        }
+        if let Ok(v) = std::env::var("CAIRN_REPLICAS") {
+            c.replicas = v.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
         }
         match std::env::var("CAIRN_HEDGE_AFTER").as_deref() {
             Ok("off") => c.failover.hedging = false,

@@ -75,6 +75,9 @@ pub struct Engine {
     config: EngineConfig,
     resolver: Resolver,
     replicas: std::sync::Mutex<std::collections::HashMap<String, Store>>,
+    /// keyspace → the replica roots its last loaded manifest named: where its pointer is read when the
+    /// primary fails, besides the configured ones.
+    known_replicas: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
     /// keyspace → current version (None = no such keyspace), re-read after the TTL.
     pointers: TtlMap<Option<Arc<Keyspace>>>,
     /// (keyspace, version) → manifest; versions are immutable.
@@ -157,6 +160,7 @@ impl Engine {
             config,
             resolver: Arc::new(|url: &str| Store::open(url)),
             replicas: Default::default(),
+            known_replicas: Default::default(),
             gets: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
         }
@@ -227,14 +231,18 @@ impl Engine {
     }
 
     async fn load_keyspace(&self, ks: &str) -> Result<Option<Arc<Keyspace>>> {
-        self.gets.fetch_add(1, Relaxed);
-        let Some(current) = pointer::read(self.store.inner.as_ref(), ks).await? else { return Ok(None) };
+        let Some((current, root)) = self.read_pointer(ks).await? else { return Ok(None) };
         let id = (ks.to_string(), current.pointer.version.clone());
         if let Some(k) = self.manifests.get(&id) {
             return Ok(Some(k));
         }
         self.gets.fetch_add(1, Relaxed);
-        let manifest = Manifest::read(self.store.inner.as_ref(), ks, &current.pointer.version).await?;
+        let manifest = Manifest::read(root.inner.as_ref(), ks, &current.pointer.version).await?;
+        let mut known = self.known_replicas.lock().expect("known replicas");
+        if known.get(ks) != Some(&manifest.replicas) {
+            known.insert(ks.to_string(), manifest.replicas.clone());
+        }
+        drop(known);
         let placement = Placement::new(&manifest.placement).map_err(|why| Error::corrupt(&manifest.path(), why))?;
         let (shard_store, replicated): (Arc<dyn ObjectStore>, _) = if manifest.replicas.is_empty() {
             (self.store.inner.clone(), None)
@@ -253,6 +261,41 @@ impl Engine {
         // so a request holding another copy would fetch and decode every shard again (measured: twice the
         // memory after start-up, when the first requests all loaded it at once).
         Ok(Some(self.manifests.get_or_insert(id, k)))
+    }
+
+    /// The keyspace's pointer and the root it was read from (where its manifest is read too): the primary,
+    /// or, when the primary fails or does not answer within the attempt timeout, the first replica root
+    /// with a copy (configured ones first, then those its last manifest named). A replica's copy may lag the
+    /// primary by a publish: stale, never partial. "No such keyspace" comes from the primary only.
+    async fn read_pointer(&self, ks: &str) -> Result<Option<(pointer::Current, Store)>> {
+        let attempt = self.config.failover.attempt_timeout;
+        let read = |root: Store| async move {
+            self.gets.fetch_add(1, Relaxed);
+            match tokio::time::timeout(attempt, pointer::read(root.inner.as_ref(), ks)).await {
+                Ok(r) => r.map(|c| c.map(|c| (c, root))),
+                Err(_) => Err(Error::Store(object_store::Error::Generic {
+                    store: "pointer",
+                    source: format!("{}: no answer within {attempt:?}", root.url).into(),
+                })),
+            }
+        };
+        let primary_error = match read(self.store.clone()).await {
+            Ok(found) => return Ok(found),
+            Err(e) => e,
+        };
+        let known = self.known_replicas.lock().expect("known replicas").get(ks).cloned().unwrap_or_default();
+        let mut tried = std::collections::HashSet::new();
+        for url in self.config.replicas.iter().chain(&known) {
+            if !tried.insert(url) {
+                continue;
+            }
+            let Ok(root) = self.replica(url) else { continue };
+            if let Ok(Some(found)) = read(root).await {
+                tracing::warn!(keyspace = ks, replica = %url, error = %primary_error, "primary root unreadable; using a replica's pointer");
+                return Ok(Some(found));
+            }
+        }
+        Err(primary_error)
     }
 
     /// Forgets cached pointers so the next request re-reads them (tests, admin).

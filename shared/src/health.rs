@@ -1,7 +1,8 @@
 //! Keyspace health for a store with no servers, Elasticsearch-style: per shard, how many copies are present
 //! and intact. GREEN = every copy of every shard; YELLOW = every shard has at least one good copy; RED = some
 //! shard has none. The default check is cheap (one HEAD per copy: presence and size); `deep` reads every copy
-//! and verifies the manifest's checksum. [`repair`] re-copies missing or corrupt copies from a good one.
+//! and verifies the manifest's checksum. [`repair`] re-copies missing or corrupt copies from a good one, and
+//! rewrites replica roots' manifest and pointer copies that are missing or lag the primary.
 
 use futures::StreamExt;
 use object_store::path::Path;
@@ -11,6 +12,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::Result;
 use crate::manifest::{Manifest, ShardEntry, checksum_label, checksum_of};
+use crate::pointer;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -123,6 +125,8 @@ pub async fn check(roots: &[Store], manifest: &Manifest, deep: bool) -> HealthRe
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RepairReport {
     pub copied: usize,
+    /// Replica roots' manifest or pointer copies written (missing, unreadable, or naming another version).
+    pub metadata_copied: usize,
     /// Shards with no good copy left: nothing to copy from (re-ingest or roll back).
     pub unrecoverable: Vec<u32>,
 }
@@ -152,6 +156,23 @@ pub async fn repair(roots: &[Store], manifest: &Manifest) -> Result<RepairReport
             if copy.state != CopyState::Ok {
                 roots[i].inner.put(&path, PutPayload::from(bytes.clone())).await?;
                 out.copied += 1;
+            }
+        }
+    }
+    // What readers fall back to when the primary is down: each replica's manifest copy, and its pointer copy
+    // while `manifest` is the primary's current version.
+    let ks = &manifest.keyspace;
+    let current = pointer::read(roots[0].inner.as_ref(), ks).await?.filter(|c| c.pointer.version == manifest.version);
+    for root in &roots[1..] {
+        if Manifest::read(root.inner.as_ref(), ks, &manifest.version).await.is_err() {
+            manifest.write(root.inner.as_ref()).await?;
+            out.metadata_copied += 1;
+        }
+        if let Some(cur) = &current {
+            let copy = pointer::read(root.inner.as_ref(), ks).await.ok().flatten().map(|c| c.pointer);
+            if copy.as_ref() != Some(&cur.pointer) {
+                pointer::copy(root.inner.as_ref(), ks, &cur.pointer).await?;
+                out.metadata_copied += 1;
             }
         }
     }

@@ -1,6 +1,9 @@
 //! The `CURRENT` pointer: the only mutable object of a keyspace. Publishing a version is one conditional
 //! write (`PutMode::Create` for the first version, `PutMode::Update` with the ETag read before otherwise),
 //! so of two concurrent publishers exactly one wins and readers never see a half-published dataset.
+//! Replica roots hold copies of it, written after the primary's switch: what a reader falls back to when
+//! the primary root cannot be read. A copy may lag the primary (a publish or rollback whose copy failed, or
+//! two copies landing out of order), never point at a version that is not whole.
 
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
@@ -55,6 +58,25 @@ pub async fn switch(store: &dyn ObjectStore, ks: &str, version: &str, expected: 
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Writes `pointer` to a replica root. Unconditional: the primary's conditional switch already decided.
+pub async fn copy(store: &dyn ObjectStore, ks: &str, pointer: &Pointer) -> Result<()> {
+    let body = serde_json::to_vec(pointer).expect("pointer serializes");
+    store.put(&layout::pointer_path(ks), PutPayload::from(body)).await?;
+    Ok(())
+}
+
+/// Copies `pointer` to every replica root; returns the roots whose copy failed (logged).
+pub async fn copy_to_replicas(replicas: &[crate::store::Store], ks: &str, pointer: &Pointer) -> Vec<String> {
+    let mut failed = Vec::new();
+    for r in replicas {
+        if let Err(e) = copy(r.inner.as_ref(), ks, pointer).await {
+            tracing::warn!(keyspace = ks, replica = %r.url, error = %e, "could not copy the pointer to a replica");
+            failed.push(r.url.clone());
+        }
+    }
+    failed
 }
 
 /// Keyspaces that have a published pointer.

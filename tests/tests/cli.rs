@@ -84,13 +84,20 @@ fn ingest_errors_versions_and_rollback() {
     assert!(out.status.code() == Some(1) && text(&out.stderr).contains("nope.data"), "{}", text(&out.stderr));
 
     let mut versions = Vec::new();
+    let replica = dir.path().join("replica");
+    let replica_pointer = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(replica.join("keyspace=ks").join(cairn_shared::layout::POINTER)).unwrap())
+            .unwrap()
+    };
     for (i, body) in ["a 1\nb 2\n", "a 10\nb 20\n"].iter().enumerate() {
         let f = dir.path().join(format!("v{i}.data"));
         std::fs::write(&f, body).unwrap();
-        let out = cairn(&["ingest", f.to_str().unwrap(), "--keyspace", "ks", "--store", store, "--shards", "2"], None);
+        let args = ["ingest", f.to_str().unwrap(), "--keyspace", "ks", "--store", store, "--shards", "2"];
+        let out = cairn(&[&args[..], &["--replicas", replica.to_str().unwrap()]].concat(), None);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let err = text(&out.stderr);
         versions.push(err.split("published ks/").nth(1).unwrap().split(':').next().unwrap().to_string());
+        assert_eq!(replica_pointer()["version"], versions[i].as_str(), "the replica's pointer copy follows");
     }
     let out = cairn(&["versions", "-k", "ks", "--store", store], None);
     assert_eq!(text(&out.stdout), format!("  {}\n* {}\n", versions[0], versions[1]));
@@ -98,6 +105,7 @@ fn ingest_errors_versions_and_rollback() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = cairn(&["versions", "-k", "ks", "--store", store], None);
     assert_eq!(text(&out.stdout), format!("* {}\n  {}\n", versions[0], versions[1]));
+    assert_eq!(replica_pointer()["version"], versions[0].as_str(), "rollback rewrites the replica's copy");
     let out = cairn(&["rollback", "-k", "ks", "--store", store, "--to", "no-such-version"], None);
     assert_eq!(out.status.code(), Some(1));
 }

@@ -13,7 +13,7 @@ use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
 use cairn_shared::engine::Resolver;
 use cairn_shared::store::Store;
-use cairn_shared::{Engine, manifest};
+use cairn_shared::{Engine, manifest, pointer};
 use cairn_tests::fault::FaultyStore;
 use cairn_tests::{example_data, first_copy, read_dataset};
 use futures::StreamExt;
@@ -111,6 +111,39 @@ async fn every_key_is_answered_with_one_copy_deleted() {
     }
     let e = engine(&f, HashMap::new(), uncached());
     assert!(e.get("default", &rows[0].0).await.is_err());
+}
+
+/// The primary root unreadable (every read fails): keyspaces load from a replica's pointer and manifest
+/// copies, on a warm engine (replicas known from the manifest it read before) and on a cold one
+/// (`CAIRN_REPLICAS`), and every key is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_primary_root_down_keyspaces_load_from_a_replica() {
+    let f = fixture().await;
+    let rows = read_dataset(&example_data());
+    let published = pointer::read(f.roots[0].inner.as_ref(), "default").await.unwrap().unwrap().pointer;
+    for r in &f.roots[1..] {
+        let copy = pointer::read(r.inner.as_ref(), "default").await.unwrap().map(|c| c.pointer);
+        assert_eq!(copy.as_ref(), Some(&published), "ingest copies the pointer to {}", r.url);
+    }
+    let primary = Arc::new(FaultyStore::new(f.roots[0].inner.clone(), "\0never", usize::MAX));
+    let by_url: HashMap<String, Store> = f.roots[1..].iter().map(|s| (s.url.clone(), s.clone())).collect();
+    let resolver: Resolver = Arc::new(move |url: &str| {
+        by_url.get(url).cloned().ok_or_else(|| cairn_shared::Error::Config(format!("unknown root {url}")))
+    });
+    let engine = |config: EngineConfig| {
+        let store = Store { url: f.roots[0].url.clone(), inner: primary.clone() };
+        Engine::new(store, config).with_resolver(resolver.clone())
+    };
+
+    let warm = engine(uncached());
+    assert_eq!(run(&warm, &rows[..500]).await.1, 0);
+    primary.fail_reads.store(true, std::sync::atomic::Ordering::SeqCst);
+    warm.refresh();
+    assert_eq!(run(&warm, &rows[..2000]).await.1, 0, "warm engine, primary down");
+
+    assert!(engine(uncached()).get("default", &rows[0].0).await.is_err(), "cold, no replica known: an error");
+    let cold = engine(EngineConfig { replicas: vec![f.roots[2].url.clone()], ..uncached() });
+    assert_eq!(run(&cold, &rows[..2000]).await.1, 0, "cold engine with CAIRN_REPLICAS, primary down");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

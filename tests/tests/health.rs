@@ -70,13 +70,17 @@ async fn health_reports_yellow_and_red_and_repair_restores_green() {
             }
         })
     };
+    // Replica 1 also lost its pointer copy (what its readers fall back to): repair writes it again.
+    std::fs::remove_file(paths[1].join("keyspace=default").join(cairn_shared::layout::POINTER)).unwrap();
     let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains("copied 2 shard copies"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("copied 2 shard copies and 1 manifest/pointer copies"), "{}", text(&out.stdout));
+    let copy = cairn_shared::pointer::read(roots[1].inner.as_ref(), "default").await.unwrap().unwrap();
+    assert_eq!(copy.pointer.version, report.version);
     reader.await.unwrap();
     assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
     let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
-    assert!(text(&out.stdout).contains("copied 0 shard copies"), "repair is idempotent: {}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("copied 0 shard copies and 0"), "repair is idempotent: {}", text(&out.stdout));
 
     // Every copy of shard 3 gone: RED, 503, exit 4, and repair cannot invent data.
     for p in &paths {

@@ -162,6 +162,8 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     assert_eq!(conf["Architectures"], serde_json::json!(["x86_64"]));
     assert_eq!(conf["Role"], role_arn.as_str());
     assert_eq!(conf["Environment"]["Variables"]["CAIRN_STORE"], format!("s3://{data}/cairn").as_str());
+    let replica_roots: Vec<String> = replicas.iter().map(|b| format!("s3://{b}/cairn")).collect();
+    assert_eq!(conf["Environment"]["Variables"]["CAIRN_REPLICAS"], replica_roots.join(",").as_str());
     assert_eq!(
         aws(&["lambda", "get-function-url-config", "--function-name", &function]).unwrap()["AuthType"],
         "AWS_IAM"
