@@ -1,6 +1,8 @@
-//! The query engine: key → keyspace pointer (cached for a TTL) → manifest (cached per version) → shard via
-//! placement → a hot shard decoded whole (in memory, no I/O), or else: shard footer (one suffix GET, cached)
-//! → the one block whose key range holds the key (one range GET, decoded block cached) → binary search.
+//! The query engine: key → keyspace pointer (cached for a TTL; from a replica root's copy when the primary
+//! root fails) → manifest (cached per version) → shard via
+//! placement → a hot shard decoded whole (in memory, no I/O), or else: shard footer and key bloom filters
+//! (one suffix GET, cached) → the one block whose key range holds the key, unless its filter rules the key
+//! out (one range GET, decoded block cached) → binary search.
 //! A shard whose blocks keep being fetched is promoted: read whole in one GET and decoded. Both
 //! `cairn serve` and the Lambda call this; it owns no sockets. Concurrent misses of one pointer, footer or
 //! block share one read (single_flight.rs).

@@ -141,8 +141,8 @@ async fn bucket_layout_is_exactly_what_format_md_says() {
     primary.sort();
     let with_prefix = |p: &str, keys: &[String]| keys.iter().map(|k| format!("{p}/{k}")).collect::<Vec<_>>();
     assert_eq!(s3::list(&b0).await, with_prefix("root", &primary));
-    // Replicas: shards and manifest, no pointer, no checkpoint.
-    let mut replica = vec![format!("keyspace=users/manifests/{v}.json")];
+    // Replicas: shards, manifest and a copy of the pointer; no checkpoint.
+    let mut replica = vec!["keyspace=users/CURRENT".to_string(), format!("keyspace=users/manifests/{v}.json")];
     replica.extend(shards);
     replica.sort();
     assert_eq!(s3::list(&b1).await, with_prefix("mirror", &replica));
