@@ -28,8 +28,8 @@ use crate::source::{InputFile, InputFormat, Problems, fingerprint, list_inputs, 
 pub const CHUNK_BYTES: usize = 64 << 20;
 
 /// Input bytes per shard when `--shards` is not given: small enough that a shard's metadata (every block's
-/// key range and bloom filter, ~0.7 KB a block) stays under ~48 KiB, so a cold lookup reads ≤ 64 KiB in 2
-/// GETs (docs/FORMAT.md).
+/// key range and bloom filter, ~0.6 KB a block; ~31 KB for example-shaped rows) stays well under 48 KiB, so a
+/// cold lookup reads ≤ 64 KiB in 2 GETs (docs/FORMAT.md).
 pub const AUTO_SHARD_BYTES: u64 = 512 << 10;
 /// Most shards `--shards` may pick by itself: bounds the manifest (~350 bytes a shard) that every reader
 /// loads; above ~4 GiB of input shards grow instead.
