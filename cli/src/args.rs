@@ -119,6 +119,25 @@ pub enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Delete old versions (manifest, then shard objects, under every root) and shards left by crashed
+    /// ingests. Keeps the current version, the one it replaced, the --keep newest, any version an unfinished
+    /// ingest or a replica's pointer names, and anything younger than --min-age.
+    Gc {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
+        keyspace: String,
+        /// Newest versions to keep besides the current one and its predecessor.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+        /// Keep objects younger than this (e.g. 1h, 30m), whatever their version: a reader that loaded a
+        /// version shortly before it was replaced, or an ingest writing its first shards.
+        #[arg(long, default_value = "1h", value_parser = cairn_shared::config::parse_duration)]
+        min_age: std::time::Duration,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args, Debug)]

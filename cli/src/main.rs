@@ -126,6 +126,30 @@ async fn run(cli: Cli) -> Res {
             }
             Ok(if after.status == cairn_shared::health::Status::Green { 0 } else { 1 })
         }
+        Some(Command::Gc { store, keyspace, keep, min_age, dry_run }) => {
+            let store = Store::open(&store.store)?;
+            let (_, roots) = admin::keyspace_roots(&store, &keyspace).await?;
+            let opts = cairn_shared::gc::GcOptions { keep, min_age, dry_run };
+            let r = cairn_shared::gc::collect(&roots, &keyspace, &opts).await?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            println!(
+                "{keyspace}: {verb} {} versions ({} objects, {} bytes) under {} roots; kept {} versions{}",
+                r.deleted_versions.len(),
+                r.objects_deleted,
+                r.bytes_deleted,
+                roots.len(),
+                r.kept_versions.len(),
+                if r.young_objects_kept > 0 {
+                    format!(", and {} objects younger than --min-age", r.young_objects_kept)
+                } else {
+                    String::new()
+                }
+            );
+            for v in &r.deleted_versions {
+                println!("  - {v}");
+            }
+            Ok(0)
+        }
         Some(Command::Rollback { store, keyspace, to }) => {
             let store = Store::open(&store.store)?;
             let (from, to) = admin::rollback(&store, &keyspace, to.as_deref()).await?;

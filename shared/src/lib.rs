@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod failover;
+pub mod gc;
 pub mod health;
 pub mod key;
 pub mod layout;
