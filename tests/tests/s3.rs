@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
+use cairn_shared::gc::GcOptions;
 use cairn_shared::{Engine, Error, manifest, pointer};
 use cairn_tests::process::{self, text};
 use cairn_tests::{encode, example_data, read_dataset, s3};
@@ -128,6 +129,33 @@ async fn conditional_pointer_switch_has_exactly_one_winner_on_s3() {
     assert_eq!([a.is_ok(), b.is_ok()].iter().filter(|w| **w).count(), 1, "{a:?} {b:?}");
     let loser = a.err().or(b.err()).unwrap();
     assert!(matches!(loser, cairn_ingest::IngestError::Shared(Error::Conflict { .. })), "{loser}");
+}
+
+/// `cairn gc` on S3: after three publishes with a replica bucket, the oldest version leaves both buckets,
+/// the current version and its predecessor stay, and lookups still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_on_s3_deletes_the_oldest_version_from_both_buckets() {
+    let (b0, b1) = (s3::bucket("gc").await, s3::bucket("gc").await);
+    let (primary, replica) = (format!("s3://{b0}/kv"), format!("s3://{b1}/kv"));
+    let mut versions = Vec::new();
+    for _ in 0..3 {
+        versions.push(ingest_s3(&primary, &[&replica], "ks", 2).await.version);
+    }
+    let roots = [s3::store(&primary), s3::store(&replica)];
+    let opts = GcOptions { keep: 0, min_age: std::time::Duration::ZERO, dry_run: false };
+    let r = cairn_shared::gc::collect(&roots, "ks", &opts).await.unwrap();
+    assert_eq!(r.deleted_versions, vec![versions[0].clone()]);
+    assert_eq!(r.objects_deleted, 2 * 3, "manifest and 2 shards, in each bucket: {r:?}");
+    for b in [&b0, &b1] {
+        let keys = s3::list(b).await;
+        assert!(keys.iter().all(|k| !k.contains(versions[0].as_str())), "{keys:?}");
+        for kept in &versions[1..] {
+            assert_eq!(keys.iter().filter(|k| k.contains(kept.as_str())).count(), 3, "{kept}: {keys:?}");
+        }
+    }
+    let rows = read_dataset(&example_data());
+    let engine = Engine::new(s3::store(&primary), EngineConfig::default());
+    assert_eq!(engine.get("ks", &rows[0].0).await.unwrap().as_deref(), Some(rows[0].1.as_slice()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
