@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
@@ -270,7 +271,10 @@ impl Engine {
     /// with a copy (configured ones first, then those its last manifest named). A replica's copy may lag the
     /// primary by a publish: stale, never partial. "No such keyspace" comes from the primary only.
     async fn read_pointer(&self, ks: &str) -> Result<Option<(pointer::Current, Store)>> {
-        let attempt = self.config.failover.attempt_timeout;
+        let known = self.known_replicas.lock().expect("known replicas").get(ks).cloned().unwrap_or_default();
+        let fallbacks: Vec<&String> = self.config.replicas.iter().chain(&known).collect();
+        // With nowhere to fail over to, a slow primary is waited for, as before replicas held pointers.
+        let attempt = if fallbacks.is_empty() { Duration::MAX } else { self.config.failover.attempt_timeout };
         let read = |root: Store| async move {
             self.gets.fetch_add(1, Relaxed);
             match tokio::time::timeout(attempt, pointer::read(root.inner.as_ref(), ks)).await {
@@ -285,9 +289,8 @@ impl Engine {
             Ok(found) => return Ok(found),
             Err(e) => e,
         };
-        let known = self.known_replicas.lock().expect("known replicas").get(ks).cloned().unwrap_or_default();
         let mut tried = std::collections::HashSet::new();
-        for url in self.config.replicas.iter().chain(&known) {
+        for url in fallbacks {
             if !tried.insert(url) {
                 continue;
             }

@@ -144,6 +144,17 @@ async fn with_the_primary_root_down_keyspaces_load_from_a_replica() {
     assert!(engine(uncached()).get("default", &rows[0].0).await.is_err(), "cold, no replica known: an error");
     let cold = engine(EngineConfig { replicas: vec![f.roots[2].url.clone()], ..uncached() });
     assert_eq!(run(&cold, &rows[..2000]).await.1, 0, "cold engine with CAIRN_REPLICAS, primary down");
+
+    // A primary that answers, but only after a second: the pointer comes from a replica after the attempt
+    // timeout instead.
+    primary.fail_reads.store(false, std::sync::atomic::Ordering::SeqCst);
+    primary.read_delay_us.store(1_000_000, std::sync::atomic::Ordering::SeqCst);
+    let failover =
+        cairn_shared::failover::FailoverConfig { attempt_timeout: Duration::from_millis(100), ..Default::default() };
+    let slow = engine(EngineConfig { replicas: vec![f.roots[1].url.clone()], failover, ..uncached() });
+    let t = Instant::now();
+    assert_eq!(slow.get("default", &rows[0].0).await.unwrap().as_deref(), Some(rows[0].1.as_slice()));
+    assert!(t.elapsed() < Duration::from_millis(900), "primary 1 s slow: answered in {:?}", t.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
