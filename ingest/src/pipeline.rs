@@ -32,7 +32,7 @@ pub const CHUNK_BYTES: usize = 64 << 20;
 /// cold lookup reads ≤ 64 KiB in 2 GETs (docs/FORMAT.md).
 pub const AUTO_SHARD_BYTES: u64 = 512 << 10;
 /// Most shards `--shards` may pick by itself: bounds the manifest (~350 bytes a shard) that every reader
-/// loads; above ~4 GiB of input shards grow instead.
+/// loads; above ~2 GiB of input shards grow instead.
 pub const AUTO_SHARDS_MAX: u64 = 4096;
 
 #[derive(Debug, Clone)]
