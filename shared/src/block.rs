@@ -74,7 +74,9 @@ impl Rows {
 
     /// Rewrites the rows as a hash index followed by packed records (see [`SLOT`]).
     fn index(&mut self, arena: Option<&Arc<Arena>>) -> Result<(), String> {
-        let slots = (self.len() * 3 / 2).next_power_of_two();
+        // Strictly more slots than rows (at least one stays empty), so a probe always ends; 1 row once got a
+        // single, full slot and a miss spun forever.
+        let slots = (self.len() + self.len() / 2 + 1).next_power_of_two();
         let records: usize =
             self.offs.iter().map(|&(k, v)| 8 + slice(&self.data, k).len() + slice(&self.data, v).len()).sum();
         let size = slots * SLOT + records;
@@ -145,7 +147,8 @@ impl Rows {
         let mask = self.slots - 1;
         let h = xxhash_rust::xxh3::xxh3_64(key);
         let mut pos = h as usize & mask;
-        loop {
+        // Bounded by the table even if it were full.
+        for _ in 0..self.slots {
             let s = read_slot(&self.data, pos);
             let at = s as u32;
             if at == 0 {
@@ -156,6 +159,7 @@ impl Rows {
             }
             pos = (pos + 1) & mask;
         }
+        None
     }
 
     /// Approximate heap footprint, for cache weighing.
@@ -217,6 +221,23 @@ mod tests {
             for absent in ["", "0", "aa", "abc", "abcdefg", "abcdefgh2", "abcdefgh-2", "abcdefgh-99999", "c"] {
                 assert_eq!(decoded.get(absent.as_bytes()), None, "{absent}");
             }
+        }
+    }
+
+    /// A hot shard of 1 row once had a 1-slot table, full, so the probe for an absent key never met an
+    /// empty slot and spun forever. Run in a thread so the old code fails instead of hanging the suite.
+    #[test]
+    fn tiny_hot_shards_answer_absent_keys() {
+        for n in 1..=9usize {
+            let rows: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{i}"), vec![b'v'; 10])).collect();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let decoded = decode_all(&rows, Search::Hashed(None));
+                let found = rows.iter().all(|(k, v)| decoded.get(k.as_bytes()).as_deref() == Some(v.as_slice()));
+                let _ = tx.send((found, decoded.get(b"absent"), decoded.get(b"k")));
+            });
+            let got = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("lookup in a tiny hot shard hung");
+            assert_eq!(got, (true, None, None), "{n} rows");
         }
     }
 
