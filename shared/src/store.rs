@@ -87,7 +87,12 @@ impl Store {
         };
         std::fs::create_dir_all(&path).map_err(|e| bad(&format!("cannot create directory {}: {e}", path.display())))?;
         let path = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
-        let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(&e.to_string()))?.with_automatic_cleanup(true);
+        // fsync every object and its directory entry: a pointer switch must never outlive, across a power
+        // loss, the shard and manifest bytes it names (docs/FORMAT.md, "Durability").
+        let fs = LocalFileSystem::new_with_prefix(&path)
+            .map_err(|e| bad(&e.to_string()))?
+            .with_automatic_cleanup(true)
+            .with_fsync(true);
         let inner = Arc::new(LocalConditional::new(Arc::new(fs), path.clone()));
         Ok(Store { url: format!("file://{}", path.display()), inner })
     }
@@ -108,5 +113,6 @@ mod tests {
         assert!(Store::open("s3:///nobucket").is_err());
         let (a, b) = (Store::open("memory://t").unwrap(), Store::open("memory://t").unwrap());
         assert!(Arc::ptr_eq(&a.inner, &b.inner));
+        assert!(format!("{:?}", plain.inner).contains("fsync: true"), "the embedded store syncs: {:?}", plain.inner);
     }
 }
