@@ -49,28 +49,12 @@ pub fn print_report(r: &IngestReport) {
 
 /// Switches the pointer to `to` (default: the version the current one replaced). Returns (from, to).
 pub async fn rollback(store: &Store, ks: &str, to: Option<&str>) -> Result<(String, String), Error> {
-    let cur = pointer::read(store.inner.as_ref(), ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.into()))?;
-    let target = match to {
-        Some(v) => v.to_string(),
-        None => cur.pointer.previous.clone().ok_or_else(|| {
-            Error::Config(format!("{ks} has no previous version; name one with --to (see `cairn versions`)"))
-        })?,
-    };
-    // The target must be a complete version: its manifest exists and parses.
-    let manifest = Manifest::read(store.inner.as_ref(), ks, &target).await?;
-    let switched = pointer::switch(store.inner.as_ref(), ks, &target, Some(&cur)).await?;
-    // Switched: replica copies of the pointer follow, and a failure there is a warning, not an error.
-    let mut replicas = Vec::new();
-    for url in &manifest.replicas {
-        match Store::open(url) {
-            Ok(s) => replicas.push(s),
-            Err(e) => eprintln!("warning: replica {url}: {e}; its pointer copy still names the previous version"),
-        }
-    }
-    for url in pointer::copy_to_replicas(&replicas, ks, &switched).await {
+    let done = cairn_shared::rollback::rollback(store, ks, to, &|url: &str| Store::open(url)).await?;
+    // Switched: a replica whose pointer copy failed is a warning, not an error.
+    for url in &done.replica_failures {
         eprintln!("warning: replica {url}: its pointer copy failed and still names the previous version");
     }
-    Ok((cur.pointer.version, target))
+    Ok((done.from, done.to))
 }
 
 /// The current manifest of `ks` and every root holding its shards (primary first).

@@ -71,6 +71,7 @@ fn engine_error(e: Error) -> Response {
         (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "conflict"),
         (_, ErrorKind::Corrupt) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_data"),
         (_, ErrorKind::Unavailable) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        (_, ErrorKind::DataLoss) => (StatusCode::INTERNAL_SERVER_ERROR, "data_loss"),
     };
     if status.is_server_error() {
         tracing::error!(error = %e, "request failed");

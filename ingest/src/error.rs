@@ -36,6 +36,15 @@ pub enum IngestError {
     Store(#[from] object_store::Error),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// Another run of the same ingest owns its checkpoint.
+    #[error("{0}")]
+    Busy(String),
+    /// This run's checkpoint was taken over by another run, which now owns the version.
+    #[error("{0}")]
+    LostOwnership(String),
+    /// A write whose outcome could not be learnt: everything was left for a rerun.
+    #[error("{0}")]
+    OutcomeUnknown(String),
 }
 
 fn list(errors: &[InputError]) -> String {
@@ -52,7 +61,8 @@ impl IngestError {
         match self {
             IngestError::BadInput(_) | IngestError::Invalid(_) => ErrorKind::InvalidInput,
             IngestError::Shared(e) => e.kind(),
-            IngestError::Store(_) | IngestError::Io { .. } => ErrorKind::Unavailable,
+            IngestError::Busy(_) | IngestError::LostOwnership(_) => ErrorKind::Conflict,
+            IngestError::Store(_) | IngestError::Io { .. } | IngestError::OutcomeUnknown(_) => ErrorKind::Unavailable,
         }
     }
 }

@@ -17,7 +17,7 @@ use parquet::file::metadata::KeyValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Owned};
 use crate::error::{IngestError, InputError};
 use crate::merge::{MergeError, merge_shard};
 use crate::progress::Progress;
@@ -56,6 +56,11 @@ pub struct IngestOptions {
     pub tmp_dir: Option<PathBuf>,
     /// Stop reading after this many bad records.
     pub max_errors: usize,
+    /// The checkpoint owner's lease: another run takes over a checkpoint whose heartbeat is older than this
+    /// (sooner when its owner is provably gone: docs/FORMAT.md, "Checkpoints").
+    pub lease: Duration,
+    /// A checkpoint without a heartbeat for this long is abandoned: gc deletes it and frees its version.
+    pub checkpoint_expiry: Duration,
 }
 
 impl IngestOptions {
@@ -73,6 +78,8 @@ impl IngestOptions {
             memory_budget: 512 << 20,
             tmp_dir: None,
             max_errors: 20,
+            lease: crate::checkpoint::DEFAULT_LEASE,
+            checkpoint_expiry: crate::checkpoint::DEFAULT_EXPIRY,
         }
     }
 }
@@ -126,30 +133,43 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let ingest_id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(id_src.to_string().as_bytes()));
 
     let current = pointer::read(primary.as_ref(), &opts.keyspace).await?;
-    let mut ckpt = match Checkpoint::load(primary.as_ref(), &opts.keyspace, &ingest_id).await? {
-        Some(c) => {
-            if current.as_ref().map(|c| &c.pointer.version) == Some(&c.version) {
-                // Crashed after publishing, before cleaning up: the job is done.
-                c.delete(primary.as_ref()).await?;
-                let m = Manifest::read(primary.as_ref(), &opts.keyspace, &c.version).await?;
-                progress.note(&format!("version {} was already published by an earlier run", m.version));
-                return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), c.done.len(), 0, started));
-            }
-            verify_done(&roots, c).await?
-        }
-        None => {
-            let c = Checkpoint {
-                ingest_id: ingest_id.clone(),
-                keyspace: opts.keyspace.clone(),
-                version: layout::new_version(),
-                base_version: current.as_ref().map(|c| c.pointer.version.clone()),
-                started_at: layout::now_rfc3339(),
-                done: Default::default(),
-            };
-            c.save(primary.as_ref()).await?;
-            c
-        }
+    let fresh = || Checkpoint {
+        ingest_id: ingest_id.clone(),
+        keyspace: opts.keyspace.clone(),
+        version: layout::new_version(),
+        base_version: current.as_ref().map(|c| c.pointer.version.clone()),
+        started_at: layout::now_rfc3339(),
+        owner: None,
+        expires_at: None,
+        done: Default::default(),
     };
+    let (owned, _live) =
+        Checkpoint::acquire(primary.as_ref(), &opts.keyspace, &ingest_id, fresh, opts.lease, opts.checkpoint_expiry)
+            .await?;
+    if current.as_ref().is_some_and(|c| c.pointer.was_current(&owned.ckpt.version)) {
+        // Crashed after publishing, before removing the checkpoint: the job is done.
+        owned.release(primary.as_ref()).await?;
+        let m = Manifest::read(primary.as_ref(), &opts.keyspace, &owned.ckpt.version).await?;
+        progress.note(&format!("version {} was already published by an earlier run", m.version));
+        return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), owned.ckpt.done.len(), 0, started));
+    }
+    let mut owned = verify_done(&roots, owned).await?;
+    let now_current = current.as_ref().map(|c| c.pointer.version.clone());
+    if owned.ckpt.base_version != now_current {
+        // The keyspace moved on since the interrupted run: its version could never be published. Start a new
+        // one; the old one's objects are unreferenced now and gc collects them.
+        progress.note(&format!(
+            "version {} of an interrupted run is based on a version no longer current; starting over",
+            owned.ckpt.version
+        ));
+        owned.ckpt = Checkpoint { owner: owned.ckpt.owner.clone(), ..fresh() };
+        owned.save(primary.as_ref()).await?;
+    }
+    let mut ckpt = owned.ckpt.clone();
+    let owned = Arc::new(tokio::sync::Mutex::new(owned));
+    // Dropping this future (a crash, a cancelled caller) stops the writer threads and the heartbeat.
+    let stop = Stop::default();
+    let _heartbeat = heartbeat(owned.clone(), primary.clone(), stop.flag.clone());
     let resumed = ckpt.done.len();
     if resumed > 0 {
         progress.note(&format!("resuming version {}: {resumed} of {shards} shards already written", ckpt.version));
@@ -175,7 +195,9 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let (runs, counts) = match phase1 {
         Ok(x) => x,
         Err(e) => {
-            discard(&roots, &ckpt).await;
+            if matches!(e, IngestError::BadInput(_)) {
+                discard(&roots, &owned, &progress).await;
+            }
             return Err(e);
         }
     };
@@ -191,7 +213,6 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let todo: Vec<u32> = (0..shards).filter(|s| !ckpt.done.contains_key(s)).collect();
     progress.phase("writing shards", shards as u64);
     progress.advance(resumed as u64);
-    let shared_ckpt = Arc::new(Mutex::new(ckpt.clone()));
     let phase2 = {
         let ctx = WriteCtx {
             keyspace: opts.keyspace.clone(),
@@ -201,17 +222,18 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             dir: tmp.path().to_path_buf(),
             files: files.iter().map(|f| f.path.clone()).collect(),
             spec: spec.clone(),
-            ckpt: shared_ckpt.clone(),
+            ckpt: owned.clone(),
+            stop: stop.flag.clone(),
             progress: progress.clone(),
             handle: tokio::runtime::Handle::current(),
         };
         let threads = opts.threads.max(1);
         tokio::task::spawn_blocking(move || write_shards(&ctx, &runs, &todo, threads)).await.expect("writer task")
     };
-    ckpt = shared_ckpt.lock().expect("checkpoint lock").clone();
+    ckpt = owned.lock().await.ckpt.clone();
     if let Err(e) = phase2 {
         if matches!(e, IngestError::BadInput(_)) {
-            discard(&roots, &ckpt).await;
+            discard(&roots, &owned, &progress).await;
         }
         return Err(e);
     }
@@ -234,26 +256,122 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     for root in &roots {
         manifest.write(root.inner.as_ref()).await?;
     }
-    let current = pointer::read(primary.as_ref(), &opts.keyspace).await?;
-    let seen = current.as_ref().map(|c| c.pointer.version.clone());
-    let switched = if seen != ckpt.base_version {
-        Err(cairn_shared::Error::Conflict { keyspace: opts.keyspace.clone(), expected: ckpt.base_version.clone() })
-    } else {
-        pointer::switch(primary.as_ref(), &opts.keyspace, &manifest.version, current.as_ref()).await
-    };
-    let published = match switched {
-        Ok(p) => p,
-        Err(e) => {
-            discard(&roots, &ckpt).await;
-            let _ = primary.delete(&manifest.path()).await;
-            return Err(e.into());
+    // Still the owner right before the switch: a run that took the checkpoint over since now decides.
+    owned.lock().await.save(primary.as_ref()).await?;
+    let base = ckpt.base_version.as_deref();
+    let published = match publish(primary.as_ref(), &opts.keyspace, &manifest.version, base).await {
+        Published::Yes(p) => p,
+        Published::Lost(seen) => {
+            discard(&roots, &owned, &progress).await;
+            return Err(cairn_shared::Error::Conflict { keyspace: opts.keyspace.clone(), expected: seen }.into());
+        }
+        Published::Unknown(why) => {
+            return Err(IngestError::OutcomeUnknown(format!(
+                "could not tell whether version {} was published ({why}); nothing was deleted. Rerun the same \
+                 command: it finishes the publish or reports that it happened",
+                manifest.version
+            )));
         }
     };
     // Published. Replicas get a copy of the pointer for readers whose primary is down; a failed copy only
     // leaves that replica's readers on the previous version (logged; the next publish or rollback rewrites it).
     pointer::copy_to_replicas(&roots[1..], &opts.keyspace, &published).await;
-    ckpt.delete(primary.as_ref()).await?;
+    stop.flag.store(true, Ordering::Relaxed);
+    owned.lock().await.release(primary.as_ref()).await?;
     Ok(report(&manifest, counts, resumed, spilled, started))
+}
+
+/// What the pointer switch came to.
+enum Published {
+    Yes(pointer::Pointer),
+    /// Someone else published first (the version the pointer named instead).
+    Lost(Option<String>),
+    /// No answer, and nothing read since tells: everything stays for a rerun.
+    Unknown(String),
+}
+
+/// Switches the pointer from `base` to `version`. A conflict or an unanswered write is judged by reading the
+/// pointer again: a write of ours that applied (its response lost, or a retry answered 412) shows as our
+/// version in it or in its history; a change of gc's marks alone is retried.
+async fn publish(primary: &dyn object_store::ObjectStore, ks: &str, version: &str, base: Option<&str>) -> Published {
+    let mut attempted = None;
+    for _ in 0..8 {
+        let cur = match pointer::read(primary, ks).await {
+            Ok(c) => c,
+            Err(e) if attempted.is_none() => return Published::Unknown(format!("the pointer could not be read: {e}")),
+            Err(e) => {
+                return Published::Unknown(format!(
+                    "{}; then the pointer could not be read: {e}",
+                    attempted.unwrap_or_default()
+                ));
+            }
+        };
+        if let Some(c) = &cur
+            && c.pointer.was_current(version)
+        {
+            return Published::Yes(c.pointer.clone());
+        }
+        let seen = cur.as_ref().map(|c| c.pointer.version.clone());
+        if seen.as_deref() != base {
+            // Our own earlier write can only be ruled out while the pointer's history reaches back to it.
+            return match (&attempted, cur.as_ref().and_then(|c| c.pointer.history_from.as_ref())) {
+                (Some(why), Some(_)) => Published::Unknown(format!("{why}; the pointer has moved on since")),
+                _ => Published::Lost(seen),
+            };
+        }
+        match pointer::switch(primary, ks, version, cur.as_ref()).await {
+            Ok(p) => return Published::Yes(p),
+            Err(cairn_shared::Error::Conflict { .. }) => {
+                attempted.get_or_insert_with(|| "the conditional pointer write was refused".to_string());
+            }
+            Err(e) => attempted = Some(format!("the pointer write got no clear answer: {e}")),
+        }
+    }
+    Published::Unknown(attempted.unwrap_or_default())
+}
+
+/// Set when the ingest future is dropped or done: writer threads and the heartbeat stop.
+#[derive(Default)]
+struct Stop {
+    flag: Arc<AtomicBool>,
+}
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.flag.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Renews the checkpoint's lease every third of it until `stop`; aborted when dropped.
+fn heartbeat(
+    owned: Arc<tokio::sync::Mutex<Owned>>,
+    primary: Arc<dyn object_store::ObjectStore>,
+    stop: Arc<AtomicBool>,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let every = owned.lock().await.lease() / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Err(e) = owned.lock().await.save(primary.as_ref()).await {
+                tracing::warn!(error = %e, "checkpoint heartbeat failed");
+                if matches!(e, IngestError::LostOwnership(_)) {
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, spilled: usize, started: Instant) -> IngestReport {
@@ -273,7 +391,8 @@ fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, spilled: usize, starte
 }
 
 /// Keeps only checkpointed shards whose objects are still complete under every root.
-async fn verify_done(roots: &[Store], mut c: Checkpoint) -> Result<Checkpoint, IngestError> {
+async fn verify_done(roots: &[Store], mut owned: Owned) -> Result<Owned, IngestError> {
+    let c = &mut owned.ckpt;
     let mut lost = Vec::new();
     for (s, e) in &c.done {
         for root in roots {
@@ -287,17 +406,52 @@ async fn verify_done(roots: &[Store], mut c: Checkpoint) -> Result<Checkpoint, I
     for s in lost {
         c.done.remove(&s);
     }
-    Ok(c)
+    Ok(owned)
 }
 
-/// Best-effort removal of an unpublished version's objects and its checkpoint (readers never saw them).
-async fn discard(roots: &[Store], c: &Checkpoint) {
-    for e in c.done.values() {
-        for root in roots {
-            let _ = root.inner.delete(&e.path.as_str().into()).await;
+/// Removes a version this run wrote and did not publish: its manifests under every root first (so a listed
+/// version never lacks shards), then its shard objects, then the checkpoint. Only while this run owns the
+/// checkpoint, never a version any pointer (primary or replica copy) names as current or previous or in its
+/// history, and behind gc's mark in the pointer so a rollback cannot switch to it meanwhile. Anything it
+/// cannot prove safe it leaves (gc collects it later) and says so.
+async fn discard(roots: &[Store], owned: &tokio::sync::Mutex<Owned>, progress: &Arc<dyn Progress>) {
+    let mut o = owned.lock().await;
+    let (ks, version) = (o.ckpt.keyspace.clone(), o.ckpt.version.clone());
+    let leave = |why: String| progress.note(&format!("left version {version} in place for gc: {why}"));
+    if let Err(e) = o.save(roots[0].inner.as_ref()).await {
+        return leave(e.to_string());
+    }
+    for root in roots {
+        match pointer::read(root.inner.as_ref(), &ks).await {
+            Ok(Some(c)) if c.pointer.was_current(&version) => return leave(format!("{} names it", root.url)),
+            Ok(_) => {}
+            Err(e) => return leave(format!("the pointer of {} could not be read: {e}", root.url)),
         }
     }
-    let _ = c.delete(roots[0].inner.as_ref()).await;
+    let primary = roots[0].inner.as_ref();
+    match pointer::mark_collecting(primary, &ks, |_| vec![version.clone()]).await {
+        Ok(marked) if marked.is_empty() && pointer::read(primary, &ks).await.ok().flatten().is_some() => {
+            return leave("the pointer names it".into());
+        }
+        Ok(_) => {}
+        Err(e) => return leave(format!("could not mark it in the pointer: {e}")),
+    }
+    let manifest = layout::manifest_path(&ks, &version);
+    let shards: Vec<object_store::path::Path> = o.ckpt.done.values().map(|e| e.path.as_str().into()).collect();
+    for path in std::iter::once(&manifest).chain(&shards) {
+        for root in roots {
+            match root.inner.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return leave(format!("deleting {path} under {}: {e}", root.url)),
+            }
+        }
+    }
+    if let Err(e) = pointer::unmark_collecting(primary, &ks, std::slice::from_ref(&version)).await {
+        tracing::warn!(error = %e, "could not clear the pointer's mark of a discarded version (gc clears it)");
+    }
+    if let Err(e) = o.release(primary).await {
+        tracing::warn!(error = %e, "could not remove the checkpoint of a discarded version");
+    }
 }
 
 fn read_runs(
@@ -361,7 +515,8 @@ struct WriteCtx {
     dir: PathBuf,
     files: Vec<PathBuf>,
     spec: PlacementSpec,
-    ckpt: Arc<Mutex<Checkpoint>>,
+    ckpt: Arc<tokio::sync::Mutex<Owned>>,
+    stop: Arc<AtomicBool>,
     progress: Arc<dyn Progress>,
     handle: tokio::runtime::Handle,
 }
@@ -378,15 +533,24 @@ fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], threads: usize) -> R
         for _ in 0..threads.min(todo.len()) {
             scope.spawn(|| {
                 while !failed.load(Ordering::Relaxed) {
+                    if ctx.stop.load(Ordering::Relaxed) {
+                        first_error.lock().expect("error slot").get_or_insert(IngestError::Invalid(
+                            "the ingest was stopped (its caller went away or its checkpoint was taken over)".into(),
+                        ));
+                        failed.store(true, Ordering::Relaxed);
+                        break;
+                    }
                     let Some(&shard) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
                     let result = write_shard(ctx, runs, shard).and_then(|entry| {
-                        let mut c = ctx.ckpt.lock().expect("checkpoint lock");
-                        c.done.insert(shard, entry);
-                        if unsaved.fetch_add(1, Ordering::Relaxed) + 1 < save_every {
-                            return Ok(());
-                        }
-                        unsaved.store(0, Ordering::Relaxed);
-                        ctx.handle.block_on(c.save(ctx.roots[0].inner.as_ref()))
+                        ctx.handle.block_on(async {
+                            let mut c = ctx.ckpt.lock().await;
+                            c.ckpt.done.insert(shard, entry);
+                            if unsaved.fetch_add(1, Ordering::Relaxed) + 1 < save_every {
+                                return Ok(());
+                            }
+                            unsaved.store(0, Ordering::Relaxed);
+                            c.save(ctx.roots[0].inner.as_ref()).await
+                        })
                     });
                     match result {
                         Ok(()) => ctx.progress.advance(1),
@@ -400,9 +564,8 @@ fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], threads: usize) -> R
         }
     });
     let error = first_error.into_inner().expect("error slot");
-    if unsaved.load(Ordering::Relaxed) > 0 {
-        let c = ctx.ckpt.lock().expect("checkpoint lock");
-        let saved = ctx.handle.block_on(c.save(ctx.roots[0].inner.as_ref()));
+    if unsaved.load(Ordering::Relaxed) > 0 && !ctx.stop.load(Ordering::Relaxed) {
+        let saved = ctx.handle.block_on(async { ctx.ckpt.lock().await.save(ctx.roots[0].inner.as_ref()).await });
         if error.is_none() {
             saved?;
         }

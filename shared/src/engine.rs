@@ -81,6 +81,8 @@ pub struct Engine {
     /// keyspace → the replica roots its last loaded manifest named: where its pointer is read when the
     /// primary fails, besides the configured ones.
     known_replicas: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// keyspace → the highest pointer `seq` served: a pointer read later with a lower one is not taken.
+    pointer_seqs: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// keyspace → current version (None = no such keyspace), re-read after the TTL.
     pointers: TtlMap<Option<Arc<Keyspace>>>,
     /// (keyspace, version) → manifest; versions are immutable.
@@ -164,6 +166,7 @@ impl Engine {
             resolver: Arc::new(|url: &str| Store::open(url)),
             replicas: Default::default(),
             known_replicas: Default::default(),
+            pointer_seqs: Default::default(),
             gets: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
         }
@@ -212,7 +215,7 @@ impl Engine {
             Lookup::Load(load) => {
                 let stale = load.stale.clone();
                 let read = self.keyspace_loads.run(ks.to_string(), async {
-                    let loaded = self.load_keyspace(ks).await?;
+                    let loaded = self.load_keyspace(ks, stale.as_ref()).await?;
                     self.pointers.insert(load, loaded.clone());
                     Ok(loaded)
                 });
@@ -233,14 +236,34 @@ impl Engine {
         cached.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))
     }
 
-    async fn load_keyspace(&self, ks: &str) -> Result<Option<Arc<Keyspace>>> {
+    async fn load_keyspace(&self, ks: &str, stale: Option<&Option<Arc<Keyspace>>>) -> Result<Option<Arc<Keyspace>>> {
         let Some((current, root)) = self.read_pointer(ks).await? else { return Ok(None) };
+        // Never backwards: a pointer older than one already served (a lagging replica's copy, read while the
+        // primary was slow) keeps the version this engine serves.
+        let seq = current.pointer.seq;
+        {
+            let mut seqs = self.pointer_seqs.lock().expect("pointer seqs");
+            let served = seqs.entry(ks.to_string()).or_default();
+            if seq < *served
+                && let Some(Some(stale)) = stale
+            {
+                tracing::warn!(keyspace = ks, seq, served = *served, root = %root.url, "ignoring an older pointer");
+                return Ok(Some(stale.clone()));
+            }
+            *served = (*served).max(seq);
+        }
         let id = (ks.to_string(), current.pointer.version.clone());
         if let Some(k) = self.manifests.get(&id) {
             return Ok(Some(k));
         }
         self.gets.fetch_add(1, Relaxed);
-        let manifest = Manifest::read(root.inner.as_ref(), ks, &current.pointer.version).await?;
+        let manifest = match Manifest::read(root.inner.as_ref(), ks, &current.pointer.version).await {
+            // The pointer names it: a missing manifest is lost data, not an unknown version.
+            Err(Error::VersionNotFound { .. }) => {
+                return Err(Error::Missing { path: crate::layout::manifest_path(ks, &current.pointer.version) });
+            }
+            other => other?,
+        };
         let mut known = self.known_replicas.lock().expect("known replicas");
         if known.get(ks) != Some(&manifest.replicas) {
             known.insert(ks.to_string(), manifest.replicas.clone());
@@ -433,13 +456,19 @@ impl Engine {
     /// Reads bytes of a shard object that `valid` must accept: from the first intact copy when the keyspace
     /// is replicated, else from the primary (a mismatch is then a corruption error, never an answer).
     async fn fetch(&self, ks: &Keyspace, path: &Path, opts: GetOptions, valid: Validator<'_>) -> Result<Bytes> {
+        let missing = |e: object_store::Error| match e {
+            object_store::Error::NotFound { .. } => Error::Missing { path: path.clone() },
+            e => Error::Store(e),
+        };
         let bytes = match &ks.replicated {
             Some(r) => r.get_verified(path, opts, valid).await.map_err(|e| match e {
-                object_store::Error::NotFound { .. } => Error::Store(e),
-                e => Error::corrupt(path, format!("no intact copy could be read: {e}")),
+                e if crate::failover::is_corrupt(&e) => {
+                    Error::corrupt(path, format!("no intact copy could be read: {e}"))
+                }
+                e => missing(e),
             })?,
             None => {
-                let bytes = ks.shard_store.get_opts(path, opts).await?.bytes().await?;
+                let bytes = ks.shard_store.get_opts(path, opts).await.map_err(missing)?.bytes().await?;
                 if !valid(&bytes) {
                     return Err(Error::corrupt(path, "checksum mismatch"));
                 }

@@ -17,6 +17,9 @@ pub enum ErrorKind {
     Corrupt,
     /// The store failed or timed out; retrying may help.
     Unavailable,
+    /// An object the published version names is gone from every root: restore it (`cairn repair` from a
+    /// replica) or roll back; retrying will not help.
+    DataLoss,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,10 @@ pub enum Error {
         "keyspace {keyspace:?} was published by someone else meanwhile (expected version {expected:?}); nothing was switched"
     )]
     Conflict { keyspace: String, expected: Option<String> },
+    #[error("version {version:?} of keyspace {keyspace:?} is being deleted by gc; pick another")]
+    Collecting { keyspace: String, version: String },
+    #[error("data loss: {path} is missing from every root, though the published version names it")]
+    Missing { path: Path },
     #[error("corrupt object {path}: {why}")]
     Corrupt { path: Path, why: String },
     #[error("object store: {0}")]
@@ -61,7 +68,8 @@ impl Error {
                 ErrorKind::InvalidInput
             }
             Error::KeyspaceNotFound(_) | Error::VersionNotFound { .. } => ErrorKind::NotFound,
-            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Conflict { .. } | Error::Collecting { .. } => ErrorKind::Conflict,
+            Error::Missing { .. } => ErrorKind::DataLoss,
             Error::Corrupt { .. } | Error::Parquet(_) | Error::Arrow(_) | Error::Json { .. } => ErrorKind::Corrupt,
             Error::Store(_) | Error::Io(_) => ErrorKind::Unavailable,
             Error::Shared(e) => e.kind(),

@@ -110,6 +110,14 @@ pub struct ReplicatedStore {
     corrupt: AtomicU64,
 }
 
+/// The store name of the error a read gives when every copy it could read failed verification.
+const CORRUPT: &str = "ReplicatedStore(no intact copy)";
+
+/// Whether a read failed because the copies it reached were corrupt (not missing, not unreachable).
+pub fn is_corrupt(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::Generic { store, .. } if *store == CORRUPT)
+}
+
 /// Accepts or rejects the bytes of a read (checksum verification).
 pub type Validator<'a> = &'a (dyn Fn(&[u8]) -> bool + Send + Sync);
 
@@ -207,7 +215,9 @@ impl ReplicatedStore {
         let order = self.order(location);
         let mut next = 0usize;
         let mut running = FuturesUnordered::new();
-        let mut last_err: Option<object_store::Error> = None;
+        // What the failed copies say, judged at the end: all missing is NotFound; any corrupt (and none
+        // unreachable) is corruption; otherwise the last outage.
+        let (mut missing, mut corrupt, mut outage) = (None, None, None);
         let attempt = |i: usize| {
             let (store, opts, loc, timeout) =
                 (self.roots[i].clone(), options.clone(), location.clone(), self.config.attempt_timeout);
@@ -274,7 +284,7 @@ impl ReplicatedStore {
                 Ok((bytes, _)) if valid.is_some_and(|v| !v(&bytes)) => {
                     self.corrupt.fetch_add(1, Relaxed);
                     Err(object_store::Error::Generic {
-                        store: "ReplicatedStore",
+                        store: CORRUPT,
                         source: format!("{location}: copy {i} failed checksum verification").into(),
                     })
                 }
@@ -296,15 +306,23 @@ impl ReplicatedStore {
                     return Ok(found);
                 }
                 Err(e) => {
-                    let missing = matches!(e, object_store::Error::NotFound { .. });
-                    self.stats[i].observe(t.elapsed(), missing);
-                    last_err = Some(e);
+                    let not_found = matches!(e, object_store::Error::NotFound { .. });
+                    self.stats[i].observe(t.elapsed(), not_found);
+                    match &e {
+                        object_store::Error::NotFound { .. } => missing = Some(e),
+                        e if is_corrupt(e) => corrupt = Some(e.to_string()),
+                        _ => outage = Some(e),
+                    }
                 }
             }
         }
         self.failed_reads.fetch_add(1, Relaxed);
-        // Every copy failed: report the last failure.
-        Err(last_err.expect("an error"))
+        Err(match (outage, corrupt, missing) {
+            (Some(e), _, _) => e,
+            (None, Some(why), _) => object_store::Error::Generic { store: CORRUPT, source: why.into() },
+            (None, None, Some(e)) => e,
+            (None, None, None) => unreachable!("a read with no copy to try"),
+        })
     }
 }
 

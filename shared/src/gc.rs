@@ -3,11 +3,15 @@
 //! objects. Shard objects of ingests that crashed and were never resumed go the same way.
 //!
 //! Kept: the current version and the one it replaced (the default rollback target), the `keep` newest
-//! versions, every version an unfinished ingest's checkpoint names (it may still be resumed), every version
-//! a replica's pointer copy names, and any object younger than `min_age` (an ingest writing its first
-//! shards, or a version published moments ago). Objects it does not recognise are never touched.
+//! versions, every version an unexpired ingest checkpoint names (it may still be resumed), every version a
+//! replica's pointer copy names, and every version that stopped being current less than `min_age` ago (the
+//! pointer's history says when; a version never published counts from its newest object). Readers hold a
+//! version for up to 2 × the pointer TTL after it is replaced, so `min_age` must exceed that. The versions
+//! to delete are first marked in the pointer with a conditional write, which a rollback or publish would
+//! have to see: none can switch to a version while it is being deleted. Checkpoints past their expiry are
+//! deleted and reported. Objects it does not recognise are never touched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
@@ -17,7 +21,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::{layout, manifest, pointer};
+use crate::{layout, pointer};
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {
@@ -42,8 +46,10 @@ pub struct GcReport {
     pub deleted_versions: Vec<String>,
     pub objects_deleted: usize,
     pub bytes_deleted: u64,
-    /// Objects of collectable versions left because they are younger than `min_age`.
+    /// Objects of versions left because they stopped being current (or were written) less than `min_age` ago.
     pub young_objects_kept: usize,
+    /// Checkpoints of abandoned ingests (no heartbeat until their expiry) deleted, by ingest id.
+    pub expired_checkpoints: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -66,26 +72,43 @@ fn kind(ks_dir: &str, path: &Path) -> Kind {
     }
 }
 
-/// Versions that must stay, read from the primary root (pointer, manifests, checkpoints) and replicas
-/// (their pointer copies).
-async fn versions_to_keep(roots: &[Store], ks: &str, keep: usize) -> Result<BTreeSet<String>> {
+/// The fields of an ingest checkpoint gc reads (ingest/src/checkpoint.rs writes them).
+#[derive(serde::Deserialize)]
+struct CheckpointInfo {
+    version: String,
+    started_at: Option<String>,
+    expires_at: Option<String>,
+}
+
+/// Checkpoints older builds wrote carry no expiry: judged by their start plus this.
+const LEGACY_CHECKPOINT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl CheckpointInfo {
+    fn expired(&self, now: SystemTime) -> bool {
+        let parse = |t: &Option<String>| t.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok());
+        let end = parse(&self.expires_at).or_else(|| parse(&self.started_at).map(|t| t + LEGACY_CHECKPOINT_EXPIRY));
+        end.is_some_and(|end| end <= now)
+    }
+}
+
+/// Versions pinned outside the pointer: unexpired checkpoints' (primary) and replicas' pointer copies; and
+/// the checkpoints that expired.
+async fn pins(roots: &[Store], ks: &str, now: SystemTime) -> Result<(BTreeSet<String>, Vec<Path>)> {
     let primary = roots[0].inner.as_ref();
-    let current = pointer::read(primary, ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))?;
-    let mut kept: BTreeSet<String> = current.pointer.previous.into_iter().collect();
-    kept.insert(current.pointer.version);
-    let versions = manifest::list_versions(primary, ks).await?;
-    kept.extend(versions.iter().rev().take(keep).cloned());
+    let mut pinned = BTreeSet::new();
+    let mut expired = Vec::new();
     let checkpoints: Vec<ObjectMeta> =
         primary.list(Some(&Path::from(format!("{}/_ingest", layout::keyspace_dir(ks))))).try_collect().await?;
     for meta in checkpoints {
-        #[derive(serde::Deserialize)]
-        struct Named {
-            version: String,
-        }
-        let bytes = primary.get(&meta.location).await?.bytes().await?;
-        match serde_json::from_slice::<Named>(&bytes) {
+        let bytes = match primary.get(&meta.location).await {
+            Ok(got) => got.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => continue, // finished meanwhile
+            Err(e) => return Err(e.into()),
+        };
+        match serde_json::from_slice::<CheckpointInfo>(&bytes) {
+            Ok(c) if c.expired(now) => expired.push(meta.location),
             Ok(c) => {
-                kept.insert(c.version);
+                pinned.insert(c.version);
             }
             // An unreadable checkpoint protects nothing a resumed ingest could use (it restarts from scratch).
             Err(e) => tracing::warn!(checkpoint = %meta.location, error = %e, "unreadable checkpoint ignored"),
@@ -93,54 +116,130 @@ async fn versions_to_keep(roots: &[Store], ks: &str, keep: usize) -> Result<BTre
     }
     for root in &roots[1..] {
         if let Some(copy) = pointer::read(root.inner.as_ref(), ks).await? {
-            kept.insert(copy.pointer.version);
+            pinned.insert(copy.pointer.version);
         }
     }
-    Ok(kept)
+    Ok((pinned, expired))
+}
+
+/// A version's objects under every root, and when the newest of them was written.
+#[derive(Default)]
+struct Found {
+    objects: Vec<(usize, ObjectMeta, bool)>,
+    newest: Option<SystemTime>,
+    has_manifest: bool,
+}
+
+/// When `version` stopped being current (or, never published, when its newest object was written): the
+/// pointer's history, or a bound for what history no longer reaches.
+fn retired_at(p: &pointer::Pointer, version: &str, newest: SystemTime) -> SystemTime {
+    let parse = |t: &str| humantime::parse_rfc3339(t).ok();
+    match p.replaced_at(version).and_then(parse) {
+        Some(t) => t.max(newest),
+        None => match p.history_from.as_deref().and_then(parse) {
+            Some(bound) => bound.max(newest),
+            None => newest,
+        },
+    }
 }
 
 /// Collects `ks` under `roots` (primary first, then every replica root).
 pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcReport> {
-    let kept = versions_to_keep(roots, ks, opts.keep).await?;
     let now = SystemTime::now();
+    let primary = roots[0].inner.as_ref();
     let ks_dir = layout::keyspace_dir(ks);
-    let mut report =
-        GcReport { kept_versions: kept.iter().cloned().collect(), dry_run: opts.dry_run, ..Default::default() };
-    let mut deleted = BTreeSet::new();
-    for root in roots {
+    let (pinned, expired) = pins(roots, ks, now).await?;
+    let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    for (i, root) in roots.iter().enumerate() {
         let objects: Vec<ObjectMeta> = root.inner.list(Some(&ks_dir)).try_collect().await?;
-        let (mut manifests, mut shards) = (Vec::new(), Vec::new());
         for meta in objects {
-            let (version, list) = match kind(ks_dir.as_ref(), &meta.location) {
-                Kind::Manifest(v) => (v, &mut manifests),
-                Kind::Shard(v) => (v, &mut shards),
+            let (version, is_manifest) = match kind(ks_dir.as_ref(), &meta.location) {
+                Kind::Manifest(v) => (v, true),
+                Kind::Shard(v) => (v, false),
                 Kind::Other => continue,
             };
-            if kept.contains(&version) {
-                continue;
-            }
-            let age = now.duration_since(meta.last_modified.into()).unwrap_or_default();
-            if age < opts.min_age {
-                report.young_objects_kept += 1;
-                continue;
-            }
-            list.push(meta);
-            deleted.insert(version);
-        }
-        // Manifests first: a crash part-way leaves orphaned shard objects (collected next time), never a
-        // listed version with missing shards.
-        for meta in manifests.iter().chain(&shards) {
-            if !opts.dry_run {
-                match root.inner.delete(&meta.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            report.objects_deleted += 1;
-            report.bytes_deleted += meta.size;
+            let f = found.entry(version).or_default();
+            let written: SystemTime = meta.last_modified.into();
+            f.newest = Some(f.newest.map_or(written, |n| n.max(written)));
+            f.has_manifest |= is_manifest && i == 0;
+            f.objects.push((i, meta, is_manifest));
         }
     }
-    report.deleted_versions = deleted.into_iter().collect();
+    let newest_listed: BTreeSet<String> =
+        found.iter().filter(|(_, f)| f.has_manifest).map(|(v, _)| v.clone()).rev().take(opts.keep).collect();
+    // Which versions go, judged on one pointer: gc marks them in that same pointer (or, dry, just reads it).
+    let choose = |p: &pointer::Pointer| -> (Vec<String>, BTreeSet<String>) {
+        let mut kept: BTreeSet<String> = pinned.iter().chain(&newest_listed).cloned().collect();
+        kept.insert(p.version.clone());
+        kept.extend(p.previous.clone());
+        let mut doomed = Vec::new();
+        for (v, f) in &found {
+            if kept.contains(v) {
+                continue;
+            }
+            let age = now.duration_since(retired_at(p, v, f.newest.unwrap_or(now))).unwrap_or_default();
+            if age < opts.min_age {
+                kept.insert(v.clone());
+            } else {
+                doomed.push(v.clone());
+            }
+        }
+        (doomed, kept)
+    };
+    let current = pointer::read(primary, ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))?;
+    let doomed: Vec<String> = if opts.dry_run {
+        choose(&current.pointer).0
+    } else {
+        pointer::mark_collecting(primary, ks, |p| choose(p).0).await?
+    };
+    // Versions marked by an earlier gc that stopped part-way are finished too (nothing can switch to them).
+    let doomed: BTreeSet<String> =
+        doomed.into_iter().chain(if opts.dry_run { Vec::new() } else { current.pointer.collecting.clone() }).collect();
+    let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
+    report.kept_versions = found.keys().filter(|v| !doomed.contains(*v)).cloned().collect();
+    report.young_objects_kept = {
+        let (_, kept) = choose(&current.pointer);
+        found
+            .iter()
+            .filter(|(v, _)| kept.contains(*v) && !pinned.contains(*v) && !newest_listed.contains(*v))
+            .filter(|(v, _)| **v != current.pointer.version && Some(*v) != current.pointer.previous.as_ref())
+            .map(|(_, f)| f.objects.len())
+            .sum()
+    };
+    // Manifests first, under every root: a crash part-way leaves orphaned shard objects (collected next
+    // time, the mark still in the pointer), never a listed version with missing shards.
+    for manifests_pass in [true, false] {
+        for v in &doomed {
+            let Some(f) = found.get(v) else { continue };
+            for (i, meta, is_manifest) in &f.objects {
+                if *is_manifest != manifests_pass {
+                    continue;
+                }
+                if !opts.dry_run {
+                    match roots[*i].inner.delete(&meta.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                report.objects_deleted += 1;
+                report.bytes_deleted += meta.size;
+            }
+        }
+    }
+    if !opts.dry_run && !doomed.is_empty() {
+        let doomed: Vec<String> = doomed.iter().cloned().collect();
+        pointer::unmark_collecting(primary, ks, &doomed).await?;
+    }
+    for path in expired {
+        if !opts.dry_run {
+            match primary.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        report.expired_checkpoints.push(path.filename().unwrap_or_default().trim_end_matches(".json").to_string());
+    }
+    report.deleted_versions = doomed.iter().filter(|v| found.contains_key(*v)).cloned().collect();
     Ok(report)
 }
 

@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod page;
 pub mod pointer;
 pub mod ring;
+pub mod rollback;
 pub mod shard_reader;
 pub mod shard_writer;
 pub mod single_flight;

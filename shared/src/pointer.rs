@@ -11,12 +11,85 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layout;
 
+/// Versions kept in a pointer's history (newest first); older ones are summarised by its `history_from`.
+pub const HISTORY_MAX: usize = 64;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pointer {
     pub version: String,
     /// The version this one replaced, for `cairn rollback` without arguments.
     pub previous: Option<String>,
     pub updated_at: String,
+    /// Switches so far (0 in pointers written before it existed): a reader never takes a lower one than it
+    /// holds, whichever root it read it from.
+    #[serde(default)]
+    pub seq: u64,
+    /// Versions that were current, newest first, with when each stopped being current: how gc measures
+    /// `--min-age` from a version's replacement, and how an ingest tells a lost response from a lost race.
+    #[serde(default)]
+    pub history: Vec<Replaced>,
+    /// Every version replaced before this time is not in `history` (it was cut at [`HISTORY_MAX`], or the
+    /// keyspace was published by a build without history). None: `history` is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_from: Option<String>,
+    /// Versions gc is deleting: no switch may name them (gc adds them with a conditional write before it
+    /// deletes anything, and removes them after).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collecting: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub version: String,
+    /// RFC 3339 UTC.
+    pub replaced_at: String,
+}
+
+impl Pointer {
+    /// Whether `version` is or ever was current, as far as this pointer knows.
+    pub fn was_current(&self, version: &str) -> bool {
+        self.version == version
+            || self.previous.as_deref() == Some(version)
+            || self.history.iter().any(|h| h.version == version)
+    }
+
+    /// `was_current`, for versions gc must not touch: current, previous, or in the history and replaced less
+    /// recently than anything gc may collect (the caller's age rule decides that part).
+    fn was_current_or_next(&self, version: &str) -> bool {
+        self.version == version || self.previous.as_deref() == Some(version)
+    }
+
+    /// When `version` stopped being current: Some(exact) from the history, or None if it is not in it.
+    pub fn replaced_at(&self, version: &str) -> Option<&str> {
+        self.history.iter().find(|h| h.version == version).map(|h| h.replaced_at.as_str())
+    }
+
+    /// The pointer that replaces this one with `version` as current.
+    fn next(&self, version: &str) -> Pointer {
+        let now = layout::now_rfc3339();
+        let mut history = Vec::with_capacity(HISTORY_MAX);
+        history.push(Replaced { version: self.version.clone(), replaced_at: now.clone() });
+        history.extend(self.history.iter().cloned());
+        // A pointer from before histories existed: every version it replaced left at or before it was written.
+        let mut history_from = if self.seq == 0 && self.history.is_empty() && self.previous.is_some() {
+            Some(self.updated_at.clone())
+        } else {
+            self.history_from.clone()
+        };
+        if history.len() > HISTORY_MAX {
+            let cut = history.split_off(HISTORY_MAX);
+            history_from = cut.first().map(|h| h.replaced_at.clone()).or(history_from);
+        }
+        Pointer {
+            version: version.to_string(),
+            previous: Some(self.version.clone()),
+            updated_at: now,
+            seq: self.seq + 1,
+            history,
+            history_from,
+            collecting: self.collecting.clone(),
+        }
+    }
 }
 
 /// The pointer as read, with what a conditional update needs.
@@ -40,24 +113,91 @@ pub async fn read(store: &dyn ObjectStore, ks: &str) -> Result<Option<Current>> 
 }
 
 /// Points the keyspace at `version` if the pointer is still what `expected` says (None: no pointer yet).
+/// Refused (conflict) when gc is collecting `version`.
 pub async fn switch(store: &dyn ObjectStore, ks: &str, version: &str, expected: Option<&Current>) -> Result<Pointer> {
-    let pointer = Pointer {
-        version: version.to_string(),
-        previous: expected.map(|c| c.pointer.version.clone()),
-        updated_at: layout::now_rfc3339(),
+    let pointer = match expected {
+        None => Pointer {
+            version: version.to_string(),
+            previous: None,
+            updated_at: layout::now_rfc3339(),
+            seq: 1,
+            history: Vec::new(),
+            history_from: None,
+            collecting: Vec::new(),
+        },
+        Some(c) if c.pointer.collecting.iter().any(|v| v == version) => {
+            return Err(Error::Collecting { keyspace: ks.into(), version: version.into() });
+        }
+        Some(c) => c.pointer.next(version),
     };
-    let body = serde_json::to_vec(&pointer).expect("pointer serializes");
+    update(store, ks, &pointer, expected).await?;
+    Ok(pointer)
+}
+
+/// Writes `pointer` if the stored one is still `expected` (None: there is none). The one conditional write
+/// every change of a keyspace's pointer goes through.
+pub async fn update(store: &dyn ObjectStore, ks: &str, pointer: &Pointer, expected: Option<&Current>) -> Result<()> {
+    let body = serde_json::to_vec(pointer).expect("pointer serializes");
     let mode = match expected {
         None => PutMode::Create,
         Some(c) => PutMode::Update(c.tag.clone()),
     };
     match store.put_opts(&layout::pointer_path(ks), PutPayload::from(body), mode.into()).await {
-        Ok(_) => Ok(pointer),
+        Ok(_) => Ok(()),
         Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
             Err(Error::Conflict { keyspace: ks.into(), expected: expected.map(|c| c.pointer.version.clone()) })
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Marks versions as being collected, with a conditional write: `candidates` picks them from the pointer
+/// as it is at that write (so a version that became current or previous meanwhile is never marked). Returns
+/// the versions marked; none when there is no pointer (nothing could switch to them).
+pub async fn mark_collecting(
+    store: &dyn ObjectStore,
+    ks: &str,
+    candidates: impl Fn(&Pointer) -> Vec<String>,
+) -> Result<Vec<String>> {
+    change_marks(store, ks, |p| {
+        let picked: Vec<String> = candidates(p).into_iter().filter(|v| !p.was_current_or_next(v)).collect();
+        let mut next = p.clone();
+        next.collecting.extend(picked.iter().filter(|v| !p.collecting.contains(v)).cloned());
+        (next, picked)
+    })
+    .await
+}
+
+/// Removes versions from the pointer's collecting list (gc or a discarded ingest finished deleting them).
+pub async fn unmark_collecting(store: &dyn ObjectStore, ks: &str, versions: &[String]) -> Result<()> {
+    change_marks(store, ks, |p| {
+        let mut next = p.clone();
+        next.collecting.retain(|v| !versions.contains(v));
+        (next, Vec::new())
+    })
+    .await
+    .map(drop)
+}
+
+async fn change_marks(
+    store: &dyn ObjectStore,
+    ks: &str,
+    change: impl Fn(&Pointer) -> (Pointer, Vec<String>),
+) -> Result<Vec<String>> {
+    let mut last = None;
+    for _ in 0..16 {
+        let Some(cur) = read(store, ks).await? else { return Ok(Vec::new()) };
+        let (next, picked) = change(&cur.pointer);
+        if next == cur.pointer {
+            return Ok(picked);
+        }
+        match update(store, ks, &next, Some(&cur)).await {
+            Ok(()) => return Ok(picked),
+            // Changed under us, or unanswered: the next read shows what is there.
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("an error"))
 }
 
 /// Writes `pointer` to a replica root. Unconditional: the primary's conditional switch already decided.

@@ -1,0 +1,75 @@
+//! `cairn rollback`: switch a keyspace's pointer back to a version it served before (default: the one the
+//! current version replaced), through the same conditional write as a publish. The target must have a
+//! manifest and must not be one gc is collecting (the pointer lists those, so gc and rollback cannot
+//! interleave into a pointer naming deleted objects).
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::pointer::{self, Current, Pointer};
+use crate::store::Store;
+
+/// Tries of the conditional switch while only the pointer's metadata (gc's marks) changes under it.
+const TRIES: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct RolledBack {
+    pub from: String,
+    pub to: String,
+    pub pointer: Pointer,
+    /// Replica roots whose pointer copy could not be written (they keep naming `from` until repaired).
+    pub replica_failures: Vec<String>,
+}
+
+/// Switches `ks` to `to` (default: the previous version). `open` opens the replica roots the target's
+/// manifest names, to copy the new pointer there.
+pub async fn rollback(
+    primary: &Store,
+    ks: &str,
+    to: Option<&str>,
+    open: &(dyn Fn(&str) -> Result<Store> + Sync),
+) -> Result<RolledBack> {
+    let store = primary.inner.as_ref();
+    let mut cur = read(primary, ks).await?;
+    let target = match to {
+        Some(v) => v.to_string(),
+        None => cur.pointer.previous.clone().ok_or_else(|| {
+            Error::Config(format!("{ks} has no previous version; name one with --to (see `cairn versions`)"))
+        })?,
+    };
+    let from = cur.pointer.version.clone();
+    let manifest = Manifest::read(store, ks, &target).await?;
+    let mut tries = 0;
+    let pointer = loop {
+        tries += 1;
+        match pointer::switch(store, ks, &target, Some(&cur)).await {
+            Ok(p) => break p,
+            Err(e) if tries >= TRIES => return Err(e),
+            Err(e) => {
+                // A conflict, or an outcome we did not hear: the pointer as it is now tells which.
+                let now = read(primary, ks).await?;
+                if now.pointer.version == target && now.pointer.seq == cur.pointer.seq + 1 {
+                    break now.pointer; // ours: the response was lost
+                }
+                let only_marks = now.pointer.version == cur.pointer.version && now.pointer.seq == cur.pointer.seq;
+                if !only_marks || matches!(e, Error::Collecting { .. }) {
+                    return Err(e);
+                }
+                cur = now;
+            }
+        }
+    };
+    let mut replica_failures = Vec::new();
+    let mut replicas = Vec::new();
+    for url in &manifest.replicas {
+        match open(url) {
+            Ok(s) => replicas.push(s),
+            Err(_) => replica_failures.push(url.clone()),
+        }
+    }
+    replica_failures.extend(pointer::copy_to_replicas(&replicas, ks, &pointer).await);
+    Ok(RolledBack { from, to: target, pointer, replica_failures })
+}
+
+async fn read(primary: &Store, ks: &str) -> Result<Current> {
+    pointer::read(primary.inner.as_ref(), ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.into()))
+}
