@@ -1,7 +1,9 @@
 //! Test support for cairn's end-to-end tests: fixtures, an in-process server, the `cairn` binary, and a
 //! fault-injecting store decorator.
 
+pub mod chaos;
 pub mod fault;
+pub mod pointer_log;
 pub mod process;
 pub mod s3;
 
