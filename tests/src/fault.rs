@@ -1,5 +1,6 @@
 //! A store decorator that injects faults, for tests: fail writes to matching paths after a number of them
-//! succeeded (a crash mid-ingest), or fail every read (an outage).
+//! succeeded (a crash mid-ingest), fail every read (an outage), apply writes and then fail them as if their
+//! response were lost, or refuse deletes.
 
 use std::fmt;
 use std::ops::Range;
@@ -28,9 +29,37 @@ pub struct FaultyStore {
     pub read_delay_us: AtomicU64,
     pub read_jitter_us: AtomicU64,
     reads: AtomicU64,
+    /// Writes to paths containing `.0` apply and then fail (`.1` more of them), answered as a 412/409 when
+    /// `.2` (a client's retry finding its own write) or as a timeout otherwise.
+    lose: std::sync::Mutex<Option<(String, usize, bool)>>,
+    /// Deletes of paths containing this fail and delete nothing.
+    refuse_deletes: std::sync::Mutex<Option<String>>,
 }
 
 impl FaultyStore {
+    /// Loses the response of the next `count` writes to paths containing `filter`.
+    pub fn lose_responses(self, filter: &str, count: usize, as_precondition: bool) -> Self {
+        *self.lose.lock().unwrap() = Some((filter.into(), count, as_precondition));
+        self
+    }
+
+    /// Refuses deletes of paths containing `filter` (None: allow them again).
+    pub fn refuse_deletes(&self, filter: Option<&str>) {
+        *self.refuse_deletes.lock().unwrap() = filter.map(String::from);
+    }
+
+    /// Whether this write's response is to be lost, and how.
+    fn lost(&self, location: &Path) -> Option<bool> {
+        let mut lose = self.lose.lock().unwrap();
+        match lose.as_mut() {
+            Some((filter, n, precondition)) if *n > 0 && location.as_ref().contains(filter.as_str()) => {
+                *n -= 1;
+                Some(*precondition)
+            }
+            _ => None,
+        }
+    }
+
     pub fn new(inner: Arc<dyn ObjectStore>, write_filter: &str, writes_allowed: usize) -> Self {
         FaultyStore {
             inner,
@@ -41,6 +70,8 @@ impl FaultyStore {
             read_delay_us: AtomicU64::new(0),
             read_jitter_us: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            lose: Default::default(),
+            refuse_deletes: Default::default(),
         }
     }
 
@@ -95,7 +126,20 @@ impl fmt::Display for FaultyStore {
 impl ObjectStore for FaultyStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
         self.check_write(location)?;
-        self.inner.put_opts(location, payload, opts).await
+        let create = matches!(opts.mode, object_store::PutMode::Create);
+        let done = self.inner.put_opts(location, payload, opts).await?;
+        match self.lost(location) {
+            None => Ok(done),
+            Some(true) => {
+                let (path, source) = (location.to_string(), "injected: the retry of an applied write".into());
+                Err(if create {
+                    object_store::Error::AlreadyExists { path, source }
+                } else {
+                    object_store::Error::Precondition { path, source }
+                })
+            }
+            Some(false) => Err(injected(location)),
+        }
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
@@ -116,7 +160,23 @@ impl ObjectStore for FaultyStore {
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
+        let Some(filter) = self.refuse_deletes.lock().unwrap().clone() else {
+            return self.inner.delete_stream(locations);
+        };
+        let inner = self.inner.clone();
+        use futures::StreamExt;
+        locations
+            .then(move |p| {
+                let (inner, filter) = (inner.clone(), filter.clone());
+                async move {
+                    let p = p?;
+                    if p.as_ref().contains(&filter) {
+                        return Err(injected(&p));
+                    }
+                    inner.delete_stream(futures::stream::once(async { Ok(p) }).boxed()).next().await.expect("one")
+                }
+            })
+            .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {

@@ -1,0 +1,194 @@
+//! What a publish, a cleanup or gc must never lose, in the ordinary accidents: the same ingest run twice at
+//! once, a crash after the pointer switch followed by another publish, a pointer write whose response was
+//! lost, a version replaced long after it was written, an abandoned checkpoint. Each test failed on the code
+//! before the fix it names (docs/simulation.md has the randomized search that found the first ones).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cairn_ingest::{IngestError, IngestOptions, NoProgress};
+use cairn_shared::config::EngineConfig;
+use cairn_shared::gc::{GcOptions, collect};
+use cairn_shared::manifest::Manifest;
+use cairn_shared::store::Store;
+use cairn_shared::{Engine, pointer};
+use cairn_tests::fault::FaultyStore;
+use object_store::ObjectStoreExt;
+
+fn dataset(dir: &Path, name: &str, n: usize) -> (std::path::PathBuf, Vec<(String, String)>) {
+    let rows: Vec<(String, String)> =
+        (0..n).map(|i| (uuid::Uuid::new_v4().to_string(), format!("{name}-{i}-{}", "x".repeat(i % 40)))).collect();
+    let path = dir.join(format!("{name}.data"));
+    std::fs::write(&path, rows.iter().map(|(k, v)| format!("{k} {v}\n")).collect::<String>()).unwrap();
+    (path, rows)
+}
+
+fn options(input: &Path, store: &Store) -> IngestOptions {
+    let mut o = IngestOptions::new(input, "ks", store.clone());
+    o.shards = Some(4);
+    o.threads = 1;
+    o
+}
+
+/// The version CURRENT names is whole and answers every key of `rows`.
+async fn assert_current_serves(store: &Store, rows: &[(String, String)]) -> String {
+    let cur = pointer::read(store.inner.as_ref(), "ks").await.unwrap().expect("a pointer");
+    let m = Manifest::read(store.inner.as_ref(), "ks", &cur.pointer.version).await.expect("its manifest");
+    for s in &m.shards {
+        let meta = store.inner.head(&s.path.as_str().into()).await.expect("its shard");
+        assert_eq!(meta.size, s.bytes, "{}", s.path);
+    }
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    for (k, v) in rows.iter().step_by(7) {
+        assert_eq!(engine.get("ks", k).await.unwrap().as_deref(), Some(v.as_bytes()), "{k}");
+    }
+    cur.pointer.version
+}
+
+/// The reproduction: `cairn ingest two.data & sleep 0.3; cairn ingest two.data`. The second run
+/// found the first's checkpoint, took its version, lost the pointer race and deleted the winner's
+/// manifest and shards. Now the second is told another run holds the checkpoint and touches nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_ingest_run_twice_at_once_publishes_once_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (input, rows) = dataset(dir.path(), "two", 150_000);
+    let first = tokio::spawn(cairn_ingest::ingest(options(&input, &store), Arc::new(NoProgress)));
+    // Start the second once the first's checkpoint exists (its `sleep 0.3`).
+    let ckpt_dir = dir.path().join("store/keyspace=ks/_ingest");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&ckpt_dir).map_or(true, |d| d.count() == 0) {
+        assert!(std::time::Instant::now() < deadline, "the first run never wrote a checkpoint");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let second = cairn_ingest::ingest(options(&input, &store), Arc::new(NoProgress)).await;
+    let first = first.await.unwrap();
+    let outcomes = [first.is_ok(), second.is_ok()];
+    assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "exactly one run publishes: {first:?} / {second:?}");
+    if let Err(e) = &second {
+        assert!(matches!(e, IngestError::Busy(_)), "the second run is told another one is in progress: {e}");
+    }
+    let published = first.as_ref().or(second.as_ref()).unwrap().version.clone();
+    assert_eq!(assert_current_serves(&store, &rows).await, published);
+}
+
+/// A run crashed after its pointer switch, before removing its checkpoint; another version was published;
+/// then the first command was rerun. It used to redo the ingest, lose the race against the newer version and
+/// clean up: deleting the shards of the version now `previous`, the rollback target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_after_a_crash_past_the_switch_keeps_the_version_it_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (a, rows_a) = dataset(dir.path(), "a", 3_000);
+    let (b, rows_b) = dataset(dir.path(), "b", 3_000);
+    // The checkpoint cannot be deleted: the run ends right after its switch, as if killed there.
+    let faulty = FaultyStore::new(healthy.inner.clone(), "\0never", usize::MAX);
+    faulty.refuse_deletes(Some("_ingest/"));
+    let crashing = Store { url: healthy.url.clone(), inner: Arc::new(faulty) };
+    let crashed = cairn_ingest::ingest(options(&a, &crashing), Arc::new(NoProgress)).await;
+    assert!(crashed.is_err(), "the checkpoint's removal failed: {crashed:?}");
+    let v1 = pointer::read(healthy.inner.as_ref(), "ks").await.unwrap().unwrap().pointer.version;
+    let v2 = cairn_ingest::ingest(options(&b, &healthy), Arc::new(NoProgress)).await.unwrap().version;
+
+    let rerun = cairn_ingest::ingest(options(&a, &healthy), Arc::new(NoProgress)).await;
+    assert_eq!(rerun.expect("the rerun reports the earlier publish").version, v1);
+    assert_eq!(assert_current_serves(&healthy, &rows_b).await, v2, "the newer version stays current");
+    // The previous version, the rollback target, is whole.
+    let done = cairn_shared::rollback::rollback(&healthy, "ks", None, &|u: &str| Store::open(u)).await.unwrap();
+    assert_eq!(done.to, v1);
+    assert_current_serves(&healthy, &rows_a).await;
+}
+
+/// The pointer switch applied but its response was lost: answered as a timeout, or as the 412 a retried
+/// conditional write gets. It was taken for a lost race, and the version CURRENT now named was deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_response_to_the_pointer_switch_is_not_a_lost_race() {
+    for (first_publish, as_precondition) in [(true, true), (true, false), (false, true), (false, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let healthy = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+        if !first_publish {
+            let (base, _) = dataset(dir.path(), "base", 500);
+            cairn_ingest::ingest(options(&base, &healthy), Arc::new(NoProgress)).await.unwrap();
+        }
+        let (input, rows) = dataset(dir.path(), "new", 3_000);
+        let faulty = FaultyStore::new(healthy.inner.clone(), "\0never", usize::MAX).lose_responses(
+            "CURRENT",
+            1,
+            as_precondition,
+        );
+        let store = Store { url: healthy.url.clone(), inner: Arc::new(faulty) };
+        let case = format!("first publish {first_publish}, answered as 412 {as_precondition}");
+        let report = cairn_ingest::ingest(options(&input, &store), Arc::new(NoProgress)).await;
+        let version = report.unwrap_or_else(|e| panic!("{case}: {e}")).version;
+        assert_eq!(assert_current_serves(&healthy, &rows).await, version, "{case}");
+    }
+}
+
+/// Sets the modification time of every file under `dir` whose name contains `needle`.
+fn backdate(dir: &Path, needle: &str, by: Duration) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            backdate(&path, needle, by);
+        } else if path.to_string_lossy().contains(needle) {
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(SystemTime::now() - by).unwrap();
+        }
+    }
+}
+
+/// A week-old V1, then V2 and V3 published seconds apart: V1 stopped being current seconds ago, and readers
+/// hold a replaced version for up to 2 × TTL. gc measured --min-age from V1's creation and deleted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_measures_min_age_from_when_a_version_was_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = Store::open(root.to_str().unwrap()).unwrap();
+    let mut versions = Vec::new();
+    for name in ["v1", "v2", "v3"] {
+        let (input, _) = dataset(dir.path(), name, 200);
+        versions.push(cairn_ingest::ingest(options(&input, &store), Arc::new(NoProgress)).await.unwrap().version);
+        if name == "v1" {
+            backdate(&root, &versions[0], Duration::from_secs(7 * 24 * 3600));
+        }
+    }
+    let opts = GcOptions { keep: 0, min_age: Duration::from_secs(3600), dry_run: false };
+    let report = collect(std::slice::from_ref(&store), "ks", &opts).await.unwrap();
+    assert!(report.deleted_versions.is_empty(), "V1 was replaced seconds ago: {report:?}");
+    Manifest::read(store.inner.as_ref(), "ks", &versions[0]).await.expect("V1 is kept");
+    // Once it has been replaced for longer than --min-age, it goes.
+    let report = collect(std::slice::from_ref(&store), "ks", &GcOptions { min_age: Duration::ZERO, ..opts }).await;
+    assert_eq!(report.unwrap().deleted_versions, vec![versions[0].clone()]);
+}
+
+/// An ingest abandoned for good kept its version forever: its checkpoint pinned it. A checkpoint past its
+/// expiry is deleted (and reported) and its version collected; an unexpired one still pins its version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_expires_abandoned_checkpoints_and_frees_their_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = Store::open(root.to_str().unwrap()).unwrap();
+    let (input, _) = dataset(dir.path(), "live", 100);
+    cairn_ingest::ingest(options(&input, &store), Arc::new(NoProgress)).await.unwrap();
+    let (abandoned, resumable) = ("20200101T000000000Z-00000000", "20200101T000000001Z-00000001");
+    let now = SystemTime::now();
+    let at = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
+    for (id, version, expires) in
+        [("old", abandoned, now - Duration::from_secs(60)), ("new", resumable, now + Duration::from_secs(3600))]
+    {
+        let body = serde_json::json!({
+            "ingest_id": id, "keyspace": "ks", "version": version, "base_version": null,
+            "started_at": at(now - Duration::from_secs(30 * 24 * 3600)), "expires_at": at(expires), "done": {}
+        });
+        store.inner.put(&format!("keyspace=ks/_ingest/{id}.json").into(), body.to_string().into()).await.unwrap();
+        store.inner.put(&format!("keyspace=ks/shard=00000/{version}.parquet").into(), "x".into()).await.unwrap();
+    }
+    backdate(&root, "2020", Duration::from_secs(30 * 24 * 3600));
+    let opts = GcOptions { keep: 0, min_age: Duration::from_secs(3600), dry_run: false };
+    let report = collect(std::slice::from_ref(&store), "ks", &opts).await.unwrap();
+    assert_eq!(report.expired_checkpoints, vec!["old".to_string()], "{report:?}");
+    assert_eq!(report.deleted_versions, vec![abandoned.to_string()], "{report:?}");
+    assert!(root.join(format!("keyspace=ks/shard=00000/{resumable}.parquet")).exists(), "a live checkpoint pins");
+    assert!(!root.join("keyspace=ks/_ingest/old.json").exists());
+}
