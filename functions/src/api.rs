@@ -221,18 +221,26 @@ async fn health(State(engine): State<Arc<Engine>>, Query(q): Query<HealthQuery>)
         },
     };
     let mut reports = Vec::new();
+    let mut status = cairn_shared::health::Status::Green;
     for name in names {
         let ks = match engine.keyspace(&name).await {
             Ok(k) => k,
+            // The version the pointer names has lost its manifest: that keyspace is RED, not the request.
+            Err(e) if e.kind() == ErrorKind::DataLoss => {
+                status = cairn_shared::health::Status::Red;
+                reports.push(json!({ "keyspace": name, "status": status, "error": e.to_string() }));
+                continue;
+            }
             Err(e) => return engine_error(e),
         };
         let roots = match engine.roots(&ks) {
             Ok(r) => r,
             Err(e) => return engine_error(e),
         };
-        reports.push(cairn_shared::health::check(&roots, &ks.manifest, q.deep).await);
+        let report = cairn_shared::health::check(&roots, &ks.manifest, q.deep).await;
+        status = status.max(report.status);
+        reports.push(json!(report));
     }
-    let status = reports.iter().map(|r| r.status).max().unwrap_or(cairn_shared::health::Status::Green);
     let code =
         if status == cairn_shared::health::Status::Red { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (

@@ -81,8 +81,9 @@ pub struct Engine {
     /// keyspace → the replica roots its last loaded manifest named: where its pointer is read when the
     /// primary fails, besides the configured ones.
     known_replicas: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
-    /// keyspace → the highest pointer `seq` served: a pointer read later with a lower one is not taken.
-    pointer_seqs: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// keyspace → the highest pointer `seq` served and its version: a pointer read later with a lower one
+    /// is not taken.
+    served: std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<Keyspace>)>>,
     /// keyspace → current version (None = no such keyspace), re-read after the TTL.
     pointers: TtlMap<Option<Arc<Keyspace>>>,
     /// (keyspace, version) → manifest; versions are immutable.
@@ -166,7 +167,7 @@ impl Engine {
             resolver: Arc::new(|url: &str| Store::open(url)),
             replicas: Default::default(),
             known_replicas: Default::default(),
-            pointer_seqs: Default::default(),
+            served: Default::default(),
             gets: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
         }
@@ -236,25 +237,31 @@ impl Engine {
         cached.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))
     }
 
+    /// The pointer's version, loaded; or the one already served when the pointer read is older than it.
     async fn load_keyspace(&self, ks: &str, stale: Option<&Option<Arc<Keyspace>>>) -> Result<Option<Arc<Keyspace>>> {
         let Some((current, root)) = self.read_pointer(ks).await? else { return Ok(None) };
         // Never backwards: a pointer older than one already served (a lagging replica's copy, read while the
         // primary was slow) keeps the version this engine serves.
         let seq = current.pointer.seq;
+        if let Some((served, k)) = self.served.lock().expect("served pointers").get(ks)
+            && seq < *served
         {
-            let mut seqs = self.pointer_seqs.lock().expect("pointer seqs");
-            let served = seqs.entry(ks.to_string()).or_default();
-            if seq < *served
-                && let Some(Some(stale)) = stale
-            {
-                tracing::warn!(keyspace = ks, seq, served = *served, root = %root.url, "ignoring an older pointer");
-                return Ok(Some(stale.clone()));
-            }
-            *served = (*served).max(seq);
+            tracing::warn!(keyspace = ks, seq, served = *served, root = %root.url, "ignoring an older pointer");
+            return Ok(Some(stale.cloned().flatten().unwrap_or_else(|| k.clone())));
         }
+        let k = self.load_manifest(ks, &current, &root).await?;
+        let mut served = self.served.lock().expect("served pointers");
+        if served.get(ks).is_none_or(|(s, _)| *s <= seq) {
+            served.insert(ks.to_string(), (seq, k.clone()));
+        }
+        Ok(Some(k))
+    }
+
+    /// The version `current` names, from the manifest cache or read from `root`.
+    async fn load_manifest(&self, ks: &str, current: &pointer::Current, root: &Store) -> Result<Arc<Keyspace>> {
         let id = (ks.to_string(), current.pointer.version.clone());
         if let Some(k) = self.manifests.get(&id) {
-            return Ok(Some(k));
+            return Ok(k);
         }
         self.gets.fetch_add(1, Relaxed);
         let manifest = match Manifest::read(root.inner.as_ref(), ks, &current.pointer.version).await {
@@ -286,7 +293,7 @@ impl Engine {
         // One Keyspace per version, whoever loaded it first: hot shards and footers are cached under its uid,
         // so a request holding another copy would fetch and decode every shard again (measured: twice the
         // memory after start-up, when the first requests all loaded it at once).
-        Ok(Some(self.manifests.get_or_insert(id, k)))
+        Ok(self.manifests.get_or_insert(id, k))
     }
 
     /// The keyspace's pointer and the root it was read from (where its manifest is read too): the primary,
