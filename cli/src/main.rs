@@ -79,7 +79,8 @@ async fn run(cli: Cli) -> Res {
                 }
             }
             let engine = Arc::new(Engine::new(store, EngineConfig::from_env()?));
-            let (addr, serving) = cairn_functions::server::bind(engine, (host, port).into()).await?;
+            let limits = cairn_functions::server::ServeLimits::from_env()?;
+            let (addr, serving) = cairn_functions::server::bind_with(engine, (host, port).into(), limits).await?;
             eprintln!("serving on http://{addr}  (try: curl http://{addr}/v1/keyspaces/default)");
             serving.await?;
             Ok(0)

@@ -66,6 +66,7 @@ fn engine_error(e: Error) -> Response {
         (Error::KeyspaceNotFound(_), _) => (StatusCode::NOT_FOUND, "keyspace_not_found"),
         (Error::InvalidKey(_), _) => (StatusCode::BAD_REQUEST, "invalid_key"),
         (Error::InvalidKeyspace { .. }, _) => (StatusCode::BAD_REQUEST, "invalid_keyspace"),
+        (Error::TooLarge { .. }, _) => (StatusCode::PAYLOAD_TOO_LARGE, "response_too_large"),
         (_, ErrorKind::InvalidInput) => (StatusCode::BAD_REQUEST, "invalid_request"),
         (_, ErrorKind::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
         (_, ErrorKind::Conflict) => (StatusCode::CONFLICT, "conflict"),
@@ -213,6 +214,15 @@ struct HealthQuery {
 /// GREEN/YELLOW/RED per keyspace (all published keyspaces, or `?keyspace=`); `?deep=true` verifies checksums.
 /// 200 unless some keyspace is RED (503), so load balancers and monitors can use the status code alone.
 async fn health(State(engine): State<Arc<Engine>>, Query(q): Query<HealthQuery>) -> Response {
+    if q.deep && !engine.config().deep_health {
+        return error(
+            StatusCode::FORBIDDEN,
+            "deep_health_disabled",
+            "deep health reads every shard from every root; the operator enables it with CAIRN_DEEP_HEALTH=on \
+             (or runs `cairn health --deep`)"
+                .into(),
+        );
+    }
     let names = match q.keyspace {
         Some(k) => vec![k],
         None => match engine.list_keyspaces().await {

@@ -19,15 +19,59 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+/// What one server lets its clients hold.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// A client must send a request's headers within this (`CAIRN_HEADER_TIMEOUT`), or its connection is
+    /// closed: a slow client cannot hold one forever.
+    pub header_timeout: Duration,
+    /// Connections served at once (`CAIRN_MAX_CONNECTIONS`); further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits { header_timeout: Duration::from_secs(10), max_connections: 4096 }
+    }
+}
+
+impl ServeLimits {
+    pub fn from_env() -> Result<Self, String> {
+        let mut l = ServeLimits::default();
+        if let Ok(v) = std::env::var("CAIRN_HEADER_TIMEOUT") {
+            l.header_timeout =
+                cairn_shared::config::parse_duration(&v).map_err(|e| format!("CAIRN_HEADER_TIMEOUT: {e}"))?;
+        }
+        if let Ok(v) = std::env::var("CAIRN_MAX_CONNECTIONS") {
+            l.max_connections = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("CAIRN_MAX_CONNECTIONS: {v:?} is not a positive count"))?;
+        }
+        Ok(l)
+    }
+}
+
 /// Binds `addr` (port 0 picks a free port) and returns the bound address with the serving future.
 pub async fn bind(
     engine: Arc<Engine>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+    bind_with(engine, addr, ServeLimits::default()).await
+}
+
+/// [`bind`] with explicit limits.
+pub async fn bind_with(
+    engine: Arc<Engine>,
+    addr: SocketAddr,
+    limits: ServeLimits,
+) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = Arc::new(App { router: crate::router(engine.clone()), engine });
-    Ok((local, serve(listener, app)))
+    Ok((local, serve(listener, app, limits)))
 }
 
 struct App {
@@ -54,13 +98,21 @@ fn single_key(path: &str) -> Option<(&str, &str)> {
     (plain(ks) && plain(key)).then_some((ks, key))
 }
 
-async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+async fn serve(listener: TcpListener, app: Arc<App>, limits: ServeLimits) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.writev(false).max_buf_size(2 << 20);
+    http.writev(false)
+        .max_buf_size(2 << 20)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let stop = shutdown();
     tokio::pin!(stop);
     loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut stop => break,
+        };
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,
@@ -80,6 +132,7 @@ async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(permit);
         });
     }
     drop(listener);

@@ -24,7 +24,18 @@ pub struct EngineConfig {
     /// answer within the attempt timeout (`CAIRN_REPLICAS`, comma-separated, as `cairn ingest --replicas`).
     /// Roots named by a keyspace's manifest are tried too, once one version of it was read.
     pub replicas: Vec<String>,
+    /// Value bytes one MGET may return (`CAIRN_MGET_MAX_BYTES`): larger answers are refused, not built.
+    pub mget_max_bytes: u64,
+    /// Store reads (shard footers and blocks) in flight per process (`CAIRN_MAX_CONCURRENT_GETS`); more wait.
+    pub max_concurrent_gets: usize,
+    /// Whether `GET /v1/health?deep=true` may run (`CAIRN_DEEP_HEALTH=on`): it reads every shard of every
+    /// keyspace from every root, too much to offer any caller. Off by default; `cairn health --deep` is the
+    /// operator's way.
+    pub deep_health: bool,
 }
+
+/// Lookups one MGET keeps in flight (its keys are answered in order, this many at a time).
+pub const MGET_CONCURRENCY: usize = 32;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -34,6 +45,9 @@ impl Default for EngineConfig {
             page_cache_bytes: 256 << 20,
             failover: FailoverConfig::default(),
             replicas: Vec::new(),
+            mget_max_bytes: 8 << 20,
+            max_concurrent_gets: 256,
+            deep_health: false,
         }
     }
 }
@@ -57,6 +71,22 @@ impl EngineConfig {
         }
         if let Ok(v) = std::env::var("CAIRN_REPLICAS") {
             c.replicas = v.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+        }
+        if let Ok(v) = std::env::var("CAIRN_MGET_MAX_BYTES") {
+            c.mget_max_bytes = parse_bytes(&v).map_err(|e| Error::Config(format!("CAIRN_MGET_MAX_BYTES: {e}")))?;
+        }
+        if let Ok(v) = std::env::var("CAIRN_MAX_CONCURRENT_GETS") {
+            c.max_concurrent_gets = match v.trim().parse() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(Error::Config(format!("CAIRN_MAX_CONCURRENT_GETS: {v:?} is not a positive count"))),
+            };
+        }
+        if let Ok(v) = std::env::var("CAIRN_DEEP_HEALTH") {
+            c.deep_health = match v.trim() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" | "" => false,
+                _ => return Err(Error::Config(format!("CAIRN_DEEP_HEALTH: {v:?} (use on or off)"))),
+            };
         }
         match std::env::var("CAIRN_HEDGE_AFTER").as_deref() {
             Ok("off") => c.failover.hedging = false,

@@ -99,6 +99,8 @@ pub struct Engine {
     keyspace_loads: SingleFlight<String, Option<Arc<Keyspace>>>,
     shard_opens: SingleFlight<(u64, u32), Arc<ShardMeta>>,
     block_reads: SingleFlight<DataKey, Arc<Rows>>,
+    /// Bounds store reads in flight per process (`max_concurrent_gets`).
+    gets_in_flight: tokio::sync::Semaphore,
     gets: AtomicU64,
     bytes_fetched: AtomicU64,
 }
@@ -135,6 +137,7 @@ pub struct EngineStats {
 impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Self {
         let meta_bytes = config.metadata_cache_bytes;
+        let permits = config.max_concurrent_gets.max(1);
         Engine {
             pointers: TtlMap::new("pointer", config.manifest_ttl, 4096),
             manifests: CountedCache::new("manifest", meta_bytes / 8, None, |_, v| {
@@ -168,6 +171,7 @@ impl Engine {
             replicas: Default::default(),
             known_replicas: Default::default(),
             served: Default::default(),
+            gets_in_flight: tokio::sync::Semaphore::new(permits),
             gets: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
         }
@@ -350,13 +354,40 @@ impl Engine {
         self.get_in(keyspace, key).await
     }
 
-    /// Looks several keys up in one version of the keyspace (a consistent snapshot), concurrently.
+    /// Looks several keys up in one version of the keyspace (a consistent snapshot), [`MGET_CONCURRENCY`]
+    /// at a time; refused once the values found pass `mget_max_bytes` (memory per request stays bounded).
     pub async fn mget(&self, ks: &str, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        use futures::StreamExt;
         for k in keys {
             validate_key(k)?;
         }
         let keyspace = self.keyspace(ks).await?;
-        futures::future::try_join_all(keys.iter().map(|k| self.get_in(&keyspace, k))).await
+        let keyspace = &*keyspace;
+        // Indices, not references, into the closure: a closure over `&String` makes the stream's future not
+        // provably Send (a rustc limitation with higher-ranked lifetimes), and axum's handlers must be.
+        let mut answers = futures::stream::iter(0..keys.len())
+            .map(|i| self.boxed_get(keyspace, &keys[i]))
+            .buffered(crate::config::MGET_CONCURRENCY);
+        let (mut out, mut bytes) = (Vec::with_capacity(keys.len()), 0u64);
+        while let Some(value) = answers.next().await {
+            let value = value?;
+            bytes += value.as_ref().map_or(0, |v| v.len() as u64);
+            if bytes > self.config.mget_max_bytes {
+                return Err(Error::TooLarge { limit: self.config.mget_max_bytes });
+            }
+            out.push(value);
+        }
+        Ok(out)
+    }
+
+    /// [`Self::get_in`], boxed under one lifetime: an MGET's stream of unboxed lookups is not provably Send
+    /// (axum's handlers must be).
+    fn boxed_get<'a>(
+        &'a self,
+        ks: &'a Keyspace,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<Bytes>>> {
+        Box::pin(self.get_in(ks, key))
     }
 
     async fn get_in(&self, ks: &Keyspace, key: &str) -> Result<Option<Bytes>> {
@@ -463,6 +494,7 @@ impl Engine {
     /// Reads bytes of a shard object that `valid` must accept: from the first intact copy when the keyspace
     /// is replicated, else from the primary (a mismatch is then a corruption error, never an answer).
     async fn fetch(&self, ks: &Keyspace, path: &Path, opts: GetOptions, valid: Validator<'_>) -> Result<Bytes> {
+        let _permit = self.gets_in_flight.acquire().await.expect("the semaphore is never closed");
         let missing = |e: object_store::Error| match e {
             object_store::Error::NotFound { .. } => Error::Missing { path: path.clone() },
             e => Error::Store(e),

@@ -44,6 +44,8 @@ pub enum Error {
     Collecting { keyspace: String, version: String },
     #[error("data loss: {path} is missing from every root, though the published version names it")]
     Missing { path: Path },
+    #[error("the values asked for add up to more than {limit} bytes, the most one MGET returns; ask for fewer keys")]
+    TooLarge { limit: u64 },
     #[error("corrupt object {path}: {why}")]
     Corrupt { path: Path, why: String },
     #[error("object store: {0}")]
@@ -64,9 +66,11 @@ pub enum Error {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidKey(_) | Error::InvalidKeyspace { .. } | Error::InvalidStoreUrl { .. } | Error::Config(_) => {
-                ErrorKind::InvalidInput
-            }
+            Error::InvalidKey(_)
+            | Error::InvalidKeyspace { .. }
+            | Error::InvalidStoreUrl { .. }
+            | Error::Config(_)
+            | Error::TooLarge { .. } => ErrorKind::InvalidInput,
             Error::KeyspaceNotFound(_) | Error::VersionNotFound { .. } => ErrorKind::NotFound,
             Error::Conflict { .. } | Error::Collecting { .. } => ErrorKind::Conflict,
             Error::Missing { .. } => ErrorKind::DataLoss,

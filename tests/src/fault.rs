@@ -29,6 +29,9 @@ pub struct FaultyStore {
     pub read_delay_us: AtomicU64,
     pub read_jitter_us: AtomicU64,
     reads: AtomicU64,
+    /// Reads running now, and the most seen at once.
+    in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
     /// Writes to paths containing `.0` apply and then fail (`.1` more of them), answered as a 412/409 when
     /// `.2` (a client's retry finding its own write) or as a timeout otherwise.
     lose: std::sync::Mutex<Option<(String, usize, bool)>>,
@@ -70,6 +73,8 @@ impl FaultyStore {
             read_delay_us: AtomicU64::new(0),
             read_jitter_us: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
             lose: Default::default(),
             refuse_deletes: Default::default(),
         }
@@ -148,9 +153,15 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         self.delay().await;
-        self.check_read(location)?;
-        self.inner.get_opts(location, options).await
+        let got = match self.check_read(location) {
+            Ok(()) => self.inner.get_opts(location, options).await,
+            Err(e) => Err(e),
+        };
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        got
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {

@@ -19,12 +19,12 @@ pub struct PointerLog {
     inner: Arc<dyn ObjectStore>,
     /// The `version` of each applied pointer write, oldest first.
     pub versions: Arc<Mutex<Vec<String>>>,
-    serial: tokio::sync::Mutex<()>,
+    serial: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PointerLog {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        PointerLog { inner, versions: Arc::default(), serial: tokio::sync::Mutex::new(()) }
+        PointerLog { inner, versions: Arc::default(), serial: Arc::default() }
     }
 }
 
@@ -47,14 +47,21 @@ impl ObjectStore for PointerLog {
             return self.inner.put_opts(location, payload, opts).await;
         }
         let body: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
-        let _serial = self.serial.lock().await;
-        let done = self.inner.put_opts(location, body.clone().into(), opts).await?;
-        let version = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["version"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "<unparsable>".into());
-        self.versions.lock().expect("pointer log").push(version);
-        Ok(done)
+        // In a task of its own: a caller dropped mid-write (a simulated crash) does not stop a local store's
+        // write, which runs on a blocking thread, so it must not stop its record either.
+        let (inner, serial, versions, location) =
+            (self.inner.clone(), self.serial.clone(), self.versions.clone(), location.clone());
+        let write = tokio::spawn(async move {
+            let _serial = serial.lock().await;
+            let done = inner.put_opts(&location, body.clone().into(), opts).await?;
+            let version = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["version"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "<unparsable>".into());
+            versions.lock().expect("pointer log").push(version);
+            Ok(done)
+        });
+        write.await.map_err(|e| object_store::Error::Generic { store: "PointerLog", source: e.into() })?
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {

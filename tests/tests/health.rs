@@ -54,7 +54,7 @@ async fn health_reports_yellow_and_red_and_repair_restores_green() {
     assert!(out.contains("shard 00000") && out.contains("Missing") && out.contains("shard 00001"), "{out}");
 
     // The HTTP route says the same (200 while YELLOW).
-    let server = TestServer::start(roots[0].clone(), EngineConfig::default()).await;
+    let server = TestServer::start(roots[0].clone(), EngineConfig { deep_health: true, ..Default::default() }).await;
     let r = reqwest::get(server.url("/v1/health?deep=true")).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "YELLOW");
