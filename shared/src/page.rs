@@ -127,12 +127,20 @@ impl Reader<'_> {
             9 | 10 => {
                 let h = self.byte()?;
                 let n = if h >> 4 == 15 { self.varint()? as usize } else { (h >> 4) as usize };
-                for _ in 0..n {
-                    self.skip(h & 0x0f, depth + 1)?;
+                // Every element takes at least a byte: a count beyond the bytes left is a lie, not a loop.
+                self.fits(n)?;
+                if matches!(h & 0x0f, 1 | 2) {
+                    // Bools in a list are a byte each (as fields they live in the type nibble).
+                    self.pos += n;
+                } else {
+                    for _ in 0..n {
+                        self.skip(h & 0x0f, depth + 1)?;
+                    }
                 }
             }
             11 => {
                 let n = self.varint()? as usize;
+                self.fits(n)?;
                 if n > 0 {
                     let kv = self.byte()?;
                     for _ in 0..n {
@@ -150,6 +158,15 @@ impl Reader<'_> {
             _ => return Err(format!("unknown thrift type {t}")),
         }
         if self.pos > self.buf.len() { Err("truncated page header".into()) } else { Ok(()) }
+    }
+
+    /// Whether `n` more bytes could follow.
+    fn fits(&self, n: usize) -> Result<(), String> {
+        if n > self.buf.len().saturating_sub(self.pos) {
+            Err(format!("a count of {n} past the header's end"))
+        } else {
+            Ok(())
+        }
     }
 
     fn page_header(&mut self) -> Result<Header, String> {
@@ -177,5 +194,44 @@ impl Reader<'_> {
             return Err("page header lacks sizes or a data page header".into());
         }
         Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+
+    /// A page header holding a list of 2^62 bools skipped nothing per element: a request spun on it.
+    #[test]
+    fn huge_counts_in_a_page_header_are_errors_not_loops() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // field 7 (delta 7), type list (9); list header: size 15 (varint follows), element type bool (1).
+            let mut bool_list = vec![0x79, 0xf1];
+            bool_list.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f]);
+            bool_list.push(0);
+            // field 7, type map (11) with a huge count.
+            let mut map = vec![0x7b];
+            map.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0x11, 0]);
+            let results: Vec<bool> =
+                [bool_list, map].iter().map(|b| decode_chunk(b, 0..b.len(), &mut Vec::new()).is_err()).collect();
+            let _ = tx.send(results);
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("decoding a hostile header hung");
+        assert_eq!(got, vec![true, true]);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..2000usize {
+            let buf: Vec<u8> = (0..len % 97)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (state >> 56) as u8
+                })
+                .collect();
+            let _ = decode_chunk(&buf, 0..buf.len(), &mut Vec::new());
+        }
     }
 }

@@ -47,6 +47,11 @@ pub struct Placement {
     points: Vec<(u64, u32)>,
 }
 
+/// Most shards a placement may name (`cairn ingest --shards` accepts the same).
+pub const MAX_SHARDS: u32 = 100_000;
+/// Most points a ring may hold (16 bytes each).
+pub const MAX_RING_POINTS: u64 = 1 << 22;
+
 impl Placement {
     pub fn new(spec: &PlacementSpec) -> Result<Self, String> {
         let (hash, seed, shards) = match spec {
@@ -61,9 +66,16 @@ impl Placement {
             return Err("placement needs at least one shard".into());
         }
         let mut points = Vec::new();
+        if shards > MAX_SHARDS {
+            return Err(format!("{shards} shards; at most {MAX_SHARDS}"));
+        }
         if let PlacementSpec::Ring { vnodes, .. } = spec {
             if *vnodes == 0 {
                 return Err("a ring needs at least one virtual node per shard".into());
+            }
+            // From a manifest, so possibly hostile: the points are allocated up front.
+            if shards as u64 * *vnodes as u64 > MAX_RING_POINTS {
+                return Err(format!("{shards} shards x {vnodes} virtual nodes; at most {MAX_RING_POINTS} points"));
             }
             points.reserve(shards as usize * *vnodes as usize);
             for s in 0..shards {
@@ -117,6 +129,14 @@ pub fn imbalance(counts: &[u64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    /// A manifest naming a ring of 10^11 points made the reader abort allocating them.
+    #[test]
+    fn an_oversized_placement_is_refused_not_allocated() {
+        assert!(super::Placement::new(&super::PlacementSpec::ring(100_000, 1_000_000)).is_err());
+        assert!(super::Placement::new(&super::PlacementSpec::jump(u32::MAX)).is_err());
+        assert!(super::Placement::new(&super::PlacementSpec::ring(1000, 256)).is_ok());
+    }
+
     use super::*;
 
     fn keys(n: usize) -> Vec<String> {

@@ -47,7 +47,10 @@ impl ShardMeta {
     /// Indexes a shard from the last bytes of its object (`file_len` is the whole object's size).
     pub fn from_suffix(path: Path, file_len: u64, data: Bytes) -> Result<ShardMeta> {
         let corrupt = |why: String| Error::corrupt(&path, why);
-        let suffix = Suffix { base: file_len - data.len() as u64, data, file_len };
+        let base = file_len
+            .checked_sub(data.len() as u64)
+            .ok_or_else(|| corrupt(format!("{} bytes of metadata in a {file_len}-byte object", data.len())))?;
+        let suffix = Suffix { base, data, file_len };
         let meta = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Skip)
             .parse_and_finish(&suffix)
@@ -58,6 +61,9 @@ impl ShardMeta {
             .and_then(|kv| kv.iter().find(|e| e.key == BLOCK_CHECKSUMS_KEY))
             .and_then(|e| e.value.as_deref())
             .map(|hex| {
+                if !hex.is_ascii() || !hex.len().is_multiple_of(8) {
+                    return Err(corrupt("block checksums are not 8-digit hex numbers".into()));
+                }
                 (0..hex.len() / 8)
                     .map(|i| {
                         u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16)
@@ -86,9 +92,18 @@ impl ShardMeta {
             let (Some(lo), Some(hi)) = (st.min_opt(), st.max_opt()) else {
                 return Err(corrupt(format!("row group {i}: no key min/max")));
             };
-            let (k, v) = (rg.column(0).byte_range(), rg.column(1).byte_range());
+            let (k, v) = (chunk_range(rg.column(0)), chunk_range(rg.column(1)));
+            let (Some(k), Some(v)) = (k, v) else {
+                return Err(corrupt(format!("row group {i}: a column chunk lies outside the object")));
+            };
             let offset = k.0.min(v.0);
             let end = (k.0 + k.1).max(v.0 + v.1);
+            // Blocks lie in order, apart, before the metadata: what read_shard and data_range assume.
+            if end > base || blocks.last().is_some_and(|b: &BlockRef| b.offset + b.len as u64 > offset) {
+                return Err(corrupt(format!(
+                    "row group {i}: bytes {offset}..{end} overlap another block or the footer"
+                )));
+            }
             let len = u32::try_from(end - offset).map_err(|_| corrupt(format!("row group {i} over 4 GiB")))?;
             let rel = |(s, l): (u64, u64)| ((s - offset) as u32, l as u32);
             blocks.push(BlockRef {
@@ -157,6 +172,14 @@ impl ShardMeta {
     }
 }
 
+/// A column chunk's (start, length), None when its metadata is negative or overflows (parquet's own
+/// `byte_range` asserts instead).
+fn chunk_range(c: &parquet::file::metadata::ColumnChunkMetaData) -> Option<(u64, u64)> {
+    let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+    let (start, len) = (u64::try_from(start).ok()?, u64::try_from(c.compressed_size()).ok()?);
+    start.checked_add(len).map(|_| (start, len))
+}
+
 /// A `ChunkReader` over the tail of an object: offsets are absolute file offsets.
 struct Suffix {
     base: u64,
@@ -201,6 +224,37 @@ impl ChunkReader for Suffix {
 mod tests {
     use super::*;
     use crate::shard_writer::{ShardFormat, ShardWriter};
+
+    /// Metadata bytes not written by cairn (every single-byte change of a real shard's suffix, and lengths
+    /// that do not fit) give an error or an index, never a panic or a hang.
+    #[test]
+    fn hostile_metadata_is_an_error_never_a_panic() {
+        let mut buf = Vec::new();
+        let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), vec![]).unwrap();
+        for i in 0..300 {
+            w.append(&format!("key-{i:04}"), format!("value {i}").as_bytes()).unwrap();
+        }
+        let sum = w.finish().unwrap();
+        let data = Bytes::from(buf);
+        let suffix = data.slice(data.len() - sum.meta_bytes as usize..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let len = data.len() as u64;
+            assert!(ShardMeta::from_suffix("t".into(), 10, suffix.clone()).is_err(), "suffix longer than the object");
+            let mut opened = 0;
+            for at in 0..suffix.len() {
+                for flip in [0x01u8, 0x80, 0xff] {
+                    let mut bad = suffix.to_vec();
+                    bad[at] ^= flip;
+                    opened += ShardMeta::from_suffix("t".into(), len, Bytes::from(bad)).is_ok() as usize;
+                }
+            }
+            let _ = tx.send(opened);
+        });
+        // A panic in the thread drops the sender: this fails then as it does on a hang.
+        let opened = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("a hostile suffix panicked or hung");
+        println!("{opened} of {} corrupted suffixes still parsed", 3 * sum.meta_bytes);
+    }
 
     #[test]
     fn bloom_filters_rule_out_absent_keys_and_a_footer_only_suffix_still_works() {
