@@ -87,6 +87,11 @@ where
         self.inner.insert(k, v);
     }
 
+    /// As [`Self::get`], without counting a hit or a miss (housekeeping, not lookups).
+    pub fn peek(&self, k: &K) -> Option<V> {
+        self.inner.get(k)
+    }
+
     pub fn invalidate(&self, k: &K) {
         self.inner.invalidate(k);
     }

@@ -53,6 +53,14 @@ pub struct Keyspace {
 
 type HotSlot = ArcSwapOption<Rows>;
 
+impl Keyspace {
+    /// Bytes this version holds besides its cached shards: the manifest's entries, the ring, the hot slots.
+    fn weight(&self) -> usize {
+        let entries: usize = self.manifest.shards.iter().map(|s| 160 + s.path.len()).sum();
+        1024 + entries + self.placement.weight() + self.hot.len() * 64
+    }
+}
+
 /// A data cache entry: a block, or a whole shard together with the slot that serves it.
 #[derive(Clone)]
 struct Cached {
@@ -140,9 +148,7 @@ impl Engine {
         let permits = config.max_concurrent_gets.max(1);
         Engine {
             pointers: TtlMap::new("pointer", config.manifest_ttl, 4096),
-            manifests: CountedCache::new("manifest", meta_bytes / 8, None, |_, v| {
-                weight(1024 + v.manifest.shards.len() * 160)
-            }),
+            manifests: CountedCache::new("manifest", meta_bytes / 8, None, |_, v| weight(v.weight())),
             shards: CountedCache::new("shard_metadata", meta_bytes, None, |_, v| weight(v.weight())),
             data: CountedCache::with_listener(
                 "data",
@@ -253,12 +259,43 @@ impl Engine {
             tracing::warn!(keyspace = ks, seq, served = *served, root = %root.url, "ignoring an older pointer");
             return Ok(Some(stale.cloned().flatten().unwrap_or_else(|| k.clone())));
         }
-        let k = self.load_manifest(ks, &current, &root).await?;
-        let mut served = self.served.lock().expect("served pointers");
-        if served.get(ks).is_none_or(|(s, _)| *s <= seq) {
-            served.insert(ks.to_string(), (seq, k.clone()));
+        // The version already served keeps its identity even if the manifest cache let it go: its footers,
+        // blocks and hot shards are cached under its uid.
+        let same = self
+            .served
+            .lock()
+            .expect("served pointers")
+            .get(ks)
+            .and_then(|(_, k)| (k.manifest.version == current.pointer.version).then(|| k.clone()));
+        let k = match same {
+            Some(k) => k,
+            None => self.load_manifest(ks, &current, &root).await?,
+        };
+        let superseded = {
+            let mut served = self.served.lock().expect("served pointers");
+            match served.get(ks) {
+                Some((s, _)) if *s > seq => None,
+                _ => served.insert(ks.to_string(), (seq, k.clone())).map(|(_, old)| old),
+            }
+        };
+        if let Some(old) = superseded.filter(|old| old.uid != k.uid) {
+            self.forget(&old);
         }
         Ok(Some(k))
+    }
+
+    /// Drops what the caches hold for a version this engine no longer serves (a rollback to it reloads it).
+    fn forget(&self, old: &Keyspace) {
+        self.manifests.invalidate(&(old.manifest.keyspace.clone(), old.manifest.version.clone()));
+        for shard in 0..old.manifest.shards.len() as u32 {
+            if let Some(meta) = self.shards.peek(&(old.uid, shard)) {
+                for b in 0..meta.blocks.len() as u32 {
+                    self.data.invalidate(&(old.uid, shard, b));
+                }
+            }
+            self.shards.invalidate(&(old.uid, shard));
+            self.data.invalidate(&(old.uid, shard, WHOLE_SHARD));
+        }
     }
 
     /// The version `current` names, from the manifest cache or read from `root`.

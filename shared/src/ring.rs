@@ -47,6 +47,13 @@ pub struct Placement {
     points: Vec<(u64, u32)>,
 }
 
+impl Placement {
+    /// Bytes it holds (the ring's points), for cache weighing.
+    pub fn weight(&self) -> usize {
+        self.points.len() * std::mem::size_of::<(u64, u32)>()
+    }
+}
+
 /// Most shards a placement may name (`cairn ingest --shards` accepts the same).
 pub const MAX_SHARDS: u32 = 100_000;
 /// Most points a ring may hold (16 bytes each).

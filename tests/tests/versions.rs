@@ -27,7 +27,9 @@ async fn readers_keep_the_old_version_while_a_new_one_is_published() {
     let (v1_file, v1) = dataset_file(dir.path(), "v1.data", 5_000, "one");
     let (v2_file, v2) = dataset_file(dir.path(), "v2.data", 200_000, "two");
     let first = ingest(&v1_file, "ks", &store, Some(4)).await.unwrap();
-    let config = EngineConfig { manifest_ttl: Duration::from_secs(3600), ..Default::default() };
+    // No data cache: every lookup reads its block from the store while the new version is written there
+    // (with hot shards the reader would do no I/O during the publish, and could not see it go wrong).
+    let config = EngineConfig { manifest_ttl: Duration::from_secs(3600), page_cache_bytes: 0, ..Default::default() };
     let engine = Arc::new(Engine::new(store.clone(), config));
 
     // Readers hammer v1 keys while v2 is ingested: every answer must be v1's, none an error.
@@ -47,10 +49,13 @@ async fn readers_keep_the_old_version_while_a_new_one_is_published() {
             n
         })
     };
+    let gets_before = engine.counters().object_gets;
     let second = ingest(&v2_file, "ks", &store, Some(4)).await.unwrap();
+    let gets_during = engine.counters().object_gets - gets_before;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads = reader.await.unwrap();
     assert!(reads > 100, "reader ran only {reads} lookups");
+    assert!(gets_during > 100, "the reader read the store only {gets_during} times during the publish");
     assert_ne!(first.version, second.version);
 
     // Until the pointer is re-read the old version answers; after, the new one does.
@@ -65,23 +70,29 @@ async fn readers_keep_the_old_version_while_a_new_one_is_published() {
 async fn two_concurrent_publishers_exactly_one_wins() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
-    let (a, _) = dataset_file(dir.path(), "a.data", 50_000, "a");
-    let (b, _) = dataset_file(dir.path(), "b.data", 50_000, "b");
+    let (a, rows_a) = dataset_file(dir.path(), "a.data", 50_000, "a");
+    let (b, rows_b) = dataset_file(dir.path(), "b.data", 50_000, "b");
     for round in 0..2 {
         // Round 0 races on an empty keyspace (PutMode::Create), round 1 on an existing one (PutMode::Update).
         let (ra, rb) = tokio::join!(ingest(&a, "race", &store, Some(2)), ingest(&b, "race", &store, Some(2)));
-        let wins = [ra.is_ok(), rb.is_ok()];
-        let loser = if ra.is_ok() { rb.err() } else { ra.err() };
-        if round == 0 {
-            assert_eq!(wins.iter().filter(|w| **w).count(), 1, "round {round}: wins {wins:?}");
-        }
-        if let Some(err) = loser {
-            assert!(matches!(err, cairn_ingest::IngestError::Shared(Error::Conflict { .. })), "round {round}: {err}");
-        }
+        let (won, lost) = match (ra, rb) {
+            (Ok(w), Err(l)) => ((w, &rows_a, &rows_b), l),
+            (Err(l), Ok(w)) => ((w, &rows_b, &rows_a), l),
+            (ra, rb) => panic!("round {round}: exactly one must win: {ra:?} / {rb:?}"),
+        };
+        assert!(matches!(lost, cairn_ingest::IngestError::Shared(Error::Conflict { .. })), "round {round}: {lost}");
+        // The pointer names the winner's version, and it holds the winner's data, not the loser's.
+        let (report, winner, loser) = won;
         let current = pointer::read(store.inner.as_ref(), "race").await.unwrap().unwrap();
-        // The published version is complete and readable.
-        let m = manifest::Manifest::read(store.inner.as_ref(), "race", &current.pointer.version).await.unwrap();
-        assert_eq!(m.rows, 50_000);
+        assert_eq!(current.pointer.version, report.version, "round {round}");
+        let engine = Engine::new(store.clone(), EngineConfig::default());
+        for ((kw, vw), (kl, _)) in winner.iter().zip(loser.iter()).step_by(997) {
+            assert_eq!(engine.get("race", kw).await.unwrap().as_deref(), Some(vw.as_bytes()), "round {round}");
+            assert_eq!(engine.get("race", kl).await.unwrap(), None, "round {round}: the loser's key {kl}");
+        }
+        // The loser left no listed version behind.
+        let listed = manifest::list_versions(store.inner.as_ref(), "race").await.unwrap();
+        assert_eq!(listed.len(), round + 1, "round {round}: {listed:?}");
     }
 }
 
@@ -197,4 +208,47 @@ async fn pointer_compare_and_swap_has_one_winner_per_round() {
         assert_eq!(updates.iter().filter(|r| r.is_ok()).count(), 1, "{url}: update race");
         assert!(updates.iter().all(|r| r.is_ok() || matches!(r, Err(Error::Conflict { .. }))));
     }
+}
+
+/// The manifest cache weighed only the manifest and could let the served version go; every TTL refresh
+/// then made a new identity, and every footer, block and hot shard (cached under it) was fetched again.
+#[tokio::test]
+async fn a_served_version_keeps_its_identity_when_the_manifest_cache_lets_it_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (f1, rows) = dataset_file(dir.path(), "1.data", 300, "one");
+    ingest(&f1, "id", &store, Some(1)).await.unwrap();
+    // 1 KiB of metadata cache: no manifest entry fits, so the cache keeps none.
+    let config =
+        EngineConfig { manifest_ttl: Duration::from_millis(30), metadata_cache_bytes: 1024, ..Default::default() };
+    let engine = Engine::new(store, config);
+    let first = engine.keyspace("id").await.unwrap();
+    assert_eq!(engine.get("id", &rows[0].0).await.unwrap().as_deref(), Some(rows[0].1.as_bytes()));
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        engine.stats(); // runs the caches' housekeeping (evictions), as INFO or a monitor would
+        assert!(Arc::ptr_eq(&engine.keyspace("id").await.unwrap(), &first), "a refresh made a new identity");
+    }
+}
+
+/// A superseded version's cached blocks and shards stayed until evicted, taking the cache from the new one.
+#[tokio::test]
+async fn a_superseded_version_leaves_the_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (f1, r1) = dataset_file(dir.path(), "1.data", 20_000, "one");
+    let (f2, r2) = dataset_file(dir.path(), "2.data", 10, "two");
+    ingest(&f1, "sv", &store, Some(8)).await.unwrap();
+    let engine =
+        Engine::new(store.clone(), EngineConfig { manifest_ttl: Duration::from_secs(3600), ..Default::default() });
+    for (k, _) in r1.iter().step_by(97) {
+        engine.get("sv", k).await.unwrap();
+    }
+    let data_bytes = |e: &Engine| e.stats().caches.iter().find(|c| c.name == "data").unwrap().bytes;
+    let before = data_bytes(&engine);
+    ingest(&f2, "sv", &store, Some(1)).await.unwrap();
+    engine.refresh();
+    assert_eq!(engine.get("sv", &r2[0].0).await.unwrap().as_deref(), Some(r2[0].1.as_bytes()));
+    let after = data_bytes(&engine);
+    assert!(after * 4 < before, "the old version's {before} cached bytes should be gone, {after} left");
 }
