@@ -6,12 +6,14 @@
 #   3. its function URL, AuthType AWS_IAM (NONE only with --public, which warns), and prints the URL.
 #
 # usage: infra/deploy.sh --name NAME [--prefix cairn] [--replicas 1|2] [--memory MB] [--zip bootstrap.zip]
-#                        [--public]
+#                        [--concurrency N] [--public]
+# --concurrency reserves N concurrent executions for the function (default 100): also its ceiling, so a
+# public URL cannot scale it to the account's limit.
 # Needs: the AWS CLI (scripts/install-tools.sh installs it and cargo-lambda), credentials and AWS_REGION.
 # Without --zip it builds the function with `cargo lambda build --release`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-name="" prefix="cairn" replicas=1 memory=1024 zip="" public=0
+name="" prefix="cairn" replicas=1 memory=1024 zip="" public=0 concurrency=100
 while [ $# -gt 0 ]; do
   case "$1" in
     --name) name="$2"; shift 2 ;;
@@ -19,8 +21,9 @@ while [ $# -gt 0 ]; do
     --replicas) replicas="$2"; shift 2 ;;
     --memory) memory="$2"; shift 2 ;;
     --zip) zip="$2"; shift 2 ;;
+    --concurrency) concurrency="$2"; shift 2 ;;
     --public) public=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -79,6 +82,9 @@ else
     --zip-file "fileb://$zip" --environment "$env_json" >/dev/null
   wait_fn function-active-v2
 fi
+
+aws lambda put-function-concurrency --function-name "$fn" \
+  --reserved-concurrent-executions "$concurrency" >/dev/null
 
 auth=AWS_IAM
 if [ "$public" = 1 ]; then

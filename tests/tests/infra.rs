@@ -63,6 +63,19 @@ fn check_bucket(bucket: &str) {
     for flag in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
         assert_eq!(block["PublicAccessBlockConfiguration"][flag], true, "{bucket} {flag}");
     }
+    // Every bucket, the second replica too: incomplete uploads aborted, gc'd (noncurrent) versions expire.
+    let rules = aws(&["s3api", "get-bucket-lifecycle-configuration", "--bucket", bucket]).unwrap()["Rules"].clone();
+    let rule = |id: &str| rules.as_array().unwrap().iter().find(|r| r["ID"] == id).cloned();
+    let abort = rule("abort-incomplete-uploads").unwrap_or_else(|| panic!("{bucket}: no abort rule in {rules}"));
+    assert_eq!(abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"], 2, "{bucket}");
+    let expire = rule("expire-noncurrent-versions").unwrap_or_else(|| panic!("{bucket}: no expiry rule in {rules}"));
+    assert_eq!(expire["NoncurrentVersionExpiration"]["NoncurrentDays"], 7, "{bucket}");
+    // No request without TLS.
+    let policy = aws(&["s3api", "get-bucket-policy", "--bucket", bucket]).unwrap();
+    let policy: Value = serde_json::from_str(policy["Policy"].as_str().unwrap()).unwrap();
+    let deny = &policy["Statement"][0];
+    assert_eq!((deny["Effect"].as_str(), deny["Action"].as_str()), (Some("Deny"), Some("s3:*")), "{bucket}: {policy}");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false", "{bucket}: {policy}");
 }
 
 fn as_list(v: &Value) -> Vec<String> {
@@ -169,6 +182,8 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
         "AWS_IAM"
     );
     assert!(aws(&["lambda", "get-policy", "--function-name", &function]).is_err(), "no resource policy for an IAM URL");
+    let reserved = aws(&["lambda", "get-function-concurrency", "--function-name", &function]).unwrap();
+    assert_eq!(reserved["ReservedConcurrentExecutions"], 100, "a bounded function: {reserved}");
     let logs =
         aws(&["logs", "describe-log-groups", "--log-group-name-prefix", &format!("/aws/lambda/{function}")]).unwrap();
     // LocalStack's CloudFormation creates the group but does not apply or report its retention (14 days in
