@@ -41,7 +41,9 @@ fn ingest_cmd(input: &Path, store: &Path) -> Command {
 /// Shards the checkpoint in the store lists as done, or None when there is no checkpoint yet.
 fn checkpointed(store: &Path) -> Option<usize> {
     let dir = store.join("keyspace=crash/_ingest");
-    let file = std::fs::read_dir(dir).ok()?.flatten().next()?;
+    // Only checkpoints: a write killed part-way leaves the local store's staging file (`<name>#<n>`) beside it,
+    // which no reader lists.
+    let file = std::fs::read_dir(dir).ok()?.flatten().find(|f| f.file_name().to_string_lossy().ends_with(".json"))?;
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
     Some(v["done"].as_object()?.len())
 }
