@@ -120,8 +120,9 @@ pub enum Command {
         to: Option<String>,
     },
     /// Delete old versions (manifest, then shard objects, under every root) and shards left by crashed
-    /// ingests. Keeps the current version, the one it replaced, the --keep newest, any version an unfinished
-    /// ingest or a replica's pointer names, and anything younger than --min-age.
+    /// ingests. Keeps the current version, the one it replaced, the --keep newest, any version an unexpired
+    /// ingest checkpoint or a replica's pointer names, and any version replaced less than --min-age ago.
+    /// Deletes checkpoints abandoned for 7 days. Exit 1 if some object could not be deleted.
     Gc {
         #[command(flatten)]
         store: StoreArg,
@@ -130,8 +131,8 @@ pub enum Command {
         /// Newest versions to keep besides the current one and its predecessor.
         #[arg(long, default_value_t = 2)]
         keep: usize,
-        /// Keep objects younger than this (e.g. 1h, 30m), whatever their version: a reader that loaded a
-        /// version shortly before it was replaced, or an ingest writing its first shards.
+        /// Keep versions that stopped being current less than this ago (e.g. 1h, 30m; never-published ones:
+        /// written less than this ago): readers hold a replaced version for up to 2 x CAIRN_MANIFEST_TTL.
         #[arg(long, default_value = "1h", value_parser = cairn_shared::config::parse_duration)]
         min_age: std::time::Duration,
         /// List what would be deleted; delete nothing.

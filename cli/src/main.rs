@@ -141,7 +141,7 @@ async fn run(cli: Cli) -> Res {
                 roots.len(),
                 r.kept_versions.len(),
                 if r.young_objects_kept > 0 {
-                    format!(", and {} objects younger than --min-age", r.young_objects_kept)
+                    format!(", and {} objects of versions replaced less than --min-age ago", r.young_objects_kept)
                 } else {
                     String::new()
                 }
@@ -149,7 +149,13 @@ async fn run(cli: Cli) -> Res {
             for v in &r.deleted_versions {
                 println!("  - {v}");
             }
-            Ok(0)
+            for id in &r.expired_checkpoints {
+                println!("  expired checkpoint of an abandoned ingest: {id}");
+            }
+            for f in &r.failed {
+                eprintln!("  could not delete (still marked; the next run retries): {f}");
+            }
+            Ok(if r.failed.is_empty() { 0 } else { 1 })
         }
         Some(Command::Rollback { store, keyspace, to }) => {
             let store = Store::open(&store.store)?;

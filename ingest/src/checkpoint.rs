@@ -61,9 +61,12 @@ pub struct Owner {
 /// run belongs to one whose future was dropped.
 static LIVE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
 
+/// Host name, boot id and pid namespace: where a pid means one process. Containers sharing a host name
+/// (host networking) have their own pid namespace, so they judge each other by the lease, not by pid.
 fn this_host() -> String {
     let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
-    format!("{}/{}", read("/proc/sys/kernel/hostname"), read("/proc/sys/kernel/random/boot_id"))
+    let pid_ns = std::fs::read_link("/proc/self/ns/pid").map(|l| l.display().to_string()).unwrap_or_default();
+    format!("{}/{}/{pid_ns}", read("/proc/sys/kernel/hostname"), read("/proc/sys/kernel/random/boot_id"))
 }
 
 fn process_exists(pid: u32) -> bool {

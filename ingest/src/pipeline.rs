@@ -155,7 +155,15 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     }
     let mut owned = verify_done(&roots, owned).await?;
     let now_current = current.as_ref().map(|c| c.pointer.version.clone());
-    if owned.ckpt.base_version != now_current {
+    let collecting = current.as_ref().is_some_and(|c| c.pointer.collecting.contains(&owned.ckpt.version));
+    if collecting {
+        progress.note(&format!(
+            "version {} of an interrupted run is being deleted by gc; starting over",
+            owned.ckpt.version
+        ));
+        owned.ckpt = Checkpoint { owner: owned.ckpt.owner.clone(), ..fresh() };
+        owned.save(primary.as_ref()).await?;
+    } else if owned.ckpt.base_version != now_current {
         // The keyspace moved on since the interrupted run: its version could never be published. Start a new
         // one; the old one's objects are unreferenced now and gc collects them.
         progress.note(&format!(
@@ -265,6 +273,13 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             discard(&roots, &owned, &progress).await;
             return Err(cairn_shared::Error::Conflict { keyspace: opts.keyspace.clone(), expected: seen }.into());
         }
+        Published::Collected => {
+            return Err(IngestError::Invalid(format!(
+                "version {} is being deleted by gc (its checkpoint had expired, or a gc run marked it); nothing was published. \
+                 Rerun: it starts a new version",
+                manifest.version
+            )));
+        }
         Published::Unknown(why) => {
             return Err(IngestError::OutcomeUnknown(format!(
                 "could not tell whether version {} was published ({why}); nothing was deleted. Rerun the same \
@@ -277,7 +292,10 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     // leaves that replica's readers on the previous version (logged; the next publish or rollback rewrites it).
     pointer::copy_to_replicas(&roots[1..], &opts.keyspace, &published).await;
     stop.flag.store(true, Ordering::Relaxed);
-    owned.lock().await.release(primary.as_ref()).await?;
+    // Published: a checkpoint left behind only makes a rerun report the publish (and gc expires it).
+    if let Err(e) = owned.lock().await.release(primary.as_ref()).await {
+        tracing::warn!(error = %e, "published, but the checkpoint could not be removed");
+    }
     Ok(report(&manifest, counts, resumed, spilled, started))
 }
 
@@ -286,6 +304,8 @@ enum Published {
     Yes(pointer::Pointer),
     /// Someone else published first (the version the pointer named instead).
     Lost(Option<String>),
+    /// gc marked the version for deletion: it can never be published.
+    Collected,
     /// No answer, and nothing read since tells: everything stays for a rerun.
     Unknown(String),
 }
@@ -324,6 +344,7 @@ async fn publish(primary: &dyn object_store::ObjectStore, ks: &str, version: &st
             Err(cairn_shared::Error::Conflict { .. }) => {
                 attempted.get_or_insert_with(|| "the conditional pointer write was refused".to_string());
             }
+            Err(cairn_shared::Error::Collecting { .. }) => return Published::Collected,
             Err(e) => attempted = Some(format!("the pointer write got no clear answer: {e}")),
         }
     }

@@ -50,6 +50,9 @@ pub struct GcReport {
     pub young_objects_kept: usize,
     /// Checkpoints of abandoned ingests (no heartbeat until their expiry) deleted, by ingest id.
     pub expired_checkpoints: Vec<String>,
+    /// Versions some object of which could not be deleted (with the first error): still marked in the
+    /// pointer, retried by the next run.
+    pub failed: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -187,49 +190,10 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
         (doomed, kept)
     };
     let current = pointer::read(primary, ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))?;
-    let doomed: Vec<String> = if opts.dry_run {
-        choose(&current.pointer).0
-    } else {
-        pointer::mark_collecting(primary, ks, |p| choose(p).0).await?
-    };
-    // Versions marked by an earlier gc that stopped part-way are finished too (nothing can switch to them).
-    let doomed: BTreeSet<String> =
-        doomed.into_iter().chain(if opts.dry_run { Vec::new() } else { current.pointer.collecting.clone() }).collect();
     let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
-    report.kept_versions = found.keys().filter(|v| !doomed.contains(*v)).cloned().collect();
-    report.young_objects_kept = {
-        let (_, kept) = choose(&current.pointer);
-        found
-            .iter()
-            .filter(|(v, _)| kept.contains(*v) && !pinned.contains(*v) && !newest_listed.contains(*v))
-            .filter(|(v, _)| **v != current.pointer.version && Some(*v) != current.pointer.previous.as_ref())
-            .map(|(_, f)| f.objects.len())
-            .sum()
-    };
-    // Manifests first, under every root: a crash part-way leaves orphaned shard objects (collected next
-    // time, the mark still in the pointer), never a listed version with missing shards.
-    for manifests_pass in [true, false] {
-        for v in &doomed {
-            let Some(f) = found.get(v) else { continue };
-            for (i, meta, is_manifest) in &f.objects {
-                if *is_manifest != manifests_pass {
-                    continue;
-                }
-                if !opts.dry_run {
-                    match roots[*i].inner.delete(&meta.location).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                report.objects_deleted += 1;
-                report.bytes_deleted += meta.size;
-            }
-        }
-    }
-    if !opts.dry_run && !doomed.is_empty() {
-        let doomed: Vec<String> = doomed.iter().cloned().collect();
-        pointer::unmark_collecting(primary, ks, &doomed).await?;
-    }
+    // Expired checkpoints go first: a run that took one over since must not be able to publish its version
+    // once gc has decided to delete it, and its next checkpoint write (there is one right before every
+    // pointer switch) fails once the checkpoint is gone.
     for path in expired {
         if !opts.dry_run {
             match primary.delete(&path).await {
@@ -239,7 +203,59 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
         }
         report.expired_checkpoints.push(path.filename().unwrap_or_default().trim_end_matches(".json").to_string());
     }
-    report.deleted_versions = doomed.iter().filter(|v| found.contains_key(*v)).cloned().collect();
+    let doomed: Vec<String> = if opts.dry_run {
+        choose(&current.pointer).0
+    } else {
+        pointer::mark_collecting(primary, ks, |p| choose(p).0).await?
+    };
+    // Versions an earlier gc marked and did not finish are finished too, unless something pins them now (a
+    // resumed ingest sees its version marked and starts a new one).
+    let (_, kept_now) = choose(&current.pointer);
+    let unfinished = current.pointer.collecting.iter().filter(|v| !kept_now.contains(*v) || !found.contains_key(*v));
+    let doomed: BTreeSet<String> =
+        doomed.into_iter().chain(if opts.dry_run { Vec::new() } else { unfinished.cloned().collect() }).collect();
+    report.kept_versions = found.keys().filter(|v| !doomed.contains(*v)).cloned().collect();
+    report.young_objects_kept = found
+        .iter()
+        .filter(|(v, _)| kept_now.contains(*v) && !pinned.contains(*v) && !newest_listed.contains(*v))
+        .filter(|(v, _)| **v != current.pointer.version && Some(*v) != current.pointer.previous.as_ref())
+        .map(|(_, f)| f.objects.len())
+        .sum();
+    // Manifests first, under every root: a crash part-way leaves orphaned shard objects (collected next
+    // time, the mark still in the pointer), never a listed version with missing shards. An object that cannot
+    // be deleted keeps its version marked (and is reported); the others go on.
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    for manifests_pass in [true, false] {
+        for v in &doomed {
+            let Some(f) = found.get(v) else { continue };
+            if failed.contains_key(v) {
+                continue; // its manifest stayed: keep its shards too
+            }
+            for (i, meta, is_manifest) in &f.objects {
+                if *is_manifest != manifests_pass {
+                    continue;
+                }
+                if !opts.dry_run {
+                    match roots[*i].inner.delete(&meta.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => {
+                            failed.entry(v.clone()).or_insert_with(|| format!("{}: {e}", meta.location));
+                            continue;
+                        }
+                    }
+                }
+                report.objects_deleted += 1;
+                report.bytes_deleted += meta.size;
+            }
+        }
+    }
+    if !opts.dry_run && !doomed.is_empty() {
+        let done: Vec<String> = doomed.iter().filter(|v| !failed.contains_key(*v)).cloned().collect();
+        pointer::unmark_collecting(primary, ks, &done).await?;
+    }
+    report.deleted_versions =
+        doomed.iter().filter(|v| found.contains_key(*v) && !failed.contains_key(*v)).cloned().collect();
+    report.failed = failed.into_iter().map(|(v, why)| format!("{v}: {why}")).collect();
     Ok(report)
 }
 

@@ -37,18 +37,20 @@ pub async fn rollback(
         })?,
     };
     let from = cur.pointer.version.clone();
-    let manifest = Manifest::read(store, ks, &target).await?;
     let mut tries = 0;
-    let pointer = loop {
+    let (pointer, manifest) = loop {
         tries += 1;
+        // Read after the pointer the switch is conditional on: gc marks a version in the pointer before it
+        // deletes its manifest, so a manifest present now and an unchanged pointer at the switch mean whole.
+        let manifest = Manifest::read(store, ks, &target).await?;
         match pointer::switch(store, ks, &target, Some(&cur)).await {
-            Ok(p) => break p,
+            Ok(p) => break (p, manifest),
             Err(e) if tries >= TRIES => return Err(e),
             Err(e) => {
                 // A conflict, or an outcome we did not hear: the pointer as it is now tells which.
                 let now = read(primary, ks).await?;
                 if now.pointer.version == target && now.pointer.seq == cur.pointer.seq + 1 {
-                    break now.pointer; // ours: the response was lost
+                    break (now.pointer, manifest); // ours: the response was lost
                 }
                 let only_marks = now.pointer.version == cur.pointer.version && now.pointer.seq == cur.pointer.seq;
                 if !only_marks || matches!(e, Error::Collecting { .. }) {

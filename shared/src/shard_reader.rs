@@ -118,6 +118,10 @@ impl ShardMeta {
                     .map_err(|e| corrupt(format!("row group {i}: key bloom filter: {e}")))?,
                 _ => None,
             };
+            // A filter without a block would panic on every check of its block's keys.
+            if bloom.as_ref().is_some_and(|f| f.num_blocks() == 0) {
+                return Err(corrupt(format!("row group {i}: an empty key bloom filter")));
+            }
             weight += lo.len()
                 + hi.len()
                 + bloom.as_ref().map_or(0, |_| rg.column(0).bloom_filter_length().unwrap_or(0) as usize);

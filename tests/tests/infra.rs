@@ -230,7 +230,8 @@ fn every_bucket_in_the_template_has_the_lifecycle_rules() {
             body.push('\n');
         }
     }
-    let buckets: Vec<&(String, String)> = blocks.iter().filter(|(_, b)| b.contains("Type: AWS::S3::Bucket\n")).collect();
+    let buckets: Vec<&(String, String)> =
+        blocks.iter().filter(|(_, b)| b.contains("Type: AWS::S3::Bucket\n")).collect();
     assert_eq!(buckets.len(), 3, "data and two replica buckets: {:?}", blocks.iter().map(|b| &b.0).collect::<Vec<_>>());
     for (name, body) in buckets {
         for needed in [
