@@ -7,7 +7,8 @@
 #      variable yourself to use another endpoint, e.g. the docker-compose one),
 #   3. builds the `cairn` binary the CLI tests drive and runs the whole workspace's tests (unit, embedded,
 #      LocalStack, interop, CLI),
-#   4. stops LocalStack. Exits non-zero on any failure.
+#   4. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
+#   5. stops LocalStack. Exits non-zero on any failure.
 # The cargo target dir is kept between runs (~/.cache/cairn/target) so repeated runs, CI included, only
 # rebuild what changed.
 set -euo pipefail
@@ -40,3 +41,6 @@ echo "== building"
 cargo build --locked -p cairn --bin cairn
 echo "== testing"
 cargo test --locked --workspace
+echo "== replaying the fuzz corpus (tests/fuzz, docs/fuzzing.md)"
+# Its own workspace and target dir: cargo-fuzz builds it with nightly flags, and its lock is separate.
+CARGO_TARGET_DIR="$HOME/.cache/cairn/fuzz-target" cargo test --locked --manifest-path tests/fuzz/Cargo.toml
