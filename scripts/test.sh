@@ -40,7 +40,7 @@ fi
 echo "== building"
 cargo build --locked -p cairn --bin cairn
 echo "== testing"
-cargo test --locked --workspace
+cargo test --locked --workspace --no-fail-fast
 echo "== replaying the fuzz corpus (tests/fuzz, docs/fuzzing.md)"
 # Its own workspace and target dir: cargo-fuzz builds it with nightly flags, and its lock is separate.
 CARGO_TARGET_DIR="$HOME/.cache/cairn/fuzz-target" cargo test --locked --manifest-path tests/fuzz/Cargo.toml
