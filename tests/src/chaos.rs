@@ -157,7 +157,7 @@ impl ObjectStore for ChaosStore {
             Fault::LostResponse => {
                 self.inner.put_opts(location, payload, opts).await?;
                 // Half the lost conditional writes come back as the retry would see them.
-                if conditional && self.plan.counts.lost_responses.load(Relaxed) % 2 == 0 {
+                if conditional && self.plan.counts.lost_responses.load(Relaxed).is_multiple_of(2) {
                     let path = location.to_string();
                     let source = "injected fault: response lost, the retry found the write applied".into();
                     return Err(if create {

@@ -452,7 +452,7 @@ async fn check_current(w: &World) -> Option<String> {
 }
 
 async fn open_roots(seed: u64, dir: &std::path::Path, rng: &mut Rng, counts: &Arc<FaultCounts>) -> World {
-    let on_disk = seed % 2 == 0;
+    let on_disk = seed.is_multiple_of(2);
     let replicas = rng.below(3) as usize;
     let rates = FaultRates {
         error: *rng.pick(&[0u32, 10, 40]),
@@ -552,7 +552,7 @@ fn run_seed(seed: u64, millis: u64) -> Outcome {
     world.deadline = world.started + Duration::from_millis(millis);
     let config = format!(
         "seed {seed}: {} store, {} replica root(s), datasets of {:?} rows, TTL {:?}, page cache {} B, gc min age {:?}",
-        if seed % 2 == 0 { "local directory" } else { "memory" },
+        if seed.is_multiple_of(2) { "local directory" } else { "memory" },
         world.roots.len() - 1,
         world.datasets.iter().map(|d| d.rows.len()).collect::<Vec<_>>(),
         world.ttl,

@@ -14,8 +14,11 @@ use cairn_shared::store::Store;
 use cairn_shared::{Engine, pointer};
 use object_store::ObjectStoreExt;
 
+/// A fuzz target: arbitrary bytes in, no panic and no hang.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, for the replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("shard_suffix", shard_suffix),
     ("shard_flipped", shard_flipped),
     ("block", block),
