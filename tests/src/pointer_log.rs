@@ -19,12 +19,23 @@ pub struct PointerLog {
     inner: Arc<dyn ObjectStore>,
     /// The `version` of each applied pointer write, oldest first.
     pub versions: Arc<Mutex<Vec<String>>>,
+    /// Writes started and not yet recorded (or failed): the log is complete when this is 0.
+    pub pending: Arc<std::sync::atomic::AtomicUsize>,
     serial: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PointerLog {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        PointerLog { inner, versions: Arc::default(), serial: Arc::default() }
+        PointerLog { inner, versions: Arc::default(), pending: Arc::default(), serial: Arc::default() }
+    }
+}
+
+/// Counts a write as finished when dropped (recorded, failed or cancelled).
+struct Decrement(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Decrement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -51,8 +62,11 @@ impl ObjectStore for PointerLog {
         // write, which runs on a blocking thread, so it must not stop its record either.
         let (inner, serial, versions, location) =
             (self.inner.clone(), self.serial.clone(), self.versions.clone(), location.clone());
+        let pending = self.pending.clone();
+        pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let write = tokio::spawn(async move {
             let _serial = serial.lock().await;
+            let _done = Decrement(pending);
             let done = inner.put_opts(&location, body.clone().into(), opts).await?;
             let version = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()

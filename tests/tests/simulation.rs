@@ -103,6 +103,9 @@ struct World {
     /// The same roots without faults, for the checker and the final checks.
     clean: Vec<Store>,
     pointer_log: Arc<Mutex<Vec<String>>>,
+    pointer_writes_pending: Arc<std::sync::atomic::AtomicUsize>,
+    /// Per reader, the versions it served in order.
+    served: Mutex<Vec<(u64, Vec<String>)>>,
     datasets: Vec<Dataset>,
     tmp: PathBuf,
     ttl: Duration,
@@ -395,13 +398,23 @@ async fn reader(w: Arc<World>, me: u64) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    // The versions this reader served must follow the pointer's history in order.
+    // Judged at the end, once every pointer write is in the log (a write lands before it is recorded).
+    w.served.lock().unwrap().push((me, seen));
+}
+
+/// (b), the order part: the versions each reader served follow the pointer's history.
+fn check_order(w: &World) {
     let history = w.pointer_log.lock().unwrap().clone();
-    let mut at = 0usize;
-    for v in &seen {
-        match history[at..].iter().position(|h| h == v) {
-            Some(i) => at += i,
-            None => w.violation(format!("(b) reader{me} moved back: it served {seen:?}, the pointer went {history:?}")),
+    for (me, seen) in w.served.lock().unwrap().iter() {
+        let mut at = 0usize;
+        for v in seen {
+            match history[at..].iter().position(|h| h == v) {
+                Some(i) => at += i,
+                None => {
+                    w.violation(format!("(b) reader{me} moved back: it served {seen:?}, the pointer went {history:?}"));
+                    break;
+                }
+            }
         }
     }
 }
@@ -462,6 +475,7 @@ async fn open_roots(seed: u64, dir: &std::path::Path, rng: &mut Rng, counts: &Ar
     };
     let (mut roots, mut chaos, mut clean) = (Vec::new(), Vec::new(), Vec::new());
     let mut pointer_log = Arc::default();
+    let mut pointer_writes_pending = Arc::default();
     for i in 0..=replicas {
         let url = if on_disk {
             dir.join(format!("root{i}")).to_str().unwrap().to_string()
@@ -473,6 +487,7 @@ async fn open_roots(seed: u64, dir: &std::path::Path, rng: &mut Rng, counts: &Ar
         if i == 0 {
             let log = PointerLog::new(inner);
             pointer_log = log.versions.clone();
+            pointer_writes_pending = log.pending.clone();
             inner = Arc::new(log);
         }
         let c = Arc::new(ChaosStore::new(inner.clone(), seed ^ (i as u64) << 40, rates, counts.clone()));
@@ -489,6 +504,8 @@ async fn open_roots(seed: u64, dir: &std::path::Path, rng: &mut Rng, counts: &Ar
         chaos,
         clean,
         pointer_log,
+        pointer_writes_pending,
+        served: Mutex::default(),
         datasets: Vec::new(),
         tmp: dir.join("tmp"),
         ttl,
@@ -583,6 +600,12 @@ fn run_seed(seed: u64, millis: u64) -> Outcome {
                 }
             }
             w.log("harness", "actors done".into());
+            // Writes of crashed (dropped) callers finish on their own; the log is complete once they have.
+            let settle = tokio::time::Instant::now() + Duration::from_secs(10);
+            while w.pointer_writes_pending.load(Relaxed) > 0 && tokio::time::Instant::now() < settle {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            check_order(&w);
             final_checks(&w).await;
             w.log("harness", "final checks done".into());
             let _ = done_tx.send(());
