@@ -261,6 +261,12 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         bytes: entries.iter().map(|e| e.bytes).sum(),
         shards: entries,
     };
+    // Still the owner before writing the manifest: a run that lost its checkpoint (to a takeover, or to gc
+    // expiring it) must not list a version whose shards gc may be deleting.
+    if stop.flag.load(Ordering::Relaxed) {
+        return Err(IngestError::Invalid("the ingest was stopped (its checkpoint was taken over)".into()));
+    }
+    owned.lock().await.save(primary.as_ref()).await?;
     for root in &roots {
         manifest.write(root.inner.as_ref()).await?;
     }

@@ -96,9 +96,10 @@ impl CheckpointInfo {
 
 /// Versions pinned outside the pointer: unexpired checkpoints' (primary) and replicas' pointer copies; and
 /// the checkpoints that expired.
-async fn pins(roots: &[Store], ks: &str, now: SystemTime) -> Result<(BTreeSet<String>, Vec<Path>)> {
+async fn pins(roots: &[Store], ks: &str, now: SystemTime) -> Result<Pins> {
     let primary = roots[0].inner.as_ref();
     let mut pinned = BTreeSet::new();
+    let mut by_replica = BTreeSet::new();
     let mut expired = Vec::new();
     let checkpoints: Vec<ObjectMeta> =
         primary.list(Some(&Path::from(format!("{}/_ingest", layout::keyspace_dir(ks))))).try_collect().await?;
@@ -109,7 +110,7 @@ async fn pins(roots: &[Store], ks: &str, now: SystemTime) -> Result<(BTreeSet<St
             Err(e) => return Err(e.into()),
         };
         match serde_json::from_slice::<CheckpointInfo>(&bytes) {
-            Ok(c) if c.expired(now) => expired.push(meta.location),
+            Ok(c) if c.expired(now) => expired.push((meta.location, c.version)),
             Ok(c) => {
                 pinned.insert(c.version);
             }
@@ -119,10 +120,20 @@ async fn pins(roots: &[Store], ks: &str, now: SystemTime) -> Result<(BTreeSet<St
     }
     for root in &roots[1..] {
         if let Some(copy) = pointer::read(root.inner.as_ref(), ks).await? {
-            pinned.insert(copy.pointer.version);
+            pinned.insert(copy.pointer.version.clone());
+            by_replica.insert(copy.pointer.version);
         }
     }
-    Ok((pinned, expired))
+    Ok(Pins { pinned, by_replica, expired })
+}
+
+struct Pins {
+    /// Versions unexpired checkpoints or replica pointer copies name.
+    pinned: BTreeSet<String>,
+    /// Of those, the ones a replica's pointer copy names (failover readers may hold them).
+    by_replica: BTreeSet<String>,
+    /// Expired checkpoints, with the version each names.
+    expired: Vec<(Path, String)>,
 }
 
 /// A version's objects under every root, and when the newest of them was written.
@@ -151,7 +162,7 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     let now = SystemTime::now();
     let primary = roots[0].inner.as_ref();
     let ks_dir = layout::keyspace_dir(ks);
-    let (pinned, expired) = pins(roots, ks, now).await?;
+    let Pins { pinned, by_replica, expired } = pins(roots, ks, now).await?;
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     for (i, root) in roots.iter().enumerate() {
         let objects: Vec<ObjectMeta> = root.inner.list(Some(&ks_dir)).try_collect().await?;
@@ -194,7 +205,10 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     // Expired checkpoints go first: a run that took one over since must not be able to publish its version
     // once gc has decided to delete it, and its next checkpoint write (there is one right before every
     // pointer switch) fails once the checkpoint is gone.
-    for path in expired {
+    // A run that took such a checkpoint over may still write its version's objects after this run listed
+    // them: the version stays marked (never publishable) for a later run to finish from a fresh listing.
+    let stay_marked: BTreeSet<String> = expired.iter().map(|(_, v)| v.clone()).collect();
+    for (path, _) in expired {
         if !opts.dry_run {
             match primary.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -208,10 +222,11 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     } else {
         pointer::mark_collecting(primary, ks, |p| choose(p).0).await?
     };
-    // Versions an earlier gc marked and did not finish are finished too, unless something pins them now (a
-    // resumed ingest sees its version marked and starts a new one).
+    // Versions an earlier run marked are finished too: a marked version can never be switched to, so neither
+    // --keep nor --min-age nor a checkpoint protects it (its ingest starts a new version); only a replica's
+    // pointer copy, which failover readers may follow, does.
     let (_, kept_now) = choose(&current.pointer);
-    let unfinished = current.pointer.collecting.iter().filter(|v| !kept_now.contains(*v) || !found.contains_key(*v));
+    let unfinished = current.pointer.collecting.iter().filter(|v| !by_replica.contains(*v));
     let doomed: BTreeSet<String> =
         doomed.into_iter().chain(if opts.dry_run { Vec::new() } else { unfinished.cloned().collect() }).collect();
     report.kept_versions = found.keys().filter(|v| !doomed.contains(*v)).cloned().collect();
@@ -249,8 +264,12 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
             }
         }
     }
+    for v in current.pointer.collecting.iter().filter(|v| by_replica.contains(*v)) {
+        failed.entry(v.clone()).or_insert_with(|| "still marked: a replica's pointer copy names it (repair)".into());
+    }
     if !opts.dry_run && !doomed.is_empty() {
-        let done: Vec<String> = doomed.iter().filter(|v| !failed.contains_key(*v)).cloned().collect();
+        let done: Vec<String> =
+            doomed.iter().filter(|v| !failed.contains_key(*v) && !stay_marked.contains(*v)).cloned().collect();
         pointer::unmark_collecting(primary, ks, &done).await?;
     }
     report.deleted_versions =

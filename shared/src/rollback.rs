@@ -45,7 +45,6 @@ pub async fn rollback(
         let manifest = Manifest::read(store, ks, &target).await?;
         match pointer::switch(store, ks, &target, Some(&cur)).await {
             Ok(p) => break (p, manifest),
-            Err(e) if tries >= TRIES => return Err(e),
             Err(e) => {
                 // A conflict, or an outcome we did not hear: the pointer as it is now tells which.
                 let now = read(primary, ks).await?;
@@ -53,7 +52,7 @@ pub async fn rollback(
                     break (now.pointer, manifest); // ours: the response was lost
                 }
                 let only_marks = now.pointer.version == cur.pointer.version && now.pointer.seq == cur.pointer.seq;
-                if !only_marks || matches!(e, Error::Collecting { .. }) {
+                if !only_marks || matches!(e, Error::Collecting { .. }) || tries >= TRIES {
                     return Err(e);
                 }
                 cur = now;

@@ -247,3 +247,37 @@ async fn gc_goes_on_past_an_object_it_cannot_delete() {
     assert_eq!(report.deleted_versions, vec![versions[0].clone()], "{report:?}");
     assert!(pointer::read(healthy.inner.as_ref(), "ks").await.unwrap().unwrap().pointer.collecting.is_empty());
 }
+
+/// gc listed an abandoned version's objects, deleted its expired checkpoint and those objects, and unmarked
+/// it; a run that had just taken the checkpoint over then wrote the version's manifest: a listed version with
+/// no shards, which `cairn rollback --to` would switch to. The version now stays marked until a later run,
+/// from a fresh listing, has deleted what appeared meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_whose_expired_checkpoint_gc_deleted_stays_marked_until_a_later_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (input, _) = dataset(dir.path(), "live", 100);
+    cairn_ingest::ingest(options(&input, &store), Arc::new(NoProgress)).await.unwrap();
+    let v = "20200101T000000000Z-00000000";
+    let at = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
+    let now = SystemTime::now();
+    let ckpt = serde_json::json!({"ingest_id": "old", "keyspace": "ks", "version": v, "base_version": null,
+        "started_at": at(now - Duration::from_secs(30 * 24 * 3600)), "expires_at": at(now - Duration::from_secs(60)), "done": {}});
+    store.inner.put(&"keyspace=ks/_ingest/old.json".into(), ckpt.to_string().into()).await.unwrap();
+    store.inner.put(&format!("keyspace=ks/shard=00000/{v}.parquet").into(), "x".into()).await.unwrap();
+    let opts = GcOptions { keep: 0, min_age: Duration::ZERO, dry_run: false };
+    let first = collect(std::slice::from_ref(&store), "ks", &opts).await.unwrap();
+    assert_eq!(first.deleted_versions, vec![v.to_string()]);
+    let marked = || async { pointer::read(store.inner.as_ref(), "ks").await.unwrap().unwrap().pointer.collecting };
+    assert_eq!(marked().await, vec![v.to_string()], "still marked after the run that expired its checkpoint");
+    // The late writer's manifest: rollback refuses the version, the next gc deletes it and clears the mark.
+    let cur = pointer::read(store.inner.as_ref(), "ks").await.unwrap().unwrap().pointer.version;
+    let m = Manifest::read(store.inner.as_ref(), "ks", &cur).await.unwrap();
+    Manifest { version: v.to_string(), ..m }.write(store.inner.as_ref()).await.unwrap();
+    let refused = cairn_shared::rollback::rollback(&store, "ks", Some(v), &|u: &str| Store::open(u)).await;
+    assert!(matches!(refused, Err(cairn_shared::Error::Collecting { .. })), "{refused:?}");
+    let second = collect(std::slice::from_ref(&store), "ks", &opts).await.unwrap();
+    assert_eq!(second.deleted_versions, vec![v.to_string()], "{second:?}");
+    assert!(marked().await.is_empty());
+    assert!(Manifest::read(store.inner.as_ref(), "ks", v).await.is_err());
+}
