@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_shared::key::validate_keyspace;
-use cairn_shared::manifest::{FORMAT_VERSION, Manifest, ShardEntry, Source};
+use cairn_shared::manifest::{Manifest, ShardEntry, Source};
 use cairn_shared::ring::{Placement, PlacementSpec, imbalance};
 use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
 use cairn_shared::store::Store;
@@ -127,7 +127,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let f = &opts.shard_format;
     let id_src = serde_json::json!({
         "keyspace": opts.keyspace, "fingerprint": fp, "placement": spec,
-        "format": [f.block_rows as u64, f.block_bytes as u64, f.bloom_fpp.to_bits()],
+        "format": [f.block_rows as u64, f.block_bytes as u64, f.bloom_fpp.to_bits(), f.version() as u64, f.piece_bytes as u64],
         "roots": roots.iter().map(|r| r.url.as_str()).collect::<Vec<_>>(),
     });
     let ingest_id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(id_src.to_string().as_bytes()));
@@ -250,7 +250,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     // Publish: manifest under every root, then the one conditional pointer switch, then pointer copies.
     let entries: Vec<ShardEntry> = ckpt.done.values().cloned().collect();
     let manifest = Manifest {
-        format: FORMAT_VERSION,
+        format: opts.shard_format.version(),
         keyspace: opts.keyspace.clone(),
         version: ckpt.version.clone(),
         created_at: layout::now_rfc3339(),
@@ -609,7 +609,7 @@ fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, I
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let kv = |k: &str, v: String| KeyValue::new(format!("cairn.{k}"), v);
     let metadata = vec![
-        kv("format", FORMAT_VERSION.to_string()),
+        kv("format", ctx.format.version().to_string()),
         kv("keyspace", ctx.keyspace.clone()),
         kv("version", ctx.version.clone()),
         kv("shard", shard.to_string()),
@@ -651,6 +651,7 @@ fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, I
         min_key: summary.min_key,
         max_key: summary.max_key,
         checksum,
+        pieces: summary.pieces,
     })
 }
 

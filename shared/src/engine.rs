@@ -1,9 +1,11 @@
 //! The query engine: key → keyspace pointer (cached for a TTL; from a replica root's copy when the primary
 //! root fails) → manifest (cached per version) → shard via
-//! placement → a hot shard decoded whole (in memory, no I/O), or else: shard footer and key bloom filters
-//! (one suffix GET, cached) → the one block whose key range holds the key, unless its filter rules the key
-//! out (one range GET, decoded block cached) → binary search.
-//! A shard whose blocks keep being fetched is promoted: read whole in one GET and decoded. Both
+//! placement → a hot shard decoded whole (in memory, no I/O), or else: the index piece whose key range
+//! holds the key (one range GET of ≤ 8 KiB, cached; format 2: the footer and bloom filters, one suffix GET)
+//! → the one block whose key range holds the key, unless its filter rules the key out (one range GET,
+//! decoded block cached) → binary search.
+//! A shard whose blocks keep being fetched, fast enough to pay for reading it whole (promotion.rs), is
+//! promoted: read whole in one GET and decoded. Both
 //! `cairn serve` and the Lambda call this; it owns no sockets. Concurrent misses of one pointer, footer or
 //! block share one read (single_flight.rs).
 
@@ -28,7 +30,9 @@ use crate::failover::{ReplicatedStore, Validator};
 use crate::key::{validate_key, validate_keyspace};
 use crate::manifest::ShardEntry;
 use crate::manifest::{Manifest, checksum_of};
+use crate::piece;
 use crate::pointer;
+use crate::promotion::Promotion;
 use crate::ring::Placement;
 use crate::shard_reader::ShardMeta;
 use crate::shard_writer::block_checksum;
@@ -49,6 +53,8 @@ pub struct Keyspace {
     /// Per shard, the shard decoded whole once it is hot: read with no lock and no cache lookup. The data
     /// cache owns the memory; evicting the entry empties the slot.
     hot: Vec<Arc<HotSlot>>,
+    /// Per shard, its recent block fetches: whether reading it whole would pay.
+    promotion: Vec<Promotion>,
 }
 
 type HotSlot = ArcSwapOption<Rows>;
@@ -57,7 +63,9 @@ impl Keyspace {
     /// Bytes this version holds besides its cached shards: the manifest's entries, the ring, the hot slots.
     fn weight(&self) -> usize {
         let entries: usize = self.manifest.shards.iter().map(|s| 160 + s.path.len()).sum();
-        1024 + entries + self.placement.weight() + self.hot.len() * 64
+        let pieces: usize =
+            self.manifest.shards.iter().map(|s| s.pieces.iter().map(|p| 48 + p.key.len()).sum::<usize>()).sum();
+        1024 + entries + pieces + self.placement.weight() + self.hot.len() * 112
     }
 }
 
@@ -76,8 +84,10 @@ thread_local! {
 /// Opens a replica root named in a manifest (default: [`Store::open`]; tests wrap stores in faults).
 pub type Resolver = Arc<dyn Fn(&str) -> Result<Store> + Send + Sync>;
 
-/// (keyspace uid, shard, block or [`WHOLE_SHARD`])
-type DataKey = (u64, u32, u32);
+/// (keyspace uid, shard, index piece, block in it); ([`WHOLE_SHARD`], [`WHOLE_SHARD`]) for a hot shard.
+type DataKey = (u64, u32, u32, u32);
+/// (keyspace uid, shard, index piece; 0 for a format-2 shard's one index).
+type PieceKey = (u64, u32, u32);
 const WHOLE_SHARD: u32 = u32::MAX;
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
@@ -96,8 +106,8 @@ pub struct Engine {
     pointers: TtlMap<Option<Arc<Keyspace>>>,
     /// (keyspace, version) → manifest; versions are immutable.
     manifests: CountedCache<(String, String), Arc<Keyspace>>,
-    /// (keyspace uid, shard) → footer index.
-    shards: CountedCache<(u64, u32), Arc<ShardMeta>>,
+    /// (keyspace uid, shard, piece) → the blocks an index piece lists.
+    shards: CountedCache<PieceKey, Arc<ShardMeta>>,
     /// Decoded blocks and whole (hot) shards, under one byte budget.
     data: CountedCache<DataKey, Cached>,
     /// Where hot shards live (on huge pages), sized like the data cache that owns them.
@@ -105,12 +115,14 @@ pub struct Engine {
     /// Concurrent misses of one pointer, footer or block share one read (a cold MGET, the first requests
     /// after a start).
     keyspace_loads: SingleFlight<String, Option<Arc<Keyspace>>>,
-    shard_opens: SingleFlight<(u64, u32), Arc<ShardMeta>>,
+    shard_opens: SingleFlight<PieceKey, Arc<ShardMeta>>,
     block_reads: SingleFlight<DataKey, Arc<Rows>>,
     /// Bounds store reads in flight per process (`max_concurrent_gets`).
     gets_in_flight: tokio::sync::Semaphore,
     gets: AtomicU64,
     bytes_fetched: AtomicU64,
+    /// Bytes inserted into the data cache so far: the clock promotion decisions are measured in.
+    turnover: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -180,6 +192,7 @@ impl Engine {
             gets_in_flight: tokio::sync::Semaphore::new(permits),
             gets: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
+            turnover: AtomicU64::new(0),
         }
     }
 
@@ -287,14 +300,17 @@ impl Engine {
     /// Drops what the caches hold for a version this engine no longer serves (a rollback to it reloads it).
     fn forget(&self, old: &Keyspace) {
         self.manifests.invalidate(&(old.manifest.keyspace.clone(), old.manifest.version.clone()));
-        for shard in 0..old.manifest.shards.len() as u32 {
-            if let Some(meta) = self.shards.peek(&(old.uid, shard)) {
-                for b in 0..meta.blocks.len() as u32 {
-                    self.data.invalidate(&(old.uid, shard, b));
+        for (shard, entry) in old.manifest.shards.iter().enumerate() {
+            let shard = shard as u32;
+            for p in 0..entry.pieces.len().max(1) as u32 {
+                if let Some(meta) = self.shards.peek(&(old.uid, shard, p)) {
+                    for b in 0..meta.blocks.len() as u32 {
+                        self.data.invalidate(&(old.uid, shard, p, b));
+                    }
                 }
+                self.shards.invalidate(&(old.uid, shard, p));
             }
-            self.shards.invalidate(&(old.uid, shard));
-            self.data.invalidate(&(old.uid, shard, WHOLE_SHARD));
+            self.data.invalidate(&(old.uid, shard, WHOLE_SHARD, WHOLE_SHARD));
         }
     }
 
@@ -330,7 +346,8 @@ impl Engine {
         };
         let uid = NEXT_UID.fetch_add(1, Relaxed);
         let hot = (0..manifest.shards.len()).map(|_| Arc::new(HotSlot::empty())).collect();
-        let k = Arc::new(Keyspace { manifest, placement, shard_store, replicated, uid, hot });
+        let promotion = (0..manifest.shards.len()).map(|_| Promotion::default()).collect();
+        let k = Arc::new(Keyspace { manifest, placement, shard_store, replicated, uid, hot, promotion });
         // One Keyspace per version, whoever loaded it first: hot shards and footers are cached under its uid,
         // so a request holding another copy would fetch and decode every shard again (measured: twice the
         // memory after start-up, when the first requests all loaded it at once).
@@ -435,23 +452,31 @@ impl Engine {
         }
         if let Some(hot) = ks.hot[shard as usize].load().as_ref() {
             if sampled(&HOT_TICK) {
-                self.data.touch(&(ks.uid, shard, WHOLE_SHARD), HIT_SAMPLE as u64);
+                self.data.touch(&(ks.uid, shard, WHOLE_SHARD, WHOLE_SHARD), HIT_SAMPLE as u64);
             }
             return Ok(hot.get(key.as_bytes()));
         }
-        let meta = match self.shards.get(&(ks.uid, shard)) {
+        let piece = if entry.pieces.is_empty() {
+            0
+        } else {
+            match piece::locate(&entry.pieces, key.as_bytes()) {
+                Some(p) => p as u32,
+                None => return Ok(None),
+            }
+        };
+        let meta = match self.shards.get(&(ks.uid, shard, piece)) {
             Some(m) => m,
             None => {
-                let open = self.shard_opens.run((ks.uid, shard), async {
-                    let m = Arc::new(self.open_shard(ks, entry).await?);
-                    self.shards.insert((ks.uid, shard), m.clone());
+                let open = self.shard_opens.run((ks.uid, shard, piece), async {
+                    let m = Arc::new(self.open_piece(ks, entry, piece as usize).await?);
+                    self.shards.insert((ks.uid, shard, piece), m.clone());
                     Ok(m)
                 });
                 Box::pin(open).await?
             }
         };
         let Some(b) = meta.probe(key.as_bytes()) else { return Ok(None) };
-        let block = (ks.uid, shard, b as u32);
+        let block = (ks.uid, shard, piece, b as u32);
         let rows = match self.data.get(&block) {
             Some(c) => c.rows,
             None => {
@@ -460,12 +485,12 @@ impl Engine {
                 let read = self.block_reads.run(block, async {
                     read_here.store(true, Relaxed);
                     let r = Arc::new(self.read_block(ks, &meta, b).await?);
-                    self.data.insert(block, Cached { rows: r.clone(), slot: None });
+                    self.insert_data(block, Cached { rows: r.clone(), slot: None });
                     Ok(r)
                 });
                 let r = Box::pin(read).await?;
                 if read_here.load(Relaxed) {
-                    Box::pin(self.maybe_promote(ks, shard, &meta)).await;
+                    Box::pin(self.maybe_promote(ks, shard, &meta, meta.blocks[b].len)).await;
                 }
                 r
             }
@@ -483,29 +508,47 @@ impl Engine {
         Rows::decode(buf, [(0, at.chunks, at.rows)], Search::Binary).map_err(|why| Error::corrupt(&meta.path, why))
     }
 
-    /// After enough of a shard's blocks were fetched one by one, reads all of them in one GET and keeps the
-    /// shard decoded whole, if it fits an eighth of the data cache (so one shard cannot flush the rest).
-    /// A failure only leaves the shard served block by block (the lookup at hand already has its block).
-    async fn maybe_promote(&self, ks: &Keyspace, shard: u32, meta: &ShardMeta) {
-        let Some(range) = meta.data_range() else { return };
-        let fetched = meta.note_block_fetch();
-        if (fetched as usize) < (meta.blocks.len() / 8).max(4)
-            || range.end - range.start > self.data.capacity() / 8
-            || meta.promoting.swap(true, Relaxed)
+    /// Once a shard's blocks are being fetched fast enough that reading it whole pays (promotion.rs), reads
+    /// it in one GET and keeps it decoded whole, if it fits an eighth of the data cache (so one shard cannot
+    /// flush the rest). A failure only leaves the shard served block by block (the lookup at hand already
+    /// has its block).
+    async fn maybe_promote(&self, ks: &Keyspace, shard: u32, meta: &ShardMeta, block_len: u32) {
+        let entry = &ks.manifest.shards[shard as usize];
+        let range = match entry.pieces.last() {
+            // The blocks start after the leading magic; the last piece follows the last block.
+            Some(last) => 4..last.offset + last.len as u64,
+            None => match meta.data_range() {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        let capacity = self.data.capacity();
+        let state = &ks.promotion[shard as usize];
+        let now = self.turnover.load(Relaxed);
+        if !state.note_fetch(now, block_len as u64, range.end - range.start, capacity)
+            || range.end - range.start > capacity / 8
+            || state.promoting.swap(true, Relaxed)
         {
             return;
         }
-        let result = self.read_shard(ks, meta, range).await;
-        meta.block_fetches.store(0, Relaxed);
-        meta.promoting.store(false, Relaxed);
+        let result = self.read_shard(ks, entry, meta, range).await;
+        state.reset();
+        state.promoting.store(false, Relaxed);
         match result {
             Ok(rows) => {
                 let rows = Arc::new(rows);
                 let slot = &ks.hot[shard as usize];
                 slot.store(Some(rows.clone()));
-                self.data.insert((ks.uid, shard, WHOLE_SHARD), Cached { rows, slot: Some(Arc::downgrade(slot)) });
-                for b in 0..meta.blocks.len() {
-                    self.data.invalidate(&(ks.uid, shard, b as u32));
+                self.insert_data(
+                    (ks.uid, shard, WHOLE_SHARD, WHOLE_SHARD),
+                    Cached { rows, slot: Some(Arc::downgrade(slot)) },
+                );
+                for p in 0..entry.pieces.len().max(1) as u32 {
+                    if let Some(m) = self.shards.peek(&(ks.uid, shard, p)) {
+                        for b in 0..m.blocks.len() as u32 {
+                            self.data.invalidate(&(ks.uid, shard, p, b));
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -514,17 +557,55 @@ impl Engine {
         }
     }
 
-    async fn read_shard(&self, ks: &Keyspace, meta: &ShardMeta, range: std::ops::Range<u64>) -> Result<Rows> {
+    fn insert_data(&self, key: DataKey, value: Cached) {
+        self.turnover.fetch_add(value.rows.weight() as u64, Relaxed);
+        self.data.insert(key, value);
+    }
+
+    /// Reads every block of a shard in one GET (format 3: with the index pieces between them, each verified
+    /// against the manifest, then each block against its piece; format 2: the blocks `meta` lists).
+    async fn read_shard(
+        &self,
+        ks: &Keyspace,
+        entry: &ShardEntry,
+        meta: &ShardMeta,
+        range: std::ops::Range<u64>,
+    ) -> Result<Rows> {
         let base = range.start;
+        let blocks_in = |d: &[u8]| -> std::result::Result<Vec<crate::shard_reader::BlockRef>, String> {
+            if entry.pieces.is_empty() {
+                return Ok(meta.blocks.clone());
+            }
+            let mut blocks = Vec::new();
+            for p in &entry.pieces {
+                let bytes = p
+                    .offset
+                    .checked_sub(base)
+                    .and_then(|lo| d.get(lo as usize..lo as usize + p.len as usize))
+                    .ok_or("an index piece lies outside the shard's data")?;
+                if block_checksum(bytes) != p.checksum {
+                    return Err("index piece checksum mismatch".into());
+                }
+                blocks.extend(piece::decode(bytes, entry.bytes, p.key.as_bytes())?.blocks);
+            }
+            Ok(blocks)
+        };
         let valid = |d: &[u8]| {
-            meta.blocks.iter().all(|at| {
-                let lo = (at.offset - base) as usize;
-                at.checksum.is_none_or(|sum| d.get(lo..lo + at.len as usize).is_some_and(|b| block_checksum(b) == sum))
+            blocks_in(d).is_ok_and(|blocks| {
+                blocks.iter().all(|at| {
+                    let Some(lo) = at.offset.checked_sub(base).map(|lo| lo as usize) else { return false };
+                    at.checksum
+                        .is_none_or(|sum| d.get(lo..lo + at.len as usize).is_some_and(|b| block_checksum(b) == sum))
+                })
             })
         };
         let opts = GetOptions { range: Some(range.into()), ..Default::default() };
         let buf = self.fetch(ks, &meta.path, opts, &valid).await?;
-        let blocks = meta.blocks.iter().map(|at| ((at.offset - base) as usize, at.chunks, at.rows));
+        let blocks = blocks_in(&buf).map_err(|why| Error::corrupt(&meta.path, why))?;
+        if blocks.iter().any(|at| at.offset < base) {
+            return Err(Error::corrupt(&meta.path, "a block lies before the shard's data"));
+        }
+        let blocks = blocks.iter().map(|at| ((at.offset - base) as usize, at.chunks, at.rows));
         Rows::decode(buf, blocks, Search::Hashed(Some(&self.arena))).map_err(|why| Error::corrupt(&meta.path, why))
     }
 
@@ -555,9 +636,16 @@ impl Engine {
         Ok(bytes)
     }
 
-    /// One suffix GET, verified against the manifest's checksum, yields the shard's index.
-    async fn open_shard(&self, ks: &Keyspace, entry: &ShardEntry) -> Result<ShardMeta> {
+    /// One range GET of an index piece, verified against the manifest's checksum (format 2: one suffix GET
+    /// of the footer and filters), yields the blocks it lists.
+    async fn open_piece(&self, ks: &Keyspace, entry: &ShardEntry, piece: usize) -> Result<ShardMeta> {
         let path = Path::from(entry.path.as_str());
+        if let Some(p) = entry.pieces.get(piece) {
+            let opts = GetOptions { range: Some((p.offset..p.offset + p.len as u64).into()), ..Default::default() };
+            let valid = |b: &[u8]| block_checksum(b) == p.checksum;
+            let data = self.fetch(ks, &path, opts, &valid).await?;
+            return ShardMeta::from_piece(path, entry.bytes, &data, p.key.as_bytes());
+        }
         let suffix = entry.meta_bytes.min(entry.bytes);
         let opts = GetOptions { range: Some(GetRange::Suffix(suffix)), ..Default::default() };
         let expected = entry.meta_checksum.as_str();

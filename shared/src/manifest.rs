@@ -8,11 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::layout;
+use crate::piece::PieceRef;
 use crate::ring::PlacementSpec;
 
-/// 2: shards are written in blocks (docs/FORMAT.md); version 1 shards (large row groups, page checksums)
-/// are refused, re-ingest them.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: each shard's block index lies in pieces inside the object, listed by its entry (docs/FORMAT.md).
+/// Format 2 (blocks, one index read from the object's tail) is still read; format 1 shards (large row
+/// groups, page checksums) are refused: re-ingest them.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format this build reads.
+pub const OLDEST_READABLE_FORMAT: u32 = 2;
 
 /// How checksums are written in manifests and reports: `xxh3-64:<16 hex digits>`.
 pub fn checksum_label(digest: u64) -> String {
@@ -67,6 +71,9 @@ pub struct ShardEntry {
     pub max_key: Option<String>,
     /// `xxh3-64:<16 hex digits>` of the whole object.
     pub checksum: String,
+    /// Format 3: the shard's index pieces, in key order (none for an empty shard, or in format 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pieces: Vec<PieceRef>,
 }
 
 impl Manifest {
@@ -96,12 +103,28 @@ impl Manifest {
 
     pub fn parse(path: &Path, bytes: &Bytes) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
-        if m.format != FORMAT_VERSION {
+        if !(OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&m.format) {
             let why = if m.format > FORMAT_VERSION { "newer than this build" } else { "older; re-ingest the data" };
             return Err(Error::corrupt(
                 path,
-                format!("manifest format {} is {why} (this build reads {FORMAT_VERSION})", m.format),
+                format!(
+                    "manifest format {} is {why} (this build reads {OLDEST_READABLE_FORMAT} to {FORMAT_VERSION})",
+                    m.format
+                ),
             ));
+        }
+        for s in &m.shards {
+            let bad = |why: &str| Err(Error::corrupt(path, format!("shard {}: {why}", s.shard)));
+            match (m.format >= 3, s.pieces.is_empty()) {
+                (false, false) => return bad("index pieces in a format-2 manifest"),
+                (true, true) if s.rows > 0 => return bad("no index pieces"),
+                _ => {}
+            }
+            if s.pieces.windows(2).any(|w| w[0].key >= w[1].key)
+                || s.pieces.iter().any(|p| p.offset.checked_add(p.len as u64).is_none_or(|e| e > s.bytes))
+            {
+                return bad("index pieces out of order or outside the object");
+            }
         }
         if m.shards.len() != m.placement.shards() as usize
             || m.shards.iter().enumerate().any(|(i, s)| s.shard as usize != i)

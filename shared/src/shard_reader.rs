@@ -1,9 +1,8 @@
-//! Indexing a shard: one suffix range read (its length is in the manifest) yields the footer, and from it
-//! [`ShardMeta`] answers "which block could hold this key, and which bytes is it" with no further I/O. Shards
-//! written since the suffix took in the key bloom filters also answer "is the key surely absent": a miss
-//! then costs no block read. The page indexes serve other Parquet readers; cairn does not use them.
-
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+//! Indexing a shard: [`ShardMeta`] answers "which block could hold this key, and which bytes is it" with no
+//! further I/O, and, from the blocks' key bloom filters, "is the key surely absent" (a miss then costs no
+//! block read). Format 3 shards are indexed in pieces (piece.rs), one [`ShardMeta`] per piece; format 2
+//! shards by one suffix range read (its length is in the manifest) of the footer and the filters. The page
+//! indexes serve other Parquet readers; cairn does not use them.
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -37,13 +36,17 @@ pub struct ShardMeta {
     /// Per block, its key bloom filter when the fetched suffix holds it (not for shards whose manifest
     /// `meta_bytes` covers only the footer, as written before the filters were read).
     blooms: Vec<Option<Sbbf>>,
-    /// Blocks fetched one by one since the shard was last decoded whole (decides when to promote it).
-    pub(crate) block_fetches: AtomicU32,
-    pub(crate) promoting: AtomicBool,
     weight: usize,
 }
 
 impl ShardMeta {
+    /// Indexes the blocks one format-3 piece lists (`first_key`: the manifest's first key for it).
+    pub fn from_piece(path: Path, object_len: u64, data: &[u8], first_key: &[u8]) -> Result<ShardMeta> {
+        let d = crate::piece::decode(data, object_len, first_key).map_err(|why| Error::corrupt(&path, why))?;
+        let (blocks, min_keys, max_keys, blooms, weight) = (d.blocks, d.min_keys, d.max_keys, d.blooms, d.weight);
+        Ok(ShardMeta { path, blocks, min_keys, max_keys, blooms, weight })
+    }
+
     /// Indexes a shard from the last bytes of its object (`file_len` is the whole object's size).
     pub fn from_suffix(path: Path, file_len: u64, data: Bytes) -> Result<ShardMeta> {
         let corrupt = |why: String| Error::corrupt(&path, why);
@@ -132,16 +135,7 @@ impl ShardMeta {
         if min_keys.windows(2).any(|w| w[0] >= w[1]) {
             return Err(corrupt("row groups are not sorted by key".into()));
         }
-        Ok(ShardMeta {
-            path,
-            blocks,
-            min_keys,
-            max_keys,
-            blooms,
-            block_fetches: AtomicU32::new(0),
-            promoting: AtomicBool::new(false),
-            weight,
-        })
+        Ok(ShardMeta { path, blocks, min_keys, max_keys, blooms, weight })
     }
 
     /// The only block that could hold `key`, without I/O (None: outside every block's key range, or ruled
@@ -164,11 +158,6 @@ impl ShardMeta {
         let first = self.blocks.first()?;
         let last = self.blocks.last()?;
         Some(first.offset..last.offset + last.len as u64)
-    }
-
-    /// Counts a block fetched on its own; returns the count since the shard was last decoded whole.
-    pub fn note_block_fetch(&self) -> u32 {
-        self.block_fetches.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub fn weight(&self) -> usize {

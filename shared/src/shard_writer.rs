@@ -1,10 +1,12 @@
 //! Writes one shard: a Parquet file of `(key: Utf8, value: Binary)` rows sorted by key, laid out for point
 //! lookups (docs/FORMAT.md says why): rows go in *blocks*, each a row group of at most 128 rows or ~16 KiB
 //! holding one uncompressed PLAIN page per column, so a block's key and value pages are adjacent and one
-//! range GET answers a lookup. No dictionary; statistics (footer and page index) and a bloom filter on the
-//! key only; bloom filters and page index sit just before the footer, so one suffix GET from the first bloom
-//! filter (the summary's `meta_bytes`) maps every block's key range and byte range and rules out most absent
-//! keys. Any Parquet reader (DuckDB, pyarrow) opens it unchanged.
+//! range GET answers a lookup. No dictionary; statistics (footer and page index) on the key only. Every
+//! block's key range, byte range, checksum and key bloom filter go into index pieces of ≤ 8 KiB written
+//! between the blocks (piece.rs), so a reader opens the shard for one key by reading one piece, however
+//! large the shard. Any Parquet reader (DuckDB, pyarrow) opens it unchanged: it skips the pieces.
+//! [`ShardFormat::partitioned`] off writes format 2 instead (no pieces; Parquet bloom filters before the
+//! footer, read with it in one suffix GET), kept so its reader stays tested.
 
 use std::io::Write;
 use std::sync::{Arc, LazyLock};
@@ -14,11 +16,15 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
+use parquet::bloom_filter::Sbbf;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{BloomFilterPosition, EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
+use crate::block::ChunkRanges;
 use crate::error::{Error, Result};
+use crate::piece::{BlockEntry, PIECE_BYTES, PieceBuilder, PieceRef, encode_entry};
+use crate::shard_reader::BlockRef;
 
 /// The checksum cairn keeps per block: low 32 bits of XXH3-64 over the block's bytes.
 #[inline]
@@ -50,15 +56,30 @@ pub struct ShardFormat {
     pub block_bytes: usize,
     /// Bloom filter false-positive probability for the key column.
     pub bloom_fpp: f64,
+    /// Format 3: the block index in pieces inside the object. Off: format 2.
+    pub partitioned: bool,
+    /// Largest index piece, in bytes.
+    pub piece_bytes: usize,
 }
 
 impl Default for ShardFormat {
     fn default() -> Self {
-        ShardFormat { block_rows: 128, block_bytes: 16 << 10, bloom_fpp: 0.01 }
+        ShardFormat {
+            block_rows: 128,
+            block_bytes: 16 << 10,
+            bloom_fpp: 0.01,
+            partitioned: true,
+            piece_bytes: PIECE_BYTES,
+        }
     }
 }
 
 impl ShardFormat {
+    /// The manifest format these settings write.
+    pub fn version(&self) -> u32 {
+        if self.partitioned { crate::manifest::FORMAT_VERSION } else { 2 }
+    }
+
     pub fn writer_properties(&self, metadata: Vec<KeyValue>) -> WriterProperties {
         let key = ColumnPath::from(KEY_COLUMN);
         let ndv = self.block_rows as u64;
@@ -75,7 +96,8 @@ impl ShardFormat {
             // Above any block's size: a block is one page per column (the writer closes blocks by bytes).
             .set_data_page_size_limit(64 << 20)
             .set_max_row_group_row_count(Some(self.block_rows))
-            .set_column_bloom_filter_enabled(key.clone(), true)
+            // Format 3 keeps each block's filter in its index piece; Parquet's copy would only double it.
+            .set_column_bloom_filter_enabled(key.clone(), !self.partitioned)
             .set_column_bloom_filter_fpp(key.clone(), self.bloom_fpp)
             .set_column_bloom_filter_max_ndv(key, ndv)
             .set_bloom_filter_position(BloomFilterPosition::End)
@@ -95,6 +117,14 @@ pub struct ShardSummary {
     pub meta_checksum: String,
     pub min_key: Option<String>,
     pub max_key: Option<String>,
+    /// Format 3: where each index piece lies (empty for format 2, and for a shard without rows).
+    pub pieces: Vec<PieceRef>,
+}
+
+/// What the writer keeps of the block being written, for its index entry.
+struct OpenBlock {
+    first_key: String,
+    bloom: Sbbf,
 }
 
 /// Passes bytes through to the sink and keeps those of the block being written, so its checksum can be
@@ -130,6 +160,9 @@ pub struct ShardWriter<W: Write + Send> {
     rows: u64,
     min_key: Option<String>,
     last_key: String,
+    block: Option<OpenBlock>,
+    piece: PieceBuilder,
+    pieces: Vec<PieceRef>,
 }
 
 impl<W: Write + Send> ShardWriter<W> {
@@ -150,6 +183,9 @@ impl<W: Write + Send> ShardWriter<W> {
             rows: 0,
             min_key: None,
             last_key: String::new(),
+            block: None,
+            piece: PieceBuilder::default(),
+            pieces: Vec::new(),
         })
     }
 
@@ -163,6 +199,16 @@ impl<W: Write + Send> ShardWriter<W> {
         }
         self.last_key.clear();
         self.last_key.push_str(key);
+        if self.format.partitioned {
+            let block = match &mut self.block {
+                Some(b) => b,
+                None => {
+                    let bloom = Sbbf::new_with_ndv_fpp(self.format.block_rows as u64, self.format.bloom_fpp)?;
+                    self.block.insert(OpenBlock { first_key: key.to_string(), bloom })
+                }
+            };
+            block.bloom.insert(key.as_bytes());
+        }
         self.keys.append_value(key);
         self.values.append_value(value);
         self.pending += 1;
@@ -203,17 +249,55 @@ impl<W: Write + Send> ShardWriter<W> {
                 return Err(Error::Config("writing shard: a block's column chunks are not contiguous".into()));
             }
             let lo = (start - tee.pending_start) as usize;
-            self.checksums.push(block_checksum(&tee.pending[lo..(end - tee.pending_start) as usize]));
+            let checksum = block_checksum(&tee.pending[lo..(end - tee.pending_start) as usize]);
+            self.checksums.push(checksum);
             tee.pending.drain(..(end - tee.pending_start) as usize);
             tee.pending_start = end;
+            let rows = self.writer.flushed_row_groups()[self.row_groups_done].num_rows() as u64;
             self.row_groups_done += 1;
+            if let Some(mut open) = self.block.take() {
+                open.bloom.fold_to_target_fpp(self.format.bloom_fpp);
+                let key_len = ranges[0].1 as u32;
+                let len = (end - start) as u32;
+                let chunks = ChunkRanges { key: (0, key_len), value: (key_len, len - key_len) };
+                let at = BlockRef { offset: start, len, rows, chunks, checksum: Some(checksum) };
+                let entry = encode_entry(&BlockEntry {
+                    at,
+                    min_key: open.first_key.as_bytes(),
+                    max_key: self.last_key.as_bytes(),
+                    bloom: Some(&open.bloom),
+                });
+                self.add_entry(&entry, &open.first_key)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Adds a block's entry to the open piece, writing that piece out first when the entry would not fit.
+    fn add_entry(&mut self, entry: &[u8], first_key: &str) -> Result<()> {
+        if !self.piece.fits(entry, self.format.piece_bytes) {
+            self.write_piece()?;
+        }
+        self.piece.push(entry, first_key);
+        Ok(())
+    }
+
+    /// Writes the open piece into the object, between blocks: Parquet readers skip it.
+    fn write_piece(&mut self) -> Result<()> {
+        if self.piece.is_empty() {
+            return Ok(());
+        }
+        let (bytes, key) = self.piece.take();
+        let offset = self.writer.bytes_written() as u64;
+        self.writer.write_all(&bytes)?;
+        self.pieces.push(PieceRef { key, offset, len: bytes.len() as u32, checksum: block_checksum(&bytes) });
         Ok(())
     }
 
     /// Finishes the file (pass the sink as `&mut W` to keep it) and returns the shard's summary.
     pub fn finish(mut self) -> Result<ShardSummary> {
         self.flush_block()?;
+        self.write_piece()?;
         let sums: String = self.checksums.iter().map(|c| format!("{c:08x}")).collect();
         self.writer.append_key_value_metadata(KeyValue::new(BLOCK_CHECKSUMS_KEY.to_string(), sums));
         let written = self.writer.finish()?;
@@ -244,6 +328,7 @@ impl<W: Write + Send> ShardWriter<W> {
             meta_checksum,
             max_key: self.min_key.as_ref().map(|_| self.last_key.clone()),
             min_key: self.min_key,
+            pieces: self.pieces,
         };
         Ok(summary)
     }

@@ -31,13 +31,17 @@ fn dataset(n: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 async fn publish(store: &Store, shards: u32, rows: &[(String, Vec<u8>)]) -> Manifest {
+    publish_as(store, shards, rows, &ShardFormat::default()).await
+}
+
+async fn publish_as(store: &Store, shards: u32, rows: &[(String, Vec<u8>)], format: &ShardFormat) -> Manifest {
     let spec = PlacementSpec::jump(shards);
     let placement = Placement::new(&spec).unwrap();
     let version = layout::new_version();
     let mut entries = Vec::new();
     for s in 0..shards {
         let mut buf = Vec::new();
-        let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), vec![]).unwrap();
+        let mut w = ShardWriter::new(&mut buf, format, vec![]).unwrap();
         for (k, v) in rows.iter().filter(|(k, _)| placement.shard_of(k.as_bytes()) == s) {
             w.append(k, v).unwrap();
         }
@@ -55,10 +59,11 @@ async fn publish(store: &Store, shards: u32, rows: &[(String, Vec<u8>)]) -> Mani
             min_key: sum.min_key,
             max_key: sum.max_key,
             checksum: String::new(),
+            pieces: sum.pieces,
         });
     }
     let m = Manifest {
-        format: cairn_shared::manifest::FORMAT_VERSION,
+        format: format.version(),
         keyspace: "t".into(),
         version: version.clone(),
         created_at: String::new(),
@@ -97,8 +102,8 @@ async fn every_key_round_trips_and_absent_keys_miss() {
     assert!(engine.get("nope", "k").await.is_err());
 }
 
-/// The read path's request budget: a cold lookup is the footer and one block (2 GETs, ≤ 64 KiB); with the
-/// footer cached, one GET, and none for most absent keys; once a shard has been promoted (decoded whole),
+/// The read path's request budget: a cold lookup is an index piece and one block (2 GETs, ≤ 32 KiB); with
+/// the piece cached, one GET, and none for most absent keys; once a shard has been promoted (decoded whole),
 /// hits and misses cost no I/O.
 #[tokio::test]
 async fn cold_lookups_cost_two_gets_then_one_then_none() {
@@ -107,18 +112,20 @@ async fn cold_lookups_cost_two_gets_then_one_then_none() {
     let mut rows: Vec<(String, Vec<u8>)> =
         (0..6_000).map(|i| (uuid::Uuid::new_v4().to_string(), vec![b'a' + (i % 26) as u8; 20 + i % 101])).collect();
     rows.sort();
-    publish(&store, 1, &rows).await;
+    let m = publish(&store, 1, &rows).await;
+    let pieces = m.shards[0].pieces.len();
+    assert!(pieces >= 2, "the shard's index is in pieces ({pieces})");
     let engine = Engine::new(store.clone(), EngineConfig::default());
     let ks = engine.keyspace("t").await.unwrap();
     let cost = |before: cairn_shared::engine::Counters| engine.counters() - before;
     let before = engine.counters();
     assert!(engine.lookup(&ks, &rows[1500].0).await.unwrap().is_some());
     let first = cost(before);
-    assert_eq!(first.object_gets, 2, "footer + block");
-    assert!(first.bytes_fetched <= 64 << 10, "cold lookup read {} bytes", first.bytes_fetched);
+    assert_eq!(first.object_gets, 2, "index piece + block");
+    assert!(first.bytes_fetched <= 32 << 10, "cold lookup read {} bytes", first.bytes_fetched);
     let before = engine.counters();
-    assert!(engine.lookup(&ks, &rows[4500].0).await.unwrap().is_some());
-    assert_eq!(cost(before).object_gets, 1, "footer cached: the block only");
+    assert!(engine.lookup(&ks, &rows[1700].0).await.unwrap().is_some());
+    assert_eq!(cost(before).object_gets, 1, "piece cached: the block only");
     // Keep fetching distinct blocks until the shard is promoted: one GET reads every block.
     for (k, v) in rows.iter().step_by(128) {
         assert_eq!(engine.lookup(&ks, k).await.unwrap().as_deref(), Some(v.as_slice()));
@@ -140,8 +147,8 @@ async fn cold_lookups_cost_two_gets_then_one_then_none() {
     for (k, _) in rows.iter().step_by(6) {
         assert_eq!(uncached.get("t", &format!("{k}x")).await.unwrap(), None);
     }
-    let misses = (uncached.counters() - before).object_gets;
-    assert!(misses <= 20, "1,000 absent keys, footer cached: {misses} GETs");
+    let misses = (uncached.counters() - before).object_gets as usize;
+    assert!(misses <= 20 + pieces, "1,000 absent keys, {pieces} index pieces: {misses} GETs");
 }
 
 /// Hot shards live in the engine's huge-page arena. Under eviction churn (16 shards, a cache that holds
@@ -177,6 +184,28 @@ async fn hot_shards_churn_through_the_arena() {
             data.entries
         );
     }
+}
+
+/// Format 2 keyspaces (one index read from the shard's tail, no pieces) published by earlier builds still
+/// answer every key, and promote like format 3 ones.
+#[tokio::test]
+async fn format_2_keyspaces_still_answer() {
+    let store = Store::open("memory://format2").unwrap();
+    let rows = dataset(5_000);
+    let m = publish_as(&store, 2, &rows, &ShardFormat { partitioned: false, ..Default::default() }).await;
+    assert_eq!(m.format, 2);
+    assert!(m.shards.iter().all(|s| s.pieces.is_empty()));
+    let engine = Engine::new(store, EngineConfig::default());
+    for pass in 0..3 {
+        for (k, v) in &rows {
+            assert_eq!(engine.get("t", k).await.unwrap().as_deref(), Some(v.as_slice()), "pass {pass}, key {k}");
+        }
+    }
+    let before = engine.counters();
+    for (k, _) in rows.iter().step_by(50) {
+        engine.get("t", k).await.unwrap();
+    }
+    assert_eq!((engine.counters() - before).object_gets, 0, "promoted");
 }
 
 #[tokio::test]

@@ -29,6 +29,8 @@ pub struct FaultyStore {
     pub read_delay_us: AtomicU64,
     pub read_jitter_us: AtomicU64,
     reads: AtomicU64,
+    /// Bytes those reads returned (as their ranges say).
+    read_bytes: AtomicU64,
     /// Reads running now, and the most seen at once.
     in_flight: AtomicU64,
     pub max_in_flight: AtomicU64,
@@ -73,6 +75,7 @@ impl FaultyStore {
             read_delay_us: AtomicU64::new(0),
             read_jitter_us: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            read_bytes: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
             lose: Default::default(),
@@ -91,6 +94,11 @@ impl FaultyStore {
     /// Reads (GETs) asked of this store so far.
     pub fn reads(&self) -> u64 {
         self.reads.load(Ordering::SeqCst)
+    }
+
+    /// Bytes the successful reads returned so far.
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes.load(Ordering::SeqCst)
     }
 
     async fn delay(&self) {
@@ -160,6 +168,9 @@ impl ObjectStore for FaultyStore {
             Ok(()) => self.inner.get_opts(location, options).await,
             Err(e) => Err(e),
         };
+        if let Ok(r) = &got {
+            self.read_bytes.fetch_add(r.range.end - r.range.start, Ordering::SeqCst);
+        }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         got
     }

@@ -169,6 +169,7 @@ static HTTP: LazyLock<Http> = LazyLock::new(|| {
                 min_key: sum.min_key,
                 max_key: sum.max_key,
                 checksum,
+                pieces: sum.pieces,
             });
         }
         let m = Manifest {

@@ -1,0 +1,125 @@
+//! When to read a shard whole (promote it to hot): only when it is likely to be reused while it stays
+//! resident, so a working set larger than the data cache is served block by block instead of reading whole
+//! shards that are evicted before they pay back (docs/FORMAT.md, "Point lookup").
+//!
+//! Time is measured in cache turnover: bytes inserted into the data cache. An entry stays resident for
+//! about one cache capacity of turnover, so a shard that saw `n` block fetches over `elapsed` bytes of
+//! turnover would see about `n × capacity / elapsed` while resident: promoting it pays when those fetches'
+//! bytes reach the shard's size. Under a uniform working set `W` that gives "promote when `W` ≤ capacity",
+//! and under a skewed one it promotes the shards that are hot.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// Block fetches before a shard may be promoted, however fast they came.
+pub const MIN_FETCHES: u32 = 4;
+
+/// A shard's recent block fetches, counted over a window of turnover.
+#[derive(Debug, Default)]
+pub struct Promotion {
+    fetches: AtomicU32,
+    since: AtomicU64,
+    fetched_bytes: AtomicU64,
+    pub(crate) promoting: AtomicBool,
+}
+
+impl Promotion {
+    /// Counts one block fetch of `block_bytes` at turnover `now`; true when reading the whole shard
+    /// (`shard_bytes`) now would pay for itself in a cache of `capacity` bytes.
+    pub fn note_fetch(&self, now: u64, block_bytes: u64, shard_bytes: u64, capacity: u64) -> bool {
+        let since = self.since.load(Relaxed);
+        let elapsed = now.saturating_sub(since);
+        // A window older than one turnover holds fetches whose blocks are gone: start a new one.
+        if self.fetches.load(Relaxed) == 0 || elapsed > capacity {
+            self.since.store(now, Relaxed);
+            self.fetches.store(1, Relaxed);
+            self.fetched_bytes.store(block_bytes, Relaxed);
+            return false;
+        }
+        let n = self.fetches.fetch_add(1, Relaxed) + 1;
+        // The fetch that opened the window started its clock: the rate is over the fetches after it.
+        let bytes = self.fetched_bytes.fetch_add(block_bytes, Relaxed);
+        n >= MIN_FETCHES && (bytes as u128) * (capacity as u128) >= (shard_bytes as u128) * (elapsed.max(1) as u128)
+    }
+
+    /// Starts counting again (after a promotion, or one that failed).
+    pub fn reset(&self) {
+        self.fetches.store(0, Relaxed);
+        self.fetched_bytes.store(0, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replays lookups over `shards` shards of `blocks` blocks each through the rule. A lookup on a shard
+    /// that is not hot fetches its block (every block misses: the worst case); the clock moves by the bytes
+    /// fetched; hot shards live in an LRU of `capacity_shards`. Returns the promotions and the bytes fetched
+    /// per lookup, in blocks.
+    fn replay(shards: u64, blocks: u64, capacity_shards: u64, lookups: u64, skew: bool) -> (u64, f64) {
+        replay_with(Promotion::note_fetch, shards, blocks, capacity_shards, lookups, skew)
+    }
+
+    type Rule = fn(&Promotion, u64, u64, u64, u64) -> bool;
+
+    /// The rule before this one: a shard was read whole once `max(4, blocks / 8)` of its blocks had been
+    /// fetched, however long that took.
+    fn count_only(p: &Promotion, _now: u64, block: u64, shard: u64, _capacity: u64) -> bool {
+        p.fetches.fetch_add(1, Relaxed) + 1 >= (shard / block / 8).max(4) as u32
+    }
+
+    fn replay_with(rule: Rule, shards: u64, blocks: u64, capacity_shards: u64, lookups: u64, skew: bool) -> (u64, f64) {
+        let (block, shard) = (10_000u64, 10_000 * blocks);
+        let capacity = capacity_shards * shard;
+        let state: Vec<Promotion> = (0..shards).map(|_| Promotion::default()).collect();
+        // Per shard, when it was last used while hot (None: not hot).
+        let mut hot: Vec<Option<u64>> = vec![None; shards as usize];
+        let mut resident = 0u64;
+        let (mut clock, mut promoted, mut x) = (0u64, 0u64, 0x9e3779b97f4a7c15u64);
+        for t in 0..lookups {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Skewed: half the lookups go to 1% of the shards.
+            let s = if skew && x & 1 == 0 { (x >> 1) % (shards / 100).max(1) } else { (x >> 1) % shards } as usize;
+            if let Some(used) = &mut hot[s] {
+                *used = t;
+                continue;
+            }
+            clock += block;
+            if rule(&state[s], clock, block, shard, capacity) {
+                state[s].reset();
+                clock += shard;
+                if resident == capacity_shards {
+                    let lru = (0..hot.len()).filter(|&i| hot[i].is_some()).min_by_key(|&i| hot[i]).unwrap();
+                    hot[lru] = None;
+                    resident -= 1;
+                }
+                hot[s] = Some(t);
+                resident += 1;
+                promoted += 1;
+            }
+        }
+        (promoted, clock as f64 / block as f64 / lookups as f64)
+    }
+
+    #[test]
+    fn promotion_pays_for_itself() {
+        // 1,000 shards of 40 blocks and a cache of 100 shards: uniform lookups cost about one block each.
+        let (n, per_lookup) = replay(1000, 40, 100, 400_000, false);
+        println!("uniform, 10x the cache: {n} promotions, {per_lookup:.3} blocks per lookup");
+        assert!(per_lookup <= 1.1, "{per_lookup:.3} blocks per lookup ({n} promotions)");
+        let (n, old) = replay_with(count_only, 1000, 40, 100, 400_000, false);
+        println!("  the count-only rule: {n} promotions, {old:.3} blocks per lookup");
+        assert!(old > 3.0, "the replay tells the rules apart");
+        // A cache that holds them all: each shard is promoted about once, and lookups then cost nothing.
+        let (n, per_lookup) = replay(1000, 40, 1000, 400_000, false);
+        println!("uniform, fits: {n} promotions, {per_lookup:.3} blocks per lookup");
+        assert!((900..1500).contains(&n), "{n} promotions");
+        assert!(per_lookup < 0.3, "{per_lookup:.3} blocks per lookup");
+        // 10× the cache, but half the lookups on 1% of the shards: those are promoted and stay so.
+        let (n, per_lookup) = replay(1000, 40, 100, 400_000, true);
+        println!("skewed, 10x the cache: {n} promotions, {per_lookup:.3} blocks per lookup");
+        assert!(per_lookup < 0.65, "{per_lookup:.3} blocks per lookup ({n} promotions)");
+    }
+}
