@@ -652,6 +652,7 @@ fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, I
         max_key: summary.max_key,
         checksum,
         pieces: summary.pieces,
+        root: summary.root,
     })
 }
 

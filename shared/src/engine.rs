@@ -30,7 +30,7 @@ use crate::failover::{ReplicatedStore, Validator};
 use crate::key::{validate_key, validate_keyspace};
 use crate::manifest::ShardEntry;
 use crate::manifest::{Manifest, checksum_of};
-use crate::piece;
+use crate::piece::{self, PieceRef};
 use crate::pointer;
 use crate::promotion::Promotion;
 use crate::ring::Placement;
@@ -106,6 +106,8 @@ pub struct Engine {
     pointers: TtlMap<Option<Arc<Keyspace>>>,
     /// (keyspace, version) → manifest; versions are immutable.
     manifests: CountedCache<(String, String), Arc<Keyspace>>,
+    /// (keyspace uid, shard) → the pieces a shard's root lists (shards with more than a manifest entry lists).
+    roots: CountedCache<(u64, u32), Arc<Vec<PieceRef>>>,
     /// (keyspace uid, shard, piece) → the blocks an index piece lists.
     shards: CountedCache<PieceKey, Arc<ShardMeta>>,
     /// Decoded blocks and whole (hot) shards, under one byte budget.
@@ -115,6 +117,7 @@ pub struct Engine {
     /// Concurrent misses of one pointer, footer or block share one read (a cold MGET, the first requests
     /// after a start).
     keyspace_loads: SingleFlight<String, Option<Arc<Keyspace>>>,
+    root_reads: SingleFlight<(u64, u32), Arc<Vec<PieceRef>>>,
     shard_opens: SingleFlight<PieceKey, Arc<ShardMeta>>,
     block_reads: SingleFlight<DataKey, Arc<Rows>>,
     /// Bounds store reads in flight per process (`max_concurrent_gets`).
@@ -161,6 +164,9 @@ impl Engine {
         Engine {
             pointers: TtlMap::new("pointer", config.manifest_ttl, 4096),
             manifests: CountedCache::new("manifest", meta_bytes / 8, None, |_, v| weight(v.weight())),
+            roots: CountedCache::new("shard_roots", meta_bytes / 4, None, |_, v| {
+                weight(64 + v.iter().map(|p| 48 + p.key.len()).sum::<usize>())
+            }),
             shards: CountedCache::new("shard_metadata", meta_bytes, None, |_, v| weight(v.weight())),
             data: CountedCache::with_listener(
                 "data",
@@ -181,6 +187,7 @@ impl Engine {
             ),
             arena: Arena::new(config.page_cache_bytes as usize),
             keyspace_loads: SingleFlight::default(),
+            root_reads: SingleFlight::default(),
             shard_opens: SingleFlight::default(),
             block_reads: SingleFlight::default(),
             store,
@@ -302,7 +309,7 @@ impl Engine {
         self.manifests.invalidate(&(old.manifest.keyspace.clone(), old.manifest.version.clone()));
         for (shard, entry) in old.manifest.shards.iter().enumerate() {
             let shard = shard as u32;
-            for p in 0..entry.pieces.len().max(1) as u32 {
+            for p in 0..entry.piece_count().max(1) as u32 {
                 if let Some(meta) = self.shards.peek(&(old.uid, shard, p)) {
                     for b in 0..meta.blocks.len() as u32 {
                         self.data.invalidate(&(old.uid, shard, p, b));
@@ -310,6 +317,7 @@ impl Engine {
                 }
                 self.shards.invalidate(&(old.uid, shard, p));
             }
+            self.roots.invalidate(&(old.uid, shard));
             self.data.invalidate(&(old.uid, shard, WHOLE_SHARD, WHOLE_SHARD));
         }
     }
@@ -456,10 +464,15 @@ impl Engine {
             }
             return Ok(hot.get(key.as_bytes()));
         }
-        let piece = if entry.pieces.is_empty() {
+        let root = match entry.root {
+            Some(_) => Some(Box::pin(self.root(ks, shard, entry)).await?),
+            None => None,
+        };
+        let pieces: &[PieceRef] = root.as_deref().map_or(&entry.pieces, |r| r.as_slice());
+        let piece = if pieces.is_empty() {
             0
         } else {
-            match piece::locate(&entry.pieces, key.as_bytes()) {
+            match piece::locate(pieces, key.as_bytes()) {
                 Some(p) => p as u32,
                 None => return Ok(None),
             }
@@ -468,7 +481,7 @@ impl Engine {
             Some(m) => m,
             None => {
                 let open = self.shard_opens.run((ks.uid, shard, piece), async {
-                    let m = Arc::new(self.open_piece(ks, entry, piece as usize).await?);
+                    let m = Arc::new(self.open_piece(ks, entry, pieces.get(piece as usize)).await?);
                     self.shards.insert((ks.uid, shard, piece), m.clone());
                     Ok(m)
                 });
@@ -490,7 +503,7 @@ impl Engine {
                 });
                 let r = Box::pin(read).await?;
                 if read_here.load(Relaxed) {
-                    Box::pin(self.maybe_promote(ks, shard, &meta, meta.blocks[b].len)).await;
+                    Box::pin(self.maybe_promote(ks, shard, pieces, &meta, meta.blocks[b].len)).await;
                 }
                 r
             }
@@ -512,9 +525,8 @@ impl Engine {
     /// it in one GET and keeps it decoded whole, if it fits an eighth of the data cache (so one shard cannot
     /// flush the rest). A failure only leaves the shard served block by block (the lookup at hand already
     /// has its block).
-    async fn maybe_promote(&self, ks: &Keyspace, shard: u32, meta: &ShardMeta, block_len: u32) {
-        let entry = &ks.manifest.shards[shard as usize];
-        let range = match entry.pieces.last() {
+    async fn maybe_promote(&self, ks: &Keyspace, shard: u32, pieces: &[PieceRef], meta: &ShardMeta, block_len: u32) {
+        let range = match pieces.last() {
             // The blocks start after the leading magic; the last piece follows the last block.
             Some(last) => 4..last.offset + last.len as u64,
             None => match meta.data_range() {
@@ -531,7 +543,8 @@ impl Engine {
         {
             return;
         }
-        let result = self.read_shard(ks, entry, meta, range).await;
+        let object_len = ks.manifest.shards[shard as usize].bytes;
+        let result = self.read_shard(ks, pieces, meta, range, object_len).await;
         state.reset();
         state.promoting.store(false, Relaxed);
         match result {
@@ -543,7 +556,7 @@ impl Engine {
                     (ks.uid, shard, WHOLE_SHARD, WHOLE_SHARD),
                     Cached { rows, slot: Some(Arc::downgrade(slot)) },
                 );
-                for p in 0..entry.pieces.len().max(1) as u32 {
+                for p in 0..pieces.len().max(1) as u32 {
                     if let Some(m) = self.shards.peek(&(ks.uid, shard, p)) {
                         for b in 0..m.blocks.len() as u32 {
                             self.data.invalidate(&(ks.uid, shard, p, b));
@@ -567,17 +580,18 @@ impl Engine {
     async fn read_shard(
         &self,
         ks: &Keyspace,
-        entry: &ShardEntry,
+        pieces: &[PieceRef],
         meta: &ShardMeta,
         range: std::ops::Range<u64>,
+        object_len: u64,
     ) -> Result<Rows> {
         let base = range.start;
         let blocks_in = |d: &[u8]| -> std::result::Result<Vec<crate::shard_reader::BlockRef>, String> {
-            if entry.pieces.is_empty() {
+            if pieces.is_empty() {
                 return Ok(meta.blocks.clone());
             }
             let mut blocks = Vec::new();
-            for p in &entry.pieces {
+            for p in pieces {
                 let bytes = p
                     .offset
                     .checked_sub(base)
@@ -586,7 +600,7 @@ impl Engine {
                 if block_checksum(bytes) != p.checksum {
                     return Err("index piece checksum mismatch".into());
                 }
-                blocks.extend(piece::decode(bytes, entry.bytes, p.key.as_bytes())?.blocks);
+                blocks.extend(piece::decode(bytes, object_len, p.key.as_bytes())?.blocks);
             }
             Ok(blocks)
         };
@@ -638,9 +652,9 @@ impl Engine {
 
     /// One range GET of an index piece, verified against the manifest's checksum (format 2: one suffix GET
     /// of the footer and filters), yields the blocks it lists.
-    async fn open_piece(&self, ks: &Keyspace, entry: &ShardEntry, piece: usize) -> Result<ShardMeta> {
+    async fn open_piece(&self, ks: &Keyspace, entry: &ShardEntry, piece: Option<&PieceRef>) -> Result<ShardMeta> {
         let path = Path::from(entry.path.as_str());
-        if let Some(p) = entry.pieces.get(piece) {
+        if let Some(p) = piece {
             let opts = GetOptions { range: Some((p.offset..p.offset + p.len as u64).into()), ..Default::default() };
             let valid = |b: &[u8]| block_checksum(b) == p.checksum;
             let data = self.fetch(ks, &path, opts, &valid).await?;
@@ -654,6 +668,27 @@ impl Engine {
         ShardMeta::from_suffix(path, entry.bytes, data)
     }
 
+    /// The pieces a shard's root lists: one range GET, verified against the manifest, then cached.
+    async fn root(&self, ks: &Keyspace, shard: u32, entry: &ShardEntry) -> Result<Arc<Vec<PieceRef>>> {
+        if let Some(r) = self.roots.get(&(ks.uid, shard)) {
+            return Ok(r);
+        }
+        let root = entry.root.expect("called for shards with a root");
+        self.root_reads
+            .run((ks.uid, shard), async {
+                let path = Path::from(entry.path.as_str());
+                let range = root.offset..root.offset + root.len as u64;
+                let opts = GetOptions { range: Some(range.into()), ..Default::default() };
+                let valid = |b: &[u8]| block_checksum(b) == root.checksum;
+                let data = self.fetch(ks, &path, opts, &valid).await?;
+                let pieces = piece::decode_root(&data, entry.bytes, &root).map_err(|why| Error::corrupt(&path, why))?;
+                let pieces = Arc::new(pieces);
+                self.roots.insert((ks.uid, shard), pieces.clone());
+                Ok(pieces)
+            })
+            .await
+    }
+
     fn count(&self, bytes: u64) {
         self.gets.fetch_add(1, Relaxed);
         self.bytes_fetched.fetch_add(bytes, Relaxed);
@@ -662,7 +697,14 @@ impl Engine {
     /// Monotonic counters for per-request accounting (take one before and one after).
     pub fn counters(&self) -> Counters {
         let (mut cache_hits, mut cache_misses) = (0, 0);
-        for (h, m) in [self.pointers.counts(), self.manifests.counts(), self.shards.counts(), self.data.counts()] {
+        let all = [
+            self.pointers.counts(),
+            self.manifests.counts(),
+            self.roots.counts(),
+            self.shards.counts(),
+            self.data.counts(),
+        ];
+        for (h, m) in all {
             cache_hits += h;
             cache_misses += m;
         }
@@ -683,7 +725,13 @@ impl Engine {
             store: self.store.url.clone(),
             object_gets: self.gets.load(Relaxed),
             bytes_fetched: self.bytes_fetched.load(Relaxed),
-            caches: vec![self.pointers.stats(), self.manifests.stats(), self.shards.stats(), self.data.stats()],
+            caches: vec![
+                self.pointers.stats(),
+                self.manifests.stats(),
+                self.roots.stats(),
+                self.shards.stats(),
+                self.data.stats(),
+            ],
             hot_arena: self.arena.stats(),
         }
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::layout;
-use crate::piece::PieceRef;
+use crate::piece::{PieceRef, RootRef};
 use crate::ring::PlacementSpec;
 
 /// 3: each shard's block index lies in pieces inside the object, listed by its entry (docs/FORMAT.md).
@@ -71,9 +71,20 @@ pub struct ShardEntry {
     pub max_key: Option<String>,
     /// `xxh3-64:<16 hex digits>` of the whole object.
     pub checksum: String,
-    /// Format 3: the shard's index pieces, in key order (none for an empty shard, or in format 2).
+    /// Format 3: the shard's index pieces, in key order, when it has at most two (none for an empty shard,
+    /// or in format 2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pieces: Vec<PieceRef>,
+    /// Format 3: where the object lists its pieces, when it has more than two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootRef>,
+}
+
+impl ShardEntry {
+    /// How many index pieces the shard has (0 for format 2: its one index).
+    pub fn piece_count(&self) -> usize {
+        self.root.map_or(self.pieces.len(), |r| r.pieces as usize)
+    }
 }
 
 impl Manifest {
@@ -115,10 +126,16 @@ impl Manifest {
         }
         for s in &m.shards {
             let bad = |why: &str| Err(Error::corrupt(path, format!("shard {}: {why}", s.shard)));
-            match (m.format >= 3, s.pieces.is_empty()) {
-                (false, false) => return bad("index pieces in a format-2 manifest"),
-                (true, true) if s.rows > 0 => return bad("no index pieces"),
-                _ => {}
+            let listed = !s.pieces.is_empty() as u8 + s.root.is_some() as u8;
+            match (m.format >= 3, listed) {
+                (false, 0) | (true, 1) => {}
+                (true, 0) if s.rows == 0 => {}
+                (false, _) => return bad("index pieces in a format-2 manifest"),
+                (true, 0) => return bad("no index pieces"),
+                (true, _) => return bad("both index pieces and a root"),
+            }
+            if s.root.is_some_and(|r| r.pieces == 0 || r.offset.checked_add(r.len as u64).is_none_or(|e| e > s.bytes)) {
+                return bad("a root outside the object");
             }
             if s.pieces.windows(2).any(|w| w[0].key >= w[1].key)
                 || s.pieces.iter().any(|p| p.offset.checked_add(p.len as u64).is_none_or(|e| e > s.bytes))

@@ -5,8 +5,13 @@
 //!
 //! A piece (little-endian): `CIX1`, u32 block count, then per block: u64 offset, u32 length, u32 length of
 //! its key chunk (the value chunk follows it), u32 rows, u32 checksum (low 32 bits of XXH3-64 of the block's
-//! bytes), u16 + bytes of its first key, u16 + bytes of its last key, u16 + bytes of its key bloom filter
-//! (a Parquet split-block bitset; 0 bytes: none).
+//! bytes), u16 + bytes of its first key, u16 + bytes of its last key, u16 + bytes of its key
+//! bloom filter (a Parquet split-block bitset; 0 bytes: none).
+//!
+//! A shard with more than [`INLINE_PIECES`] pieces lists them in a *root* written into the object after the
+//! last piece, and the manifest entry names the root instead ([`RootRef`]), so the manifest every reader
+//! loads stays the same size per shard however large shards grow. A root: `CRT1`, u32 piece count, then per
+//! piece: u64 offset, u32 length, u32 checksum, u16 + bytes of its first key.
 
 use parquet::bloom_filter::Sbbf;
 use serde::{Deserialize, Serialize};
@@ -18,6 +23,61 @@ pub const PIECE_MAGIC: &[u8; 4] = b"CIX1";
 /// A cold lookup reads one piece, then one block: the piece stays small whatever the shard holds.
 pub const PIECE_BYTES: usize = 8 << 10;
 const HEADER: usize = 8;
+/// Pieces a manifest entry lists itself; a shard with more has a root (read once, then cached).
+pub const INLINE_PIECES: usize = 2;
+pub const ROOT_MAGIC: &[u8; 4] = b"CRT1";
+
+/// Where a shard's root (its list of pieces) lies in the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootRef {
+    pub offset: u64,
+    pub len: u32,
+    /// Low 32 bits of XXH3-64 of the root's bytes.
+    pub checksum: u32,
+    pub pieces: u32,
+}
+
+pub fn encode_root(pieces: &[PieceRef]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + pieces.iter().map(|p| 18 + p.key.len()).sum::<usize>());
+    out.extend_from_slice(ROOT_MAGIC);
+    out.extend_from_slice(&(pieces.len() as u32).to_le_bytes());
+    for p in pieces {
+        out.extend_from_slice(&p.offset.to_le_bytes());
+        out.extend_from_slice(&p.len.to_le_bytes());
+        out.extend_from_slice(&p.checksum.to_le_bytes());
+        out.extend_from_slice(&(p.key.len() as u16).to_le_bytes());
+        out.extend_from_slice(p.key.as_bytes());
+    }
+    out
+}
+
+/// Decodes and checks a root (`root`: what the manifest says of it) of an object `object_len` bytes long.
+pub fn decode_root(data: &[u8], object_len: u64, root: &RootRef) -> Result<Vec<PieceRef>, String> {
+    let mut r = Reader { data, at: 0 };
+    if r.take(4)? != ROOT_MAGIC {
+        return Err("not a shard root (bad magic)".into());
+    }
+    let n = r.u32()?;
+    if n != root.pieces || n as usize > data.len() / 18 {
+        return Err(format!("root lists {n} pieces, the manifest {}", root.pieces));
+    }
+    let mut pieces: Vec<PieceRef> = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let (offset, len, checksum) = (r.u64()?, r.u32()?, r.u32()?);
+        let key = std::str::from_utf8(r.part()?).map_err(|_| format!("piece {i}: a key that is not UTF-8"))?;
+        if offset.checked_add(len as u64).is_none_or(|e| e > object_len) {
+            return Err(format!("piece {i}: bytes {offset}+{len} in a {object_len}-byte object"));
+        }
+        if pieces.last().is_some_and(|p| p.key.as_str() >= key || p.offset + p.len as u64 > offset) {
+            return Err(format!("piece {i} is out of order"));
+        }
+        pieces.push(PieceRef { key: key.to_string(), offset, len, checksum });
+    }
+    if r.at != data.len() {
+        return Err(format!("{} bytes after the last piece", data.len() - r.at));
+    }
+    Ok(pieces)
+}
 
 /// Where a piece lies in its shard object, as the manifest lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,7 +266,49 @@ mod tests {
             w.append(k, format!("value of {k}, padded to look like the reference data").as_bytes()).unwrap();
         }
         let sum = w.finish().unwrap();
-        (buf, sum.pieces, keys)
+        let pieces = match sum.root {
+            Some(r) => {
+                assert!(sum.pieces.is_empty());
+                decode_root(&buf[r.offset as usize..(r.offset + r.len as u64) as usize], buf.len() as u64, &r).unwrap()
+            }
+            None => sum.pieces,
+        };
+        (buf, pieces, keys)
+    }
+
+    /// A shard with few pieces lists them in its manifest entry; with more, in a root inside the object,
+    /// which any corruption turns into an error, never a panic.
+    #[test]
+    fn a_root_lists_the_pieces_of_larger_shards() {
+        let mut buf = Vec::new();
+        let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), vec![]).unwrap();
+        for i in 0..2_000 {
+            w.append(&format!("key-{i:07}"), b"v").unwrap();
+        }
+        let small = w.finish().unwrap();
+        assert!(small.root.is_none() && (1..=INLINE_PIECES).contains(&small.pieces.len()));
+
+        let mut buf = Vec::new();
+        let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), vec![]).unwrap();
+        for i in 0..20_000 {
+            w.append(&format!("key-{i:07}"), b"v").unwrap();
+        }
+        let sum = w.finish().unwrap();
+        let root = sum.root.expect("a root");
+        let bytes = buf[root.offset as usize..(root.offset + root.len as u64) as usize].to_vec();
+        assert_eq!(block_checksum(&bytes), root.checksum);
+        let pieces = decode_root(&bytes, buf.len() as u64, &root).unwrap();
+        assert_eq!(pieces.len(), root.pieces as usize);
+        assert!(pieces.last().unwrap().offset + pieces.last().unwrap().len as u64 <= root.offset);
+        assert!(decode_root(&bytes, buf.len() as u64, &RootRef { pieces: root.pieces + 1, ..root }).is_err());
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x80;
+            let _ = decode_root(&bad, buf.len() as u64, &root);
+        }
+        for cut in 0..bytes.len() {
+            assert!(decode_root(&bytes[..cut], buf.len() as u64, &root).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

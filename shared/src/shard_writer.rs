@@ -23,7 +23,9 @@ use parquet::schema::types::ColumnPath;
 
 use crate::block::ChunkRanges;
 use crate::error::{Error, Result};
-use crate::piece::{BlockEntry, PIECE_BYTES, PieceBuilder, PieceRef, encode_entry};
+use crate::piece::{
+    BlockEntry, INLINE_PIECES, PIECE_BYTES, PieceBuilder, PieceRef, RootRef, encode_entry, encode_root,
+};
 use crate::shard_reader::BlockRef;
 
 /// The checksum cairn keeps per block: low 32 bits of XXH3-64 over the block's bytes.
@@ -117,8 +119,11 @@ pub struct ShardSummary {
     pub meta_checksum: String,
     pub min_key: Option<String>,
     pub max_key: Option<String>,
-    /// Format 3: where each index piece lies (empty for format 2, and for a shard without rows).
+    /// Format 3: where each index piece lies, when there are at most [`INLINE_PIECES`] (empty for format 2,
+    /// for a shard without rows, and when `root` lists them).
     pub pieces: Vec<PieceRef>,
+    /// Format 3: the root listing the pieces, when there are more.
+    pub root: Option<RootRef>,
 }
 
 /// What the writer keeps of the block being written, for its index entry.
@@ -298,6 +303,15 @@ impl<W: Write + Send> ShardWriter<W> {
     pub fn finish(mut self) -> Result<ShardSummary> {
         self.flush_block()?;
         self.write_piece()?;
+        let mut root = None;
+        if self.pieces.len() > INLINE_PIECES {
+            let bytes = encode_root(&self.pieces);
+            let offset = self.writer.bytes_written() as u64;
+            self.writer.write_all(&bytes)?;
+            let (len, checksum, pieces) = (bytes.len() as u32, block_checksum(&bytes), self.pieces.len() as u32);
+            root = Some(RootRef { offset, len, checksum, pieces });
+            self.pieces.clear();
+        }
         let sums: String = self.checksums.iter().map(|c| format!("{c:08x}")).collect();
         self.writer.append_key_value_metadata(KeyValue::new(BLOCK_CHECKSUMS_KEY.to_string(), sums));
         let written = self.writer.finish()?;
@@ -329,6 +343,7 @@ impl<W: Write + Send> ShardWriter<W> {
             max_key: self.min_key.as_ref().map(|_| self.last_key.clone()),
             min_key: self.min_key,
             pieces: self.pieces,
+            root,
         };
         Ok(summary)
     }

@@ -49,12 +49,15 @@ async fn a_64_mib_shard_answers_a_cold_lookup_in_two_small_gets() {
     let m = Manifest::read(local.inner.as_ref(), "big", &report.version).await.unwrap();
     let shard = &m.shards[0];
     assert!(shard.bytes >= 64 << 20, "a {}-byte shard", shard.bytes);
-    assert!(shard.pieces.len() > 100, "{} index pieces", shard.pieces.len());
+    assert!(shard.piece_count() > 100, "{} index pieces", shard.piece_count());
 
     let (count, store) = counted(&local);
     let engine = Engine::new(store, EngineConfig::default());
-    // The keyspace's top level: pointer and manifest, read once.
+    // The shard's top level: pointer, manifest and the shard's root (its list of pieces), read once.
     engine.keyspace("big").await.unwrap();
+    let before = count.reads();
+    assert_eq!(engine.get("big", &row(0).0).await.unwrap().map(|v| v.to_vec()), Some(row(0).1));
+    assert_eq!(count.reads() - before, 3, "root, piece, block");
     let mut worst = (0, 0);
     for i in (0..n).step_by((n / 300) as usize) {
         let (key, value) = row(i);
@@ -123,4 +126,54 @@ async fn a_working_set_ten_times_the_cache_is_served_block_by_block() {
     let warm_cost = fetched_per_lookup(&local, fits, &keys, warm).await;
     println!("working set fits: {warm_cost:.0} bytes per lookup");
     assert!(warm_cost < 0.05 * needed, "{warm_cost:.0} bytes per lookup with a cache that holds everything");
+}
+
+/// More shards than ingest picks by itself (4,096) publish, serve every key, and pass health, repair and
+/// gc: nothing in the format or the tools is bounded by the automatic cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_shards_than_the_automatic_cap_publish_serve_and_pass_health_repair_gc() {
+    use cairn_ingest::{IngestOptions, NoProgress};
+    use cairn_shared::gc::{self, GcOptions};
+    use cairn_shared::health::{self, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = (0..2).map(|i| dir.path().join(format!("root{i}"))).collect();
+    let roots: Vec<Store> = paths.iter().map(|p| Store::open(p.to_str().unwrap()).unwrap()).collect();
+    let shards = cairn_ingest::pipeline::AUTO_SHARDS_MAX as u32 + 4;
+    let publish = |shards: u32| {
+        let mut opts = IngestOptions::new(cairn_tests::example_data(), "many", roots[0].clone());
+        opts.replicas = roots[1..].to_vec();
+        opts.shards = Some(shards);
+        cairn_ingest::ingest(opts, Arc::new(NoProgress))
+    };
+    let first = publish(shards).await.unwrap();
+    let m = Manifest::read(roots[0].inner.as_ref(), "many", &first.version).await.unwrap();
+    assert_eq!(m.shards.len(), shards as usize);
+    let engine = Engine::new(roots[0].clone(), EngineConfig::default());
+    for (k, v) in cairn_tests::read_dataset(&cairn_tests::example_data()) {
+        assert_eq!(engine.get("many", &k).await.unwrap().as_deref(), Some(v.as_slice()), "key {k}");
+    }
+    assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
+    let lost = m.shards.iter().find(|s| s.rows > 0).unwrap();
+    std::fs::remove_file(paths[1].join(&lost.path)).unwrap();
+    assert_eq!(health::check(&roots, &m, false).await.status, Status::Yellow);
+    assert_eq!(health::repair(&roots, &m).await.unwrap().copied, 1);
+    assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
+
+    // Two more versions; gc then deletes the first one (neither current nor the one replaced) under both
+    // roots, and the current one stays whole.
+    publish(shards + 1).await.unwrap();
+    let third = publish(shards + 2).await.unwrap();
+    let opts = GcOptions { keep: 0, min_age: Duration::ZERO, dry_run: false };
+    let report = gc::collect(&roots, "many", &opts).await.unwrap();
+    assert_eq!(report.deleted_versions, vec![first.version.clone()], "{report:?}");
+    assert!(report.objects_deleted > 2 * shards as usize, "{report:?}");
+    for root in &roots {
+        assert!(Manifest::read(root.inner.as_ref(), "many", &first.version).await.is_err());
+    }
+    let current = Manifest::read(roots[0].inner.as_ref(), "many", &third.version).await.unwrap();
+    assert_eq!(health::check(&roots, &current, true).await.status, Status::Green);
+    engine.refresh();
+    for (k, v) in cairn_tests::read_dataset(&cairn_tests::example_data()).iter().step_by(10) {
+        assert_eq!(engine.get("many", k).await.unwrap().as_deref(), Some(v.as_slice()), "key {k}");
+    }
 }

@@ -170,6 +170,7 @@ static HTTP: LazyLock<Http> = LazyLock::new(|| {
                 max_key: sum.max_key,
                 checksum,
                 pieces: sum.pieces,
+                root: sum.root,
             });
         }
         let m = Manifest {
