@@ -183,7 +183,7 @@ async fn keyspace_info(State(engine): State<Arc<Engine>>, Path(ks): Path<String>
                 "keyspace": m.keyspace,
                 "version": m.version,
                 "created_at": m.created_at,
-                "shards": m.shards.len(),
+                "shards": m.placement.shards(),
                 "keys": m.rows,
                 "bytes": m.bytes,
                 "placement": m.placement,
@@ -247,7 +247,11 @@ async fn health(State(engine): State<Arc<Engine>>, Query(q): Query<HealthQuery>)
             Ok(r) => r,
             Err(e) => return engine_error(e),
         };
-        let report = cairn_shared::health::check(&roots, &ks.manifest, q.deep).await;
+        let manifest = match engine.full_manifest(&ks).await {
+            Ok(m) => m,
+            Err(e) => return engine_error(e),
+        };
+        let report = cairn_shared::health::check(&roots, &manifest, q.deep).await;
         status = status.max(report.status);
         reports.push(json!(report));
     }

@@ -27,13 +27,15 @@ use crate::source::{InputFile, InputFormat, Problems, fingerprint, list_inputs, 
 /// Largest in-memory chunk of records before it is sorted and spilled.
 pub const CHUNK_BYTES: usize = 64 << 20;
 
-/// Input bytes per shard when `--shards` is not given: small enough that a shard's metadata (every block's
-/// key range and bloom filter, ~0.6 KB a block; ~31 KB for example-shaped rows) stays well under 48 KiB, so a
-/// cold lookup reads ≤ 64 KiB in 2 GETs (docs/FORMAT.md).
+/// Input bytes per shard when `--shards` is not given. A cold lookup costs the same at any shard size (one
+/// index piece, one block); this size is what a hot shard is read and kept as: small enough that promotion
+/// pays under skew and one shard never holds much of the data cache, large enough that a shard's index has
+/// at most two pieces (listed in the manifest entry: no root to read) (docs/FORMAT.md).
 pub const AUTO_SHARD_BYTES: u64 = 512 << 10;
-/// Most shards `--shards` may pick by itself: bounds the manifest (~350 bytes a shard) that every reader
-/// loads; above ~2 GiB of input shards grow instead.
-pub const AUTO_SHARDS_MAX: u64 = 4096;
+/// Most shards `--shards` may pick by itself (32 GiB of input; above it shards grow). The manifest lists
+/// shards 1,024 to a group object above that many, so what a reader loads at start stays ~100 bytes per
+/// 1,024 shards; this bounds the ingest's per-shard work (a checkpoint entry, one object per root).
+pub const AUTO_SHARDS_MAX: u64 = 65_536;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -260,6 +262,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         rows: entries.iter().map(|e| e.rows).sum(),
         bytes: entries.iter().map(|e| e.bytes).sum(),
         shards: entries,
+        groups: vec![],
     };
     // Still the owner before writing the manifest: a run that lost its checkpoint (to a takeover, or to gc
     // expiring it) must not list a version whose shards gc may be deleting.

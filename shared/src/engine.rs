@@ -43,13 +43,25 @@ use crate::ttl_map::{Lookup, TtlMap};
 /// A published version, ready for lookups.
 #[derive(Debug)]
 pub struct Keyspace {
+    /// The manifest's top level: with many shards, where their entries are (groups), not the entries.
     pub manifest: Manifest,
     pub placement: Placement,
-    /// Where shard objects are read: the primary, or every copy behind failover and hedging.
+    /// Where shard objects (and manifest groups) are read: the primary, or every copy behind failover and
+    /// hedging.
     pub shard_store: Arc<dyn ObjectStore>,
     pub replicated: Option<Arc<ReplicatedStore>>,
     /// Process-unique, so cache keys are small and never mix versions.
     uid: u64,
+    /// Per group of [`Manifest::group_shards`] shards, its entries and lookup state, loaded on first use
+    /// (an ungrouped manifest is one group, loaded with it).
+    groups: Vec<std::sync::OnceLock<Group>>,
+    group_shards: u32,
+}
+
+/// The shards of one manifest group, ready for lookups.
+#[derive(Debug)]
+struct Group {
+    entries: Vec<ShardEntry>,
     /// Per shard, the shard decoded whole once it is hot: read with no lock and no cache lookup. The data
     /// cache owns the memory; evicting the entry empties the slot.
     hot: Vec<Arc<HotSlot>>,
@@ -57,15 +69,40 @@ pub struct Keyspace {
     promotion: Vec<Promotion>,
 }
 
+impl Group {
+    fn new(entries: Vec<ShardEntry>) -> Group {
+        let hot = entries.iter().map(|_| Arc::new(HotSlot::empty())).collect();
+        let promotion = entries.iter().map(|_| Promotion::default()).collect();
+        Group { entries, hot, promotion }
+    }
+}
+
 type HotSlot = ArcSwapOption<Rows>;
 
 impl Keyspace {
-    /// Bytes this version holds besides its cached shards: the manifest's entries, the ring, the hot slots.
+    /// Bytes this version holds besides its cached shards: the top level, the ring, and the groups loaded
+    /// with it (groups loaded later add ~500 bytes a shard, bounded by the keyspace's shard count).
     fn weight(&self) -> usize {
-        let entries: usize = self.manifest.shards.iter().map(|s| 160 + s.path.len()).sum();
-        let pieces: usize =
-            self.manifest.shards.iter().map(|s| s.pieces.iter().map(|p| 48 + p.key.len()).sum::<usize>()).sum();
-        1024 + entries + pieces + self.placement.weight() + self.hot.len() * 112
+        let groups: usize = self.groups.iter().filter_map(|g| g.get()).map(Group::weight).sum();
+        1024 + self.manifest.groups.len() * 96 + groups + self.placement.weight()
+    }
+
+    /// Group and index in it of `shard`.
+    fn locate(&self, shard: u32) -> (usize, usize) {
+        ((shard / self.group_shards) as usize, (shard % self.group_shards) as usize)
+    }
+
+    /// Shard entries of the groups loaded so far (every one for an ungrouped manifest).
+    fn loaded_entries(&self) -> impl Iterator<Item = &ShardEntry> {
+        self.groups.iter().filter_map(|g| g.get()).flat_map(|g| g.entries.iter())
+    }
+}
+
+impl Group {
+    fn weight(&self) -> usize {
+        let entries: usize = self.entries.iter().map(|s| 160 + s.path.len()).sum();
+        let pieces: usize = self.entries.iter().map(|s| s.pieces.iter().map(|p| 48 + p.key.len()).sum::<usize>()).sum();
+        entries + pieces + self.hot.len() * 112
     }
 }
 
@@ -118,6 +155,7 @@ pub struct Engine {
     /// after a start).
     keyspace_loads: SingleFlight<String, Option<Arc<Keyspace>>>,
     root_reads: SingleFlight<(u64, u32), Arc<Vec<PieceRef>>>,
+    group_reads: SingleFlight<(u64, u32), ()>,
     shard_opens: SingleFlight<PieceKey, Arc<ShardMeta>>,
     block_reads: SingleFlight<DataKey, Arc<Rows>>,
     /// Bounds store reads in flight per process (`max_concurrent_gets`).
@@ -188,6 +226,7 @@ impl Engine {
             arena: Arena::new(config.page_cache_bytes as usize),
             keyspace_loads: SingleFlight::default(),
             root_reads: SingleFlight::default(),
+            group_reads: SingleFlight::default(),
             shard_opens: SingleFlight::default(),
             block_reads: SingleFlight::default(),
             store,
@@ -307,8 +346,8 @@ impl Engine {
     /// Drops what the caches hold for a version this engine no longer serves (a rollback to it reloads it).
     fn forget(&self, old: &Keyspace) {
         self.manifests.invalidate(&(old.manifest.keyspace.clone(), old.manifest.version.clone()));
-        for (shard, entry) in old.manifest.shards.iter().enumerate() {
-            let shard = shard as u32;
+        for entry in old.loaded_entries() {
+            let shard = entry.shard;
             for p in 0..entry.piece_count().max(1) as u32 {
                 if let Some(meta) = self.shards.peek(&(old.uid, shard, p)) {
                     for b in 0..meta.blocks.len() as u32 {
@@ -329,7 +368,7 @@ impl Engine {
             return Ok(k);
         }
         self.gets.fetch_add(1, Relaxed);
-        let manifest = match Manifest::read(root.inner.as_ref(), ks, &current.pointer.version).await {
+        let manifest = match Manifest::read_top(root.inner.as_ref(), ks, &current.pointer.version).await {
             // The pointer names it: a missing manifest is lost data, not an unknown version.
             Err(Error::VersionNotFound { .. }) => {
                 return Err(Error::Missing { path: crate::layout::manifest_path(ks, &current.pointer.version) });
@@ -353,9 +392,16 @@ impl Engine {
             (r.clone(), Some(r))
         };
         let uid = NEXT_UID.fetch_add(1, Relaxed);
-        let hot = (0..manifest.shards.len()).map(|_| Arc::new(HotSlot::empty())).collect();
-        let promotion = (0..manifest.shards.len()).map(|_| Promotion::default()).collect();
-        let k = Arc::new(Keyspace { manifest, placement, shard_store, replicated, uid, hot, promotion });
+        let group_shards = manifest.group_shards();
+        let mut groups: Vec<std::sync::OnceLock<Group>> = Vec::new();
+        if manifest.groups.is_empty() {
+            groups.push(std::sync::OnceLock::from(Group::new(manifest.shards.clone())));
+        } else {
+            groups.resize_with(manifest.groups.len(), std::sync::OnceLock::new);
+        }
+        let mut manifest = manifest;
+        manifest.shards = Vec::new();
+        let k = Arc::new(Keyspace { manifest, placement, shard_store, replicated, uid, groups, group_shards });
         // One Keyspace per version, whoever loaded it first: hot shards and footers are cached under its uid,
         // so a request holding another copy would fetch and decode every shard again (measured: twice the
         // memory after start-up, when the first requests all loaded it at once).
@@ -454,11 +500,16 @@ impl Engine {
 
     async fn get_in(&self, ks: &Keyspace, key: &str) -> Result<Option<Bytes>> {
         let shard = ks.placement.shard_of(key.as_bytes());
-        let entry = &ks.manifest.shards[shard as usize];
+        let (g, i) = ks.locate(shard);
+        let group = match ks.groups[g].get() {
+            Some(group) => group,
+            None => Box::pin(self.load_group(ks, g)).await?,
+        };
+        let entry = &group.entries[i];
         if entry.rows == 0 {
             return Ok(None);
         }
-        if let Some(hot) = ks.hot[shard as usize].load().as_ref() {
+        if let Some(hot) = group.hot[i].load().as_ref() {
             if sampled(&HOT_TICK) {
                 self.data.touch(&(ks.uid, shard, WHOLE_SHARD, WHOLE_SHARD), HIT_SAMPLE as u64);
             }
@@ -503,7 +554,7 @@ impl Engine {
                 });
                 let r = Box::pin(read).await?;
                 if read_here.load(Relaxed) {
-                    Box::pin(self.maybe_promote(ks, shard, pieces, &meta, meta.blocks[b].len)).await;
+                    Box::pin(self.maybe_promote(ks, group, shard, pieces, &meta, meta.blocks[b].len)).await;
                 }
                 r
             }
@@ -525,7 +576,16 @@ impl Engine {
     /// it in one GET and keeps it decoded whole, if it fits an eighth of the data cache (so one shard cannot
     /// flush the rest). A failure only leaves the shard served block by block (the lookup at hand already
     /// has its block).
-    async fn maybe_promote(&self, ks: &Keyspace, shard: u32, pieces: &[PieceRef], meta: &ShardMeta, block_len: u32) {
+    async fn maybe_promote(
+        &self,
+        ks: &Keyspace,
+        group: &Group,
+        shard: u32,
+        pieces: &[PieceRef],
+        meta: &ShardMeta,
+        block_len: u32,
+    ) {
+        let i = ks.locate(shard).1;
         let range = match pieces.last() {
             // The blocks start after the leading magic; the last piece follows the last block.
             Some(last) => 4..last.offset + last.len as u64,
@@ -535,7 +595,7 @@ impl Engine {
             },
         };
         let capacity = self.data.capacity();
-        let state = &ks.promotion[shard as usize];
+        let state = &group.promotion[i];
         let now = self.turnover.load(Relaxed);
         if !state.note_fetch(now, block_len as u64, range.end - range.start, capacity)
             || range.end - range.start > capacity / 8
@@ -543,14 +603,14 @@ impl Engine {
         {
             return;
         }
-        let object_len = ks.manifest.shards[shard as usize].bytes;
+        let object_len = group.entries[i].bytes;
         let result = self.read_shard(ks, pieces, meta, range, object_len).await;
         state.reset();
         state.promoting.store(false, Relaxed);
         match result {
             Ok(rows) => {
                 let rows = Arc::new(rows);
-                let slot = &ks.hot[shard as usize];
+                let slot = &group.hot[i];
                 slot.store(Some(rows.clone()));
                 self.insert_data(
                     (ks.uid, shard, WHOLE_SHARD, WHOLE_SHARD),
@@ -666,6 +726,41 @@ impl Engine {
         let valid = |b: &[u8]| checksum_of(b) == expected;
         let data = self.fetch(ks, &path, opts, &valid).await?;
         ShardMeta::from_suffix(path, entry.bytes, data)
+    }
+
+    /// Reads group `g` of the keyspace's manifest (verified against the top level) and makes it ready; the
+    /// first caller reads it, concurrent ones wait for that read.
+    async fn load_group<'k>(&self, ks: &'k Keyspace, g: usize) -> Result<&'k Group> {
+        self.group_reads
+            .run((ks.uid, g as u32), async {
+                if ks.groups[g].get().is_some() {
+                    return Ok(());
+                }
+                let path = ks.manifest.group_path(g);
+                let want = &ks.manifest.groups[g];
+                let valid = |b: &[u8]| b.len() as u64 == want.bytes && checksum_of(b) == want.checksum;
+                let bytes = self.fetch(ks, &path, GetOptions::default(), &valid).await?;
+                let entries = ks.manifest.parse_group(g, &bytes)?;
+                let _ = ks.groups[g].set(Group::new(entries));
+                Ok(())
+            })
+            .await?;
+        ks.groups[g].get().ok_or_else(|| Error::corrupt(&ks.manifest.group_path(g), "group not loaded"))
+    }
+
+    /// The version's manifest with every shard entry (its groups loaded as lookups load them): what health
+    /// checks walk. `Keyspace::manifest` holds only the top level.
+    pub async fn full_manifest(&self, ks: &Keyspace) -> Result<Manifest> {
+        let mut m = ks.manifest.clone();
+        for g in 0..ks.groups.len() {
+            let group = match ks.groups[g].get() {
+                Some(group) => group,
+                None => self.load_group(ks, g).await?,
+            };
+            m.shards.extend(group.entries.iter().cloned());
+        }
+        m.groups.clear();
+        Ok(m)
     }
 
     /// The pieces a shard's root lists: one range GET, verified against the manifest, then cached.

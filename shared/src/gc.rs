@@ -68,6 +68,8 @@ fn kind(ks_dir: &str, path: &Path) -> Kind {
     let mut parts = rel.split('/');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("manifests"), Some(f), None) => f.strip_suffix(".json").map_or(Kind::Other, |v| Kind::Manifest(v.into())),
+        // A manifest's groups go with its shards: deleted after the manifest, so no listed version lacks them.
+        (Some("groups"), Some(v), Some(f)) if f.ends_with(".json") && parts.next().is_none() => Kind::Shard(v.into()),
         (Some(dir), Some(f), None) if dir.starts_with("shard=") => {
             f.strip_suffix(".parquet").map_or(Kind::Other, |v| Kind::Shard(v.into()))
         }

@@ -44,7 +44,26 @@ pub struct Manifest {
     pub source: Source,
     pub rows: u64,
     pub bytes: u64,
+    /// Every shard's entry; empty when `groups` lists them instead.
+    #[serde(default)]
     pub shards: Vec<ShardEntry>,
+    /// With more than [`GROUP_SHARDS`] shards: where the entries are, [`GROUP_SHARDS`] to an object (what a
+    /// reader loads at start stays small at any shard count). [`Manifest::read`] fills `shards` from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupRef>,
+}
+
+/// Shards per group object in a manifest with more shards than this.
+pub const GROUP_SHARDS: usize = 1024;
+
+/// One group of shard entries (`keyspace=<ks>/groups/<version>/<nnnnn>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRef {
+    pub first: u32,
+    pub count: u32,
+    pub bytes: u64,
+    /// `xxh3-64:<hex>` of the group object.
+    pub checksum: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,15 +111,64 @@ impl Manifest {
         layout::manifest_path(&self.keyspace, &self.version)
     }
 
-    /// Writes the manifest. Only the ingest that owns a version writes it, before the pointer names it (a
-    /// resumed ingest may write it again); once published it is never written.
+    /// Writes the manifest: with more than [`GROUP_SHARDS`] shards, each group of entries first, then the
+    /// top level listing the groups (a reader that finds the top level finds every group). Only the ingest
+    /// that owns a version writes it, before the pointer names it (a resumed ingest, or repair for a replica
+    /// root, may write it again, byte for byte); once published it is never changed.
     pub async fn write(&self, store: &dyn ObjectStore) -> Result<()> {
-        let body = serde_json::to_vec_pretty(self).map_err(|source| Error::Json { path: self.path(), source })?;
+        let mut top = self.clone();
+        top.groups.clear();
+        if self.shards.len() > GROUP_SHARDS {
+            top.shards.clear();
+            for (g, entries) in self.shards.chunks(GROUP_SHARDS).enumerate() {
+                let path = layout::group_path(&self.keyspace, &self.version, g as u32);
+                let group =
+                    Group { keyspace: self.keyspace.clone(), version: self.version.clone(), shards: entries.to_vec() };
+                let body = to_json(&group, &path)?;
+                top.groups.push(GroupRef {
+                    first: entries[0].shard,
+                    count: entries.len() as u32,
+                    bytes: body.len() as u64,
+                    checksum: checksum_of(&body),
+                });
+                store.put(&path, PutPayload::from(body)).await?;
+            }
+        }
+        let body = to_json(&top, &self.path())?;
         store.put(&self.path(), PutPayload::from(body)).await?;
         Ok(())
     }
 
+    /// The manifest with every shard entry (its groups read and verified): what the admin tools use.
     pub async fn read(store: &dyn ObjectStore, ks: &str, version: &str) -> Result<Manifest> {
+        use futures::{StreamExt, TryStreamExt};
+        let mut m = Self::read_top(store, ks, version).await?;
+        if m.groups.is_empty() {
+            return Ok(m);
+        }
+        let groups: Vec<Vec<ShardEntry>> = futures::stream::iter(0..m.groups.len())
+            .map(|g| {
+                let m = &m;
+                async move {
+                    let path = layout::group_path(ks, version, g as u32);
+                    let bytes = match store.get(&path).await {
+                        Ok(r) => r.bytes().await?,
+                        Err(object_store::Error::NotFound { .. }) => return Err(Error::Missing { path }),
+                        Err(e) => return Err(e.into()),
+                    };
+                    m.parse_group(g, &bytes)
+                }
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        m.shards = groups.into_iter().flatten().collect();
+        Ok(m)
+    }
+
+    /// The top level alone: for a grouped manifest, the groups' places but no shard entries (what the query
+    /// engine loads; it reads each group on first use).
+    pub async fn read_top(store: &dyn ObjectStore, ks: &str, version: &str) -> Result<Manifest> {
         let path = layout::manifest_path(ks, version);
         let bytes = match store.get(&path).await {
             Ok(r) => r.bytes().await?,
@@ -110,6 +178,38 @@ impl Manifest {
             Err(e) => return Err(e.into()),
         };
         Self::parse(&path, &bytes)
+    }
+
+    /// Where group `g` of this manifest lies.
+    pub fn group_path(&self, g: usize) -> Path {
+        layout::group_path(&self.keyspace, &self.version, g as u32)
+    }
+
+    /// Shards per group: every group but the last holds this many (an ungrouped manifest is one group).
+    pub fn group_shards(&self) -> u32 {
+        if self.groups.is_empty() { self.placement.shards().max(1) } else { GROUP_SHARDS as u32 }
+    }
+
+    /// Checks group `g`'s bytes against the top level and returns its entries.
+    pub fn parse_group(&self, g: usize, bytes: &[u8]) -> Result<Vec<ShardEntry>> {
+        let path = self.group_path(g);
+        let want = self.groups.get(g).ok_or_else(|| Error::corrupt(&path, "no such group"))?;
+        if bytes.len() as u64 != want.bytes || checksum_of(bytes) != want.checksum {
+            return Err(Error::corrupt(&path, "group checksum mismatch"));
+        }
+        let group: Group =
+            serde_json::from_slice(bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
+        if group.keyspace != self.keyspace
+            || group.version != self.version
+            || group.shards.len() != want.count as usize
+            || group.shards.iter().enumerate().any(|(i, s)| s.shard != want.first + i as u32)
+        {
+            return Err(Error::corrupt(&path, "group does not match its manifest"));
+        }
+        for s in &group.shards {
+            check_entry(&path, self.format, s)?;
+        }
+        Ok(group.shards)
     }
 
     pub fn parse(path: &Path, bytes: &Bytes) -> Result<Manifest> {
@@ -125,31 +225,59 @@ impl Manifest {
             ));
         }
         for s in &m.shards {
-            let bad = |why: &str| Err(Error::corrupt(path, format!("shard {}: {why}", s.shard)));
-            let listed = !s.pieces.is_empty() as u8 + s.root.is_some() as u8;
-            match (m.format >= 3, listed) {
-                (false, 0) | (true, 1) => {}
-                (true, 0) if s.rows == 0 => {}
-                (false, _) => return bad("index pieces in a format-2 manifest"),
-                (true, 0) => return bad("no index pieces"),
-                (true, _) => return bad("both index pieces and a root"),
-            }
-            if s.root.is_some_and(|r| r.pieces == 0 || r.offset.checked_add(r.len as u64).is_none_or(|e| e > s.bytes)) {
-                return bad("a root outside the object");
-            }
-            if s.pieces.windows(2).any(|w| w[0].key >= w[1].key)
-                || s.pieces.iter().any(|p| p.offset.checked_add(p.len as u64).is_none_or(|e| e > s.bytes))
-            {
-                return bad("index pieces out of order or outside the object");
-            }
+            check_entry(path, m.format, s)?;
         }
-        if m.shards.len() != m.placement.shards() as usize
-            || m.shards.iter().enumerate().any(|(i, s)| s.shard as usize != i)
-        {
+        let shards = m.placement.shards() as usize;
+        let listed = if m.groups.is_empty() {
+            m.shards.len() == shards && m.shards.iter().enumerate().all(|(i, s)| s.shard as usize == i)
+        } else {
+            // Full groups of GROUP_SHARDS in order, the last one holding the rest.
+            m.shards.is_empty()
+                && m.groups.len() == shards.div_ceil(GROUP_SHARDS)
+                && m.groups.iter().enumerate().all(|(g, r)| {
+                    r.first as usize == g * GROUP_SHARDS
+                        && r.count as usize == GROUP_SHARDS.min(shards - g * GROUP_SHARDS)
+                })
+        };
+        if !listed {
             return Err(Error::corrupt(path, "shard list does not match the placement"));
         }
         Ok(m)
     }
+}
+
+/// One group object: the entries of shards `shards[0].shard..` of one version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Group {
+    keyspace: String,
+    version: String,
+    shards: Vec<ShardEntry>,
+}
+
+fn to_json<T: Serialize>(v: &T, path: &Path) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(v).map_err(|source| Error::Json { path: path.clone(), source })
+}
+
+/// What a shard entry must satisfy before a reader trusts its offsets.
+fn check_entry(path: &Path, format: u32, s: &ShardEntry) -> Result<()> {
+    let bad = |why: &str| Err(Error::corrupt(path, format!("shard {}: {why}", s.shard)));
+    let listed = !s.pieces.is_empty() as u8 + s.root.is_some() as u8;
+    match (format >= 3, listed) {
+        (false, 0) | (true, 1) => {}
+        (true, 0) if s.rows == 0 => {}
+        (false, _) => return bad("index pieces in a format-2 manifest"),
+        (true, 0) => return bad("no index pieces"),
+        (true, _) => return bad("both index pieces and a root"),
+    }
+    if s.root.is_some_and(|r| r.pieces == 0 || r.offset.checked_add(r.len as u64).is_none_or(|e| e > s.bytes)) {
+        return bad("a root outside the object");
+    }
+    if s.pieces.windows(2).any(|w| w[0].key >= w[1].key)
+        || s.pieces.iter().any(|p| p.offset.checked_add(p.len as u64).is_none_or(|e| e > s.bytes))
+    {
+        return bad("index pieces out of order or outside the object");
+    }
+    Ok(())
 }
 
 /// Versions that have a manifest, oldest first.

@@ -74,6 +74,7 @@ async fn publish_as(store: &Store, shards: u32, rows: &[(String, Vec<u8>)], form
         rows: rows.len() as u64,
         bytes: entries.iter().map(|e| e.bytes).sum(),
         shards: entries,
+        groups: vec![],
     };
     m.write(store.inner.as_ref()).await.unwrap();
     let cur = pointer::read(store.inner.as_ref(), "t").await.unwrap();
@@ -185,6 +186,56 @@ async fn hot_shards_churn_through_the_arena() {
             data.entries
         );
     }
+}
+
+/// A manifest of more than 1,024 shards lists groups of entries; a reader loads the top level (small
+/// whatever the shard count), then each group on first use, verified: a corrupt group fails the lookups
+/// that need it, never answers them, and leaves the other groups' lookups alone.
+#[tokio::test]
+async fn many_shards_are_listed_in_groups_loaded_on_first_use() {
+    use cairn_shared::manifest::GROUP_SHARDS;
+    let store = Store::open("memory://groups").unwrap();
+    let rows = dataset(6_000);
+    let shards = 2 * GROUP_SHARDS as u32 + 500;
+    let m = publish(&store, shards, &rows).await;
+    let top = Manifest::read_top(store.inner.as_ref(), "t", &m.version).await.unwrap();
+    assert!(top.shards.is_empty() && top.groups.len() == 3, "{} groups", top.groups.len());
+    let top_bytes = store.inner.get(&m.path()).await.unwrap().bytes().await.unwrap().len();
+    assert!(top_bytes < 2048, "the top level is {top_bytes} bytes");
+    let full = Manifest::read(store.inner.as_ref(), "t", &m.version).await.unwrap();
+    assert_eq!(full.shards, m.shards, "the admin tools' read has every entry");
+
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    let ks = engine.keyspace("t").await.unwrap();
+    let group_of = |k: &str| ks.placement.shard_of(k.as_bytes()) as usize / GROUP_SHARDS;
+    let (k0, v0) = rows.iter().find(|(k, _)| group_of(k) == 0).unwrap();
+    let before = engine.counters();
+    assert_eq!(engine.get("t", k0).await.unwrap().as_deref(), Some(v0.as_slice()));
+    assert_eq!((engine.counters() - before).object_gets, 3, "group, piece, block");
+    for (k, v) in &rows {
+        assert_eq!(engine.get("t", k).await.unwrap().as_deref(), Some(v.as_slice()), "key {k}");
+    }
+
+    // Group 1 corrupted: a fresh reader fails its lookups as corrupt, answers the others.
+    let path = m.group_path(1);
+    let mut bad = store.inner.get(&path).await.unwrap().bytes().await.unwrap().to_vec();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x01;
+    store.inner.put(&path, PutPayload::from(Bytes::from(bad))).await.unwrap();
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    for (k, v) in rows.iter().step_by(7) {
+        match engine.get("t", k).await {
+            Ok(got) => {
+                assert_ne!(group_of(k), 1, "{k} answered from a corrupt group");
+                assert_eq!(got.as_deref(), Some(v.as_slice()));
+            }
+            Err(e) => {
+                assert_eq!(group_of(k), 1, "{k}: {e}");
+                assert_eq!(e.kind(), cairn_shared::ErrorKind::Corrupt, "{e}");
+            }
+        }
+    }
+    assert!(Manifest::read(store.inner.as_ref(), "t", &m.version).await.is_err());
 }
 
 /// Format 2 keyspaces (one index read from the shard's tail, no pieces) published by earlier builds still

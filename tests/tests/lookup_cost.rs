@@ -167,8 +167,12 @@ async fn more_shards_than_the_automatic_cap_publish_serve_and_pass_health_repair
     let report = gc::collect(&roots, "many", &opts).await.unwrap();
     assert_eq!(report.deleted_versions, vec![first.version.clone()], "{report:?}");
     assert!(report.objects_deleted > 2 * shards as usize, "{report:?}");
-    for root in &roots {
+    assert!(m.groups.len() > 1, "the manifest lists {} groups", m.groups.len());
+    for (root, dir) in roots.iter().zip(&paths) {
         assert!(Manifest::read(root.inner.as_ref(), "many", &first.version).await.is_err());
+        let groups = dir.join(format!("keyspace=many/groups/{}", first.version));
+        let left = std::fs::read_dir(&groups).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "{} group objects of the collected version left", left);
     }
     let current = Manifest::read(roots[0].inner.as_ref(), "many", &third.version).await.unwrap();
     assert_eq!(health::check(&roots, &current, true).await.status, Status::Green);

@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use cairn_bench::{choose, sample_keys};
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
 use cairn_shared::manifest::Manifest;
@@ -56,7 +57,7 @@ fn main() {
             let first = engine.counters() - before;
             let shard = k.placement.shard_of(key.as_bytes());
             let other = keys.iter().skip(trial * 104_729 % keys.len()).find(|o| {
-                *o != key && k.placement.shard_of(o.as_bytes()) == shard && !same_piece(&k.manifest, shard, key, o)
+                *o != key && k.placement.shard_of(o.as_bytes()) == shard && !same_piece(&m, shard, key, o)
             });
             let before = engine.counters();
             if let Some(o) = other {
@@ -70,7 +71,7 @@ fn main() {
             );
         }
 
-        let stream: Vec<&String> = random_stream(keys.len(), 2 * lookups).into_iter().map(|i| &keys[i]).collect();
+        let stream: Vec<&String> = choose(keys.len(), 2 * lookups, false).into_iter().map(|i| &keys[i]).collect();
         let (warmup, measured) = stream.split_at(lookups);
         let run = |config: EngineConfig| {
             let store = store.clone();
@@ -110,31 +111,6 @@ fn same_piece(m: &Manifest, shard: u32, a: &str, b: &str) -> bool {
     !p.is_empty() && at(a) == at(b)
 }
 
-/// Up to `n` keys spread over the whole file (every k-th line).
-fn sample_keys(path: &str, n: usize) -> Vec<String> {
-    let bytes = std::fs::read(path).expect("data file");
-    let lines = bytes.iter().filter(|&&b| b == b'\n').count().max(1);
-    let step = lines.div_ceil(n).max(1);
-    bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .step_by(step)
-        .map(|l| String::from_utf8_lossy(&l[..l.iter().position(|&b| b == b' ').unwrap()]).into_owned())
-        .collect()
-}
-
-fn random_stream(n: usize, len: usize) -> Vec<usize> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        })
-        .collect()
-}
-
 /// A manifest with `shards` entries, each naming a root of `pieces` pieces (what a reader of such a keyspace
 /// loads before its first lookup), in a memory store: how long the load takes.
 async fn synthetic_top_level(shards: u32, pieces: u32) {
@@ -171,6 +147,7 @@ async fn synthetic_top_level(shards: u32, pieces: u32) {
         rows: shards as u64 * pieces as u64 * 2800,
         bytes: shards as u64 * shard_bytes,
         shards: entries,
+        groups: vec![],
     };
     m.write(store.inner.as_ref()).await.unwrap();
     cairn_shared::pointer::switch(store.inner.as_ref(), "big", &version, None).await.unwrap();

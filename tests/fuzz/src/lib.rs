@@ -184,6 +184,7 @@ static HTTP: LazyLock<Http> = LazyLock::new(|| {
             rows: shards.iter().map(|s| s.rows).sum(),
             bytes: shards.iter().map(|s| s.bytes).sum(),
             shards,
+            groups: vec![],
         };
         m.write(store.inner.as_ref()).await.expect("manifest");
         let _ = pointer::switch(store.inner.as_ref(), "ks", "v1", None).await;
