@@ -249,6 +249,12 @@ async fn health(State(engine): State<Arc<Engine>>, Query(q): Query<HealthQuery>)
         };
         let manifest = match engine.full_manifest(&ks).await {
             Ok(m) => m,
+            // A manifest group lost or corrupt: that keyspace is RED too.
+            Err(e) if matches!(e.kind(), ErrorKind::DataLoss | ErrorKind::Corrupt) => {
+                status = cairn_shared::health::Status::Red;
+                reports.push(json!({ "keyspace": name, "status": status, "error": e.to_string() }));
+                continue;
+            }
             Err(e) => return engine_error(e),
         };
         let report = cairn_shared::health::check(&roots, &manifest, q.deep).await;

@@ -33,8 +33,8 @@ pub const CHUNK_BYTES: usize = 64 << 20;
 /// at most two pieces (listed in the manifest entry: no root to read) (docs/FORMAT.md).
 pub const AUTO_SHARD_BYTES: u64 = 512 << 10;
 /// Most shards `--shards` may pick by itself (32 GiB of input; above it shards grow). The manifest lists
-/// shards 1,024 to a group object above that many, so what a reader loads at start stays ~100 bytes per
-/// 1,024 shards; this bounds the ingest's per-shard work (a checkpoint entry, one object per root).
+/// shards 256 to a group object above that many, so what a reader loads at start stays ~100 bytes per
+/// 256 shards; this bounds the ingest's per-shard work (a checkpoint entry, one object per root).
 pub const AUTO_SHARDS_MAX: u64 = 65_536;
 
 #[derive(Debug, Clone)]
@@ -468,7 +468,16 @@ async fn discard(roots: &[Store], owned: &tokio::sync::Mutex<Owned>, progress: &
     }
     let manifest = layout::manifest_path(&ks, &version);
     let shards: Vec<object_store::path::Path> = o.ckpt.done.values().map(|e| e.path.as_str().into()).collect();
-    for path in std::iter::once(&manifest).chain(&shards) {
+    // A grouped manifest's groups go after it and before the shards, as gc takes them.
+    let mut groups = std::collections::BTreeSet::new();
+    for root in roots {
+        use futures::TryStreamExt;
+        match root.inner.list(Some(&layout::groups_dir(&ks, &version))).try_collect::<Vec<_>>().await {
+            Ok(found) => groups.extend(found.into_iter().map(|m| m.location)),
+            Err(e) => return leave(format!("listing its manifest groups under {}: {e}", root.url)),
+        }
+    }
+    for path in std::iter::once(&manifest).chain(&groups).chain(&shards) {
         for root in roots {
             match root.inner.delete(path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -348,7 +348,12 @@ impl Engine {
         self.manifests.invalidate(&(old.manifest.keyspace.clone(), old.manifest.version.clone()));
         for entry in old.loaded_entries() {
             let shard = entry.shard;
-            for p in 0..entry.piece_count().max(1) as u32 {
+            // A root's pieces are only cached while the root is (a manifest's count is not trusted here).
+            let pieces = match entry.root {
+                Some(_) => self.roots.peek(&(old.uid, shard)).map_or(0, |r| r.len()),
+                None => entry.pieces.len(),
+            };
+            for p in 0..pieces.max(1) as u32 {
                 if let Some(meta) = self.shards.peek(&(old.uid, shard, p)) {
                     for b in 0..meta.blocks.len() as u32 {
                         self.data.invalidate(&(old.uid, shard, p, b));
@@ -516,7 +521,10 @@ impl Engine {
             return Ok(hot.get(key.as_bytes()));
         }
         let root = match entry.root {
-            Some(_) => Some(Box::pin(self.root(ks, shard, entry)).await?),
+            Some(_) => match self.roots.get(&(ks.uid, shard)) {
+                Some(r) => Some(r),
+                None => Some(Box::pin(self.root(ks, shard, entry)).await?),
+            },
             None => None,
         };
         let pieces: &[PieceRef] = root.as_deref().map_or(&entry.pieces, |r| r.as_slice());
@@ -588,7 +596,8 @@ impl Engine {
         let i = ks.locate(shard).1;
         let range = match pieces.last() {
             // The blocks start after the leading magic; the last piece follows the last block.
-            Some(last) => 4..last.offset + last.len as u64,
+            Some(last) if last.offset >= 4 => 4..last.offset + last.len as u64,
+            Some(_) => return,
             None => match meta.data_range() {
                 Some(r) => r,
                 None => return,

@@ -3,7 +3,7 @@
 //! ```text
 //! keyspace=<ks>/CURRENT                                 pointer to the published version (conditional writes)
 //! keyspace=<ks>/manifests/<version>.json                one immutable manifest per version
-//! keyspace=<ks>/groups/<version>/<nnnnn>.json           its shard entries, 1,024 to an object (large ones)
+//! keyspace=<ks>/groups/<version>/<nnnnn>.json           its shard entries, 256 to an object (large ones)
 //! keyspace=<ks>/shard=<nnnnn>/<version>.parquet         one sorted Parquet object per shard and version
 //! keyspace=<ks>/_ingest/<ingest-id>.json                checkpoint of an unfinished ingest
 //! ```
@@ -31,6 +31,11 @@ pub fn manifest_path(ks: &str, version: &str) -> Path {
 /// Group `g` of a manifest with more shards than one group holds.
 pub fn group_path(ks: &str, version: &str, g: u32) -> Path {
     Path::from(format!("keyspace={ks}/groups/{version}/{g:05}.json"))
+}
+
+/// Where a version's manifest groups are.
+pub fn groups_dir(ks: &str, version: &str) -> Path {
+    Path::from(format!("keyspace={ks}/groups/{version}"))
 }
 
 pub fn shard_path(ks: &str, shard: u32, version: &str) -> Path {

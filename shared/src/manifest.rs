@@ -53,8 +53,12 @@ pub struct Manifest {
     pub groups: Vec<GroupRef>,
 }
 
-/// Shards per group object in a manifest with more shards than this.
-pub const GROUP_SHARDS: usize = 1024;
+/// Shards per group object in a manifest with more shards than this: a group is ~100 KB, what the first
+/// lookup into it reads once; the top level holds ~100 bytes per group.
+pub const GROUP_SHARDS: usize = 256;
+/// Largest index piece and root a manifest may name: a reader fetches them whole.
+const MAX_PIECE_BYTES: u32 = 64 << 10;
+const MAX_ROOT_BYTES: u32 = 16 << 20;
 
 /// One group of shard entries (`keyspace=<ks>/groups/<version>/<nnnnn>.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +120,14 @@ impl Manifest {
     /// that owns a version writes it, before the pointer names it (a resumed ingest, or repair for a replica
     /// root, may write it again, byte for byte); once published it is never changed.
     pub async fn write(&self, store: &dyn ObjectStore) -> Result<()> {
+        if self.shards.len() != self.placement.shards() as usize {
+            return Err(Error::Config(format!(
+                "writing manifest {}: {} shard entries for {} shards (a top level read alone cannot be written)",
+                self.path(),
+                self.shards.len(),
+                self.placement.shards()
+            )));
+        }
         let mut top = self.clone();
         top.groups.clear();
         if self.shards.len() > GROUP_SHARDS {
@@ -163,6 +175,8 @@ impl Manifest {
             .try_collect()
             .await?;
         m.shards = groups.into_iter().flatten().collect();
+        // Whole now: written again (repair), it is grouped again, byte for byte.
+        m.groups.clear();
         Ok(m)
     }
 
@@ -269,11 +283,18 @@ fn check_entry(path: &Path, format: u32, s: &ShardEntry) -> Result<()> {
         (true, 0) => return bad("no index pieces"),
         (true, _) => return bad("both index pieces and a root"),
     }
-    if s.root.is_some_and(|r| r.pieces == 0 || r.offset.checked_add(r.len as u64).is_none_or(|e| e > s.bytes)) {
-        return bad("a root outside the object");
+    // Bytes of the object a reader fetches whole: inside it, after the leading magic, and bounded.
+    let inside = |offset: u64, len: u32, max: u32| offset >= 4 && len <= max && offset + (len as u64) <= s.bytes;
+    if s.root.is_some_and(|r| {
+        r.pieces == 0
+            || r.len < 8
+            || r.pieces as u64 > (r.len as u64 - 8) / 18
+            || !inside(r.offset, r.len, MAX_ROOT_BYTES)
+    }) {
+        return bad("a root outside the object or listing more pieces than it can hold");
     }
-    if s.pieces.windows(2).any(|w| w[0].key >= w[1].key)
-        || s.pieces.iter().any(|p| p.offset.checked_add(p.len as u64).is_none_or(|e| e > s.bytes))
+    if s.pieces.windows(2).any(|w| w[0].key >= w[1].key || w[0].offset + w[0].len as u64 > w[1].offset)
+        || s.pieces.iter().any(|p| p.len < 8 || !inside(p.offset, p.len, MAX_PIECE_BYTES))
     {
         return bad("index pieces out of order or outside the object");
     }

@@ -45,6 +45,7 @@ pub fn encode_root(pieces: &[PieceRef]) -> Vec<u8> {
         out.extend_from_slice(&p.offset.to_le_bytes());
         out.extend_from_slice(&p.len.to_le_bytes());
         out.extend_from_slice(&p.checksum.to_le_bytes());
+        // Piece keys are block keys, which encode_entry already bounded to u16.
         out.extend_from_slice(&(p.key.len() as u16).to_le_bytes());
         out.extend_from_slice(p.key.as_bytes());
     }
@@ -135,8 +136,8 @@ impl PieceBuilder {
     }
 }
 
-/// Encodes one block's entry.
-pub fn encode_entry(e: &BlockEntry<'_>) -> Vec<u8> {
+/// Encodes one block's entry (keys and filter must fit their u16 lengths; ingest caps keys at 1 KiB).
+pub fn encode_entry(e: &BlockEntry<'_>) -> Result<Vec<u8>, String> {
     let mut bloom = Vec::new();
     if let Some(f) = e.bloom {
         f.write_bitset(&mut bloom).expect("writing to a Vec");
@@ -148,10 +149,11 @@ pub fn encode_entry(e: &BlockEntry<'_>) -> Vec<u8> {
     out.extend_from_slice(&(e.at.rows as u32).to_le_bytes());
     out.extend_from_slice(&e.at.checksum.unwrap_or(0).to_le_bytes());
     for part in [e.min_key, e.max_key, &bloom] {
-        out.extend_from_slice(&(part.len() as u16).to_le_bytes());
+        let len = u16::try_from(part.len()).map_err(|_| format!("an index entry field of {} bytes", part.len()))?;
+        out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(part);
     }
-    out
+    Ok(out)
 }
 
 /// A piece's blocks, decoded and checked (any bytes give this or an error, never a panic).

@@ -260,7 +260,11 @@ impl<W: Write + Send> ShardWriter<W> {
             tee.pending_start = end;
             let rows = self.writer.flushed_row_groups()[self.row_groups_done].num_rows() as u64;
             self.row_groups_done += 1;
-            if let Some(mut open) = self.block.take() {
+            if self.format.partitioned {
+                // One row group per flush_block: a second one here would have no index entry.
+                let mut open = self.block.take().ok_or_else(|| {
+                    Error::Config("writing shard: a block was flushed without its index entry".into())
+                })?;
                 open.bloom.fold_to_target_fpp(self.format.bloom_fpp);
                 let key_len = ranges[0].1 as u32;
                 let len = (end - start) as u32;
@@ -271,7 +275,8 @@ impl<W: Write + Send> ShardWriter<W> {
                     min_key: open.first_key.as_bytes(),
                     max_key: self.last_key.as_bytes(),
                     bloom: Some(&open.bloom),
-                });
+                })
+                .map_err(Error::Config)?;
                 self.add_entry(&entry, &open.first_key)?;
             }
         }

@@ -21,6 +21,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("shard_suffix", shard_suffix),
     ("shard_flipped", shard_flipped),
+    ("shard_pieces", shard_pieces),
     ("block", block),
     ("manifest_pointer", manifest_pointer),
     ("key", key),
@@ -62,10 +63,11 @@ pub fn shard_suffix(data: &[u8]) {
     }
 }
 
-/// A real shard, written by cairn's writer once, with bytes changed as `data` says ((position, xor) pairs).
+/// A real format-2 shard, written by cairn's writer once, with bytes changed as `data` says ((position, xor)
+/// pairs).
 pub static SHARD: LazyLock<(Bytes, u64)> = LazyLock::new(|| {
     let mut buf = Vec::new();
-    let format = ShardFormat { block_rows: 16, ..ShardFormat::default() };
+    let format = ShardFormat { block_rows: 16, partitioned: false, ..ShardFormat::default() };
     let mut w = ShardWriter::new(&mut buf, &format, vec![]).expect("writer");
     for i in 0..40 {
         w.append(&format!("key-{i:04}"), format!("value {i}").as_bytes()).expect("append");
@@ -86,6 +88,41 @@ pub fn shard_flipped(data: &[u8]) {
     if let Ok(meta) = ShardMeta::from_suffix("fuzz".into(), object.len() as u64, suffix) {
         exercise(&meta, &object);
     }
+}
+
+/// A real format-3 shard with small pieces (so it has a root), and the root its manifest entry names.
+pub static SHARD3: LazyLock<(Bytes, cairn_shared::piece::RootRef)> = LazyLock::new(|| {
+    let mut buf = Vec::new();
+    let format = ShardFormat { block_rows: 16, piece_bytes: 300, ..ShardFormat::default() };
+    let mut w = ShardWriter::new(&mut buf, &format, vec![]).expect("writer");
+    for i in 0..200 {
+        w.append(&format!("key-{i:04}"), format!("value {i}").as_bytes()).expect("append");
+    }
+    let sum = w.finish().expect("finish");
+    (Bytes::from(buf), sum.root.expect("a root"))
+});
+
+/// The format-3 shard with bytes changed as `data` says: its root, then every piece it lists, are decoded
+/// as a reader decodes them (without the checksums that would catch the change first), then probed.
+pub fn shard_pieces(data: &[u8]) {
+    let (shard, root) = &*SHARD3;
+    let mut bytes = shard.to_vec();
+    for pair in data.chunks(3) {
+        let at = u16::from_le_bytes([pair[0], *pair.get(1).unwrap_or(&0)]) as usize % bytes.len();
+        bytes[at] ^= *pair.get(2).unwrap_or(&0xff);
+    }
+    let object = Bytes::from(bytes);
+    let len = object.len() as u64;
+    let at = |o: u64, l: u32| object.get(o as usize..).and_then(|b| b.get(..l as usize));
+    let Some(root_bytes) = at(root.offset, root.len) else { return };
+    let Ok(pieces) = cairn_shared::piece::decode_root(root_bytes, len, root) else { return };
+    for p in &pieces {
+        let Some(piece) = at(p.offset, p.len) else { continue };
+        if let Ok(meta) = ShardMeta::from_piece("fuzz".into(), len, piece, p.key.as_bytes()) {
+            exercise(&meta, &object);
+        }
+    }
+    let _ = cairn_shared::piece::locate(&pieces, b"key-0040");
 }
 
 /// One block's bytes: the first 20 bytes give its chunk ranges and row count, the rest are the block.
@@ -116,7 +153,11 @@ pub fn manifest_pointer(data: &[u8]) {
     {
         for k in [&b"a"[..], b"key-0001", b""] {
             let s = placement.shard_of(k);
-            assert!((s as usize) < m.shards.len(), "placement named shard {s} of {}", m.shards.len());
+            let n = m.placement.shards() as usize;
+            assert!((s as usize) < n, "placement named shard {s} of {n}");
+            // What a reader indexes with it: the entries, or the group holding them.
+            let listed = if m.groups.is_empty() { m.shards.len() } else { m.groups.len() * m.group_shards() as usize };
+            assert!((s as usize) < listed, "shard {s} is in no entry or group");
         }
     }
     if let Ok(p) = serde_json::from_slice::<pointer::Pointer>(p) {
