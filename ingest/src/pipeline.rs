@@ -30,7 +30,7 @@ pub const CHUNK_BYTES: usize = 64 << 20;
 /// Input bytes per shard when `--shards` is not given. A cold lookup costs the same at any shard size (one
 /// index piece, one block); this size is what a hot shard is read and kept as: small enough that promotion
 /// pays under skew and one shard never holds much of the data cache, large enough that a shard's index has
-/// at most two pieces (listed in the manifest entry: no root to read) (docs/FORMAT.md).
+/// at most three pieces (listed in the manifest entry: no root to read) (docs/FORMAT.md).
 pub const AUTO_SHARD_BYTES: u64 = 512 << 10;
 /// Most shards `--shards` may pick by itself (32 GiB of input; above it shards grow). The manifest lists
 /// shards 256 to a group object above that many, so what a reader loads at start stays ~100 bytes per

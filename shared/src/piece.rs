@@ -24,7 +24,7 @@ pub const PIECE_MAGIC: &[u8; 4] = b"CIX1";
 pub const PIECE_BYTES: usize = 8 << 10;
 const HEADER: usize = 8;
 /// Pieces a manifest entry lists itself; a shard with more has a root (read once, then cached).
-pub const INLINE_PIECES: usize = 2;
+pub const INLINE_PIECES: usize = 3;
 pub const ROOT_MAGIC: &[u8; 4] = b"CRT1";
 
 /// Where a shard's root (its list of pieces) lies in the object.

@@ -3,7 +3,8 @@
 //!   same run (the ratio is what matters; absolute numbers depend on the machine); hits both as a lookup
 //!   that returns the value (a `Bytes`) and as one that then reads it;
 //! - cold lookups: object-store GETs and bytes for the first lookup in a never-seen shard, and for the next
-//!   lookup in the same shard (footer cached, block not), and for 100 absent keys there, counted by the engine.
+//!   lookup in the same index piece (piece cached, block not), and for 100 absent keys in that shard (its
+//!   other pieces read on first use), counted by the engine.
 //!
 //! usage: cairn-bench STORE_DIR KEYSPACE DATA_FILE RUNS
 
@@ -89,6 +90,8 @@ fn main() {
         for run in 0..runs {
             let engine = Engine::new(store.clone(), EngineConfig::default());
             let ksd = engine.keyspace(ks).await.unwrap();
+            let full =
+                cairn_shared::manifest::Manifest::read(store.inner.as_ref(), ks, &ksd.manifest.version).await.unwrap();
             let before = engine.counters();
             let (k1, _) = &rows[run * 7919 % rows.len()];
             engine.get(ks, k1).await.unwrap().unwrap();
@@ -97,7 +100,9 @@ fn main() {
             let (k2, _) = rows
                 .iter()
                 .skip(run * 104_729 % rows.len())
-                .find(|(k, _)| k != k1 && ksd.placement.shard_of(k.as_bytes()) == shard)
+                .find(|(k, _)| {
+                    k != k1 && ksd.placement.shard_of(k.as_bytes()) == shard && same_piece(&full, shard, k1, k)
+                })
                 .unwrap();
             let before = engine.counters();
             engine.get(ks, k2).await.unwrap().unwrap();
@@ -121,6 +126,13 @@ fn main() {
             );
         }
     });
+}
+
+/// Whether two keys of one shard fall in the same index piece (always, for shards indexed whole).
+fn same_piece(m: &cairn_shared::manifest::Manifest, shard: u32, a: &str, b: &str) -> bool {
+    let p = &m.shards[shard as usize].pieces;
+    let at = |k: &str| cairn_shared::piece::locate(p, k.as_bytes());
+    p.is_empty() || at(a) == at(b)
 }
 
 /// Absent keys probed per cold run, once the shard is open.
