@@ -32,9 +32,9 @@ pub const CHUNK_BYTES: usize = 64 << 20;
 /// pays under skew and one shard never holds much of the data cache, large enough that a shard's index has
 /// at most three pieces (listed in the manifest entry: no root to read) (docs/FORMAT.md).
 pub const AUTO_SHARD_BYTES: u64 = 512 << 10;
-/// Most shards `--shards` may pick by itself (32 GiB of input; above it shards grow). The manifest lists
-/// shards 256 to a group object above that many, so what a reader loads at start stays ~100 bytes per
-/// 256 shards; this bounds the ingest's per-shard work (a checkpoint entry, one object per root).
+/// Most shards `--shards` may pick by itself (32 GiB of input; above it shards grow). Past 1,024 shards the
+/// manifest lists them 128 to a group object, so what a reader loads at start stays ~100 bytes per 128
+/// shards; this bounds the ingest's per-shard work (a checkpoint entry, one object per root).
 pub const AUTO_SHARDS_MAX: u64 = 65_536;
 
 #[derive(Debug, Clone)]

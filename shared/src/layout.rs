@@ -3,7 +3,7 @@
 //! ```text
 //! keyspace=<ks>/CURRENT                                 pointer to the published version (conditional writes)
 //! keyspace=<ks>/manifests/<version>.json                one immutable manifest per version
-//! keyspace=<ks>/groups/<version>/<nnnnn>.json           its shard entries, 256 to an object (large ones)
+//! keyspace=<ks>/groups/<version>/<nnnnn>.json           its shard entries, 128 to an object (over 1,024 shards)
 //! keyspace=<ks>/shard=<nnnnn>/<version>.parquet         one sorted Parquet object per shard and version
 //! keyspace=<ks>/_ingest/<ingest-id>.json                checkpoint of an unfinished ingest
 //! ```

@@ -47,15 +47,18 @@ pub struct Manifest {
     /// Every shard's entry; empty when `groups` lists them instead.
     #[serde(default)]
     pub shards: Vec<ShardEntry>,
-    /// With more than [`GROUP_SHARDS`] shards: where the entries are, [`GROUP_SHARDS`] to an object (what a
+    /// With more than [`GROUP_ABOVE`] shards: where the entries are, [`GROUP_SHARDS`] to an object (what a
     /// reader loads at start stays small at any shard count). [`Manifest::read`] fills `shards` from them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GroupRef>,
 }
 
-/// Shards per group object in a manifest with more shards than this: a group is ~100 KB, what the first
-/// lookup into it reads once; the top level holds ~100 bytes per group.
-pub const GROUP_SHARDS: usize = 256;
+/// Shards per group object: a group (compact JSON, ~450 bytes an entry) is ~60 KB, what the first lookup
+/// into it reads once; the top level holds ~100 bytes per group (~50 KB at 65,536 shards).
+pub const GROUP_SHARDS: usize = 128;
+/// Manifests of more shards than this list groups; smaller ones (up to ~512 MiB of input) list every entry
+/// in the manifest (≤ ~0.9 MB), so their readers never pay a group read.
+pub const GROUP_ABOVE: usize = 1024;
 /// Largest index piece and root a manifest may name: a reader fetches them whole.
 const MAX_PIECE_BYTES: u32 = 64 << 10;
 const MAX_ROOT_BYTES: u32 = 16 << 20;
@@ -115,7 +118,7 @@ impl Manifest {
         layout::manifest_path(&self.keyspace, &self.version)
     }
 
-    /// Writes the manifest: with more than [`GROUP_SHARDS`] shards, each group of entries first, then the
+    /// Writes the manifest: with more than [`GROUP_ABOVE`] shards, each group of entries first, then the
     /// top level listing the groups (a reader that finds the top level finds every group). Only the ingest
     /// that owns a version writes it, before the pointer names it (a resumed ingest, or repair for a replica
     /// root, may write it again, byte for byte); once published it is never changed.
@@ -130,13 +133,14 @@ impl Manifest {
         }
         let mut top = self.clone();
         top.groups.clear();
-        if self.shards.len() > GROUP_SHARDS {
+        if self.shards.len() > GROUP_ABOVE {
             top.shards.clear();
             for (g, entries) in self.shards.chunks(GROUP_SHARDS).enumerate() {
                 let path = layout::group_path(&self.keyspace, &self.version, g as u32);
                 let group =
                     Group { keyspace: self.keyspace.clone(), version: self.version.clone(), shards: entries.to_vec() };
-                let body = to_json(&group, &path)?;
+                // Compact: a group is read whole on a lookup's path, its indentation would be a third of it.
+                let body = serde_json::to_vec(&group).map_err(|source| Error::Json { path: path.clone(), source })?;
                 top.groups.push(GroupRef {
                     first: entries[0].shard,
                     count: entries.len() as u32,
