@@ -196,7 +196,9 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
               f"{mmm([x['miss_gets_after_open'] for x in cold])} |")
     w("\nTargets: <= 2 GETs and <= 32 KiB cold, 1 GET with the key's index piece cached. Absent keys are ruled "
       "out by the blocks' bloom filters, kept in the index pieces: a GET for the shard's other piece the first "
-      "time, then only for a false positive.\n")
+      "time, then only for a false positive. The 1k set has 2,000 shards, so its manifest lists them in groups "
+      "(docs/FORMAT.md): the first lookup into a group also reads the group (~55 KB, once per 128 shards and "
+      "reader), which is the third GET above.\n")
     w("## Ingest to the local store (`cairn ingest`, default options, `/usr/bin/time`)\n")
     w("| input | keys/s | peak RSS MiB |")
     w("|---|---|---|")
