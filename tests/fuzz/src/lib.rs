@@ -76,14 +76,19 @@ pub static SHARD: LazyLock<(Bytes, u64)> = LazyLock::new(|| {
     (Bytes::from(buf), sum.meta_bytes)
 });
 
-pub fn shard_flipped(data: &[u8]) {
-    let (shard, meta_bytes) = &*SHARD;
+/// `shard` with bytes changed as `data` says: (u16 position, xor) triples.
+fn flipped(shard: &Bytes, data: &[u8]) -> Bytes {
     let mut bytes = shard.to_vec();
     for pair in data.chunks(3) {
         let at = u16::from_le_bytes([pair[0], *pair.get(1).unwrap_or(&0)]) as usize % bytes.len();
         bytes[at] ^= *pair.get(2).unwrap_or(&0xff);
     }
-    let object = Bytes::from(bytes);
+    Bytes::from(bytes)
+}
+
+pub fn shard_flipped(data: &[u8]) {
+    let (shard, meta_bytes) = &*SHARD;
+    let object = flipped(shard, data);
     let suffix = object.slice(object.len() - *meta_bytes as usize..);
     if let Ok(meta) = ShardMeta::from_suffix("fuzz".into(), object.len() as u64, suffix) {
         exercise(&meta, &object);
@@ -106,12 +111,7 @@ pub static SHARD3: LazyLock<(Bytes, cairn_shared::piece::RootRef)> = LazyLock::n
 /// as a reader decodes them (without the checksums that would catch the change first), then probed.
 pub fn shard_pieces(data: &[u8]) {
     let (shard, root) = &*SHARD3;
-    let mut bytes = shard.to_vec();
-    for pair in data.chunks(3) {
-        let at = u16::from_le_bytes([pair[0], *pair.get(1).unwrap_or(&0)]) as usize % bytes.len();
-        bytes[at] ^= *pair.get(2).unwrap_or(&0xff);
-    }
-    let object = Bytes::from(bytes);
+    let object = flipped(shard, data);
     let len = object.len() as u64;
     let at = |o: u64, l: u32| object.get(o as usize..).and_then(|b| b.get(..l as usize));
     let Some(root_bytes) = at(root.offset, root.len) else { return };
