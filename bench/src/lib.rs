@@ -1,6 +1,7 @@
 //! Shared pieces of the benchmark binaries.
 
 pub mod s3_like;
+pub mod template_store;
 
 /// Up to about `n` keys spread over a `<key> <value>` file (every k-th line).
 pub fn sample_keys(path: &str, n: usize) -> Vec<String> {

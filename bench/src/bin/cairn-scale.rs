@@ -7,8 +7,8 @@
 //! - the top level a reader loads (pointer and manifest): its bytes and the time to load it.
 //!
 //! usage: cairn-scale STORE_DIR KEYSPACE DATA_FILE [LOOKUPS]
-//!        cairn-scale --synthetic-top-level SHARDS PIECES_PER_SHARD   (a manifest shaped like a keyspace of
-//!        SHARDS shards with PIECES_PER_SHARD pieces each: the time to load it)
+//!        cairn-scale --synthetic KEYS SHARDS   (a keyspace of KEYS keys in SHARDS shards whose metadata is
+//!        real and whose shards all read as one template shard: template_store.rs)
 
 use std::time::Instant;
 
@@ -23,16 +23,22 @@ use serde_json::json;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    if args[1] == "--synthetic-top-level" {
-        let (shards, pieces) = (args[2].parse().unwrap(), args[3].parse().unwrap());
-        rt.block_on(synthetic_top_level(shards, pieces));
+    if args[1] == "--synthetic" {
+        let (keys, shards) = (args[2].parse().unwrap(), args[3].parse().unwrap());
+        rt.block_on(synthetic(keys, shards));
         return;
     }
     let (store_dir, ks, data) = (&args[1], &args[2], &args[3]);
     let lookups: usize = args.get(4).map_or(100_000, |n| n.parse().unwrap());
     let keys = sample_keys(data, 400_000);
     let store = Store::open(store_dir).unwrap();
-    rt.block_on(async {
+    rt.block_on(measure(&store, ks, &keys, lookups));
+}
+
+/// Every figure for keyspace `ks` in `store`, looking up `keys` (all present).
+async fn measure(store: &Store, ks: &str, keys: &[String], lookups: usize) {
+    {
+        let store = store.clone();
         let ptr = cairn_shared::pointer::read(store.inner.as_ref(), ks).await.unwrap().unwrap();
         let m = Manifest::read(store.inner.as_ref(), ks, &ptr.pointer.version).await.unwrap();
         let total: u64 = m.shards.iter().map(|s| s.bytes).sum();
@@ -58,24 +64,40 @@ fn main() {
             engine.get(ks, key).await.unwrap().expect("a listed key");
             let first = engine.counters() - before;
             let shard = k.placement.shard_of(key.as_bytes());
-            let other = keys.iter().skip(trial * 104_729 % keys.len()).find(|o| {
-                *o != key && k.placement.shard_of(o.as_bytes()) == shard && !same_piece(&m, shard, key, o)
-            });
+            let other = keys
+                .iter()
+                .skip(trial * 104_729 % keys.len())
+                .find(|o| *o != key && k.placement.shard_of(o.as_bytes()) == shard && !same_piece(&m, shard, key, o));
             let before = engine.counters();
             if let Some(o) = other {
                 engine.get(ks, o).await.unwrap().expect("a listed key");
             }
             let next = engine.counters() - before;
+            // A never-seen shard of the group just loaded (grouped manifests; else any other shard).
+            use cairn_shared::manifest::{GROUP_ABOVE, GROUP_SHARDS};
+            let per_group = if m.shards.len() > GROUP_ABOVE { GROUP_SHARDS as u32 } else { m.shards.len() as u32 };
+            let group = shard / per_group;
+            let sibling = keys.iter().skip(trial * 15_485_863 % keys.len()).find(|o| {
+                let s = k.placement.shard_of(o.as_bytes());
+                s != shard && s / per_group == group
+            });
+            let before = engine.counters();
+            if let Some(o) = sibling {
+                engine.get(ks, o).await.unwrap().expect("a listed key");
+            }
+            let sib = engine.counters() - before;
             println!(
                 "{}",
                 json!({"bench": "scale_cold", "trial": trial, "first_gets": first.object_gets, "first_bytes": first.bytes_fetched,
-                       "next_gets": next.object_gets, "next_bytes": next.bytes_fetched})
+                       "next_gets": next.object_gets, "next_bytes": next.bytes_fetched,
+                       "sibling_found": sibling.is_some(), "sibling_gets": sib.object_gets, "sibling_bytes": sib.bytes_fetched})
             );
         }
 
         let uniform: Vec<&String> = choose(keys.len(), 2 * lookups, false).into_iter().map(|i| &keys[i]).collect();
         // Warm: a working set that fits (2,000 keys, at most 2,000 shards' worth), the same at every size.
-        let hot: Vec<&String> = choose(keys.len().min(2_000), 2 * lookups, false).into_iter().map(|i| &keys[i]).collect();
+        let hot: Vec<&String> =
+            choose(keys.len().min(2_000), 2 * lookups, false).into_iter().map(|i| &keys[i]).collect();
         let (needed_gets, needed_bytes, _) =
             run(&store, ks, EngineConfig { page_cache_bytes: 0, ..Default::default() }, &uniform).await;
         // The blocks the sampled keys touch (each key one block, at most every block once), a tenth of it cached.
@@ -91,7 +113,7 @@ fn main() {
                    "tenfold_ratio": bytes / needed_bytes, "warm_gets": warm_gets, "warm_bytes": warm_bytes,
                    "warm_lookups_per_s": warm_rate})
         );
-    });
+    }
 }
 
 /// Runs the first half of `stream` as a warm-up, then the second: its GETs, bytes per lookup and lookups/s.
@@ -119,58 +141,68 @@ fn same_piece(m: &Manifest, shard: u32, a: &str, b: &str) -> bool {
     !p.is_empty() && at(a) == at(b)
 }
 
-/// A manifest with `shards` entries, each naming a root of `pieces` pieces (what a reader of such a keyspace
-/// loads before its first lookup), in a memory store: how long the load takes.
-async fn synthetic_top_level(shards: u32, pieces: u32) {
+/// A keyspace of `keys` keys in `shards` shards whose metadata is real and whose shards all read as one
+/// template shard of `keys / shards` example-shaped rows (template_store.rs): the manifest and its groups
+/// list every shard, each entry names the template's pieces or root, and lookups of the template's keys
+/// land on the shards the placement names, reading what such a keyspace would read there.
+async fn synthetic(keys: u64, shards: u32) {
+    use cairn_bench::template_store::TemplateStore;
     use cairn_shared::manifest::{ShardEntry, Source};
-    use cairn_shared::piece::RootRef;
     use cairn_shared::ring::PlacementSpec;
-    let store = Store::open("memory://synthetic").unwrap();
+    use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
+    let per_shard = keys / shards as u64;
+    let mut rows: Vec<(String, Vec<u8>)> = (0..per_shard)
+        .map(|i| {
+            let key = uuid::Uuid::from_u128(xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).to_string();
+            (key, format!("{i:>width$}", width = 20 + (i % 101) as usize).into_bytes())
+        })
+        .collect();
+    rows.sort();
+    let mut buf = Vec::new();
+    let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), vec![]).unwrap();
+    for (k, v) in &rows {
+        w.append(k, v).unwrap();
+    }
+    let sum = w.finish().unwrap();
+    let memory = Store::open("memory://synthetic").unwrap();
+    let template = object_store::path::Path::from("template.parquet");
+    memory.inner.put(&template, buf.clone().into()).await.unwrap();
     let version = cairn_shared::layout::new_version();
-    let key = |i: u64| uuid::Uuid::from_u128(xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).to_string();
-    let shard_bytes = (pieces as u64 * 400) << 10;
+    let checksum = cairn_shared::manifest::checksum_of(&buf);
     let entries: Vec<ShardEntry> = (0..shards)
         .map(|s| ShardEntry {
             shard: s,
-            path: cairn_shared::layout::shard_path("big", s, &version).to_string(),
-            rows: pieces as u64 * 2800,
-            bytes: shard_bytes,
-            meta_bytes: 250_000,
-            meta_checksum: "xxh3-64:0123456789abcdef".into(),
-            min_key: Some(key(2 * s as u64)),
-            max_key: Some(key(2 * s as u64 + 1)),
-            checksum: "xxh3-64:0123456789abcdef".into(),
-            pieces: vec![],
-            root: Some(RootRef { offset: shard_bytes - 300_000, len: pieces * 56, checksum: 7, pieces }),
+            path: cairn_shared::layout::shard_path("synthetic", s, &version).to_string(),
+            rows: sum.rows,
+            bytes: sum.bytes,
+            meta_bytes: sum.meta_bytes,
+            meta_checksum: sum.meta_checksum.clone(),
+            min_key: sum.min_key.clone(),
+            max_key: sum.max_key.clone(),
+            checksum: checksum.clone(),
+            pieces: sum.pieces.clone(),
+            root: sum.root,
         })
         .collect();
     let m = Manifest {
         format: cairn_shared::manifest::FORMAT_VERSION,
-        keyspace: "big".into(),
+        keyspace: "synthetic".into(),
         version: version.clone(),
         created_at: cairn_shared::layout::now_rfc3339(),
         placement: PlacementSpec::jump(shards),
         replicas: vec![],
         source: Source { fingerprint: String::new(), files: vec![] },
-        rows: shards as u64 * pieces as u64 * 2800,
-        bytes: shards as u64 * shard_bytes,
+        rows: sum.rows * shards as u64,
+        bytes: sum.bytes * shards as u64,
         shards: entries,
         groups: vec![],
     };
-    m.write(store.inner.as_ref()).await.unwrap();
-    cairn_shared::pointer::switch(store.inner.as_ref(), "big", &version, None).await.unwrap();
-    let top_level_bytes = store.inner.head(&m.path()).await.unwrap().size;
-    let mut times = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        let engine = Engine::new(store.clone(), EngineConfig::default());
-        engine.keyspace("big").await.unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    println!(
-        "{}",
-        json!({"bench": "synthetic_top_level", "shards": shards, "pieces_per_shard": pieces, "rows": m.rows,
-               "top_level_bytes": top_level_bytes, "load_ms_min": times[0], "load_ms_median": times[2], "load_ms_max": times[4]})
-    );
+    m.write(memory.inner.as_ref()).await.unwrap();
+    cairn_shared::pointer::switch(memory.inner.as_ref(), "synthetic", &version, None).await.unwrap();
+    let store = Store {
+        url: memory.url.clone(),
+        inner: std::sync::Arc::new(TemplateStore::new(memory.inner.clone(), template)),
+    };
+    let keys: Vec<String> = rows.into_iter().map(|(k, _)| k).collect();
+    measure(&store, "synthetic", &keys, 100_000).await;
 }
