@@ -97,11 +97,11 @@ pub struct ShardEntry {
     pub max_key: Option<String>,
     /// `xxh3-64:<16 hex digits>` of the whole object.
     pub checksum: String,
-    /// Format 3: the shard's index pieces, in key order, when it has at most three (none for an empty shard,
+    /// Format 3: the shard's index pieces, in key order, when it has at most six (none for an empty shard,
     /// or in format 2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pieces: Vec<PieceRef>,
-    /// Format 3: where the object lists its pieces, when it has more than three.
+    /// Format 3: where the object lists its pieces, when it has more than six.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<RootRef>,
 }

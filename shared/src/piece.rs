@@ -24,7 +24,7 @@ pub const PIECE_MAGIC: &[u8; 4] = b"CIX1";
 pub const PIECE_BYTES: usize = 8 << 10;
 const HEADER: usize = 8;
 /// Pieces a manifest entry lists itself; a shard with more has a root (read once, then cached).
-pub const INLINE_PIECES: usize = 3;
+pub const INLINE_PIECES: usize = 6;
 pub const ROOT_MAGIC: &[u8; 4] = b"CRT1";
 
 /// Where a shard's root (its list of pieces) lies in the object.
@@ -292,7 +292,7 @@ mod tests {
 
         let mut buf = Vec::new();
         let mut w = ShardWriter::new(&mut buf, &ShardFormat::default(), vec![]).unwrap();
-        for i in 0..20_000 {
+        for i in 0..60_000 {
             w.append(&format!("key-{i:07}"), b"v").unwrap();
         }
         let sum = w.finish().unwrap();

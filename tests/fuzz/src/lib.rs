@@ -100,7 +100,7 @@ pub static SHARD3: LazyLock<(Bytes, cairn_shared::piece::RootRef)> = LazyLock::n
     let mut buf = Vec::new();
     let format = ShardFormat { block_rows: 16, piece_bytes: 300, ..ShardFormat::default() };
     let mut w = ShardWriter::new(&mut buf, &format, vec![]).expect("writer");
-    for i in 0..200 {
+    for i in 0..600 {
         w.append(&format!("key-{i:04}"), format!("value {i}").as_bytes()).expect("append");
     }
     let sum = w.finish().expect("finish");
