@@ -653,19 +653,7 @@ fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, I
     let dest = layout::shard_path(&ctx.keyspace, shard, &ctx.version);
     let checksum = ctx.handle.block_on(upload(&local, &ctx.roots, &dest))?;
     let _ = std::fs::remove_file(&local);
-    Ok(ShardEntry {
-        shard,
-        path: dest.to_string(),
-        rows: summary.rows,
-        bytes: summary.bytes,
-        meta_bytes: summary.meta_bytes,
-        meta_checksum: summary.meta_checksum,
-        min_key: summary.min_key,
-        max_key: summary.max_key,
-        checksum,
-        pieces: summary.pieces,
-        root: summary.root,
-    })
+    Ok(summary.entry(shard, dest.to_string(), checksum))
 }
 
 /// Streams a local file to `dest` under every root (multipart beyond 8 MiB), hashing it on the way.

@@ -126,6 +126,25 @@ pub struct ShardSummary {
     pub root: Option<RootRef>,
 }
 
+impl ShardSummary {
+    /// The manifest entry of this shard, stored at `path` with whole-object checksum `checksum`.
+    pub fn entry(self, shard: u32, path: String, checksum: String) -> crate::manifest::ShardEntry {
+        crate::manifest::ShardEntry {
+            shard,
+            path,
+            rows: self.rows,
+            bytes: self.bytes,
+            meta_bytes: self.meta_bytes,
+            meta_checksum: self.meta_checksum,
+            min_key: self.min_key,
+            max_key: self.max_key,
+            checksum,
+            pieces: self.pieces,
+            root: self.root,
+        }
+    }
+}
+
 /// What the writer keeps of the block being written, for its index entry.
 struct OpenBlock {
     first_key: String,

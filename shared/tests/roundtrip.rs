@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::manifest::{Manifest, ShardEntry, Source};
+use cairn_shared::manifest::{Manifest, Source};
 use cairn_shared::ring::{Placement, PlacementSpec};
 use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
 use cairn_shared::store::Store;
@@ -49,19 +49,7 @@ async fn publish_as(store: &Store, shards: u32, rows: &[(String, Vec<u8>)], form
         assert_eq!(sum.bytes, buf.len() as u64);
         let path = layout::shard_path("t", s, &version);
         store.inner.put(&path, PutPayload::from(Bytes::from(buf))).await.unwrap();
-        entries.push(ShardEntry {
-            shard: s,
-            path: path.to_string(),
-            rows: sum.rows,
-            bytes: sum.bytes,
-            meta_bytes: sum.meta_bytes,
-            meta_checksum: sum.meta_checksum,
-            min_key: sum.min_key,
-            max_key: sum.max_key,
-            checksum: String::new(),
-            pieces: sum.pieces,
-            root: sum.root,
-        });
+        entries.push(sum.entry(s, path.to_string(), String::new()));
     }
     let m = Manifest {
         format: format.version(),

@@ -170,18 +170,12 @@ async fn synthetic(keys: u64, shards: u32) {
     let version = cairn_shared::layout::new_version();
     let checksum = cairn_shared::manifest::checksum_of(&buf);
     let entries: Vec<ShardEntry> = (0..shards)
-        .map(|s| ShardEntry {
-            shard: s,
-            path: cairn_shared::layout::shard_path("synthetic", s, &version).to_string(),
-            rows: sum.rows,
-            bytes: sum.bytes,
-            meta_bytes: sum.meta_bytes,
-            meta_checksum: sum.meta_checksum.clone(),
-            min_key: sum.min_key.clone(),
-            max_key: sum.max_key.clone(),
-            checksum: checksum.clone(),
-            pieces: sum.pieces.clone(),
-            root: sum.root,
+        .map(|s| {
+            sum.clone().entry(
+                s,
+                cairn_shared::layout::shard_path("synthetic", s, &version).to_string(),
+                checksum.clone(),
+            )
         })
         .collect();
     let m = Manifest {

@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use cairn_shared::block::{ChunkRanges, Rows, Search};
-use cairn_shared::manifest::{FORMAT_VERSION, Manifest, ShardEntry, Source, checksum_of};
+use cairn_shared::manifest::{FORMAT_VERSION, Manifest, Source, checksum_of};
 use cairn_shared::ring::{Placement, PlacementSpec};
 use cairn_shared::shard_reader::ShardMeta;
 use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
@@ -200,19 +200,7 @@ static HTTP: LazyLock<Http> = LazyLock::new(|| {
             let path = format!("keyspace=ks/shard={shard:05}/v1.parquet");
             let checksum = checksum_of(&buf);
             store.inner.put(&path.as_str().into(), buf.into()).await.expect("put");
-            shards.push(ShardEntry {
-                shard,
-                path,
-                rows: sum.rows,
-                bytes: sum.bytes,
-                meta_bytes: sum.meta_bytes,
-                meta_checksum: sum.meta_checksum,
-                min_key: sum.min_key,
-                max_key: sum.max_key,
-                checksum,
-                pieces: sum.pieces,
-                root: sum.root,
-            });
+            shards.push(sum.entry(shard, path, checksum));
         }
         let m = Manifest {
             format: FORMAT_VERSION,
