@@ -12,8 +12,8 @@ pub const SERVE_KEYSPACE: &str = "default";
 
 /// Ingests `file` into keyspace `default` unless its current version came from the same content.
 pub async fn ensure_ingested(file: &Path, store: &Store) -> Result<(), Box<dyn std::error::Error>> {
-    let files = cairn_ingest::list_inputs(file, None)?;
-    let fp = cairn_ingest::fingerprint(&files)?;
+    let files = cairn_ingest::list_sources(&[file.to_path_buf()], None).await?;
+    let fp = tokio::task::spawn_blocking(move || cairn_ingest::fingerprint(&files)).await??;
     if let Some(cur) = pointer::read(store.inner.as_ref(), SERVE_KEYSPACE).await? {
         let m = Manifest::read(store.inner.as_ref(), SERVE_KEYSPACE, &cur.pointer.version).await?;
         if m.source.fingerprint == fp {

@@ -48,7 +48,8 @@ pub struct StoreArg {
 pub enum Command {
     /// Serve the HTTP API. With FILE, ingest it first into keyspace `default` (reused if already ingested).
     Serve {
-        /// Data file (`<key> <value>` lines, JSON Lines or CSV) to serve as keyspace `default`.
+        /// Data to serve as keyspace `default`: a file or directory of `<key> <value>` lines, JSON Lines, CSV
+        /// or Parquet (gzip/zstd text too), or an s3:// URL.
         file: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArg,
@@ -143,8 +144,12 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
-    /// Input file or directory (`<key> <value>` lines; .jsonl/.ndjson JSON Lines; .csv with a key,value header).
-    pub input: PathBuf,
+    /// Inputs: files, directories (every file below, skipping names starting with . or _), quoted globs
+    /// ('data/*.parquet'), s3://bucket/prefix/ (every object under it) or s3://bucket/prefix/*.parquet.
+    /// Formats by extension: .parquet/.pq, .jsonl/.ndjson/.json, .csv, anything else `<key> <value>` text;
+    /// .gz and .zst text is decompressed on the fly. See docs/INPUTS.md.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub inputs: Vec<PathBuf>,
     /// Keyspace to publish (a-z, 0-9, '-', '_').
     #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
     pub keyspace: String,
@@ -153,12 +158,23 @@ pub struct IngestArgs {
     /// Extra roots that receive a copy of every shard, comma-separated (e.g. s3://other-bucket/prefix).
     #[arg(long, env = "CAIRN_REPLICAS", value_delimiter = ',')]
     pub replicas: Vec<String>,
-    /// Number of shards (default: one per 512 KiB of input, at most 4096).
+    /// Number of shards (default: one per 512 KiB of input, compressed and Parquet input counted 3x, at most
+    /// 65536).
     #[arg(long, env = "CAIRN_SHARDS")]
     pub shards: Option<u32>,
-    /// Input format, when the file extension does not say: text, jsonl or csv.
+    /// Input format, when the file extension does not say: text, jsonl, csv or parquet.
     #[arg(long, env = "CAIRN_FORMAT")]
     pub format: Option<cairn_ingest::InputFormat>,
+    /// Column holding the key (Parquet, CSV, JSON Lines): strings, or a dictionary of them.
+    #[arg(long, env = "CAIRN_KEY_COLUMN", default_value = "key")]
+    pub key_column: String,
+    /// Column holding the value (Parquet, CSV, JSON Lines), stored byte for byte: strings or binary.
+    #[arg(long, env = "CAIRN_VALUE_COLUMN", default_value = "value", conflicts_with = "value_columns")]
+    pub value_column: String,
+    /// Store as the value a JSON object of these Parquet columns, in this order (e.g. a,b,c): numbers as
+    /// JSON numbers, nulls as null, lists as arrays, binary as hex (docs/INPUTS.md).
+    #[arg(long, env = "CAIRN_VALUE_COLUMNS", value_delimiter = ',')]
+    pub value_columns: Option<Vec<String>>,
     /// Place keys with a virtual-node ring of this many points per shard instead of jump hashing.
     #[arg(long, env = "CAIRN_RING_VNODES")]
     pub ring_vnodes: Option<u32>,

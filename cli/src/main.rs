@@ -167,7 +167,24 @@ async fn run(cli: Cli) -> Res {
 }
 
 async fn ingest(args: IngestArgs, store: Store) -> Result<(), Box<dyn std::error::Error>> {
-    let mut opts = IngestOptions::new(&args.input, &args.keyspace, store);
+    let mut opts = IngestOptions::new("", &args.keyspace, store);
+    opts.inputs = args.inputs;
+    opts.columns = cairn_ingest::Columns {
+        key: args.key_column,
+        value: match args.value_columns {
+            Some(cols) => {
+                let mut seen = std::collections::HashSet::new();
+                if let Some(dup) = cols.iter().find(|c| !seen.insert(c.as_str())) {
+                    return Err(format!("--value-columns names {dup:?} twice").into());
+                }
+                if cols.iter().any(String::is_empty) {
+                    return Err("--value-columns has an empty column name".into());
+                }
+                cairn_ingest::ValueSpec::Json(cols)
+            }
+            None => cairn_ingest::ValueSpec::Column(args.value_column),
+        },
+    };
     opts.replicas = args.replicas.iter().map(|u| Store::open(u)).collect::<Result<_, _>>()?;
     opts.shards = args.shards;
     opts.format = args.format;

@@ -19,6 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersi
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
+use crate::listing::Stamp;
 
 /// How long an owner's lease lasts after its last heartbeat; heartbeats come every third of it.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -44,7 +45,16 @@ pub struct Checkpoint {
     pub expires_at: Option<String>,
     /// Shards whose objects are written under every root.
     pub done: BTreeMap<u32, ShardEntry>,
+    /// The inputs' fingerprint when the version was started: a rerun over changed inputs starts over.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// The inputs as listed then (up to [`STAMPS_KEPT`]), to tell a rerun which of them changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Stamp>,
 }
+
+/// Inputs whose stamps a checkpoint keeps (beyond, only the fingerprint: the checkpoint is rewritten often).
+pub const STAMPS_KEPT: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Owner {

@@ -9,8 +9,10 @@ use cairn_shared::ErrorKind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputError {
     pub file: PathBuf,
-    /// 1-based line (for CSV/JSON Lines: the record's line assuming one record per line).
+    /// 1-based line (for CSV/JSON Lines: the record's line assuming one record per line), or Parquet row
+    /// (`row`); 0: the file as a whole.
     pub line: u64,
+    pub row: bool,
     pub message: String,
 }
 
@@ -18,6 +20,8 @@ impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.message)
+        } else if self.row {
+            write!(f, "{}:row {}: {}", self.file.display(), self.line, self.message)
         } else {
             write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
         }

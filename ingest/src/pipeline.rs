@@ -22,7 +22,9 @@ use crate::error::{IngestError, InputError};
 use crate::merge::{MergeError, merge_shard};
 use crate::progress::Progress;
 use crate::run::{Chunk, Run};
-use crate::source::{InputFile, InputFormat, Problems, fingerprint, list_inputs, read_records};
+use crate::input::{InputFile, InputFormat};
+use crate::listing::{changes, fingerprint_of, list_sources_with, stamps};
+use crate::source::{Columns, Problems, read_records};
 
 /// Largest in-memory chunk of records before it is sorted and spilled.
 pub const CHUNK_BYTES: usize = 64 << 20;
@@ -36,10 +38,14 @@ pub const AUTO_SHARD_BYTES: u64 = 512 << 10;
 /// manifest lists them 128 to a group object, so what a reader loads at start stays ~100 bytes per 128
 /// shards; this bounds the ingest's per-shard work (a checkpoint entry, one object per root).
 pub const AUTO_SHARDS_MAX: u64 = 65_536;
+/// How much larger than it is stored a compressed text or Parquet input is assumed to be when the shard
+/// count is picked (before anything is read: placement needs the count from the first key on).
+pub const COMPRESSED_EXPANSION: u64 = 3;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    pub input: PathBuf,
+    /// SOURCE arguments: local files, directories or globs, `s3://bucket/prefix/` URLs (listing.rs).
+    pub inputs: Vec<PathBuf>,
     pub keyspace: String,
     /// Primary root: holds pointer, manifests, checkpoints and a copy of every shard.
     pub store: Store,
@@ -50,6 +56,10 @@ pub struct IngestOptions {
     /// Use a virtual-node ring with this many points per shard instead of jump hashing.
     pub ring_vnodes: Option<u32>,
     pub format: Option<InputFormat>,
+    /// Key and value columns of Parquet, CSV and JSON Lines inputs.
+    pub columns: Columns,
+    /// `AWS_*`-style settings for object-store SOURCEs, over the environment (tests, tools).
+    pub source_settings: Vec<(String, String)>,
     pub shard_format: ShardFormat,
     /// Shards written in parallel.
     pub threads: usize,
@@ -68,13 +78,15 @@ pub struct IngestOptions {
 impl IngestOptions {
     pub fn new(input: impl Into<PathBuf>, keyspace: impl Into<String>, store: Store) -> Self {
         IngestOptions {
-            input: input.into(),
+            inputs: vec![input.into()],
             keyspace: keyspace.into(),
             store,
             replicas: Vec::new(),
             shards: None,
             ring_vnodes: None,
             format: None,
+            columns: Columns::default(),
+            source_settings: Vec::new(),
             shard_format: ShardFormat::default(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             memory_budget: 512 << 20,
@@ -109,13 +121,15 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     if opts.memory_budget < 16 << 20 {
         return Err(IngestError::Invalid("the memory budget must be at least 16 MiB".into()));
     }
-    let files = list_inputs(&opts.input, opts.format)?;
+    let files = list_sources_with(&opts.inputs, opts.format, &opts.source_settings).await?;
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let fp = {
+    let stamps = {
         let files = files.clone();
-        tokio::task::spawn_blocking(move || fingerprint(&files)).await.expect("fingerprint task")?
+        tokio::task::spawn_blocking(move || stamps(&files)).await.expect("fingerprint task")?
     };
-    let shards = opts.shards.unwrap_or_else(|| total_bytes.div_ceil(AUTO_SHARD_BYTES).clamp(1, AUTO_SHARDS_MAX) as u32);
+    let fp = fingerprint_of(&files, &stamps);
+    let data_bytes: u64 = files.iter().map(|f| if f.is_compressed() { f.size * COMPRESSED_EXPANSION } else { f.size }).sum();
+    let shards = opts.shards.unwrap_or_else(|| data_bytes.div_ceil(AUTO_SHARD_BYTES).clamp(1, AUTO_SHARDS_MAX) as u32);
     if shards == 0 || shards > 100_000 {
         return Err(IngestError::Invalid(format!("--shards must be between 1 and 100000, got {shards}")));
     }
@@ -127,8 +141,11 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let roots: Vec<Store> = std::iter::once(opts.store.clone()).chain(opts.replicas.iter().cloned()).collect();
     let primary = roots[0].inner.clone();
     let f = &opts.shard_format;
+    // The id names the job, not the bytes: a rerun over changed inputs finds the interrupted run's
+    // checkpoint and starts over, saying what changed, instead of leaving it behind unnoticed.
     let id_src = serde_json::json!({
-        "keyspace": opts.keyspace, "fingerprint": fp, "placement": spec,
+        "keyspace": opts.keyspace, "sources": stamps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        "input_format": opts.format.map(|f| format!("{f:?}")), "columns": format!("{:?}", opts.columns), "placement": spec,
         "format": [f.block_rows as u64, f.block_bytes as u64, f.bloom_fpp.to_bits(), f.version() as u64, f.piece_bytes as u64],
         "roots": roots.iter().map(|r| r.url.as_str()).collect::<Vec<_>>(),
     });
@@ -144,6 +161,8 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         owner: None,
         expires_at: None,
         done: Default::default(),
+        fingerprint: Some(fp.clone()),
+        sources: if stamps.len() <= crate::checkpoint::STAMPS_KEPT { stamps.clone() } else { Vec::new() },
     };
     let (owned, _live) =
         Checkpoint::acquire(primary.as_ref(), &opts.keyspace, &ingest_id, fresh, opts.lease, opts.checkpoint_expiry)
@@ -158,7 +177,18 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let mut owned = verify_done(&roots, owned).await?;
     let now_current = current.as_ref().map(|c| c.pointer.version.clone());
     let collecting = current.as_ref().is_some_and(|c| c.pointer.collecting.contains(&owned.ckpt.version));
-    if collecting {
+    if owned.ckpt.fingerprint.as_ref().is_some_and(|f| *f != fp) {
+        let what = changes(&owned.ckpt.sources, &stamps);
+        let shown: Vec<&str> = what.iter().take(5).map(String::as_str).collect();
+        progress.note(&format!(
+            "the inputs changed since the interrupted run of version {} ({}{}); not resuming it, starting over",
+            owned.ckpt.version,
+            if shown.is_empty() { "their fingerprint differs".to_string() } else { shown.join("; ") },
+            if what.len() > shown.len() { format!("; and {} more", what.len() - shown.len()) } else { String::new() }
+        ));
+        owned.ckpt = Checkpoint { owner: owned.ckpt.owner.clone(), ..fresh() };
+        owned.save(primary.as_ref()).await?;
+    } else if collecting {
         progress.note(&format!(
             "version {} of an interrupted run is being deleted by gc; starting over",
             owned.ckpt.version
@@ -195,9 +225,11 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let phase1 = {
         let (files, placement, dir, progress) =
             (files.clone(), placement.clone(), tmp.path().to_path_buf(), progress.clone());
-        let (budget, max_errors) = (opts.memory_budget, opts.max_errors);
+        let (budget, max_errors, columns) = (opts.memory_budget, opts.max_errors, opts.columns.clone());
+        let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            read_runs(&files, &placement, &skip, budget, &dir, progress.as_ref(), max_errors)
+            let input = Input { files: &files, columns: &columns, handle: &handle };
+            read_runs(&input, &placement, &skip, budget, &dir, progress.as_ref(), max_errors)
         })
         .await
         .expect("reader task")
@@ -230,7 +262,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             roots: roots.clone(),
             format: opts.shard_format.clone(),
             dir: tmp.path().to_path_buf(),
-            files: files.iter().map(|f| f.path.clone()).collect(),
+            files: files.iter().map(|f| (f.path.clone(), f.format == InputFormat::Parquet)).collect(),
             spec: spec.clone(),
             ckpt: owned.clone(),
             stop: stop.flag.clone(),
@@ -493,8 +525,15 @@ async fn discard(roots: &[Store], owned: &tokio::sync::Mutex<Owned>, progress: &
     }
 }
 
+/// What phase 1 reads.
+struct Input<'a> {
+    files: &'a [InputFile],
+    columns: &'a Columns,
+    handle: &'a tokio::runtime::Handle,
+}
+
 fn read_runs(
-    files: &[InputFile],
+    input: &Input<'_>,
     placement: &Placement,
     skip: &HashSet<u32>,
     budget: usize,
@@ -508,6 +547,7 @@ fn read_runs(
     // One chunk fills while the previous one is sorted and spilled on the other core; chunks of at most
     // 64 MiB keep that pipeline going even when the whole input would fit in memory (measured faster).
     let chunk_budget = (budget / 2).min(CHUNK_BYTES);
+    let files = input.files;
     let total: u64 = files.iter().map(|f| f.size).sum();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);
     std::thread::scope(|scope| {
@@ -517,9 +557,14 @@ fn read_runs(
         let mut chunk = Chunk::with_capacity((total as usize + 1024).min(chunk_budget));
         let mut send_failed = false;
         for (fi, file) in files.iter().enumerate() {
+            let mut unreported = 0u64;
             let mut emit = |k: &[u8], v: &[u8], line: u64| {
                 let s = placement.shard_of(k);
                 counts[s as usize] += 1;
+                unreported += 1;
+                if unreported == 1 << 16 {
+                    progress.keys(std::mem::take(&mut unreported));
+                }
                 if skip.contains(&s) {
                     return;
                 }
@@ -529,7 +574,8 @@ fn read_runs(
                     send_failed |= tx.send(full).is_err();
                 }
             };
-            read_records(file, &mut problems, &mut emit, &mut |b| progress.advance(b))?;
+            read_records(file, input.columns, input.handle, &mut problems, &mut emit, &mut |b| progress.advance(b))?;
+            progress.keys(unreported);
             if problems.full() || send_failed {
                 break;
             }
@@ -552,7 +598,8 @@ struct WriteCtx {
     roots: Vec<Store>,
     format: ShardFormat,
     dir: PathBuf,
-    files: Vec<PathBuf>,
+    /// Each input's name, and whether its positions are Parquet rows.
+    files: Vec<(PathBuf, bool)>,
     spec: PlacementSpec,
     ckpt: Arc<tokio::sync::Mutex<Owned>>,
     stop: Arc<AtomicBool>,
@@ -639,10 +686,15 @@ fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, I
         }
         Err(MergeError::Sink(e)) => return Err(e.into()),
         Err(MergeError::Duplicate(d)) => {
-            let at = |(f, l): (u32, u64)| format!("{}:{l}", ctx.files[f as usize].display());
+            let at = |(f, l): (u32, u64)| {
+                let (name, row) = &ctx.files[f as usize];
+                format!("{}:{}{l}", name.display(), if *row { "row " } else { "" })
+            };
+            let (file, row) = ctx.files[d.second.0 as usize].clone();
             return Err(IngestError::BadInput(vec![InputError {
-                file: ctx.files[d.second.0 as usize].clone(),
+                file,
                 line: d.second.1,
+                row,
                 message: format!("duplicate key {:?} (first seen at {})", String::from_utf8_lossy(&d.key), at(d.first)),
             }]));
         }

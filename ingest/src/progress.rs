@@ -4,6 +4,8 @@ pub trait Progress: Send + Sync {
     /// A new phase begins with `total` units of work (bytes read, shards written).
     fn phase(&self, name: &str, total: u64);
     fn advance(&self, units: u64);
+    /// Keys read so far grew by `n` (the reading phase shows keys/s).
+    fn keys(&self, _n: u64) {}
     /// A line for the user (e.g. the shard balance).
     fn note(&self, message: &str);
 }

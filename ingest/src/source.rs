@@ -1,115 +1,58 @@
 //! Input files and their formats. The text format is the assignment's: `<key> <value>\n`, ONE space, the
 //! value is every byte up to the newline (spaces, tabs, `\r`, non-UTF-8 all kept; the last line may lack its
 //! newline). JSON Lines (`{"key": .., "value": ..}`) and CSV with a `key,value` header go through arrow's
-//! readers.
+//! readers, Parquet through parquet_input.rs. Text formats may be gzip or zstd compressed and come from an
+//! object store: line numbers are those of the decompressed file.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{Array, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use cairn_shared::key::key_problem;
-use xxhash_rust::xxh3::Xxh3;
+use tokio::runtime::Handle;
 
 use crate::error::{IngestError, InputError};
+use crate::input::{Compression, InputFile, InputFormat, Location};
+use crate::object_read::ObjectRead;
 
 /// Largest value accepted: a Lambda function URL response is at most 6 MB, base64 adds a third.
 pub const MAX_VALUE_LEN: usize = 4 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputFormat {
-    Text,
-    JsonLines,
-    Csv,
+/// Which columns hold the key and the value (Parquet, CSV, JSON Lines; text has no columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    pub key: String,
+    pub value: ValueSpec,
 }
 
-impl std::str::FromStr for InputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "text" | "txt" => Ok(InputFormat::Text),
-            "jsonl" | "ndjson" | "json" => Ok(InputFormat::JsonLines),
-            "csv" => Ok(InputFormat::Csv),
-            _ => Err(format!("unknown format {s:?} (text, jsonl or csv)")),
-        }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSpec {
+    /// One string or binary column, stored byte for byte.
+    Column(String),
+    /// A JSON object of these columns, in this order (Parquet only).
+    Json(Vec<String>),
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns { key: "key".into(), value: ValueSpec::Column("value".into()) }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct InputFile {
-    pub path: PathBuf,
-    pub format: InputFormat,
-    pub size: u64,
-}
-
-/// The files to ingest: `path` itself, or every regular file below a directory (sorted, skipping names
-/// starting with `.` or `_`). The format comes from `format` or the extension (.jsonl/.ndjson/.json, .csv,
-/// anything else is text).
-pub fn list_inputs(path: &Path, format: Option<InputFormat>) -> Result<Vec<InputFile>, IngestError> {
-    let meta = std::fs::metadata(path).map_err(IngestError::io(format!("cannot read {}", path.display())))?;
-    let mut paths = Vec::new();
-    if meta.is_dir() {
-        let mut stack = vec![path.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).map_err(IngestError::io(format!("cannot list {}", dir.display())))? {
-                let entry = entry.map_err(IngestError::io(format!("cannot list {}", dir.display())))?;
-                let name = entry.file_name();
-                if name.to_string_lossy().starts_with(['.', '_']) {
-                    continue;
-                }
-                let ft =
-                    entry.file_type().map_err(IngestError::io(format!("cannot stat {}", entry.path().display())))?;
-                if ft.is_dir() {
-                    stack.push(entry.path());
-                } else if ft.is_file() {
-                    paths.push(entry.path());
-                }
-            }
+impl Columns {
+    /// The value column's name when it is one column.
+    fn single_value(&self, file: &InputFile) -> Result<&str, IngestError> {
+        match &self.value {
+            ValueSpec::Column(v) => Ok(v),
+            ValueSpec::Json(_) => Err(IngestError::Invalid(format!(
+                "{}: --value-columns needs Parquet input (its columns have types to write as JSON)",
+                file.path.display()
+            ))),
         }
-        paths.sort();
-        if paths.is_empty() {
-            return Err(IngestError::Invalid(format!("{} holds no input files", path.display())));
-        }
-    } else {
-        paths.push(path.to_path_buf());
     }
-    paths
-        .into_iter()
-        .map(|p| {
-            let size = std::fs::metadata(&p).map_err(IngestError::io(format!("cannot stat {}", p.display())))?.len();
-            let format = format.unwrap_or_else(|| match p.extension().and_then(|e| e.to_str()) {
-                Some("jsonl" | "ndjson" | "json") => InputFormat::JsonLines,
-                Some("csv") => InputFormat::Csv,
-                _ => InputFormat::Text,
-            });
-            Ok(InputFile { path: p, format, size })
-        })
-        .collect()
-}
-
-/// `xxh3-64:<hex>` over each file's name and contents, in order: identifies a dataset whatever its path or
-/// modification time, so re-serving the same file reuses the published version and a rerun resumes.
-pub fn fingerprint(files: &[InputFile]) -> Result<String, IngestError> {
-    let mut all = Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for f in files {
-        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        all.update(name.as_bytes());
-        all.update(&[0]);
-        let mut file = File::open(&f.path).map_err(IngestError::io(format!("cannot open {}", f.path.display())))?;
-        let mut one = Xxh3::new();
-        loop {
-            let n = file.read(&mut buf).map_err(IngestError::io(format!("cannot read {}", f.path.display())))?;
-            if n == 0 {
-                break;
-            }
-            one.update(&buf[..n]);
-        }
-        all.update(&one.digest().to_le_bytes());
-    }
-    Ok(cairn_shared::manifest::checksum_label(all.digest()))
 }
 
 /// Collects bad-input reports up to a limit.
@@ -125,7 +68,14 @@ impl Problems {
 
     pub fn add(&mut self, file: &Path, line: u64, message: impl Into<String>) {
         if self.list.len() < self.limit {
-            self.list.push(InputError { file: file.to_path_buf(), line, message: message.into() });
+            self.list.push(InputError { file: file.to_path_buf(), line, row: false, message: message.into() });
+        }
+    }
+
+    /// A problem at a Parquet row (1-based over the file).
+    pub fn add_row(&mut self, file: &Path, row: u64, message: impl Into<String>) {
+        if self.list.len() < self.limit {
+            self.list.push(InputError { file: file.to_path_buf(), line: row, row: true, message: message.into() });
         }
     }
 
@@ -147,7 +97,7 @@ pub fn parse_line(line: &[u8]) -> Result<(&[u8], &[u8]), String> {
     Ok((key, value))
 }
 
-fn check_record(key: &[u8], value: &[u8]) -> Result<(), String> {
+pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), String> {
     if key.is_empty() {
         return Err("empty key (the line starts with a space)".into());
     }
@@ -163,22 +113,76 @@ fn check_record(key: &[u8], value: &[u8]) -> Result<(), String> {
 /// Receives (key, value, line) for each good record.
 pub type Emit<'a> = dyn FnMut(&[u8], &[u8], u64) + 'a;
 
-/// Reads every record of `file`, calling `emit(key, value, line)`; bad records go to `problems`.
-/// `progress(bytes)` is called as input is consumed.
+/// Counts the stored bytes read, for progress by bytes over all sources.
+struct Counted<'a, R> {
+    inner: R,
+    pending: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pending += n as u64;
+        if self.pending >= 1 << 20 || n == 0 {
+            (self.progress)(std::mem::take(&mut self.pending));
+        }
+        Ok(n)
+    }
+}
+
+/// The decompressed bytes of a text input, wherever it is.
+fn open_text<'a>(
+    file: &InputFile,
+    handle: &Handle,
+    progress: &'a mut dyn FnMut(u64),
+) -> Result<Box<dyn BufRead + 'a>, IngestError> {
+    let raw: Box<dyn Read + Send> = match &file.location {
+        Location::Local(p) => {
+            Box::new(File::open(p).map_err(IngestError::io(format!("cannot read {}", file.path.display())))?)
+        }
+        Location::Object(o) => Box::new(ObjectRead::new(o.clone(), handle.clone())),
+    };
+    let counted = Counted { inner: raw, pending: 0, progress };
+    Ok(match file.compression {
+        Compression::None => Box::new(BufReader::with_capacity(1 << 20, counted)),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, counted)),
+        )),
+        Compression::Zstd => Box::new(BufReader::with_capacity(
+            1 << 20,
+            zstd::stream::read::Decoder::new(counted).map_err(IngestError::io(format!(
+                "cannot start decompressing {}",
+                file.path.display()
+            )))?,
+        )),
+    })
+}
+
+/// Reads every record of `file`, calling `emit(key, value, line)` (a Parquet row number for Parquet); bad
+/// records go to `problems`. `progress(bytes)` is called as stored bytes are consumed.
 pub fn read_records(
     file: &InputFile,
+    columns: &Columns,
+    handle: &Handle,
     problems: &mut Problems,
     emit: &mut Emit<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), IngestError> {
+    if file.format == InputFormat::Parquet {
+        return crate::parquet_input::read_parquet(file, columns, handle, problems, emit, progress);
+    }
+    let value_column = match file.format {
+        InputFormat::Text => "value",
+        _ => columns.single_value(file)?,
+    };
     let ctx = || format!("cannot read {}", file.path.display());
-    let f = File::open(&file.path).map_err(IngestError::io(ctx()))?;
+    let mut r = open_text(file, handle, progress)?;
     match file.format {
-        InputFormat::Text => {
-            let mut r = BufReader::with_capacity(1 << 20, f);
+        InputFormat::Text | InputFormat::Parquet => {
             let mut line = Vec::with_capacity(256);
             let mut n = 0u64;
-            let mut pending = 0u64;
             loop {
                 line.clear();
                 let got = r.read_until(b'\n', &mut line).map_err(IngestError::io(ctx()))?;
@@ -186,11 +190,6 @@ pub fn read_records(
                     break;
                 }
                 n += 1;
-                pending += got as u64;
-                if pending >= 1 << 20 {
-                    progress(pending);
-                    pending = 0;
-                }
                 let body = line.strip_suffix(b"\n").unwrap_or(&line);
                 match parse_line(body) {
                     Ok((k, v)) => emit(k, v, n),
@@ -202,49 +201,50 @@ pub fn read_records(
                     }
                 }
             }
-            progress(pending);
         }
         InputFormat::JsonLines => {
             let schema = Arc::new(Schema::new(vec![
-                Field::new("key", DataType::Utf8, true),
-                Field::new("value", DataType::Utf8, true),
+                Field::new(&columns.key, DataType::Utf8, true),
+                Field::new(value_column, DataType::Utf8, true),
             ]));
             let reader = arrow_json::ReaderBuilder::new(schema)
                 .with_batch_size(4096)
-                .build(BufReader::with_capacity(1 << 20, f))
+                .build(r)
                 .map_err(|e| IngestError::Invalid(format!("{}: {e}", file.path.display())))?;
-            emit_batches(file, reader, 0, problems, emit)?;
-            progress(file.size);
+            emit_batches(file, reader, 0, (&columns.key, value_column), problems, emit)?;
         }
         InputFormat::Csv => {
-            let mut f = f;
+            let mut header = Vec::new();
+            r.read_until(b'\n', &mut header).map_err(IngestError::io(ctx()))?;
             let format = arrow_csv::reader::Format::default().with_header(true);
-            let (header, _) = format.infer_schema(&mut f, Some(0)).map_err(|e| {
+            let (head, _) = format.infer_schema(std::io::Cursor::new(&header), Some(0)).map_err(|e| {
                 IngestError::Invalid(format!("{}: cannot read the CSV header: {e}", file.path.display()))
             })?;
-            let names: Vec<&String> = header.fields().iter().map(|f| f.name()).collect();
-            let (Some(ki), Some(vi)) =
-                (names.iter().position(|n| *n == "key"), names.iter().position(|n| *n == "value"))
-            else {
+            let names: Vec<&String> = head.fields().iter().map(|f| f.name()).collect();
+            let (Some(ki), Some(vi)) = (
+                names.iter().position(|n| **n == columns.key),
+                names.iter().position(|n| *n == value_column),
+            ) else {
                 problems.add(
                     &file.path,
                     1,
-                    format!("CSV header must name a `key` and a `value` column, found {names:?}"),
+                    format!(
+                        "CSV header must name a {:?} and a {value_column:?} column, found {names:?}",
+                        columns.key
+                    ),
                 );
                 return Ok(());
             };
-            f.rewind().map_err(IngestError::io(ctx()))?;
             let all_text = Arc::new(Schema::new(
                 names.iter().map(|n| Field::new(n.as_str(), DataType::Utf8, true)).collect::<Vec<_>>(),
             ));
             let reader = arrow_csv::ReaderBuilder::new(all_text)
-                .with_header(true)
+                .with_header(false)
                 .with_batch_size(4096)
                 .with_projection(vec![ki, vi])
-                .build(BufReader::with_capacity(1 << 20, f))
+                .build_buffered(r)
                 .map_err(|e| IngestError::Invalid(format!("{}: {e}", file.path.display())))?;
-            emit_batches(file, reader, 1, problems, emit)?;
-            progress(file.size);
+            emit_batches(file, reader, 1, (&columns.key, value_column), problems, emit)?;
         }
     }
     Ok(())
@@ -255,6 +255,7 @@ fn emit_batches(
     file: &InputFile,
     reader: impl Iterator<Item = Result<arrow_array::RecordBatch, arrow_schema::ArrowError>>,
     header_lines: u64,
+    (key, value): (&str, &str),
     problems: &mut Problems,
     emit: &mut Emit<'_>,
 ) -> Result<(), IngestError> {
@@ -269,14 +270,14 @@ fn emit_batches(
         };
         let col = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>().cloned();
         let (Some(keys), Some(values)) = (col(0), col(1)) else {
-            return Err(IngestError::Invalid(format!("{}: key and value must be strings", file.path.display())));
+            return Err(IngestError::Invalid(format!("{}: {key} and {value} must be strings", file.path.display())));
         };
         for i in 0..batch.num_rows() {
             line += 1;
             if keys.is_null(i) {
-                problems.add(&file.path, line, "missing \"key\"");
+                problems.add(&file.path, line, format!("missing {key:?}"));
             } else if values.is_null(i) {
-                problems.add(&file.path, line, "missing \"value\"");
+                problems.add(&file.path, line, format!("missing {value:?}"));
             } else {
                 let (k, v) = (keys.value(i).as_bytes(), values.value(i).as_bytes());
                 match check_record(k, v) {

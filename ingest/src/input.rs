@@ -1,0 +1,135 @@
+//! One input file: where its bytes are, what format they hold and how they are compressed. The format comes
+//! from `--format` or the name (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`, `.csv`, anything else is
+//! text), after a `.gz`/`.zst` compression suffix is taken off.
+
+use std::path::{Path, PathBuf};
+use crate::error::IngestError;
+use crate::object_read::Object;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    Text,
+    JsonLines,
+    Csv,
+    Parquet,
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" | "txt" => Ok(InputFormat::Text),
+            "jsonl" | "ndjson" | "json" => Ok(InputFormat::JsonLines),
+            "csv" => Ok(InputFormat::Csv),
+            "parquet" | "pq" => Ok(InputFormat::Parquet),
+            _ => Err(format!("unknown format {s:?} (text, jsonl, csv or parquet)")),
+        }
+    }
+}
+
+/// Compression around a text file, decompressed on the fly while reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Where an input's bytes are.
+#[derive(Clone)]
+pub enum Location {
+    Local(PathBuf),
+    Object(Object),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "Local({})", p.display()),
+            Location::Object(o) => write!(f, "Object({}, {:?})", o.name, o.etag),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// As users see it and the manifest records it: a local path or `s3://bucket/key`.
+    pub path: PathBuf,
+    pub location: Location,
+    pub format: InputFormat,
+    pub compression: Compression,
+    /// Bytes as stored (compressed).
+    pub size: u64,
+}
+
+impl InputFile {
+    /// An input named `name`, its format from `format` or the name.
+    pub fn new(
+        name: PathBuf,
+        location: Location,
+        size: u64,
+        format: Option<InputFormat>,
+    ) -> Result<InputFile, IngestError> {
+        let (compression, inner) = compression_of(&name);
+        let format = format.unwrap_or_else(|| format_of(inner));
+        if format == InputFormat::Parquet && compression != Compression::None {
+            return Err(IngestError::Invalid(format!(
+                "{}: Parquet compresses its pages itself; a gzip/zstd file around it is not read (unpack it, or \
+                 write it with the codec inside)",
+                name.display()
+            )));
+        }
+        Ok(InputFile { path: name, location, format, compression, size })
+    }
+
+    /// Stored smaller than its data (Parquet, gzip, zstd).
+    pub fn is_compressed(&self) -> bool {
+        self.format == InputFormat::Parquet || self.compression != Compression::None
+    }
+}
+
+/// The compression a name's suffix says, and the name without it.
+fn compression_of(name: &Path) -> (Compression, &str) {
+    let s = name.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    for (suffix, c) in [(".gz", Compression::Gzip), (".gzip", Compression::Gzip)]
+        .into_iter()
+        .chain([(".zst", Compression::Zstd), (".zstd", Compression::Zstd)])
+    {
+        if let Some(inner) = s.strip_suffix(suffix) {
+            return (c, inner);
+        }
+    }
+    (Compression::None, s)
+}
+
+fn format_of(name: &str) -> InputFormat {
+    match name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).as_deref() {
+        Some("parquet" | "pq") => InputFormat::Parquet,
+        Some("jsonl" | "ndjson" | "json") => InputFormat::JsonLines,
+        Some("csv") => InputFormat::Csv,
+        _ => InputFormat::Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(name: &str) -> (InputFormat, Compression) {
+        let f = InputFile::new(name.into(), Location::Local(name.into()), 0, None).unwrap();
+        (f.format, f.compression)
+    }
+
+    #[test]
+    fn names() {
+        use {Compression as C, InputFormat as F};
+        assert_eq!(of("a.data"), (F::Text, C::None));
+        assert_eq!(of("a.data.gz"), (F::Text, C::Gzip));
+        assert_eq!(of("part-0.snappy.parquet"), (F::Parquet, C::None));
+        assert_eq!(of("x.PQ"), (F::Parquet, C::None));
+        assert_eq!(of("x.jsonl.zst"), (F::JsonLines, C::Zstd));
+        assert_eq!(of("x.csv.gz"), (F::Csv, C::Gzip));
+        assert_eq!(of("noext"), (F::Text, C::None));
+        assert!(InputFile::new("a.parquet.gz".into(), Location::Local("a".into()), 0, None).is_err());
+    }
+}

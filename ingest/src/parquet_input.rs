@@ -1,0 +1,334 @@
+//! Parquet input from any writer (Spark, DuckDB, pyarrow, Polars): only the key and value columns are read
+//! (projection), one row group at a time. A local file is read page by page; an object's projected column
+//! chunks are fetched a row group at a time, the next one while the current one decodes, so memory is about
+//! two row groups' projected columns whatever the file size.
+//!
+//! `--value-columns a,b,c` stores as the value a JSON object of those columns (docs/INPUTS.md says exactly
+//! how each type is written); a single `--value-column` is stored byte for byte.
+
+use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema};
+use bytes::{Buf, Bytes};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::file::reader::{ChunkReader, Length};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use crate::byte_column::{ByteColumn, readable};
+use crate::error::IngestError;
+use crate::input::{InputFile, Location};
+use crate::object_read::{Object, ObjectRead};
+use crate::source::{Columns, Emit, Problems, ValueSpec, check_record};
+
+/// Rows per decoded batch.
+const BATCH_ROWS: usize = 8192;
+/// Bytes read from the end of an object for its footer: most metadata fits, so it costs one request.
+const FOOTER_GUESS: u64 = 64 << 10;
+
+/// Reads every row of a Parquet `file`, calling `emit(key, value, row)` (rows count from 1 over the file).
+pub fn read_parquet(
+    file: &InputFile,
+    columns: &Columns,
+    handle: &Handle,
+    problems: &mut Problems,
+    emit: &mut Emit<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), IngestError> {
+    match &file.location {
+        Location::Local(p) => {
+            let f = File::open(p).map_err(IngestError::io(format!("cannot open {}", p.display())))?;
+            let Some(meta) = metadata(file, &f, problems) else { return Ok(()) };
+            let Some(plan) = Plan::new(file, &meta, columns, problems) else { return Ok(()) };
+            let fetch = |_: usize| -> Result<Fetched, IngestError> {
+                let f = f.try_clone().map_err(IngestError::io(format!("cannot read {}", p.display())))?;
+                Ok(Fetched::Local(f))
+            };
+            plan.read(file, &meta, fetch, problems, emit, progress)
+        }
+        Location::Object(o) => {
+            let tail = o.size.saturating_sub(FOOTER_GUESS)..o.size;
+            let chunks = vec![(tail.start, handle.block_on(o.fetch(tail)).map_err(read_error)?)];
+            let footer = ObjectChunks { object: o.clone(), handle: handle.clone(), chunks };
+            let Some(meta) = metadata(file, &footer, problems) else { return Ok(()) };
+            let Some(plan) = Plan::new(file, &meta, columns, problems) else { return Ok(()) };
+            let start = |rg: usize| -> JoinHandle<std::io::Result<Vec<(u64, Bytes)>>> {
+                let (object, ranges) = (o.clone(), plan.ranges(&meta, rg));
+                handle.spawn(async move {
+                    let got = futures::future::try_join_all(ranges.iter().map(|r| object.fetch(r.clone()))).await?;
+                    Ok(ranges.into_iter().map(|r| r.start).zip(got).collect())
+                })
+            };
+            let mut next = (meta.metadata().num_row_groups() > 0).then(|| start(0));
+            let fetch = |rg: usize| -> Result<Fetched, IngestError> {
+                let task = next.take().expect("a fetch is started before each row group");
+                let chunks = handle.block_on(task).map_err(|e| IngestError::Invalid(e.to_string()))?.map_err(read_error)?;
+                if rg + 1 < meta.metadata().num_row_groups() {
+                    next = Some(start(rg + 1));
+                }
+                Ok(Fetched::Object(ObjectChunks { object: o.clone(), handle: handle.clone(), chunks }))
+            };
+            plan.read(file, &meta, fetch, problems, emit, progress)
+        }
+    }
+}
+
+fn read_error(e: std::io::Error) -> IngestError {
+    IngestError::Invalid(e.to_string())
+}
+
+fn metadata<T: ChunkReader>(file: &InputFile, reader: &T, problems: &mut Problems) -> Option<ArrowReaderMetadata> {
+    match ArrowReaderMetadata::load(reader, ArrowReaderOptions::new()) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            problems.add(&file.path, 0, format!("not a readable Parquet file: {e}"));
+            None
+        }
+    }
+}
+
+/// Which columns to read and where they land in each projected batch.
+struct Plan {
+    mask: ProjectionMask,
+    /// Top-level fields read, in file order.
+    roots: Vec<usize>,
+    key: String,
+    value: Vec<String>,
+    json: bool,
+}
+
+impl Plan {
+    fn new(file: &InputFile, meta: &ArrowReaderMetadata, columns: &Columns, problems: &mut Problems) -> Option<Plan> {
+        let schema = meta.schema();
+        let names = || schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+        let mut find = |name: &str, what: &str, ok: &dyn Fn(&DataType) -> bool, want: &str| {
+            let Ok(i) = schema.index_of(name) else {
+                problems.add(&file.path, 0, format!("no {what} column {name:?} (columns: {})", names()));
+                return None;
+            };
+            let dt = schema.field(i).data_type();
+            if !ok(dt) {
+                problems.add(&file.path, 0, format!("{what} column {name:?} is {dt}, expected {want}"));
+                return None;
+            }
+            Some(i)
+        };
+        let strings = "a string (Utf8, LargeUtf8, Utf8View or a dictionary of them)";
+        let bytes = "a string or binary column (Utf8, LargeUtf8, Utf8View, Binary, LargeBinary, BinaryView, \
+                     FixedSizeBinary or a dictionary of them); use --value-columns to store other types as JSON";
+        let key = find(&columns.key, "key", &|dt| readable(dt, false), strings);
+        let (value, json) = match &columns.value {
+            ValueSpec::Column(v) => (vec![find(v, "value", &|dt| readable(dt, true), bytes)], false),
+            ValueSpec::Json(vs) => (vs.iter().map(|v| find(v, "value", &|_| true, "")).collect(), true),
+        };
+        let key = key?;
+        let value: Vec<usize> = value.into_iter().collect::<Option<_>>()?;
+        let mut roots: Vec<usize> = std::iter::once(key).chain(value.iter().copied()).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        Some(Plan {
+            mask: ProjectionMask::roots(meta.parquet_schema(), roots.iter().copied()),
+            roots,
+            key: columns.key.clone(),
+            value: value.iter().map(|&i| schema.field(i).name().clone()).collect(),
+            json,
+        })
+    }
+
+    /// Byte ranges of row group `rg`'s projected column chunks.
+    fn ranges(&self, meta: &ArrowReaderMetadata, rg: usize) -> Vec<Range<u64>> {
+        let descr = meta.parquet_schema();
+        let group = meta.metadata().row_group(rg);
+        (0..descr.num_columns())
+            .filter(|&c| self.roots.contains(&descr.get_column_root_idx(c)))
+            .map(|c| {
+                let (start, len) = group.column(c).byte_range();
+                start..start + len
+            })
+            .collect()
+    }
+
+    fn read(
+        &self,
+        file: &InputFile,
+        meta: &ArrowReaderMetadata,
+        mut fetch: impl FnMut(usize) -> Result<Fetched, IngestError>,
+        problems: &mut Problems,
+        emit: &mut Emit<'_>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), IngestError> {
+        let groups = meta.metadata().row_groups();
+        let stored: u64 = groups.iter().map(|g| g.compressed_size().max(0) as u64).sum::<u64>().max(1);
+        let (mut row, mut reported) = (0u64, 0u64);
+        let mut json = Vec::new();
+        for (rg, group) in groups.iter().enumerate() {
+            let group_start = row;
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(fetch(rg)?, meta.clone())
+                .with_projection(self.mask.clone())
+                .with_row_groups(vec![rg])
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| IngestError::Invalid(format!("{}: {e}", file.path.display())))?;
+            for batch in reader {
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        problems.add_row(&file.path, row + 1, format!("unreadable (row group {}): {e}", rg + 1));
+                        return Ok(());
+                    }
+                };
+                let at = |row: u64| format!("row group {}, its row {}", rg + 1, row - group_start);
+                let col = |name: &str| batch.column(batch.schema().index_of(name).expect("projected"));
+                let keys = col(&self.key);
+                let keys = ByteColumn::new(keys).expect("type checked");
+                let values = if self.json {
+                    if let Err(e) = encode_json(&batch, &self.value, &mut json) {
+                        problems.add_row(&file.path, row + 1, format!("cannot write --value-columns as JSON: {e}"));
+                        return Ok(());
+                    }
+                    None
+                } else {
+                    Some(ByteColumn::new(col(&self.value[0])).expect("type checked"))
+                };
+                let mut lines = json.split(|&b| b == b'\n');
+                for i in 0..batch.num_rows() {
+                    row += 1;
+                    let value = match &values {
+                        Some(v) => v.get(i),
+                        None => lines.next(),
+                    };
+                    match (keys.get(i), value) {
+                        (None, _) => problems.add_row(&file.path, row, format!("null key ({}; column {:?})", at(row), self.key)),
+                        (_, None) => problems.add_row(
+                            &file.path,
+                            row,
+                            format!("null value ({}; column {:?})", at(row), self.value[0]),
+                        ),
+                        (Some(k), Some(v)) => match check_record(k, v) {
+                            Ok(()) => emit(k, v, row),
+                            Err(why) => problems.add_row(&file.path, row, format!("{why} ({})", at(row))),
+                        },
+                    }
+                    if problems.full() {
+                        return Ok(());
+                    }
+                }
+            }
+            // Progress in stored bytes: each row group's share of the file, the last one the rest.
+            let done = if rg + 1 == groups.len() {
+                file.size
+            } else {
+                file.size * groups[..=rg].iter().map(|g| g.compressed_size().max(0) as u64).sum::<u64>() / stored
+            };
+            progress(done.saturating_sub(reported));
+            reported = done.max(reported);
+            let _ = group;
+        }
+        Ok(())
+    }
+}
+
+/// One JSON object per row, `\n`-terminated, of `names` in that order (arrow-json's encoding, nulls
+/// written as `null`).
+fn encode_json(batch: &RecordBatch, names: &[String], out: &mut Vec<u8>) -> Result<(), arrow_schema::ArrowError> {
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(names.len());
+    let mut cols = Vec::with_capacity(names.len());
+    for n in names {
+        let i = schema.index_of(n)?;
+        fields.push(Field::new(n, schema.field(i).data_type().clone(), true));
+        cols.push(batch.column(i).clone());
+    }
+    let values = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+    out.clear();
+    let mut w = arrow_json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow_json::writer::LineDelimited>(&mut *out);
+    w.write(&values)?;
+    w.finish()
+}
+
+/// A row group's bytes: a local file, or the fetched column chunks of an object.
+enum Fetched {
+    Local(File),
+    Object(ObjectChunks),
+}
+
+impl Length for Fetched {
+    fn len(&self) -> u64 {
+        match self {
+            Fetched::Local(f) => f.len(),
+            Fetched::Object(o) => o.len(),
+        }
+    }
+}
+
+impl ChunkReader for Fetched {
+    type T = Box<dyn Read + Send>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        match self {
+            Fetched::Local(f) => Ok(Box::new(f.get_read(start)?)),
+            Fetched::Object(o) => o.get_read(start),
+        }
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        match self {
+            Fetched::Local(f) => f.get_bytes(start, length),
+            Fetched::Object(o) => o.get_bytes(start, length),
+        }
+    }
+}
+
+/// Parts of an object already fetched; anything else is fetched on demand (as of the listed ETag).
+struct ObjectChunks {
+    object: Object,
+    handle: Handle,
+    chunks: Vec<(u64, Bytes)>,
+}
+
+impl ObjectChunks {
+    fn find(&self, start: u64, len: u64) -> Option<Bytes> {
+        self.chunks.iter().find_map(|(off, b)| {
+            (start >= *off && start + len <= off + b.len() as u64)
+                .then(|| b.slice((start - off) as usize..(start - off + len) as usize))
+        })
+    }
+}
+
+impl Length for ObjectChunks {
+    fn len(&self) -> u64 {
+        self.object.size
+    }
+}
+
+impl ChunkReader for ObjectChunks {
+    type T = Box<dyn Read + Send>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        for (off, b) in &self.chunks {
+            if start >= *off && start < off + b.len() as u64 {
+                return Ok(Box::new(b.slice((start - off) as usize..).reader()));
+            }
+        }
+        Ok(Box::new(ObjectRead::starting_at(self.object.clone(), self.handle.clone(), start)))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        if let Some(b) = self.find(start, length as u64) {
+            return Ok(b);
+        }
+        let end = start.checked_add(length as u64).filter(|&e| e <= self.object.size).ok_or_else(|| {
+            parquet::errors::ParquetError::EOF(format!("{length} bytes at {start} are past the end"))
+        })?;
+        self.handle
+            .block_on(self.object.fetch(start..end))
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+    }
+}
