@@ -29,6 +29,21 @@ pub fn example_data() -> PathBuf {
     workspace_root().join("examples/example.data")
 }
 
+/// A Python with pyarrow and duckdb: `CAIRN_PYTHON`, or the venv `scripts/test.sh` installs
+/// (~/.cache/cairn/pyenv).
+pub fn python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var("CAIRN_PYTHON").ok().map(PathBuf::from),
+        std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".cache/cairn/pyenv/bin/python")),
+    ];
+    candidates.into_iter().flatten().find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import pyarrow, duckdb"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 /// Parses a `<key> <value>\n` file the simplest possible way, as an oracle for what cairn must return.
 pub fn read_dataset(path: &Path) -> Vec<(String, Vec<u8>)> {
     let bytes = std::fs::read(path).expect("dataset");

@@ -2,23 +2,11 @@
 //! index and a bloom filter on the key. Needs Python with pyarrow and duckdb: `CAIRN_PYTHON`, or the venv
 //! `scripts/test.sh` installs (~/.cache/cairn/pyenv). Under CI=true a missing interpreter fails the test.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use cairn_shared::store::Store;
-use cairn_tests::{ingest, workspace_root};
+use cairn_tests::{ingest, python, workspace_root};
 use serde_json::json;
-
-fn python() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("CAIRN_PYTHON").ok().map(PathBuf::from),
-        std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".cache/cairn/pyenv/bin/python")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| Command::new(p).args(["-c", "import pyarrow, duckdb"]).output().is_ok_and(|o| o.status.success()))
-}
 
 #[tokio::test]
 async fn shards_open_unchanged_in_pyarrow_and_duckdb() {

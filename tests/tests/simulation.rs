@@ -85,7 +85,7 @@ fn make_dataset(dir: &std::path::Path, i: usize, rng: &mut Rng) -> Dataset {
     }
     let file = dir.join(format!("dataset-{i}.data"));
     std::fs::write(&file, body).unwrap();
-    let files = cairn_ingest::list_inputs(&file, None).unwrap();
+    let files = cairn_ingest::list_local(&file, None).unwrap();
     let fingerprint = cairn_ingest::fingerprint(&files).unwrap();
     let mut keys: Vec<String> = rows.keys().cloned().collect();
     keys.sort();
