@@ -7,6 +7,8 @@
   bench_report.py tag DATASET [K=V...] < json lines -> the lines with "dataset" (and K=V) added
   bench_report.py median DATASET BENCH SERVER FIELD < results.jsonl -> the median of FIELD
   bench_report.py report RUNS SECONDS MD SVG < results.jsonl -> writes BENCHMARKS.md and the latency plot
+  bench_report.py inputs MD < inputs.jsonl          -> writes bench/inputs.md (scripts/bench-inputs.sh's
+                                                       runs) and puts it in MD between its markers
 """
 import csv
 import datetime
@@ -229,10 +231,64 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
       "round trip (~20-50 ms for the pointer and manifest GETs) come on top on AWS.\n")
     w("Previous Python implementation (quoted, not re-measured): GET p50 1.2 ms, <= 1.1k requests/s, 1.9k keys/s "
       "ingest, 1.1 GB RSS for 1M keys.\n")
+    section = os.path.join(os.path.dirname(md_path) or ".", "bench", "inputs.md")
+    if os.path.exists(section):
+        w(INPUTS_BEGIN + "\n" + open(section).read() + INPUTS_END + "\n")
     notes = os.path.join(os.path.dirname(md_path) or ".", "docs", "benchmark-notes.md")
     if os.path.exists(notes):
         w(open(notes).read())
     open(md_path, "w").write("\n".join(out) + "\n")
+
+
+INPUTS_BEGIN = "<!-- bench/inputs.md: scripts/bench-inputs.sh, bench_report.py inputs -->"
+INPUTS_END = "<!-- end of bench/inputs.md -->"
+
+
+def inputs(md_path: str) -> None:
+    rows = [r for r in load() if r.get("bench") == "ingest_input"]
+    by = {}
+    for r in rows:
+        by.setdefault((r["dataset"], r["format"], r["source"]), []).append(r)
+
+    def kps(key):
+        return statistics.median(int(r["keys"]) / float(r["wall_s"]) for r in by[key])
+
+    def rss(key):
+        return max(int(r["maxrss_kb"]) for r in by[key]) / 1024
+
+    out = ["## Ingest from where the data lives\n",
+           f"`scripts/bench-inputs.sh` on {datetime.date.today().isoformat()} ({platform.machine()}, "
+           f"{os.cpu_count()} cores): the same example-shaped rows as text, gzip text (gzip -6) and Parquet "
+           "(pyarrow, snappy, 1Mi-row row groups), read from the local disk and from LocalStack S3 on loopback, "
+           "`cairn ingest` with the defaults into a fresh local store. Keys/s is the median of the runs "
+           "(1M: 3 runs, 10M: 1), over the whole command: listing, reading, sorting, writing and publishing. "
+           "The baseline for each format is the same rows as text from the local disk, and for each "
+           "source it is the same file read locally.\n",
+           "| rows | format | source | stored MiB | keys/s | vs text, local | S3 vs local | peak RSS MiB |",
+           "|---|---|---|---|---|---|---|---|"]
+    for ds in sorted({k[0] for k in by}, key=lambda d: float(d.rstrip("m"))):
+        for fmt in ("text", "gzip", "parquet"):
+            for src in ("local", "s3"):
+                k = (ds, fmt, src)
+                if k not in by:
+                    continue
+                base, local = (ds, "text", "local"), (ds, fmt, "local")
+                vs_text = f"{kps(k) / kps(base):.2f}x" if base in by else "-"
+                vs_local = f"{kps(k) / kps(local):.2f}x" if src == "s3" and local in by else "-"
+                out.append(f"| {ds.upper()} | {fmt} | {src} | {int(by[k][0]['bytes']) / 2**20:.0f} | {kps(k):,.0f} | "
+                           f"{vs_text} | {vs_local} | {rss(k):.0f} |")
+    out.append("")
+    text = "\n".join(out) + "\n"
+    section = os.path.join(os.path.dirname(md_path) or ".", "bench", "inputs.md")
+    open(section, "w").write(text)
+    md = open(md_path).read() if os.path.exists(md_path) else ""
+    block = INPUTS_BEGIN + "\n" + text + INPUTS_END
+    if INPUTS_BEGIN in md:
+        start, end = md.index(INPUTS_BEGIN), md.index(INPUTS_END) + len(INPUTS_END)
+        md = md[:start] + block + md[end:]
+    else:
+        md = md.rstrip("\n") + "\n\n" + block + "\n"
+    open(md_path, "w").write(md)
 
 
 if __name__ == "__main__":
@@ -247,5 +303,7 @@ if __name__ == "__main__":
         tag(sys.argv[2], sys.argv[3:])
     elif cmd == "median":
         median(*sys.argv[2:6])
+    elif cmd == "inputs":
+        inputs(sys.argv[2])
     else:
         report(*sys.argv[2:6])
