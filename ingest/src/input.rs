@@ -2,9 +2,9 @@
 //! from `--format` or the name (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`, `.csv`, anything else is
 //! text), after a `.gz`/`.zst` compression suffix is taken off.
 
-use std::path::{Path, PathBuf};
 use crate::error::IngestError;
 use crate::object_read::Object;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputFormat {
@@ -60,6 +60,9 @@ pub struct InputFile {
     pub compression: Compression,
     /// Bytes as stored (compressed).
     pub size: u64,
+    /// A local file's modification time when listed: one changed before it was read to the end (the
+    /// fingerprint would not describe what was read) fails the run.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 impl InputFile {
@@ -79,7 +82,20 @@ impl InputFile {
                 name.display()
             )));
         }
-        Ok(InputFile { path: name, location, format, compression, size })
+        Ok(InputFile { path: name, location, format, compression, size, modified: None })
+    }
+
+    /// Fails if a local file is not as it was listed (size, modification time).
+    pub fn check_unchanged(&self) -> Result<(), IngestError> {
+        let Location::Local(p) = &self.location else { return Ok(()) };
+        let meta = std::fs::metadata(p).map_err(IngestError::io(format!("cannot stat {}", p.display())))?;
+        if meta.len() != self.size || meta.modified().ok() != self.modified {
+            return Err(IngestError::Invalid(format!(
+                "{} changed while it was being ingested; nothing was published. Rerun once it is complete",
+                p.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Stored smaller than its data (Parquet, gzip, zstd).
@@ -91,12 +107,13 @@ impl InputFile {
 /// The compression a name's suffix says, and the name without it.
 fn compression_of(name: &Path) -> (Compression, &str) {
     let s = name.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let lower = s.to_ascii_lowercase();
     for (suffix, c) in [(".gz", Compression::Gzip), (".gzip", Compression::Gzip)]
         .into_iter()
         .chain([(".zst", Compression::Zstd), (".zstd", Compression::Zstd)])
     {
-        if let Some(inner) = s.strip_suffix(suffix) {
-            return (c, inner);
+        if lower.ends_with(suffix) {
+            return (c, &s[..s.len() - suffix.len()]);
         }
     }
     (Compression::None, s)
@@ -129,6 +146,7 @@ mod tests {
         assert_eq!(of("x.PQ"), (F::Parquet, C::None));
         assert_eq!(of("x.jsonl.zst"), (F::JsonLines, C::Zstd));
         assert_eq!(of("x.csv.gz"), (F::Csv, C::Gzip));
+        assert_eq!(of("X.CSV.GZ"), (F::Csv, C::Gzip));
         assert_eq!(of("noext"), (F::Text, C::None));
         assert!(InputFile::new("a.parquet.gz".into(), Location::Local("a".into()), 0, None).is_err());
     }

@@ -17,8 +17,8 @@ pub mod run;
 pub mod source;
 
 pub use error::{IngestError, InputError};
-pub use pipeline::{IngestOptions, IngestReport, ingest};
-pub use progress::{NoProgress, Progress};
 pub use input::{InputFile, InputFormat};
 pub use listing::{fingerprint, list_local, list_sources};
+pub use pipeline::{IngestOptions, IngestReport, ingest};
+pub use progress::{NoProgress, Progress};
 pub use source::{Columns, ValueSpec};

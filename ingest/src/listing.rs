@@ -2,8 +2,8 @@
 //! (every file below it), a local glob (`data/*.parquet`), or an object-store URL: `s3://bucket/prefix/`
 //! (every object under it), `s3://bucket/prefix/*.parquet` (a glob over keys; `*` stays within one `/`
 //! level) or `s3://bucket/key` (that object, else the "directory" `key/`). Names starting with `.` or `_`
-//! below a listed directory are skipped (Spark's `_SUCCESS`, `.crc` files), as are empty objects that
-//! stand for directories.
+//! below a listed directory are skipped (Spark's `_SUCCESS`, `.crc` files), as are empty objects in an
+//! object listing (folder markers; an empty object holds no records either).
 //!
 //! The fingerprint identifies the dataset: a local file by its name and contents (so re-serving the same
 //! file reuses its version), an object by its URL, size and ETag from the listing (nothing is read twice).
@@ -107,8 +107,10 @@ pub fn list_local(path: &Path, format: Option<InputFormat>) -> Result<Vec<InputF
     paths
         .into_iter()
         .map(|p| {
-            let size = std::fs::metadata(&p).map_err(IngestError::io(format!("cannot stat {}", p.display())))?.len();
-            InputFile::new(p.clone(), Location::Local(p), size, format)
+            let meta = std::fs::metadata(&p).map_err(IngestError::io(format!("cannot stat {}", p.display())))?;
+            let mut f = InputFile::new(p.clone(), Location::Local(p), meta.len(), format)?;
+            f.modified = meta.modified().ok();
+            Ok(f)
         })
         .collect()
 }
@@ -156,14 +158,14 @@ async fn list_objects(
         let dir = key[..first].rsplit_once('/').map_or("", |(d, _)| d);
         let pattern = glob::Pattern::new(key).map_err(|e| IngestError::Invalid(format!("{url}: bad glob: {e}")))?;
         let opts = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
-        let all = list_under(store.as_ref(), dir).await?;
-        found.extend(all.into_iter().filter(|m| pattern.matches_with(m.location.as_ref(), opts)));
+        let all = list_under(store.as_ref(), &key_path(&url, dir)?).await?;
+        found.extend(all.into_iter().filter(|m| m.size > 0 && pattern.matches_with(m.location.as_ref(), opts)));
     } else {
-        let trimmed = key.trim_end_matches('/');
+        let trimmed = key_path(&url, key.trim_end_matches('/'))?;
         let single = if key.ends_with('/') || key.is_empty() {
             None
         } else {
-            match store.head(&trimmed.into()).await {
+            match store.head(&trimmed).await {
                 Ok(m) => Some(m),
                 Err(object_store::Error::NotFound { .. }) => None,
                 Err(e) => return Err(IngestError::Invalid(format!("{url}: {e}"))),
@@ -172,15 +174,16 @@ async fn list_objects(
         match single {
             Some(m) => found.push(m),
             None => {
-                let under = list_under(store.as_ref(), trimmed).await?;
-                let dir_len = if trimmed.is_empty() { 0 } else { trimmed.len() + 1 };
-                found.extend(
-                    under.into_iter().filter(|m| !m.location.as_ref()[dir_len..].split('/').any(hidden)),
-                );
+                for m in list_under(store.as_ref(), &trimmed).await? {
+                    let shown =
+                        m.location.prefix_match(&trimmed).is_some_and(|mut parts| !parts.any(|p| hidden(p.as_ref())));
+                    if shown && m.size > 0 {
+                        found.push(m);
+                    }
+                }
             }
         }
     }
-    found.retain(|m| !(m.size == 0 && m.location.as_ref().ends_with('/')));
     if found.is_empty() {
         return Err(IngestError::Invalid(format!("nothing to ingest at {url}")));
     }
@@ -200,9 +203,15 @@ async fn list_objects(
         .collect()
 }
 
-async fn list_under(store: &dyn ObjectStore, dir: &str) -> Result<Vec<ObjectMeta>, IngestError> {
-    let prefix = (!dir.is_empty()).then(|| object_store::path::Path::from(dir));
-    Ok(store.list(prefix.as_ref()).try_collect().await?)
+/// A key as the user wrote it (no percent-encoding: `ts=10%3A00` stays as S3 stores it).
+fn key_path(url: &str, key: &str) -> Result<object_store::path::Path, IngestError> {
+    object_store::path::Path::parse(key)
+        .map_err(|e| IngestError::Invalid(format!("{url}: not a usable object key ({e})")))
+}
+
+async fn list_under(store: &dyn ObjectStore, dir: &object_store::path::Path) -> Result<Vec<ObjectMeta>, IngestError> {
+    let prefix = (!dir.as_ref().is_empty()).then_some(dir);
+    Ok(store.list(prefix).try_collect().await?)
 }
 
 /// One stamp per input: local files are hashed (read once), objects stamped from their listing.
@@ -266,6 +275,9 @@ pub fn changes(before: &[Stamp], now: &[Stamp]) -> Vec<String> {
     let old: HashMap<&str, &Stamp> = before.iter().map(|s| (s.name.as_str(), s)).collect();
     let new: HashMap<&str, &Stamp> = now.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut out = Vec::new();
+    if before.is_empty() {
+        return vec![format!("their fingerprint differs ({} inputs: too many to list)", now.len())];
+    }
     for s in now {
         match old.get(s.name.as_str()) {
             None => out.push(format!("{} is new", s.name)),
@@ -276,4 +288,23 @@ pub fn changes(before: &[Stamp], now: &[Stamp]) -> Vec<String> {
     }
     out.extend(before.iter().filter(|s| !new.contains_key(s.name.as_str())).map(|s| format!("{} is gone", s.name)));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(name: &str, size: u64, tag: &str) -> Stamp {
+        Stamp { name: name.into(), size, tag: tag.into() }
+    }
+
+    #[test]
+    fn changes_name_what_moved() {
+        let before = [stamp("a", 1, "x"), stamp("b", 2, "y"), stamp("c", 3, "z")];
+        let now = [stamp("a", 1, "x"), stamp("b", 2, "y2"), stamp("d", 4, "w"), stamp("c", 5, "z")];
+        assert_eq!(changes(&before, &now), ["b: y -> y2", "d is new", "c: size 3 -> 5"]);
+        assert_eq!(changes(&now[..2], &now[..1]), ["b is gone"]);
+        assert!(changes(&[], &now)[0].contains("fingerprint differs"));
+        assert!(changes(&before, &before).is_empty());
+    }
 }

@@ -40,12 +40,14 @@ impl Object {
 
     fn error(&self, e: object_store::Error) -> io::Error {
         match e {
-            object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. } => io::Error::other(format!(
-                "{} changed or disappeared since it was listed (ETag {}); nothing was published. Rerun: it \
+            object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. } => {
+                io::Error::other(format!(
+                    "{} changed or disappeared since it was listed (ETag {}); nothing was published. Rerun: it \
                  lists the sources again",
-                self.name,
-                self.etag.as_deref().unwrap_or("none")
-            )),
+                    self.name,
+                    self.etag.as_deref().unwrap_or("none")
+                ))
+            }
             e => io::Error::other(format!("reading {}: {e}", self.name)),
         }
     }

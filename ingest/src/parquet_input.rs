@@ -26,8 +26,15 @@ use crate::input::{InputFile, Location};
 use crate::object_read::{Object, ObjectRead};
 use crate::source::{Columns, Emit, Problems, ValueSpec, check_record};
 
-/// Rows per decoded batch.
+/// Rows per decoded batch, at most; fewer when rows are large (see [`Plan::batch_rows`]).
 const BATCH_ROWS: usize = 8192;
+/// Decoded bytes a batch aims at.
+const BATCH_BYTES: u64 = 16 << 20;
+/// Largest range one request fetches: a column chunk is fetched in parts of this size, in parallel, so no
+/// request outlives the store's timeout however large the writer made its row groups.
+const FETCH_PART: u64 = 8 << 20;
+/// Parts of one row group fetched at a time.
+const FETCH_PARALLEL: usize = 8;
 /// Bytes read from the end of an object for its footer: most metadata fits, so it costs one request.
 const FOOTER_GUESS: u64 = 64 << 10;
 
@@ -52,22 +59,23 @@ pub fn read_parquet(
             plan.read(file, &meta, fetch, problems, emit, progress)
         }
         Location::Object(o) => {
+            if o.size < 12 {
+                problems.add(&file.path, 0, format!("not a Parquet file: {} bytes", o.size));
+                return Ok(());
+            }
             let tail = o.size.saturating_sub(FOOTER_GUESS)..o.size;
             let chunks = vec![(tail.start, handle.block_on(o.fetch(tail)).map_err(read_error)?)];
             let footer = ObjectChunks { object: o.clone(), handle: handle.clone(), chunks };
             let Some(meta) = metadata(file, &footer, problems) else { return Ok(()) };
             let Some(plan) = Plan::new(file, &meta, columns, problems) else { return Ok(()) };
-            let start = |rg: usize| -> JoinHandle<std::io::Result<Vec<(u64, Bytes)>>> {
-                let (object, ranges) = (o.clone(), plan.ranges(&meta, rg));
-                handle.spawn(async move {
-                    let got = futures::future::try_join_all(ranges.iter().map(|r| object.fetch(r.clone()))).await?;
-                    Ok(ranges.into_iter().map(|r| r.start).zip(got).collect())
-                })
-            };
+            let start = |rg: usize| Prefetch(handle.spawn(fetch_chunks(o.clone(), plan.ranges(&meta, rg))));
             let mut next = (meta.metadata().num_row_groups() > 0).then(|| start(0));
             let fetch = |rg: usize| -> Result<Fetched, IngestError> {
-                let task = next.take().expect("a fetch is started before each row group");
-                let chunks = handle.block_on(task).map_err(|e| IngestError::Invalid(e.to_string()))?.map_err(read_error)?;
+                let mut task = next.take().expect("a fetch is started before each row group");
+                let chunks = handle
+                    .block_on(&mut task.0)
+                    .map_err(|e| IngestError::Invalid(e.to_string()))?
+                    .map_err(read_error)?;
                 if rg + 1 < meta.metadata().num_row_groups() {
                     next = Some(start(rg + 1));
                 }
@@ -76,6 +84,39 @@ pub fn read_parquet(
             plan.read(file, &meta, fetch, problems, emit, progress)
         }
     }
+}
+
+/// A row group's fetch under way; dropped (an early return), it stops.
+struct Prefetch(JoinHandle<std::io::Result<Vec<(u64, Bytes)>>>);
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Each range in [`FETCH_PART`] parts, [`FETCH_PARALLEL`] at a time, joined again: (offset, bytes) per range.
+async fn fetch_chunks(object: Object, ranges: Vec<Range<u64>>) -> std::io::Result<Vec<(u64, Bytes)>> {
+    use futures::{StreamExt, TryStreamExt};
+    let parts: Vec<(usize, Range<u64>)> = ranges
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            (r.start..r.end).step_by(FETCH_PART as usize).map(move |s| (i, s..(s + FETCH_PART).min(r.end)))
+        })
+        .collect();
+    let mut joined: Vec<Vec<u8>> = ranges.iter().map(|r| Vec::with_capacity((r.end - r.start) as usize)).collect();
+    // In order as they arrive, each part copied and dropped: a row group is held once, not twice.
+    let mut got = futures::stream::iter(parts)
+        .map(|(i, r)| {
+            let object = object.clone();
+            async move { Ok::<_, std::io::Error>((i, object.fetch(r).await?)) }
+        })
+        .buffered(FETCH_PARALLEL);
+    while let Some((i, b)) = got.try_next().await? {
+        joined[i].extend_from_slice(&b);
+    }
+    Ok(ranges.iter().map(|r| r.start).zip(joined.into_iter().map(Bytes::from)).collect())
 }
 
 fn read_error(e: std::io::Error) -> IngestError {
@@ -131,6 +172,29 @@ impl Plan {
         let mut roots: Vec<usize> = std::iter::once(key).chain(value.iter().copied()).collect();
         roots.sort_unstable();
         roots.dedup();
+        // The footer's offsets are the writer's word: check them against the file before anything reads them.
+        let descr = meta.parquet_schema();
+        for (rg, group) in meta.metadata().row_groups().iter().enumerate() {
+            for c in (0..descr.num_columns()).filter(|&c| roots.contains(&descr.get_column_root_idx(c))) {
+                let col = group.column(c);
+                let start = col.dictionary_page_offset().unwrap_or(col.data_page_offset());
+                let len = col.compressed_size();
+                if start < 0 || len < 0 || (start as u64).saturating_add(len as u64) > file.size {
+                    problems.add(
+                        &file.path,
+                        0,
+                        format!(
+                            "damaged Parquet metadata: row group {}, column {:?} claims bytes {start}..+{len} of a \
+                             {}-byte file",
+                            rg + 1,
+                            descr.column(c).path().string(),
+                            file.size
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
         Some(Plan {
             mask: ProjectionMask::roots(meta.parquet_schema(), roots.iter().copied()),
             roots,
@@ -138,6 +202,18 @@ impl Plan {
             value: value.iter().map(|&i| schema.field(i).name().clone()).collect(),
             json,
         })
+    }
+
+    /// Rows per batch for row group `rg`: about [`BATCH_BYTES`] of decoded projected columns.
+    fn batch_rows(&self, meta: &ArrowReaderMetadata, rg: usize) -> usize {
+        let descr = meta.parquet_schema();
+        let group = meta.metadata().row_group(rg);
+        let bytes: u64 = (0..descr.num_columns())
+            .filter(|&c| self.roots.contains(&descr.get_column_root_idx(c)))
+            .map(|c| group.column(c).uncompressed_size().max(0) as u64)
+            .sum();
+        let per_row = bytes / (group.num_rows().max(1) as u64);
+        (BATCH_BYTES / per_row.max(1)).clamp(1, BATCH_ROWS as u64) as usize
     }
 
     /// Byte ranges of row group `rg`'s projected column chunks.
@@ -157,29 +233,75 @@ impl Plan {
         &self,
         file: &InputFile,
         meta: &ArrowReaderMetadata,
-        mut fetch: impl FnMut(usize) -> Result<Fetched, IngestError>,
+        mut fetch: impl FnMut(usize) -> Result<Fetched, IngestError> + Send,
         problems: &mut Problems,
         emit: &mut Emit<'_>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), IngestError> {
         let groups = meta.metadata().row_groups();
-        let stored: u64 = groups.iter().map(|g| g.compressed_size().max(0) as u64).sum::<u64>().max(1);
-        let (mut row, mut reported) = (0u64, 0u64);
+        let stored: u64 =
+            groups.iter().map(|g| g.compressed_size().max(0) as u64).fold(0u64, u64::saturating_add).max(1);
+        let (mut row, mut reported, mut group_start) = (0u64, 0u64, 0u64);
         let mut json = Vec::new();
-        for (rg, group) in groups.iter().enumerate() {
-            let group_start = row;
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(fetch(rg)?, meta.clone())
-                .with_projection(self.mask.clone())
-                .with_row_groups(vec![rg])
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(|e| IngestError::Invalid(format!("{}: {e}", file.path.display())))?;
-            for batch in reader {
-                let batch = match batch {
-                    Ok(b) => b,
-                    Err(e) => {
+        // Pages are decompressed and decoded on a thread of their own, a few batches ahead of the records'
+        // checks and placement here (the input's other CPU-heavy half). Returning early drops the receiver,
+        // which stops it.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded>(2);
+            scope.spawn(move || {
+                for rg in 0..meta.metadata().num_row_groups() {
+                    let reader = fetch(rg).and_then(|f| {
+                        ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
+                            .with_projection(self.mask.clone())
+                            .with_row_groups(vec![rg])
+                            .with_batch_size(self.batch_rows(meta, rg))
+                            .build()
+                            .map_err(|e| IngestError::Invalid(format!("{}: {e}", file.path.display())))
+                    });
+                    let reader = match reader {
+                        Ok(r) => r,
+                        Err(e) => return drop(tx.send(Decoded::Error(e))),
+                    };
+                    for batch in reader {
+                        let msg = match batch {
+                            Ok(b) => Decoded::Batch(b),
+                            Err(e) => Decoded::Unreadable(e.to_string()),
+                        };
+                        let last = matches!(msg, Decoded::Unreadable(_));
+                        if tx.send(msg).is_err() || last {
+                            return;
+                        }
+                    }
+                    if tx.send(Decoded::GroupDone).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut rg = 0;
+            for msg in rx {
+                let batch = match msg {
+                    Decoded::Batch(b) => b,
+                    Decoded::Error(e) => return Err(e),
+                    Decoded::Unreadable(e) => {
                         problems.add_row(&file.path, row + 1, format!("unreadable (row group {}): {e}", rg + 1));
                         return Ok(());
+                    }
+                    Decoded::GroupDone => {
+                        // Progress in stored bytes: each row group's share of the file, the last one the rest.
+                        let done = if rg + 1 == groups.len() {
+                            file.size
+                        } else {
+                            let so_far = groups[..=rg]
+                                .iter()
+                                .map(|g| g.compressed_size().max(0) as u64)
+                                .fold(0u64, u64::saturating_add);
+                            (file.size as u128 * so_far as u128 / stored as u128).min(file.size as u128) as u64
+                        };
+                        progress(done.saturating_sub(reported));
+                        reported = done.max(reported);
+                        rg += 1;
+                        group_start = row;
+                        continue;
                     }
                 };
                 let at = |row: u64| format!("row group {}, its row {}", rg + 1, row - group_start);
@@ -203,7 +325,9 @@ impl Plan {
                         None => lines.next(),
                     };
                     match (keys.get(i), value) {
-                        (None, _) => problems.add_row(&file.path, row, format!("null key ({}; column {:?})", at(row), self.key)),
+                        (None, _) => {
+                            problems.add_row(&file.path, row, format!("null key ({}; column {:?})", at(row), self.key))
+                        }
                         (_, None) => problems.add_row(
                             &file.path,
                             row,
@@ -219,18 +343,19 @@ impl Plan {
                     }
                 }
             }
-            // Progress in stored bytes: each row group's share of the file, the last one the rest.
-            let done = if rg + 1 == groups.len() {
-                file.size
-            } else {
-                file.size * groups[..=rg].iter().map(|g| g.compressed_size().max(0) as u64).sum::<u64>() / stored
-            };
-            progress(done.saturating_sub(reported));
-            reported = done.max(reported);
-            let _ = group;
-        }
-        Ok(())
+            Ok(())
+        })
     }
+}
+
+/// What the decoding thread hands over.
+enum Decoded {
+    Batch(RecordBatch),
+    /// The current row group is done.
+    GroupDone,
+    /// A page could not be decoded: the file's problem.
+    Unreadable(String),
+    Error(IngestError),
 }
 
 /// One JSON object per row, `\n`-terminated, of `names` in that order (arrow-json's encoding, nulls
@@ -324,9 +449,10 @@ impl ChunkReader for ObjectChunks {
         if let Some(b) = self.find(start, length as u64) {
             return Ok(b);
         }
-        let end = start.checked_add(length as u64).filter(|&e| e <= self.object.size).ok_or_else(|| {
-            parquet::errors::ParquetError::EOF(format!("{length} bytes at {start} are past the end"))
-        })?;
+        let end = start
+            .checked_add(length as u64)
+            .filter(|&e| e <= self.object.size)
+            .ok_or_else(|| parquet::errors::ParquetError::EOF(format!("{length} bytes at {start} are past the end")))?;
         self.handle
             .block_on(self.object.fetch(start..end))
             .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))

@@ -19,11 +19,11 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::checkpoint::{Checkpoint, Owned};
 use crate::error::{IngestError, InputError};
+use crate::input::{InputFile, InputFormat};
+use crate::listing::{changes, fingerprint_of, list_sources_with, stamps};
 use crate::merge::{MergeError, merge_shard};
 use crate::progress::Progress;
 use crate::run::{Chunk, Run};
-use crate::input::{InputFile, InputFormat};
-use crate::listing::{changes, fingerprint_of, list_sources_with, stamps};
 use crate::source::{Columns, Problems, read_records};
 
 /// Largest in-memory chunk of records before it is sorted and spilled.
@@ -128,7 +128,8 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         tokio::task::spawn_blocking(move || stamps(&files)).await.expect("fingerprint task")?
     };
     let fp = fingerprint_of(&files, &stamps);
-    let data_bytes: u64 = files.iter().map(|f| if f.is_compressed() { f.size * COMPRESSED_EXPANSION } else { f.size }).sum();
+    let data_bytes: u64 =
+        files.iter().map(|f| if f.is_compressed() { f.size * COMPRESSED_EXPANSION } else { f.size }).sum();
     let shards = opts.shards.unwrap_or_else(|| data_bytes.div_ceil(AUTO_SHARD_BYTES).clamp(1, AUTO_SHARDS_MAX) as u32);
     if shards == 0 || shards > 100_000 {
         return Err(IngestError::Invalid(format!("--shards must be between 1 and 100000, got {shards}")));
@@ -143,9 +144,12 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let f = &opts.shard_format;
     // The id names the job, not the bytes: a rerun over changed inputs finds the interrupted run's
     // checkpoint and starts over, saying what changed, instead of leaving it behind unnoticed.
+    // So it holds the SOURCE arguments and the options as given, not what they expand to (the listing, the
+    // shard count picked from the sizes): those are in the fingerprint the checkpoint records.
     let id_src = serde_json::json!({
-        "keyspace": opts.keyspace, "sources": stamps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        "input_format": opts.format.map(|f| format!("{f:?}")), "columns": format!("{:?}", opts.columns), "placement": spec,
+        "keyspace": opts.keyspace, "sources": opts.inputs.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>(),
+        "input_format": opts.format.map(|f| format!("{f:?}")), "columns": format!("{:?}", opts.columns),
+        "shards": opts.shards, "ring_vnodes": opts.ring_vnodes,
         "format": [f.block_rows as u64, f.block_bytes as u64, f.bloom_fpp.to_bits(), f.version() as u64, f.piece_bytes as u64],
         "roots": roots.iter().map(|r| r.url.as_str()).collect::<Vec<_>>(),
     });
@@ -164,19 +168,11 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         fingerprint: Some(fp.clone()),
         sources: if stamps.len() <= crate::checkpoint::STAMPS_KEPT { stamps.clone() } else { Vec::new() },
     };
-    let (owned, _live) =
+    let (mut owned, _live) =
         Checkpoint::acquire(primary.as_ref(), &opts.keyspace, &ingest_id, fresh, opts.lease, opts.checkpoint_expiry)
             .await?;
-    if current.as_ref().is_some_and(|c| c.pointer.was_current(&owned.ckpt.version)) {
-        // Crashed after publishing, before removing the checkpoint: the job is done.
-        owned.release(primary.as_ref()).await?;
-        let m = Manifest::read(primary.as_ref(), &opts.keyspace, &owned.ckpt.version).await?;
-        progress.note(&format!("version {} was already published by an earlier run", m.version));
-        return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), owned.ckpt.done.len(), 0, started));
-    }
-    let mut owned = verify_done(&roots, owned).await?;
-    let now_current = current.as_ref().map(|c| c.pointer.version.clone());
-    let collecting = current.as_ref().is_some_and(|c| c.pointer.collecting.contains(&owned.ckpt.version));
+    // First: a checkpoint of other inputs (interrupted, or left by a run that published and could not remove
+    // it) says nothing about this run, neither what to resume nor whether this data was published.
     if owned.ckpt.fingerprint.as_ref().is_some_and(|f| *f != fp) {
         let what = changes(&owned.ckpt.sources, &stamps);
         let shown: Vec<&str> = what.iter().take(5).map(String::as_str).collect();
@@ -188,7 +184,18 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         ));
         owned.ckpt = Checkpoint { owner: owned.ckpt.owner.clone(), ..fresh() };
         owned.save(primary.as_ref()).await?;
-    } else if collecting {
+    }
+    if current.as_ref().is_some_and(|c| c.pointer.was_current(&owned.ckpt.version)) {
+        // Crashed after publishing, before removing the checkpoint: the job is done.
+        owned.release(primary.as_ref()).await?;
+        let m = Manifest::read(primary.as_ref(), &opts.keyspace, &owned.ckpt.version).await?;
+        progress.note(&format!("version {} was already published by an earlier run", m.version));
+        return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), owned.ckpt.done.len(), 0, started));
+    }
+    let mut owned = verify_done(&roots, owned).await?;
+    let now_current = current.as_ref().map(|c| c.pointer.version.clone());
+    let collecting = current.as_ref().is_some_and(|c| c.pointer.collecting.contains(&owned.ckpt.version));
+    if collecting {
         progress.note(&format!(
             "version {} of an interrupted run is being deleted by gc; starting over",
             owned.ckpt.version
@@ -574,8 +581,23 @@ fn read_runs(
                     send_failed |= tx.send(full).is_err();
                 }
             };
-            read_records(file, input.columns, input.handle, &mut problems, &mut emit, &mut |b| progress.advance(b))?;
+            // A reader library's panic on a hostile file is that file's problem, not the end of the process.
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                read_records(file, input.columns, input.handle, &mut problems, &mut emit, &mut |b| progress.advance(b))
+            }));
+            match read {
+                Ok(r) => r?,
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    problems.add(&file.path, 0, format!("unreadable: the reader failed ({why})"));
+                }
+            }
             progress.keys(unreported);
+            file.check_unchanged()?;
             if problems.full() || send_failed {
                 break;
             }

@@ -20,6 +20,8 @@ use crate::object_read::ObjectRead;
 
 /// Largest value accepted: a Lambda function URL response is at most 6 MB, base64 adds a third.
 pub const MAX_VALUE_LEN: usize = 4 << 20;
+/// Longest text line read: a key at its limit, a space, a value at its limit, the newline.
+const MAX_LINE: usize = cairn_shared::key::MAX_KEY_LEN + 1 + MAX_VALUE_LEN + 1;
 
 /// Which columns hold the key and the value (Parquet, CSV, JSON Lines; text has no columns).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,10 +154,8 @@ fn open_text<'a>(
         )),
         Compression::Zstd => Box::new(BufReader::with_capacity(
             1 << 20,
-            zstd::stream::read::Decoder::new(counted).map_err(IngestError::io(format!(
-                "cannot start decompressing {}",
-                file.path.display()
-            )))?,
+            zstd::stream::read::Decoder::new(counted)
+                .map_err(IngestError::io(format!("cannot start decompressing {}", file.path.display())))?,
         )),
     })
 }
@@ -174,6 +174,13 @@ pub fn read_records(
         return crate::parquet_input::read_parquet(file, columns, handle, problems, emit, progress);
     }
     let value_column = match file.format {
+        InputFormat::Text if *columns != Columns::default() => {
+            return Err(IngestError::Invalid(format!(
+                "{} is read as `<key> <value>` text (by its name), which has no columns: --key-column, \
+                 --value-column and --value-columns apply to Parquet, CSV and JSON Lines (say which with --format)",
+                file.path.display()
+            )));
+        }
         InputFormat::Text => "value",
         _ => columns.single_value(file)?,
     };
@@ -185,11 +192,25 @@ pub fn read_records(
             let mut n = 0u64;
             loop {
                 line.clear();
-                let got = r.read_until(b'\n', &mut line).map_err(IngestError::io(ctx()))?;
+                // At most one record's worth of a line is held: a longer one is skipped to its newline.
+                let got =
+                    (&mut r).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(IngestError::io(ctx()))?;
                 if got == 0 {
                     break;
                 }
                 n += 1;
+                if got > MAX_LINE && !line.ends_with(b"\n") {
+                    r.skip_until(b'\n').map_err(IngestError::io(ctx()))?;
+                    problems.add(
+                        &file.path,
+                        n,
+                        format!("line longer than {MAX_LINE} bytes (the key and value limits)"),
+                    );
+                    if problems.full() {
+                        break;
+                    }
+                    continue;
+                }
                 let body = line.strip_suffix(b"\n").unwrap_or(&line);
                 match parse_line(body) {
                     Ok((k, v)) => emit(k, v, n),
@@ -221,17 +242,13 @@ pub fn read_records(
                 IngestError::Invalid(format!("{}: cannot read the CSV header: {e}", file.path.display()))
             })?;
             let names: Vec<&String> = head.fields().iter().map(|f| f.name()).collect();
-            let (Some(ki), Some(vi)) = (
-                names.iter().position(|n| **n == columns.key),
-                names.iter().position(|n| *n == value_column),
-            ) else {
+            let (Some(ki), Some(vi)) =
+                (names.iter().position(|n| **n == columns.key), names.iter().position(|n| *n == value_column))
+            else {
                 problems.add(
                     &file.path,
                     1,
-                    format!(
-                        "CSV header must name a {:?} and a {value_column:?} column, found {names:?}",
-                        columns.key
-                    ),
+                    format!("CSV header must name a {:?} and a {value_column:?} column, found {names:?}", columns.key),
                 );
                 return Ok(());
             };

@@ -37,10 +37,7 @@ pub fn python() -> Option<PathBuf> {
         std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".cache/cairn/pyenv/bin/python")),
     ];
     candidates.into_iter().flatten().find(|p| {
-        std::process::Command::new(p)
-            .args(["-c", "import pyarrow, duckdb"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        std::process::Command::new(p).args(["-c", "import pyarrow, duckdb"]).output().is_ok_and(|o| o.status.success())
     })
 }
 

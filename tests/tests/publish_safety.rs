@@ -102,6 +102,27 @@ async fn a_rerun_after_a_crash_past_the_switch_keeps_the_version_it_published() 
     assert_current_serves(&healthy, &rows_a).await;
 }
 
+/// A run published and could not remove its checkpoint; then the file at the same path got new content and
+/// the same command ran. The checkpoint is named by the command (so a rerun over changed inputs can say what
+/// changed), and it used to take the leftover checkpoint for this data's publish: "already published", the
+/// new content never loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_left_by_a_publish_does_not_stand_for_new_content_at_the_same_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (a, _) = dataset(dir.path(), "a", 3_000);
+    let faulty = FaultyStore::new(healthy.inner.clone(), "\0never", usize::MAX);
+    faulty.refuse_deletes(Some("_ingest/"));
+    let leaky = Store { url: healthy.url.clone(), inner: Arc::new(faulty) };
+    let v1 = cairn_ingest::ingest(options(&a, &leaky), Arc::new(NoProgress)).await.unwrap().version;
+    assert!(std::fs::read_dir(dir.path().join("store/keyspace=ks/_ingest")).unwrap().next().is_some());
+    let (b, rows_b) = dataset(dir.path(), "b", 3_000);
+    std::fs::rename(&b, &a).unwrap();
+    let v2 = cairn_ingest::ingest(options(&a, &healthy), Arc::new(NoProgress)).await.unwrap().version;
+    assert_ne!(v2, v1, "new content is a new version");
+    assert_eq!(assert_current_serves(&healthy, &rows_b).await, v2);
+}
+
 /// The pointer switch applied but its response was lost: answered as a timeout, or as the 412 a retried
 /// conditional write gets. It was taken for a lost race, and the version CURRENT now named was deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
