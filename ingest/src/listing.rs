@@ -129,7 +129,11 @@ fn local_files(path: &Path) -> Result<Vec<PathBuf>, IngestError> {
             if hidden(&entry.file_name().to_string_lossy()) {
                 continue;
             }
-            let ft = entry.file_type().map_err(IngestError::io(format!("cannot stat {}", entry.path().display())))?;
+            // Symlinks count as what they point to (a lake assembled from links is common); a dangling one is
+            // an error, not a silently smaller dataset.
+            let ft = std::fs::metadata(entry.path())
+                .map_err(IngestError::io(format!("cannot stat {}", entry.path().display())))?
+                .file_type();
             if ft.is_dir() {
                 stack.push(entry.path());
             } else if ft.is_file() {
@@ -158,8 +162,15 @@ async fn list_objects(
         let dir = key[..first].rsplit_once('/').map_or("", |(d, _)| d);
         let pattern = glob::Pattern::new(key).map_err(|e| IngestError::Invalid(format!("{url}: bad glob: {e}")))?;
         let opts = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
-        let all = list_under(store.as_ref(), &key_path(&url, dir)?).await?;
-        found.extend(all.into_iter().filter(|m| m.size > 0 && pattern.matches_with(m.location.as_ref(), opts)));
+        let under = key_path(&url, dir)?;
+        let prefix = (!under.as_ref().is_empty()).then_some(&under);
+        let mut listing = store.list(prefix);
+        // Only the matches are kept: a glob at the top of a big bucket does not hold its whole listing.
+        while let Some(m) = listing.try_next().await? {
+            if m.size > 0 && pattern.matches_with(m.location.as_ref(), opts) {
+                found.push(m);
+            }
+        }
     } else {
         let trimmed = key_path(&url, key.trim_end_matches('/'))?;
         let single = if key.ends_with('/') || key.is_empty() {

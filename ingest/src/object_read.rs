@@ -58,6 +58,8 @@ pub struct ObjectRead {
     object: Object,
     handle: Handle,
     next: u64,
+    part: u64,
+    requests: usize,
     inflight: VecDeque<JoinHandle<io::Result<Bytes>>>,
     current: Bytes,
 }
@@ -68,14 +70,27 @@ impl ObjectRead {
     }
 
     pub fn starting_at(object: Object, handle: Handle, start: u64) -> Self {
-        let mut r = ObjectRead { object, handle, next: start, inflight: VecDeque::new(), current: Bytes::new() };
+        Self::with_window(object, handle, start, READ_AHEAD_BYTES, READ_AHEAD_REQUESTS)
+    }
+
+    /// From `start`, `requests` ranges of `part` bytes ahead (small for a few bytes wanted at an offset).
+    pub fn with_window(object: Object, handle: Handle, start: u64, part: u64, requests: usize) -> Self {
+        let mut r = ObjectRead {
+            object,
+            handle,
+            next: start,
+            part: part.max(1),
+            requests: requests.max(1),
+            inflight: VecDeque::new(),
+            current: Bytes::new(),
+        };
         r.fill();
         r
     }
 
     fn fill(&mut self) {
-        while self.inflight.len() < READ_AHEAD_REQUESTS && self.next < self.object.size {
-            let end = (self.next + READ_AHEAD_BYTES).min(self.object.size);
+        while self.inflight.len() < self.requests && self.next < self.object.size {
+            let end = (self.next + self.part).min(self.object.size);
             let (object, range) = (self.object.clone(), self.next..end);
             self.inflight.push_back(self.handle.spawn(async move { object.fetch(range).await }));
             self.next = end;

@@ -442,7 +442,8 @@ impl ChunkReader for ObjectChunks {
                 return Ok(Box::new(b.slice((start - off) as usize..).reader()));
             }
         }
-        Ok(Box::new(ObjectRead::starting_at(self.object.clone(), self.handle.clone(), start)))
+        // Not prefetched (a page header outside the projected chunks): small ranges, one at a time.
+        Ok(Box::new(ObjectRead::with_window(self.object.clone(), self.handle.clone(), start, 64 << 10, 1)))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {

@@ -62,7 +62,9 @@ async fn upload_dir(bucket: &str, prefix: &str, dir: &Path) {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
         let bytes = std::fs::read(entry.path()).unwrap();
-        store.inner.put(&format!("{prefix}/{name}").into(), PutPayload::from(bytes)).await.unwrap();
+        // The key as written (`Path::from` would percent-encode the `%` of `10%3A00`).
+        let key = object_store::path::Path::parse(format!("{prefix}/{name}")).unwrap();
+        store.inner.put(&key, PutPayload::from(bytes)).await.unwrap();
     }
 }
 
@@ -287,8 +289,11 @@ async fn a_crashed_ingest_from_s3_resumes_and_refuses_to_when_an_object_was_repl
     let source = format!("s3://{bucket}/in/");
     let dir = tempfile::tempdir().unwrap();
 
-    // Killed after 2 shards: the rerun resumes them.
+    // Killed while reading from S3 (its checkpoint just made), rerun and killed after 2 shards, rerun: it
+    // resumes them.
     let store_dir = dir.path().join("store");
+    run_and_kill(&source, &store_dir, 0);
+    assert!(pointer::read(engine_store(&store_dir).inner.as_ref(), "lake").await.unwrap().is_none());
     let killed = run_and_kill(&source, &store_dir, 2);
     let out = ingest_cmd(&source, &store_dir).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
@@ -346,4 +351,26 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(bytes).unwrap();
     e.finish().unwrap()
+}
+
+#[tokio::test]
+async fn column_options_on_text_are_refused_and_symlinked_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let example = cairn_tests::example_data();
+    let mut opts = IngestOptions::new(&example, "cols", store.clone());
+    opts.columns.key = "id".into();
+    let err = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap_err().to_string();
+    assert!(err.contains("has no columns"), "{err}");
+    assert!(pointer::read(store.inner.as_ref(), "cols").await.unwrap().is_none());
+
+    // A directory of links to the data: read through them, not skipped.
+    let lake = dir.path().join("links");
+    std::fs::create_dir(&lake).unwrap();
+    std::os::unix::fs::symlink(&example, lake.join("part-0.data")).unwrap();
+    let r = ingest_sources(&[lake.to_str().unwrap()], "links", &store).await.unwrap();
+    assert_eq!(r.rows, cairn_tests::read_dataset(&example).len() as u64);
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), lake.join("part-1.data")).unwrap();
+    let err = ingest_sources(&[lake.to_str().unwrap()], "dangling", &store).await.unwrap_err().to_string();
+    assert!(err.contains("part-1.data"), "a dangling link is an error: {err}");
 }
