@@ -2,6 +2,7 @@
 //! fault-injecting store decorator.
 
 pub mod chaos;
+pub mod crash;
 pub mod fault;
 pub mod pointer_log;
 pub mod process;

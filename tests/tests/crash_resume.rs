@@ -3,8 +3,7 @@
 //! publishes a dataset identical to an uninterrupted run. Nothing partial is visible meanwhile.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use cairn_shared::config::EngineConfig;
 use cairn_shared::store::Store;
@@ -38,34 +37,12 @@ fn ingest_cmd(input: &Path, store: &Path) -> Command {
     c
 }
 
-/// Shards the checkpoint in the store lists as done, or None when there is no checkpoint yet.
 fn checkpointed(store: &Path) -> Option<usize> {
-    let dir = store.join("keyspace=crash/_ingest");
-    // Only checkpoints: a write killed part-way leaves the local store's staging file (`<name>#<n>`) beside it,
-    // which no reader lists.
-    let file = std::fs::read_dir(dir).ok()?.flatten().find(|f| f.file_name().to_string_lossy().ends_with(".json"))?;
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
-    Some(v["done"].as_object()?.len())
+    cairn_tests::crash::checkpointed(store, "crash")
 }
 
-/// Starts an ingest and SIGKILLs it once the checkpoint lists at least `done` shards.
 fn run_and_kill(input: &Path, store: &Path, done: usize) -> usize {
-    let mut child = ingest_cmd(input, store).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(n) = checkpointed(store)
-            && n >= done
-        {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            return n;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("ingest finished ({status}) before reaching {done} checkpointed shards");
-        }
-        assert!(Instant::now() < deadline, "ingest never checkpointed {done} shards");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    cairn_tests::crash::run_and_kill(ingest_cmd(input, store), store, "crash", done)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,9 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cairn_ingest::{IngestError, IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
@@ -246,30 +245,8 @@ fn ingest_cmd(source: &str, store: &Path) -> Command {
     c
 }
 
-fn checkpointed(store: &Path) -> Option<usize> {
-    let dir = store.join("keyspace=lake/_ingest");
-    let file = std::fs::read_dir(dir).ok()?.flatten().find(|f| f.file_name().to_string_lossy().ends_with(".json"))?;
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
-    Some(v["done"].as_object()?.len())
-}
-
 fn run_and_kill(source: &str, store: &Path, done: usize) -> usize {
-    let mut child = ingest_cmd(source, store).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(n) = checkpointed(store)
-            && n >= done
-        {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return n;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("ingest finished ({status}) before reaching {done} checkpointed shards");
-        }
-        assert!(Instant::now() < deadline, "ingest never checkpointed {done} shards");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    cairn_tests::crash::run_and_kill(ingest_cmd(source, store), store, "lake", done)
 }
 
 fn text_rows(seed: usize, n: usize) -> (String, Vec<(String, String)>) {
