@@ -48,6 +48,9 @@ pub struct Checkpoint {
     /// The inputs' fingerprint when the version was started: a rerun over changed inputs starts over.
     #[serde(default)]
     pub fingerprint: Option<String>,
+    /// The placement its shards were written with: a rerun that would place keys otherwise starts over.
+    #[serde(default)]
+    pub placement: Option<cairn_shared::ring::PlacementSpec>,
     /// The inputs as listed then (up to [`STAMPS_KEPT`]), to tell a rerun which of them changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Stamp>,

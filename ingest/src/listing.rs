@@ -123,7 +123,14 @@ fn local_files(path: &Path) -> Result<Vec<PathBuf>, IngestError> {
     }
     let mut paths = Vec::new();
     let mut stack = vec![path.to_path_buf()];
+    // Directories by (device, inode): a link back up the tree (`current -> .`) is walked once, not forever.
+    let mut seen = std::collections::HashSet::new();
     while let Some(dir) = stack.pop() {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&dir).map_err(IngestError::io(format!("cannot stat {}", dir.display())))?;
+        if !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
         for entry in std::fs::read_dir(&dir).map_err(IngestError::io(format!("cannot list {}", dir.display())))? {
             let entry = entry.map_err(IngestError::io(format!("cannot list {}", dir.display())))?;
             if hidden(&entry.file_name().to_string_lossy()) {

@@ -119,8 +119,15 @@ async fn fetch_chunks(object: Object, ranges: Vec<Range<u64>>) -> std::io::Resul
     Ok(ranges.iter().map(|r| r.start).zip(joined.into_iter().map(Bytes::from)).collect())
 }
 
+/// A failed fetch is the store's failure (a rerun resumes), not bad input.
 fn read_error(e: std::io::Error) -> IngestError {
-    IngestError::Invalid(e.to_string())
+    IngestError::Io { context: "cannot read a Parquet input".into(), source: e }
+}
+
+/// Whether a decoding error is a failed read underneath (a local read, or a fetch outside the prefetched
+/// chunks: its message names the object, which parquet's own decoding errors never do).
+fn io_failure(e: &arrow_schema::ArrowError, file: &InputFile) -> bool {
+    matches!(e, arrow_schema::ArrowError::IoError(..)) || e.to_string().contains(&*file.path.to_string_lossy())
 }
 
 fn metadata<T: ChunkReader>(file: &InputFile, reader: &T, problems: &mut Problems) -> Option<ArrowReaderMetadata> {
@@ -265,9 +272,13 @@ impl Plan {
                     for batch in reader {
                         let msg = match batch {
                             Ok(b) => Decoded::Batch(b),
+                            Err(e) if io_failure(&e, file) => Decoded::Error(IngestError::Io {
+                                context: format!("cannot read {}", file.path.display()),
+                                source: std::io::Error::other(e.to_string()),
+                            }),
                             Err(e) => Decoded::Unreadable(e.to_string()),
                         };
-                        let last = matches!(msg, Decoded::Unreadable(_));
+                        let last = matches!(msg, Decoded::Unreadable(_) | Decoded::Error(_));
                         if tx.send(msg).is_err() || last {
                             return;
                         }
@@ -343,6 +354,8 @@ impl Plan {
                     }
                 }
             }
+            // A file without row groups (Spark's empty partitions) is read all the same.
+            progress(file.size.saturating_sub(reported));
             Ok(())
         })
     }

@@ -118,6 +118,9 @@ pub struct IngestReport {
 pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
     validate_keyspace(&opts.keyspace)?;
+    if opts.max_errors == 0 {
+        return Err(IngestError::Invalid("max_errors must be at least 1 (bad input is always reported)".into()));
+    }
     if opts.memory_budget < 16 << 20 {
         return Err(IngestError::Invalid("the memory budget must be at least 16 MiB".into()));
     }
@@ -166,6 +169,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         expires_at: None,
         done: Default::default(),
         fingerprint: Some(fp.clone()),
+        placement: Some(spec.clone()),
         sources: if stamps.len() <= crate::checkpoint::STAMPS_KEPT { stamps.clone() } else { Vec::new() },
     };
     let (mut owned, _live) =
@@ -173,6 +177,16 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             .await?;
     // First: a checkpoint of other inputs (interrupted, or left by a run that published and could not remove
     // it) says nothing about this run, neither what to resume nor whether this data was published.
+    if owned.ckpt.placement.as_ref().is_some_and(|p| *p != spec) {
+        // Same inputs, another shard layout (a binary that picks shard counts differently): its shards place
+        // keys by another rule.
+        progress.note(&format!(
+            "the interrupted run of version {} placed keys on other shards; not resuming it, starting over",
+            owned.ckpt.version
+        ));
+        owned.ckpt = Checkpoint { owner: owned.ckpt.owner.clone(), ..fresh() };
+        owned.save(primary.as_ref()).await?;
+    }
     if owned.ckpt.fingerprint.as_ref().is_some_and(|f| *f != fp) {
         let what = changes(&owned.ckpt.sources, &stamps);
         let shown: Vec<&str> = what.iter().take(5).map(String::as_str).collect();

@@ -280,6 +280,10 @@ fn emit_batches(
     for batch in reader {
         let batch = match batch {
             Ok(b) => b,
+            // The store or the disk failed, not the data: not bad input (which would discard the run).
+            Err(arrow_schema::ArrowError::IoError(_, e)) => {
+                return Err(IngestError::Io { context: format!("cannot read {}", file.path.display()), source: e });
+            }
             Err(e) => {
                 problems.add(&file.path, line + 1, format!("unreadable record: {e}"));
                 return Ok(());

@@ -345,8 +345,15 @@ async fn column_options_on_text_are_refused_and_symlinked_files_are_read() {
     let lake = dir.path().join("links");
     std::fs::create_dir(&lake).unwrap();
     std::os::unix::fs::symlink(&example, lake.join("part-0.data")).unwrap();
+    // A link back up the tree is walked once, not until the kernel refuses (or forever, with two of them).
+    std::os::unix::fs::symlink(&lake, lake.join("current")).unwrap();
+    std::os::unix::fs::symlink(".", lake.join("again")).unwrap();
     let r = ingest_sources(&[lake.to_str().unwrap()], "links", &store).await.unwrap();
     assert_eq!(r.rows, cairn_tests::read_dataset(&example).len() as u64);
+    let mut opts = IngestOptions::new(&example, "noerrors", store.clone());
+    opts.max_errors = 0;
+    let err = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap_err().to_string();
+    assert!(err.contains("max_errors"), "{err}");
     std::os::unix::fs::symlink(dir.path().join("nowhere"), lake.join("part-1.data")).unwrap();
     let err = ingest_sources(&[lake.to_str().unwrap()], "dangling", &store).await.unwrap_err().to_string();
     assert!(err.contains("part-1.data"), "a dangling link is an error: {err}");
