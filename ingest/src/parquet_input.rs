@@ -255,7 +255,7 @@ impl Plan {
         // which stops it.
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded>(2);
-            scope.spawn(move || {
+            let decoder = scope.spawn(move || {
                 for rg in 0..meta.metadata().num_row_groups() {
                     let reader = fetch(rg).and_then(|f| {
                         ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
@@ -353,6 +353,11 @@ impl Plan {
                         return Ok(());
                     }
                 }
+            }
+            // The channel closed: the decoder is done, or it panicked, whose message goes on to the caller (which
+            // reports it as this file's problem) instead of the scope's "a scoped thread panicked".
+            if let Err(panic) = decoder.join() {
+                std::panic::resume_unwind(panic);
             }
             // A file without row groups (Spark's empty partitions) is read all the same.
             progress(file.size.saturating_sub(reported));
