@@ -65,7 +65,8 @@ pub enum Command {
         #[arg(long, env = "CAIRN_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
     },
-    /// Bulk-load a file or a directory of files into a keyspace, publishing a new version atomically.
+    /// Bulk-load files, directories, globs or s3:// prefixes (text, JSON Lines, CSV, Parquet; .gz/.zst text) into
+    /// a keyspace, publishing a new version atomically.
     Ingest(IngestArgs),
     /// Print the value of KEY (exit status 1 if absent).
     Get { key: String },
