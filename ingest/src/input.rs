@@ -98,6 +98,20 @@ impl InputFile {
         Ok(())
     }
 
+    /// A name without an extension (Hive's `000000_0`): its format is told by its first bytes instead.
+    pub fn unnamed(&self) -> bool {
+        let name = self.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        !name.trim_start_matches('.').contains('.')
+    }
+
+    /// Takes the format its first bytes say: Parquet's `PAR1` magic, else text as before.
+    pub fn sniffed(mut self, head: &[u8]) -> InputFile {
+        if head.starts_with(b"PAR1") {
+            self.format = InputFormat::Parquet;
+        }
+        self
+    }
+
     /// Stored smaller than its data (Parquet, gzip, zstd).
     pub fn is_compressed(&self) -> bool {
         self.format == InputFormat::Parquet || self.compression != Compression::None

@@ -108,8 +108,13 @@ pub fn list_local(path: &Path, format: Option<InputFormat>) -> Result<Vec<InputF
         .into_iter()
         .map(|p| {
             let meta = std::fs::metadata(&p).map_err(IngestError::io(format!("cannot stat {}", p.display())))?;
-            let mut f = InputFile::new(p.clone(), Location::Local(p), meta.len(), format)?;
+            let mut f = InputFile::new(p.clone(), Location::Local(p.clone()), meta.len(), format)?;
             f.modified = meta.modified().ok();
+            if format.is_none() && f.unnamed() {
+                let mut head = [0u8; 4];
+                let n = File::open(&p).and_then(|mut h| h.read(&mut head)).unwrap_or(0);
+                f = f.sniffed(&head[..n]);
+            }
             Ok(f)
         })
         .collect()
@@ -205,7 +210,7 @@ async fn list_objects(
     if found.is_empty() {
         return Err(IngestError::Invalid(format!("nothing to ingest at {url}")));
     }
-    found
+    let files: Vec<InputFile> = found
         .into_iter()
         .map(|m| {
             let name = PathBuf::from(format!("s3://{bucket}/{}", m.location));
@@ -218,7 +223,20 @@ async fn list_objects(
             };
             InputFile::new(name, Location::Object(object), m.size, format)
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Extensionless objects (Hive's `000000_0`) are told by their first 4 bytes, 16 requests at a time.
+    use futures::StreamExt;
+    let sniff = |f: InputFile| async move {
+        match &f.location {
+            Location::Object(o) if format.is_none() && f.unnamed() => {
+                let head =
+                    o.fetch(0..o.size.min(4)).await.map_err(IngestError::io(format!("cannot read {}", o.name)))?;
+                Ok(f.sniffed(&head))
+            }
+            _ => Ok(f),
+        }
+    };
+    futures::stream::iter(files).map(sniff).buffered(16).try_collect().await
 }
 
 /// A key as the user wrote it (no percent-encoding: `ts=10%3A00` stays as S3 stores it).

@@ -110,6 +110,15 @@ async fn parquet_from_pyarrow_and_duckdb_local_and_on_s3_answers_every_key_byte_
     // One object by its key.
     let one = format!("s3://{bucket}/{part}/part-00001.parquet");
     assert_eq!(ingest_sources(&[&one], "s3one", &store).await.unwrap().rows, 1500);
+    // Hive names its files without an extension (`000000_0`): Parquet is told by its magic, here and locally.
+    let hive = std::fs::read(lake.join("part-00001.parquet")).unwrap();
+    raw.inner.put(&"hive/t/000000_0".into(), PutPayload::from(hive.clone())).await.unwrap();
+    let hive_s3 = format!("s3://{bucket}/hive/t/");
+    assert_eq!(ingest_sources(&[&hive_s3], "hive", &store).await.unwrap().rows, 1500);
+    let hive_dir = dir.path().join("hive");
+    std::fs::create_dir(&hive_dir).unwrap();
+    std::fs::write(hive_dir.join("000000_0"), &hive).unwrap();
+    assert_eq!(ingest_sources(&[hive_dir.to_str().unwrap()], "hivelocal", &store).await.unwrap().rows, 1500);
     // A glob's `*` stays within one level; a prefix with nothing under it is an error, not an empty keyspace.
     let none = ingest_sources(&[&format!("s3://{bucket}/features/*.parquet")], "none", &store).await.unwrap_err();
     assert!(none.to_string().contains("nothing to ingest"), "{none}");
