@@ -268,6 +268,13 @@ impl Owned {
         Err(last.map_or_else(|| self.lost(), IngestError::from))
     }
 
+    /// Replaces the checkpoint with a new run's (`fresh`, a new version), keeping this run's ownership. The
+    /// interrupted version is never published; gc collects its objects.
+    pub async fn start_over(&mut self, fresh: Checkpoint, store: &dyn ObjectStore) -> Result<(), IngestError> {
+        self.ckpt = Checkpoint { owner: self.ckpt.owner.clone(), ..fresh };
+        self.save(store).await
+    }
+
     fn lost(&self) -> IngestError {
         IngestError::LostOwnership(format!(
             "another run took over the checkpoint of version {}; this run stopped and left everything to it",

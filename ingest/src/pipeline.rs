@@ -184,10 +184,8 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             "the interrupted run of version {} placed keys on other shards; not resuming it, starting over",
             owned.ckpt.version
         ));
-        owned.ckpt = Checkpoint { owner: owned.ckpt.owner.clone(), ..fresh() };
-        owned.save(primary.as_ref()).await?;
-    }
-    if owned.ckpt.fingerprint.as_ref().is_some_and(|f| *f != fp) {
+        owned.start_over(fresh(), primary.as_ref()).await?;
+    } else if owned.ckpt.fingerprint.as_ref().is_some_and(|f| *f != fp) {
         let what = changes(&owned.ckpt.sources, &stamps);
         let shown: Vec<&str> = what.iter().take(5).map(String::as_str).collect();
         progress.note(&format!(
@@ -196,8 +194,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             if shown.is_empty() { "their fingerprint differs".to_string() } else { shown.join("; ") },
             if what.len() > shown.len() { format!("; and {} more", what.len() - shown.len()) } else { String::new() }
         ));
-        owned.ckpt = Checkpoint { owner: owned.ckpt.owner.clone(), ..fresh() };
-        owned.save(primary.as_ref()).await?;
+        owned.start_over(fresh(), primary.as_ref()).await?;
     }
     if current.as_ref().is_some_and(|c| c.pointer.was_current(&owned.ckpt.version)) {
         // Crashed after publishing, before removing the checkpoint: the job is done.
@@ -214,8 +211,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             "version {} of an interrupted run is being deleted by gc; starting over",
             owned.ckpt.version
         ));
-        owned.ckpt = Checkpoint { owner: owned.ckpt.owner.clone(), ..fresh() };
-        owned.save(primary.as_ref()).await?;
+        owned.start_over(fresh(), primary.as_ref()).await?;
     } else if owned.ckpt.base_version != now_current {
         // The keyspace moved on since the interrupted run: its version could never be published. Start a new
         // one; the old one's objects are unreferenced now and gc collects them.
@@ -223,8 +219,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             "version {} of an interrupted run is based on a version no longer current; starting over",
             owned.ckpt.version
         ));
-        owned.ckpt = Checkpoint { owner: owned.ckpt.owner.clone(), ..fresh() };
-        owned.save(primary.as_ref()).await?;
+        owned.start_over(fresh(), primary.as_ref()).await?;
     }
     let mut ckpt = owned.ckpt.clone();
     let owned = Arc::new(tokio::sync::Mutex::new(owned));
