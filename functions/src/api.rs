@@ -176,23 +176,8 @@ async fn mget(
 }
 
 async fn keyspace_info(State(engine): State<Arc<Engine>>, Path(ks): Path<String>) -> Response {
-    match engine.keyspace(&ks).await {
-        Ok(k) => {
-            let m = &k.manifest;
-            Json(json!({
-                "keyspace": m.keyspace,
-                "version": m.version,
-                "created_at": m.created_at,
-                "shards": m.placement.shards(),
-                "keys": m.rows,
-                "bytes": m.bytes,
-                "placement": m.placement,
-                "replicas": m.replicas,
-                "failover": k.replicated.as_ref().map(|r| r.stats()),
-                "cache": engine.stats(),
-            }))
-            .into_response()
-        }
+    match engine.info(&ks).await {
+        Ok(info) => Json(info).into_response(),
         Err(e) => engine_error(e),
     }
 }

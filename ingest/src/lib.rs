@@ -3,22 +3,30 @@
 //! pointer switch. Checkpointed in the store, so a rerun after a crash resumes (at-least-once writes,
 //! exactly-once result).
 
+pub mod build;
 pub mod byte_column;
 pub mod checkpoint;
 pub mod error;
 pub mod input;
+pub mod lease;
 pub mod listing;
 pub mod merge;
 pub mod object_read;
 pub mod parquet_input;
+pub mod partition_writer;
 pub mod pipeline;
 pub mod progress;
+pub mod publish;
 pub mod run;
+pub mod shard_object;
 pub mod source;
 
+pub use build::Build;
 pub use error::{IngestError, InputError};
 pub use input::{InputFile, InputFormat};
 pub use listing::{fingerprint, list_local, list_sources};
-pub use pipeline::{IngestOptions, IngestReport, ingest};
+pub use partition_writer::PartitionWriter;
+pub use pipeline::{IngestOptions, IngestReport, auto_shards, ingest};
 pub use progress::{NoProgress, Progress};
+pub use shard_object::{ShardObject, VersionTarget};
 pub use source::{Columns, ValueSpec};

@@ -9,21 +9,21 @@ use std::time::{Duration, Instant};
 use cairn_shared::key::validate_keyspace;
 use cairn_shared::manifest::{Manifest, ShardEntry, Source};
 use cairn_shared::ring::{Placement, PlacementSpec, imbalance};
-use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
+use cairn_shared::shard_writer::ShardFormat;
 use cairn_shared::store::Store;
 use cairn_shared::{layout, pointer};
 use object_store::ObjectStoreExt;
-use parquet::file::metadata::KeyValue;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::checkpoint::{Checkpoint, Owned};
 use crate::error::{IngestError, InputError};
 use crate::input::{InputFile, InputFormat};
+use crate::lease::{Stop, heartbeat};
 use crate::listing::{changes, fingerprint_of, list_sources_with, stamps};
 use crate::merge::{MergeError, merge_shard};
 use crate::progress::Progress;
+use crate::publish::{discard, manifest_for, publish_version};
 use crate::run::{Chunk, Run};
+use crate::shard_object::{ShardObject, VersionTarget};
 use crate::source::{Columns, Problems, read_records};
 
 /// Largest in-memory chunk of records before it is sorted and spilled.
@@ -41,6 +41,11 @@ pub const AUTO_SHARDS_MAX: u64 = 65_536;
 /// How much larger than it is stored a compressed text or Parquet input is assumed to be when the shard
 /// count is picked (before anything is read: placement needs the count from the first key on).
 pub const COMPRESSED_EXPANSION: u64 = 3;
+
+/// The shard count `cairn ingest` picks for this much data (as text: key, space, value, newline).
+pub fn auto_shards(data_bytes: u64) -> u32 {
+    data_bytes.div_ceil(AUTO_SHARD_BYTES).clamp(1, AUTO_SHARDS_MAX) as u32
+}
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -133,7 +138,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let fp = fingerprint_of(&files, &stamps);
     let data_bytes: u64 =
         files.iter().map(|f| if f.is_compressed() { f.size * COMPRESSED_EXPANSION } else { f.size }).sum();
-    let shards = opts.shards.unwrap_or_else(|| data_bytes.div_ceil(AUTO_SHARD_BYTES).clamp(1, AUTO_SHARDS_MAX) as u32);
+    let shards = opts.shards.unwrap_or_else(|| auto_shards(data_bytes));
     if shards == 0 || shards > 100_000 {
         return Err(IngestError::Invalid(format!("--shards must be between 1 and 100000, got {shards}")));
     }
@@ -254,7 +259,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         Ok(x) => x,
         Err(e) => {
             if matches!(e, IngestError::BadInput(_)) {
-                discard(&roots, &owned, &progress).await;
+                discard(&roots, &owned, &progress, None).await;
             }
             return Err(e);
         }
@@ -273,13 +278,16 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     progress.advance(resumed as u64);
     let phase2 = {
         let ctx = WriteCtx {
-            keyspace: opts.keyspace.clone(),
-            version: ckpt.version.clone(),
+            target: VersionTarget {
+                keyspace: opts.keyspace.clone(),
+                version: ckpt.version.clone(),
+                placement: spec.clone(),
+                roots: roots.iter().map(|r| r.url.clone()).collect(),
+            },
             roots: roots.clone(),
             format: opts.shard_format.clone(),
             dir: tmp.path().to_path_buf(),
             files: files.iter().map(|f| (f.path.clone(), f.format == InputFormat::Parquet)).collect(),
-            spec: spec.clone(),
             ckpt: owned.clone(),
             stop: stop.flag.clone(),
             progress: progress.clone(),
@@ -291,165 +299,24 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     ckpt = owned.lock().await.ckpt.clone();
     if let Err(e) = phase2 {
         if matches!(e, IngestError::BadInput(_)) {
-            discard(&roots, &owned, &progress).await;
+            discard(&roots, &owned, &progress, None).await;
         }
         return Err(e);
     }
     drop(tmp);
 
-    // Publish: manifest under every root, then the one conditional pointer switch, then pointer copies.
     let entries: Vec<ShardEntry> = ckpt.done.values().cloned().collect();
-    let manifest = Manifest {
-        format: opts.shard_format.version(),
+    let source = Source { fingerprint: fp, files: files.iter().map(|f| f.path.display().to_string()).collect() };
+    let target = VersionTarget {
         keyspace: opts.keyspace.clone(),
         version: ckpt.version.clone(),
-        created_at: layout::now_rfc3339(),
         placement: spec,
-        replicas: roots[1..].iter().map(|r| r.url.clone()).collect(),
-        source: Source { fingerprint: fp, files: files.iter().map(|f| f.path.display().to_string()).collect() },
-        rows: entries.iter().map(|e| e.rows).sum(),
-        bytes: entries.iter().map(|e| e.bytes).sum(),
-        shards: entries,
-        groups: vec![],
+        roots: roots.iter().map(|r| r.url.clone()).collect(),
     };
-    // Still the owner before writing the manifest: a run that lost its checkpoint (to a takeover, or to gc
-    // expiring it) must not list a version whose shards gc may be deleting.
-    if stop.flag.load(Ordering::Relaxed) {
-        return Err(IngestError::Invalid("the ingest was stopped (its checkpoint was taken over)".into()));
-    }
-    owned.lock().await.save(primary.as_ref()).await?;
-    for root in &roots {
-        manifest.write(root.inner.as_ref()).await?;
-    }
-    // Still the owner right before the switch: a run that took the checkpoint over since now decides.
-    owned.lock().await.save(primary.as_ref()).await?;
-    let base = ckpt.base_version.as_deref();
-    let published = match publish(primary.as_ref(), &opts.keyspace, &manifest.version, base).await {
-        Published::Yes(p) => p,
-        Published::Lost(seen) => {
-            discard(&roots, &owned, &progress).await;
-            return Err(cairn_shared::Error::Conflict { keyspace: opts.keyspace.clone(), expected: seen }.into());
-        }
-        Published::Collected => {
-            return Err(IngestError::Invalid(format!(
-                "version {} is being deleted by gc (its checkpoint had expired, or a gc run marked it); nothing was published. \
-                 Rerun: it starts a new version",
-                manifest.version
-            )));
-        }
-        Published::Unknown(why) => {
-            return Err(IngestError::OutcomeUnknown(format!(
-                "could not tell whether version {} was published ({why}); nothing was deleted. Rerun the same \
-                 command: it finishes the publish or reports that it happened",
-                manifest.version
-            )));
-        }
-    };
-    // Published. Replicas get a copy of the pointer for readers whose primary is down; a failed copy only
-    // leaves that replica's readers on the previous version (logged; the next publish or rollback rewrites it).
-    pointer::copy_to_replicas(&roots[1..], &opts.keyspace, &published).await;
-    stop.flag.store(true, Ordering::Relaxed);
-    // Published: a checkpoint left behind only makes a rerun report the publish (and gc expires it).
-    if let Err(e) = owned.lock().await.release(primary.as_ref()).await {
-        tracing::warn!(error = %e, "published, but the checkpoint could not be removed");
-    }
+    let manifest = manifest_for(&target, opts.shard_format.version(), source, entries);
+    let rerun = "Rerun the same command: it finishes the publish or reports that it happened";
+    publish_version(&roots, &owned, &stop.flag, &progress, &manifest, ckpt.base_version.as_deref(), rerun).await?;
     Ok(report(&manifest, counts, resumed, spilled, started))
-}
-
-/// What the pointer switch came to.
-enum Published {
-    Yes(pointer::Pointer),
-    /// Someone else published first (the version the pointer named instead).
-    Lost(Option<String>),
-    /// gc marked the version for deletion: it can never be published.
-    Collected,
-    /// No answer, and nothing read since tells: everything stays for a rerun.
-    Unknown(String),
-}
-
-/// Switches the pointer from `base` to `version`. A conflict or an unanswered write is judged by reading the
-/// pointer again: a write of ours that applied (its response lost, or a retry answered 412) shows as our
-/// version in it or in its history; a change of gc's marks alone is retried.
-async fn publish(primary: &dyn object_store::ObjectStore, ks: &str, version: &str, base: Option<&str>) -> Published {
-    let mut attempted = None;
-    for _ in 0..8 {
-        let cur = match pointer::read(primary, ks).await {
-            Ok(c) => c,
-            Err(e) if attempted.is_none() => return Published::Unknown(format!("the pointer could not be read: {e}")),
-            Err(e) => {
-                return Published::Unknown(format!(
-                    "{}; then the pointer could not be read: {e}",
-                    attempted.unwrap_or_default()
-                ));
-            }
-        };
-        if let Some(c) = &cur
-            && c.pointer.was_current(version)
-        {
-            return Published::Yes(c.pointer.clone());
-        }
-        let seen = cur.as_ref().map(|c| c.pointer.version.clone());
-        if seen.as_deref() != base {
-            // Our own earlier write can only be ruled out while the pointer's history reaches back to it.
-            return match (&attempted, cur.as_ref().and_then(|c| c.pointer.history_from.as_ref())) {
-                (Some(why), Some(_)) => Published::Unknown(format!("{why}; the pointer has moved on since")),
-                _ => Published::Lost(seen),
-            };
-        }
-        match pointer::switch(primary, ks, version, cur.as_ref()).await {
-            Ok(p) => return Published::Yes(p),
-            Err(cairn_shared::Error::Conflict { .. }) => {
-                attempted.get_or_insert_with(|| "the conditional pointer write was refused".to_string());
-            }
-            Err(cairn_shared::Error::Collecting { .. }) => return Published::Collected,
-            Err(e) => attempted = Some(format!("the pointer write got no clear answer: {e}")),
-        }
-    }
-    Published::Unknown(attempted.unwrap_or_default())
-}
-
-/// Set when the ingest future is dropped or done: writer threads and the heartbeat stop.
-#[derive(Default)]
-struct Stop {
-    flag: Arc<AtomicBool>,
-}
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        self.flag.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Renews the checkpoint's lease every third of it until `stop`; aborted when dropped.
-fn heartbeat(
-    owned: Arc<tokio::sync::Mutex<Owned>>,
-    primary: Arc<dyn object_store::ObjectStore>,
-    stop: Arc<AtomicBool>,
-) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(async move {
-        let every = owned.lock().await.lease() / 3;
-        loop {
-            tokio::time::sleep(every).await;
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            if let Err(e) = owned.lock().await.save(primary.as_ref()).await {
-                tracing::warn!(error = %e, "checkpoint heartbeat failed");
-                if matches!(e, IngestError::LostOwnership(_)) {
-                    stop.store(true, Ordering::Relaxed);
-                    return;
-                }
-            }
-        }
-    }))
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, spilled: usize, started: Instant) -> IngestReport {
@@ -485,60 +352,6 @@ async fn verify_done(roots: &[Store], mut owned: Owned) -> Result<Owned, IngestE
         c.done.remove(&s);
     }
     Ok(owned)
-}
-
-/// Removes a version this run wrote and did not publish: its manifests under every root first (so a listed
-/// version never lacks shards), then its shard objects, then the checkpoint. Only while this run owns the
-/// checkpoint, never a version any pointer (primary or replica copy) names as current or previous or in its
-/// history, and behind gc's mark in the pointer so a rollback cannot switch to it meanwhile. Anything it
-/// cannot prove safe it leaves (gc collects it later) and says so.
-async fn discard(roots: &[Store], owned: &tokio::sync::Mutex<Owned>, progress: &Arc<dyn Progress>) {
-    let mut o = owned.lock().await;
-    let (ks, version) = (o.ckpt.keyspace.clone(), o.ckpt.version.clone());
-    let leave = |why: String| progress.note(&format!("left version {version} in place for gc: {why}"));
-    if let Err(e) = o.save(roots[0].inner.as_ref()).await {
-        return leave(e.to_string());
-    }
-    for root in roots {
-        match pointer::read(root.inner.as_ref(), &ks).await {
-            Ok(Some(c)) if c.pointer.was_current(&version) => return leave(format!("{} names it", root.url)),
-            Ok(_) => {}
-            Err(e) => return leave(format!("the pointer of {} could not be read: {e}", root.url)),
-        }
-    }
-    let primary = roots[0].inner.as_ref();
-    match pointer::mark_collecting(primary, &ks, |_| vec![version.clone()]).await {
-        Ok(marked) if marked.is_empty() && pointer::read(primary, &ks).await.ok().flatten().is_some() => {
-            return leave("the pointer names it".into());
-        }
-        Ok(_) => {}
-        Err(e) => return leave(format!("could not mark it in the pointer: {e}")),
-    }
-    let manifest = layout::manifest_path(&ks, &version);
-    let shards: Vec<object_store::path::Path> = o.ckpt.done.values().map(|e| e.path.as_str().into()).collect();
-    // A grouped manifest's groups go after it and before the shards, as gc takes them.
-    let mut groups = std::collections::BTreeSet::new();
-    for root in roots {
-        use futures::TryStreamExt;
-        match root.inner.list(Some(&layout::groups_dir(&ks, &version))).try_collect::<Vec<_>>().await {
-            Ok(found) => groups.extend(found.into_iter().map(|m| m.location)),
-            Err(e) => return leave(format!("listing its manifest groups under {}: {e}", root.url)),
-        }
-    }
-    for path in std::iter::once(&manifest).chain(&groups).chain(&shards) {
-        for root in roots {
-            match root.inner.delete(path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return leave(format!("deleting {path} under {}: {e}", root.url)),
-            }
-        }
-    }
-    if let Err(e) = pointer::unmark_collecting(primary, &ks, std::slice::from_ref(&version)).await {
-        tracing::warn!(error = %e, "could not clear the pointer's mark of a discarded version (gc clears it)");
-    }
-    if let Err(e) = o.release(primary).await {
-        tracing::warn!(error = %e, "could not remove the checkpoint of a discarded version");
-    }
 }
 
 /// What phase 1 reads.
@@ -624,14 +437,12 @@ fn read_runs(
 }
 
 struct WriteCtx {
-    keyspace: String,
-    version: String,
+    target: VersionTarget,
     roots: Vec<Store>,
     format: ShardFormat,
     dir: PathBuf,
     /// Each input's name, and whether its positions are Parquet rows.
     files: Vec<(PathBuf, bool)>,
-    spec: PlacementSpec,
     ckpt: Arc<tokio::sync::Mutex<Owned>>,
     stop: Arc<AtomicBool>,
     progress: Arc<dyn Progress>,
@@ -694,21 +505,10 @@ fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], threads: usize) -> R
 }
 
 fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, IngestError> {
-    let local = ctx.dir.join(format!("shard-{shard:05}.parquet"));
-    let file = std::fs::File::create(&local).map_err(IngestError::io(format!("cannot create {}", local.display())))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let kv = |k: &str, v: String| KeyValue::new(format!("cairn.{k}"), v);
-    let metadata = vec![
-        kv("format", ctx.format.version().to_string()),
-        kv("keyspace", ctx.keyspace.clone()),
-        kv("version", ctx.version.clone()),
-        kv("shard", shard.to_string()),
-        kv("placement", serde_json::to_string(&ctx.spec).expect("spec serializes")),
-    ];
-    let mut writer = ShardWriter::new(&mut out, &ctx.format, metadata)?;
+    let mut object = ShardObject::create(&ctx.target, &ctx.format, shard, &ctx.dir)?;
     let merged = merge_shard(runs, shard, |rec| {
         let key = std::str::from_utf8(rec.key).map_err(|_| cairn_shared::Error::InvalidKey("not UTF-8".into()))?;
-        writer.append(key, rec.value)
+        object.append(key, rec.value)
     });
     match merged {
         Ok(_) => {}
@@ -730,37 +530,5 @@ fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, I
             }]));
         }
     }
-    let summary = writer.finish()?;
-    std::io::Write::flush(&mut out).map_err(IngestError::io(format!("cannot write {}", local.display())))?;
-    drop(out);
-    let dest = layout::shard_path(&ctx.keyspace, shard, &ctx.version);
-    let checksum = ctx.handle.block_on(upload(&local, &ctx.roots, &dest))?;
-    let _ = std::fs::remove_file(&local);
-    Ok(summary.entry(shard, dest.to_string(), checksum))
-}
-
-/// Streams a local file to `dest` under every root (multipart beyond 8 MiB), hashing it on the way.
-async fn upload(local: &Path, roots: &[Store], dest: &object_store::path::Path) -> Result<String, IngestError> {
-    let io_err = |what: &str| IngestError::io(format!("{what} {dest}"));
-    let mut writers: Vec<_> = roots
-        .iter()
-        .map(|r| object_store::buffered::BufWriter::with_capacity(r.inner.clone(), dest.clone(), 8 << 20))
-        .collect();
-    let mut file = tokio::fs::File::open(local).await.map_err(io_err("cannot reopen the local copy of"))?;
-    let mut buf = vec![0u8; 4 << 20];
-    let mut hash = Xxh3::new();
-    loop {
-        let n = file.read(&mut buf).await.map_err(io_err("cannot read the local copy of"))?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        for w in &mut writers {
-            w.write_all(&buf[..n]).await.map_err(io_err("cannot upload"))?;
-        }
-    }
-    for w in &mut writers {
-        w.shutdown().await.map_err(io_err("cannot upload"))?;
-    }
-    Ok(cairn_shared::manifest::checksum_label(hash.digest()))
+    ctx.handle.block_on(object.finish(&ctx.roots))
 }

@@ -823,6 +823,25 @@ impl Engine {
         }
     }
 
+    /// What `GET /v1/keyspaces/{ks}` answers (and the Python package's `info`): the published version,
+    /// its size and placement, replica failover and cache figures.
+    pub async fn info(&self, ks: &str) -> Result<serde_json::Value> {
+        let k = self.keyspace(ks).await?;
+        let m = &k.manifest;
+        Ok(serde_json::json!({
+            "keyspace": m.keyspace,
+            "version": m.version,
+            "created_at": m.created_at,
+            "shards": m.placement.shards(),
+            "keys": m.rows,
+            "bytes": m.bytes,
+            "placement": m.placement,
+            "replicas": m.replicas,
+            "failover": k.replicated.as_ref().map(|r| r.stats()),
+            "cache": self.stats(),
+        }))
+    }
+
     pub async fn list_keyspaces(&self) -> Result<Vec<String>> {
         pointer::list_keyspaces(self.store.inner.as_ref()).await
     }

@@ -1,0 +1,242 @@
+//! A version built by writers elsewhere (Spark executors, through the Python package): the driver begins
+//! it (a checkpoint that owns a new version, so gc keeps its objects while the job runs, renewed by a
+//! heartbeat), hands its [`VersionTarget`] to the writers, and publishes the entries they return. Shard
+//! objects come from [`ShardObject`] and the publish from [`publish_version`], as in `cairn ingest`, so a
+//! reader cannot tell the two apart.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_shared::key::validate_keyspace;
+use cairn_shared::manifest::{ShardEntry, Source};
+use cairn_shared::ring::{Placement, PlacementSpec, imbalance};
+use cairn_shared::shard_writer::ShardFormat;
+use cairn_shared::store::Store;
+use cairn_shared::{layout, pointer};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+
+use crate::checkpoint::{Checkpoint, LiveRun, Owned};
+use crate::error::IngestError;
+use crate::lease::{AbortOnDrop, Stop, heartbeat};
+use crate::pipeline::IngestReport;
+use crate::progress::{NoProgress, Progress};
+use crate::publish::{discard, manifest_for, publish_version};
+use crate::shard_object::{ShardObject, VersionTarget};
+
+/// Requests in flight when the driver checks or writes shard objects.
+const CONCURRENCY: usize = 32;
+
+pub struct Build {
+    target: VersionTarget,
+    roots: Vec<Store>,
+    owned: Arc<tokio::sync::Mutex<Owned>>,
+    base: Option<String>,
+    stop: Stop,
+    _heartbeat: AbortOnDrop,
+    _live: LiveRun,
+    started: Instant,
+    /// Set once a publish reached the manifest writes: from then on that publish decides what to delete.
+    publishing: std::sync::atomic::AtomicBool,
+}
+
+impl Build {
+    /// Starts a new version of `keyspace` placed by `spec`, written to `roots` (primary first).
+    pub async fn begin(
+        keyspace: &str,
+        roots: Vec<Store>,
+        spec: PlacementSpec,
+        lease: Duration,
+    ) -> Result<Build, IngestError> {
+        validate_keyspace(keyspace)?;
+        Placement::new(&spec).map_err(IngestError::Invalid)?;
+        let primary = roots.first().ok_or_else(|| IngestError::Invalid("a build needs a store".into()))?.inner.clone();
+        let current = pointer::read(primary.as_ref(), keyspace).await?;
+        let version = layout::new_version();
+        // Each build is its own job: two builds of one keyspace race at the pointer switch, one wins.
+        let ingest_id =
+            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(format!("build/{keyspace}/{version}").as_bytes()));
+        let fresh = || Checkpoint {
+            ingest_id: ingest_id.clone(),
+            keyspace: keyspace.to_string(),
+            version: version.clone(),
+            base_version: current.as_ref().map(|c| c.pointer.version.clone()),
+            started_at: layout::now_rfc3339(),
+            owner: None,
+            expires_at: None,
+            done: BTreeMap::new(),
+            fingerprint: None,
+            placement: Some(spec.clone()),
+            sources: Vec::new(),
+        };
+        let expiry = crate::checkpoint::DEFAULT_EXPIRY;
+        let (owned, live) = Checkpoint::acquire(primary.as_ref(), keyspace, &ingest_id, fresh, lease, expiry).await?;
+        let base = owned.ckpt.base_version.clone();
+        let owned = Arc::new(tokio::sync::Mutex::new(owned));
+        let stop = Stop::default();
+        let heartbeat = heartbeat(owned.clone(), primary, stop.flag.clone());
+        let target = VersionTarget {
+            keyspace: keyspace.to_string(),
+            version,
+            placement: spec,
+            roots: roots.iter().map(|r| r.url.clone()).collect(),
+        };
+        Ok(Build {
+            target,
+            roots,
+            owned,
+            base,
+            stop,
+            _heartbeat: heartbeat,
+            _live: live,
+            started: Instant::now(),
+            publishing: Default::default(),
+        })
+    }
+
+    pub fn target(&self) -> &VersionTarget {
+        &self.target
+    }
+
+    /// Publishes the version from the writers' entries (at most one per shard; the shards nobody wrote are
+    /// written empty here), after checking that every entry's object is complete under every root.
+    /// `files` are the inputs, as recorded in the manifest.
+    pub async fn publish(&self, entries: Vec<ShardEntry>, files: Vec<String>) -> Result<IngestReport, IngestError> {
+        let t = &self.target;
+        let shards = t.placement.shards();
+        let mut by_shard: BTreeMap<u32, ShardEntry> = BTreeMap::new();
+        for e in entries {
+            if e.shard >= shards {
+                return Err(IngestError::Invalid(format!(
+                    "an entry names shard {}; the placement has {shards}",
+                    e.shard
+                )));
+            }
+            let expected = layout::shard_path(&t.keyspace, e.shard, &t.version);
+            if e.path != expected.as_ref() {
+                return Err(IngestError::Invalid(format!(
+                    "the entry of shard {} names {}, not this version's {expected}",
+                    e.shard, e.path
+                )));
+            }
+            if let Some(seen) = by_shard.get(&e.shard)
+                && *seen != e
+            {
+                return Err(IngestError::Invalid(format!(
+                    "shard {} was written twice with different rows ({} and {}): the job's input is not \
+                     deterministic; nothing was published",
+                    e.shard, seen.checksum, e.checksum
+                )));
+            }
+            by_shard.insert(e.shard, e);
+        }
+        let empty: Vec<u32> = (0..shards).filter(|s| !by_shard.contains_key(s)).collect();
+        let dir = tempfile::tempdir().map_err(IngestError::io("cannot create a temporary directory"))?;
+        let (target, roots, dir_path) = (t.clone(), self.roots.clone(), dir.path().to_path_buf());
+        let written: Vec<ShardEntry> = futures::stream::iter(empty)
+            .map(move |s| {
+                let (target, roots, dir) = (target.clone(), roots.clone(), dir_path.clone());
+                async move {
+                    // A shard with an object but no entry lost its writer's report: its rows would be lost.
+                    let path = layout::shard_path(&target.keyspace, s, &target.version);
+                    for root in &roots {
+                        match root.inner.head(&path).await {
+                            Err(object_store::Error::NotFound { .. }) => {}
+                            Ok(_) => {
+                                return Err(IngestError::Invalid(format!(
+                                    "shard {s} has an object ({path} under {}) but no entry: a writer's report was \
+                                     lost; nothing was published",
+                                    root.url
+                                )));
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    ShardObject::create(&target, &ShardFormat::default(), s, &dir)?.finish(&roots).await
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        by_shard.extend(written.into_iter().map(|e| (e.shard, e)));
+        self.check_objects(&by_shard).await?;
+
+        let entries: Vec<ShardEntry> = by_shard.values().cloned().collect();
+        let counts: Vec<u64> = entries.iter().map(|e| e.rows).collect();
+        // The content's fingerprint: what the shards hold, whatever wrote them.
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for e in &entries {
+            h.update(format!("{}:{}\n", e.shard, e.checksum).as_bytes());
+        }
+        let source = Source { fingerprint: cairn_shared::manifest::checksum_label(h.digest()), files };
+        self.owned.lock().await.ckpt.done = by_shard;
+        let manifest = manifest_for(t, ShardFormat::default().version(), source, entries);
+        let progress: Arc<dyn Progress> = Arc::new(NoProgress);
+        self.publishing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let rerun = "Run the job again (it builds a new version); this one stays until gc collects it";
+        publish_version(&self.roots, &self.owned, &self.stop.flag, &progress, &manifest, self.base.as_deref(), rerun)
+            .await?;
+        Ok(IngestReport {
+            keyspace: manifest.keyspace.clone(),
+            version: manifest.version.clone(),
+            rows: manifest.rows,
+            shards,
+            bytes: manifest.bytes,
+            imbalance: imbalance(&counts),
+            shard_rows: counts,
+            resumed_shards: 0,
+            runs_spilled: 0,
+            fingerprint: manifest.source.fingerprint.clone(),
+            elapsed: self.started.elapsed(),
+        })
+    }
+
+    /// Every entry's object exists with its size under every root: a writer whose upload failed after it
+    /// reported (or a root that lost the object since) fails the publish, not a later read.
+    async fn check_objects(&self, entries: &BTreeMap<u32, ShardEntry>) -> Result<(), IngestError> {
+        // Owned items: a stream of futures borrowing its items is not Send for every lifetime.
+        let checks: Vec<(u32, String, u64, Store)> = entries
+            .values()
+            .flat_map(|e| self.roots.iter().map(move |r| (e.shard, e.path.clone(), e.bytes, r.clone())))
+            .collect();
+        futures::stream::iter(checks)
+            .map(|(shard, path, bytes, root)| async move {
+                let missing = |why: String| {
+                    IngestError::Invalid(format!(
+                        "shard {shard}: {path} under {} {why}; nothing was published",
+                        root.url
+                    ))
+                };
+                match root.inner.head(&path.as_str().into()).await {
+                    Ok(meta) if meta.size == bytes => Ok(()),
+                    Ok(meta) => Err(missing(format!("has {} bytes, its entry says {bytes}", meta.size))),
+                    Err(object_store::Error::NotFound { .. }) => Err(missing("is missing".into())),
+                    Err(err) => Err(err.into()),
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Gives the version up (a no-op once [`Build::publish`] has begun publishing): deletes what it may have written (every shard path, under every root) and its
+    /// checkpoint; what it cannot prove safe to delete it leaves to gc, and says so in the log.
+    pub async fn abort(&self) {
+        if self.publishing.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        struct Log;
+        impl Progress for Log {
+            fn phase(&self, _: &str, _: u64) {}
+            fn advance(&self, _: u64) {}
+            fn note(&self, message: &str) {
+                tracing::warn!("{message}");
+            }
+        }
+        let progress: Arc<dyn Progress> = Arc::new(Log);
+        discard(&self.roots, &self.owned, &progress, Some(self.target.placement.shards())).await;
+        self.stop.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

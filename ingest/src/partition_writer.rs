@@ -1,0 +1,158 @@
+//! Writes the shard objects of one partition of an external build (a Spark task): batches of rows sorted
+//! by (shard, key), each shard's rows all in this partition. Each shard's object is finished and uploaded
+//! as soon as its last row has passed, so memory stays at one open shard whatever the partition holds.
+//! Everything an upstream mistake could break is checked, not assumed: each key's shard is recomputed,
+//! order is strict (an equal key is a duplicate, named), and nulls are refused.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, UInt32Type};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
+use cairn_shared::manifest::ShardEntry;
+use cairn_shared::ring::Placement;
+use cairn_shared::shard_writer::ShardFormat;
+use cairn_shared::store::Store;
+
+use crate::byte_column::{ByteColumn, readable};
+use crate::error::IngestError;
+use crate::shard_object::{ShardObject, VersionTarget};
+use crate::source::check_record;
+
+pub struct PartitionWriter {
+    target: VersionTarget,
+    roots: Vec<Store>,
+    placement: Placement,
+    format: ShardFormat,
+    dir: tempfile::TempDir,
+    open: Option<OpenShard>,
+    entries: Vec<ShardEntry>,
+}
+
+struct OpenShard {
+    shard: u32,
+    object: ShardObject,
+    last_key: Vec<u8>,
+}
+
+fn invalid(why: String) -> IngestError {
+    IngestError::Invalid(why)
+}
+
+impl PartitionWriter {
+    pub fn new(target: VersionTarget, roots: Vec<Store>) -> Result<Self, IngestError> {
+        let placement = Placement::new(&target.placement).map_err(IngestError::Invalid)?;
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-partition-")
+            .tempdir()
+            .map_err(IngestError::io("cannot create a temporary directory"))?;
+        Ok(PartitionWriter {
+            target,
+            roots,
+            placement,
+            format: ShardFormat::default(),
+            dir,
+            open: None,
+            entries: Vec::new(),
+        })
+    }
+
+    /// Appends a batch: `shards` (Int32, Int64 or UInt32), `keys` (strings, or UTF-8 bytes) and `values`
+    /// (strings or bytes), sorted by (shard, key) and continuing the previous batch.
+    pub async fn write(&mut self, shards: &ArrayRef, keys: &ArrayRef, values: &ArrayRef) -> Result<(), IngestError> {
+        if shards.len() != keys.len() || keys.len() != values.len() {
+            return Err(invalid(format!(
+                "columns of different lengths: {} shards, {} keys, {} values",
+                shards.len(),
+                keys.len(),
+                values.len()
+            )));
+        }
+        let type_err =
+            |what: &str, dt: &DataType| invalid(format!("the {what} column is {dt}; expected strings or binary"));
+        if !readable(keys.data_type(), true) {
+            return Err(type_err("key", keys.data_type()));
+        }
+        if !readable(values.data_type(), true) {
+            return Err(type_err("value", values.data_type()));
+        }
+        let (k, v) = (ByteColumn::new(keys).expect("checked"), ByteColumn::new(values).expect("checked"));
+        let shard_at = shard_column(shards)?;
+        for i in 0..keys.len() {
+            let key = k.get(i).ok_or_else(|| invalid("a null key".into()))?;
+            let shown = || String::from_utf8_lossy(key);
+            let value = v.get(i).ok_or_else(|| invalid(format!("a null value for key {:?}", shown())))?;
+            // The same rules as `cairn ingest`'s inputs.
+            check_record(key, value).map_err(|why| invalid(format!("key {:?}: {why}", shown())))?;
+            let key = std::str::from_utf8(key).expect("check_record checks UTF-8");
+            let shard = shard_at(i).ok_or_else(|| invalid(format!("no shard for key {key:?}")))?;
+            let placed = self.placement.shard_of(key.as_bytes());
+            if placed as i64 != shard {
+                return Err(invalid(format!(
+                    "key {key:?} came with shard {shard}, but this version places it on shard {placed}"
+                )));
+            }
+            match &self.open {
+                Some(o) if o.shard == placed => {
+                    if key.as_bytes() == o.last_key.as_slice() {
+                        return Err(invalid(format!("duplicate key {key:?}")));
+                    }
+                    if key.as_bytes() < o.last_key.as_slice() {
+                        return Err(invalid(format!(
+                            "rows of shard {placed} are not sorted: {key:?} after {:?}",
+                            String::from_utf8_lossy(&o.last_key)
+                        )));
+                    }
+                }
+                Some(o) if placed < o.shard => {
+                    return Err(invalid(format!(
+                        "rows of shard {placed} came after those of shard {}: the partition is not sorted by shard",
+                        o.shard
+                    )));
+                }
+                _ => {
+                    self.close_shard().await?;
+                    let object = ShardObject::create(&self.target, &self.format, placed, self.dir.path())?;
+                    self.open = Some(OpenShard { shard: placed, object, last_key: Vec::new() });
+                }
+            }
+            let open = self.open.as_mut().expect("opened above");
+            open.object.append(key, value)?;
+            open.last_key.clear();
+            open.last_key.extend_from_slice(key.as_bytes());
+        }
+        Ok(())
+    }
+
+    async fn close_shard(&mut self) -> Result<(), IngestError> {
+        if let Some(open) = self.open.take() {
+            self.entries.push(open.object.finish(&self.roots).await?);
+        }
+        Ok(())
+    }
+
+    /// Finishes the last shard and returns the entries of every shard written, in shard order.
+    pub async fn finish(mut self) -> Result<Vec<ShardEntry>, IngestError> {
+        self.close_shard().await?;
+        Ok(self.entries)
+    }
+}
+
+/// Row `i`'s shard (None for a null), from any integer column Spark or pyarrow makes of it.
+fn shard_column(a: &ArrayRef) -> Result<Box<dyn Fn(usize) -> Option<i64> + Send + Sync + '_>, IngestError> {
+    let valid = move |i: usize| !a.is_null(i);
+    Ok(match a.data_type() {
+        DataType::Int32 => {
+            let p = a.as_primitive::<Int32Type>();
+            Box::new(move |i| valid(i).then(|| p.value(i) as i64))
+        }
+        DataType::Int64 => {
+            let p = a.as_primitive::<Int64Type>();
+            Box::new(move |i| valid(i).then(|| p.value(i)))
+        }
+        DataType::UInt32 => {
+            let p = a.as_primitive::<UInt32Type>();
+            Box::new(move |i| valid(i).then(|| p.value(i) as i64))
+        }
+        dt => return Err(invalid(format!("the shard column is {dt}; expected int32, int64 or uint32"))),
+    })
+}

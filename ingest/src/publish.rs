@@ -1,0 +1,206 @@
+//! Publishing a version whose shard objects are all written: its manifest under every root, then the one
+//! conditional pointer switch, then the pointer's copies on the replicas. `cairn ingest` and external
+//! builds (Spark, through the Python package) both publish here. Also what happens to a version that will
+//! never be published: [`discard`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cairn_shared::manifest::{Manifest, ShardEntry, Source};
+use cairn_shared::store::Store;
+use cairn_shared::{layout, pointer};
+use object_store::ObjectStoreExt;
+
+use crate::checkpoint::Owned;
+use crate::error::IngestError;
+use crate::progress::Progress;
+use crate::shard_object::VersionTarget;
+
+/// The manifest of `target`'s version listing `entries` (one per shard, in shard order).
+pub fn manifest_for(target: &VersionTarget, format: u32, source: Source, entries: Vec<ShardEntry>) -> Manifest {
+    Manifest {
+        format,
+        keyspace: target.keyspace.clone(),
+        version: target.version.clone(),
+        created_at: layout::now_rfc3339(),
+        placement: target.placement.clone(),
+        replicas: target.roots[1..].to_vec(),
+        source,
+        rows: entries.iter().map(|e| e.rows).sum(),
+        bytes: entries.iter().map(|e| e.bytes).sum(),
+        shards: entries,
+        groups: vec![],
+    }
+}
+
+/// Publishes `manifest` over `base` while this job owns the version's checkpoint (`owned`), then releases
+/// the checkpoint. `rerun` tells the user what to do when the outcome cannot be learnt.
+pub async fn publish_version(
+    roots: &[Store],
+    owned: &tokio::sync::Mutex<Owned>,
+    stop: &AtomicBool,
+    progress: &Arc<dyn Progress>,
+    manifest: &Manifest,
+    base: Option<&str>,
+    rerun: &str,
+) -> Result<(), IngestError> {
+    let primary = roots[0].inner.as_ref();
+    let ks = &manifest.keyspace;
+    // Still the owner before writing the manifest: a run that lost its checkpoint (to a takeover, or to gc
+    // expiring it) must not list a version whose shards gc may be deleting.
+    if stop.load(Ordering::Relaxed) {
+        return Err(IngestError::Invalid("the ingest was stopped (its checkpoint was taken over)".into()));
+    }
+    owned.lock().await.save(primary).await?;
+    for root in roots {
+        manifest.write(root.inner.as_ref()).await?;
+    }
+    // Still the owner right before the switch: a run that took the checkpoint over since now decides.
+    owned.lock().await.save(primary).await?;
+    let published = match switch(primary, ks, &manifest.version, base).await {
+        Published::Yes(p) => p,
+        Published::Lost(seen) => {
+            discard(roots, owned, progress, None).await;
+            return Err(cairn_shared::Error::Conflict { keyspace: ks.clone(), expected: seen }.into());
+        }
+        Published::Collected => {
+            return Err(IngestError::Invalid(format!(
+                "version {} is being deleted by gc (its checkpoint had expired, or a gc run marked it); nothing was published. \
+                 Rerun: it starts a new version",
+                manifest.version
+            )));
+        }
+        Published::Unknown(why) => {
+            return Err(IngestError::OutcomeUnknown(format!(
+                "could not tell whether version {} was published ({why}); nothing was deleted. {rerun}",
+                manifest.version
+            )));
+        }
+    };
+    // Published. Replicas get a copy of the pointer for readers whose primary is down; a failed copy only
+    // leaves that replica's readers on the previous version (logged; the next publish or rollback rewrites it).
+    pointer::copy_to_replicas(&roots[1..], ks, &published).await;
+    stop.store(true, Ordering::Relaxed);
+    // Published: a checkpoint left behind only makes a rerun report the publish (and gc expires it).
+    if let Err(e) = owned.lock().await.release(primary).await {
+        tracing::warn!(error = %e, "published, but the checkpoint could not be removed");
+    }
+    Ok(())
+}
+
+/// What the pointer switch came to.
+enum Published {
+    Yes(pointer::Pointer),
+    /// Someone else published first (the version the pointer named instead).
+    Lost(Option<String>),
+    /// gc marked the version for deletion: it can never be published.
+    Collected,
+    /// No answer, and nothing read since tells: everything stays for a rerun.
+    Unknown(String),
+}
+
+/// Switches the pointer from `base` to `version`. A conflict or an unanswered write is judged by reading the
+/// pointer again: a write of ours that applied (its response lost, or a retry answered 412) shows as our
+/// version in it or in its history; a change of gc's marks alone is retried.
+async fn switch(primary: &dyn object_store::ObjectStore, ks: &str, version: &str, base: Option<&str>) -> Published {
+    let mut attempted = None;
+    for _ in 0..8 {
+        let cur = match pointer::read(primary, ks).await {
+            Ok(c) => c,
+            Err(e) if attempted.is_none() => return Published::Unknown(format!("the pointer could not be read: {e}")),
+            Err(e) => {
+                return Published::Unknown(format!(
+                    "{}; then the pointer could not be read: {e}",
+                    attempted.unwrap_or_default()
+                ));
+            }
+        };
+        if let Some(c) = &cur
+            && c.pointer.was_current(version)
+        {
+            return Published::Yes(c.pointer.clone());
+        }
+        let seen = cur.as_ref().map(|c| c.pointer.version.clone());
+        if seen.as_deref() != base {
+            // Our own earlier write can only be ruled out while the pointer's history reaches back to it.
+            return match (&attempted, cur.as_ref().and_then(|c| c.pointer.history_from.as_ref())) {
+                (Some(why), Some(_)) => Published::Unknown(format!("{why}; the pointer has moved on since")),
+                _ => Published::Lost(seen),
+            };
+        }
+        match pointer::switch(primary, ks, version, cur.as_ref()).await {
+            Ok(p) => return Published::Yes(p),
+            Err(cairn_shared::Error::Conflict { .. }) => {
+                attempted.get_or_insert_with(|| "the conditional pointer write was refused".to_string());
+            }
+            Err(cairn_shared::Error::Collecting { .. }) => return Published::Collected,
+            Err(e) => attempted = Some(format!("the pointer write got no clear answer: {e}")),
+        }
+    }
+    Published::Unknown(attempted.unwrap_or_default())
+}
+
+/// Removes a version this run wrote and did not publish: its manifests under every root first (so a listed
+/// version never lacks shards), then its shard objects, then the checkpoint. Only while this run owns the
+/// checkpoint, never a version any pointer (primary or replica copy) names as current or previous or in its
+/// history, and behind gc's mark in the pointer so a rollback cannot switch to it meanwhile. Anything it
+/// cannot prove safe it leaves (gc collects it later) and says so.
+///
+/// `every_shard`: delete each of the version's `n` shard paths, not only those the checkpoint lists (an
+/// external build, whose writers report their shards only at the end).
+pub async fn discard(
+    roots: &[Store],
+    owned: &tokio::sync::Mutex<Owned>,
+    progress: &Arc<dyn Progress>,
+    every_shard: Option<u32>,
+) {
+    let mut o = owned.lock().await;
+    let (ks, version) = (o.ckpt.keyspace.clone(), o.ckpt.version.clone());
+    let leave = |why: String| progress.note(&format!("left version {version} in place for gc: {why}"));
+    if let Err(e) = o.save(roots[0].inner.as_ref()).await {
+        return leave(e.to_string());
+    }
+    for root in roots {
+        match pointer::read(root.inner.as_ref(), &ks).await {
+            Ok(Some(c)) if c.pointer.was_current(&version) => return leave(format!("{} names it", root.url)),
+            Ok(_) => {}
+            Err(e) => return leave(format!("the pointer of {} could not be read: {e}", root.url)),
+        }
+    }
+    let primary = roots[0].inner.as_ref();
+    match pointer::mark_collecting(primary, &ks, |_| vec![version.clone()]).await {
+        Ok(marked) if marked.is_empty() && pointer::read(primary, &ks).await.ok().flatten().is_some() => {
+            return leave("the pointer names it".into());
+        }
+        Ok(_) => {}
+        Err(e) => return leave(format!("could not mark it in the pointer: {e}")),
+    }
+    let manifest = layout::manifest_path(&ks, &version);
+    let shards: Vec<object_store::path::Path> = match every_shard {
+        Some(n) => (0..n).map(|s| layout::shard_path(&ks, s, &version)).collect(),
+        None => o.ckpt.done.values().map(|e| e.path.as_str().into()).collect(),
+    };
+    // A grouped manifest's groups go after it and before the shards, as gc takes them.
+    let mut groups = std::collections::BTreeSet::new();
+    for root in roots {
+        use futures::TryStreamExt;
+        match root.inner.list(Some(&layout::groups_dir(&ks, &version))).try_collect::<Vec<_>>().await {
+            Ok(found) => groups.extend(found.into_iter().map(|m| m.location)),
+            Err(e) => return leave(format!("listing its manifest groups under {}: {e}", root.url)),
+        }
+    }
+    for path in std::iter::once(&manifest).chain(&groups).chain(&shards) {
+        for root in roots {
+            match root.inner.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return leave(format!("deleting {path} under {}: {e}", root.url)),
+            }
+        }
+    }
+    if let Err(e) = pointer::unmark_collecting(primary, &ks, std::slice::from_ref(&version)).await {
+        tracing::warn!(error = %e, "could not clear the pointer's mark of a discarded version (gc clears it)");
+    }
+    if let Err(e) = o.release(primary).await {
+        tracing::warn!(error = %e, "could not remove the checkpoint of a discarded version");
+    }
+}

@@ -1,0 +1,105 @@
+//! One shard object of a version, written from its sorted rows: a local temporary file first (the writer
+//! needs to know every block's bytes before the object is complete), then streamed to every root. `cairn
+//! ingest` and external writers (Spark executors through the Python package) both write shards here, so
+//! their objects are byte for byte the same for the same rows.
+
+use std::path::Path;
+
+use cairn_shared::layout;
+use cairn_shared::manifest::ShardEntry;
+use cairn_shared::ring::PlacementSpec;
+use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
+use cairn_shared::store::Store;
+use parquet::file::metadata::KeyValue;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::IngestError;
+
+/// What every shard object of one version shares: where it goes and how keys were placed. Serializable, so
+/// a driver can hand it to writers on other machines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionTarget {
+    pub keyspace: String,
+    pub version: String,
+    pub placement: PlacementSpec,
+    /// Store URLs, primary first: every shard object goes to each.
+    pub roots: Vec<String>,
+}
+
+impl VersionTarget {
+    /// The footer metadata every shard of this version carries.
+    fn metadata(&self, format: &ShardFormat, shard: u32) -> Vec<KeyValue> {
+        let kv = |k: &str, v: String| KeyValue::new(format!("cairn.{k}"), v);
+        vec![
+            kv("format", format.version().to_string()),
+            kv("keyspace", self.keyspace.clone()),
+            kv("version", self.version.clone()),
+            kv("shard", shard.to_string()),
+            kv("placement", serde_json::to_string(&self.placement).expect("spec serializes")),
+        ]
+    }
+}
+
+/// A shard object being written: append rows in ascending key order, then [`ShardObject::finish`].
+pub struct ShardObject {
+    shard: u32,
+    writer: ShardWriter<std::fs::File>,
+    /// Removed when dropped: a failed or abandoned shard leaves nothing behind locally.
+    local: tempfile::NamedTempFile,
+    dest: object_store::path::Path,
+}
+
+impl ShardObject {
+    pub fn create(target: &VersionTarget, format: &ShardFormat, shard: u32, dir: &Path) -> Result<Self, IngestError> {
+        let local = tempfile::Builder::new()
+            .prefix(&format!("shard-{shard:05}-"))
+            .suffix(".parquet")
+            .tempfile_in(dir)
+            .map_err(IngestError::io(format!("cannot create a temporary file in {}", dir.display())))?;
+        let file = local.as_file().try_clone().map_err(IngestError::io("cannot open a temporary file"))?;
+        let writer = ShardWriter::new(file, format, target.metadata(format, shard))?;
+        Ok(ShardObject { shard, writer, local, dest: layout::shard_path(&target.keyspace, shard, &target.version) })
+    }
+
+    /// Keys must arrive strictly ascending (bytewise); the writer refuses anything else.
+    #[inline]
+    pub fn append(&mut self, key: &str, value: &[u8]) -> Result<(), cairn_shared::Error> {
+        self.writer.append(key, value)
+    }
+
+    /// Completes the file, uploads it to every root and returns the shard's manifest entry.
+    pub async fn finish(self, roots: &[Store]) -> Result<ShardEntry, IngestError> {
+        let summary = self.writer.finish()?;
+        let checksum = upload(self.local.path(), roots, &self.dest).await?;
+        Ok(summary.entry(self.shard, self.dest.to_string(), checksum))
+    }
+}
+
+/// Streams a local file to `dest` under every root (multipart beyond 8 MiB), hashing it on the way. An
+/// upload is all or nothing: a reader never sees part of an object.
+async fn upload(local: &Path, roots: &[Store], dest: &object_store::path::Path) -> Result<String, IngestError> {
+    let io_err = |what: &str| IngestError::io(format!("{what} {dest}"));
+    let mut writers: Vec<_> = roots
+        .iter()
+        .map(|r| object_store::buffered::BufWriter::with_capacity(r.inner.clone(), dest.clone(), 8 << 20))
+        .collect();
+    let mut file = tokio::fs::File::open(local).await.map_err(io_err("cannot reopen the local copy of"))?;
+    let mut buf = vec![0u8; 4 << 20];
+    let mut hash = Xxh3::new();
+    loop {
+        let n = file.read(&mut buf).await.map_err(io_err("cannot read the local copy of"))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        for w in &mut writers {
+            w.write_all(&buf[..n]).await.map_err(io_err("cannot upload"))?;
+        }
+    }
+    for w in &mut writers {
+        w.shutdown().await.map_err(io_err("cannot upload"))?;
+    }
+    Ok(cairn_shared::manifest::checksum_label(hash.digest()))
+}

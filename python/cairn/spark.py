@@ -1,0 +1,143 @@
+"""Bulk-load a Spark DataFrame into a cairn keyspace (PySpark 3.5+ and 4.x).
+
+Spark does the distributed work: each row's shard is computed with cairn's placement (the rule
+``cairn ingest`` uses), rows are shuffled so that each shard's rows meet in one task and sorted there, and
+the executors write every shard object straight to the store with cairn's own writer. The driver then
+publishes the version atomically (manifest, conditional pointer switch, replica copies), so readers see
+all of it or none of it. See docs/SPARK.md.
+"""
+
+import json
+import math
+import re
+
+import pyarrow as pa
+
+from . import _cairn
+
+# Spark partitions are sized to about this much data (shards per partition vary; a writer holds one).
+PARTITION_BYTES = 128 << 20
+
+_RAISED = re.compile(r"cairn\.(InvalidInput|NotFound|Conflict|Corrupt|Unavailable|DataLoss|Error): ([^\n]*)")
+
+
+def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replicas=None, *,
+              _fail_first_attempt=None):
+    """Publishes the rows of ``df`` as a new version of ``keyspace``.
+
+    ``store``: the primary store URL, as the CLI takes it (a path, ``file:///abs/path``, ``s3://bucket/prefix``
+    configured by the standard AWS environment on the driver and every executor). ``replicas``: further
+    store URLs that get a copy of every shard. ``key``/``value``: the columns (strings or binary). ``shards``:
+    the shard count; by default the one ``cairn ingest`` picks for this much data.
+
+    Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``. A duplicate key, a null key
+    or value, or a failed job raises a ``cairn.Error`` subclass and publishes nothing.
+
+    ``_fail_first_attempt`` (tests only): ``"before"`` or ``"after"`` makes the first attempt of the first
+    writer task fail before it writes or after it has written its shards.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    for column, role in ((key, "key"), (value, "value")):
+        if column not in fields:
+            raise _cairn.InvalidInput(
+                f"the DataFrame has no {role} column {column!r} (its columns: {', '.join(fields)})")
+        if not isinstance(fields[column], (T.StringType, T.BinaryType)):
+            raise _cairn.InvalidInput(
+                f"the {role} column {column!r} is {fields[column].simpleString()}; expected string or binary")
+    rows = df.select(F.col(key).alias("key"), F.col(value).alias("value"))
+
+    # One pass in the JVM: the row count, the nulls, and the size as text (what `cairn ingest` sizes by).
+    stats = rows.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count("key").alias("keys"),
+        F.count("value").alias("values"),
+        F.sum(F.octet_length("key") + F.octet_length("value") + F.lit(2)).alias("bytes"),
+    ).first()
+    if stats["rows"] > stats["keys"]:
+        raise _cairn.InvalidInput(
+            f"{stats['rows'] - stats['keys']} rows have a null key (column {key!r}); nothing was published")
+    if stats["rows"] > stats["values"]:
+        first = rows.filter(F.col("value").isNull()).select("key").first()[0]
+        raise _cairn.InvalidInput(
+            f"{stats['rows'] - stats['values']} rows have a null value (column {value!r}), the first for key "
+            f"{_shown(first)}; nothing was published")
+    data_bytes = int(stats["bytes"] or 0)
+    n_shards = int(shards) if shards is not None else _cairn.default_shards(data_bytes)
+
+    build = _cairn.begin(store, keyspace, shards=n_shards, replicas=list(replicas or []))
+    try:
+        entries = _write(rows, build.target, n_shards, data_bytes, df.sparkSession, _fail_first_attempt)
+    except Exception as e:
+        build.abort()
+        raise _translated(e) from e
+    try:
+        files = df.inputFiles()
+    except Exception:  # a DataFrame not read from files
+        files = []
+    return build.publish(entries, files=files)
+
+
+def _write(rows, target, n_shards, data_bytes, spark, fail):
+    """Runs the job: placement, shuffle by shard, sort, and the writers. Returns their entries."""
+    from pyspark.sql import functions as F
+
+    if hasattr(F, "arrow_udf"):
+        # Spark 4.1+: only the keys go to Python for placement, and the shard comes back.
+        @F.arrow_udf("int")
+        def shard_of(keys: pa.Array) -> pa.Array:
+            return _cairn.placement(keys, spec=target)
+
+        placed = rows.withColumn("shard", shard_of("key"))
+    else:
+        schema = rows.schema.add("shard", "int", nullable=False)
+
+        def add_shard(batches):
+            for b in batches:
+                keys = b.column(0)
+                yield pa.RecordBatch.from_arrays(
+                    [keys, b.column(1), _cairn.placement(keys, spec=target)], names=["key", "value", "shard"])
+
+        placed = rows.mapInArrow(add_shard, schema)
+
+    parallelism = spark.sparkContext.defaultParallelism
+    partitions = max(1, min(n_shards, max(2 * parallelism, math.ceil(data_bytes / PARTITION_BYTES))))
+
+    def write_partition(batches):
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        injected = fail is not None and ctx is not None and ctx.attemptNumber() == 0 and ctx.partitionId() == 0
+        if injected and fail == "before":
+            raise RuntimeError("injected failure of the first attempt, before writing")
+        writer = _cairn.PartitionWriter(target)
+        for batch in batches:
+            writer.write_batch(batch)
+        written = writer.finish()
+        if injected and fail == "after":
+            raise RuntimeError("injected failure of the first attempt, after writing its shards")
+        if written:
+            yield pa.RecordBatch.from_arrays([pa.array([json.dumps(e) for e in written], pa.string())],
+                                             names=["entry"])
+
+    out = (placed.repartition(partitions, "shard")
+           .sortWithinPartitions("shard", "key")
+           .mapInArrow(write_partition, "entry string"))
+    return [json.loads(r["entry"]) for r in out.collect()]
+
+
+def _shown(key):
+    return repr(key.decode("utf-8", "replace") if isinstance(key, (bytes, bytearray)) else key)
+
+
+def _translated(e):
+    """A cairn error raised in an executor reaches the driver inside Spark's; raise it as itself."""
+    if isinstance(e, _cairn.Error):
+        return e
+    found = _RAISED.search(str(e))
+    if found is None:
+        return _cairn.Error(f"the Spark job failed; nothing was published: {str(e).strip().splitlines()[0]}")
+    kind = getattr(_cairn, found.group(1))
+    return kind(f"{found.group(2)}; nothing was published")

@@ -1,0 +1,16 @@
+//! Arrow arrays across the boundary, without copies (the Arrow C data interface, via arrow-pyarrow).
+
+use arrow_array::{Array, ArrayRef, make_array};
+use arrow_data::ArrayData;
+use arrow_pyarrow::{FromPyArrow, ToPyArrow};
+use pyo3::prelude::*;
+
+/// A pyarrow array (or anything exporting `__arrow_c_array__`) as an arrow-rs array; its buffers are
+/// validated, not trusted.
+pub fn array(obj: &Bound<'_, PyAny>) -> PyResult<ArrayRef> {
+    Ok(make_array(ArrayData::from_pyarrow_bound(obj)?))
+}
+
+pub fn to_python<'py>(py: Python<'py>, a: &dyn Array) -> PyResult<Bound<'py, PyAny>> {
+    a.to_data().to_pyarrow(py)
+}

@@ -1,0 +1,26 @@
+//! The `cairn._cairn` extension module: an embedded reader over the same engine as `cairn serve`, and the
+//! write-side building blocks of an external build (placement, shard objects, publish) over the ingest
+//! crate's code. The Python package (`python/cairn/`) wraps it; docs/PYTHON.md describes both.
+
+mod arrow;
+mod errors;
+mod reader;
+mod runtime;
+mod writer;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _cairn(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<reader::Store>()?;
+    m.add_class::<writer::Build>()?;
+    m.add_class::<writer::PartitionWriter>()?;
+    m.add_function(wrap_pyfunction!(reader::open, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::placement, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::default_shards, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::begin, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::write_shard, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

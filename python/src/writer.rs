@@ -1,0 +1,309 @@
+//! The write side of an external build, over the ingest crate's code: placement (the key → shard rule
+//! `cairn ingest` uses), shard objects written from sorted rows, and the publish of a version from the
+//! writers' entries. `cairn.spark.bulk_load` is built from these; docs/SPARK.md says how.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use arrow_array::{ArrayRef, Int32Array};
+use cairn_ingest::byte_column::{ByteColumn, readable};
+use cairn_ingest::{IngestReport, VersionTarget};
+use cairn_shared::manifest::ShardEntry;
+use cairn_shared::ring::{Placement, PlacementSpec};
+use cairn_shared::shard_writer::ShardFormat;
+use cairn_shared::store::Store;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use crate::arrow::{array, to_python};
+use crate::errors;
+use crate::runtime::block_on;
+
+/// Stores opened in this process, by URL: a Spark worker runs many tasks against the same roots and
+/// keeps one client (and its connection pool) for each.
+static STORES: LazyLock<Mutex<HashMap<String, Store>>> = LazyLock::new(Default::default);
+
+fn open_store(url: &str) -> PyResult<Store> {
+    let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = stores.get(url) {
+        return Ok(s.clone());
+    }
+    let store = Store::open(url).map_err(errors::shared)?;
+    stores.insert(url.to_string(), store.clone());
+    Ok(store)
+}
+
+fn parse_target(target: &str) -> PyResult<(VersionTarget, Vec<Store>)> {
+    let t: VersionTarget =
+        serde_json::from_str(target).map_err(|e| errors::invalid(format!("not a build target ({e})")))?;
+    let roots = t.roots.iter().map(|u| open_store(u)).collect::<PyResult<Vec<_>>>()?;
+    if roots.is_empty() {
+        return Err(errors::invalid("a build target names no store"));
+    }
+    Ok((t, roots))
+}
+
+fn spec_of(shards: Option<u32>, vnodes: Option<u32>, spec: Option<&str>) -> PyResult<PlacementSpec> {
+    match (spec, shards) {
+        (Some(s), None) => {
+            let parsed: serde_json::Value =
+                serde_json::from_str(s).map_err(|e| errors::invalid(format!("placement spec: {e}")))?;
+            // A build target or a manifest carries its spec under "placement".
+            let spec = parsed.get("placement").cloned().unwrap_or(parsed);
+            serde_json::from_value(spec).map_err(|e| errors::invalid(format!("placement spec: {e}")))
+        }
+        (None, Some(n)) => Ok(match vnodes {
+            None => PlacementSpec::jump(n),
+            Some(v) => PlacementSpec::ring(n, v),
+        }),
+        _ => Err(errors::invalid("give either shards (and vnodes) or spec")),
+    }
+}
+
+fn json_to_py<'py>(py: Python<'py>, v: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+    let s = serde_json::to_string(v).map_err(|e| errors::invalid(e.to_string()))?;
+    py.import("json")?.call_method1("loads", (s,))
+}
+
+/// Each key's shard, as `cairn ingest` places it: an int32 array (null for a null key). `keys`: a pyarrow
+/// string or binary array. The placement is `shards` (jump hashing, or a ring of `vnodes` points per
+/// shard), or `spec`: the JSON of a manifest's or build target's placement.
+#[pyfunction]
+#[pyo3(signature = (keys, shards=None, *, vnodes=None, spec=None))]
+pub fn placement<'py>(
+    py: Python<'py>,
+    keys: &Bound<'py, PyAny>,
+    shards: Option<u32>,
+    vnodes: Option<u32>,
+    spec: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let spec = spec_of(shards, vnodes, spec)?;
+    let placement = Placement::new(&spec).map_err(errors::invalid)?;
+    let keys = array(keys)?;
+    if !readable(keys.data_type(), true) {
+        return Err(errors::invalid(format!("keys are {}; expected strings or binary", keys.data_type())));
+    }
+    let out: Int32Array = py.detach(|| {
+        let k = ByteColumn::new(&keys).expect("checked");
+        (0..keys.len()).map(|i| k.get(i).map(|key| placement.shard_of(key) as i32)).collect()
+    });
+    to_python(py, &out)
+}
+
+/// The shard count `cairn ingest` picks for `data_bytes` of input (counted as text lines: key, space,
+/// value, newline).
+#[pyfunction]
+pub fn default_shards(data_bytes: u64) -> u32 {
+    cairn_ingest::auto_shards(data_bytes)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    Open,
+    Published,
+    Aborted,
+}
+
+/// A version being built: made by [`begin`], published once from its writers' entries, or aborted.
+#[pyclass(module = "cairn", frozen)]
+pub struct Build {
+    inner: Arc<cairn_ingest::Build>,
+    state: Mutex<State>,
+}
+
+/// Begins a new version of `keyspace` in `store` (primary) and `replicas`: a checkpoint owns it (gc
+/// keeps its objects while the build runs) and a heartbeat renews it until publish or abort.
+#[pyfunction]
+#[pyo3(signature = (store, keyspace, *, shards, replicas=None, vnodes=None))]
+pub fn begin(
+    py: Python<'_>,
+    store: &str,
+    keyspace: &str,
+    shards: u32,
+    replicas: Option<Vec<String>>,
+    vnodes: Option<u32>,
+) -> PyResult<Build> {
+    let spec = spec_of(Some(shards), vnodes, None)?;
+    let roots = std::iter::once(store.to_string())
+        .chain(replicas.unwrap_or_default())
+        .map(|u| Store::open(&u).map_err(errors::shared))
+        .collect::<PyResult<Vec<_>>>()?;
+    let lease = cairn_ingest::checkpoint::DEFAULT_LEASE;
+    let inner = block_on(py, cairn_ingest::Build::begin(keyspace, roots, spec, lease)).map_err(errors::ingest)?;
+    Ok(Build { inner: Arc::new(inner), state: Mutex::new(State::Open) })
+}
+
+fn report_dict<'py>(py: Python<'py>, r: &IngestReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("keyspace", &r.keyspace)?;
+    d.set_item("version", &r.version)?;
+    d.set_item("rows", r.rows)?;
+    d.set_item("shards", r.shards)?;
+    d.set_item("bytes", r.bytes)?;
+    d.set_item("imbalance", r.imbalance)?;
+    d.set_item("fingerprint", &r.fingerprint)?;
+    d.set_item("seconds", r.elapsed.as_secs_f64())?;
+    Ok(d)
+}
+
+fn entry_of(obj: &Bound<'_, PyAny>) -> PyResult<ShardEntry> {
+    let text = match obj.cast::<PyString>() {
+        Ok(s) => s.extract::<String>()?,
+        Err(_) => obj.py().import("json")?.call_method1("dumps", (obj,))?.extract()?,
+    };
+    serde_json::from_str(&text).map_err(|e| errors::invalid(format!("not a shard entry ({e}): {text:.200}")))
+}
+
+#[pymethods]
+impl Build {
+    /// The JSON writers need (`write_shard`, `PartitionWriter`): keyspace, version, placement, roots.
+    #[getter]
+    fn target(&self) -> String {
+        serde_json::to_string(self.inner.target()).expect("target serializes")
+    }
+
+    #[getter]
+    fn version(&self) -> String {
+        self.inner.target().version.clone()
+    }
+
+    #[getter]
+    fn shards(&self) -> u32 {
+        self.inner.target().placement.shards()
+    }
+
+    /// Publishes the version from the writers' entries (dicts or their JSON; shards with none are written
+    /// empty), atomically: every object is checked, then the manifest, then the conditional pointer switch.
+    /// `files`: the inputs, recorded in the manifest. Returns the report: version, rows, shards, bytes.
+    #[pyo3(signature = (entries, files=None))]
+    fn publish<'py>(
+        &self,
+        py: Python<'py>,
+        entries: Vec<Bound<'py, PyAny>>,
+        files: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let entries = entries.iter().map(entry_of).collect::<PyResult<Vec<_>>>()?;
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if *state != State::Open {
+                return Err(errors::invalid("this build was already published or aborted"));
+            }
+            *state = State::Published;
+        }
+        let inner = self.inner.clone();
+        let report = block_on(py, async move { inner.publish(entries, files.unwrap_or_default()).await })
+            .map_err(errors::ingest)?;
+        report_dict(py, &report)
+    }
+
+    /// Gives the version up: deletes what was written for it and its checkpoint (a no-op once published).
+    fn abort(&self, py: Python<'_>) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if *state != State::Open {
+                return;
+            }
+            *state = State::Aborted;
+        }
+        let inner = self.inner.clone();
+        block_on(py, async move { inner.abort().await });
+    }
+
+    fn __repr__(&self) -> String {
+        let t = self.inner.target();
+        format!("<cairn.Build keyspace={:?} version={:?} shards={}>", t.keyspace, t.version, t.placement.shards())
+    }
+}
+
+/// Writes the shard objects of one partition of rows sorted by (shard, key): a Spark task's writer.
+#[pyclass(module = "cairn", frozen)]
+pub struct PartitionWriter {
+    inner: Mutex<Option<cairn_ingest::PartitionWriter>>,
+}
+
+impl PartitionWriter {
+    fn write_arrays(&self, py: Python<'_>, shards: ArrayRef, keys: ArrayRef, values: ArrayRef) -> PyResult<()> {
+        let mut slot = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let w = slot.as_mut().ok_or_else(|| errors::invalid("this writer is finished"))?;
+        block_on(py, w.write(&shards, &keys, &values)).map_err(|e| {
+            // A failed writer is done: what it wrote is abandoned with the task.
+            errors::ingest(e)
+        })
+    }
+}
+
+#[pymethods]
+impl PartitionWriter {
+    #[new]
+    fn new(target: &str) -> PyResult<Self> {
+        let (t, roots) = parse_target(target)?;
+        let w = cairn_ingest::PartitionWriter::new(t, roots).map_err(errors::ingest)?;
+        Ok(PartitionWriter { inner: Mutex::new(Some(w)) })
+    }
+
+    /// Appends a pyarrow RecordBatch with columns `shard`, `key` and `value`.
+    fn write_batch(&self, py: Python<'_>, batch: &Bound<'_, PyAny>) -> PyResult<()> {
+        let column = |name: &str| -> PyResult<ArrayRef> {
+            let col = batch
+                .call_method1("column", (name,))
+                .map_err(|_| errors::invalid(format!("the batch has no {name:?} column")))?;
+            array(&col)
+        };
+        self.write_arrays(py, column("shard")?, column("key")?, column("value")?)
+    }
+
+    /// Appends rows given as three pyarrow arrays.
+    fn write(
+        &self,
+        py: Python<'_>,
+        shards: &Bound<'_, PyAny>,
+        keys: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.write_arrays(py, array(shards)?, array(keys)?, array(values)?)
+    }
+
+    /// Finishes the last shard; returns the entries of the shards written, as dicts.
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let w = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let w = w.ok_or_else(|| errors::invalid("this writer is finished"))?;
+        let entries = block_on(py, w.finish()).map_err(errors::ingest)?;
+        entries.iter().map(|e| json_to_py(py, e)).collect()
+    }
+}
+
+/// Writes shard `shard` of a build from `keys` and `values` (pyarrow arrays, sorted by key, all of that
+/// shard) and returns its manifest entry as a dict.
+#[pyfunction]
+pub fn write_shard<'py>(
+    py: Python<'py>,
+    target: &str,
+    shard: u32,
+    keys: &Bound<'py, PyAny>,
+    values: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (t, roots) = parse_target(target)?;
+    let (keys, values) = (array(keys)?, array(values)?);
+    if shard >= t.placement.shards() {
+        return Err(errors::invalid(format!("shard {shard}; the placement has {}", t.placement.shards())));
+    }
+    let entry = block_on(py, async move {
+        if keys.is_empty() {
+            let dir = tempfile_dir()?;
+            return cairn_ingest::ShardObject::create(&t, &ShardFormat::default(), shard, dir.path())?
+                .finish(&roots)
+                .await;
+        }
+        let shards: ArrayRef = Arc::new(Int32Array::from(vec![shard as i32; keys.len()]));
+        let mut w = cairn_ingest::PartitionWriter::new(t, roots)?;
+        w.write(&shards, &keys, &values).await?;
+        let mut entries = w.finish().await?;
+        Ok(entries.pop().expect("one shard written"))
+    })
+    .map_err(errors::ingest)?;
+    json_to_py(py, &entry)
+}
+
+fn tempfile_dir() -> Result<tempfile::TempDir, cairn_ingest::IngestError> {
+    tempfile::tempdir().map_err(cairn_ingest::IngestError::io("cannot create a temporary directory"))
+}

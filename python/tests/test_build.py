@@ -1,0 +1,157 @@
+"""The write-side building blocks without Spark: placement as `cairn ingest` places keys, shard objects
+from sorted rows, and a publish that is all or nothing."""
+
+import json
+import pathlib
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import cairn
+from conftest import example_rows, run
+
+
+def manifest(store, ks="default"):
+    root = pathlib.Path(store) / f"keyspace={ks}"
+    version = json.loads((root / "CURRENT").read_text())["version"]
+    return json.loads((root / "manifests" / f"{version}.json").read_text())
+
+
+def shard_keys(store, entry):
+    return pq.read_table(pathlib.Path(store) / entry["path"]).column("key").to_pylist()
+
+
+def test_placement_is_the_one_cairn_ingest_uses(tmp_path):
+    rows = example_rows(5_000)
+    data = tmp_path / "rows.data"
+    data.write_text("".join(f"{k} {v}\n" for k, v in rows))
+    for extra, kwargs in [([], {}), (["--ring-vnodes", "64"], {"vnodes": 64})]:
+        store = str(tmp_path / f"store{len(extra)}")
+        run("ingest", str(data), "--store", store, "-k", "default", "--shards", "7", *extra)
+        m = manifest(store)
+        placed = cairn.placement(pa.array([k for k, _ in rows]), 7, **kwargs).to_pylist()
+        assert cairn.placement(pa.array([k for k, _ in rows]), spec=json.dumps(m)).to_pylist() == placed
+        on_shard = {}
+        for entry in m["shards"]:
+            for key in shard_keys(store, entry):
+                on_shard[key] = entry["shard"]
+        assert [on_shard[k] for k, _ in rows] == placed
+    # Binary keys place as their bytes; nulls stay null; other types are refused.
+    keys = pa.array([b"a", None, "é".encode()], pa.binary())
+    assert cairn.placement(keys, 3).to_pylist()[1] is None
+    assert cairn.placement(keys, 3).to_pylist()[::2] == cairn.placement(pa.array(["a", "é"]), 3).to_pylist()
+    with pytest.raises(cairn.InvalidInput, match="expected strings or binary"):
+        cairn.placement(pa.array([1, 2]), 3)
+    with pytest.raises(cairn.InvalidInput):
+        cairn.placement(pa.array(["a"]))
+    assert cairn.default_shards(0) == 1 and cairn.default_shards(10 << 20) == 20
+
+
+def build_by_hand(store, rows, shards, **kw):
+    """What bulk_load does, without Spark: place, group, sort, write each shard, publish."""
+    build = cairn.begin(store, "default", shards=shards, **kw)
+    keys = pa.array([k for k, _ in rows])
+    placed = cairn.placement(keys, spec=build.target).to_pylist()
+    by_shard = {}
+    for (k, v), s in zip(rows, placed):
+        by_shard.setdefault(s, []).append((k, v))
+    entries = []
+    for s, part in sorted(by_shard.items()):
+        part.sort()
+        entries.append(cairn.write_shard(build.target, s, pa.array([k for k, _ in part]),
+                                         pa.array([v.encode() for _, v in part], pa.binary())))
+    return build, entries
+
+
+def test_a_hand_built_version_reads_like_an_ingested_one(tmp_path):
+    rows = example_rows(3_000)
+    store = str(tmp_path / "store")
+    build, entries = build_by_hand(store, rows, 4_000)  # more shards than rows: most are empty
+    assert len(entries) < 4_000
+    report = build.publish(entries)
+    assert report["rows"] == 3_000 and report["shards"] == 4_000 and report["version"] == build.version
+    m = manifest(store)
+    assert m["version"] == build.version and m["rows"] == 3_000
+    # Over 1,024 shards the manifest lists its entries in groups (docs/FORMAT.md).
+    assert sum(g["count"] for g in m["groups"]) == 4_000
+    reader = cairn.open(store)
+    assert reader.mget("default", [k for k, _ in rows]) == [v.encode() for _, v in rows]
+    assert run("health", "--store", store, "-k", "default", "--deep").returncode == 0
+
+
+def test_a_shard_whose_entry_is_missing_is_not_overwritten_empty(tmp_path):
+    rows = example_rows(2_000)
+    store = str(tmp_path / "store")
+    build, entries = build_by_hand(store, rows, 4)
+    with pytest.raises(cairn.InvalidInput, match="has an object .* but no entry"):
+        build.publish(entries[:-1])
+    assert not (pathlib.Path(store) / "keyspace=default" / "CURRENT").exists()
+
+
+def test_publish_checks_every_object_and_publishes_nothing_on_a_bad_entry(tmp_path):
+    rows = example_rows(2_000)
+    store = str(tmp_path / "store")
+    build, entries = build_by_hand(store, rows, 4)
+    (pathlib.Path(store) / entries[1]["path"]).unlink()
+    with pytest.raises(cairn.InvalidInput, match="is missing; nothing was published"):
+        build.publish(entries)
+    assert not (pathlib.Path(store) / "keyspace=default" / "CURRENT").exists()
+    with pytest.raises(cairn.InvalidInput, match="already published or aborted"):
+        build.publish(entries)
+
+    build, entries = build_by_hand(store, rows, 4)
+    forged = dict(entries[0], path="keyspace=default/shard=00000/other.parquet")
+    with pytest.raises(cairn.InvalidInput, match="not this version's"):
+        build.publish([forged] + entries[1:])
+    twice = dict(entries[0], checksum="xxh3-64:0000000000000000")
+    build, entries = build_by_hand(store, rows, 4)
+    with pytest.raises(cairn.InvalidInput, match="written twice with different rows"):
+        build.publish(entries + [dict(entries[0], checksum=twice["checksum"])])
+    assert not (pathlib.Path(store) / "keyspace=default" / "CURRENT").exists()
+
+
+def test_two_builds_at_once_publish_one_and_clean_up_the_other(tmp_path):
+    rows = example_rows(2_000)
+    store = str(tmp_path / "store")
+    first, first_entries = build_by_hand(store, rows, 4)
+    second, second_entries = build_by_hand(store, rows[:1_000], 4)
+    first.publish(first_entries)
+    with pytest.raises(cairn.Conflict, match="published by someone else"):
+        second.publish(second_entries)
+    assert manifest(store)["version"] == first.version
+    left = list(pathlib.Path(store).glob(f"keyspace=default/shard=*/{second.version}.parquet"))
+    assert left == []
+    assert cairn.open(store).get("default", rows[1500][0]) == rows[1500][1].encode()
+
+
+def test_abort_deletes_what_the_writers_wrote(tmp_path):
+    rows = example_rows(1_000)
+    store = str(tmp_path / "store")
+    build, entries = build_by_hand(store, rows, 4)
+    assert len(list(pathlib.Path(store).glob(f"keyspace=default/shard=*/{build.version}.parquet"))) == 4
+    build.abort()
+    assert list(pathlib.Path(store).glob(f"keyspace=default/shard=*/{build.version}.parquet")) == []
+    assert list(pathlib.Path(store).glob("keyspace=default/_ingest/*")) == []
+    with pytest.raises(cairn.InvalidInput, match="already published or aborted"):
+        build.publish(entries)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([("b", "1"), ("a", "2")], "not sorted"),
+    ([("a", "1"), ("a", "2")], 'duplicate key "a"'),
+    ([("a b", "1")], "contains a space"),
+])
+def test_a_shard_writer_refuses_rows_it_cannot_store_as_given(tmp_path, rows, message):
+    store = str(tmp_path / "store")
+    build = cairn.begin(store, "default", shards=1)
+    with pytest.raises(cairn.InvalidInput, match=message):
+        cairn.write_shard(build.target, 0, pa.array([k for k, _ in rows]), pa.array([v for _, v in rows]))
+    w = cairn.PartitionWriter(build.target)
+    with pytest.raises(cairn.InvalidInput, match="places it on shard"):
+        w.write(pa.array([1], pa.int32()), pa.array(["k"]), pa.array(["v"]))
+    with pytest.raises(cairn.InvalidInput, match="null value"):
+        cairn.write_shard(build.target, 0, pa.array(["k"]), pa.array([None], pa.string()))
+    with pytest.raises(cairn.InvalidInput, match="not a build target"):
+        cairn.PartitionWriter("{}")
+    build.abort()

@@ -1,0 +1,139 @@
+"""cairn.spark.bulk_load on a local Spark (local[2,2], the machine's JDK): into a local store and into
+LocalStack S3 with a replica bucket; the same rows through `cairn ingest` land on the same shards; a
+retried task still publishes the right data; a duplicate or null fails the job and publishes nothing."""
+
+import json
+import pathlib
+
+import pyarrow.parquet as pq
+import pytest
+
+import cairn
+import cairn.spark
+from conftest import example_rows, run
+
+
+def frame(spark, rows, partitions=3):
+    return spark.createDataFrame(rows, "key string, value string").repartition(partitions)
+
+
+def check_served(server, rows, ks="default"):
+    keys = [k for k, _ in rows]
+    values = server.mget(ks, keys)
+    wrong = [k for (k, v), got in zip(rows, values) if got != (v if isinstance(v, bytes) else v.encode())]
+    assert wrong == [], f"{len(wrong)} keys answered wrongly, e.g. {wrong[:3]}"
+
+
+def shard_rows(store, version):
+    """{shard: [(key, value), ...]} read straight from a local store's shard objects."""
+    root = pathlib.Path(store) / "keyspace=default"
+    m = json.loads((root / "manifests" / f"{version}.json").read_text())
+    out = {}
+    for e in m["shards"]:
+        t = pq.read_table(pathlib.Path(store) / e["path"])
+        out[e["shard"]] = list(zip(t.column("key").to_pylist(), t.column("value").to_pylist()))
+    return m, out
+
+
+def test_bulk_load_into_a_local_store_serves_every_key(spark, tmp_path, serve):
+    rows = example_rows(20_000)
+    store = str(tmp_path / "store")
+    report = cairn.spark.bulk_load(frame(spark, rows), store, "default")
+    assert report["rows"] == 20_000
+    assert report["shards"] == cairn.default_shards(sum(len(k) + len(v.encode()) + 2 for k, v in rows))
+    check_served(serve(store), rows)
+    assert run("health", "--store", store, "-k", "default", "--deep").returncode == 0
+    # A second load is a new version; rollback returns to the first.
+    more = rows + example_rows(100, seed=8)
+    second = cairn.spark.bulk_load(frame(spark, more), store, "default")
+    assert second["version"] != report["version"]
+    run("rollback", "--store", store, "-k", "default")
+    assert cairn.open(store).info("default")["version"] == report["version"]
+
+
+def test_bulk_load_into_s3_with_a_replica(spark, s3, serve):
+    rows = example_rows(10_000, seed=3)
+    primary, replica = f"s3://{s3('primary')}/data", f"s3://{s3('replica')}"
+    report = cairn.spark.bulk_load(frame(spark, rows), primary, "default", shards=8, replicas=[replica])
+    assert report["shards"] == 8
+    check_served(serve(primary), rows)
+    check_served(serve(replica), rows)
+    health = run("health", "--store", primary, "-k", "default", "--deep", "--json")
+    assert json.loads(health.stdout)["status"] == "GREEN", health.stdout
+
+
+def test_the_same_rows_through_cairn_ingest_land_on_the_same_shards(spark, tmp_path):
+    rows = example_rows(8_000, seed=5)
+    data = tmp_path / "rows.data"
+    data.write_text("".join(f"{k} {v}\n" for k, v in rows))
+    by_cli, by_spark = str(tmp_path / "cli"), str(tmp_path / "spark")
+    run("ingest", str(data), "--store", by_cli, "-k", "default")
+    cli_version = cairn.open(by_cli).info("default")["version"]
+    spark_version = cairn.spark.bulk_load(frame(spark, rows, 4), by_spark, "default")["version"]
+    cli_m, cli_rows = shard_rows(by_cli, cli_version)
+    spark_m, spark_rows = shard_rows(by_spark, spark_version)
+    assert spark_m["placement"] == cli_m["placement"]
+    assert spark_m["format"] == cli_m["format"] and spark_m["rows"] == cli_m["rows"]
+    assert set(spark_m) == set(cli_m)
+    assert spark_rows == cli_rows
+    # Same rows, same writer: the objects differ only in the version their footer names.
+    for a, b in zip(cli_m["shards"], spark_m["shards"]):
+        assert (a["rows"], a["min_key"], a["max_key"], a["bytes"]) == (b["rows"], b["min_key"], b["max_key"], b["bytes"])
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_task_that_fails_its_first_attempt_is_retried_and_the_data_is_right(spark, tmp_path, when):
+    rows = example_rows(6_000, seed=11)
+    store = str(tmp_path / "store")
+    group = f"retry-{when}"
+    spark.sparkContext.setJobGroup(group, "a writer task fails its first attempt")
+    try:
+        report = cairn.spark.bulk_load(frame(spark, rows), store, "default", shards=16, _fail_first_attempt=when)
+    finally:
+        spark.sparkContext.setJobGroup("", "")
+    assert report["rows"] == 6_000
+    # The failure happened, and Spark retried it.
+    tracker = spark.sparkContext.statusTracker()
+    stages = [s for j in tracker.getJobIdsForGroup(group) for s in tracker.getJobInfo(j).stageIds]
+    assert sum(tracker.getStageInfo(s).numFailedTasks for s in stages if tracker.getStageInfo(s)) >= 1
+    reader = cairn.open(store)
+    assert reader.mget("default", [k for k, _ in rows]) == [v.encode() for _, v in rows]
+    assert run("health", "--store", store, "-k", "default", "--deep").returncode == 0
+
+
+def test_a_duplicate_key_fails_the_job_names_the_key_and_publishes_nothing(spark, tmp_path):
+    rows = example_rows(5_000, seed=13)
+    store = str(tmp_path / "store")
+    first = cairn.spark.bulk_load(frame(spark, rows), store, "default", shards=8)
+    dup = rows + [(rows[1234][0], "another value")]
+    with pytest.raises(cairn.InvalidInput, match=f'duplicate key "{rows[1234][0]}".*nothing was published'):
+        cairn.spark.bulk_load(frame(spark, dup, 5), store, "default", shards=8)
+    assert cairn.open(store).info("default")["version"] == first["version"]
+    # The failed version's objects and checkpoint are gone.
+    versions = {p.stem for p in pathlib.Path(store).glob("keyspace=default/shard=*/*.parquet")}
+    assert versions == {first["version"]}
+    assert list(pathlib.Path(store).glob("keyspace=default/_ingest/*")) == []
+
+
+def test_null_keys_and_values_publish_nothing(spark, tmp_path):
+    store = str(tmp_path / "store")
+    df = spark.createDataFrame([("a", "1"), (None, "2")], "key string, value string")
+    with pytest.raises(cairn.InvalidInput, match="1 rows have a null key"):
+        cairn.spark.bulk_load(df, store, "default")
+    df = spark.createDataFrame([("a", "1"), ("b", None)], "key string, value string")
+    with pytest.raises(cairn.InvalidInput, match="null value .* for key 'b'"):
+        cairn.spark.bulk_load(df, store, "default")
+    df = spark.createDataFrame([("a", 1)], "key string, value int")
+    with pytest.raises(cairn.InvalidInput, match="is int; expected string or binary"):
+        cairn.spark.bulk_load(df, store, "default")
+    assert not (pathlib.Path(store) / "keyspace=default" / "CURRENT").exists()
+
+
+def test_binary_columns_and_other_column_names(spark, tmp_path, serve):
+    rows = [(f"user-{i:05d}".encode(), bytes([i % 256, 0, 255]) + b"\n tail") for i in range(3_000)]
+    df = spark.createDataFrame(rows, "id binary, payload binary")
+    store = str(tmp_path / "store")
+    cairn.spark.bulk_load(df, store, "blobs", key="id", value="payload")
+    reader = cairn.open(store)
+    assert reader.mget("blobs", [k.decode() for k, _ in rows]) == [v for _, v in rows]
+    check_served(serve(store), [(k.decode(), v) for k, v in rows], ks="blobs")
