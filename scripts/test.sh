@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Runs every cairn test on a fresh machine (Rust and Python 3.11 preinstalled, no Docker needed):
-#   1. installs the tools the tests use into cached venvs: pyarrow + duckdb (Parquet interop), LocalStack
+#   1. installs the tools the tests use into cached venvs: pyarrow + duckdb (Parquet interop), pyspark +
+#      pandas + pytest + maturin (the Python package and its Spark loader; Spark runs on the machine's JDK), LocalStack
 #      (S3, IAM, CloudFormation, Lambda API on the host: localstack/install.sh), cargo-lambda and the AWS CLI
 #      (scripts/install-tools.sh),
 #   2. starts one LocalStack on a free 127.0.0.1 port for the whole run (CAIRN_TEST_S3_ENDPOINT; set that
 #      variable yourself to use another endpoint, e.g. the docker-compose one),
 #   3. builds the `cairn` binary the CLI tests drive and runs the whole workspace's tests (unit, embedded,
 #      LocalStack, interop, CLI),
-#   4. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
-#   5. stops LocalStack. Exits non-zero on any failure.
+#   4. builds the Python package (python/, a maturin wheel) and runs its pytest suite: the embedded reader,
+#      the write-side building blocks, and cairn.spark.bulk_load on a local[2] Spark against the local store
+#      and LocalStack,
+#   5. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
+#   6. stops LocalStack. Exits non-zero on any failure.
 # The cargo target dir is kept between runs (~/.cache/cairn/target) so repeated runs, CI included, only
 # rebuild what changed.
 set -euo pipefail
@@ -17,10 +21,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 venv="${CAIRN_VENV:-$HOME/.cache/cairn/pyenv}"
 
-if ! "$venv/bin/python" -c "import pyarrow, duckdb" 2>/dev/null; then
-  echo "== installing pyarrow and duckdb into $venv"
+if ! "$venv/bin/python" -c "import pyarrow, duckdb, pyspark, pandas, pytest" 2>/dev/null || [ ! -x "$venv/bin/maturin" ]; then
+  echo "== installing pyarrow, duckdb, pyspark, pandas, pytest and maturin into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyarrow==26.0.1' 'duckdb==2.0.0'
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyarrow==26.0.1' 'duckdb==2.0.0' \
+    'pyspark==4.3.0' 'pandas>=2.2,<3' 'pytest>=8' 'maturin>=1.7,<2'
 fi
 export CAIRN_PYTHON="$venv/bin/python"
 PATH="$(scripts/install-tools.sh):$PATH"
@@ -40,7 +45,14 @@ fi
 echo "== building"
 cargo build --locked -p cairn --bin cairn
 echo "== testing"
-cargo test --locked --workspace --no-fail-fast
+# The Python extension is tested through pytest below (a Rust test binary of it would link libpython).
+cargo test --locked --workspace --exclude cairn-python --no-fail-fast
+echo "== building the Python package (python/) and running its tests"
+wheels="$(mktemp -d)"
+(cd python && "$venv/bin/maturin" build --locked --profile dev --quiet -o "$wheels")
+"$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/cairn-*.whl
+rm -rf "$wheels"
+(cd python/tests && CAIRN_BIN="$CARGO_TARGET_DIR/debug/cairn" "$venv/bin/python" -m pytest -q -p no:cacheprovider)
 echo "== replaying the fuzz corpus (tests/fuzz, docs/fuzzing.md)"
 # Its own workspace and target dir: cargo-fuzz builds it with nightly flags, and its lock is separate.
 CARGO_TARGET_DIR="$HOME/.cache/cairn/fuzz-target" cargo test --locked --manifest-path tests/fuzz/Cargo.toml

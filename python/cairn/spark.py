@@ -102,7 +102,10 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
 
         placed = rows.mapInArrow(add_shard, schema)
 
-    parallelism = spark.sparkContext.defaultParallelism
+    try:
+        parallelism = spark.sparkContext.defaultParallelism
+    except Exception:  # Spark Connect has no SparkContext on the client
+        parallelism = int(spark.conf.get("spark.default.parallelism", "8"))
     partitions = max(1, min(n_shards, max(2 * parallelism, math.ceil(data_bytes / PARTITION_BYTES))))
 
     def write_partition(batches):

@@ -1,0 +1,150 @@
+"""Spark bulk load and embedded-reader benchmark (issue 20; a benchmark, not a test).
+
+    python bench/spark_bench.py load MASTER PARQUET STORE       # one Spark load; prints a JSON line
+    python bench/spark_bench.py reader STORE DATA               # warm lookups: cairn.open vs a dict
+    python bench/spark_bench.py report RUN.jsonl BENCHMARKS.md  # writes bench/spark.md, splices it in
+
+scripts/bench-spark.sh runs them all in one run and makes the report.
+"""
+
+import json
+import os
+import pathlib
+import random
+import sys
+import time
+
+BEGIN = "<!-- bench/spark.md: scripts/bench-spark.sh -->"
+END = "<!-- end of bench/spark.md -->"
+
+
+def load(master, parquet, store):
+    from pyspark.sql import SparkSession
+
+    import cairn.spark
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    t0 = time.time()
+    spark = (SparkSession.builder.master(master).appName("cairn-bench")
+             .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+             .config("spark.ui.enabled", "false").config("spark.driver.memory", "6g")
+             .config("spark.sql.execution.arrow.maxRecordsPerBatch", "65536")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    started = time.time()
+    df = spark.read.parquet(parquet)
+    report = cairn.spark.bulk_load(df, store, "bench")
+    done = time.time()
+    spark.stop()
+    print(json.dumps({"bench": "spark_load", "master": master, "keys": report["rows"], "shards": report["shards"],
+                      "job_s": done - started, "session_s": started - t0}))
+
+
+def reader(store, data):
+    import cairn
+
+    items = {}
+    with open(data, "rb") as f:
+        for line in f:
+            k, v = line.rstrip(b"\n").split(b" ", 1)
+            items[k.decode()] = v
+    rnd = random.Random(1)
+    keys = rnd.sample(list(items), 100_000)
+    s = cairn.open(store)
+    for i in range(0, len(keys), 1000):
+        s.mget("bench", keys[i:i + 1000])
+    for k in keys:  # warm: every block of these keys cached, hot shards promoted
+        s.get("bench", k)
+    out = {"bench": "python_reader", "keys": len(keys)}
+
+    def rate(fn, rounds=3):
+        best = 0.0
+        for _ in range(rounds):
+            t = time.perf_counter()
+            n = fn()
+            best = max(best, n / (time.perf_counter() - t))
+        return best
+
+    def dict_loop():
+        get = items.get
+        for k in keys:
+            get(k)
+        return len(keys)
+
+    def get_loop():
+        get = s.get
+        for k in keys:
+            get("bench", k)
+        return len(keys)
+
+    def mget_batches():
+        for i in range(0, len(keys), 1000):
+            s.mget("bench", keys[i:i + 1000])
+        return len(keys)
+
+    assert all(s.get("bench", k) == items[k] for k in keys[:1000])
+    out["dict_per_s"] = rate(dict_loop)
+    out["get_per_s"] = rate(get_loop)
+    out["mget_per_s"] = rate(mget_batches)
+    print(json.dumps(out))
+
+
+def report(run, md):
+    rows = [json.loads(line) for line in open(run) if line.strip().startswith("{")]
+    cli = [r for r in rows if r["bench"] == "cli_ingest"]
+    spark = {r["master"]: r for r in rows if r["bench"] == "spark_load"}
+    rd = next(r for r in rows if r["bench"] == "python_reader")
+    best_cli = max(cli, key=lambda r: r["keys"] / r["wall_s"])
+    base = best_cli["keys"] / best_cli["wall_s"]
+    lines = [
+        "## Spark bulk load and the embedded Python reader",
+        "",
+        f"One run of `scripts/bench-spark.sh` on {rows[0].get('date', '?')}, 10M example-shaped rows, on this",
+        "2-core machine. Ratios are against the strongest baseline of the same run: the fastest `cairn ingest`",
+        "for loads, a Python `dict` for lookups.",
+        "",
+        "| load | keys/s | vs best `cairn ingest` | wall s | peak RSS MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for r in cli:
+        kps = r["keys"] / r["wall_s"]
+        lines.append(f"| `cairn ingest` from {r['format']} | {kps / 1e3:.0f}k | {kps / base:.2f}× | "
+                     f"{r['wall_s']:.1f} | {r['maxrss_kb'] / 1024:.0f} |")
+    for m in ("local[1]", "local[2]"):
+        if m in spark:
+            r = spark[m]
+            kps = r["keys"] / r["job_s"]
+            lines.append(f"| Spark `{m}` `bulk_load` from Parquet (job only; +{r['session_s']:.0f} s session start) | "
+                         f"{kps / 1e3:.0f}k | {kps / base:.2f}× | {r['job_s']:.1f} | "
+                         f"{r.get('maxrss_kb', 0) / 1024:.0f} |")
+    if "local[1]" in spark and "local[2]" in spark:
+        grow = spark["local[1]"]["job_s"] / spark["local[2]"]["job_s"]
+        lines += ["", f"`local[2]` / `local[1]`: **{grow:.2f}×** (target ≥ 1.6×). "
+                      f"`local[2]` vs best `cairn ingest`: **{spark['local[2]']['keys'] / spark['local[2]']['job_s'] / base:.2f}×** "
+                      "(target ≥ 0.5×)."]
+    lines += [
+        "",
+        "| warm lookups (100k keys sampled from the 10M, all cached) | lookups/s | vs `dict.get` |",
+        "|---|---|---|",
+        f"| Python `dict.get` loop | {rd['dict_per_s'] / 1e6:.2f}M | 1.00× |",
+        f"| `store.get` loop | {rd['get_per_s'] / 1e6:.2f}M | {rd['get_per_s'] / rd['dict_per_s']:.2f}× |",
+        f"| `store.mget`, 1,000 keys a call | {rd['mget_per_s'] / 1e6:.2f}M | {rd['mget_per_s'] / rd['dict_per_s']:.2f}× |",
+        "",
+        "Peak RSS is the largest single process: the JVM for Spark (its Python workers are separate).",
+        "What bounds each figure: docs/benchmark-notes.md, \"Spark bulk load\".",
+    ]
+    text = "\n".join(lines) + "\n"
+    (pathlib.Path(md).parent / "bench" / "spark.md").write_text(text)
+    doc = pathlib.Path(md).read_text()
+    block = f"{BEGIN}\n{text}{END}"
+    if BEGIN in doc:
+        doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    pathlib.Path(md).write_text(doc)
+    print(text)
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"load": load, "reader": reader, "report": report}[cmd](*args)

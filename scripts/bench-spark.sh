@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Spark bulk load vs `cairn ingest`, and the embedded Python reader vs a dict (issue 20; a benchmark, not a
+# test), in one run on 10M example-shaped rows: `cairn ingest` of the text and of the Parquet copy, then
+# cairn.spark.bulk_load of the Parquet copy in local[1] and local[2], then warm lookups through
+# cairn.open(...) against a Python dict of the same data. Writes bench/spark.md and its BENCHMARKS.md section.
+#   usage: scripts/bench-spark.sh [ROWS=10m]
+# Needs the release wheel in $CAIRN_BENCH_VENV (default ~/.cache/cairn/bench-venv: pip install ./python
+# 'pyspark==4.3.0' 'pandas<3'); the script installs it there if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ds="${1:-10m}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
+work="${CAIRN_BENCH_DIR:-$HOME/.cache/cairn/bench}"
+venv="${CAIRN_BENCH_VENV:-$HOME/.cache/cairn/bench-venv}"
+mkdir -p "$work"
+if ! "$venv/bin/python" -c "import cairn.spark, pyspark, pandas" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check ./python 'pyspark==4.3.0' 'pandas>=2.2,<3'
+fi
+py="$venv/bin/python"
+cargo build --release --locked -p cairn >&2
+bin="$CARGO_TARGET_DIR/release/cairn"
+[ -f "$work/1m.data" ] || python3 scripts/gen-data.py 1000000 "$work/1m.data" >&2
+if [ ! -f "$work/10m.data" ]; then
+  for c in 0 1 2 3 5 6 7 8 9 a; do LC_ALL=C sed "s/^\(.\{14\}\)./\1$c/" "$work/1m.data"; done > "$work/10m.data"
+fi
+[ -f "$work/$ds.parquet" ] || "$py" scripts/to-parquet.py "$work/$ds.data" "$work/$ds.parquet"
+keys=$(wc -l < "$work/$ds.data")
+run="$work/spark-run.jsonl"
+echo "{\"bench\":\"meta\",\"date\":\"$(date -u +%Y-%m-%d)\",\"rows\":$keys}" > "$run"
+
+for fmt in text parquet; do
+  f="$ds.data"; [ "$fmt" = parquet ] && f="$ds.parquet"
+  echo "== cairn ingest ($fmt)" >&2
+  rm -rf "$work/store-spark-cli"
+  /usr/bin/time -f '%e %M' -o "$work/time.txt" "$bin" ingest "$work/$f" -k bench --store "$work/store-spark-cli" 2>/dev/null
+  read -r wall rss < "$work/time.txt"
+  echo "{\"bench\":\"cli_ingest\",\"format\":\"$fmt\",\"keys\":$keys,\"wall_s\":$wall,\"maxrss_kb\":$rss}" >> "$run"
+done
+for master in 'local[1]' 'local[2]'; do
+  echo "== Spark $master" >&2
+  rm -rf "$work/store-spark"
+  /usr/bin/time -f '%M' -o "$work/time.txt" "$py" bench/spark_bench.py load "$master" "$work/$ds.parquet" \
+    "$work/store-spark" > "$work/spark-load.json" 2> "$work/spark-load.log" || { tail -30 "$work/spark-load.log" >&2; exit 1; }
+  rss=$(tail -1 "$work/time.txt")
+  python3 -c "import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); r['maxrss_kb']=int(sys.argv[2]); print(json.dumps(r))" \
+    "$work/spark-load.json" "$rss" >> "$run"
+done
+echo "== embedded reader vs dict" >&2
+"$py" bench/spark_bench.py reader "$work/store-spark-cli" "$work/$ds.data" >> "$run"
+"$py" bench/spark_bench.py report "$run" BENCHMARKS.md
