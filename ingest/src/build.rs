@@ -99,6 +99,12 @@ impl Build {
         &self.target
     }
 
+    /// Whether a [`Build::publish`] got as far as writing the manifest (from then on it decides what is
+    /// deleted, and [`Build::abort`] does nothing).
+    pub fn is_publishing(&self) -> bool {
+        self.publishing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Publishes the version from the writers' entries (at most one per shard; the shards nobody wrote are
     /// written empty here), after checking that every entry's object is complete under every root.
     /// `files` are the inputs, as recorded in the manifest.
@@ -138,22 +144,19 @@ impl Build {
             .map(move |s| {
                 let (target, roots, dir) = (target.clone(), roots.clone(), dir_path.clone());
                 async move {
-                    // A shard with an object but no entry lost its writer's report: its rows would be lost.
-                    let path = layout::shard_path(&target.keyspace, s, &target.version);
-                    for root in &roots {
-                        match root.inner.head(&path).await {
-                            Err(object_store::Error::NotFound { .. }) => {}
-                            Ok(_) => {
-                                return Err(IngestError::Invalid(format!(
-                                    "shard {s} has an object ({path} under {}) but no entry: a writer's report was \
-                                     lost; nothing was published",
-                                    root.url
-                                )));
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    ShardObject::create(&target, &ShardFormat::default(), s, &dir)?.finish(&roots).await
+                    // Conditional: a shard that has an object but no entry lost its writer's report (its rows
+                    // would be lost), and a late writer cannot replace the empty object once it is listed.
+                    ShardObject::create(&target, &ShardFormat::default(), s, &dir)?
+                        .finish_exclusive(&roots)
+                        .await
+                        .map_err(|e| match e {
+                            IngestError::Invalid(_) => IngestError::Invalid(format!(
+                                "shard {s} has an object ({}) but no entry: a writer's report was lost; nothing \
+                                 was published",
+                                layout::shard_path(&target.keyspace, s, &target.version)
+                            )),
+                            e => e,
+                        })
                 }
             })
             .buffer_unordered(CONCURRENCY)

@@ -79,6 +79,9 @@ impl PartitionWriter {
         let shard_at = shard_column(shards)?;
         for i in 0..keys.len() {
             let key = k.get(i).ok_or_else(|| invalid("a null key".into()))?;
+            if key.is_empty() {
+                return Err(invalid("an empty key".into()));
+            }
             let shown = || String::from_utf8_lossy(key);
             let value = v.get(i).ok_or_else(|| invalid(format!("a null value for key {:?}", shown())))?;
             // The same rules as `cairn ingest`'s inputs.
@@ -125,7 +128,7 @@ impl PartitionWriter {
 
     async fn close_shard(&mut self) -> Result<(), IngestError> {
         if let Some(open) = self.open.take() {
-            self.entries.push(open.object.finish(&self.roots).await?);
+            self.entries.push(open.object.finish_exclusive(&self.roots).await?);
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use cairn_shared::manifest::ShardEntry;
 use cairn_shared::ring::PlacementSpec;
 use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
 use cairn_shared::store::Store;
+use object_store::ObjectStoreExt;
 use parquet::file::metadata::KeyValue;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,7 +46,7 @@ impl VersionTarget {
 /// A shard object being written: append rows in ascending key order, then [`ShardObject::finish`].
 pub struct ShardObject {
     shard: u32,
-    writer: ShardWriter<std::fs::File>,
+    writer: ShardWriter<std::io::BufWriter<std::fs::File>>,
     /// Removed when dropped: a failed or abandoned shard leaves nothing behind locally.
     local: tempfile::NamedTempFile,
     dest: object_store::path::Path,
@@ -59,7 +60,9 @@ impl ShardObject {
             .tempfile_in(dir)
             .map_err(IngestError::io(format!("cannot create a temporary file in {}", dir.display())))?;
         let file = local.as_file().try_clone().map_err(IngestError::io("cannot open a temporary file"))?;
-        let writer = ShardWriter::new(file, format, target.metadata(format, shard))?;
+        // The writer's final sync flushes through this buffer, so the file is whole when finish uploads it.
+        let writer =
+            ShardWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), format, target.metadata(format, shard))?;
         Ok(ShardObject { shard, writer, local, dest: layout::shard_path(&target.keyspace, shard, &target.version) })
     }
 
@@ -73,6 +76,47 @@ impl ShardObject {
     pub async fn finish(self, roots: &[Store]) -> Result<ShardEntry, IngestError> {
         let summary = self.writer.finish()?;
         let checksum = upload(self.local.path(), roots, &self.dest).await?;
+        Ok(summary.entry(self.shard, self.dest.to_string(), checksum))
+    }
+}
+
+/// Largest object [`ShardObject::finish_exclusive`] uploads as one conditional PUT (held in memory once).
+pub const EXCLUSIVE_MAX: u64 = 256 << 20;
+
+impl ShardObject {
+    /// As [`ShardObject::finish`], for writers that may run twice at once (a Spark task and its retry or
+    /// speculative copy): the first complete upload of the path wins (a conditional create), and a later
+    /// one is accepted only if its bytes are the same. Different bytes mean the rows differed between
+    /// attempts: refused, so a published entry never describes another attempt's object. Objects over
+    /// [`EXCLUSIVE_MAX`] are uploaded as by `finish` (multipart uploads cannot be conditional here).
+    pub async fn finish_exclusive(self, roots: &[Store]) -> Result<ShardEntry, IngestError> {
+        let summary = self.writer.finish()?;
+        if summary.bytes > EXCLUSIVE_MAX {
+            let checksum = upload(self.local.path(), roots, &self.dest).await?;
+            return Ok(summary.entry(self.shard, self.dest.to_string(), checksum));
+        }
+        let bytes = tokio::fs::read(self.local.path())
+            .await
+            .map_err(IngestError::io(format!("cannot read the local copy of {}", self.dest)))?;
+        let checksum = cairn_shared::manifest::checksum_of(&bytes);
+        let payload = object_store::PutPayload::from(bytes::Bytes::from(bytes));
+        for root in roots {
+            let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+            match root.inner.put_opts(&self.dest, payload.clone(), opts).await {
+                Ok(_) => {}
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    let existing = root.inner.get(&self.dest).await?.bytes().await?;
+                    if cairn_shared::manifest::checksum_of(&existing) != checksum {
+                        return Err(IngestError::Invalid(format!(
+                            "shard {} was already written under {} with other rows (by another attempt of this \
+                             task): the job's input is not deterministic. Cache or checkpoint the input and rerun",
+                            self.shard, root.url
+                        )));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(summary.entry(self.shard, self.dest.to_string(), checksum))
     }
 }

@@ -33,6 +33,9 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``. A duplicate key, a null key
     or value, or a failed job raises a ``cairn.Error`` subclass and publishes nothing.
 
+    The job's Spark jobs run in the caller's job group, or in one of their own (cancelled if the load
+    fails, before the version is deleted).
+
     ``_fail_first_attempt`` (tests only): ``"before"`` or ``"after"`` makes the first attempt of the first
     writer task fail before it writes or after it has written its shards.
     """
@@ -68,16 +71,56 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     n_shards = int(shards) if shards is not None else _cairn.default_shards(data_bytes)
 
     build = _cairn.begin(store, keyspace, shards=n_shards, replicas=list(replicas or []))
+    sc = _context(df.sparkSession)
+    group = sc.getLocalProperty("spark.jobGroup.id") if sc else None
+    own_group = sc is not None and not group
+    if own_group:
+        group = f"cairn-bulk-load-{build.version}"
+        sc.setJobGroup(group, f"cairn bulk load of {keyspace}", interruptOnCancel=True)
     try:
         entries = _write(rows, build.target, n_shards, data_bytes, df.sparkSession, _fail_first_attempt)
-    except Exception as e:
-        build.abort()
-        raise _translated(e) from e
+        try:
+            files = df.inputFiles()
+        except Exception:  # a DataFrame not read from files
+            files = []
+        return build.publish(entries, files=files)
+    except BaseException as e:
+        # Tasks of a failed job may still be writing: stop them first, so abort finds what they wrote
+        # (anything written after it is an orphan that `cairn gc` collects).
+        if own_group:
+            _stop_jobs(sc, group)
+        build.abort()  # a no-op once the publish got as far as the manifest: it decided what stays
+        if isinstance(e, Exception):
+            raise _translated(e) from e
+        raise
+    finally:
+        if own_group:
+            sc.setLocalProperty("spark.jobGroup.id", None)
+            sc.setLocalProperty("spark.job.description", None)
+            sc.setLocalProperty("spark.job.interruptOnCancel", None)
+
+
+def _context(spark):
     try:
-        files = df.inputFiles()
-    except Exception:  # a DataFrame not read from files
-        files = []
-    return build.publish(entries, files=files)
+        return spark.sparkContext
+    except Exception:  # Spark Connect: no SparkContext on the client
+        return None
+
+
+def _stop_jobs(sc, group, timeout=60.0):
+    """Cancels the group's jobs and waits (bounded) until none of their tasks runs."""
+    import time
+
+    sc.cancelJobGroup(group)
+    tracker = sc.statusTracker()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs = [tracker.getJobInfo(j) for j in tracker.getJobIdsForGroup(group)]
+        stages = [s for j in jobs if j is not None for s in j.stageIds]
+        infos = [tracker.getStageInfo(s) for s in stages]
+        if not any(i is not None and i.numActiveTasks > 0 for i in infos):
+            return
+        time.sleep(0.2)
 
 
 def _write(rows, target, n_shards, data_bytes, spark, fail):
@@ -136,11 +179,12 @@ def _shown(key):
 
 
 def _translated(e):
-    """A cairn error raised in an executor reaches the driver inside Spark's; raise it as itself."""
+    """A cairn error raised in an executor reaches the driver inside Spark's; raise it as itself, with
+    its message unchanged."""
     if isinstance(e, _cairn.Error):
         return e
     found = _RAISED.search(str(e))
     if found is None:
-        return _cairn.Error(f"the Spark job failed; nothing was published: {str(e).strip().splitlines()[0]}")
-    kind = getattr(_cairn, found.group(1))
-    return kind(f"{found.group(2)}; nothing was published")
+        first = next((line for line in str(e).strip().splitlines() if line.strip()), type(e).__name__)
+        return _cairn.Error(f"the Spark job failed, nothing was published: {first}")
+    return getattr(_cairn, found.group(1))(found.group(2))

@@ -12,6 +12,11 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _cairn(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Warnings (a failed heartbeat, what an abort left for gc) go to stderr, filtered by CAIRN_LOG as in
+    // the CLI; a host application that installed its own subscriber keeps it.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     errors::register(m)?;
     m.add_class::<reader::Store>()?;
     m.add_class::<writer::Build>()?;

@@ -21,15 +21,18 @@ use crate::runtime::block_on;
 
 /// Stores opened in this process, by URL: a Spark worker runs many tasks against the same roots and
 /// keeps one client (and its connection pool) for each.
-static STORES: LazyLock<Mutex<HashMap<String, Store>>> = LazyLock::new(Default::default);
+/// Keyed by process too: a forked child must not use its parent's connections.
+static STORES: LazyLock<Mutex<HashMap<(u32, String), Store>>> = LazyLock::new(Default::default);
 
 fn open_store(url: &str) -> PyResult<Store> {
     let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = stores.get(url) {
+    let pid = std::process::id();
+    stores.retain(|(p, _), _| *p == pid);
+    if let Some(s) = stores.get(&(pid, url.to_string())) {
         return Ok(s.clone());
     }
     let store = Store::open(url).map_err(errors::shared)?;
-    stores.insert(url.to_string(), store.clone());
+    stores.insert((pid, url.to_string()), store.clone());
     Ok(store)
 }
 
@@ -191,9 +194,18 @@ impl Build {
             *state = State::Published;
         }
         let inner = self.inner.clone();
-        let report = block_on(py, async move { inner.publish(entries, files.unwrap_or_default()).await })
-            .map_err(errors::ingest)?;
-        report_dict(py, &report)
+        let report = block_on(py, async move { inner.publish(entries, files.unwrap_or_default()).await });
+        match report {
+            Ok(r) => report_dict(py, &r),
+            Err(e) => {
+                // Failed before its manifest was written (a missing object, a bad entry): nothing of it is
+                // visible, and the build can still be aborted (or published with the right entries).
+                if !self.inner.is_publishing() {
+                    *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Open;
+                }
+                Err(errors::ingest(e))
+            }
+        }
     }
 
     /// Gives the version up: deletes what was written for it and its checkpoint (a no-op once published).
@@ -222,13 +234,22 @@ pub struct PartitionWriter {
 }
 
 impl PartitionWriter {
+    /// The writer is taken out of its slot while it works with the GIL released (a second thread finds the
+    /// slot empty instead of waiting on a lock it holds the GIL for), and put back only if the write
+    /// succeeded: after an error part of a batch is in the open shard, so the writer must not be finished.
     fn write_arrays(&self, py: Python<'_>, shards: ArrayRef, keys: ArrayRef, values: ArrayRef) -> PyResult<()> {
-        let mut slot = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let w = slot.as_mut().ok_or_else(|| errors::invalid("this writer is finished"))?;
-        block_on(py, w.write(&shards, &keys, &values)).map_err(|e| {
-            // A failed writer is done: what it wrote is abandoned with the task.
-            errors::ingest(e)
-        })
+        let mut w = self.take()?;
+        block_on(py, w.write(&shards, &keys, &values)).map_err(errors::ingest)?;
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
+        Ok(())
+    }
+
+    fn take(&self) -> PyResult<cairn_ingest::PartitionWriter> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| errors::invalid("this writer is finished, failed, or in use by another thread"))
     }
 }
 
@@ -265,8 +286,7 @@ impl PartitionWriter {
 
     /// Finishes the last shard; returns the entries of the shards written, as dicts.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let w = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let w = w.ok_or_else(|| errors::invalid("this writer is finished"))?;
+        let w = self.take()?;
         let entries = block_on(py, w.finish()).map_err(errors::ingest)?;
         entries.iter().map(|e| json_to_py(py, e)).collect()
     }

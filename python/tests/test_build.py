@@ -97,6 +97,10 @@ def test_publish_checks_every_object_and_publishes_nothing_on_a_bad_entry(tmp_pa
     with pytest.raises(cairn.InvalidInput, match="is missing; nothing was published"):
         build.publish(entries)
     assert not (pathlib.Path(store) / "keyspace=default" / "CURRENT").exists()
+    # Nothing was visible, so the build can still be given up, and that removes what it wrote.
+    build.abort()
+    assert list(pathlib.Path(store).glob(f"keyspace=default/shard=*/{build.version}.parquet")) == []
+    assert list(pathlib.Path(store).glob("keyspace=default/_ingest/*")) == []
     with pytest.raises(cairn.InvalidInput, match="already published or aborted"):
         build.publish(entries)
 
@@ -104,10 +108,13 @@ def test_publish_checks_every_object_and_publishes_nothing_on_a_bad_entry(tmp_pa
     forged = dict(entries[0], path="keyspace=default/shard=00000/other.parquet")
     with pytest.raises(cairn.InvalidInput, match="not this version's"):
         build.publish([forged] + entries[1:])
+    build.abort()
     twice = dict(entries[0], checksum="xxh3-64:0000000000000000")
     build, entries = build_by_hand(store, rows, 4)
     with pytest.raises(cairn.InvalidInput, match="written twice with different rows"):
         build.publish(entries + [dict(entries[0], checksum=twice["checksum"])])
+    build.abort()
+    assert list(pathlib.Path(store).glob("keyspace=default/shard=*/*.parquet")) == []
     assert not (pathlib.Path(store) / "keyspace=default" / "CURRENT").exists()
 
 
@@ -154,4 +161,44 @@ def test_a_shard_writer_refuses_rows_it_cannot_store_as_given(tmp_path, rows, me
         cairn.write_shard(build.target, 0, pa.array(["k"]), pa.array([None], pa.string()))
     with pytest.raises(cairn.InvalidInput, match="not a build target"):
         cairn.PartitionWriter("{}")
+    build.abort()
+
+
+def test_a_second_attempt_with_the_same_rows_is_accepted_and_with_other_rows_refused(tmp_path):
+    store = str(tmp_path / "store")
+    build = cairn.begin(store, "default", shards=1)
+    keys, values = pa.array(["a", "b", "c"]), pa.array(["1", "2", "3"])
+    first = cairn.write_shard(build.target, 0, keys, values)
+    assert cairn.write_shard(build.target, 0, keys, values) == first  # a retry or speculative duplicate
+    with pytest.raises(cairn.InvalidInput, match="already written .* with other rows.*not deterministic"):
+        cairn.write_shard(build.target, 0, keys, pa.array(["1", "2", "changed"]))
+    assert build.publish([first])["rows"] == 3
+    assert cairn.open(store).get("default", "c") == b"3"
+
+
+def test_a_partition_writer_sees_across_batches_and_is_done_after_an_error(tmp_path):
+    store = str(tmp_path / "store")
+    build = cairn.begin(store, "default", shards=3)
+    keys = sorted(k for k, _ in example_rows(300))
+    shards = cairn.placement(pa.array(keys), spec=build.target).to_pylist()
+    rows = sorted(zip(shards, keys))
+    one = [r for r in rows if r[0] == rows[0][0]]
+    for shard_type in (pa.int32(), pa.int64(), pa.uint32()):
+        w = cairn.PartitionWriter(build.target)
+        w.write(pa.array([s for s, _ in one[:5]], shard_type), pa.array([k for _, k in one[:5]]),
+                pa.array(["v"] * 5))
+        # The next batch repeats the last key of the previous one.
+        with pytest.raises(cairn.InvalidInput, match=f'duplicate key "{one[4][1]}"'):
+            w.write(pa.array([one[4][0]], shard_type), pa.array([one[4][1]]), pa.array(["v"]))
+        with pytest.raises(cairn.InvalidInput, match="finished, failed"):
+            w.finish()
+    w = cairn.PartitionWriter(build.target)
+    with pytest.raises(cairn.InvalidInput, match="no shard for key"):
+        w.write(pa.array([None], pa.int32()), pa.array([keys[0]]), pa.array(["v"]))
+    w = cairn.PartitionWriter(build.target)
+    with pytest.raises(cairn.InvalidInput, match="places it on shard"):
+        w.write(pa.array([-1], pa.int64()), pa.array([keys[0]]), pa.array(["v"]))
+    w = cairn.PartitionWriter(build.target)
+    with pytest.raises(cairn.InvalidInput, match="the shard column is Float64"):
+        w.write(pa.array([0.0]), pa.array([keys[0]]), pa.array(["v"]))
     build.abort()
