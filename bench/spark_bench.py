@@ -29,14 +29,20 @@ def load(master, parquet, store):
              .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
              .config("spark.ui.enabled", "false").config("spark.driver.memory", "6g")
              .config("spark.sql.execution.arrow.maxRecordsPerBatch", "65536")
-             .getOrCreate())
+             )
+    # Extra settings to compare (CAIRN_SPARK_CONF="k=v,k=v").
+    for kv in filter(None, os.environ.get("CAIRN_SPARK_CONF", "").split(",")):
+        k, v = kv.split("=", 1)
+        spark = spark.config(k, v)
+    spark = spark.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     started = time.time()
     df = spark.read.parquet(parquet)
-    report = cairn.spark.bulk_load(df, store, "bench")
+    given = os.environ.get("CAIRN_BENCH_SHARDS")
+    report = cairn.spark.bulk_load(df, store, "bench", shards=int(given) if given else None)
     done = time.time()
     spark.stop()
-    print(json.dumps({"bench": "spark_load", "master": master, "keys": report["rows"], "shards": report["shards"],
+    print(json.dumps({"bench": "spark_load", "master": master, "conf": os.environ.get("CAIRN_SPARK_CONF", "") + (f"shards={given} given (no sizing pass)" if given else ""), "keys": report["rows"], "shards": report["shards"],
                       "job_s": done - started, "session_s": started - t0}))
 
 
@@ -92,7 +98,7 @@ def reader(store, data):
 def report(run, md):
     rows = [json.loads(line) for line in open(run) if line.strip().startswith("{")]
     cli = [r for r in rows if r["bench"] == "cli_ingest"]
-    spark = {r["master"]: r for r in rows if r["bench"] == "spark_load"}
+    spark = {(r["master"] + (" " + r["conf"] if r.get("conf") else "")): r for r in rows if r["bench"] == "spark_load"}
     rd = next(r for r in rows if r["bench"] == "python_reader")
     best_cli = max(cli, key=lambda r: r["keys"] / r["wall_s"])
     base = best_cli["keys"] / best_cli["wall_s"]
@@ -110,13 +116,13 @@ def report(run, md):
         kps = r["keys"] / r["wall_s"]
         lines.append(f"| `cairn ingest` from {r['format']} | {kps / 1e3:.0f}k | {kps / base:.2f}× | "
                      f"{r['wall_s']:.1f} | {r['maxrss_kb'] / 1024:.0f} |")
-    for m in ("local[1]", "local[2]"):
-        if m in spark:
-            r = spark[m]
-            kps = r["keys"] / r["job_s"]
-            lines.append(f"| Spark `{m}` `bulk_load` from Parquet (job only; +{r['session_s']:.0f} s session start) | "
-                         f"{kps / 1e3:.0f}k | {kps / base:.2f}× | {r['job_s']:.1f} | "
-                         f"{r.get('maxrss_kb', 0) / 1024:.0f} |")
+    for m, r in spark.items():
+        master, _, conf = m.partition(" ")
+        kps = r["keys"] / r["job_s"]
+        what = f"Spark `{master}` `bulk_load` from Parquet" + (f", `{conf}`" if conf else "")
+        lines.append(f"| {what} (job only; +{r['session_s']:.0f} s session start) | "
+                     f"{kps / 1e3:.0f}k | {kps / base:.2f}× | {r['job_s']:.1f} | "
+                     f"{r.get('maxrss_kb', 0) / 1024:.0f} |")
     if "local[1]" in spark and "local[2]" in spark:
         grow = spark["local[1]"]["job_s"] / spark["local[2]"]["job_s"]
         lines += ["", f"`local[2]` / `local[1]`: **{grow:.2f}×** (target ≥ 1.6×). "
@@ -124,7 +130,7 @@ def report(run, md):
                       "(target ≥ 0.5×)."]
     lines += [
         "",
-        "| warm lookups (100k keys sampled from the 10M, all cached) | lookups/s | vs `dict.get` |",
+        "| warm lookups (100k keys sampled from the 10M, all cached: `CAIRN_PAGE_CACHE=4GiB`) | lookups/s | vs `dict.get` |",
         "|---|---|---|",
         f"| Python `dict.get` loop | {rd['dict_per_s'] / 1e6:.2f}M | 1.00× |",
         f"| `store.get` loop | {rd['get_per_s'] / 1e6:.2f}M | {rd['get_per_s'] / rd['dict_per_s']:.2f}× |",

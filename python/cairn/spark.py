@@ -28,7 +28,8 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     ``store``: the primary store URL, as the CLI takes it (a path, ``file:///abs/path``, ``s3://bucket/prefix``
     configured by the standard AWS environment on the driver and every executor). ``replicas``: further
     store URLs that get a copy of every shard. ``key``/``value``: the columns (strings or binary). ``shards``:
-    the shard count; by default the one ``cairn ingest`` picks for this much data.
+    the shard count; by default the one ``cairn ingest`` picks for this much data, which costs one more pass
+    over ``df`` (given, the load reads ``df`` once).
 
     Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``. A duplicate key, a null key
     or value, or a failed job raises a ``cairn.Error`` subclass and publishes nothing.
@@ -52,23 +53,28 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
                 f"the {role} column {column!r} is {fields[column].simpleString()}; expected string or binary")
     rows = df.select(F.col(key).alias("key"), F.col(value).alias("value"))
 
-    # One pass in the JVM: the row count, the nulls, and the size as text (what `cairn ingest` sizes by).
-    stats = rows.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count("key").alias("keys"),
-        F.count("value").alias("values"),
-        F.sum(F.octet_length("key") + F.octet_length("value") + F.lit(2)).alias("bytes"),
-    ).first()
-    if stats["rows"] > stats["keys"]:
-        raise _cairn.InvalidInput(
-            f"{stats['rows'] - stats['keys']} rows have a null key (column {key!r}); nothing was published")
-    if stats["rows"] > stats["values"]:
-        first = rows.filter(F.col("value").isNull()).select("key").first()[0]
-        raise _cairn.InvalidInput(
-            f"{stats['rows'] - stats['values']} rows have a null value (column {value!r}), the first for key "
-            f"{_shown(first)}; nothing was published")
-    data_bytes = int(stats["bytes"] or 0)
-    n_shards = int(shards) if shards is not None else _cairn.default_shards(data_bytes)
+    if shards is None:
+        # One pass in the JVM: the row count, the nulls, and the size as text (what `cairn ingest` sizes by).
+        stats = rows.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count("key").alias("keys"),
+            F.count("value").alias("values"),
+            F.sum(F.octet_length("key") + F.octet_length("value") + F.lit(2)).alias("bytes"),
+        ).first()
+        if stats["rows"] > stats["keys"]:
+            raise _cairn.InvalidInput(
+                f"{stats['rows'] - stats['keys']} rows have a null key (column {key!r}); nothing was published")
+        if stats["rows"] > stats["values"]:
+            first = rows.filter(F.col("value").isNull()).select("key").first()[0]
+            raise _cairn.InvalidInput(
+                f"{stats['rows'] - stats['values']} rows have a null value (column {value!r}), the first for key "
+                f"{_shown(first)}; nothing was published")
+        data_bytes = int(stats["bytes"] or 0)
+        n_shards = _cairn.default_shards(data_bytes)
+    else:
+        # No sizing pass: the writers refuse null keys and values themselves (and the job publishes nothing).
+        n_shards = int(shards)
+        data_bytes = None
 
     build = _cairn.begin(store, keyspace, shards=n_shards, replicas=list(replicas or []))
     sc = _context(df.sparkSession)
@@ -98,6 +104,13 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
             sc.setLocalProperty("spark.jobGroup.id", None)
             sc.setLocalProperty("spark.job.description", None)
             sc.setLocalProperty("spark.job.interruptOnCancel", None)
+
+
+def _input_partitions(df):
+    try:
+        return df.rdd.getNumPartitions()
+    except Exception:  # Spark Connect
+        return 0
 
 
 def _context(spark):
@@ -149,7 +162,10 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
         parallelism = spark.sparkContext.defaultParallelism
     except Exception:  # Spark Connect has no SparkContext on the client
         parallelism = int(spark.conf.get("spark.default.parallelism", "8"))
-    partitions = max(1, min(n_shards, max(2 * parallelism, math.ceil(data_bytes / PARTITION_BYTES))))
+    by_size = math.ceil(data_bytes / PARTITION_BYTES) if data_bytes is not None else _input_partitions(rows)
+    # Whole waves: a last wave with fewer tasks than cores leaves cores idle while it runs.
+    waves = math.ceil(max(2 * parallelism, by_size) / parallelism)
+    partitions = max(1, min(n_shards, waves * parallelism))
 
     def write_partition(batches):
         from pyspark import TaskContext

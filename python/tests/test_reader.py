@@ -79,7 +79,7 @@ def test_a_deleted_primary_copy_is_read_from_the_replica(tmp_path):
         fresh.get("default", keys[0])
 
 
-def test_a_store_is_shared_across_threads_with_the_gil_released(tmp_path):
+def test_one_store_serves_several_threads_at_once(tmp_path):
     import threading
 
     store = str(tmp_path / "store")

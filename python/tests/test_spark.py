@@ -124,6 +124,13 @@ def test_null_keys_and_values_publish_nothing(spark, tmp_path):
     df = spark.createDataFrame([("a", "1"), ("b", None)], "key string, value string")
     with pytest.raises(cairn.InvalidInput, match="null value .* for key 'b'"):
         cairn.spark.bulk_load(df, store, "default")
+    # With the shard count given there is no sizing pass: the writers refuse the null themselves.
+    df = spark.createDataFrame([("a", "1"), ("b", None)], "key string, value string")
+    with pytest.raises(cairn.InvalidInput, match='^a null value for key "b"$'):
+        cairn.spark.bulk_load(df, store, "default", shards=2)
+    df = spark.createDataFrame([("a", "1"), (None, "2")], "key string, value string")
+    with pytest.raises(cairn.InvalidInput, match="^a null key$"):
+        cairn.spark.bulk_load(df, store, "default", shards=2)
     df = spark.createDataFrame([("a", 1)], "key string, value int")
     with pytest.raises(cairn.InvalidInput, match="is int; expected string or binary"):
         cairn.spark.bulk_load(df, store, "default")
