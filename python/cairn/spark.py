@@ -10,6 +10,7 @@ all of it or none of it. See docs/SPARK.md.
 import json
 import math
 import re
+import warnings
 
 import pyarrow as pa
 
@@ -34,8 +35,8 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``. A duplicate key, a null key
     or value, or a failed job raises a ``cairn.Error`` subclass and publishes nothing.
 
-    The job's Spark jobs run in the caller's job group, or in one of their own (cancelled if the load
-    fails, before the version is deleted).
+    The load's Spark jobs carry the tag ``cairn-bulk-load-<version>`` (Spark 3.5+); if the load fails they
+    are cancelled, and their tasks waited for (at most 60 s), before the version is deleted.
 
     ``_fail_first_attempt`` (tests only): ``"before"`` or ``"after"`` makes the first attempt of the first
     writer task fail before it writes or after it has written its shards.
@@ -76,13 +77,18 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
         n_shards = int(shards)
         data_bytes = None
 
+    if data_bytes is not None and data_bytes / n_shards > _cairn.EXCLUSIVE_MAX:
+        warnings.warn(
+            f"shards of ~{data_bytes // n_shards >> 20} MiB exceed {_cairn.EXCLUSIVE_MAX >> 20} MiB: they are "
+            "uploaded without the check that a retried task wrote the same bytes (docs/SPARK.md); pass more shards",
+            stacklevel=2)
+
     build = _cairn.begin(store, keyspace, shards=n_shards, replicas=list(replicas or []))
     sc = _context(df.sparkSession)
-    group = sc.getLocalProperty("spark.jobGroup.id") if sc else None
-    own_group = sc is not None and not group
-    if own_group:
-        group = f"cairn-bulk-load-{build.version}"
-        sc.setJobGroup(group, f"cairn bulk load of {keyspace}", interruptOnCancel=True)
+    tag = f"cairn-bulk-load-{build.version}"
+    tagged = sc is not None and hasattr(sc, "addJobTag")
+    if tagged:
+        sc.addJobTag(tag)
     try:
         entries = _write(rows, build.target, n_shards, data_bytes, df.sparkSession, _fail_first_attempt)
         try:
@@ -91,26 +97,32 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
             files = []
         return build.publish(entries, files=files)
     except BaseException as e:
-        # Tasks of a failed job may still be writing: stop them first, so abort finds what they wrote
-        # (anything written after it is an orphan that `cairn gc` collects).
-        if own_group:
-            _stop_jobs(sc, group)
-        build.abort()  # a no-op once the publish got as far as the manifest: it decided what stays
-        if isinstance(e, Exception):
-            raise _translated(e) from e
-        raise
+        try:
+            # Tasks of a failed job may still be writing: stop them first, so abort finds what they wrote
+            # (anything written after it is an orphan that `cairn gc` collects).
+            if tagged:
+                _stop_jobs(sc, tag)
+        except Exception:  # a dying SparkContext: clean up what can be cleaned up anyway
+            pass
+        finally:
+            try:
+                build.abort()  # refused while a publish runs; a no-op once it wrote the manifest
+            except _cairn.Error:
+                pass
+        if isinstance(e, _cairn.Error) or not isinstance(e, Exception):
+            raise
+        raise _translated(e) from e
     finally:
-        if own_group:
-            sc.setLocalProperty("spark.jobGroup.id", None)
-            sc.setLocalProperty("spark.job.description", None)
-            sc.setLocalProperty("spark.job.interruptOnCancel", None)
+        if tagged:
+            sc.removeJobTag(tag)
 
 
-def _input_partitions(df):
+def _estimated_bytes(df):
+    """Spark's own estimate of the input's size (file sizes for files), without running anything."""
     try:
-        return df.rdd.getNumPartitions()
-    except Exception:  # Spark Connect
-        return 0
+        return int(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes().toString())
+    except Exception:  # Spark Connect, or another plan API
+        return None
 
 
 def _context(spark):
@@ -120,17 +132,15 @@ def _context(spark):
         return None
 
 
-def _stop_jobs(sc, group, timeout=60.0):
-    """Cancels the group's jobs and waits (bounded) until none of their tasks runs."""
+def _stop_jobs(sc, tag, timeout=60.0):
+    """Cancels the load's jobs and waits (bounded) until no task of the application runs."""
     import time
 
-    sc.cancelJobGroup(group)
+    sc.cancelJobsWithTag(tag)
     tracker = sc.statusTracker()
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        jobs = [tracker.getJobInfo(j) for j in tracker.getJobIdsForGroup(group)]
-        stages = [s for j in jobs if j is not None for s in j.stageIds]
-        infos = [tracker.getStageInfo(s) for s in stages]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        infos = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
         if not any(i is not None and i.numActiveTasks > 0 for i in infos):
             return
         time.sleep(0.2)
@@ -162,7 +172,8 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
         parallelism = spark.sparkContext.defaultParallelism
     except Exception:  # Spark Connect has no SparkContext on the client
         parallelism = int(spark.conf.get("spark.default.parallelism", "8"))
-    by_size = math.ceil(data_bytes / PARTITION_BYTES) if data_bytes is not None else _input_partitions(rows)
+    size = data_bytes if data_bytes is not None else _estimated_bytes(rows)
+    by_size = min(math.ceil(size / PARTITION_BYTES), 1 << 20) if size is not None else 0
     # Whole waves: a last wave with fewer tasks than cores leaves cores idle while it runs.
     waves = math.ceil(max(2 * parallelism, by_size) / parallelism)
     partitions = max(1, min(n_shards, waves * parallelism))

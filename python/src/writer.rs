@@ -27,7 +27,14 @@ static STORES: LazyLock<Mutex<HashMap<(u32, String), Store>>> = LazyLock::new(De
 fn open_store(url: &str) -> PyResult<Store> {
     let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
     let pid = std::process::id();
-    stores.retain(|(p, _), _| *p == pid);
+    // A parent's clients are forgotten, not dropped: dropping them could wait on its runtime's threads,
+    // which do not exist in this process.
+    if stores.keys().any(|(p, _)| *p != pid) {
+        let (mine, theirs): (HashMap<_, _>, HashMap<_, _>) =
+            std::mem::take(&mut *stores).into_iter().partition(|((p, _), _)| *p == pid);
+        std::mem::forget(theirs);
+        *stores = mine;
+    }
     if let Some(s) = stores.get(&(pid, url.to_string())) {
         return Ok(s.clone());
     }
@@ -103,6 +110,7 @@ pub fn default_shards(data_bytes: u64) -> u32 {
 #[derive(Clone, Copy, PartialEq)]
 enum State {
     Open,
+    Publishing,
     Published,
     Aborted,
 }
@@ -188,37 +196,47 @@ impl Build {
         let entries = entries.iter().map(entry_of).collect::<PyResult<Vec<_>>>()?;
         {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if *state != State::Open {
-                return Err(errors::invalid("this build was already published or aborted"));
+            match *state {
+                State::Open => *state = State::Publishing,
+                State::Publishing => return Err(errors::invalid("this build is being published")),
+                State::Published | State::Aborted => {
+                    return Err(errors::invalid("this build was already published or aborted"));
+                }
             }
-            *state = State::Published;
         }
         let inner = self.inner.clone();
         let report = block_on(py, async move { inner.publish(entries, files.unwrap_or_default()).await });
         match report {
-            Ok(r) => report_dict(py, &r),
+            Ok(r) => {
+                *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Published;
+                report_dict(py, &r)
+            }
             Err(e) => {
                 // Failed before its manifest was written (a missing object, a bad entry): nothing of it is
                 // visible, and the build can still be aborted (or published with the right entries).
-                if !self.inner.is_publishing() {
-                    *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Open;
-                }
+                let after = if self.inner.is_publishing() { State::Published } else { State::Open };
+                *self.state.lock().unwrap_or_else(|e| e.into_inner()) = after;
                 Err(errors::ingest(e))
             }
         }
     }
 
     /// Gives the version up: deletes what was written for it and its checkpoint (a no-op once published).
-    fn abort(&self, py: Python<'_>) {
+    /// Raises while a publish of it is running (that publish decides what stays).
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
         {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if *state != State::Open {
-                return;
+            match *state {
+                State::Open => *state = State::Aborted,
+                State::Publishing => {
+                    return Err(errors::invalid("this build is being published; it cannot be aborted now"));
+                }
+                State::Published | State::Aborted => return Ok(()),
             }
-            *state = State::Aborted;
         }
         let inner = self.inner.clone();
         block_on(py, async move { inner.abort().await });
+        Ok(())
     }
 
     fn __repr__(&self) -> String {
@@ -311,7 +329,7 @@ pub fn write_shard<'py>(
         if keys.is_empty() {
             let dir = tempfile_dir()?;
             return cairn_ingest::ShardObject::create(&t, &ShardFormat::default(), shard, dir.path())?
-                .finish(&roots)
+                .finish_exclusive(&roots)
                 .await;
         }
         let shards: ArrayRef = Arc::new(Int32Array::from(vec![shard as i32; keys.len()]));

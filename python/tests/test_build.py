@@ -172,6 +172,8 @@ def test_a_second_attempt_with_the_same_rows_is_accepted_and_with_other_rows_ref
     assert cairn.write_shard(build.target, 0, keys, values) == first  # a retry or speculative duplicate
     with pytest.raises(cairn.InvalidInput, match="already written .* with other rows.*not deterministic"):
         cairn.write_shard(build.target, 0, keys, pa.array(["1", "2", "changed"]))
+    with pytest.raises(cairn.InvalidInput, match="other rows"):  # an empty shard cannot replace it either
+        cairn.write_shard(build.target, 0, pa.array([], pa.string()), pa.array([], pa.string()))
     assert build.publish([first])["rows"] == 3
     assert cairn.open(store).get("default", "c") == b"3"
 
