@@ -101,57 +101,56 @@ impl ShardObject {
         let checksum = cairn_shared::manifest::checksum_of(&bytes);
         let payload = object_store::PutPayload::from(bytes::Bytes::from(bytes));
         for root in roots {
-            self.create_or_match(root, &payload, &checksum).await?;
+            create_or_match(self.shard, &self.dest, root, &payload, &checksum).await?;
         }
         Ok(summary.entry(self.shard, self.dest.to_string(), checksum))
     }
 }
 
-impl ShardObject {
-    /// Creates `dest` under `root` unless it exists; if it does, its bytes must be `checksum`'s.
-    async fn create_or_match(
-        &self,
-        root: &Store,
-        payload: &object_store::PutPayload,
-        checksum: &str,
-    ) -> Result<(), IngestError> {
-        let differs = || {
-            IngestError::Invalid(format!(
-                "shard {} was already written under {} with other rows (by another attempt of this task): the \
-                 job's input is not deterministic. Cache or checkpoint the input and rerun",
-                self.shard, root.url
-            ))
-        };
-        // S3 answers a create racing another with a conflict that reads as "exists"; the winner's object
-        // may not be readable yet, so a few rounds.
-        for _ in 0..4 {
-            let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
-            match root.inner.put_opts(&self.dest, payload.clone(), opts).await {
-                Ok(_) => return Ok(()),
-                Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            match root.inner.head(&self.dest).await {
-                Ok(meta) if meta.size != payload.content_length() as u64 => return Err(differs()),
-                Ok(_) => {}
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            match root.inner.get(&self.dest).await {
-                Ok(got) => {
-                    let existing = got.bytes().await?;
-                    let same = cairn_shared::manifest::checksum_of(&existing) == checksum;
-                    return if same { Ok(()) } else { Err(differs()) };
-                }
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+/// Creates `dest` under `root` unless it exists; if it does, its bytes must be `checksum`'s.
+async fn create_or_match(
+    shard: u32,
+    dest: &object_store::path::Path,
+    root: &Store,
+    payload: &object_store::PutPayload,
+    checksum: &str,
+) -> Result<(), IngestError> {
+    let differs = || {
+        IngestError::Invalid(format!(
+            "shard {} was already written under {} with other rows (by another attempt of this task): the \
+             job's input is not deterministic. Cache or checkpoint the input and rerun",
+            shard, root.url
+        ))
+    };
+    // S3 answers a create racing another with a conflict that reads as "exists"; the winner's object
+    // may not be readable yet, so a few rounds.
+    for _ in 0..4 {
+        let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+        match root.inner.put_opts(dest, payload.clone(), opts).await {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
-        Err(IngestError::OutcomeUnknown(format!(
-            "shard {}: {} under {} could neither be created nor read back",
-            self.shard, self.dest, root.url
-        )))
+        match root.inner.head(dest).await {
+            Ok(meta) if meta.size != payload.content_length() as u64 => return Err(differs()),
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        match root.inner.get(dest).await {
+            Ok(got) => {
+                let existing = got.bytes().await?;
+                let same = cairn_shared::manifest::checksum_of(&existing) == checksum;
+                return if same { Ok(()) } else { Err(differs()) };
+            }
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
+    Err(IngestError::OutcomeUnknown(format!(
+        "shard {}: {} under {} could neither be created nor read back",
+        shard, dest, root.url
+    )))
 }
 
 /// Streams a local file to `dest` under every root (multipart beyond 8 MiB), hashing it on the way. An
