@@ -10,7 +10,7 @@
 #      LocalStack, interop, CLI),
 #   4. builds the Python package (python/, a maturin wheel) and runs its pytest suite: the embedded reader,
 #      the write-side building blocks, and cairn.spark.bulk_load on a local[2] Spark against the local store
-#      and LocalStack,
+#      and LocalStack (PySpark 4.3, then the Spark tests again on PySpark 3.5 in a venv of their own),
 #   5. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
 #   6. stops LocalStack. Exits non-zero on any failure.
 # The cargo target dir is kept between runs (~/.cache/cairn/target) so repeated runs, CI included, only
@@ -26,6 +26,14 @@ if ! "$venv/bin/python" -c "import pyarrow, duckdb, pyspark, pandas, pytest" 2>/
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyarrow==26.0.1' 'duckdb==2.0.0' \
     'pyspark==4.3.0' 'pandas>=2.2,<3' 'pytest>=8' 'maturin>=1.7,<2'
+fi
+# Spark 3.5 too: bulk_load has a placement path of its own there (no arrow_udf before 4.1).
+venv35="${CAIRN_SPARK35_VENV:-$HOME/.cache/cairn/spark35-venv}"
+if ! "$venv35/bin/python" -c "import pyarrow, pyspark, pandas, pytest" 2>/dev/null; then
+  echo "== installing pyspark 3.5, pyarrow, pandas and pytest into $venv35"
+  python3 -m venv "$venv35"
+  "$venv35/bin/pip" install --quiet --disable-pip-version-check 'pyspark==3.5.9' 'pyarrow==26.0.1' \
+    'pandas>=2.2,<3' 'pytest>=8'
 fi
 export CAIRN_PYTHON="$venv/bin/python"
 PATH="$(scripts/install-tools.sh):$PATH"
@@ -50,9 +58,14 @@ cargo test --locked --workspace --exclude cairn-python --no-fail-fast
 echo "== building the Python package (python/) and running its tests"
 wheels="$(mktemp -d)"
 (cd python && "$venv/bin/maturin" build --locked --profile dev --quiet -o "$wheels")
-"$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/cairn-*.whl
+for v in "$venv" "$venv35"; do
+  "$v/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/cairn-*.whl
+done
 rm -rf "$wheels"
 (cd python/tests && CAIRN_BIN="$CARGO_TARGET_DIR/debug/cairn" "$venv/bin/python" -m pytest -q -p no:cacheprovider)
+echo "== the Spark loader on PySpark 3.5"
+(cd python/tests && CAIRN_BIN="$CARGO_TARGET_DIR/debug/cairn" "$venv35/bin/python" -m pytest -q -p no:cacheprovider \
+  -W ignore::DeprecationWarning test_spark.py)
 echo "== replaying the fuzz corpus (tests/fuzz, docs/fuzzing.md)"
 # Its own workspace and target dir: cargo-fuzz builds it with nightly flags, and its lock is separate.
 CARGO_TARGET_DIR="$HOME/.cache/cairn/fuzz-target" cargo test --locked --manifest-path tests/fuzz/Cargo.toml

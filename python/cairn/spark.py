@@ -158,7 +158,10 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
 
         placed = rows.withColumn("shard", shard_of("key"))
     else:
-        schema = rows.schema.add("shard", "int", nullable=False)
+        from pyspark.sql.types import IntegerType, StructField, StructType
+
+        # Nullable: a null key has no shard, and the writer reports it as the null key it is.
+        schema = StructType(rows.schema.fields + [StructField("shard", IntegerType(), True)])
 
         def add_shard(batches):
             for b in batches:
