@@ -80,8 +80,13 @@ pub enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
-    /// Show the keyspace's version, size and the server's cache statistics.
-    Info,
+    /// Show the keyspace's version, size, replication and the server's cache statistics, in redis-cli's
+    /// INFO style (`# Section`, `field:value`, sizes also human-readable).
+    Info {
+        /// Print the server's JSON document instead (GET /v1/keyspaces/{ks}).
+        #[arg(long)]
+        json: bool,
+    },
     /// List the published versions of a keyspace (newest last; * marks the current one).
     Versions {
         #[command(flatten)]

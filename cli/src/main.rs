@@ -3,6 +3,7 @@
 mod admin;
 mod args;
 mod client;
+mod info_report;
 mod output;
 mod progress;
 mod repl;
@@ -57,8 +58,13 @@ async fn run(cli: Cli) -> Res {
             println!("{n}");
             Ok(0)
         }
-        Some(Command::Info) => {
-            println!("{}", serde_json::to_string_pretty(&client().await?.info(&cli.keyspace).await?)?);
+        Some(Command::Info { json }) => {
+            let info = client().await?.info(&cli.keyspace).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                print!("{}", info_report::render(&info));
+            }
             Ok(0)
         }
         Some(Command::Ingest(args)) => {

@@ -10,7 +10,7 @@ const HELP: &str = "commands:
   GET key                 value of key, or (nil)
   MGET key [key ...]      values, one per line
   EXISTS key [key ...]    how many of the keys exist
-  INFO                    keyspace version, size and cache statistics
+  INFO [JSON]             keyspace version, size, replication and cache statistics (JSON: the raw document)
   KEYSPACE [name]         show or switch the keyspace
   HELP                    this text
   QUIT                    leave";
@@ -56,7 +56,8 @@ pub async fn run(client: &Client, url: &str, mut keyspace: String) -> i32 {
                 .mget(&keyspace, &args)
                 .await
                 .map(|v| println!("(integer) {}", v.iter().filter(|x| x.is_some()).count())),
-            ("INFO", 0) => client
+            ("INFO", 0) => client.info(&keyspace).await.map(|v| print!("{}", crate::info_report::render(&v))),
+            ("INFO", 1) if args[0].eq_ignore_ascii_case("json") => client
                 .info(&keyspace)
                 .await
                 .map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),

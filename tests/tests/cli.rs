@@ -36,9 +36,18 @@ fn serve_file_then_query_with_the_cli() {
     assert_eq!(text(&out.stdout), format!("{v0}\n(nil)\n{v1}\n"));
     let out = cairn(&["--url", url, "exists", k0, "nope", k1], None);
     assert_eq!(text(&out.stdout), "2\n");
-    let out = cairn(&["--url", url, "info"], None);
+    let out = cairn(&["--url", url, "info", "--json"], None);
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["keys"], 10_000);
+    // Readable by default, in redis-cli's INFO style.
+    let out = cairn(&["--url", url, "info"], None);
+    let report = text(&out.stdout);
+    assert!(report.starts_with("# Keyspace\nkeyspace:default\n"), "{report}");
+    for line in ["keys:10000", "placement_algorithm:jump", "replicated:no", "# Cache", "shard_metadata_hits:"] {
+        assert!(report.lines().any(|l| l.starts_with(line)), "{line:?} not in:\n{report}");
+    }
+    let bytes = info["bytes"].as_u64().unwrap();
+    assert!(report.contains(&format!("bytes:{bytes}\nbytes_human:")), "{report}");
     let out = cairn(&["--url", url, "-k", "nope", "get", k0], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("keyspace \"nope\" not found"), "{}", text(&out.stderr));
@@ -50,6 +59,11 @@ fn serve_file_then_query_with_the_cli() {
     assert_eq!(&lines[..5], &[v0.clone(), v0.clone(), "(nil)".into(), "(integer) 2".into(), "default".into()]);
     assert!(lines[5].starts_with("(error) unknown command"), "{lines:?}");
     assert_eq!(lines.len(), 6, "QUIT stops reading: {lines:?}");
+    let out = cairn(&["--url", url], Some("INFO\nINFO json\n"));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("# Keyspace\n") && shown.contains("\n# Cache\n"), "{shown}");
+    let raw = &shown[shown.find("\n{").expect("the JSON document follows") + 1..];
+    assert_eq!(serde_json::from_str::<serde_json::Value>(raw).unwrap()["keys"], 10_000);
     drop(server);
 
     // Same file again: the published version is reused, not re-ingested.
