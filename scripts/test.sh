@@ -11,8 +11,10 @@
 #   4. builds the Python package (python/, a maturin wheel) and runs its pytest suite: the embedded reader,
 #      the write-side building blocks, and cairn.spark.bulk_load on a local[2] Spark against the local store
 #      and LocalStack (PySpark 4.3, then the Spark tests again on PySpark 3.5 in a venv of their own),
-#   5. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
-#   6. stops LocalStack. Exits non-zero on any failure.
+#   5. runs schemathesis against a `cairn serve` of the reference data: every generated request must get a
+#      status, content type, headers and body the OpenAPI document (docs/openapi.json) allows, and no 5xx,
+#   6. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
+#   7. stops LocalStack. Exits non-zero on any failure.
 # The cargo target dir is kept between runs (~/.cache/cairn/target) so repeated runs, CI included, only
 # rebuild what changed.
 set -euo pipefail
@@ -34,6 +36,13 @@ if ! "$venv35/bin/python" -c "import pyarrow, pyspark, pandas, pytest" 2>/dev/nu
   python3 -m venv "$venv35"
   "$venv35/bin/pip" install --quiet --disable-pip-version-check 'pyspark==3.5.9' 'pyarrow==26.0.1' \
     'pandas>=2.2,<3' 'pytest>=8'
+fi
+# schemathesis checks the running API against docs/openapi.json (its own venv: its pins are its own).
+stvenv="${CAIRN_SCHEMATHESIS_VENV:-$HOME/.cache/cairn/schemathesis-venv}"
+if ! "$stvenv/bin/schemathesis" --version >/dev/null 2>&1; then
+  echo "== installing schemathesis into $stvenv"
+  python3 -m venv "$stvenv"
+  "$stvenv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5'
 fi
 export CAIRN_PYTHON="$venv/bin/python"
 PATH="$(scripts/install-tools.sh):$PATH"
@@ -66,6 +75,8 @@ rm -rf "$wheels"
 echo "== the Spark loader on PySpark 3.5"
 (cd python/tests && CAIRN_BIN="$CARGO_TARGET_DIR/debug/cairn" "$venv35/bin/python" -m pytest -q -p no:cacheprovider \
   -W ignore::DeprecationWarning test_spark.py)
+echo "== the HTTP API against its OpenAPI document (schemathesis, docs/openapi.json)"
+scripts/api-conformance.sh "$CARGO_TARGET_DIR/debug/cairn" "$stvenv/bin/schemathesis"
 echo "== replaying the fuzz corpus (tests/fuzz, docs/fuzzing.md)"
 # Its own workspace and target dir: cargo-fuzz builds it with nightly flags, and its lock is separate.
 CARGO_TARGET_DIR="$HOME/.cache/cairn/fuzz-target" cargo test --locked --manifest-path tests/fuzz/Cargo.toml

@@ -5,12 +5,13 @@
 //! - `GET  /v1/keyspaces/{ks}` → version, shards, keys, bytes, cache stats
 //! - `GET  /v1/keyspaces` → the published keyspaces
 //! - `GET  /v1/health` → liveness and cache stats
+//! - `GET  /v1/openapi.json` → the OpenAPI 3.1 description of all of them (docs/openapi.json)
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -43,13 +44,24 @@ pub fn router_with_access_log(engine: Arc<Engine>) -> Router {
         .with_state(engine)
 }
 
+/// Every route, as the OpenAPI document names them (openapi.rs checks the two agree).
+pub const ROUTES: [&str; 6] = [
+    "/v1/health",
+    "/v1/keyspaces",
+    "/v1/keyspaces/{ks}",
+    "/v1/keyspaces/{ks}/keys/{key}",
+    "/v1/keyspaces/{ks}/mget",
+    "/v1/openapi.json",
+];
+
 fn routes() -> Router<Arc<Engine>> {
     Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/keyspaces", get(list_keyspaces))
-        .route("/v1/keyspaces/{ks}", get(keyspace_info))
-        .route("/v1/keyspaces/{ks}/keys/{key}", get(get_key))
-        .route("/v1/keyspaces/{ks}/mget", post(mget))
+        .route(ROUTES[0], get(health))
+        .route(ROUTES[1], get(list_keyspaces))
+        .route(ROUTES[2], get(keyspace_info))
+        .route(ROUTES[3], get(get_key))
+        .route(ROUTES[4], post(mget))
+        .route(ROUTES[5], get(crate::openapi::document))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such route; see docs/API.md".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
@@ -61,6 +73,16 @@ fn error(status: StatusCode, code: &'static str, message: String) -> Response {
 }
 
 /// Maps engine errors to statuses through their coarse kind.
+/// A path that does not decode (not UTF-8 once percent-decoded) names no key or keyspace.
+fn path_error(r: PathRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, "invalid_request", r.body_text())
+}
+
+/// A query string that does not parse is a request error like any other: JSON, with its code.
+fn query_error(r: QueryRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, "invalid_request", r.body_text())
+}
+
 fn engine_error(e: Error) -> Response {
     let (status, code) = match (e.root(), e.kind()) {
         (Error::KeyspaceNotFound(_), _) => (StatusCode::NOT_FOUND, "keyspace_not_found"),
@@ -80,7 +102,11 @@ fn engine_error(e: Error) -> Response {
     error(status, code, e.to_string())
 }
 
-async fn get_key(State(engine): State<Arc<Engine>>, Path((ks, key)): Path<(String, String)>) -> Response {
+async fn get_key(State(engine): State<Arc<Engine>>, p: Result<Path<(String, String)>, PathRejection>) -> Response {
+    let Path((ks, key)) = match p {
+        Ok(p) => p,
+        Err(r) => return path_error(r),
+    };
     get_value(&engine, &ks, &key).await
 }
 
@@ -121,10 +147,15 @@ struct MgetQuery {
 
 async fn mget(
     State(engine): State<Arc<Engine>>,
-    Path(ks): Path<String>,
-    Query(q): Query<MgetQuery>,
+    ks: Result<Path<String>, PathRejection>,
+    q: Result<Query<MgetQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let (Path(ks), Query(q)) = match (ks, q) {
+        (Ok(ks), Ok(q)) => (ks, q),
+        (Err(r), _) => return path_error(r),
+        (_, Err(r)) => return query_error(r),
+    };
     // The body is parsed whatever its Content-Type, so `curl -d '["k1","k2"]'` works.
     let body = match body {
         Ok(b) => b,
@@ -175,7 +206,11 @@ async fn mget(
     }
 }
 
-async fn keyspace_info(State(engine): State<Arc<Engine>>, Path(ks): Path<String>) -> Response {
+async fn keyspace_info(State(engine): State<Arc<Engine>>, p: Result<Path<String>, PathRejection>) -> Response {
+    let Path(ks) = match p {
+        Ok(p) => p,
+        Err(r) => return path_error(r),
+    };
     match engine.info(&ks).await {
         Ok(info) => Json(info).into_response(),
         Err(e) => engine_error(e),
@@ -198,7 +233,11 @@ struct HealthQuery {
 
 /// GREEN/YELLOW/RED per keyspace (all published keyspaces, or `?keyspace=`); `?deep=true` verifies checksums.
 /// 200 unless some keyspace is RED (503), so load balancers and monitors can use the status code alone.
-async fn health(State(engine): State<Arc<Engine>>, Query(q): Query<HealthQuery>) -> Response {
+async fn health(State(engine): State<Arc<Engine>>, q: Result<Query<HealthQuery>, QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(r) => return query_error(r),
+    };
     if q.deep && !engine.config().deep_health {
         return error(
             StatusCode::FORBIDDEN,

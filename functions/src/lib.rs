@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod api;
 pub mod lambda;
+pub mod openapi;
 pub mod server;
 pub mod telemetry;
 
