@@ -114,7 +114,10 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
         raise _translated(e) from e
     finally:
         if tagged:
-            sc.removeJobTag(tag)
+            try:
+                sc.removeJobTag(tag)
+            except Exception:  # a stopped SparkContext: nothing left to untag
+                pass
 
 
 def _estimated_bytes(df):
