@@ -234,6 +234,10 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
     section = os.path.join(os.path.dirname(md_path) or ".", "bench", "inputs.md")
     if os.path.exists(section):
         w(INPUTS_BEGIN + "\n" + open(section).read() + INPUTS_END + "\n")
+    # scripts/bench-spark.sh's section (bench/spark_bench.py splices it between the same markers).
+    spark = os.path.join(os.path.dirname(md_path) or ".", "bench", "spark.md")
+    if os.path.exists(spark):
+        w(SPARK_BEGIN + "\n" + open(spark).read() + SPARK_END + "\n")
     notes = os.path.join(os.path.dirname(md_path) or ".", "docs", "benchmark-notes.md")
     if os.path.exists(notes):
         w(open(notes).read())
@@ -242,6 +246,8 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
 
 INPUTS_BEGIN = "<!-- bench/inputs.md: scripts/bench-inputs.sh, bench_report.py inputs -->"
 INPUTS_END = "<!-- end of bench/inputs.md -->"
+SPARK_BEGIN = "<!-- bench/spark.md: scripts/bench-spark.sh -->"
+SPARK_END = "<!-- end of bench/spark.md -->"
 
 
 def inputs(md_path: str) -> None:
