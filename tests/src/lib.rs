@@ -42,6 +42,19 @@ pub fn python() -> Option<PathBuf> {
     })
 }
 
+/// [`python`] for a test that needs it: None (the test returns) only on a developer's machine without one.
+/// Under CI, or when `CAIRN_PYTHON` names one (scripts/test.sh always does), a missing or broken Python
+/// fails the test instead of skipping it.
+pub fn python_or_skip() -> Option<PathBuf> {
+    let py = python();
+    if py.is_none() {
+        let required = std::env::var("CI").is_ok() || std::env::var("CAIRN_PYTHON").is_ok();
+        assert!(!required, "no Python with pyarrow+duckdb (CAIRN_PYTHON or CI is set): run scripts/test.sh");
+        eprintln!("SKIPPED locally: no Python with pyarrow and duckdb (scripts/test.sh installs one)");
+    }
+    py
+}
+
 /// Parses a `<key> <value>\n` file the simplest possible way, as an oracle for what cairn must return.
 pub fn read_dataset(path: &Path) -> Vec<(String, Vec<u8>)> {
     let bytes = std::fs::read(path).expect("dataset");

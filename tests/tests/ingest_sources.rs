@@ -13,17 +13,8 @@ use cairn_ingest::{IngestError, IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
 use cairn_shared::store::Store;
 use cairn_shared::{Engine, pointer};
-use cairn_tests::{TestServer, cairn_bin, encode, python, s3, workspace_root};
+use cairn_tests::{TestServer, cairn_bin, encode, python_or_skip, s3, workspace_root};
 use object_store::{ObjectStoreExt, PutPayload};
-
-fn need_python() -> Option<PathBuf> {
-    let py = python();
-    if py.is_none() {
-        assert!(std::env::var("CI").is_err(), "CI=true but no Python with pyarrow+duckdb: run scripts/test.sh");
-        eprintln!("SKIPPED locally: no Python with pyarrow and duckdb (scripts/test.sh installs one)");
-    }
-    py
-}
 
 fn make_lake(py: &Path, mode: &str, dest: &Path) -> Vec<u8> {
     let out =
@@ -69,7 +60,7 @@ async fn upload_dir(bucket: &str, prefix: &str, dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_from_pyarrow_and_duckdb_local_and_on_s3_answers_every_key_byte_exactly() {
-    let Some(py) = need_python() else { return };
+    let Some(py) = python_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let expected: BTreeMap<String, String> = serde_json::from_slice(&make_lake(&py, "lake", &lake)).unwrap();
@@ -126,7 +117,7 @@ async fn parquet_from_pyarrow_and_duckdb_local_and_on_s3_answers_every_key_byte_
 
 #[tokio::test]
 async fn value_columns_store_the_documented_json() {
-    let Some(py) = need_python() else { return };
+    let Some(py) = python_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("features.parquet");
     make_lake(&py, "features", &file);
@@ -224,7 +215,7 @@ async fn gzip_and_zstd_copies_of_the_reference_data_give_the_same_keyspace() {
 
 #[tokio::test]
 async fn a_null_key_deep_in_the_second_file_is_named_by_file_and_row_and_nothing_is_published() {
-    let Some(py) = need_python() else { return };
+    let Some(py) = python_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("nk");
     make_lake(&py, "nullkey", &lake);

@@ -5,16 +5,12 @@
 use std::process::Command;
 
 use cairn_shared::store::Store;
-use cairn_tests::{ingest, python, workspace_root};
+use cairn_tests::{ingest, python_or_skip, workspace_root};
 use serde_json::json;
 
 #[tokio::test]
 async fn shards_open_unchanged_in_pyarrow_and_duckdb() {
-    let Some(py) = python() else {
-        assert!(std::env::var("CI").is_err(), "CI=true but no Python with pyarrow+duckdb: run scripts/test.sh");
-        eprintln!("SKIPPED locally: no Python with pyarrow and duckdb (scripts/test.sh installs one)");
-        return;
-    };
+    let Some(py) = python_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
     let store = Store::open(store_dir.to_str().unwrap()).unwrap();
