@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::errors;
-use crate::runtime::{block_on, runtime};
+use crate::runtime::{block_on_with, runtime};
 
 /// Keys per engine call in `mget`: the HTTP API's MGET size, so one call's values stay bounded.
 const MGET_CHUNK: usize = 1000;
@@ -18,6 +18,9 @@ const MGET_CHUNK: usize = 1000;
 #[pyclass(module = "cairn", frozen)]
 pub struct Store {
     engine: Arc<Engine>,
+    /// The runtime it was opened on, held so a lookup does not take the process's runtime lock.
+    rt: Arc<tokio::runtime::Runtime>,
+    pid: u32,
 }
 
 /// Opens the store at `url` (a path, `file:///abs/path`, `s3://bucket/prefix` configured by the standard
@@ -26,18 +29,29 @@ pub struct Store {
 pub fn open(url: &str) -> PyResult<Store> {
     let store = cairn_shared::store::Store::open(url).map_err(errors::shared)?;
     let config = EngineConfig::from_env().map_err(errors::shared)?;
-    let _in_runtime = runtime().enter();
-    Ok(Store { engine: Arc::new(Engine::new(store, config)) })
+    let rt = runtime();
+    let engine = {
+        let _in_runtime = rt.enter();
+        Arc::new(Engine::new(store, config))
+    };
+    Ok(Store { engine, rt, pid: std::process::id() })
 }
 
 /// Polls `f` once in the runtime's context, holding the GIL: a warm lookup (answered from memory) is done
 /// then, with no thread handoff. Anything that has to wait finishes on the runtime with the GIL released.
-fn run<F>(py: Python<'_>, f: F) -> F::Output
+fn run<F>(store: &Store, py: Python<'_>, f: F) -> F::Output
 where
     F: std::future::Future + Send,
     F::Output: Send,
 {
-    let rt = runtime();
+    // After a fork the parent's runtime has no threads here (docs/PYTHON.md: open the store again).
+    let forked;
+    let rt: &tokio::runtime::Runtime = if std::process::id() == store.pid {
+        &store.rt
+    } else {
+        forked = runtime();
+        &forked
+    };
     let mut f = std::pin::pin!(f);
     {
         let _in_runtime = rt.enter();
@@ -45,14 +59,14 @@ where
             return out;
         }
     }
-    block_on(py, f)
+    block_on_with(py, rt, f)
 }
 
 #[pymethods]
 impl Store {
     /// The value of `key` in `keyspace`'s published version, or None.
     fn get<'py>(&self, py: Python<'py>, keyspace: &str, key: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let value = run(py, self.engine.get(keyspace, key)).map_err(errors::shared)?;
+        let value = run(self, py, self.engine.get(keyspace, key)).map_err(errors::shared)?;
         Ok(value.map(|v| PyBytes::new(py, &v)))
     }
 
@@ -60,7 +74,7 @@ impl Store {
     fn mget<'py>(&self, py: Python<'py>, keyspace: &str, keys: Vec<String>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for chunk in keys.chunks(MGET_CHUNK) {
-            let values = run(py, self.engine.mget(keyspace, chunk)).map_err(errors::shared)?;
+            let values = run(self, py, self.engine.mget(keyspace, chunk)).map_err(errors::shared)?;
             for v in values {
                 match v {
                     Some(v) => out.append(PyBytes::new(py, &v))?,
@@ -73,13 +87,13 @@ impl Store {
 
     /// What `GET /v1/keyspaces/{keyspace}` answers, as a dict.
     fn info<'py>(&self, py: Python<'py>, keyspace: &str) -> PyResult<Bound<'py, PyAny>> {
-        let info = run(py, self.engine.info(keyspace)).map_err(errors::shared)?;
+        let info = run(self, py, self.engine.info(keyspace)).map_err(errors::shared)?;
         py.import("json")?.call_method1("loads", (info.to_string(),))
     }
 
     /// The keyspaces published in this store.
     fn keyspaces(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        run(py, self.engine.list_keyspaces()).map_err(errors::shared)
+        run(self, py, self.engine.list_keyspaces()).map_err(errors::shared)
     }
 
     /// Forgets the pointers read so far: the next lookup of each keyspace reads its current version.

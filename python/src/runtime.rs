@@ -36,6 +36,14 @@ where
     F: std::future::Future + Send,
     F::Output: Send,
 {
-    let rt = runtime();
+    block_on_with(py, &runtime(), f)
+}
+
+/// As [`block_on`], on a runtime the caller already holds (no lookup of the process's runtime).
+pub fn block_on_with<F>(py: Python<'_>, rt: &tokio::runtime::Runtime, f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
     py.detach(|| rt.block_on(f))
 }
