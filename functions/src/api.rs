@@ -9,18 +9,20 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use base64::Engine as _;
 use bytes::Bytes;
 use cairn_shared::{Engine, Error, ErrorKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::request_metrics::RequestMetrics;
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -34,24 +36,35 @@ pub const ERROR_HEADER: &str = "x-cairn-error";
 /// The API without per-request logs (`cairn serve`: at 100k requests/s a log line each costs more than the
 /// lookup).
 pub fn router(engine: Arc<Engine>) -> Router {
-    routes().with_state(engine)
+    router_with(engine, Arc::default(), None)
 }
 
-/// The API with one structured log line per request (the Lambda).
+/// The API with one JSON log line per request on stdout, in CloudWatch Embedded Metric Format (the Lambda).
 pub fn router_with_access_log(engine: Arc<Engine>) -> Router {
-    routes()
-        .layer(axum::middleware::from_fn_with_state(engine.clone(), crate::access_log::log_request))
-        .with_state(engine)
+    router_with(engine, Arc::default(), Some(crate::access_log::stdout_sink()))
+}
+
+/// The API counting its requests into `requests` (which `/metrics` reports), with an access log into `log`
+/// if given.
+pub fn router_with(engine: Arc<Engine>, requests: Arc<RequestMetrics>, log: Option<crate::access_log::Sink>) -> Router {
+    let exposition = Arc::new(crate::metrics::Exposition::new(engine.clone(), requests.clone()));
+    let mut r = routes().layer(axum::middleware::from_fn_with_state(requests, count_request));
+    if let Some(sink) = log {
+        let log = crate::access_log::AccessLog::new(engine.clone(), sink);
+        r = r.layer(axum::middleware::from_fn_with_state(log, crate::access_log::log_request));
+    }
+    r.layer(Extension(exposition)).with_state(engine)
 }
 
 /// Every route, as the OpenAPI document names them (openapi.rs checks the two agree).
-pub const ROUTES: [&str; 6] = [
+pub const ROUTES: [&str; 7] = [
     "/v1/health",
     "/v1/keyspaces",
     "/v1/keyspaces/{ks}",
     "/v1/keyspaces/{ks}/keys/{key}",
     "/v1/keyspaces/{ks}/mget",
     "/v1/openapi.json",
+    "/metrics",
 ];
 
 fn routes() -> Router<Arc<Engine>> {
@@ -62,8 +75,25 @@ fn routes() -> Router<Arc<Engine>> {
         .route(ROUTES[3], get(get_key))
         .route(ROUTES[4], post(mget))
         .route(ROUTES[5], get(crate::openapi::document))
+        .route(ROUTES[6], get(crate::metrics::scrape))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such route; see docs/API.md".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// Counts every request the router answers by its route pattern and status.
+async fn count_request(
+    State(requests): State<Arc<RequestMetrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(crate::request_metrics::UNMATCHED, |p| RequestMetrics::route_index(p.as_str()));
+    let response = next.run(req).await;
+    requests.record(route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 fn error(status: StatusCode, code: &'static str, message: String) -> Response {

@@ -5,8 +5,10 @@
 pub mod access_log;
 pub mod api;
 pub mod lambda;
+pub mod metrics;
 pub mod openapi;
+pub mod request_metrics;
 pub mod server;
 pub mod telemetry;
 
-pub use api::{router, router_with_access_log};
+pub use api::{router, router_with, router_with_access_log};

@@ -70,13 +70,16 @@ pub async fn bind_with(
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = Arc::new(App { router: crate::router(engine.clone()), engine });
+    let requests = Arc::new(crate::request_metrics::RequestMetrics::default());
+    let app = Arc::new(App { router: crate::router_with(engine.clone(), requests.clone(), None), engine, requests });
     Ok((local, serve(listener, app, limits)))
 }
 
 struct App {
     engine: Arc<Engine>,
     router: axum::Router,
+    /// The router counts what it answers; the fast path counts here, into the same figures.
+    requests: Arc<crate::request_metrics::RequestMetrics>,
 }
 
 impl App {
@@ -84,11 +87,18 @@ impl App {
         if req.method() == Method::GET
             && let Some((ks, key)) = single_key(req.uri().path())
         {
-            return Ok(crate::api::get_value(&self.engine, ks, key).await);
+            let started = std::time::Instant::now();
+            let response = crate::api::get_value(&self.engine, ks, key).await;
+            self.requests.record(GET_ROUTE, response.status().as_u16(), started.elapsed());
+            return Ok(response);
         }
         self.router.clone().oneshot(req).await
     }
 }
+
+/// The fast path's route in the request figures.
+const GET_ROUTE: usize = 3;
+const _: () = assert!(matches!(crate::api::ROUTES[GET_ROUTE].as_bytes(), b"/v1/keyspaces/{ks}/keys/{key}"));
 
 /// `/v1/keyspaces/{ks}/keys/{key}` with both segments non-empty and free of `%` (escaped paths take the
 /// router, which decodes them).

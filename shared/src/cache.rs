@@ -12,6 +12,8 @@ pub struct CountedCache<K, V> {
     capacity: u64,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Entries removed to stay within capacity (not replaced, invalidated or expired ones).
+    evictions: std::sync::Arc<AtomicU64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +24,7 @@ pub struct CacheStats {
     pub entries: u64,
     pub bytes: u64,
     pub capacity_bytes: u64,
+    pub evictions: u64,
 }
 
 impl<K, V> CountedCache<K, V>
@@ -42,11 +45,19 @@ where
         weigh: fn(&K, &V) -> u32,
         on_removal: impl Fn(std::sync::Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static,
     ) -> Self {
-        let mut b = moka::sync::Cache::builder().max_capacity(capacity).weigher(weigh).eviction_listener(on_removal);
+        let evictions = std::sync::Arc::new(AtomicU64::new(0));
+        let counted = evictions.clone();
+        let listener = move |k, v, cause| {
+            if cause == moka::notification::RemovalCause::Size {
+                counted.fetch_add(1, Relaxed);
+            }
+            on_removal(k, v, cause)
+        };
+        let mut b = moka::sync::Cache::builder().max_capacity(capacity).weigher(weigh).eviction_listener(listener);
         if let Some(ttl) = ttl {
             b = b.time_to_live(ttl);
         }
-        CountedCache { name, inner: b.build(), capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        CountedCache { name, inner: b.build(), capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0), evictions }
     }
 
     /// Records `hits` hits served outside the cache for an entry, reading it once so the eviction policy
@@ -109,6 +120,7 @@ where
             entries: self.inner.entry_count(),
             bytes: self.inner.weighted_size(),
             capacity_bytes: self.capacity,
+            evictions: self.evictions.load(Relaxed),
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::arena::{Arena, ArenaStats};
 use crate::block::{Rows, Search};
 use crate::cache::{CacheStats, CountedCache, HIT_SAMPLE, sampled, weight};
 use crate::config::EngineConfig;
+use crate::engine_telemetry::{EngineTelemetry, ServedKeyspace, Telemetry};
 use crate::error::{Error, Result};
 use crate::failover::{ReplicatedStore, Validator};
 use crate::key::{validate_key, validate_keyspace};
@@ -164,6 +165,8 @@ pub struct Engine {
     bytes_fetched: AtomicU64,
     /// Bytes inserted into the data cache so far: the clock promotion decisions are measured in.
     turnover: AtomicU64,
+    /// What `/metrics` reports besides the caches (engine_telemetry.rs).
+    telemetry: EngineTelemetry,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -172,6 +175,9 @@ pub struct Counters {
     pub bytes_fetched: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
+    pub failovers: u64,
+    pub hedges: u64,
+    pub checksum_failures: u64,
 }
 
 impl std::ops::Sub for Counters {
@@ -182,6 +188,9 @@ impl std::ops::Sub for Counters {
             bytes_fetched: self.bytes_fetched.saturating_sub(o.bytes_fetched),
             cache_hits: self.cache_hits.saturating_sub(o.cache_hits),
             cache_misses: self.cache_misses.saturating_sub(o.cache_misses),
+            failovers: self.failovers.saturating_sub(o.failovers),
+            hedges: self.hedges.saturating_sub(o.hedges),
+            checksum_failures: self.checksum_failures.saturating_sub(o.checksum_failures),
         }
     }
 }
@@ -199,6 +208,9 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Self {
         let meta_bytes = config.metadata_cache_bytes;
         let permits = config.max_concurrent_gets.max(1);
+        let telemetry = EngineTelemetry::default();
+        let store = telemetry.metered(store);
+        let hot_shards = telemetry.hot_shards.clone();
         Engine {
             pointers: TtlMap::new("pointer", config.manifest_ttl, 4096),
             manifests: CountedCache::new("manifest", meta_bytes / 8, None, |_, v| weight(v.weight())),
@@ -211,7 +223,10 @@ impl Engine {
                 config.page_cache_bytes,
                 None,
                 |_, v| weight(v.rows.weight()),
-                |_, v, cause| {
+                move |k, v, cause| {
+                    if k.3 == WHOLE_SHARD {
+                        hot_shards.fetch_sub(1, Relaxed);
+                    }
                     // Evicted or invalidated (not replaced): the hot slot lets go of the shard too.
                     if cause == moka::notification::RemovalCause::Replaced {
                         return;
@@ -239,6 +254,7 @@ impl Engine {
             gets: AtomicU64::new(0),
             bytes_fetched: AtomicU64::new(0),
             turnover: AtomicU64::new(0),
+            telemetry,
         }
     }
 
@@ -262,7 +278,7 @@ impl Engine {
         if let Some(s) = map.get(url) {
             return Ok(s.clone());
         }
-        let s = (self.resolver)(url)?;
+        let s = self.telemetry.metered((self.resolver)(url)?);
         map.insert(url.to_string(), s.clone());
         Ok(s)
     }
@@ -393,7 +409,9 @@ impl Engine {
             for url in &manifest.replicas {
                 roots.push(self.replica(url)?.inner);
             }
-            let r = Arc::new(ReplicatedStore::new(roots, self.config.failover.clone()));
+            let r = Arc::new(
+                ReplicatedStore::new(roots, self.config.failover.clone()).with_totals(self.telemetry.replicas.clone()),
+            );
             (r.clone(), Some(r))
         };
         let uid = NEXT_UID.fetch_add(1, Relaxed);
@@ -641,6 +659,9 @@ impl Engine {
 
     fn insert_data(&self, key: DataKey, value: Cached) {
         self.turnover.fetch_add(value.rows.weight() as u64, Relaxed);
+        if key.3 == WHOLE_SHARD {
+            self.telemetry.hot_shards.fetch_add(1, Relaxed);
+        }
         self.data.insert(key, value);
     }
 
@@ -710,6 +731,7 @@ impl Engine {
             None => {
                 let bytes = ks.shard_store.get_opts(path, opts).await.map_err(missing)?.bytes().await?;
                 if !valid(&bytes) {
+                    self.telemetry.checksum_failures.fetch_add(1, Relaxed);
                     return Err(Error::corrupt(path, "checksum mismatch"));
                 }
                 bytes
@@ -815,11 +837,15 @@ impl Engine {
             cache_hits += h;
             cache_misses += m;
         }
+        let (failovers, hedges, checksum_failures) = self.telemetry.replica_counts();
         Counters {
             object_gets: self.gets.load(Relaxed),
             bytes_fetched: self.bytes_fetched.load(Relaxed),
             cache_hits,
             cache_misses,
+            failovers,
+            hedges,
+            checksum_failures,
         }
     }
 
@@ -860,5 +886,24 @@ impl Engine {
             ],
             hot_arena: self.arena.stats(),
         }
+    }
+
+    /// Everything `/metrics` reports about the engine, read now.
+    pub fn telemetry(&self) -> Telemetry {
+        let served = self.served.lock().expect("served versions");
+        let mut keyspaces: Vec<ServedKeyspace> = served
+            .iter()
+            .map(|(name, (seq, k))| ServedKeyspace {
+                keyspace: name.clone(),
+                version: k.manifest.version.clone(),
+                seq: *seq,
+                keys: k.manifest.rows,
+                bytes: k.manifest.bytes,
+            })
+            .collect();
+        drop(served);
+        keyspaces.sort_by(|a, b| a.keyspace.cmp(&b.keyspace));
+        let stats = self.stats();
+        self.telemetry.snapshot(stats, keyspaces)
     }
 }

@@ -108,6 +108,21 @@ pub struct ReplicatedStore {
     hedge_wins: AtomicU64,
     failed_reads: AtomicU64,
     corrupt: AtomicU64,
+    /// The same counts summed with every other replicated store sharing it (the engine's, for `/metrics`:
+    /// one per keyspace version, outliving none of them).
+    totals: Arc<ReplicaTotals>,
+}
+
+/// Process-wide replica read counts, shared by replicated stores.
+#[derive(Debug, Default)]
+pub struct ReplicaTotals {
+    pub reads: AtomicU64,
+    pub failovers: AtomicU64,
+    pub hedges: AtomicU64,
+    pub hedge_wins: AtomicU64,
+    pub failed_reads: AtomicU64,
+    /// Copies whose bytes failed verification.
+    pub corrupt: AtomicU64,
 }
 
 /// The store name of the error a read gives when every copy it could read failed verification.
@@ -137,7 +152,14 @@ impl ReplicatedStore {
             hedge_wins: AtomicU64::new(0),
             failed_reads: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
+            totals: Default::default(),
         }
+    }
+
+    /// Adds this store's counts to `totals` as well.
+    pub fn with_totals(mut self, totals: Arc<ReplicaTotals>) -> Self {
+        self.totals = totals;
+        self
     }
 
     pub fn stats(&self) -> FailoverStats {
@@ -211,6 +233,7 @@ impl ReplicatedStore {
         valid: Option<Validator<'_>>,
     ) -> Result<(Bytes, GetResult)> {
         self.reads.fetch_add(1, Relaxed);
+        self.totals.reads.fetch_add(1, Relaxed);
         let started = Instant::now();
         let order = self.order(location);
         let mut next = 0usize;
@@ -253,6 +276,7 @@ impl ReplicatedStore {
             if running.is_empty() {
                 if next > 0 {
                     self.failovers.fetch_add(1, Relaxed);
+                    self.totals.failovers.fetch_add(1, Relaxed);
                 }
                 started_at[order[next]] = Some(Instant::now());
                 running.push(attempt(order[next]));
@@ -269,6 +293,7 @@ impl ReplicatedStore {
                     _ = sleep => {
                         if self.hedge_allowed() {
                             self.hedges.fetch_add(1, Relaxed);
+                            self.totals.hedges.fetch_add(1, Relaxed);
                             started_at[order[next]] = Some(Instant::now());
                             running.push(attempt(order[next]));
                             next += 1;
@@ -283,6 +308,7 @@ impl ReplicatedStore {
             let result = match result {
                 Ok((bytes, _)) if valid.is_some_and(|v| !v(&bytes)) => {
                     self.corrupt.fetch_add(1, Relaxed);
+                    self.totals.corrupt.fetch_add(1, Relaxed);
                     Err(object_store::Error::Generic {
                         store: CORRUPT,
                         source: format!("{location}: copy {i} failed checksum verification").into(),
@@ -295,6 +321,7 @@ impl ReplicatedStore {
                     self.stats[i].observe(t.elapsed(), true);
                     if i != order[0] && started_at[order[0]].is_some() {
                         self.hedge_wins.fetch_add(1, Relaxed);
+                        self.totals.hedge_wins.fetch_add(1, Relaxed);
                     }
                     // Copies still running lost the race: remember how slow they were at least.
                     for (j, s) in started_at.iter().enumerate() {
@@ -317,6 +344,7 @@ impl ReplicatedStore {
             }
         }
         self.failed_reads.fetch_add(1, Relaxed);
+        self.totals.failed_reads.fetch_add(1, Relaxed);
         Err(match (outage, corrupt, missing) {
             (Some(e), _, _) => e,
             (None, Some(why), _) => object_store::Error::Generic { store: CORRUPT, source: why.into() },

@@ -26,6 +26,8 @@ pub struct TtlMap<V> {
     write: std::sync::Mutex<()>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Entries dropped because the map was full (expired ones first).
+    evictions: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -68,6 +70,7 @@ impl<V: Clone> TtlMap<V> {
             write: Default::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -112,10 +115,12 @@ impl<V: Clone> TtlMap<V> {
         }
         let mut map = (**current).clone();
         if map.len() >= self.max_entries && !map.contains_key(&load.key) {
+            let before = map.len();
             map.retain(|_, e| e.read_at.elapsed() < self.ttl);
             if map.len() >= self.max_entries {
                 map.clear();
             }
+            self.evictions.fetch_add((before - map.len()) as u64, Relaxed);
         }
         let entry = Entry { read_at: load.started, value: v, refreshing: Default::default() };
         map.insert(load.key.clone(), entry);
@@ -140,6 +145,7 @@ impl<V: Clone> TtlMap<V> {
             entries: map.len() as u64,
             bytes: map.keys().map(|k| k.len() as u64 + 64).sum(),
             capacity_bytes: self.max_entries as u64 * 128,
+            evictions: self.evictions.load(Relaxed),
         }
     }
 }
