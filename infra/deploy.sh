@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Deploys (or updates: it is idempotent) cairn to an AWS account:
 #   1. the CloudFormation stack <name> from infra/template.yaml: data bucket, replica bucket(s) (versioned,
-#      encrypted, public access blocked), the query function's least-privilege role, its log group;
+#      encrypted, public access blocked), the query function's least-privilege role, its log group, and
+#      CloudWatch alarms on its error rate and p99 latency (from the metrics in its log lines);
 #   2. the Lambda function <name>-query (provided.al2023, x86_64, code = cargo lambda's bootstrap.zip);
 #   3. its function URL, AuthType AWS_IAM (NONE only with --public, which warns), and prints the URL.
 #
 # usage: infra/deploy.sh --name NAME [--prefix cairn] [--replicas 1|2] [--memory MB] [--zip bootstrap.zip]
-#                        [--concurrency N] [--public]
+#                        [--concurrency N] [--public] [--alarm-topic SNS_ARN] [--error-rate PCT] [--p99-ms MS]
 # --concurrency reserves N concurrent executions for the function (default 100): also its ceiling, so a
-# public URL cannot scale it to the account's limit.
+# public URL cannot scale it to the account's limit. The alarms fire when over 3 of 5 minutes more than
+# --error-rate percent (default 1) of requests answer 5xx, or the p99 is above --p99-ms (default 500); with
+# --alarm-topic they notify that SNS topic.
 # Needs: the AWS CLI (scripts/install-tools.sh installs it and cargo-lambda), credentials and AWS_REGION.
 # Without --zip it builds the function with `cargo lambda build --release`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-name="" prefix="cairn" replicas=1 memory=1024 zip="" public=0 concurrency=100
+name="" prefix="cairn" replicas=1 memory=1024 zip="" public=0 concurrency=100 topic="" error_rate=1 p99_ms=500
 while [ $# -gt 0 ]; do
   case "$1" in
     --name) name="$2"; shift 2 ;;
@@ -23,7 +26,10 @@ while [ $# -gt 0 ]; do
     --zip) zip="$2"; shift 2 ;;
     --concurrency) concurrency="$2"; shift 2 ;;
     --public) public=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --alarm-topic) topic="$2"; shift 2 ;;
+    --error-rate) error_rate="$2"; shift 2 ;;
+    --p99-ms) p99_ms="$2"; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +49,8 @@ fi
 echo "== stack $name" >&2
 aws cloudformation deploy --stack-name "$name" --template-file "$here/template.yaml" \
   --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
-  --parameter-overrides "Name=$name" "Prefix=$prefix" "Replicas=$replicas" >&2
+  --parameter-overrides "Name=$name" "Prefix=$prefix" "Replicas=$replicas" "AlarmTopicArn=$topic" \
+  "ErrorRatePercent=$error_rate" "LatencyP99Ms=$p99_ms" >&2
 output() {
   aws cloudformation describe-stacks --stack-name "$name" --output text \
     --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue"

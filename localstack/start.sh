@@ -17,7 +17,7 @@ rm -rf "$state/volume"
 # GATEWAY_SERVER=hypercorn honours the listen address (the default binds 0.0.0.0); DNS_ADDRESS=0 keeps it
 # off port 53.
 GATEWAY_LISTEN="127.0.0.1:$port" GATEWAY_SERVER=hypercorn DNS_ADDRESS=0 \
-  SERVICES=s3,iam,sts,cloudformation,lambda,logs LOCALSTACK_VOLUME_DIR="$state/volume" DISABLE_EVENTS=1 \
+  SERVICES=s3,iam,sts,cloudformation,lambda,logs,cloudwatch LOCALSTACK_VOLUME_DIR="$state/volume" DISABLE_EVENTS=1 \
   SKIP_INFRA_DOWNLOADS=1 \
   nohup "$venv/bin/python" -m localstack.runtime.main > "$state/log" 2>&1 &
 pid=$!

@@ -183,6 +183,33 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     // template.yaml), so only its existence is checked here.
     assert_eq!(logs["logGroups"][0]["logGroupName"], format!("/aws/lambda/{function}").as_str(), "{logs}");
 
+    // Alarms on the metrics the function's log lines carry (EMF, namespace cairn): error rate and p99.
+    let alarms = aws(&["cloudwatch", "describe-alarms", "--alarm-name-prefix", &function]).unwrap();
+    let alarms = alarms["MetricAlarms"].as_array().cloned().unwrap_or_default();
+    let alarm = |suffix: &str| {
+        alarms
+            .iter()
+            .find(|a| a["AlarmName"] == format!("{function}-{suffix}").as_str())
+            .unwrap_or_else(|| panic!("no {suffix} alarm in {alarms:?}"))
+            .clone()
+    };
+    let p99 = alarm("p99-latency");
+    assert_eq!((p99["Namespace"].as_str(), p99["MetricName"].as_str()), (Some("cairn"), Some("Latency")), "{p99}");
+    assert_eq!(p99["ExtendedStatistic"], "p99");
+    assert_eq!(p99["Threshold"], 500.0);
+    assert_eq!(p99["Dimensions"], serde_json::json!([{ "Name": "FunctionName", "Value": function }]));
+    let errors = alarm("error-rate");
+    assert_eq!(errors["Threshold"], 1.0);
+    let queries = errors["Metrics"].as_array().unwrap();
+    let expr = queries.iter().find(|q| q["ReturnData"] == true).unwrap();
+    assert_eq!(expr["Expression"], "100 * errors / requests", "{errors}");
+    for (id, name) in [("errors", "Errors"), ("requests", "Requests")] {
+        let q = queries.iter().find(|q| q["Id"] == id).unwrap_or_else(|| panic!("{id} in {errors}"));
+        assert_eq!(q["MetricStat"]["Metric"]["MetricName"], name);
+        assert_eq!(q["MetricStat"]["Metric"]["Namespace"], "cairn");
+        assert_eq!(q["MetricStat"]["Stat"], "Sum");
+    }
+
     // Re-running updates in place; --public is explicit and warns.
     let (ok, _, log) = script("deploy.sh", &["--name", &name, "--zip", zip, "--replicas", "2"]);
     assert!(ok, "re-deploy failed:\n{log}");
@@ -211,6 +238,8 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     let logs =
         aws(&["logs", "describe-log-groups", "--log-group-name-prefix", &format!("/aws/lambda/{function}")]).unwrap();
     assert_eq!(logs["logGroups"], serde_json::json!([]), "log group left");
+    let alarms = aws(&["cloudwatch", "describe-alarms", "--alarm-name-prefix", &function]).unwrap();
+    assert_eq!(alarms["MetricAlarms"], serde_json::json!([]), "alarms left");
 }
 
 /// Every bucket of the template, the second replica too, aborts incomplete uploads and expires noncurrent
