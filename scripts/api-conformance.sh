@@ -2,6 +2,8 @@
 # The HTTP API against its OpenAPI document: `cairn serve` of the reference data on a free 127.0.0.1 port,
 # then schemathesis generates requests for every operation (seeded, so a run is reproducible) and checks
 # that each gets a documented status, content type and headers, a body matching the schema, and no 5xx.
+# Then /metrics, scraped as Prometheus scrapes it, must parse with the Prometheus project's own parsers
+# (prometheus_client: OpenMetrics strictly, and the 0.0.4 text format) and count the requests just made.
 #   usage: scripts/api-conformance.sh [CAIRN_BIN] [SCHEMATHESIS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +21,4 @@ for _ in $(seq 1 100); do
 done
 (cd "$dir" && "$st" run "http://127.0.0.1:$port/v1/openapi.json" --seed 20261202 --max-examples 100 \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance)
+"$(dirname "$st")/python" scripts/check-metrics.py "http://127.0.0.1:$port/metrics"

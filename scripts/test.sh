@@ -37,12 +37,13 @@ if ! "$venv35/bin/python" -c "import pyarrow, pyspark, pandas, pytest" 2>/dev/nu
   "$venv35/bin/pip" install --quiet --disable-pip-version-check 'pyspark==3.5.9' 'pyarrow==26.0.1' \
     'pandas>=2.2,<3' 'pytest>=8'
 fi
-# schemathesis checks the running API against docs/openapi.json (its own venv: its pins are its own).
+# schemathesis checks the running API against docs/openapi.json, and prometheus-client's parsers check a
+# live /metrics scrape (their own venv: their pins are their own).
 stvenv="${CAIRN_SCHEMATHESIS_VENV:-$HOME/.cache/cairn/schemathesis-venv}"
-if ! "$stvenv/bin/schemathesis" --version >/dev/null 2>&1; then
-  echo "== installing schemathesis into $stvenv"
+if ! "$stvenv/bin/schemathesis" --version >/dev/null 2>&1 || ! "$stvenv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+  echo "== installing schemathesis and prometheus-client into $stvenv"
   python3 -m venv "$stvenv"
-  "$stvenv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5'
+  "$stvenv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4.32,<5' 'prometheus-client>=0.21,<1'
 fi
 export CAIRN_PYTHON="$venv/bin/python"
 PATH="$(scripts/install-tools.sh):$PATH"
