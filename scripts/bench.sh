@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The benchmark harness (not a test). Measures, in one run on this machine, cairn against two baselines —
-# the assignment's "hash map behind HTTP" server (bench/src/bin/baseline-server.rs) and redis-server — with the
+# the assignment's "hash map behind HTTP" server at its strongest (bench/src/bin/baseline-server.rs: hyper
+# directly, the same worker count and core placement as `cairn serve`) and redis-server — with the
 # same data (1M keys shaped like examples/example.data, then 1M keys with 1 KB values) and the same client
 # concurrency: peak throughput (wrk, redis-benchmark), latency at 50% of each server's peak (bench's
 # open-loop cairn-load), in-process and cold lookups, ingest (1M and 10M keys), RSS and Lambda init. Writes
 # BENCHMARKS.md (min/median/max over RUNS runs, ratios from this run) and bench/latency.svg.
+# It also measures what serving /metrics costs: cairn's peak with and without a scrape every second.
 #   usage: scripts/bench.sh [RUNS=5] [SECONDS=10]
+# CAIRN_BENCH_WORKERS (default 1) is the worker count of both HTTP servers; CAIRN_BENCH_SERVER_CPUS (default
+# unset: the scheduler places them) pins cairn, the baseline and redis-server to those CPUs with taskset.
 # Needs wrk, redis-server and redis-tools (installed with apt-get if missing). Ports: 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +34,11 @@ median_of() { python3 scripts/bench_report.py median "$@" < "$out"; }  # median_
 # data files, a fresh process's memory was far slower: the in-process HashMap baseline went from 2.2M to
 # 6.7M gets/s right after dropping it (measured by hand).
 drop_caches() { sync; { echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true; }
+workers="${CAIRN_BENCH_WORKERS:-1}" server_cpus="${CAIRN_BENCH_SERVER_CPUS:-}"
+# place CMD... &: runs a server where every server of this run runs (exec: only in the background, so $! is
+# the server itself).
+place() { if [ -n "$server_cpus" ]; then exec taskset -c "$server_cpus" "$@"; else exec "$@"; fi; }
+echo "{\"bench\":\"placement\",\"workers\":$workers,\"cpus\":\"${server_cpus:-unpinned}\"}" > "$work/placement.json"
 
 # Every request is formatted once per wrk thread, up front: building it per request in Lua (wrk.format)
 # costs the client ~40% of its CPU, which it takes from the server on these shared cores (measured: cairn
@@ -57,6 +66,22 @@ http_server() {
   done
   local half; half=$(median_of "$ds" http "$name" rps | awk '{printf "%d", $1 / 2}')
   half_load http "$port" "$half" "$name"
+}
+
+# scrape_cost DATASET PORT: wrk at full speed RUNS times without and RUNS times with a scraper fetching
+# /metrics (OpenMetrics, as Prometheus asks) every second, alternating (bench=scrape).
+scrape_cost() {
+  local ds="$1" port="$2"
+  for i in $(seq 1 "$runs"); do
+    KEYS_FILE="$keys" wrk -t2 -c50 -d"${secs}s" --latency -s "$work/random-key.lua" "http://127.0.0.1:$port" \
+      | python3 scripts/bench_report.py parse-wrk cairn | tag "$ds" bench=scrape scraped=0
+    ( while :; do curl -s -o /dev/null -H 'Accept: application/openmetrics-text' "http://127.0.0.1:$port/metrics"; sleep 1; done ) &
+    local scraper=$!
+    KEYS_FILE="$keys" wrk -t2 -c50 -d"${secs}s" --latency -s "$work/random-key.lua" "http://127.0.0.1:$port" \
+      | python3 scripts/bench_report.py parse-wrk cairn | tag "$ds" bench=scrape scraped=1
+    kill "$scraper"; wait "$scraper" 2>/dev/null || true
+  done
+  curl -s -H 'Accept: application/openmetrics-text' "http://127.0.0.1:$port/metrics" > "$work/metrics-$ds.txt"
 }
 
 # half_load PROTO PORT RATE NAME: the open-loop generator RUNS times at nice -10 (bench=half_load: stands in
@@ -90,20 +115,21 @@ bench_dataset() {
 
   echo "== [$ds] cairn serve" >&2
   drop_caches
-  # One worker: wrk and cairn-load take the other core (one worker measured the same peak as two, and a
-  # shorter tail at half load; docs/benchmark-notes.md).
-  CAIRN_WORKERS=1 CAIRN_PAGE_CACHE="$cache" CAIRN_PORT=7971 "$bin/cairn" serve --store "$work/store-$ds" 2> "$work/serve.log" & pids+=($!)
+  # One worker by default: wrk and cairn-load take the other core (one worker measured the same peak as two,
+  # and a shorter tail at half load; docs/benchmark-notes.md).
+  CAIRN_WORKERS="$workers" CAIRN_PAGE_CACHE="$cache" CAIRN_PORT=7971 place "$bin/cairn" serve --store "$work/store-$ds" 2> "$work/serve.log" & pids+=($!)
   wait_port 7971
   KEYS_FILE="$keys" wrk -t2 -c50 -d5s -s "$work/random-key.lua" http://127.0.0.1:7971 > /dev/null  # warm the caches
   # huge_kb: how much of it is on 2 MiB pages (the hot-shard arena; 0 where the kernel offers none).
   huge=$(awk '/^AnonHugePages:/ {print $2}' "/proc/${pids[-1]}/smaps_rollup" 2>/dev/null || echo 0)
   echo "{\"bench\":\"rss\",\"server\":\"cairn\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}"),\"huge_kb\":${huge:-0}}" | tag "$ds"
   http_server "$ds" cairn 7971
+  scrape_cost "$ds" 7971
   kill "${pids[-1]}"
 
   echo "== [$ds] hash-map baseline server" >&2
   drop_caches
-  "$bin/baseline-server" "$data" 7972 2> /dev/null & pids+=($!)
+  CAIRN_WORKERS="$workers" place "$bin/baseline-server" "$data" 7972 2> /dev/null & pids+=($!)
   wait_port 7972
   echo "{\"bench\":\"rss\",\"server\":\"baseline\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"
   http_server "$ds" baseline 7972
@@ -111,7 +137,7 @@ bench_dataset() {
 
   echo "== [$ds] redis-server" >&2
   drop_caches
-  redis-server --port 7973 --bind 127.0.0.1 --save '' --appendonly no --daemonize no > /dev/null & pids+=($!)
+  place redis-server --port 7973 --bind 127.0.0.1 --save '' --appendonly no --daemonize no > /dev/null & pids+=($!)
   wait_port 7973
   # The same 1M values under redis-benchmark's key pattern (key:<12 digits>).
   python3 -c '
@@ -151,5 +177,6 @@ for i in $(seq 1 "$runs"); do
   grep -m1 'cairn-query initialised' "$work/init.log" | python3 scripts/bench_report.py parse-init | tag example
 done
 
+tag all < "$work/placement.json"
 python3 scripts/bench_report.py report "$runs" "$secs" BENCHMARKS.md bench/latency.svg < "$out"
 echo "wrote BENCHMARKS.md and bench/latency.svg" >&2

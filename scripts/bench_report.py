@@ -81,7 +81,7 @@ def med(rows, key):
     return statistics.median(r[key] for r in rows) if rows else float("nan")
 
 
-LABELS = (("cairn", "`cairn serve` (warm)"), ("baseline", "hash map behind HTTP (baseline)"), ("redis", "redis-server (RESP)"))
+LABELS = (("cairn", "`cairn serve` (warm)"), ("baseline", "hash map behind hyper (baseline)"), ("redis", "redis-server (RESP)"))
 COLORS = {"cairn": "#1b6ac9", "baseline": "#d9822b", "redis": "#3a9c4a"}
 
 
@@ -128,6 +128,7 @@ def latency_svg(res, path) -> bool:
 
 def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
     res = load()
+    placement = next(iter(select(res, bench="placement")), {})
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     out = []
     w = out.append
@@ -139,8 +140,12 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
     w("Datasets: **example** = 1,000,000 keys shaped like `examples/example.data` (`scripts/gen-data.py 1000000`, "
       "values 20-120 bytes, 82 MB); **1k** = 1,000,000 keys with 1,000-byte values (`--value-bytes 1000`, 1 GB). "
       "`cairn serve` runs with its defaults, except `CAIRN_PAGE_CACHE=2GiB` for the 1k set so the warm set fits, "
-      "and `CAIRN_WORKERS=1`: the clients take the other core (one worker gave the same peak as two here, and a "
-      "shorter tail at half load; docs/benchmark-notes.md). The hash-map baseline keeps the issue's 2 tokio workers.\n")
+      f"and `CAIRN_WORKERS={placement.get('workers', 1)}`: the clients take the other core (one worker gave the same peak as two here, and a "
+      "shorter tail at half load; docs/benchmark-notes.md). The baseline is the strongest honest server of the same "
+      "data: a std `HashMap` answered by hyper directly (bench/src/bin/baseline-server.rs: no router, the same hyper "
+      f"connection settings), on the same {placement.get('workers', 1)} tokio worker(s) as `cairn serve`; core placement "
+      f"for cairn, the baseline and redis-server: {placement.get('cpus', 'unpinned')} "
+      "(`CAIRN_BENCH_SERVER_CPUS` pins all three alike).\n")
     targets = []
     for ds, title in (("example", "example-shaped values"), ("1k", "1 KB values")):
         http = {s: select(res, dataset=ds, bench="http", server=s) for s, _ in LABELS}
@@ -171,6 +176,20 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
             x["errors"] for v in (*half.values(), *plain.values()) for x in v)
         w(f"- non-2xx answers / errors during the runs: {bad} (every key requested exists)\n")
         targets.append((ds, c / r, c / b, p99))
+    scrape = [(ds, select(res, dataset=ds, bench="scrape", scraped="0"), select(res, dataset=ds, bench="scrape", scraped="1"))
+              for ds in ("example", "1k")]
+    if any(a and b for _, a, b in scrape):
+        w("## What `/metrics` costs\n")
+        w(f"`cairn serve` at peak (`wrk -t2 -c50`), {runs} runs without and {runs} runs with a scraper fetching "
+          "`/metrics` (OpenMetrics, as Prometheus asks) every second, alternating. Requests are counted per worker "
+          "thread and summed at scrape time, so the GET path takes no lock and shares no counter.\n")
+        w("| dataset | peak requests/s, not scraped | peak requests/s, scraped every second | scraped / not scraped (medians) | p99 ms at peak, not scraped / scraped (medians) |")
+        w("|---|---|---|---|---|")
+        for ds, a, b in scrape:
+            if a and b:
+                w(f"| {ds} | {mmm([x['rps'] for x in a])} | {mmm([x['rps'] for x in b])} | "
+                  f"**{med(b, 'rps') / med(a, 'rps'):.3f}x** | {med(a, 'p99_ms'):.2f} / {med(b, 'p99_ms'):.2f} |")
+        w("")
     if latency_svg(res, svg_path):
         w(f"![latency by percentile at 50% load]({svg_path})\n")
     w("## In-process lookups, one core, warm (`cairn-bench`: 200k keys, hot shards)\n")
