@@ -219,10 +219,14 @@ impl Collector for Figures {
         let r = &t.replicas;
         for (name, help, v) in [
             ("replica_reads", "Reads of replicated keyspaces (each may try several copies).", r.reads),
-            ("replica_failovers", "Reads that went on to another copy after one failed or timed out.", r.failovers),
+            (
+                "replica_failovers",
+                "Further copies tried after one failed, timed out or failed verification.",
+                r.failovers,
+            ),
             ("replica_hedges", "Second requests sent because the first copy was slow.", r.hedges),
-            ("replica_hedge_wins", "Hedged reads the second copy answered first.", r.hedge_wins),
-            ("replica_failed_reads", "Reads no copy could answer.", r.failed_reads),
+            ("replica_hedge_wins", "Reads answered by a copy other than the first tried.", r.hedge_wins),
+            ("replica_failed_reads", "Reads no copy could answer (every copy failed or was missing).", r.failed_reads),
             ("checksum_failures", "Bytes read that failed checksum verification (never served).", t.checksum_failures),
             ("engine_object_gets", "Store reads the engine made (pointers, manifests, shards).", t.object_gets),
             ("hot_arena_heap_fallbacks", "Hot shards that found no room in the arena.", t.hot_arena.heap_fallbacks),

@@ -1,5 +1,7 @@
 //! A store decorator that counts what reads cost, per root: GETs by outcome, bytes and latency (until the
-//! response headers; a body that fails midway counts as an error). The engine wraps every root it reads
+//! response headers). A streamed body settles its GET's outcome when it ends: `ok`, or `error` if it failed
+//! or was dropped unfinished; a request dropped before its headers (a timeout, a lost hedge) is an `error`
+//! with its elapsed time. Counters only ever grow. The engine wraps every root it reads
 //! (the primary and each replica) so `/metrics` can tell a slow or failing copy from the others. Every
 //! other operation passes through unchanged.
 
@@ -72,12 +74,6 @@ impl RootMetrics {
         self.gets[outcome as usize].fetch_add(1, Relaxed);
     }
 
-    /// The first GET whose body failed after its headers arrived was counted `Ok`; it becomes an error.
-    fn body_failed(&self) {
-        self.gets[Outcome::Ok as usize].fetch_sub(1, Relaxed);
-        self.count(Outcome::Error);
-    }
-
     pub fn snapshot(&self, root: &str) -> RootSnapshot {
         RootSnapshot {
             root: root.to_string(),
@@ -117,24 +113,26 @@ impl ObjectStore for MeteredStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let started = Instant::now();
+        let pending = Pending { metrics: Some(self.metrics.clone()), started: Instant::now() };
         let got = self.inner.get_opts(location, options).await;
-        self.metrics.latency.observe(started.elapsed());
-        self.metrics.count(Outcome::of(&got));
-        let mut got = got?;
-        self.metrics.bytes.fetch_add(got.range.end - got.range.start, Relaxed);
-        if let GetResultPayload::Stream(body) = got.payload {
-            let metrics = self.metrics.clone();
-            let mut failed = false;
-            got.payload = GetResultPayload::Stream(
-                body.inspect(move |chunk| {
-                    if chunk.is_err() && !failed {
-                        failed = true;
-                        metrics.body_failed();
-                    }
-                })
-                .boxed(),
-            );
+        let metrics = pending.headers_arrived();
+        let mut got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                metrics.count(if matches!(e, object_store::Error::NotFound { .. }) {
+                    Outcome::NotFound
+                } else {
+                    Outcome::Error
+                });
+                return Err(e);
+            }
+        };
+        metrics.bytes.fetch_add(got.range.end - got.range.start, Relaxed);
+        match got.payload {
+            GetResultPayload::Stream(body) => {
+                got.payload = GetResultPayload::Stream(Box::pin(Body { inner: body, metrics: Some(metrics) }));
+            }
+            GetResultPayload::File(..) => metrics.count(Outcome::Ok),
         }
         Ok(got)
     }
@@ -167,6 +165,68 @@ impl ObjectStore for MeteredStore {
     }
 }
 
+/// A GET whose headers have not arrived: dropped as it is, it counts as an error, with its elapsed time.
+struct Pending {
+    metrics: Option<Arc<RootMetrics>>,
+    started: Instant,
+}
+
+impl Pending {
+    fn headers_arrived(mut self) -> Arc<RootMetrics> {
+        let m = self.metrics.take().expect("taken once");
+        m.latency.observe(self.started.elapsed());
+        m
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(m) = self.metrics.take() {
+            m.latency.observe(self.started.elapsed());
+            m.count(Outcome::Error);
+        }
+    }
+}
+
+/// A streamed body that settles its GET's outcome once: `Ok` at its end, `Error` at its first error or if
+/// dropped unfinished.
+struct Body {
+    inner: BoxStream<'static, Result<Bytes>>,
+    metrics: Option<Arc<RootMetrics>>,
+}
+
+impl futures::Stream for Body {
+    type Item = Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let next = self.inner.poll_next_unpin(cx);
+        if let std::task::Poll::Ready(item) = &next {
+            let outcome = match item {
+                None => Some(Outcome::Ok),
+                Some(Err(_)) => Some(Outcome::Error),
+                Some(Ok(_)) => None,
+            };
+            if let Some(o) = outcome
+                && let Some(m) = self.metrics.take()
+            {
+                m.count(o);
+            }
+        }
+        next
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if let Some(m) = self.metrics.take() {
+            m.count(Outcome::Error);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use object_store::ObjectStoreExt;
@@ -188,5 +248,12 @@ mod tests {
         assert_eq!(s.gets, [2, 1, 0]);
         assert_eq!(s.bytes, 3 + 1 + 3);
         assert_eq!(s.latency.count(), 3);
+        // A body dropped unread, and a GET dropped before its headers, are errors; nothing goes backwards.
+        drop(store.get(&Path::from("a")).await.unwrap());
+        assert_eq!(metrics.snapshot("memory://").gets, [2, 1, 1]);
+        // A GET cancelled while waiting for its headers (a timeout, a lost hedge): an error, with its time.
+        drop(Pending { metrics: Some(metrics.clone()), started: Instant::now() });
+        let s = metrics.snapshot("memory://");
+        assert_eq!((s.gets, s.latency.count()), ([2, 1, 2], 5));
     }
 }
