@@ -39,6 +39,16 @@ pub struct FaultyStore {
     lose: std::sync::Mutex<Option<(String, usize, bool)>>,
     /// Deletes of paths containing this fail and delete nothing.
     refuse_deletes: std::sync::Mutex<Option<String>>,
+    /// Reads of paths containing this never answer (a copy that hangs).
+    hang_reads: std::sync::Mutex<Option<String>>,
+    /// Writes of paths containing `.0` first wait `.1`; every delete waits `delete_delay`.
+    write_delay: std::sync::Mutex<Option<(String, std::time::Duration)>>,
+    pub delete_delay: std::sync::Mutex<std::time::Duration>,
+    /// Deletes running now, and the most seen at once.
+    deletes_in_flight: Arc<AtomicU64>,
+    pub max_deletes_in_flight: Arc<AtomicU64>,
+    /// Every write that applied: its path and size, in order.
+    pub written: std::sync::Mutex<Vec<(String, usize)>>,
 }
 
 impl FaultyStore {
@@ -80,7 +90,23 @@ impl FaultyStore {
             max_in_flight: AtomicU64::new(0),
             lose: Default::default(),
             refuse_deletes: Default::default(),
+            hang_reads: Default::default(),
+            write_delay: Default::default(),
+            delete_delay: Default::default(),
+            deletes_in_flight: Default::default(),
+            max_deletes_in_flight: Default::default(),
+            written: Default::default(),
         }
+    }
+
+    /// Reads of paths containing `filter` never answer (None: they answer again).
+    pub fn hang_reads(&self, filter: Option<&str>) {
+        *self.hang_reads.lock().unwrap() = filter.map(String::from);
+    }
+
+    /// Writes of paths containing `filter` take `delay` first.
+    pub fn delay_writes(&self, filter: &str, delay: std::time::Duration) {
+        *self.write_delay.lock().unwrap() = Some((filter.into(), delay));
     }
 
     /// A wrapper that only delays reads.
@@ -120,6 +146,22 @@ impl FaultyStore {
         Ok(())
     }
 
+    async fn maybe_hang(&self, location: &Path) {
+        let hang = self.hang_reads.lock().unwrap().clone();
+        if hang.is_some_and(|f| location.as_ref().contains(f.as_str())) {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn write_delay(&self, location: &Path) {
+        let delay = self.write_delay.lock().unwrap().clone();
+        if let Some((filter, d)) = delay
+            && location.as_ref().contains(filter.as_str())
+        {
+            tokio::time::sleep(d).await;
+        }
+    }
+
     fn check_read(&self, location: &Path) -> Result<()> {
         if self.fail_reads.load(Ordering::SeqCst) { Err(injected(location)) } else { Ok(()) }
     }
@@ -139,8 +181,11 @@ impl fmt::Display for FaultyStore {
 impl ObjectStore for FaultyStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
         self.check_write(location)?;
+        self.write_delay(location).await;
         let create = matches!(opts.mode, object_store::PutMode::Create);
+        let size = payload.content_length();
         let done = self.inner.put_opts(location, payload, opts).await?;
+        self.written.lock().unwrap().push((location.to_string(), size));
         match self.lost(location) {
             None => Ok(done),
             Some(true) => {
@@ -164,6 +209,7 @@ impl ObjectStore for FaultyStore {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         self.delay().await;
+        self.maybe_hang(location).await;
         let got = match self.check_read(location) {
             Ok(()) => self.inner.get_opts(location, options).await,
             Err(e) => Err(e),
@@ -181,23 +227,30 @@ impl ObjectStore for FaultyStore {
         self.inner.get_ranges(location, ranges).await
     }
 
+    /// Each path is deleted on its own, up to 64 at once (so a caller that hands over many paths at once
+    /// shows as many deletes in flight), after `delete_delay`.
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
-        let Some(filter) = self.refuse_deletes.lock().unwrap().clone() else {
-            return self.inner.delete_stream(locations);
-        };
-        let inner = self.inner.clone();
+        let filter = self.refuse_deletes.lock().unwrap().clone();
+        let delay = *self.delete_delay.lock().unwrap();
+        let (inner, now, max) =
+            (self.inner.clone(), self.deletes_in_flight.clone(), self.max_deletes_in_flight.clone());
         use futures::StreamExt;
         locations
-            .then(move |p| {
-                let (inner, filter) = (inner.clone(), filter.clone());
+            .map(move |p| {
+                let (inner, filter, now, max) = (inner.clone(), filter.clone(), now.clone(), max.clone());
                 async move {
                     let p = p?;
-                    if p.as_ref().contains(&filter) {
+                    if filter.is_some_and(|f| p.as_ref().contains(&f)) {
                         return Err(injected(&p));
                     }
-                    inner.delete_stream(futures::stream::once(async { Ok(p) }).boxed()).next().await.expect("one")
+                    max.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let r = inner.delete_stream(futures::stream::once(async { Ok(p) }).boxed()).next().await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    r.expect("one")
                 }
             })
+            .buffer_unordered(64)
             .boxed()
     }
 

@@ -7,6 +7,7 @@ pub mod fault;
 pub mod pointer_log;
 pub mod process;
 pub mod s3;
+pub mod sim;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
