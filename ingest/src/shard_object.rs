@@ -80,41 +80,82 @@ impl ShardObject {
     }
 }
 
-/// Largest object [`ShardObject::finish_exclusive`] uploads as one conditional PUT (held in memory once).
+/// Largest object [`ShardObject::finish_exclusive`] uploads as one conditional PUT (held in memory once);
+/// larger ones are staged and then copied into place conditionally.
 pub const EXCLUSIVE_MAX: u64 = 64 << 20;
 
 impl ShardObject {
     /// As [`ShardObject::finish`], for writers that may run twice at once (a Spark task and its retry or
     /// speculative copy): the first complete upload of the path wins (a conditional create), and a later
     /// one is accepted only if its bytes are the same. Different bytes mean the rows differed between
-    /// attempts: refused, so a published entry never describes another attempt's object. Objects over
-    /// [`EXCLUSIVE_MAX`] are uploaded as by `finish` (multipart uploads cannot be conditional here).
+    /// attempts: refused, so a published entry never describes another attempt's object, whatever its size.
     pub async fn finish_exclusive(self, roots: &[Store]) -> Result<ShardEntry, IngestError> {
         let summary = self.writer.finish()?;
-        if summary.bytes > EXCLUSIVE_MAX {
-            let checksum = upload(self.local.path(), roots, &self.dest).await?;
-            return Ok(summary.entry(self.shard, self.dest.to_string(), checksum));
-        }
-        let bytes = tokio::fs::read(self.local.path())
-            .await
-            .map_err(IngestError::io(format!("cannot read the local copy of {}", self.dest)))?;
-        let checksum = cairn_shared::manifest::checksum_of(&bytes);
-        let payload = object_store::PutPayload::from(bytes::Bytes::from(bytes));
-        for root in roots {
-            create_or_match(self.shard, &self.dest, root, &payload, &checksum).await?;
-        }
+        let checksum = if summary.bytes > EXCLUSIVE_MAX {
+            staged_create(self.shard, self.local.path(), roots, &self.dest).await?
+        } else {
+            let bytes = tokio::fs::read(self.local.path())
+                .await
+                .map_err(IngestError::io(format!("cannot read the local copy of {}", self.dest)))?;
+            let checksum = cairn_shared::manifest::checksum_of(&bytes);
+            let payload = object_store::PutPayload::from(bytes::Bytes::from(bytes));
+            for root in roots {
+                let create = |root: &Store| {
+                    let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+                    let (inner, dest, payload) = (root.inner.clone(), self.dest.clone(), payload.clone());
+                    async move { inner.put_opts(&dest, payload, opts).await.map(drop) }
+                };
+                create_or_match(self.shard, &self.dest, root, &checksum, create).await?;
+            }
+            checksum
+        };
         Ok(summary.entry(self.shard, self.dest.to_string(), checksum))
     }
 }
 
-/// Creates `dest` under `root` unless it exists; if it does, its bytes must be `checksum`'s.
-async fn create_or_match(
+/// A shard too large for one conditional PUT: uploaded (multipart) to a staging object of this attempt's
+/// own beside it, then created at its path from that with a conditional copy (S3: a multipart copy whose
+/// completion carries `If-None-Match`; a local directory: a hard link), then the staging object deleted.
+async fn staged_create(
+    shard: u32,
+    local: &Path,
+    roots: &[Store],
+    dest: &object_store::path::Path,
+) -> Result<String, IngestError> {
+    let staging = object_store::path::Path::from(format!("{dest}.staging-{}", layout::new_version()));
+    let checksum = upload(local, roots, &staging).await?;
+    let mut result = Ok(());
+    for root in roots {
+        let create = |root: &Store| {
+            let (inner, staging, dest) = (root.inner.clone(), staging.clone(), dest.clone());
+            async move { inner.copy_if_not_exists(&staging, &dest).await }
+        };
+        result = create_or_match(shard, dest, root, &checksum, create).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    for root in roots {
+        if let Err(e) = root.inner.delete(&staging).await {
+            tracing::warn!(object = %staging, root = %root.url, error = %e, "could not delete a staged shard (gc removes it)");
+        }
+    }
+    result.map(|()| checksum)
+}
+
+/// Creates `dest` under `root` with `create` (which must fail with `AlreadyExists` when it exists) unless it
+/// exists; if it does, its bytes must be `checksum`'s.
+async fn create_or_match<F, Fut>(
     shard: u32,
     dest: &object_store::path::Path,
     root: &Store,
-    payload: &object_store::PutPayload,
     checksum: &str,
-) -> Result<(), IngestError> {
+    create: F,
+) -> Result<(), IngestError>
+where
+    F: Fn(&Store) -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<()>>,
+{
     let differs = || {
         IngestError::Invalid(format!(
             "shard {} was already written under {} with other rows (by another attempt of this task): the \
@@ -125,25 +166,14 @@ async fn create_or_match(
     // S3 answers a create racing another with a conflict that reads as "exists"; the winner's object
     // may not be readable yet, so a few rounds.
     for _ in 0..4 {
-        let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
-        match root.inner.put_opts(dest, payload.clone(), opts).await {
-            Ok(_) => return Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {}
+        match create(root).await {
+            Ok(()) => return Ok(()),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        match root.inner.head(dest).await {
-            Ok(meta) if meta.size != payload.content_length() as u64 => return Err(differs()),
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        match root.inner.get(dest).await {
-            Ok(got) => {
-                let existing = got.bytes().await?;
-                let same = cairn_shared::manifest::checksum_of(&existing) == checksum;
-                return if same { Ok(()) } else { Err(differs()) };
-            }
-            Err(object_store::Error::NotFound { .. }) => continue,
+        match stored_checksum(root, dest).await {
+            Ok(Some(existing)) => return if existing == checksum { Ok(()) } else { Err(differs()) },
+            Ok(None) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -151,6 +181,22 @@ async fn create_or_match(
         "shard {}: {} under {} could neither be created nor read back",
         shard, dest, root.url
     )))
+}
+
+/// The checksum of the object at `path` (streamed, never held whole), or None if there is none.
+async fn stored_checksum(root: &Store, path: &object_store::path::Path) -> object_store::Result<Option<String>> {
+    use futures::StreamExt;
+    let got = match root.inner.get(path).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut hash = Xxh3::new();
+    let mut body = got.into_stream();
+    while let Some(chunk) = body.next().await {
+        hash.update(&chunk?);
+    }
+    Ok(Some(cairn_shared::manifest::checksum_label(hash.digest())))
 }
 
 /// Streams a local file to `dest` under every root (multipart beyond 8 MiB), hashing it on the way. An

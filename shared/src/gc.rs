@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Serialize;
@@ -56,6 +56,9 @@ pub struct GcReport {
     pub dry_run: bool,
 }
 
+/// Deletes in flight at once.
+const DELETE_CONCURRENCY: usize = 32;
+
 /// What an object under `keyspace=<ks>/` is, for collection.
 enum Kind {
     Manifest(String),
@@ -70,9 +73,12 @@ fn kind(ks_dir: &str, path: &Path) -> Kind {
         (Some("manifests"), Some(f), None) => f.strip_suffix(".json").map_or(Kind::Other, |v| Kind::Manifest(v.into())),
         // A manifest's groups go with its shards: deleted after the manifest, so no listed version lacks them.
         (Some("groups"), Some(v), Some(f)) if f.ends_with(".json") && parts.next().is_none() => Kind::Shard(v.into()),
-        (Some(dir), Some(f), None) if dir.starts_with("shard=") => {
-            f.strip_suffix(".parquet").map_or(Kind::Other, |v| Kind::Shard(v.into()))
-        }
+        // A shard object, or one staged for a conditional copy into place (`<version>.parquet.staging-<id>`,
+        // left by a writer that crashed between the two): it goes with its version.
+        (Some(dir), Some(f), None) if dir.starts_with("shard=") => match f.split_once(".parquet.staging-") {
+            Some((v, _)) => Kind::Shard(v.into()),
+            None => f.strip_suffix(".parquet").map_or(Kind::Other, |v| Kind::Shard(v.into())),
+        },
         _ => Kind::Other,
     }
 }
@@ -97,27 +103,37 @@ impl CheckpointInfo {
 }
 
 /// Versions pinned outside the pointer: unexpired checkpoints' (primary) and replicas' pointer copies; and
-/// the checkpoints that expired.
+/// the checkpoints that expired. A checkpoint is its progress record and its lease (`<id>.json`,
+/// `<id>.lease`; older builds wrote only the first): it pins its version while either is unexpired.
 async fn pins(roots: &[Store], ks: &str, now: SystemTime) -> Result<Pins> {
     let primary = roots[0].inner.as_ref();
     let mut pinned = BTreeSet::new();
     let mut by_replica = BTreeSet::new();
     let mut expired = Vec::new();
-    let checkpoints: Vec<ObjectMeta> =
+    let listed: Vec<ObjectMeta> =
         primary.list(Some(&Path::from(format!("{}/_ingest", layout::keyspace_dir(ks))))).try_collect().await?;
-    for meta in checkpoints {
+    let mut by_id: BTreeMap<String, Vec<(Path, CheckpointInfo)>> = BTreeMap::new();
+    for meta in listed {
+        let Some(id) = meta.location.filename().and_then(|f| f.rsplit_once('.')).map(|(id, _)| id.to_string()) else {
+            continue;
+        };
         let bytes = match primary.get(&meta.location).await {
             Ok(got) => got.bytes().await?,
             Err(object_store::Error::NotFound { .. }) => continue, // finished meanwhile
             Err(e) => return Err(e.into()),
         };
         match serde_json::from_slice::<CheckpointInfo>(&bytes) {
-            Ok(c) if c.expired(now) => expired.push((meta.location, c.version)),
-            Ok(c) => {
-                pinned.insert(c.version);
-            }
+            Ok(c) => by_id.entry(id).or_default().push((meta.location, c)),
             // An unreadable checkpoint protects nothing a resumed ingest could use (it restarts from scratch).
             Err(e) => tracing::warn!(checkpoint = %meta.location, error = %e, "unreadable checkpoint ignored"),
+        }
+    }
+    for (id, objects) in by_id {
+        if objects.iter().all(|(_, c)| c.expired(now)) {
+            let version = objects[0].1.version.clone();
+            expired.push((id, objects.into_iter().map(|(p, _)| p).collect(), version));
+        } else {
+            pinned.extend(objects.into_iter().map(|(_, c)| c.version));
         }
     }
     for root in &roots[1..] {
@@ -134,8 +150,8 @@ struct Pins {
     pinned: BTreeSet<String>,
     /// Of those, the ones a replica's pointer copy names (failover readers may hold them).
     by_replica: BTreeSet<String>,
-    /// Expired checkpoints, with the version each names.
-    expired: Vec<(Path, String)>,
+    /// Expired checkpoints: id, their objects, and the version each names.
+    expired: Vec<(String, Vec<Path>, String)>,
 }
 
 /// A version's objects under every root, and when the newest of them was written.
@@ -209,15 +225,17 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     // pointer switch) fails once the checkpoint is gone.
     // A run that took such a checkpoint over may still write its version's objects after this run listed
     // them: the version stays marked (never publishable) for a later run to finish from a fresh listing.
-    let stay_marked: BTreeSet<String> = expired.iter().map(|(_, v)| v.clone()).collect();
-    for (path, _) in expired {
+    let stay_marked: BTreeSet<String> = expired.iter().map(|(_, _, v)| v.clone()).collect();
+    for (id, paths, _) in expired {
         if !opts.dry_run {
-            match primary.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
+            for path in paths {
+                match primary.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
-        report.expired_checkpoints.push(path.filename().unwrap_or_default().trim_end_matches(".json").to_string());
+        report.expired_checkpoints.push(id);
     }
     let doomed: Vec<String> = if opts.dry_run {
         choose(&current.pointer).0
@@ -241,28 +259,46 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     // Manifests first, under every root: a crash part-way leaves orphaned shard objects (collected next
     // time, the mark still in the pointer), never a listed version with missing shards. An object that cannot
     // be deleted keeps its version marked (and is reported); the others go on.
+    // Deletes go out together, DELETE_CONCURRENCY at a time.
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     for manifests_pass in [true, false] {
-        for v in &doomed {
-            let Some(f) = found.get(v) else { continue };
-            if failed.contains_key(v) {
-                continue; // its manifest stayed: keep its shards too
-            }
-            for (i, meta, is_manifest) in &f.objects {
-                if *is_manifest != manifests_pass {
-                    continue;
+        // Owned items: a stream of futures borrowing them is not Send for every lifetime.
+        let batch: Vec<(String, Store, ObjectMeta)> = doomed
+            .iter()
+            // A version whose manifest stayed keeps its shards too.
+            .filter(|v| !failed.contains_key(*v))
+            .filter_map(|v| found.get(v).map(|f| (v, f)))
+            .flat_map(|(v, f)| {
+                f.objects
+                    .iter()
+                    .filter(|o| o.2 == manifests_pass)
+                    .map(|(i, m, _)| (v.clone(), roots[*i].clone(), m.clone()))
+            })
+            .collect();
+        let dry_run = opts.dry_run;
+        let outcomes: Vec<(String, u64, Option<String>)> = futures::stream::iter(batch)
+            .map(|(v, root, meta)| async move {
+                let outcome = match dry_run {
+                    true => Ok(()),
+                    false => root.inner.delete(&meta.location).await,
+                };
+                match outcome {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => (v, meta.size, None),
+                    Err(e) => (v, meta.size, Some(format!("{}: {e}", meta.location))),
                 }
-                if !opts.dry_run {
-                    match roots[*i].inner.delete(&meta.location).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => {
-                            failed.entry(v.clone()).or_insert_with(|| format!("{}: {e}", meta.location));
-                            continue;
-                        }
-                    }
+            })
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .collect()
+            .await;
+        for (v, size, error) in outcomes {
+            match error {
+                Some(e) => {
+                    failed.entry(v).or_insert(e);
                 }
-                report.objects_deleted += 1;
-                report.bytes_deleted += meta.size;
+                None => {
+                    report.objects_deleted += 1;
+                    report.bytes_deleted += size;
+                }
             }
         }
     }
@@ -294,6 +330,7 @@ mod tests {
         };
         assert_eq!(v("keyspace=ks/manifests/v1.json"), "m:v1");
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet"), "s:v1");
+        assert_eq!(v("keyspace=ks/shard=00003/v1.parquet.staging-x"), "s:v1");
         for other in [
             "keyspace=ks/CURRENT",
             "keyspace=ks/_ingest/x.json",

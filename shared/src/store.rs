@@ -66,6 +66,11 @@ impl Store {
                 retry_timeout: std::time::Duration::from_secs(10),
                 backoff: BackoffConfig::default(),
             });
+            // Conditional copies (how shards too large for one conditional PUT are created, never replaced):
+            // S3's multipart copy with If-None-Match on its completion, unless the environment says otherwise.
+            if builder.get_config_value(&AmazonS3ConfigKey::CopyIfNotExists).is_none() {
+                builder = builder.with_config(AmazonS3ConfigKey::CopyIfNotExists, "multipart");
+            }
             // An endpoint the user wrote as http:// (LocalStack, MinIO) is meant to be used over HTTP.
             if builder.get_config_value(&AmazonS3ConfigKey::Endpoint).is_some_and(|e| e.starts_with("http://")) {
                 builder = builder.with_allow_http(true);
