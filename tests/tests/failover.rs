@@ -1,13 +1,12 @@
-//! A lost, corrupted or slow copy never costs an answer: with one copy's shards deleted or corrupted, or one
-//! copy 500 ms slow, every
-//! key of the reference dataset is still answered correctly (a corrupted copy is detected by checksums and
-//! never served); with hedging, steady-state p99 with a slow copy
-//! stays under 2× the healthy p99. Roots are local directories wrapped in a fault-injecting store that adds
-//! 2–6 ms per read (a remote store's latency), so the hedging figures mean something.
+//! A lost, corrupted or stuck copy never costs an answer: with one copy's shards deleted or corrupted, or one
+//! copy that never answers, every key of the reference dataset is still answered correctly (a corrupted copy
+//! is detected by checksums and never served; a stuck one is hedged around or failed over). Roots are local
+//! directories wrapped in a fault-injecting store that adds a few ms per read (a remote store's latency).
+//! Nothing here judges time: latency under a slow copy is a benchmark's figure.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
@@ -60,25 +59,16 @@ fn uncached() -> EngineConfig {
     EngineConfig { page_cache_bytes: 0, ..Default::default() }
 }
 
-/// Looks every key up (16 in flight); returns sorted latencies and how many answers were wrong.
-async fn run(engine: &Engine, rows: &[(String, Vec<u8>)]) -> (Vec<Duration>, usize) {
-    let results: Vec<(Duration, bool)> = futures::stream::iter(rows)
-        .map(|(k, v)| async move {
-            let t = Instant::now();
-            let got = engine.get("default", k).await;
-            (t.elapsed(), matches!(&got, Ok(Some(b)) if b.as_ref() == v.as_slice()))
-        })
+/// Looks every key up (16 in flight); returns how many answers were wrong.
+async fn run(engine: &Engine, rows: &[(String, Vec<u8>)]) -> usize {
+    futures::stream::iter(rows)
+        .map(
+            |(k, v)| async move { matches!(engine.get("default", k).await, Ok(Some(b)) if b.as_ref() == v.as_slice()) },
+        )
         .buffer_unordered(16)
-        .collect()
-        .await;
-    let wrong = results.iter().filter(|(_, ok)| !ok).count();
-    let mut lat: Vec<Duration> = results.into_iter().map(|(d, _)| d).collect();
-    lat.sort();
-    (lat, wrong)
-}
-
-fn pct(lat: &[Duration], p: f64) -> Duration {
-    lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]
+        .filter(|ok| std::future::ready(!ok))
+        .count()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +80,7 @@ async fn every_key_is_answered_with_one_copy_deleted() {
         f.roots[first_copy(3, p)].inner.delete(&p.as_str().into()).await.unwrap();
     }
     let e = engine(&f, HashMap::new(), uncached());
-    let (_, wrong) = run(&e, &rows).await;
+    let wrong = run(&e, &rows).await;
     assert_eq!(wrong, 0, "{wrong} of {} lookups wrong with one copy deleted", rows.len());
     let ks = e.keyspace("default").await.unwrap();
     let stats = ks.replicated.as_ref().unwrap().stats();
@@ -102,7 +92,7 @@ async fn every_key_is_answered_with_one_copy_deleted() {
         let _ = f.roots[(first_copy(3, p) + 1) % 3].inner.delete(&p.as_str().into()).await;
     }
     let e = engine(&f, HashMap::new(), uncached());
-    assert_eq!(run(&e, &rows[..2000]).await.1, 0);
+    assert_eq!(run(&e, &rows[..2000]).await, 0);
     // All three gone: an error, never a wrong answer or a false "absent".
     for p in &f.shard_paths {
         for r in &f.roots {
@@ -136,77 +126,83 @@ async fn with_the_primary_root_down_keyspaces_load_from_a_replica() {
     };
 
     let warm = engine(uncached());
-    assert_eq!(run(&warm, &rows[..500]).await.1, 0);
+    assert_eq!(run(&warm, &rows[..500]).await, 0);
     primary.fail_reads.store(true, std::sync::atomic::Ordering::SeqCst);
     warm.refresh();
-    assert_eq!(run(&warm, &rows[..2000]).await.1, 0, "warm engine, primary down");
+    assert_eq!(run(&warm, &rows[..2000]).await, 0, "warm engine, primary down");
 
     assert!(engine(uncached()).get("default", &rows[0].0).await.is_err(), "cold, no replica known: an error");
     let cold = engine(EngineConfig { replicas: vec![f.roots[2].url.clone()], ..uncached() });
-    assert_eq!(run(&cold, &rows[..2000]).await.1, 0, "cold engine with CAIRN_REPLICAS, primary down");
+    assert_eq!(run(&cold, &rows[..2000]).await, 0, "cold engine with CAIRN_REPLICAS, primary down");
 
-    // A primary that answers, but only after a second: the pointer comes from a replica after the attempt
-    // timeout instead.
+    // A primary that never answers: the pointer and manifest come from a replica once the attempt times
+    // out (without failover the lookup would wait for ever).
     primary.fail_reads.store(false, std::sync::atomic::Ordering::SeqCst);
-    primary.read_delay_us.store(1_000_000, std::sync::atomic::Ordering::SeqCst);
+    primary.hang_reads(Some("keyspace="));
     let failover =
         cairn_shared::failover::FailoverConfig { attempt_timeout: Duration::from_millis(100), ..Default::default() };
     let slow = engine(EngineConfig { replicas: vec![f.roots[1].url.clone()], failover, ..uncached() });
-    let t = Instant::now();
-    assert_eq!(slow.get("default", &rows[0].0).await.unwrap().as_deref(), Some(rows[0].1.as_slice()));
-    assert!(t.elapsed() < Duration::from_millis(900), "primary 1 s slow: answered in {:?}", t.elapsed());
+    let got = tokio::time::timeout(Duration::from_secs(120), slow.get("default", &rows[0].0))
+        .await
+        .expect("the lookup waited on the stuck primary");
+    assert_eq!(got.unwrap().as_deref(), Some(rows[0].1.as_slice()));
 }
 
+/// A copy that never answers costs no answer. With hedging, a read whose first copy is the stuck one is
+/// answered by a hedge to another copy; without, by the next copy once the attempt timeout passes. Counted,
+/// not timed (a test on a loaded machine cannot judge latency): what hedging does to p99 is measured by the
+/// benchmarks (docs/benchmark-notes.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_copy_is_hedged_around() {
+async fn a_stuck_copy_is_hedged_around() {
     let f = fixture().await;
     let rows = read_dataset(&example_data());
-    let sample = &rows[..];
-
-    let healthy = engine(&f, HashMap::new(), uncached());
-    run(&healthy, &rows[5000..5300]).await; // warm-up: shard metadata cached, latency window filled
-    let (h, wrong) = run(&healthy, sample).await;
-    assert_eq!(wrong, 0);
-
-    // Slow down the root that is read first for the most shards, so the fault is certainly met.
+    // Stick the root that is read first for the most shards, so the fault is certainly met.
     let mut firsts = [0usize; 3];
     for p in &f.shard_paths {
         firsts[first_copy(3, p)] += 1;
     }
-    let slow_root = (0..3).max_by_key(|&i| firsts[i]).unwrap();
-    let slow = HashMap::from([(slow_root, Duration::from_millis(500))]);
-    let hedged = engine(&f, slow.clone(), uncached());
-    run(&hedged, &rows[5000..5300]).await;
-    let (s, wrong) = run(&hedged, sample).await;
-    assert_eq!(wrong, 0, "lookups wrong with a slow copy");
+    let stuck = (0..3).max_by_key(|&i| firsts[i]).unwrap();
+    let engine_with = |failover: cairn_shared::failover::FailoverConfig| {
+        let wrap = |i: usize, s: &Store| -> Store {
+            let store = FaultyStore::slow(s.inner.clone(), Duration::from_millis(1), Duration::from_millis(2));
+            if i == stuck {
+                store.hang_reads(Some("/shard="));
+            }
+            Store { url: s.url.clone(), inner: Arc::new(store) }
+        };
+        let primary = wrap(0, &f.roots[0]);
+        let by_url: HashMap<String, Store> =
+            f.roots.iter().enumerate().skip(1).map(|(i, s)| (s.url.clone(), wrap(i, s))).collect();
+        let resolver: Resolver = Arc::new(move |url: &str| {
+            by_url.get(url).cloned().ok_or_else(|| cairn_shared::Error::Config(format!("unknown root {url}")))
+        });
+        Engine::new(primary, EngineConfig { page_cache_bytes: 0, failover, ..Default::default() })
+            .with_resolver(resolver)
+    };
+    // Generous: a lookup that waits for the stuck copy takes the attempt timeout (2 s); none may take this.
+    let bounded = |engine: Engine, rows: Vec<(String, Vec<u8>)>| async move {
+        let wrong = tokio::time::timeout(Duration::from_secs(300), run(&engine, &rows))
+            .await
+            .expect("lookups waited on the stuck copy without end");
+        let stats = engine.keyspace("default").await.unwrap().replicated.as_ref().unwrap().stats();
+        (wrong, stats)
+    };
 
-    let no_hedge_config = EngineConfig {
-        page_cache_bytes: 0,
-        failover: cairn_shared::failover::FailoverConfig { hedging: false, ..Default::default() },
+    let hedging =
+        cairn_shared::failover::FailoverConfig { hedge_after: Some(Duration::from_millis(20)), ..Default::default() };
+    let (wrong, stats) = bounded(engine_with(hedging), rows[..3000].to_vec()).await;
+    assert_eq!(wrong, 0, "lookups wrong with a stuck copy");
+    assert!(stats.hedges > 0 && stats.hedge_wins > 0 && stats.failed_reads == 0, "{stats:?}");
+
+    // Without hedging the stuck copy is left only when the attempt times out: the fault is real.
+    let no_hedging = cairn_shared::failover::FailoverConfig {
+        hedging: false,
+        attempt_timeout: Duration::from_millis(200),
         ..Default::default()
     };
-    let unhedged = engine(&f, slow, no_hedge_config);
-    let (u, wrong) = run(&unhedged, &sample[..1000]).await;
+    let (wrong, stats) = bounded(engine_with(no_hedging), rows[..300].to_vec()).await;
     assert_eq!(wrong, 0);
-
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let stats = hedged.keyspace("default").await.unwrap().replicated.as_ref().unwrap().stats();
-    println!(
-        "healthy p50 {:.1} ms p99 {:.1} ms | one copy +500 ms, hedged: p50 {:.1} ms p99 {:.1} ms ({} hedges, {} won, {} reads) | not hedged: p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
-        ms(pct(&h, 0.5)),
-        ms(pct(&h, 0.99)),
-        ms(pct(&s, 0.5)),
-        ms(pct(&s, 0.99)),
-        stats.hedges,
-        stats.hedge_wins,
-        stats.reads,
-        ms(pct(&u, 0.5)),
-        ms(pct(&u, 0.99)),
-        ms(*u.last().unwrap())
-    );
-    assert!(pct(&s, 0.99) < 2 * pct(&h, 0.99), "hedged p99 {:?} vs healthy p99 {:?}", pct(&s, 0.99), pct(&h, 0.99));
-    // Without hedging the slow copy shows (until it is demoted): the fault is real, and the test could fail.
-    assert!(*u.last().unwrap() > Duration::from_millis(400), "unhedged max {:?}", u.last());
+    assert!(stats.hedges == 0 && stats.failovers > 0 && stats.failed_reads == 0, "{stats:?}");
 }
 
 /// Flips one byte in every KiB of a file, keeping its size (what a bad disk or a bad copy looks like).
@@ -228,7 +224,7 @@ async fn a_corrupted_copy_is_detected_and_never_served() {
         corrupt_file(&std::path::Path::new(&root).join(p));
     }
     let e = engine(&f, HashMap::new(), uncached());
-    let (_, wrong) = run(&e, &rows).await;
+    let wrong = run(&e, &rows).await;
     assert_eq!(wrong, 0, "{wrong} lookups answered wrongly or failed with the primary's copies corrupted");
     let stats = e.keyspace("default").await.unwrap().replicated.as_ref().unwrap().stats();
     assert!(stats.corrupt_copies > 0, "{stats:?}");
