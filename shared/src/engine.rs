@@ -18,7 +18,7 @@ use arc_swap::ArcSwapOption;
 
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
 use crate::arena::{Arena, ArenaStats};
@@ -137,9 +137,9 @@ pub struct Engine {
     /// keyspace → the replica roots its last loaded manifest named: where its pointer is read when the
     /// primary fails, besides the configured ones.
     known_replicas: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
-    /// keyspace → the highest pointer `seq` served and its version: a pointer read later with a lower one
-    /// is not taken.
-    served: std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<Keyspace>)>>,
+    /// keyspace → the pointer served and its version: a pointer read later is taken only if it supersedes
+    /// it (never back within a lineage; a keyspace created anew is followed).
+    served: std::sync::Mutex<std::collections::HashMap<String, (pointer::Pointer, Arc<Keyspace>)>>,
     /// keyspace → current version (None = no such keyspace), re-read after the TTL.
     pointers: TtlMap<Option<Arc<Keyspace>>>,
     /// (keyspace, version) → manifest; versions are immutable.
@@ -322,26 +322,28 @@ impl Engine {
         cached.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))
     }
 
-    /// The pointer's version, loaded; or the one already served when the pointer read is older than it.
+    /// The pointer's version, loaded; or the one already served when the pointer read does not supersede it
+    /// (a lagging replica's copy, read while the primary was slow).
     async fn load_keyspace(&self, ks: &str, stale: Option<&Option<Arc<Keyspace>>>) -> Result<Option<Arc<Keyspace>>> {
-        let Some((current, root)) = self.read_pointer(ks).await? else { return Ok(None) };
-        // Never backwards: a pointer older than one already served (a lagging replica's copy, read while the
-        // primary was slow) keeps the version this engine serves.
-        let seq = current.pointer.seq;
-        if let Some((served, k)) = self.served.lock().expect("served pointers").get(ks)
-            && seq < *served
+        let Some((current, root)) = self.read_pointer(ks).await? else {
+            // The primary says there is no such keyspace: what was served is gone, and a keyspace created
+            // anew under this name starts afresh.
+            let gone = self.served.lock().expect("served pointers").remove(ks);
+            if let Some((_, old)) = gone {
+                self.forget(&old);
+            }
+            return Ok(None);
+        };
+        let held = self.served.lock().expect("served pointers").get(ks).cloned();
+        if let Some((p, k)) = &held
+            && !current.pointer.supersedes(p)
         {
-            tracing::warn!(keyspace = ks, seq, served = *served, root = %root.url, "ignoring an older pointer");
+            tracing::warn!(keyspace = ks, seq = current.pointer.seq, served = p.seq, root = %root.url, "ignoring an older pointer");
             return Ok(Some(stale.cloned().flatten().unwrap_or_else(|| k.clone())));
         }
         // The version already served keeps its identity even if the manifest cache let it go: its footers,
         // blocks and hot shards are cached under its uid.
-        let same = self
-            .served
-            .lock()
-            .expect("served pointers")
-            .get(ks)
-            .and_then(|(_, k)| (k.manifest.version == current.pointer.version).then(|| k.clone()));
+        let same = held.and_then(|(_, k)| (k.manifest.version == current.pointer.version).then_some(k));
         let k = match same {
             Some(k) => k,
             None => self.load_manifest(ks, &current, &root).await?,
@@ -349,8 +351,8 @@ impl Engine {
         let superseded = {
             let mut served = self.served.lock().expect("served pointers");
             match served.get(ks) {
-                Some((s, _)) if *s > seq => None,
-                _ => served.insert(ks.to_string(), (seq, k.clone())).map(|(_, old)| old),
+                Some((p, _)) if !current.pointer.supersedes(p) => None,
+                _ => served.insert(ks.to_string(), (current.pointer.clone(), k.clone())).map(|(_, old)| old),
             }
         };
         if let Some(old) = superseded.filter(|old| old.uid != k.uid) {
@@ -388,14 +390,7 @@ impl Engine {
         if let Some(k) = self.manifests.get(&id) {
             return Ok(k);
         }
-        self.gets.fetch_add(1, Relaxed);
-        let manifest = match Manifest::read_top(root.inner.as_ref(), ks, &current.pointer.version).await {
-            // The pointer names it: a missing manifest is lost data, not an unknown version.
-            Err(Error::VersionNotFound { .. }) => {
-                return Err(Error::Missing { path: crate::layout::manifest_path(ks, &current.pointer.version) });
-            }
-            other => other?,
-        };
+        let manifest = self.read_manifest_top(ks, current, root).await?;
         let mut known = self.known_replicas.lock().expect("known replicas");
         if known.get(ks) != Some(&manifest.replicas) {
             known.insert(ks.to_string(), manifest.replicas.clone());
@@ -429,6 +424,62 @@ impl Engine {
         // so a request holding another copy would fetch and decode every shard again (measured: twice the
         // memory after start-up, when the first requests all loaded it at once).
         Ok(self.manifests.get_or_insert(id, k))
+    }
+
+    /// The manifest top level `current` names, verified against the size and checksum the pointer carries
+    /// (a pointer of an older build: by its content), read like shard data: from the root the pointer came
+    /// from or another root this engine knows for the keyspace (the primary, `CAIRN_REPLICAS`, the replicas
+    /// its last manifest named), failing over on a missing, corrupt or slow copy (per-attempt timeout,
+    /// hedging). The pointer names it: missing everywhere is lost data, not an unknown version.
+    async fn read_manifest_top(&self, ks: &str, current: &pointer::Current, root: &Store) -> Result<Manifest> {
+        let version = current.pointer.version.as_str();
+        let path = crate::layout::manifest_path(ks, version);
+        let known = self.known_replicas.lock().expect("known replicas").get(ks).cloned().unwrap_or_default();
+        let mut roots = vec![root.clone()];
+        for url in std::iter::once(&self.store.url).chain(&self.config.replicas).chain(&known) {
+            if roots.iter().any(|r| r.url == *url) {
+                continue;
+            }
+            match url == &self.store.url {
+                true => roots.push(self.store.clone()),
+                false => roots.extend(self.replica(url).ok()),
+            }
+        }
+        let expected = current.pointer.manifest.as_ref();
+        let valid = |b: &[u8]| match expected {
+            Some(top) => top.matches(b),
+            None => Manifest::parse(&path, b).is_ok_and(|m| m.keyspace == ks && m.version == version),
+        };
+        let missing = || Error::Missing { path: path.clone() };
+        let bytes = if roots.len() == 1 {
+            let bytes = match root.inner.get(&path).await {
+                Ok(got) => got.bytes().await?,
+                Err(object_store::Error::NotFound { .. }) => return Err(missing()),
+                Err(e) => return Err(e.into()),
+            };
+            if !valid(&bytes) {
+                self.telemetry.checksum_failures.fetch_add(1, Relaxed);
+                return Err(Error::corrupt(&path, "not the manifest the pointer names (checksum mismatch)"));
+            }
+            bytes
+        } else {
+            let stores = roots.iter().map(|r| r.inner.clone()).collect();
+            let replicated =
+                ReplicatedStore::new(stores, self.config.failover.clone()).with_totals(self.telemetry.replicas.clone());
+            replicated.get_verified(&path, GetOptions::default(), &valid).await.map_err(|e| match e {
+                e if crate::failover::is_corrupt(&e) => {
+                    Error::corrupt(&path, format!("no copy is the manifest the pointer names: {e}"))
+                }
+                object_store::Error::NotFound { .. } => missing(),
+                e => Error::Store(e),
+            })?
+        };
+        self.count(bytes.len() as u64);
+        let m = Manifest::parse(&path, &bytes)?;
+        if m.keyspace != ks || m.version != version {
+            return Err(Error::corrupt(&path, format!("it is the manifest of {}/{}", m.keyspace, m.version)));
+        }
+        Ok(m)
     }
 
     /// The keyspace's pointer and the root it was read from (where its manifest is read too): the primary,
@@ -893,10 +944,10 @@ impl Engine {
         let served = self.served.lock().expect("served versions");
         let mut keyspaces: Vec<ServedKeyspace> = served
             .iter()
-            .map(|(name, (seq, k))| ServedKeyspace {
+            .map(|(name, (p, k))| ServedKeyspace {
                 keyspace: name.clone(),
                 version: k.manifest.version.clone(),
-                seq: *seq,
+                seq: p.seq,
                 keys: k.manifest.rows,
                 bytes: k.manifest.bytes,
             })

@@ -6,11 +6,13 @@
 
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::checksum::ObjectRef;
 use crate::error::Result;
+use crate::layout;
 use crate::manifest::{Manifest, ShardEntry, checksum_label, checksum_of};
 use crate::pointer;
 use crate::store::Store;
@@ -159,16 +161,14 @@ pub async fn repair(roots: &[Store], manifest: &Manifest) -> Result<RepairReport
             }
         }
     }
-    // What readers fall back to when the primary is down: each replica's manifest copy, and its pointer copy
-    // while `manifest` is the primary's current version.
+    // What readers fall back to when a root is down or damaged: each root's manifest copy (byte for byte a
+    // copy the pointer vouches for), and each replica's pointer copy while `manifest` is the current version.
     let ks = &manifest.keyspace;
     let current = pointer::read(roots[0].inner.as_ref(), ks).await?.filter(|c| c.pointer.version == manifest.version);
-    for root in &roots[1..] {
-        if Manifest::read(root.inner.as_ref(), ks, &manifest.version).await.is_err() {
-            manifest.write(root.inner.as_ref()).await?;
-            out.metadata_copied += 1;
-        }
-        if let Some(cur) = &current {
+    let vouched = current.as_ref().and_then(|c| c.pointer.manifest.clone());
+    out.metadata_copied += repair_manifest(roots, manifest, vouched.as_ref()).await?;
+    if let Some(cur) = &current {
+        for root in &roots[1..] {
             let copy = pointer::read(root.inner.as_ref(), ks).await.ok().flatten().map(|c| c.pointer);
             if copy.as_ref() != Some(&cur.pointer) {
                 pointer::copy(root.inner.as_ref(), ks, &cur.pointer).await?;
@@ -177,4 +177,52 @@ pub async fn repair(roots: &[Store], manifest: &Manifest) -> Result<RepairReport
         }
     }
     Ok(out)
+}
+
+/// Gives every root an intact copy of `manifest`'s top level and groups, copied byte for byte from a root
+/// whose top level is the one `vouched` names (the pointer's; without it, the primary's or else one that
+/// parses as this version). Returns the roots written.
+async fn repair_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&ObjectRef>) -> Result<usize> {
+    use futures::TryStreamExt;
+    let path = manifest.path();
+    let mut tops = Vec::with_capacity(roots.len());
+    for root in roots {
+        tops.push(match root.inner.get(&path).await {
+            Ok(got) => Some(got.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        });
+    }
+    let intact = |b: &[u8]| match vouched {
+        Some(r) => r.matches(b),
+        None => {
+            Manifest::parse(&path, b).is_ok_and(|m| m.keyspace == manifest.keyspace && m.version == manifest.version)
+        }
+    };
+    let Some(good) = tops.iter().position(|t| t.as_deref().is_some_and(intact)) else {
+        return Ok(0); // no intact copy anywhere: nothing to copy from (`cairn health` reports the version)
+    };
+    let top = tops[good].clone().expect("found");
+    let groups: Vec<ObjectMeta> =
+        roots[good].inner.list(Some(&layout::groups_dir(&manifest.keyspace, &manifest.version))).try_collect().await?;
+    let mut written = 0;
+    for (i, root) in roots.iter().enumerate() {
+        let mut fixed = false;
+        for g in &groups {
+            match root.inner.head(&g.location).await {
+                Ok(meta) if meta.size == g.size => continue,
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let body = roots[good].inner.get(&g.location).await?.bytes().await?;
+            root.inner.put(&g.location, PutPayload::from(body)).await?;
+            fixed = true;
+        }
+        if tops[i].as_ref() != Some(&top) {
+            root.inner.put(&path, PutPayload::from(top.clone())).await?;
+            fixed = true;
+        }
+        written += fixed as usize;
+    }
+    Ok(written)
 }

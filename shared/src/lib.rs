@@ -5,6 +5,7 @@
 pub mod arena;
 pub mod block;
 pub mod cache;
+pub mod checksum;
 pub mod conditional;
 pub mod config;
 pub mod engine;

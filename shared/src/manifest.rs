@@ -1,11 +1,11 @@
 //! The manifest: one immutable JSON object per published version, listing every shard with what a reader
 //! needs to open it in one request (size, metadata suffix length) and to trust it (checksum).
 
-use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+pub use crate::checksum::{ObjectRef, checksum_label, checksum_of};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::piece::{PieceRef, RootRef};
@@ -17,16 +17,6 @@ use crate::ring::PlacementSpec;
 pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format this build reads.
 pub const OLDEST_READABLE_FORMAT: u32 = 2;
-
-/// How checksums are written in manifests and reports: `xxh3-64:<16 hex digits>`.
-pub fn checksum_label(digest: u64) -> String {
-    format!("xxh3-64:{digest:016x}")
-}
-
-/// [`checksum_label`] of `bytes`.
-pub fn checksum_of(bytes: &[u8]) -> String {
-    checksum_label(xxhash_rust::xxh3::xxh3_64(bytes))
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -121,8 +111,9 @@ impl Manifest {
     /// Writes the manifest: with more than [`GROUP_ABOVE`] shards, each group of entries first, then the
     /// top level listing the groups (a reader that finds the top level finds every group). Only the ingest
     /// that owns a version writes it, before the pointer names it (a resumed ingest, or repair for a replica
-    /// root, may write it again, byte for byte); once published it is never changed.
-    pub async fn write(&self, store: &dyn ObjectStore) -> Result<()> {
+    /// root, may write it again, byte for byte); once published it is never changed. Returns what the
+    /// pointer records of the top level (its size and checksum), the same for every root.
+    pub async fn write(&self, store: &dyn ObjectStore) -> Result<ObjectRef> {
         if self.shards.len() != self.placement.shards() as usize {
             return Err(Error::Config(format!(
                 "writing manifest {}: {} shard entries for {} shards (a top level read alone cannot be written)",
@@ -151,16 +142,22 @@ impl Manifest {
             }
         }
         let body = to_json(&top, &self.path())?;
+        let top_ref = ObjectRef::of(&body);
         store.put(&self.path(), PutPayload::from(body)).await?;
-        Ok(())
+        Ok(top_ref)
     }
 
     /// The manifest with every shard entry (its groups read and verified): what the admin tools use.
     pub async fn read(store: &dyn ObjectStore, ks: &str, version: &str) -> Result<Manifest> {
+        Ok(Self::read_with_ref(store, ks, version).await?.0)
+    }
+
+    /// [`Manifest::read`], with what a pointer records of the top level read.
+    pub async fn read_with_ref(store: &dyn ObjectStore, ks: &str, version: &str) -> Result<(Manifest, ObjectRef)> {
         use futures::{StreamExt, TryStreamExt};
-        let mut m = Self::read_top(store, ks, version).await?;
+        let (mut m, top) = Self::read_top_ref(store, ks, version).await?;
         if m.groups.is_empty() {
-            return Ok(m);
+            return Ok((m, top));
         }
         let groups: Vec<Vec<ShardEntry>> = futures::stream::iter(0..m.groups.len())
             .map(|g| {
@@ -181,12 +178,17 @@ impl Manifest {
         m.shards = groups.into_iter().flatten().collect();
         // Whole now: written again (repair), it is grouped again, byte for byte.
         m.groups.clear();
-        Ok(m)
+        Ok((m, top))
     }
 
     /// The top level alone: for a grouped manifest, the groups' places but no shard entries (what the query
     /// engine loads; it reads each group on first use).
     pub async fn read_top(store: &dyn ObjectStore, ks: &str, version: &str) -> Result<Manifest> {
+        Ok(Self::read_top_ref(store, ks, version).await?.0)
+    }
+
+    /// [`Manifest::read_top`], with the size and checksum of the bytes read (what a pointer records).
+    pub async fn read_top_ref(store: &dyn ObjectStore, ks: &str, version: &str) -> Result<(Manifest, ObjectRef)> {
         let path = layout::manifest_path(ks, version);
         let bytes = match store.get(&path).await {
             Ok(r) => r.bytes().await?,
@@ -195,7 +197,11 @@ impl Manifest {
             }
             Err(e) => return Err(e.into()),
         };
-        Self::parse(&path, &bytes)
+        let m = Self::parse(&path, &bytes)?;
+        if m.keyspace != ks || m.version != version {
+            return Err(Error::corrupt(&path, format!("it is the manifest of {}/{}", m.keyspace, m.version)));
+        }
+        Ok((m, ObjectRef::of(&bytes)))
     }
 
     /// Where group `g` of this manifest lies.
@@ -230,7 +236,7 @@ impl Manifest {
         Ok(group.shards)
     }
 
-    pub fn parse(path: &Path, bytes: &Bytes) -> Result<Manifest> {
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
         if !(OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&m.format) {
             let why = if m.format > FORMAT_VERSION { "newer than this build" } else { "older; re-ingest the data" };

@@ -4,10 +4,15 @@
 //! Replica roots hold copies of it, written after the primary's switch: what a reader falls back to when
 //! the primary root cannot be read. A copy may lag the primary (a publish or rollback whose copy failed, or
 //! two copies landing out of order), never point at a version that is not whole.
+//!
+//! A keyspace's identity across deletions is its *lineage*: an id given when its first pointer is created
+//! and kept by every switch. Within one lineage `seq` only grows, so a reader never moves back; a keyspace
+//! deleted and created anew has a newer lineage, which readers follow ([`Pointer::supersedes`]).
 
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
+pub use crate::checksum::ObjectRef;
 use crate::error::{Error, Result};
 use crate::layout;
 
@@ -36,6 +41,16 @@ pub struct Pointer {
     /// deletes anything, and removes them after).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collecting: Vec<String>,
+    /// Given when the keyspace's first pointer is created, kept by every switch: ids sort by creation time
+    /// (as versions do), so a keyspace deleted and created anew has a greater one. None in pointers written
+    /// before it existed (a switch by this build gives them one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<String>,
+    /// The size and checksum of `version`'s manifest top level: a reader verifies the copy it reads, from
+    /// whichever root (None in pointers written before it existed: the manifest is then checked by its
+    /// content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ObjectRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,8 +79,22 @@ impl Pointer {
         self.history.iter().find(|h| h.version == version).map(|h| h.replaced_at.as_str())
     }
 
+    /// Whether a reader that serves `held` takes this pointer: within one lineage, when it is not older
+    /// (`seq`); across lineages, when its lineage is newer. Where a pointer of an older build (no lineage)
+    /// is involved, a higher `seq` is taken as before, and a lower one by what it names: a version the held
+    /// pointer's history lists is a lagging copy (not taken); a version it never had, created after the
+    /// one it serves, is a keyspace created anew (taken).
+    pub fn supersedes(&self, held: &Pointer) -> bool {
+        match (&self.lineage, &held.lineage) {
+            (Some(a), Some(b)) if a == b => self.seq >= held.seq,
+            (Some(a), Some(b)) => a > b,
+            _ if self.seq >= held.seq => true,
+            _ => !held.was_current(&self.version) && self.version > held.version,
+        }
+    }
+
     /// The pointer that replaces this one with `version` as current.
-    fn next(&self, version: &str) -> Pointer {
+    fn next(&self, version: &str, manifest: Option<ObjectRef>) -> Pointer {
         let now = layout::now_rfc3339();
         let mut history = Vec::with_capacity(HISTORY_MAX);
         history.push(Replaced { version: self.version.clone(), replaced_at: now.clone() });
@@ -88,6 +117,8 @@ impl Pointer {
             history,
             history_from,
             collecting: self.collecting.clone(),
+            lineage: Some(self.lineage.clone().unwrap_or_else(layout::new_version)),
+            manifest,
         }
     }
 }
@@ -112,9 +143,16 @@ pub async fn read(store: &dyn ObjectStore, ks: &str) -> Result<Option<Current>> 
     Ok(Some(Current { pointer, tag }))
 }
 
-/// Points the keyspace at `version` if the pointer is still what `expected` says (None: no pointer yet).
-/// Refused (conflict) when gc is collecting `version`.
-pub async fn switch(store: &dyn ObjectStore, ks: &str, version: &str, expected: Option<&Current>) -> Result<Pointer> {
+/// Points the keyspace at `version` (whose manifest top level is `manifest`) if the pointer is still what
+/// `expected` says (None: no pointer yet, and this one starts a lineage). Refused (conflict) when gc is
+/// collecting `version`.
+pub async fn switch(
+    store: &dyn ObjectStore,
+    ks: &str,
+    version: &str,
+    manifest: Option<ObjectRef>,
+    expected: Option<&Current>,
+) -> Result<Pointer> {
     let pointer = match expected {
         None => Pointer {
             version: version.to_string(),
@@ -124,11 +162,13 @@ pub async fn switch(store: &dyn ObjectStore, ks: &str, version: &str, expected: 
             history: Vec::new(),
             history_from: None,
             collecting: Vec::new(),
+            lineage: Some(layout::new_version()),
+            manifest,
         },
         Some(c) if c.pointer.collecting.iter().any(|v| v == version) => {
             return Err(Error::Collecting { keyspace: ks.into(), version: version.into() });
         }
-        Some(c) => c.pointer.next(version),
+        Some(c) => c.pointer.next(version, manifest),
     };
     update(store, ks, &pointer, expected).await?;
     Ok(pointer)
@@ -232,4 +272,58 @@ pub async fn list_keyspaces(store: &dyn ObjectStore) -> Result<Vec<String>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(version: &str, seq: u64, lineage: Option<&str>, history: &[&str]) -> Pointer {
+        Pointer {
+            version: version.into(),
+            previous: history.first().map(|v| v.to_string()),
+            updated_at: String::new(),
+            seq,
+            history: history.iter().map(|v| Replaced { version: v.to_string(), replaced_at: String::new() }).collect(),
+            history_from: None,
+            collecting: Vec::new(),
+            lineage: lineage.map(String::from),
+            manifest: None,
+        }
+    }
+
+    #[test]
+    fn within_a_lineage_never_back_across_lineages_to_the_newer() {
+        let held = p("v3", 7, Some("L1"), &["v2", "v1"]);
+        assert!(p("v4", 8, Some("L1"), &["v3"]).supersedes(&held));
+        assert!(p("v3", 7, Some("L1"), &["v2"]).supersedes(&held), "the same pointer (or only gc's marks moved)");
+        // A lagging copy, even of a version created later and no longer in the history.
+        assert!(!p("v9", 6, Some("L1"), &[]).supersedes(&held));
+        // Deleted and created anew: a newer lineage, whatever its seq; an older one never.
+        assert!(p("v5", 1, Some("L2"), &[]).supersedes(&held));
+        assert!(!p("v0", 9, Some("L0"), &[]).supersedes(&held));
+    }
+
+    #[test]
+    fn pointers_of_older_builds_are_judged_by_what_they_name() {
+        let held = p("v3", 7, None, &["v2", "v1"]);
+        assert!(p("v4", 8, None, &["v3"]).supersedes(&held));
+        assert!(!p("v2", 6, None, &["v1"]).supersedes(&held), "a lagging copy");
+        assert!(p("v5", 1, None, &[]).supersedes(&held), "rebuilt by an older build");
+        assert!(!p("v0", 1, None, &[]).supersedes(&held), "older than what is served");
+        // This build switching over an older build's pointer (a rollback included) gives it a lineage.
+        assert!(p("v1", 8, Some("L1"), &["v3"]).supersedes(&held));
+        // An older build writing over a lineage: a higher seq is taken, a lagging copy is not.
+        let held = p("v3", 7, Some("L1"), &["v2", "v1"]);
+        assert!(p("v2", 8, None, &["v3"]).supersedes(&held));
+        assert!(!p("v2", 6, None, &[]).supersedes(&held));
+    }
+
+    #[test]
+    fn a_switch_keeps_the_lineage_and_gives_one_to_an_older_pointer() {
+        let old = p("v1", 3, None, &[]);
+        let next = old.next("v2", None);
+        assert!(next.lineage.is_some() && next.seq == 4);
+        assert_eq!(next.next("v3", None).lineage, next.lineage);
+    }
 }

@@ -42,8 +42,8 @@ pub async fn rollback(
         tries += 1;
         // Read after the pointer the switch is conditional on: gc marks a version in the pointer before it
         // deletes its manifest, so a manifest present now and an unchanged pointer at the switch mean whole.
-        let manifest = Manifest::read(store, ks, &target).await?;
-        match pointer::switch(store, ks, &target, Some(&cur)).await {
+        let (manifest, top) = Manifest::read_with_ref(store, ks, &target).await?;
+        match pointer::switch(store, ks, &target, Some(top), Some(&cur)).await {
             Ok(p) => break (p, manifest),
             Err(e) => {
                 // A conflict, or an outcome we did not hear: the pointer as it is now tells which.

@@ -64,9 +64,9 @@ async fn publish_as(store: &Store, shards: u32, rows: &[(String, Vec<u8>)], form
         shards: entries,
         groups: vec![],
     };
-    m.write(store.inner.as_ref()).await.unwrap();
+    let top = m.write(store.inner.as_ref()).await.unwrap();
     let cur = pointer::read(store.inner.as_ref(), "t").await.unwrap();
-    pointer::switch(store.inner.as_ref(), "t", &version, cur.as_ref()).await.unwrap();
+    pointer::switch(store.inner.as_ref(), "t", &version, Some(top), cur.as_ref()).await.unwrap();
     m
 }
 
@@ -161,18 +161,29 @@ async fn hot_shards_churn_through_the_arena() {
         for (k, v) in &by_shard {
             assert_eq!(engine.get("t", k).await.unwrap().as_deref(), Some(v.as_slice()), "pass {pass}, key {k}");
         }
-        engine.stats(); // moka lets go of evicted values at its next housekeeping, not at eviction
-        let stats = engine.stats();
-        let data = stats.caches.iter().find(|c| c.name == "data").unwrap();
-        let arena = stats.hot_arena;
-        assert!(arena.used_bytes > 0, "pass {pass}: hot shards are in the arena: {arena:?}");
-        assert!(
-            arena.used_bytes <= data.bytes + data.entries * 4096,
-            "pass {pass}: arena holds {} bytes, the cache accounts for {} in {} entries",
-            arena.used_bytes,
-            data.bytes,
-            data.entries
-        );
+        // An evicted shard's memory returns to the arena once nothing holds it: moka drops its copy of an
+        // evicted value when the epoch-based reclamation of its map gets to it, which other threads (tests
+        // running beside this one) can delay; and its housekeeping stops after 100 ms with a listener set.
+        // So the arena is eventually within what the cache accounts for, never at a given moment: waited
+        // for, with a bound far past any delay (this is a leak check, not a timing claim).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let stats = engine.stats();
+            let data = stats.caches.iter().find(|c| c.name == "data").unwrap();
+            let arena = stats.hot_arena;
+            assert!(arena.used_bytes > 0, "pass {pass}: hot shards are in the arena: {arena:?}");
+            if arena.used_bytes <= data.bytes + data.entries * 4096 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pass {pass}: arena holds {} bytes, the cache accounts for {} in {} entries",
+                arena.used_bytes,
+                data.bytes,
+                data.entries
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 

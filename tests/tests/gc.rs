@@ -76,7 +76,7 @@ async fn gc_deletes_old_versions_everywhere_and_keeps_what_readers_need() {
     let engine = Engine::new(roots[0].clone(), EngineConfig::default());
     assert_eq!(engine.get("ks", "a").await.unwrap().as_deref(), Some(&b"3"[..]));
     let cur = pointer::read(roots[0].inner.as_ref(), "ks").await.unwrap();
-    pointer::switch(roots[0].inner.as_ref(), "ks", &versions[2], cur.as_ref()).await.unwrap();
+    pointer::switch(roots[0].inner.as_ref(), "ks", &versions[2], None, cur.as_ref()).await.unwrap();
     let engine = Engine::new(roots[0].clone(), EngineConfig::default());
     assert_eq!(engine.get("ks", "b").await.unwrap().as_deref(), Some(&b"2"[..]));
 

@@ -103,7 +103,7 @@ async fn conditional_pointer_switch_has_exactly_one_winner_on_s3() {
         // PutMode::Create → If-None-Match: *
         let creates = futures::future::join_all((0..6).map(|i| {
             let (s, ks) = (store.inner.clone(), ks.clone());
-            async move { pointer::switch(s.as_ref(), &ks, &format!("v{i}"), None).await }
+            async move { pointer::switch(s.as_ref(), &ks, &format!("v{i}"), None, None).await }
         }))
         .await;
         assert_eq!(creates.iter().filter(|r| r.is_ok()).count(), 1, "create race {round}: {creates:?}");
@@ -111,7 +111,7 @@ async fn conditional_pointer_switch_has_exactly_one_winner_on_s3() {
         let cur = pointer::read(store.inner.as_ref(), &ks).await.unwrap().unwrap();
         let updates = futures::future::join_all((0..6).map(|i| {
             let (s, ks, cur) = (store.inner.clone(), ks.clone(), cur.clone());
-            async move { pointer::switch(s.as_ref(), &ks, &format!("u{i}"), Some(&cur)).await }
+            async move { pointer::switch(s.as_ref(), &ks, &format!("u{i}"), None, Some(&cur)).await }
         }))
         .await;
         assert_eq!(updates.iter().filter(|r| r.is_ok()).count(), 1, "update race {round}: {updates:?}");

@@ -133,11 +133,14 @@ async fn rollback_switches_back_and_readers_follow() {
         Engine::new(store.clone(), EngineConfig { manifest_ttl: Duration::from_millis(50), ..Default::default() });
     assert_eq!(engine.get("rb", &r1[0].0).await.unwrap(), None);
     // Rollback is a conditional pointer switch to a version whose manifest exists.
-    pointer::switch(store.inner.as_ref(), "rb", &v1, Some(&cur)).await.unwrap();
+    pointer::switch(store.inner.as_ref(), "rb", &v1, None, Some(&cur)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(engine.get("rb", &r1[0].0).await.unwrap().as_deref(), Some(r1[0].1.as_bytes()));
     // A stale switch (based on the pointer before the rollback) is refused.
-    assert!(matches!(pointer::switch(store.inner.as_ref(), "rb", &v2, Some(&cur)).await, Err(Error::Conflict { .. })));
+    assert!(matches!(
+        pointer::switch(store.inner.as_ref(), "rb", &v2, None, Some(&cur)).await,
+        Err(Error::Conflict { .. })
+    ));
 }
 
 /// Past its TTL a keyspace's pointer is re-read by one request while the requests arriving meanwhile answer
@@ -194,7 +197,7 @@ async fn pointer_compare_and_swap_has_one_winner_per_round() {
         // Create race: 8 writers, no pointer yet.
         let creates = futures::future::join_all((0..8).map(|i| {
             let s = store.inner.clone();
-            async move { pointer::switch(s.as_ref(), "cas", &format!("v{i}"), None).await }
+            async move { pointer::switch(s.as_ref(), "cas", &format!("v{i}"), None, None).await }
         }))
         .await;
         assert_eq!(creates.iter().filter(|r| r.is_ok()).count(), 1, "{url}: create race");
@@ -202,7 +205,7 @@ async fn pointer_compare_and_swap_has_one_winner_per_round() {
         let cur = pointer::read(store.inner.as_ref(), "cas").await.unwrap().unwrap();
         let updates = futures::future::join_all((0..8).map(|i| {
             let (s, cur) = (store.inner.clone(), cur.clone());
-            async move { pointer::switch(s.as_ref(), "cas", &format!("u{i}"), Some(&cur)).await }
+            async move { pointer::switch(s.as_ref(), "cas", &format!("u{i}"), None, Some(&cur)).await }
         }))
         .await;
         assert_eq!(updates.iter().filter(|r| r.is_ok()).count(), 1, "{url}: update race");

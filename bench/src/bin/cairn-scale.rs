@@ -192,7 +192,7 @@ async fn synthetic(keys: u64, shards: u32) {
         groups: vec![],
     };
     m.write(memory.inner.as_ref()).await.unwrap();
-    cairn_shared::pointer::switch(memory.inner.as_ref(), "synthetic", &version, None).await.unwrap();
+    cairn_shared::pointer::switch(memory.inner.as_ref(), "synthetic", &version, None, None).await.unwrap();
     let store = Store {
         url: memory.url.clone(),
         inner: std::sync::Arc::new(TemplateStore::new(memory.inner.clone(), template)),

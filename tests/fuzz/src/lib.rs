@@ -148,7 +148,7 @@ pub fn manifest_pointer(data: &[u8]) {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &b""[..]),
     };
-    if let Ok(m) = Manifest::parse(&"fuzz.json".into(), &Bytes::copy_from_slice(m))
+    if let Ok(m) = Manifest::parse(&"fuzz.json".into(), m)
         && let Ok(placement) = Placement::new(&m.placement)
     {
         for k in [&b"a"[..], b"key-0001", b""] {
@@ -216,7 +216,7 @@ static HTTP: LazyLock<Http> = LazyLock::new(|| {
             groups: vec![],
         };
         m.write(store.inner.as_ref()).await.expect("manifest");
-        let _ = pointer::switch(store.inner.as_ref(), "ks", "v1", None).await;
+        let _ = pointer::switch(store.inner.as_ref(), "ks", "v1", None, None).await;
     });
     let engine = Arc::new(Engine::new(store, Default::default()));
     Http { rt, router: cairn_functions::router(engine) }
