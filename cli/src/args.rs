@@ -190,9 +190,15 @@ pub struct IngestArgs {
     /// Shards written in parallel (default: number of cores).
     #[arg(long, env = "CAIRN_INGEST_THREADS")]
     pub threads: Option<usize>,
-    /// Directory for spilled runs and shard files before upload (default: the system temp dir).
+    /// Directory for spilled runs and shard files before upload (default: the system temp dir). What a
+    /// killed ingest left there is removed by the next one.
     #[arg(long, env = "CAIRN_TMP_DIR")]
     pub tmp_dir: Option<PathBuf>,
+    /// Publish even if the input holds no key. Without it such an input (an empty file, footer-only Parquet,
+    /// an empty export) is refused and nothing is published: a version with no key answers "not found" for
+    /// every key of the keyspace it replaces.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 fn bytes_arg(s: &str) -> Result<u64, String> {

@@ -4,6 +4,7 @@ mod admin;
 mod args;
 mod client;
 mod info_report;
+mod interrupt;
 mod output;
 mod progress;
 mod repl;
@@ -69,13 +70,15 @@ async fn run(cli: Cli) -> Res {
         }
         Some(Command::Ingest(args)) => {
             let store = Store::open(&args.store.store)?;
-            ingest(args, store).await?;
-            Ok(0)
+            ingest(args, store).await
         }
         Some(Command::Serve { file, store, port, host, .. }) => {
             let store = Store::open(&store.store)?;
             if let Some(file) = file {
-                admin::ensure_ingested(&file, &store).await?;
+                match interrupt::interruptible(admin::ensure_ingested(&file, &store)).await {
+                    Ok(done) => done?,
+                    Err(stop) => return Ok(interrupted(stop)),
+                }
             } else {
                 let ks = pointer::list_keyspaces(store.inner.as_ref()).await?;
                 if ks.is_empty() {
@@ -172,7 +175,17 @@ async fn run(cli: Cli) -> Res {
     }
 }
 
-async fn ingest(args: IngestArgs, store: Store) -> Result<(), Box<dyn std::error::Error>> {
+/// What a job stopped by a signal leaves, said once its threads have stopped; the exit status.
+fn interrupted(stop: interrupt::Interrupted) -> u8 {
+    eprintln!(
+        "interrupted by {}: nothing was published and the scratch space is removed; the checkpoint stays in the \
+         store, so rerunning the same command resumes",
+        stop.name
+    );
+    stop.status
+}
+
+async fn ingest(args: IngestArgs, store: Store) -> Res {
     let mut opts = IngestOptions::new("", &args.keyspace, store);
     opts.inputs = args.inputs;
     opts.columns = cairn_ingest::Columns {
@@ -200,7 +213,10 @@ async fn ingest(args: IngestArgs, store: Store) -> Result<(), Box<dyn std::error
     if let Some(t) = args.threads {
         opts.threads = t;
     }
-    let report = cairn_ingest::ingest(opts, Arc::new(progress::Bars::new())).await?;
-    admin::print_report(&report);
-    Ok(())
+    opts.allow_empty = args.allow_empty;
+    match interrupt::interruptible(cairn_ingest::ingest(opts, Arc::new(progress::Bars::new()))).await {
+        Ok(report) => admin::print_report(&report?),
+        Err(stop) => return Ok(interrupted(stop)),
+    }
+    Ok(0)
 }

@@ -17,9 +17,10 @@ use cairn_shared::{layout, pointer};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
-use crate::checkpoint::{Checkpoint, LiveRun, Owned};
+use crate::checkpoint::{Checkpoint, Owned};
 use crate::error::IngestError;
 use crate::lease::{AbortOnDrop, Stop, heartbeat};
+use crate::owner::LiveRun;
 use crate::pipeline::IngestReport;
 use crate::progress::{NoProgress, Progress};
 use crate::publish::{discard, manifest_for, publish_version};
@@ -27,6 +28,16 @@ use crate::shard_object::{ShardObject, VersionTarget};
 
 /// Requests in flight when the driver checks or writes shard objects.
 const CONCURRENCY: usize = 32;
+
+/// How [`Build::publish_with`] publishes.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Publish a version with no key (it answers "not found" for every key).
+    pub allow_empty: bool,
+    /// Shards the caller knows hold no rows (a Spark job that succeeded reported every shard that has
+    /// some): written empty by the publish.
+    pub empty_shards: Vec<u32>,
+}
 
 pub struct Build {
     target: VersionTarget,
@@ -63,6 +74,7 @@ impl Build {
             version: version.clone(),
             base_version: current.as_ref().map(|c| c.pointer.version.clone()),
             started_at: layout::now_rfc3339(),
+            writer: None,
             owner: None,
             expires_at: None,
             done: BTreeMap::new(),
@@ -73,9 +85,10 @@ impl Build {
         let expiry = crate::checkpoint::DEFAULT_EXPIRY;
         let (owned, live) = Checkpoint::acquire(primary.as_ref(), keyspace, &ingest_id, fresh, lease, expiry).await?;
         let base = owned.ckpt.base_version.clone();
+        let lease = owned.lease();
         let owned = Arc::new(tokio::sync::Mutex::new(owned));
         let stop = Stop::default();
-        let heartbeat = heartbeat(owned.clone(), primary, stop.flag.clone());
+        let heartbeat = heartbeat(lease, primary, stop.flag.clone());
         let target = VersionTarget {
             keyspace: keyspace.to_string(),
             version,
@@ -105,10 +118,22 @@ impl Build {
         self.publishing.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Publishes the version from the writers' entries (at most one per shard; the shards nobody wrote are
-    /// written empty here), after checking that every entry's object is complete under every root.
+    /// Publishes the version from the writers' entries (at most one per shard), after checking that every
+    /// entry's object is complete under every root. Every shard needs an entry: a shard without one has a
+    /// writer that has not finished or whose report was lost, and publishing it empty would lose its rows.
     /// `files` are the inputs, as recorded in the manifest.
     pub async fn publish(&self, entries: Vec<ShardEntry>, files: Vec<String>) -> Result<IngestReport, IngestError> {
+        self.publish_with(entries, files, &PublishOptions::default()).await
+    }
+
+    /// [`Build::publish`], with shards the caller knows hold no rows written empty here, and an empty
+    /// version allowed or not.
+    pub async fn publish_with(
+        &self,
+        entries: Vec<ShardEntry>,
+        files: Vec<String>,
+        opts: &PublishOptions,
+    ) -> Result<IngestReport, IngestError> {
         let t = &self.target;
         let shards = t.placement.shards();
         let mut by_shard: BTreeMap<u32, ShardEntry> = BTreeMap::new();
@@ -137,31 +162,35 @@ impl Build {
             }
             by_shard.insert(e.shard, e);
         }
-        let empty: Vec<u32> = (0..shards).filter(|s| !by_shard.contains_key(s)).collect();
-        let dir = tempfile::tempdir().map_err(IngestError::io("cannot create a temporary directory"))?;
-        let (target, roots, dir_path) = (t.clone(), self.roots.clone(), dir.path().to_path_buf());
-        let written: Vec<ShardEntry> = futures::stream::iter(empty)
-            .map(move |s| {
-                let (target, roots, dir) = (target.clone(), roots.clone(), dir_path.clone());
-                async move {
-                    // Conditional: a shard that has an object but no entry lost its writer's report (its rows
-                    // would be lost), and a late writer cannot replace the empty object once it is listed.
-                    ShardObject::create(&target, &ShardFormat::default(), s, &dir)?
-                        .finish_exclusive(&roots)
-                        .await
-                        .map_err(|e| match e {
-                            IngestError::Invalid(_) => IngestError::Invalid(format!(
-                                "shard {s} has an object ({}) but no entry: a writer's report was lost; nothing \
-                                 was published",
-                                layout::shard_path(&target.keyspace, s, &target.version)
-                            )),
-                            e => e,
-                        })
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
+        let empty: std::collections::BTreeSet<u32> = opts.empty_shards.iter().copied().collect();
+        if let Some(&s) = empty.iter().find(|s| **s >= shards || by_shard.contains_key(s)) {
+            return Err(IngestError::Invalid(format!(
+                "shard {s} is given as empty but {}; nothing was published",
+                if s >= shards { "the placement has fewer shards" } else { "a writer reported an entry for it" }
+            )));
+        }
+        let missing: Vec<u32> = (0..shards).filter(|s| !by_shard.contains_key(s) && !empty.contains(s)).collect();
+        if let Some(first) = missing.first() {
+            let shown: Vec<String> = missing.iter().take(8).map(u32::to_string).collect();
+            return Err(IngestError::Invalid(format!(
+                "shard {first} has no entry ({} of {shards} shards have none: {}{}): its writer has not finished \
+                 or its report was lost, and publishing it empty would lose its rows; nothing was published. \
+                 Publish once every writer has reported, or name the shards that hold no rows as empty",
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > shown.len() { ", ..." } else { "" }
+            )));
+        }
+        let rows: u64 = by_shard.values().map(|e| e.rows).sum();
+        if rows == 0 && !opts.allow_empty {
+            return Err(IngestError::Invalid(format!(
+                "the build holds no keys: nothing was published. Publishing it would make keyspace {:?} answer \
+                 \"not found\" for every key; if that is what you want, allow an empty version \
+                 (allow_empty=True in Python, --allow-empty for cairn ingest)",
+                t.keyspace
+            )));
+        }
+        let written = self.write_empty(&empty.into_iter().collect::<Vec<_>>()).await?;
         by_shard.extend(written.into_iter().map(|e| (e.shard, e)));
         self.check_objects(&by_shard).await?;
 
@@ -193,6 +222,36 @@ impl Build {
             fingerprint: manifest.source.fingerprint.clone(),
             elapsed: self.started.elapsed(),
         })
+    }
+
+    /// Writes the shards the caller vouches hold no rows, each conditionally: a shard that has an object
+    /// already was written by a writer after all (its rows would be lost), which fails the publish.
+    async fn write_empty(&self, shards: &[u32]) -> Result<Vec<ShardEntry>, IngestError> {
+        let scratch = Arc::new(
+            crate::scratch::Scratch::create(&std::env::temp_dir(), "cairn-partition-")
+                .map_err(IngestError::io("cannot create a temporary directory"))?,
+        );
+        let (target, roots) = (&self.target, &self.roots);
+        futures::stream::iter(shards.iter().copied())
+            .map(|s| {
+                let scratch = scratch.clone();
+                async move {
+                    ShardObject::create(target, &ShardFormat::default(), s, scratch.path())?
+                        .finish_exclusive(roots)
+                        .await
+                        .map_err(|e| match e {
+                            IngestError::Invalid(_) => IngestError::Invalid(format!(
+                                "shard {s} was given as empty but has an object ({}): a writer wrote it; nothing \
+                                 was published",
+                                layout::shard_path(&target.keyspace, s, &target.version)
+                            )),
+                            e => e,
+                        })
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     /// Every entry's object exists with its size under every root: a writer whose upload failed after it

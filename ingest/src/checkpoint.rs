@@ -2,15 +2,15 @@
 //! resumed from anywhere: rerunning the same command on the same input finds it by the ingest id (a hash of
 //! the input fingerprint and every option that shapes the output) and skips the shards it lists.
 //!
-//! A checkpoint has one owner at a time, so two runs of one ingest (a CI retry, a rerun on another machine,
-//! two `cairn serve FILE` starting together) never both act on its version: a run creates it with a
-//! conditional create, and every later write of it is conditional on the ETag its owner last wrote. The
-//! owner renews a lease by rewriting it (the heartbeat); another run takes it over only when the owner is
-//! provably gone (a process of this host that no longer exists, or a run of this process that ended) or
-//! its lease ran out. A run that finds its checkpoint taken over stops without touching anything.
+//! A checkpoint is two objects: the progress record (`_ingest/<id>.json`: the version, what it is built
+//! from, every finished shard), saved after every 1% of the shards, and the lease (`_ingest/<id>.lease`,
+//! lease.rs) that says which run owns it, renewed by a heartbeat. A run takes a checkpoint by taking its
+//! lease (a conditional write, only when the owner is gone: owner.rs) and then rewriting the progress record
+//! with its token, so a run that lost it finds its next write of either refused and stops without touching
+//! anything.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{LazyLock, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cairn_shared::layout;
@@ -19,7 +19,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersi
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
+use crate::lease::{self, Lease, lease_path};
 use crate::listing::Stamp;
+use crate::owner::{LiveRun, Owner, rfc3339};
 
 /// How long an owner's lease lasts after its last heartbeat; heartbeats come every third of it.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -37,10 +39,13 @@ pub struct Checkpoint {
     /// meanwhile (one winner per race).
     pub base_version: Option<String>,
     pub started_at: String,
-    /// Who may write this checkpoint and the version's objects.
-    #[serde(default)]
+    /// The run that wrote this record (how a write whose answer was lost is recognised as its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
+    /// Checkpoints of older builds name their owner here, with no lease object; this build only reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
-    /// RFC 3339: past it, gc treats the checkpoint as abandoned (renewed by every save).
+    /// RFC 3339: past it (and past the lease's), gc treats the checkpoint as abandoned.
     #[serde(default)]
     pub expires_at: Option<String>,
     /// Shards whose objects are written under every root.
@@ -59,88 +64,14 @@ pub struct Checkpoint {
 /// Inputs whose stamps a checkpoint keeps (beyond, only the fingerprint: the checkpoint is rewritten often).
 pub const STAMPS_KEPT: usize = 1000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Owner {
-    /// Unique per run.
-    pub token: String,
-    /// Host name and boot id: a pid means something only on the same boot of the same host.
-    pub host: String,
-    pub pid: u32,
-    pub heartbeat_at: String,
-    pub lease_ms: u64,
-}
-
-/// Runs of this process that are still going (tokens): a checkpoint owned by this process but by no live
-/// run belongs to one whose future was dropped.
-static LIVE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
-
-/// Host name, boot id and pid namespace: where a pid means one process. Containers sharing a host name
-/// (host networking) have their own pid namespace, so they judge each other by the lease, not by pid.
-fn this_host() -> String {
-    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
-    let pid_ns = std::fs::read_link("/proc/self/ns/pid").map(|l| l.display().to_string()).unwrap_or_default();
-    format!("{}/{}/{pid_ns}", read("/proc/sys/kernel/hostname"), read("/proc/sys/kernel/random/boot_id"))
-}
-
-fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-    // SAFETY: kill with signal 0 only checks whether the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-fn parse_time(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339(s).ok()
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-impl Owner {
-    /// Why this owner may still be running (None: it is gone, its checkpoint may be taken over).
-    fn alive(&self, now: SystemTime) -> Option<String> {
-        let lease_end = parse_time(&self.heartbeat_at).map(|t| t + Duration::from_millis(self.lease_ms));
-        if self.host == this_host() {
-            if self.pid == std::process::id() {
-                let live = LIVE.lock().expect("live runs").contains(&self.token);
-                return live.then(|| "another run in this process holds it".to_string());
-            }
-            return process_exists(self.pid).then(|| format!("process {} on this host holds it", self.pid));
-        }
-        match lease_end {
-            Some(end) if end > now => Some(format!(
-                "pid {} on host {} holds it; its lease ends in {:.0?} unless renewed",
-                self.pid,
-                self.host.split('/').next().unwrap_or("?"),
-                end.duration_since(now).unwrap_or_default()
-            )),
-            _ => None,
-        }
-    }
-}
-
-/// A checkpoint this run owns, with the ETag its next write must match.
+/// A checkpoint this run owns: the progress record with the ETag its next write must match, and the lease.
 #[derive(Debug)]
 pub struct Owned {
     pub ckpt: Checkpoint,
     tag: UpdateVersion,
     token: String,
-    lease: Duration,
     expiry: Duration,
-}
-
-/// Keeps a run's token live while its ingest future exists; dropped (a crash, a cancelled request), the
-/// checkpoint can be taken over at once by another run of this process.
-#[derive(Debug)]
-pub struct LiveRun {
-    token: String,
-}
-
-impl Drop for LiveRun {
-    fn drop(&mut self) {
-        LIVE.lock().expect("live runs").remove(&self.token);
-    }
+    lease: Arc<Lease>,
 }
 
 impl Checkpoint {
@@ -159,58 +90,59 @@ impl Checkpoint {
         lease: Duration,
         expiry: Duration,
     ) -> Result<(Owned, LiveRun), IngestError> {
-        let token = layout::new_version();
-        LIVE.lock().expect("live runs").insert(token.clone());
-        let live = LiveRun { token: token.clone() };
-        let path = layout::checkpoint_path(ks, ingest_id);
+        let live = LiveRun::start();
+        let lpath = lease_path(ks, ingest_id);
         for _ in 0..8 {
-            let (mut ckpt, mode) = match read(store, ks, ingest_id).await? {
-                None => (fresh(), PutMode::Create),
-                Some((existing, tag)) => {
-                    let resumable = existing.filter(|c| c.ingest_id == ingest_id && c.keyspace == ks);
-                    if let Some(why) =
-                        resumable.as_ref().and_then(|c| c.owner.as_ref()).and_then(|o| o.alive(SystemTime::now()))
-                    {
-                        return Err(IngestError::Busy(format!(
-                            "another run of this ingest is in progress ({why}); nothing was changed. Rerun once \
-                             it ends, or after its lease expires if it crashed on another machine"
-                        )));
-                    }
-                    // Abandoned: take it over, finished shards and all (an unreadable one: start over).
-                    (resumable.unwrap_or_else(&fresh), PutMode::Update(tag))
-                }
+            let held = lease::read(store, &lpath).await?;
+            let progress = read(store, ks, ingest_id).await?;
+            let resumable =
+                progress.as_ref().and_then(|(c, _)| c.clone()).filter(|c| c.ingest_id == ingest_id && c.keyspace == ks);
+            // The lease names the owner; an older build's checkpoint, with no lease, names it inline.
+            let holder = match &held {
+                Some((record, _)) => record.as_ref().map(|r| r.owner.clone()),
+                None => resumable.as_ref().and_then(|c| c.owner.clone()),
             };
-            let mut owned = Owned {
-                tag: UpdateVersion { e_tag: None, version: None },
-                token: token.clone(),
-                lease,
-                expiry,
-                ckpt: {
-                    ckpt.owner = None;
-                    ckpt
+            if let Some(why) = holder.and_then(|o| o.alive(SystemTime::now())) {
+                return Err(IngestError::Busy(format!(
+                    "another run of this ingest is in progress ({why}); nothing was changed. Rerun once it \
+                     ends, or once its lease runs out if it crashed"
+                )));
+            }
+            // Abandoned: take it over, finished shards and all (an unreadable one: start over). A lease left
+            // without its record names the version it had started.
+            let ckpt = resumable.unwrap_or_else(|| {
+                let mut f = fresh();
+                if let Some((Some(r), _)) = &held
+                    && r.ingest_id == ingest_id
+                {
+                    f.version = r.version.clone();
+                }
+                f
+            });
+            let record = Lease::record(ingest_id, &ckpt.version, &live.token, lease, expiry);
+            let body = serde_json::to_vec(&record).expect("lease serializes");
+            let mode = held.as_ref().map_or(PutMode::Create, |(_, tag)| PutMode::Update(tag.clone()));
+            let lease_tag = match store.put_opts(&lpath, PutPayload::from(body), mode.into()).await {
+                Ok(r) => UpdateVersion { e_tag: r.e_tag, version: r.version },
+                // Someone else took it first, or our write applied and its answer was lost: the stored owner
+                // tells which.
+                Err(_) => match lease::read(store, &lpath).await? {
+                    Some((Some(r), tag)) if r.owner.token == live.token => tag,
+                    _ => continue,
                 },
             };
-            let body = owned.stamp();
-            match store.put_opts(&path, PutPayload::from(body), mode.into()).await {
-                Ok(r) => {
-                    owned.tag = UpdateVersion { e_tag: r.e_tag, version: r.version };
-                    return Ok((owned, live));
-                }
-                // Someone else created or took it first, or our write applied and its answer was lost: the
-                // stored owner tells which.
-                Err(_) => {
-                    if let Some((Some(c), tag)) = read(store, ks, ingest_id).await?
-                        && c.owner.as_ref().is_some_and(|o| o.token == token)
-                    {
-                        owned.tag = tag;
-                        owned.ckpt.done = c.done;
-                        return Ok((owned, live));
-                    }
-                }
-            }
+            let lease = Arc::new(Lease::held(lpath.clone(), record, lease_tag, lease, expiry));
+            let tag = progress.map(|(_, tag)| tag);
+            let mut owned = Owned { ckpt, tag: no_tag(), token: live.token.clone(), expiry, lease };
+            owned.take_progress(store, tag).await?;
+            return Ok((owned, live));
         }
         Err(IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into()))
     }
+}
+
+fn no_tag() -> UpdateVersion {
+    UpdateVersion { e_tag: None, version: None }
 }
 
 impl Owned {
@@ -218,26 +150,57 @@ impl Owned {
         &self.token
     }
 
-    pub fn lease(&self) -> Duration {
-        self.lease
+    /// The lease this run holds (what the heartbeat renews).
+    pub fn lease(&self) -> Arc<Lease> {
+        self.lease.clone()
     }
 
-    /// The checkpoint's bytes with a fresh heartbeat and expiry.
+    /// The progress record's bytes, as this run writes them now.
     fn stamp(&mut self) -> Vec<u8> {
-        let now = SystemTime::now();
-        self.ckpt.owner = Some(Owner {
-            token: self.token.clone(),
-            host: this_host(),
-            pid: std::process::id(),
-            heartbeat_at: rfc3339(now),
-            lease_ms: self.lease.as_millis() as u64,
-        });
-        self.ckpt.expires_at = Some(rfc3339(now + self.expiry));
-        serde_json::to_vec_pretty(&self.ckpt).expect("checkpoint serializes")
+        self.ckpt.writer = Some(self.token.clone());
+        self.ckpt.owner = None;
+        self.ckpt.expires_at = Some(rfc3339(SystemTime::now() + self.expiry));
+        // Compact: with many shards this record is most of what a checkpoint writes.
+        serde_json::to_vec(&self.ckpt).expect("checkpoint serializes")
     }
 
-    /// Writes the checkpoint (renewing the lease) if this run still owns it; [`IngestError::LostOwnership`]
-    /// if another run took it over.
+    /// Writes the progress record over the one found when the lease was taken (`found`: its tag; None: there
+    /// was none), so a run that lost the checkpoint cannot save over it. A save of that run in between is
+    /// taken in (its shards are of this version) and written over.
+    async fn take_progress(
+        &mut self,
+        store: &dyn ObjectStore,
+        found: Option<UpdateVersion>,
+    ) -> Result<(), IngestError> {
+        let path = layout::checkpoint_path(&self.ckpt.keyspace, &self.ckpt.ingest_id);
+        let mut mode = found.map_or(PutMode::Create, PutMode::Update);
+        for _ in 0..4 {
+            let body = self.stamp();
+            match store.put_opts(&path, PutPayload::from(body), mode.clone().into()).await {
+                Ok(r) => {
+                    self.tag = UpdateVersion { e_tag: r.e_tag, version: r.version };
+                    return Ok(());
+                }
+                Err(_) => match read(store, &self.ckpt.keyspace, &self.ckpt.ingest_id).await? {
+                    Some((Some(c), tag)) if c.writer.as_deref() == Some(self.token.as_str()) => {
+                        self.tag = tag;
+                        return Ok(());
+                    }
+                    Some((c, tag)) => {
+                        if let Some(c) = c.filter(|c| c.version == self.ckpt.version) {
+                            self.ckpt.done.extend(c.done);
+                        }
+                        mode = PutMode::Update(tag);
+                    }
+                    None => mode = PutMode::Create,
+                },
+            }
+        }
+        Err(IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into()))
+    }
+
+    /// Writes the progress record (and renews its expiry) if this run still owns it;
+    /// [`IngestError::LostOwnership`] if another run took it over.
     pub async fn save(&mut self, store: &dyn ObjectStore) -> Result<(), IngestError> {
         let path = layout::checkpoint_path(&self.ckpt.keyspace, &self.ckpt.ingest_id);
         let mut last = None;
@@ -253,13 +216,9 @@ impl Owned {
                     // Refused, or unanswered: only the owner writes its token, so finding it means the
                     // checkpoint is still ours (an earlier write of ours applied); write again over it.
                     match read(store, &self.ckpt.keyspace, &self.ckpt.ingest_id).await {
-                        Ok(Some((Some(c), tag))) if c.owner.as_ref().is_some_and(|o| o.token == self.token) => {
-                            self.tag = tag;
-                        }
+                        Ok(Some((Some(c), tag))) if c.writer.as_deref() == Some(self.token.as_str()) => self.tag = tag,
                         Ok(_) => return Err(self.lost()),
-                        Err(read_error) => {
-                            tracing::warn!(error = %read_error, "could not re-read the checkpoint");
-                        }
+                        Err(read_error) => tracing::warn!(error = %read_error, "could not re-read the checkpoint"),
                     }
                     last = Some(e);
                 }
@@ -271,7 +230,8 @@ impl Owned {
     /// Replaces the checkpoint with a new run's (`fresh`, a new version), keeping this run's ownership. The
     /// interrupted version is never published; gc collects its objects.
     pub async fn start_over(&mut self, fresh: Checkpoint, store: &dyn ObjectStore) -> Result<(), IngestError> {
-        self.ckpt = Checkpoint { owner: self.ckpt.owner.clone(), ..fresh };
+        self.ckpt = fresh;
+        self.lease.set_version(store, &self.ckpt.version).await?;
         self.save(store).await
     }
 
@@ -282,20 +242,21 @@ impl Owned {
         ))
     }
 
-    /// Removes the checkpoint if this run still owns it.
+    /// Removes the checkpoint (its progress record, then its lease) if this run still owns it.
     pub async fn release(&self, store: &dyn ObjectStore) -> Result<(), IngestError> {
         match read(store, &self.ckpt.keyspace, &self.ckpt.ingest_id).await? {
-            Some((Some(c), _)) if c.owner.as_ref().is_some_and(|o| o.token != self.token) => Err(self.lost()),
-            None => Ok(()),
+            Some((Some(c), _)) if c.writer.as_deref() != Some(self.token.as_str()) => return Err(self.lost()),
+            None => {}
             Some(_) => match store.delete(&layout::checkpoint_path(&self.ckpt.keyspace, &self.ckpt.ingest_id)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(e.into()),
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             },
         }
+        self.lease.release(store).await
     }
 }
 
-/// The stored checkpoint (None inside: present but unreadable) and its tag.
+/// The stored progress record (None inside: present but unreadable) and its tag.
 async fn read(
     store: &dyn ObjectStore,
     ks: &str,

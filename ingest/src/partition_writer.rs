@@ -23,7 +23,7 @@ pub struct PartitionWriter {
     roots: Vec<Store>,
     placement: Placement,
     format: ShardFormat,
-    dir: tempfile::TempDir,
+    dir: crate::scratch::Scratch,
     open: Option<OpenShard>,
     entries: Vec<ShardEntry>,
 }
@@ -41,9 +41,7 @@ fn invalid(why: String) -> IngestError {
 impl PartitionWriter {
     pub fn new(target: VersionTarget, roots: Vec<Store>) -> Result<Self, IngestError> {
         let placement = Placement::new(&target.placement).map_err(IngestError::Invalid)?;
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-partition-")
-            .tempdir()
+        let dir = crate::scratch::Scratch::create(&std::env::temp_dir(), "cairn-partition-")
             .map_err(IngestError::io("cannot create a temporary directory"))?;
         Ok(PartitionWriter {
             target,

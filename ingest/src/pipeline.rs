@@ -23,6 +23,7 @@ use crate::merge::{MergeError, merge_shard};
 use crate::progress::Progress;
 use crate::publish::{discard, manifest_for, publish_version};
 use crate::run::{Chunk, Run};
+use crate::scratch::Scratch;
 use crate::shard_object::{ShardObject, VersionTarget};
 use crate::source::{Columns, Problems, read_records};
 
@@ -78,6 +79,10 @@ pub struct IngestOptions {
     pub lease: Duration,
     /// A checkpoint without a heartbeat for this long is abandoned: gc deletes it and frees its version.
     pub checkpoint_expiry: Duration,
+    /// Publish even when the input holds no key (a version that answers "absent" for every key). Off, such an
+    /// input is refused and nothing is published: an empty file or an empty export replacing a live
+    /// keyspace is almost always a mistake.
+    pub allow_empty: bool,
 }
 
 impl IngestOptions {
@@ -99,6 +104,7 @@ impl IngestOptions {
             max_errors: 20,
             lease: crate::checkpoint::DEFAULT_LEASE,
             checkpoint_expiry: crate::checkpoint::DEFAULT_EXPIRY,
+            allow_empty: false,
         }
     }
 }
@@ -170,6 +176,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         version: layout::new_version(),
         base_version: current.as_ref().map(|c| c.pointer.version.clone()),
         started_at: layout::now_rfc3339(),
+        writer: None,
         owner: None,
         expires_at: None,
         done: Default::default(),
@@ -227,30 +234,32 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         owned.start_over(fresh(), primary.as_ref()).await?;
     }
     let mut ckpt = owned.ckpt.clone();
+    let lease = owned.lease();
     let owned = Arc::new(tokio::sync::Mutex::new(owned));
     // Dropping this future (a crash, a cancelled caller) stops the writer threads and the heartbeat.
     let stop = Stop::default();
-    let _heartbeat = heartbeat(owned.clone(), primary.clone(), stop.flag.clone());
+    let _heartbeat = heartbeat(lease, primary.clone(), stop.flag.clone());
     let resumed = ckpt.done.len();
     if resumed > 0 {
         progress.note(&format!("resuming version {}: {resumed} of {shards} shards already written", ckpt.version));
     }
 
-    // Phase 1: read, validate, place and sort into runs.
-    let tmp = tempfile::Builder::new()
-        .prefix("cairn-ingest-")
-        .tempdir_in(opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir))
-        .map_err(IngestError::io("cannot create a temporary directory"))?;
+    // Phase 1: read, validate, place and sort into runs. The scratch space goes when the last thread using
+    // it lets go (after this future, if it is dropped while they run).
+    let base = opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let tmp = Arc::new(
+        Scratch::create(&base, "cairn-ingest-")
+            .map_err(IngestError::io(format!("cannot create scratch space in {}", base.display())))?,
+    );
     let skip: HashSet<u32> = ckpt.done.keys().copied().collect();
     progress.phase("reading", total_bytes);
     let phase1 = {
-        let (files, placement, dir, progress) =
-            (files.clone(), placement.clone(), tmp.path().to_path_buf(), progress.clone());
+        let (files, placement, tmp, progress) = (files.clone(), placement.clone(), tmp.clone(), progress.clone());
         let (budget, max_errors, columns) = (opts.memory_budget, opts.max_errors, opts.columns.clone());
-        let handle = tokio::runtime::Handle::current();
+        let (handle, stop) = (tokio::runtime::Handle::current(), stop.flag.clone());
         tokio::task::spawn_blocking(move || {
-            let input = Input { files: &files, columns: &columns, handle: &handle };
-            read_runs(&input, &placement, &skip, budget, &dir, progress.as_ref(), max_errors)
+            let input = Input { files: &files, columns: &columns, handle: &handle, stop: &stop };
+            read_runs(&input, &placement, &skip, budget, tmp.path(), progress.as_ref(), max_errors)
         })
         .await
         .expect("reader task")
@@ -265,10 +274,21 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         }
     };
     let spilled = runs.iter().filter(|r| matches!(r, Run::File { .. })).count();
+    let keys: u64 = counts.iter().sum();
+    if keys == 0 && !opts.allow_empty {
+        discard(&roots, &owned, &progress, None).await;
+        let named: Vec<String> = files.iter().take(3).map(|f| f.path.display().to_string()).collect();
+        return Err(IngestError::Invalid(format!(
+            "the input holds no keys ({}{}): nothing was published. Publishing it would make keyspace {:?} answer \
+             \"not found\" for every key; if that is what you want, pass --allow-empty",
+            named.join(", "),
+            if files.len() > named.len() { format!(" and {} more", files.len() - named.len()) } else { String::new() },
+            opts.keyspace
+        )));
+    }
     let (lo, hi) = (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
     progress.note(&format!(
-        "{} keys over {shards} shards: smallest {lo}, largest {hi}, imbalance {:.2}%",
-        counts.iter().sum::<u64>(),
+        "{keys} keys over {shards} shards: smallest {lo}, largest {hi}, imbalance {:.2}%",
         imbalance(&counts) * 100.0
     ));
 
@@ -286,7 +306,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             },
             roots: roots.clone(),
             format: opts.shard_format.clone(),
-            dir: tmp.path().to_path_buf(),
+            scratch: tmp.clone(),
             files: files.iter().map(|f| (f.path.clone(), f.format == InputFormat::Parquet)).collect(),
             ckpt: owned.clone(),
             stop: stop.flag.clone(),
@@ -335,21 +355,31 @@ fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, spilled: usize, starte
     }
 }
 
-/// Keeps only checkpointed shards whose objects are still complete under every root.
+/// Requests in flight when a resume checks its finished shards.
+const CHECK_CONCURRENCY: usize = 32;
+
+/// Keeps only checkpointed shards whose objects are still complete under every root (a HEAD each, together).
 async fn verify_done(roots: &[Store], mut owned: Owned) -> Result<Owned, IngestError> {
-    let c = &mut owned.ckpt;
-    let mut lost = Vec::new();
-    for (s, e) in &c.done {
-        for root in roots {
-            match root.inner.head(&e.path.as_str().into()).await {
-                Ok(meta) if meta.size == e.bytes => {}
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => lost.push(*s),
-                Err(e) => return Err(e.into()),
+    use futures::{StreamExt, TryStreamExt};
+    let checks: Vec<(u32, object_store::path::Path, u64, Store)> = owned
+        .ckpt
+        .done
+        .iter()
+        .flat_map(|(s, e)| roots.iter().map(move |r| (*s, e.path.as_str().into(), e.bytes, r.clone())))
+        .collect();
+    let lost: Vec<Option<u32>> = futures::stream::iter(checks)
+        .map(|(s, path, bytes, root)| async move {
+            match root.inner.head(&path).await {
+                Ok(meta) if meta.size == bytes => Ok(None),
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(Some(s)),
+                Err(e) => Err(IngestError::from(e)),
             }
-        }
-    }
-    for s in lost {
-        c.done.remove(&s);
+        })
+        .buffer_unordered(CHECK_CONCURRENCY)
+        .try_collect()
+        .await?;
+    for s in lost.into_iter().flatten() {
+        owned.ckpt.done.remove(&s);
     }
     Ok(owned)
 }
@@ -359,6 +389,8 @@ struct Input<'a> {
     files: &'a [InputFile],
     columns: &'a Columns,
     handle: &'a tokio::runtime::Handle,
+    /// Set when the ingest is stopped (its future dropped, a signal): reading ends at the next record.
+    stop: &'a AtomicBool,
 }
 
 fn read_runs(
@@ -385,6 +417,7 @@ fn read_runs(
         });
         let mut chunk = Chunk::with_capacity((total as usize + 1024).min(chunk_budget));
         let mut send_failed = false;
+        let mut stopped = false;
         for (fi, file) in files.iter().enumerate() {
             let mut unreported = 0u64;
             let mut emit = |k: &[u8], v: &[u8], line: u64| {
@@ -393,6 +426,10 @@ fn read_runs(
                 unreported += 1;
                 if unreported == 1 << 16 {
                     progress.keys(std::mem::take(&mut unreported));
+                    stopped |= input.stop.load(Ordering::Relaxed);
+                }
+                if stopped {
+                    return;
                 }
                 if skip.contains(&s) {
                     return;
@@ -419,6 +456,10 @@ fn read_runs(
                 }
             }
             progress.keys(unreported);
+            if stopped || input.stop.load(Ordering::Relaxed) {
+                stopped = true;
+                break;
+            }
             file.check_unchanged()?;
             if problems.full() || send_failed {
                 break;
@@ -426,6 +467,9 @@ fn read_runs(
         }
         drop(tx);
         let mut runs = spiller.join().expect("spill thread").map_err(IngestError::io("cannot write a sorted run"))?;
+        if stopped {
+            return Err(IngestError::Invalid("the ingest was stopped while reading its input".into()));
+        }
         if !problems.list.is_empty() {
             return Err(IngestError::BadInput(problems.list));
         }
@@ -440,7 +484,7 @@ struct WriteCtx {
     target: VersionTarget,
     roots: Vec<Store>,
     format: ShardFormat,
-    dir: PathBuf,
+    scratch: Arc<Scratch>,
     /// Each input's name, and whether its positions are Parquet rows.
     files: Vec<(PathBuf, bool)>,
     ckpt: Arc<tokio::sync::Mutex<Owned>>,
@@ -505,7 +549,7 @@ fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], threads: usize) -> R
 }
 
 fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, IngestError> {
-    let mut object = ShardObject::create(&ctx.target, &ctx.format, shard, &ctx.dir)?;
+    let mut object = ShardObject::create(&ctx.target, &ctx.format, shard, ctx.scratch.path())?;
     let merged = merge_shard(runs, shard, |rec| {
         let key = std::str::from_utf8(rec.key).map_err(|_| cairn_shared::Error::InvalidKey("not UTF-8".into()))?;
         object.append(key, rec.value)

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cairn_shared::manifest::{Manifest, ShardEntry, Source};
 use cairn_shared::store::Store;
 use cairn_shared::{layout, pointer};
-use object_store::ObjectStoreExt;
 
 use crate::checkpoint::Owned;
 use crate::error::IngestError;
@@ -51,13 +50,15 @@ pub async fn publish_version(
     if stop.load(Ordering::Relaxed) {
         return Err(IngestError::Invalid("the ingest was stopped (its checkpoint was taken over)".into()));
     }
-    owned.lock().await.save(primary).await?;
+    let lease = owned.lock().await.lease();
+    lease.renew(primary).await?;
+    let mut top = None;
     for root in roots {
-        manifest.write(root.inner.as_ref()).await?;
+        top = Some(manifest.write(root.inner.as_ref()).await?);
     }
     // Still the owner right before the switch: a run that took the checkpoint over since now decides.
-    owned.lock().await.save(primary).await?;
-    let published = match switch(primary, ks, &manifest.version, base).await {
+    lease.renew(primary).await?;
+    let published = match switch(primary, ks, &manifest.version, top, base).await {
         Published::Yes(p) => p,
         Published::Lost(seen) => {
             discard(roots, owned, progress, None).await;
@@ -102,7 +103,13 @@ enum Published {
 /// Switches the pointer from `base` to `version`. A conflict or an unanswered write is judged by reading the
 /// pointer again: a write of ours that applied (its response lost, or a retry answered 412) shows as our
 /// version in it or in its history; a change of gc's marks alone is retried.
-async fn switch(primary: &dyn object_store::ObjectStore, ks: &str, version: &str, base: Option<&str>) -> Published {
+async fn switch(
+    primary: &dyn object_store::ObjectStore,
+    ks: &str,
+    version: &str,
+    top: Option<pointer::ObjectRef>,
+    base: Option<&str>,
+) -> Published {
     let mut attempted = None;
     for _ in 0..8 {
         let cur = match pointer::read(primary, ks).await {
@@ -128,7 +135,7 @@ async fn switch(primary: &dyn object_store::ObjectStore, ks: &str, version: &str
                 _ => Published::Lost(seen),
             };
         }
-        match pointer::switch(primary, ks, version, cur.as_ref()).await {
+        match pointer::switch(primary, ks, version, top.clone(), cur.as_ref()).await {
             Ok(p) => return Published::Yes(p),
             Err(cairn_shared::Error::Conflict { .. }) => {
                 attempted.get_or_insert_with(|| "the conditional pointer write was refused".to_string());
@@ -154,10 +161,10 @@ pub async fn discard(
     progress: &Arc<dyn Progress>,
     every_shard: Option<u32>,
 ) {
-    let mut o = owned.lock().await;
+    let o = owned.lock().await;
     let (ks, version) = (o.ckpt.keyspace.clone(), o.ckpt.version.clone());
     let leave = |why: String| progress.note(&format!("left version {version} in place for gc: {why}"));
-    if let Err(e) = o.save(roots[0].inner.as_ref()).await {
+    if let Err(e) = o.lease().renew(roots[0].inner.as_ref()).await {
         return leave(e.to_string());
     }
     for root in roots {
@@ -189,11 +196,11 @@ pub async fn discard(
             Err(e) => return leave(format!("listing its manifest groups under {}: {e}", root.url)),
         }
     }
-    for path in std::iter::once(&manifest).chain(&groups).chain(&shards) {
+    // The manifest under every root first; then the rest, together.
+    for batch in [vec![manifest], groups.into_iter().chain(shards).collect()] {
         for root in roots {
-            match root.inner.delete(path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return leave(format!("deleting {path} under {}: {e}", root.url)),
+            if let Err(e) = delete_all(root, batch.clone()).await {
+                return leave(format!("deleting its objects under {}: {e}", root.url));
             }
         }
     }
@@ -203,4 +210,18 @@ pub async fn discard(
     if let Err(e) = o.release(primary).await {
         tracing::warn!(error = %e, "could not remove the checkpoint of a discarded version");
     }
+}
+
+/// Deletes `paths` (missing ones are fine) with the store's batched deletes (S3: up to 1,000 a request),
+/// stopping at the first failure.
+pub async fn delete_all(root: &Store, paths: Vec<object_store::path::Path>) -> Result<(), object_store::Error> {
+    use futures::StreamExt;
+    let mut results = root.inner.delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -23,7 +23,7 @@ _RAISED = re.compile(r"cairn\.(InvalidInput|NotFound|Conflict|Corrupt|Unavailabl
 
 
 def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replicas=None, *,
-              _fail_first_attempt=None):
+              allow_empty=False, _fail_first_attempt=None):
     """Publishes the rows of ``df`` as a new version of ``keyspace``.
 
     ``store``: the primary store URL, as the CLI takes it (a path, ``file:///abs/path``, ``s3://bucket/prefix``
@@ -33,7 +33,9 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     over ``df`` (given, the load reads ``df`` once).
 
     Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``. A duplicate key, a null key
-    or value, or a failed job raises a ``cairn.Error`` subclass and publishes nothing.
+    or value, or a failed job raises a ``cairn.Error`` subclass and publishes nothing. So does a DataFrame
+    with no rows, unless ``allow_empty=True``: an empty version answers "not found" for every key of the
+    keyspace it replaces, which is rarely what an empty input meant.
 
     The load's Spark jobs carry the tag ``cairn-bulk-load-<version>`` (Spark 3.5+); if the load fails they
     are cancelled, and their tasks waited for (at most 60 s), before the version is deleted.
@@ -70,6 +72,10 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
             raise _cairn.InvalidInput(
                 f"{stats['rows'] - stats['values']} rows have a null value (column {value!r}), the first for key "
                 f"{_shown(first)}; nothing was published")
+        if stats["rows"] == 0 and not allow_empty:
+            raise _cairn.InvalidInput(
+                f"the DataFrame has no rows: nothing was published. Publishing it would make keyspace {keyspace!r} "
+                "answer \"not found\" for every key; if that is what you want, pass allow_empty=True")
         data_bytes = int(stats["bytes"] or 0)
         n_shards = _cairn.default_shards(data_bytes)
     else:
@@ -95,7 +101,10 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
             files = df.inputFiles()
         except Exception:  # a DataFrame not read from files
             files = []
-        return build.publish(entries, files=files)
+        # The job succeeded, so every task reported its shards: those with no entry hold no rows.
+        reported = {e["shard"] for e in entries}
+        empty = [s for s in range(n_shards) if s not in reported]
+        return build.publish(entries, files=files, empty=empty, allow_empty=allow_empty)
     except BaseException as e:
         try:
             # Tasks of a failed job may still be writing: stop them first, so abort finds what they wrote

@@ -183,17 +183,23 @@ impl Build {
         self.inner.target().placement.shards()
     }
 
-    /// Publishes the version from the writers' entries (dicts or their JSON; shards with none are written
-    /// empty), atomically: every object is checked, then the manifest, then the conditional pointer switch.
-    /// `files`: the inputs, recorded in the manifest. Returns the report: version, rows, shards, bytes.
-    #[pyo3(signature = (entries, files=None))]
+    /// Publishes the version from the writers' entries (dicts or their JSON), atomically: every object is
+    /// checked, then the manifest, then the conditional pointer switch. Every shard needs an entry, or must
+    /// be named in `empty` (shards the caller knows hold no rows: written empty here, and refused if a
+    /// writer wrote one after all): a shard whose writer has not reported is never published empty.
+    /// A version with no key is refused unless `allow_empty`. `files`: the inputs, recorded in the manifest.
+    /// Returns the report: version, rows, shards, bytes.
+    #[pyo3(signature = (entries, files=None, *, empty=None, allow_empty=false))]
     fn publish<'py>(
         &self,
         py: Python<'py>,
         entries: Vec<Bound<'py, PyAny>>,
         files: Option<Vec<String>>,
+        empty: Option<Vec<u32>>,
+        allow_empty: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let entries = entries.iter().map(entry_of).collect::<PyResult<Vec<_>>>()?;
+        let opts = cairn_ingest::PublishOptions { allow_empty, empty_shards: empty.unwrap_or_default() };
         {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             match *state {
@@ -205,7 +211,7 @@ impl Build {
             }
         }
         let inner = self.inner.clone();
-        let report = block_on(py, async move { inner.publish(entries, files.unwrap_or_default()).await });
+        let report = block_on(py, async move { inner.publish_with(entries, files.unwrap_or_default(), &opts).await });
         match report {
             Ok(r) => {
                 *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Published;
@@ -327,7 +333,8 @@ pub fn write_shard<'py>(
     }
     let entry = block_on(py, async move {
         if keys.is_empty() {
-            let dir = tempfile_dir()?;
+            let dir = cairn_ingest::scratch::Scratch::create(&std::env::temp_dir(), "cairn-partition-")
+                .map_err(cairn_ingest::IngestError::io("cannot create a temporary directory"))?;
             return cairn_ingest::ShardObject::create(&t, &ShardFormat::default(), shard, dir.path())?
                 .finish_exclusive(&roots)
                 .await;
@@ -340,8 +347,4 @@ pub fn write_shard<'py>(
     })
     .map_err(errors::ingest)?;
     json_to_py(py, &entry)
-}
-
-fn tempfile_dir() -> Result<tempfile::TempDir, cairn_ingest::IngestError> {
-    tempfile::tempdir().map_err(cairn_ingest::IngestError::io("cannot create a temporary directory"))
 }

@@ -69,7 +69,8 @@ def test_a_hand_built_version_reads_like_an_ingested_one(tmp_path):
     store = str(tmp_path / "store")
     build, entries = build_by_hand(store, rows, 4_000)  # more shards than rows: most are empty
     assert len(entries) < 4_000
-    report = build.publish(entries)
+    written = {e["shard"] for e in entries}
+    report = build.publish(entries, empty=[s for s in range(4_000) if s not in written])
     assert report["rows"] == 3_000 and report["shards"] == 4_000 and report["version"] == build.version
     m = manifest(store)
     assert m["version"] == build.version and m["rows"] == 3_000
@@ -80,13 +81,27 @@ def test_a_hand_built_version_reads_like_an_ingested_one(tmp_path):
     assert run("health", "--store", store, "-k", "default", "--deep").returncode == 0
 
 
-def test_a_shard_whose_entry_is_missing_is_not_overwritten_empty(tmp_path):
+def test_a_shard_whose_entry_is_missing_is_not_published_empty(tmp_path):
     rows = example_rows(2_000)
     store = str(tmp_path / "store")
     build, entries = build_by_hand(store, rows, 4)
-    with pytest.raises(cairn.InvalidInput, match="has an object .* but no entry"):
+    # Its writer has not reported (still running, or its report was lost): never published as empty.
+    with pytest.raises(cairn.InvalidInput, match="shard 3 has no entry.*nothing was published"):
         build.publish(entries[:-1])
+    # Named as empty while a writer did write it: refused too, the object left as it is.
+    with pytest.raises(cairn.InvalidInput, match="shard 3 was given as empty but has an object"):
+        build.publish(entries[:-1], empty=[3])
     assert not (pathlib.Path(store) / "keyspace=default" / "CURRENT").exists()
+    assert build.publish(entries)["rows"] == 2_000
+
+
+def test_an_empty_build_is_refused_unless_allowed(tmp_path):
+    store = str(tmp_path / "store")
+    build = cairn.begin(store, "default", shards=2)
+    with pytest.raises(cairn.InvalidInput, match="holds no keys.*allow_empty=True"):
+        build.publish([], empty=[0, 1])
+    assert not (pathlib.Path(store) / "keyspace=default" / "CURRENT").exists()
+    assert build.publish([], empty=[0, 1], allow_empty=True)["rows"] == 0
 
 
 def test_publish_checks_every_object_and_publishes_nothing_on_a_bad_entry(tmp_path):

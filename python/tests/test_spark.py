@@ -145,3 +145,20 @@ def test_binary_columns_and_other_column_names(spark, tmp_path, serve):
     reader = cairn.open(store)
     assert reader.mget("blobs", [k.decode() for k, _ in rows]) == [v for _, v in rows]
     check_served(serve(store), [(k.decode(), v) for k, v in rows], ks="blobs")
+
+
+def test_an_empty_dataframe_does_not_replace_a_live_keyspace(spark, tmp_path):
+    rows = example_rows(2_000, seed=21)
+    store = str(tmp_path / "store")
+    first = cairn.spark.bulk_load(frame(spark, rows), store, "default")
+    empty = spark.createDataFrame([], "key string, value string")
+    for shards in (None, 4):  # with the sizing pass, and without (the publish refuses)
+        with pytest.raises(cairn.InvalidInput, match="no rows|holds no keys"):
+            cairn.spark.bulk_load(empty, store, "default", shards=shards)
+        assert cairn.open(store).info("default")["version"] == first["version"]
+    # Filtered down to nothing (Spark's footer-only files for empty partitions): the same.
+    with pytest.raises(cairn.InvalidInput, match="no rows|holds no keys"):
+        cairn.spark.bulk_load(frame(spark, rows).filter("key = 'none'"), store, "default", shards=4)
+    assert list(pathlib.Path(store).glob("keyspace=default/_ingest/*")) == []
+    report = cairn.spark.bulk_load(empty, store, "default", shards=4, allow_empty=True)
+    assert report["rows"] == 0 and cairn.open(store).get("default", rows[0][0]) is None
