@@ -11,7 +11,7 @@ use cairn_shared::{Error, pointer};
 pub const SERVE_KEYSPACE: &str = "default";
 
 /// Ingests `file` into keyspace `default` unless its current version came from the same content.
-pub async fn ensure_ingested(file: &Path, store: &Store) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> Result<(), Box<dyn std::error::Error>> {
     let files = cairn_ingest::list_sources(&[file.to_path_buf()], None).await?;
     let fp = tokio::task::spawn_blocking(move || cairn_ingest::fingerprint(&files)).await??;
     if let Some(cur) = pointer::read(store.inner.as_ref(), SERVE_KEYSPACE).await? {
@@ -21,7 +21,8 @@ pub async fn ensure_ingested(file: &Path, store: &Store) -> Result<(), Box<dyn s
             return Ok(());
         }
     }
-    let opts = IngestOptions::new(file, SERVE_KEYSPACE, store.clone());
+    let mut opts = IngestOptions::new(file, SERVE_KEYSPACE, store.clone());
+    opts.allow_empty = allow_empty;
     let report = cairn_ingest::ingest(opts, Arc::new(crate::progress::Bars::new())).await?;
     print_report(&report);
     Ok(())
@@ -79,6 +80,9 @@ pub fn print_health(r: &cairn_shared::health::HealthReport) {
         r.copies_per_shard,
         if r.deep { ", checksums verified" } else { ", presence and size" }
     );
+    for c in r.manifest.iter().filter(|c| c.state != CopyState::Ok) {
+        println!("  manifest {}: {:?}", c.root, c.state);
+    }
     for s in r.shards.iter().filter(|s| s.good < r.copies_per_shard) {
         for c in s.copies.iter().filter(|c| c.state != CopyState::Ok) {
             println!("  shard {:05} {}: {:?}", s.shard, c.root, c.state);

@@ -64,6 +64,10 @@ pub enum Command {
         /// docs/benchmark-notes.md.
         #[arg(long, env = "CAIRN_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
+        /// Serve FILE even if it holds no key (every lookup then answers "not found"); without it such a FILE
+        /// is refused, as `cairn ingest` refuses it.
+        #[arg(long, requires = "file")]
+        allow_empty: bool,
     },
     /// Bulk-load files, directories, globs or s3:// prefixes (text, JSON Lines, CSV, Parquet; .gz/.zst text) into
     /// a keyspace, publishing a new version atomically.

@@ -16,9 +16,16 @@ pub async fn interruptible<T>(job: impl Future<Output = T>) -> Result<T, Interru
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return Ok(job.await); // no signal handling here: the default action applies
     };
-    tokio::select! {
-        done = job => Ok(done),
-        _ = int.recv() => Err(Interrupted { name: "SIGINT", status: 130 }),
-        _ = term.recv() => Err(Interrupted { name: "SIGTERM", status: 143 }),
+    let stop = tokio::select! {
+        done = job => return Ok(done),
+        _ = int.recv() => Interrupted { name: "SIGINT", status: 130 },
+        _ = term.recv() => Interrupted { name: "SIGTERM", status: 143 },
+    };
+    // While the job's threads wind down, a second signal ends the process at once (the default action).
+    // SAFETY: restoring the default disposition of two signals; no handler runs Rust code for them after.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
     }
+    Err(stop)
 }

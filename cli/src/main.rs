@@ -30,13 +30,17 @@ fn main() -> ExitCode {
         rt.worker_threads(*n as usize);
     }
     let rt = rt.enable_all().build().expect("tokio runtime");
-    match rt.block_on(run(cli)) {
+    let code = match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The threads of a job stopped by a signal end at their next record or shard; they are waited for
+    // (their scratch space goes with them), but not for ever.
+    rt.shutdown_timeout(std::time::Duration::from_secs(60));
+    code
 }
 
 type Res = Result<u8, Box<dyn std::error::Error>>;
@@ -72,10 +76,10 @@ async fn run(cli: Cli) -> Res {
             let store = Store::open(&args.store.store)?;
             ingest(args, store).await
         }
-        Some(Command::Serve { file, store, port, host, .. }) => {
+        Some(Command::Serve { file, store, port, host, allow_empty, .. }) => {
             let store = Store::open(&store.store)?;
             if let Some(file) = file {
-                match interrupt::interruptible(admin::ensure_ingested(&file, &store)).await {
+                match interrupt::interruptible(admin::ensure_ingested(&file, &store, allow_empty)).await {
                     Ok(done) => done?,
                     Err(stop) => return Ok(interrupted(stop)),
                 }
@@ -125,7 +129,7 @@ async fn run(cli: Cli) -> Res {
         Some(Command::Repair { store, keyspace }) => {
             let store = Store::open(&store.store)?;
             let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
-            let repaired = cairn_shared::health::repair(&roots, &manifest).await?;
+            let repaired = cairn_shared::repair::repair(&roots, &manifest).await?;
             let after = cairn_shared::health::check(&roots, &manifest, true).await;
             println!(
                 "copied {} shard copies and {} manifest/pointer copies; {keyspace} is now {:?}",
@@ -133,6 +137,11 @@ async fn run(cli: Cli) -> Res {
             );
             if !repaired.unrecoverable.is_empty() {
                 println!("shards with no good copy left (re-ingest or roll back): {:?}", repaired.unrecoverable);
+            }
+            if repaired.manifest_unrecoverable {
+                println!(
+                    "no root holds an intact copy of the manifest (or of one of its groups): re-ingest or roll back"
+                );
             }
             Ok(if after.status == cairn_shared::health::Status::Green { 0 } else { 1 })
         }
@@ -178,8 +187,9 @@ async fn run(cli: Cli) -> Res {
 /// What a job stopped by a signal leaves, said once its threads have stopped; the exit status.
 fn interrupted(stop: interrupt::Interrupted) -> u8 {
     eprintln!(
-        "interrupted by {}: nothing was published and the scratch space is removed; the checkpoint stays in the \
-         store, so rerunning the same command resumes",
+        "interrupted by {}: stopping (a second signal ends it at once). Its scratch space is removed; its \
+         checkpoint stays in the store: rerunning the same command resumes it, or reports the publish if it \
+         had happened",
         stop.name
     );
     stop.status

@@ -202,8 +202,12 @@ impl Build {
             h.update(format!("{}:{}\n", e.shard, e.checksum).as_bytes());
         }
         let source = Source { fingerprint: cairn_shared::manifest::checksum_label(h.digest()), files };
-        self.owned.lock().await.ckpt.done = by_shard;
-        let manifest = manifest_for(t, ShardFormat::default().version(), source, entries);
+        let created_at = {
+            let mut owned = self.owned.lock().await;
+            owned.ckpt.done = by_shard;
+            owned.ckpt.started_at.clone()
+        };
+        let manifest = manifest_for(t, ShardFormat::default().version(), source, entries, &created_at);
         let progress: Arc<dyn Progress> = Arc::new(NoProgress);
         self.publishing.store(true, std::sync::atomic::Ordering::SeqCst);
         let rerun = "Run the job again (it builds a new version); this one stays until gc collects it";
@@ -228,7 +232,8 @@ impl Build {
     /// already was written by a writer after all (its rows would be lost), which fails the publish.
     async fn write_empty(&self, shards: &[u32]) -> Result<Vec<ShardEntry>, IngestError> {
         let scratch = Arc::new(
-            crate::scratch::Scratch::create(&std::env::temp_dir(), "cairn-partition-")
+            crate::scratch::Scratch::create_async(std::env::temp_dir(), "cairn-partition-")
+                .await
                 .map_err(IngestError::io("cannot create a temporary directory"))?,
         );
         let (target, roots) = (&self.target, &self.roots);

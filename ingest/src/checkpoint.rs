@@ -42,7 +42,8 @@ pub struct Checkpoint {
     /// The run that wrote this record (how a write whose answer was lost is recognised as its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<String>,
-    /// Checkpoints of older builds name their owner here, with no lease object; this build only reads it.
+    /// That run, as of this write: what older builds (which know no lease) judge the owner by. Its
+    /// heartbeat is only as fresh as the last save; the lease's is the one that counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
     /// RFC 3339: past it (and past the lease's), gc treats the checkpoint as abandoned.
@@ -97,28 +98,21 @@ impl Checkpoint {
             let progress = read(store, ks, ingest_id).await?;
             let resumable =
                 progress.as_ref().and_then(|(c, _)| c.clone()).filter(|c| c.ingest_id == ingest_id && c.keyspace == ks);
-            // The lease names the owner; an older build's checkpoint, with no lease, names it inline.
-            let holder = match &held {
-                Some((record, _)) => record.as_ref().map(|r| r.owner.clone()),
-                None => resumable.as_ref().and_then(|c| c.owner.clone()),
-            };
-            if let Some(why) = holder.and_then(|o| o.alive(SystemTime::now())) {
+            // The lease names the owner; the progress record names one too (for older builds, which know
+            // no lease): held while either is alive.
+            let holders = [
+                held.as_ref().and_then(|(r, _)| r.as_ref()).map(|r| &r.owner),
+                resumable.as_ref().and_then(|c| c.owner.as_ref()),
+            ];
+            if let Some(why) = holders.into_iter().flatten().find_map(|o| o.alive(SystemTime::now())) {
                 return Err(IngestError::Busy(format!(
                     "another run of this ingest is in progress ({why}); nothing was changed. Rerun once it \
                      ends, or once its lease runs out if it crashed"
                 )));
             }
-            // Abandoned: take it over, finished shards and all (an unreadable one: start over). A lease left
-            // without its record names the version it had started.
-            let ckpt = resumable.unwrap_or_else(|| {
-                let mut f = fresh();
-                if let Some((Some(r), _)) = &held
-                    && r.ingest_id == ingest_id
-                {
-                    f.version = r.version.clone();
-                }
-                f
-            });
+            // Abandoned: take it over, finished shards and all (an unreadable one, or a lease left without its
+            // record: start over).
+            let ckpt = resumable.unwrap_or_else(&fresh);
             let record = Lease::record(ingest_id, &ckpt.version, &live.token, lease, expiry);
             let body = serde_json::to_vec(&record).expect("lease serializes");
             let mode = held.as_ref().map_or(PutMode::Create, |(_, tag)| PutMode::Update(tag.clone()));
@@ -134,7 +128,11 @@ impl Checkpoint {
             let lease = Arc::new(Lease::held(lpath.clone(), record, lease_tag, lease, expiry));
             let tag = progress.map(|(_, tag)| tag);
             let mut owned = Owned { ckpt, tag: no_tag(), token: live.token.clone(), expiry, lease };
-            owned.take_progress(store, tag).await?;
+            if let Err(e) = owned.take_progress(store, tag).await {
+                // The lease names a run that will never write: let the next run have it at once.
+                let _ = owned.lease.release(store).await;
+                return Err(e);
+            }
             return Ok((owned, live));
         }
         Err(IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into()))
@@ -155,10 +153,10 @@ impl Owned {
         self.lease.clone()
     }
 
-    /// The progress record's bytes, as this run writes them now.
+    /// The progress record's bytes, as this run writes them now (its owner too: older builds read only it).
     fn stamp(&mut self) -> Vec<u8> {
         self.ckpt.writer = Some(self.token.clone());
-        self.ckpt.owner = None;
+        self.ckpt.owner = Some(Owner::me(&self.token, self.lease.duration()));
         self.ckpt.expires_at = Some(rfc3339(SystemTime::now() + self.expiry));
         // Compact: with many shards this record is most of what a checkpoint writes.
         serde_json::to_vec(&self.ckpt).expect("checkpoint serializes")

@@ -103,7 +103,12 @@ impl Owner {
         let lease = self.lease_end().filter(|end| *end > now);
         if self.host == this_host() {
             let me = std::process::id();
-            let same_process = |pid: u32| self.started.is_none_or(|s| start_time(pid) == Some(s));
+            // A start time that cannot be read (another user's process under hidepid) tells nothing: the
+            // lease decides then.
+            let same_process = |pid: u32| match (self.started, start_time(pid)) {
+                (Some(recorded), Some(now)) => recorded == now,
+                _ => true,
+            };
             if self.pid == me && same_process(me) {
                 let live = LIVE.lock().expect("live runs").contains(&self.token);
                 return live.then(|| "another run in this process holds it".to_string());

@@ -209,11 +209,16 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         owned.start_over(fresh(), primary.as_ref()).await?;
     }
     if current.as_ref().is_some_and(|c| c.pointer.was_current(&owned.ckpt.version)) {
-        // Crashed after publishing, before removing the checkpoint: the job is done.
-        owned.release(primary.as_ref()).await?;
+        // Crashed after publishing, before removing the checkpoint: the job is done, if the published version
+        // holds these inputs.
         let m = Manifest::read(primary.as_ref(), &opts.keyspace, &owned.ckpt.version).await?;
-        progress.note(&format!("version {} was already published by an earlier run", m.version));
-        return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), owned.ckpt.done.len(), 0, started));
+        if m.source.fingerprint == fp {
+            owned.release(primary.as_ref()).await?;
+            progress.note(&format!("version {} was already published by an earlier run", m.version));
+            return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), owned.ckpt.done.len(), 0, started));
+        }
+        progress.note(&format!("version {} was published from other inputs; starting over", m.version));
+        owned.start_over(fresh(), primary.as_ref()).await?;
     }
     let mut owned = verify_done(&roots, owned).await?;
     let now_current = current.as_ref().map(|c| c.pointer.version.clone());
@@ -248,7 +253,8 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     // it lets go (after this future, if it is dropped while they run).
     let base = opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let tmp = Arc::new(
-        Scratch::create(&base, "cairn-ingest-")
+        Scratch::create_async(base.clone(), "cairn-ingest-")
+            .await
             .map_err(IngestError::io(format!("cannot create scratch space in {}", base.display())))?,
     );
     let skip: HashSet<u32> = ckpt.done.keys().copied().collect();
@@ -276,7 +282,11 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let spilled = runs.iter().filter(|r| matches!(r, Run::File { .. })).count();
     let keys: u64 = counts.iter().sum();
     if keys == 0 && !opts.allow_empty {
-        discard(&roots, &owned, &progress, None).await;
+        // Nothing was written for it (no shard is written before every record is read): only the checkpoint
+        // goes.
+        if let Err(e) = owned.lock().await.release(primary.as_ref()).await {
+            progress.note(&format!("could not remove the checkpoint (gc expires it): {e}"));
+        }
         let named: Vec<String> = files.iter().take(3).map(|f| f.path.display().to_string()).collect();
         return Err(IngestError::Invalid(format!(
             "the input holds no keys ({}{}): nothing was published. Publishing it would make keyspace {:?} answer \
@@ -333,7 +343,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         placement: spec,
         roots: roots.iter().map(|r| r.url.clone()).collect(),
     };
-    let manifest = manifest_for(&target, opts.shard_format.version(), source, entries);
+    let manifest = manifest_for(&target, opts.shard_format.version(), source, entries, &ckpt.started_at);
     let rerun = "Rerun the same command: it finishes the publish or reports that it happened";
     publish_version(&roots, &owned, &stop.flag, &progress, &manifest, ckpt.base_version.as_deref(), rerun).await?;
     Ok(report(&manifest, counts, resumed, spilled, started))

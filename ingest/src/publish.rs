@@ -15,13 +15,21 @@ use crate::error::IngestError;
 use crate::progress::Progress;
 use crate::shard_object::VersionTarget;
 
-/// The manifest of `target`'s version listing `entries` (one per shard, in shard order).
-pub fn manifest_for(target: &VersionTarget, format: u32, source: Source, entries: Vec<ShardEntry>) -> Manifest {
+/// The manifest of `target`'s version listing `entries` (one per shard, in shard order), created when its
+/// checkpoint was (`created_at`): the same bytes whichever run publishes the version, so a run that lost
+/// its checkpoint and writes the manifest late writes what the pointer's checksum already names.
+pub fn manifest_for(
+    target: &VersionTarget,
+    format: u32,
+    source: Source,
+    entries: Vec<ShardEntry>,
+    created_at: &str,
+) -> Manifest {
     Manifest {
         format,
         keyspace: target.keyspace.clone(),
         version: target.version.clone(),
-        created_at: layout::now_rfc3339(),
+        created_at: created_at.to_string(),
         placement: target.placement.clone(),
         replicas: target.roots[1..].to_vec(),
         source,
@@ -224,4 +232,27 @@ pub async fn delete_all(root: &Store, paths: Vec<object_store::path::Path>) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_shared::ring::PlacementSpec;
+
+    /// Two runs publishing one version (one of them late, having lost its checkpoint) write the same bytes:
+    /// the checksum the pointer holds still names what is stored.
+    #[test]
+    fn a_version_has_one_manifest_whoever_writes_it() {
+        let target = VersionTarget {
+            keyspace: "ks".into(),
+            version: layout::new_version(),
+            placement: PlacementSpec::jump(1),
+            roots: vec!["memory://x".into()],
+        };
+        let source = Source { fingerprint: "xxh3-64:0".into(), files: vec!["a".into()] };
+        let manifest = |_: u32| manifest_for(&target, 3, source.clone(), Vec::new(), "2026-12-05T00:00:00.000Z");
+        let first = serde_json::to_vec(&manifest(0)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(serde_json::to_vec(&manifest(1)).unwrap(), first);
+    }
 }

@@ -11,30 +11,53 @@ use std::time::Duration;
 const LOCK: &str = ".lock";
 /// Scratch kinds swept; each is a name prefix.
 const KINDS: [&str; 2] = ["cairn-ingest-", "cairn-partition-"];
-/// A scratch directory with no lock file may be one being created right now; older than this it is one an
-/// older build left (they had no lock file).
+/// A scratch directory with no lock file older than this is one an older build left (they had none), or one
+/// whose creator died before renaming it into place.
 const UNLOCKED_GRACE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 pub struct Scratch {
-    dir: tempfile::TempDir,
+    path: PathBuf,
     _lock: File,
 }
 
+/// Where a scratch directory is made before it is locked and renamed into place: a name the sweep judges by
+/// age only, so it never takes a directory between its creation and its lock.
+const NASCENT: &str = ".cairn-scratch-";
+
 impl Scratch {
     /// A new scratch directory named `<prefix><random>` in `base` (which is created if needed), after
-    /// sweeping what dead runs left in `base`.
+    /// sweeping what dead runs left in `base`. Blocking (it may delete a dead run's files): not on an async
+    /// worker.
     pub fn create(base: &Path, prefix: &str) -> std::io::Result<Scratch> {
         std::fs::create_dir_all(base)?;
         sweep(base);
-        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(base)?;
-        let lock = File::create(dir.path().join(LOCK))?;
-        lock.try_lock().map_err(|e| std::io::Error::other(format!("locking {}: {e}", dir.path().display())))?;
-        Ok(Scratch { dir, _lock: lock })
+        let nascent = tempfile::Builder::new().prefix(NASCENT).tempdir_in(base)?;
+        let lock = File::create(nascent.path().join(LOCK))?;
+        lock.try_lock().map_err(|e| std::io::Error::other(format!("locking {}: {e}", nascent.path().display())))?;
+        let suffix = nascent.path().file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix(NASCENT));
+        let path = base.join(format!("{prefix}{}", suffix.unwrap_or("x")));
+        let nascent = nascent.keep();
+        if let Err(e) = std::fs::rename(&nascent, &path) {
+            let _ = std::fs::remove_dir_all(&nascent);
+            return Err(e);
+        }
+        Ok(Scratch { path, _lock: lock })
+    }
+
+    /// [`Scratch::create`] from async code, on a blocking thread.
+    pub async fn create_async(base: PathBuf, prefix: &'static str) -> std::io::Result<Scratch> {
+        tokio::task::spawn_blocking(move || Scratch::create(&base, prefix)).await.map_err(std::io::Error::other)?
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -46,17 +69,20 @@ pub fn sweep(base: &Path) -> Vec<PathBuf> {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if !KINDS.iter().any(|k| name.starts_with(k)) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let nascent = name.starts_with(NASCENT);
+        if !(nascent || KINDS.iter().any(|k| name.starts_with(k))) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         let path = entry.path();
+        let old = || {
+            entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > UNLOCKED_GRACE))
+        };
         let abandoned = match File::open(path.join(LOCK)) {
+            // Not yet renamed into place: its creator may be between creating and locking it.
+            _ if nascent => old(),
             // Whoever holds the lock is alive; taking it means nobody does (dropped when `f` is).
             Ok(f) => f.try_lock().is_ok(),
-            Err(_) => entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > UNLOCKED_GRACE)),
+            Err(_) => old(),
         };
         if abandoned && std::fs::remove_dir_all(&path).is_ok() {
             tracing::info!(dir = %path.display(), "removed the scratch space of an ingest that ended without cleaning up");
@@ -84,8 +110,29 @@ mod tests {
         let removed = sweep(base.path());
         assert_eq!(removed, vec![dead.clone()]);
         assert!(live.path().exists() && base.path().join("someone-else").exists());
+        assert!(live.path().file_name().unwrap().to_string_lossy().starts_with("cairn-ingest-"));
         let path = live.path().to_path_buf();
         drop(live);
         assert!(!path.exists(), "a dropped scratch dir is removed");
+    }
+
+    /// Runs creating and dropping scratch dirs while others sweep the same place: no creation fails and no
+    /// live directory is taken (each checks its own directory is there all along).
+    #[test]
+    fn creations_and_sweeps_at_once_never_take_a_live_directory() {
+        let base = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let scratch = Scratch::create(base.path(), "cairn-ingest-").expect("created");
+                        std::fs::write(scratch.path().join("run"), b"x").expect("its directory is still there");
+                        sweep(base.path());
+                        assert!(scratch.path().join("run").exists(), "a live scratch dir was swept");
+                    }
+                });
+            }
+        });
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0, "everything dropped was removed");
     }
 }

@@ -83,6 +83,8 @@ impl ShardObject {
 /// Largest object [`ShardObject::finish_exclusive`] uploads as one conditional PUT (held in memory once);
 /// larger ones are staged and then copied into place conditionally.
 pub const EXCLUSIVE_MAX: u64 = 64 << 20;
+/// Largest object the conditional copy creates: S3 copies a part of at most 5 GiB, and the copy is one part.
+pub const STAGED_MAX: u64 = 5 << 30;
 
 impl ShardObject {
     /// As [`ShardObject::finish`], for writers that may run twice at once (a Spark task and its retry or
@@ -91,7 +93,15 @@ impl ShardObject {
     /// attempts: refused, so a published entry never describes another attempt's object, whatever its size.
     pub async fn finish_exclusive(self, roots: &[Store]) -> Result<ShardEntry, IngestError> {
         let summary = self.writer.finish()?;
-        let checksum = if summary.bytes > EXCLUSIVE_MAX {
+        let checksum = if summary.bytes > STAGED_MAX {
+            return Err(IngestError::Invalid(format!(
+                "shard {} is {} MiB: a shard written by several attempts can be protected from being replaced up \
+                 to {} MiB; use more shards",
+                self.shard,
+                summary.bytes >> 20,
+                STAGED_MAX >> 20
+            )));
+        } else if summary.bytes > EXCLUSIVE_MAX {
             staged_create(self.shard, self.local.path(), roots, &self.dest).await?
         } else {
             let bytes = tokio::fs::read(self.local.path())
@@ -123,24 +133,39 @@ async fn staged_create(
     dest: &object_store::path::Path,
 ) -> Result<String, IngestError> {
     let staging = object_store::path::Path::from(format!("{dest}.staging-{}", layout::new_version()));
-    let checksum = upload(local, roots, &staging).await?;
-    let mut result = Ok(());
+    let result = async {
+        let checksum = upload(local, roots, &staging).await?;
+        for root in roots {
+            let create = |root: &Store| {
+                let (inner, staging, dest) = (root.inner.clone(), staging.clone(), dest.clone());
+                async move { inner.copy_if_not_exists(&staging, &dest).await }
+            };
+            create_or_match(shard, dest, root, &checksum, create).await.map_err(|e| match e {
+                IngestError::Store(
+                    e @ object_store::Error::NotSupported { .. } | e @ object_store::Error::NotImplemented { .. },
+                ) => IngestError::Invalid(format!(
+                    "{} cannot create {dest} conditionally from a staged copy ({e}); the store needs S3's \
+                         conditional CompleteMultipartUpload (or hard links): use shards of at most {} MiB",
+                    root.url,
+                    EXCLUSIVE_MAX >> 20
+                )),
+                e => e,
+            })?;
+        }
+        Ok(checksum)
+    }
+    .await;
+    // Whatever happened (a refusal, an upload failed part-way): the staging object goes (gc collects one a
+    // crash left, with its version).
     for root in roots {
-        let create = |root: &Store| {
-            let (inner, staging, dest) = (root.inner.clone(), staging.clone(), dest.clone());
-            async move { inner.copy_if_not_exists(&staging, &dest).await }
-        };
-        result = create_or_match(shard, dest, root, &checksum, create).await;
-        if result.is_err() {
-            break;
+        match root.inner.delete(&staging).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(object = %staging, root = %root.url, error = %e, "could not delete a staged shard (gc removes it)")
+            }
         }
     }
-    for root in roots {
-        if let Err(e) = root.inner.delete(&staging).await {
-            tracing::warn!(object = %staging, root = %root.url, error = %e, "could not delete a staged shard (gc removes it)");
-        }
-    }
-    result.map(|()| checksum)
+    result
 }
 
 /// Creates `dest` under `root` with `create` (which must fail with `AlreadyExists` when it exists) unless it

@@ -10,7 +10,6 @@ all of it or none of it. See docs/SPARK.md.
 import json
 import math
 import re
-import warnings
 
 import pyarrow as pa
 
@@ -83,11 +82,10 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
         n_shards = int(shards)
         data_bytes = None
 
-    if data_bytes is not None and data_bytes / n_shards > _cairn.EXCLUSIVE_MAX:
-        warnings.warn(
-            f"shards of ~{data_bytes // n_shards >> 20} MiB exceed {_cairn.EXCLUSIVE_MAX >> 20} MiB: they are "
-            "uploaded without the check that a retried task wrote the same bytes (docs/SPARK.md); pass more shards",
-            stacklevel=2)
+    if data_bytes is not None and data_bytes / n_shards > _cairn.STAGED_MAX:
+        raise _cairn.InvalidInput(
+            f"shards of ~{data_bytes // n_shards >> 20} MiB exceed {_cairn.STAGED_MAX >> 20} MiB, the most a shard "
+            "can be protected from being replaced by a retried task (docs/SPARK.md); pass more shards")
 
     build = _cairn.begin(store, keyspace, shards=n_shards, replicas=list(replicas or []))
     sc = _context(df.sparkSession)

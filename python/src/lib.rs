@@ -29,5 +29,6 @@ fn _cairn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Largest shard object whose upload checks a concurrent attempt wrote the same bytes.
     m.add("EXCLUSIVE_MAX", cairn_ingest::shard_object::EXCLUSIVE_MAX)?;
+    m.add("STAGED_MAX", cairn_ingest::shard_object::STAGED_MAX)?;
     Ok(())
 }

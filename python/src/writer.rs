@@ -333,7 +333,8 @@ pub fn write_shard<'py>(
     }
     let entry = block_on(py, async move {
         if keys.is_empty() {
-            let dir = cairn_ingest::scratch::Scratch::create(&std::env::temp_dir(), "cairn-partition-")
+            let dir = cairn_ingest::scratch::Scratch::create_async(std::env::temp_dir(), "cairn-partition-")
+                .await
                 .map_err(cairn_ingest::IngestError::io("cannot create a temporary directory"))?;
             return cairn_ingest::ShardObject::create(&t, &ShardFormat::default(), shard, dir.path())?
                 .finish_exclusive(&roots)

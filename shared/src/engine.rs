@@ -334,8 +334,13 @@ impl Engine {
             }
             return Ok(None);
         };
+        // The primary's pointer is the commit point: always taken (a keyspace restored from a backup, or
+        // rebuilt by a host whose clock is behind, included). A replica's copy may lag: taken only if it
+        // supersedes what is served.
+        let from_primary = root.url == self.store.url;
         let held = self.served.lock().expect("served pointers").get(ks).cloned();
         if let Some((p, k)) = &held
+            && !from_primary
             && !current.pointer.supersedes(p)
         {
             tracing::warn!(keyspace = ks, seq = current.pointer.seq, served = p.seq, root = %root.url, "ignoring an older pointer");
@@ -351,7 +356,7 @@ impl Engine {
         let superseded = {
             let mut served = self.served.lock().expect("served pointers");
             match served.get(ks) {
-                Some((p, _)) if !current.pointer.supersedes(p) => None,
+                Some((p, _)) if !from_primary && !current.pointer.supersedes(p) => None,
                 _ => served.insert(ks.to_string(), (current.pointer.clone(), k.clone())).map(|(_, old)| old),
             }
         };
@@ -464,8 +469,9 @@ impl Engine {
             bytes
         } else {
             let stores = roots.iter().map(|r| r.inner.clone()).collect();
-            let replicated =
-                ReplicatedStore::new(stores, self.config.failover.clone()).with_totals(self.telemetry.replicas.clone());
+            // No hedging: a new store has no latency history to hedge by, and a version loads once.
+            let config = crate::failover::FailoverConfig { hedging: false, ..self.config.failover.clone() };
+            let replicated = ReplicatedStore::new(stores, config).with_totals(self.telemetry.replicas.clone());
             replicated.get_verified(&path, GetOptions::default(), &valid).await.map_err(|e| match e {
                 e if crate::failover::is_corrupt(&e) => {
                     Error::corrupt(&path, format!("no copy is the manifest the pointer names: {e}"))

@@ -23,6 +23,7 @@ pub mod page;
 pub mod piece;
 pub mod pointer;
 pub mod promotion;
+pub mod repair;
 pub mod ring;
 pub mod rollback;
 pub mod shard_reader;

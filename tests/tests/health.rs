@@ -89,6 +89,6 @@ async fn health_reports_yellow_and_red_and_repair_restores_green() {
     assert_eq!(cli_health(false).0, Some(4));
     let r = reqwest::get(server.url("/v1/health")).await.unwrap();
     assert_eq!(r.status(), 503);
-    let repaired = health::repair(&roots, &m).await.unwrap();
+    let repaired = cairn_shared::repair::repair(&roots, &m).await.unwrap();
     assert_eq!(repaired.unrecoverable, vec![3]);
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use cairn_shared::config::EngineConfig;
 use cairn_shared::store::Store;
 use cairn_shared::{Engine, layout, pointer};
+use cairn_tests::fault::FaultyStore;
 use object_store::{ObjectStoreExt, PutPayload};
 
 fn write(dir: &std::path::Path, name: &str, keys: &[String], tag: &str) -> std::path::PathBuf {
@@ -78,21 +79,52 @@ async fn a_reader_that_saw_the_keyspace_gone_follows_its_rebuild() {
     assert_eq!(reader.get("live", &keys[1]).await.unwrap().as_deref(), Some(&b"a"[..]));
 }
 
-/// Pointers written by older builds carry no lineage. A copy that lags (a version the served pointer's
-/// history names) is still not taken; a pointer naming a version the served lineage never had, created
-/// after the one served, is a rebuilt keyspace and is followed.
+/// The primary's pointer is the commit point: a keyspace rebuilt by a host whose clock is behind (its lineage
+/// sorts lower than the deleted one's), or restored from a backup, is still followed.
 #[tokio::test]
-async fn pointers_of_older_builds_never_move_back_and_follow_a_rebuild() {
+async fn a_rebuilt_keyspace_with_an_older_looking_lineage_is_followed_from_the_primary() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("st");
     let store = Store::open(root.to_str().unwrap()).unwrap();
+    let keys: Vec<String> = (0..300).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let a = write(dir.path(), "a.data", &keys, "a");
+    let b = write(dir.path(), "b.data", &keys, "b");
+    cairn_tests::ingest(&a, "skew", &store, Some(2)).await.unwrap();
+    let reader = engine(&store);
+    assert_eq!(reader.get("skew", &keys[1]).await.unwrap().as_deref(), Some(&b"a"[..]));
+    std::fs::remove_dir_all(root.join("keyspace=skew")).unwrap();
+    cairn_tests::ingest(&b, "skew", &store, Some(2)).await.unwrap();
+    // As a host with a slow clock would have written it.
+    let path = layout::pointer_path("skew");
+    let mut p: serde_json::Value =
+        serde_json::from_slice(&store.inner.get(&path).await.unwrap().bytes().await.unwrap()).unwrap();
+    p["lineage"] = "19700101T000000000Z-00000000".into();
+    store.inner.put(&path, PutPayload::from(serde_json::to_vec(&p).unwrap())).await.unwrap();
+    reader.refresh();
+    assert_eq!(reader.get("skew", &keys[1]).await.unwrap().as_deref(), Some(&b"b"[..]), "pinned to the deleted one");
+}
+
+/// Pointers written by older builds carry no lineage. A replica's copy that lags (a version the served
+/// pointer's history lists) is not taken when the primary is down; a keyspace rebuilt by an older build
+/// (seq 1 again) is followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointers_of_older_builds_never_move_back_and_follow_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots: Vec<Store> =
+        (0..2).map(|i| Store::open(dir.path().join(format!("root{i}")).to_str().unwrap()).unwrap()).collect();
     let keys: Vec<String> = (0..200).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let ingest = |name: &str| {
+        let f = write(dir.path(), &format!("{name}.data"), &keys, name);
+        let mut opts = cairn_ingest::IngestOptions::new(f, "old", roots[0].clone());
+        opts.replicas = vec![roots[1].clone()];
+        opts.shards = Some(2);
+        async move { cairn_ingest::ingest(opts, Arc::new(cairn_ingest::NoProgress)).await.unwrap().version }
+    };
     let mut versions = Vec::new();
     for tag in ["one", "two", "three"] {
-        let f = write(dir.path(), &format!("{tag}.data"), &keys, tag);
-        versions.push(cairn_tests::ingest(&f, "old", &store, Some(2)).await.unwrap().version);
+        versions.push(ingest(tag).await);
     }
-    // Rewrite CURRENT as an older build wrote it: seq and history, no lineage.
+    // CURRENT as an older build wrote it: seq and history, no lineage (nor manifest checksum).
     let legacy = |version: &str, seq: u64, history: &[&str]| {
         let history: Vec<serde_json::Value> = history
             .iter()
@@ -103,25 +135,34 @@ async fn pointers_of_older_builds_never_move_back_and_follow_a_rebuild() {
             "updated_at": "2026-11-01T00:00:00.000Z", "seq": seq, "history": history,
         })
     };
-    let put = |p: serde_json::Value| {
-        let store = store.clone();
+    let put = |root: usize, p: serde_json::Value| {
+        let store = roots[root].clone();
         async move {
             let body = serde_json::to_vec(&p).unwrap();
             store.inner.put(&layout::pointer_path("old"), PutPayload::from(body)).await.unwrap();
         }
     };
-    put(legacy(&versions[2], 5, &[&versions[1], &versions[0]])).await;
-    let reader = engine(&store);
+    let current = legacy(&versions[2], 5, &[&versions[1], &versions[0]]);
+    put(0, current.clone()).await;
+    put(1, current).await;
+    let primary = Arc::new(FaultyStore::new(roots[0].inner.clone(), "\0never", usize::MAX));
+    let config = EngineConfig {
+        manifest_ttl: Duration::from_secs(3600),
+        replicas: vec![roots[1].url.clone()],
+        ..Default::default()
+    };
+    let reader = Engine::new(Store { url: roots[0].url.clone(), inner: primary.clone() }, config);
     assert_eq!(reader.get("old", &keys[0]).await.unwrap().as_deref(), Some(&b"three"[..]));
-    // A lagging copy: seq 4, naming a version the history lists. Not taken.
-    put(legacy(&versions[1], 4, &[&versions[0]])).await;
+    // The primary down, the replica's copy lagging: seq 4, naming a version the history lists. Not taken.
+    primary.fail_reads.store(true, std::sync::atomic::Ordering::SeqCst);
+    put(1, legacy(&versions[1], 4, &[&versions[0]])).await;
     reader.refresh();
     assert_eq!(reader.get("old", &keys[0]).await.unwrap().as_deref(), Some(&b"three"[..]), "moved back");
-    // Rebuilt by an older build: seq 1, naming a version created after everything served.
-    let f = write(dir.path(), "four.data", &keys, "four");
-    let four = cairn_tests::ingest(&f, "old", &store, Some(2)).await.unwrap().version;
-    put(legacy(&four, 1, &[])).await;
+    // The primary back, and the keyspace rebuilt by an older build: seq 1, a version created after all.
+    primary.fail_reads.store(false, std::sync::atomic::Ordering::SeqCst);
+    let four = ingest("four").await;
+    put(0, legacy(&four, 1, &[])).await;
     reader.refresh();
     assert_eq!(reader.get("old", &keys[0]).await.unwrap().as_deref(), Some(&b"four"[..]), "rebuild not followed");
-    assert!(pointer::read(store.inner.as_ref(), "old").await.unwrap().is_some());
+    assert!(pointer::read(roots[0].inner.as_ref(), "old").await.unwrap().is_some());
 }

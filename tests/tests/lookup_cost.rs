@@ -159,7 +159,7 @@ async fn more_shards_than_the_automatic_cap_publish_serve_and_pass_health_repair
     let lost = m.shards.iter().find(|s| s.rows > 0).unwrap();
     roots[1].inner.delete(&lost.path.as_str().into()).await.unwrap();
     assert_eq!(health::check(&roots, &m, false).await.status, Status::Yellow);
-    assert_eq!(health::repair(&roots, &m).await.unwrap().copied, 1);
+    assert_eq!(cairn_shared::repair::repair(&roots, &m).await.unwrap().copied, 1);
     assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
 
     // Two more versions; gc then deletes the first one (neither current nor the one replaced) under both

@@ -100,3 +100,32 @@ async fn a_damaged_manifest_is_detected_and_not_served() {
     let err = alone.get("ks", &f.rows[0].0).await.expect_err("a damaged manifest was served");
     assert_eq!(err.kind(), cairn_shared::ErrorKind::Corrupt, "{err}");
 }
+
+/// `cairn health` checks every root's copy of the manifest against what the pointer vouches for, and
+/// `repair` gives every root an intact copy, byte for byte; with no intact copy anywhere both say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_repair_cover_the_manifest_copies() {
+    use cairn_shared::health::{Status, check};
+    let f = fixture().await;
+    let path = layout::manifest_path("ks", &f.version);
+    let m = cairn_shared::manifest::Manifest::read(f.roots[1].inner.as_ref(), "ks", &f.version).await.unwrap();
+    assert_eq!(check(&f.roots, &m, false).await.status, Status::Green);
+    let intact = f.roots[1].inner.get(&path).await.unwrap().bytes().await.unwrap();
+    let mut damaged: serde_json::Value = serde_json::from_slice(&intact).unwrap();
+    damaged["rows"] = 1.into();
+    let damaged = serde_json::to_vec(&damaged).unwrap();
+
+    f.roots[0].inner.put(&path, PutPayload::from(damaged.clone())).await.unwrap();
+    let report = check(&f.roots, &m, false).await;
+    assert_eq!(report.status, Status::Yellow, "{:?}", report.manifest);
+    let repaired = cairn_shared::repair::repair(&f.roots, &m).await.unwrap();
+    assert!(!repaired.manifest_unrecoverable && repaired.metadata_copied >= 1, "{repaired:?}");
+    assert_eq!(f.roots[0].inner.get(&path).await.unwrap().bytes().await.unwrap(), intact);
+    assert_eq!(check(&f.roots, &m, false).await.status, Status::Green);
+
+    for root in &f.roots {
+        root.inner.put(&path, PutPayload::from(damaged.clone())).await.unwrap();
+    }
+    assert_eq!(check(&f.roots, &m, false).await.status, Status::Red);
+    assert!(cairn_shared::repair::repair(&f.roots, &m).await.unwrap().manifest_unrecoverable);
+}

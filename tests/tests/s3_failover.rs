@@ -73,7 +73,7 @@ async fn s3_replicas_survive_deleted_corrupted_and_slow_copies_and_repair_restor
     assert_eq!(health::check(&roots, &m, false).await.status, Status::Yellow);
     let deep = health::check(&roots, &m, true).await;
     assert_eq!((deep.status, deep.shards[0].good, deep.shards[1].good), (Status::Yellow, 2, 2));
-    let repaired = health::repair(&roots, &m).await.unwrap();
+    let repaired = cairn_shared::repair::repair(&roots, &m).await.unwrap();
     assert_eq!(repaired.copied, 2);
     assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
 }

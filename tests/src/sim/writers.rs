@@ -173,7 +173,7 @@ pub async fn repairer(w: Arc<World>) {
             let cur =
                 pointer::read(primary.as_ref(), KS).await?.ok_or(cairn_shared::Error::KeyspaceNotFound(KS.into()))?;
             let m = Manifest::read(primary.as_ref(), KS, &cur.pointer.version).await?;
-            cairn_shared::health::repair(&w.roots, &m).await
+            cairn_shared::repair::repair(&w.roots, &m).await
         }
         .await;
         w.log(

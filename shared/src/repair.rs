@@ -1,0 +1,122 @@
+//! `cairn repair`: re-copies missing, wrong-size or corrupt shard copies from a copy whose checksum matches
+//! the manifest, gives every root an intact copy of the manifest (top level and groups, byte for byte), and
+//! rewrites replica roots' pointer copies that are missing or lag the primary. Idempotent; readers are
+//! unaffected (objects are immutable and replaced whole, never partially visible).
+
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::Serialize;
+
+use crate::checksum::{ObjectRef, checksum_of};
+use crate::error::Result;
+use crate::health::{CopyState, check, intact_top, vouched_top};
+use crate::layout;
+use crate::manifest::Manifest;
+use crate::pointer;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepairReport {
+    pub copied: usize,
+    /// Replica roots' manifest or pointer copies written (missing, unreadable, or naming another version).
+    pub metadata_copied: usize,
+    /// Shards with no good copy left: nothing to copy from (re-ingest or roll back).
+    pub unrecoverable: Vec<u32>,
+    /// No root holds an intact copy of the manifest's top level or of one of its groups (re-ingest or roll
+    /// back).
+    pub manifest_unrecoverable: bool,
+}
+
+/// Repairs `manifest`'s version under `roots` (primary first).
+pub async fn repair(roots: &[Store], manifest: &Manifest) -> Result<RepairReport> {
+    let report = check(roots, manifest, true).await;
+    let mut out = RepairReport::default();
+    for shard in &report.shards {
+        if shard.good == roots.len() {
+            continue;
+        }
+        let entry = &manifest.shards[shard.shard as usize];
+        let Some(source) = shard.copies.iter().position(|c| c.state == CopyState::Ok) else {
+            out.unrecoverable.push(shard.shard);
+            continue;
+        };
+        let path = Path::from(entry.path.as_str());
+        let bytes = roots[source].inner.get(&path).await?.bytes().await?;
+        let sum = checksum_of(&bytes);
+        if sum != entry.checksum {
+            out.unrecoverable.push(shard.shard); // changed under us; the next run re-checks
+            continue;
+        }
+        for (i, copy) in shard.copies.iter().enumerate() {
+            if copy.state != CopyState::Ok {
+                roots[i].inner.put(&path, PutPayload::from(bytes.clone())).await?;
+                out.copied += 1;
+            }
+        }
+    }
+    // What readers fall back to when a root is down or damaged: each root's manifest copy (byte for byte a
+    // copy the pointer vouches for), and each replica's pointer copy while `manifest` is the current version.
+    let ks = &manifest.keyspace;
+    let current = pointer::read(roots[0].inner.as_ref(), ks).await?.filter(|c| c.pointer.version == manifest.version);
+    match repair_manifest(roots, manifest, vouched_top(roots, manifest).await.as_ref()).await? {
+        Some(written) => out.metadata_copied += written,
+        None => out.manifest_unrecoverable = true,
+    }
+    if let Some(cur) = &current {
+        for root in &roots[1..] {
+            let copy = pointer::read(root.inner.as_ref(), ks).await.ok().flatten().map(|c| c.pointer);
+            if copy.as_ref() != Some(&cur.pointer) {
+                pointer::copy(root.inner.as_ref(), ks, &cur.pointer).await?;
+                out.metadata_copied += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Gives every root an intact copy of `manifest`'s top level and groups, copied byte for byte from roots
+/// whose copies are intact: the top level the one `vouched` names (the pointer's; without it, one that parses
+/// as this version), each group the one that top level lists (size and checksum). Returns the roots
+/// written, or None when some part has no intact copy anywhere.
+async fn repair_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&ObjectRef>) -> Result<Option<usize>> {
+    let path = manifest.path();
+    let tops = read_all(roots, &path).await?;
+    let Some(top) = tops.iter().flatten().find(|t| intact_top(manifest, vouched, t)).cloned() else {
+        return Ok(None);
+    };
+    let listed = Manifest::parse(&path, &top)?;
+    let mut fixed = vec![false; roots.len()];
+    // Groups first: a reader that finds the top level finds every group it lists.
+    for (g, want) in listed.groups.iter().enumerate() {
+        let gpath = layout::group_path(&manifest.keyspace, &manifest.version, g as u32);
+        let copies = read_all(roots, &gpath).await?;
+        let intact = |b: &[u8]| b.len() as u64 == want.bytes && checksum_of(b) == want.checksum;
+        let Some(good) = copies.iter().flatten().find(|c| intact(c)).cloned() else { return Ok(None) };
+        for (i, copy) in copies.iter().enumerate() {
+            if !copy.as_deref().is_some_and(intact) {
+                roots[i].inner.put(&gpath, PutPayload::from(good.clone())).await?;
+                fixed[i] = true;
+            }
+        }
+    }
+    for (i, copy) in tops.iter().enumerate() {
+        if copy.as_ref() != Some(&top) {
+            roots[i].inner.put(&path, PutPayload::from(top.clone())).await?;
+            fixed[i] = true;
+        }
+    }
+    Ok(Some(fixed.into_iter().filter(|f| *f).count()))
+}
+
+/// Each root's bytes at `path` (None where it has none).
+async fn read_all(roots: &[Store], path: &Path) -> Result<Vec<Option<bytes::Bytes>>> {
+    let mut out = Vec::with_capacity(roots.len());
+    for root in roots {
+        out.push(match root.inner.get(path).await {
+            Ok(got) => Some(got.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        });
+    }
+    Ok(out)
+}
