@@ -49,6 +49,20 @@ pub struct FaultyStore {
     pub max_deletes_in_flight: Arc<AtomicU64>,
     /// Every write that applied: its path and size, in order.
     pub written: std::sync::Mutex<Vec<(String, usize)>>,
+    /// Reads of ranges larger than `.0` bytes (a whole shard, not a block or index piece) meet `.1`.
+    large_reads: std::sync::Mutex<Option<(u64, LargeRead)>>,
+    /// Large reads asked, running now and the most at once.
+    pub large_reads_asked: AtomicU64,
+    large_in_flight: AtomicU64,
+    pub max_large_in_flight: AtomicU64,
+}
+
+/// What a large read meets.
+#[derive(Debug, Clone, Copy)]
+pub enum LargeRead {
+    Hang,
+    Delay(std::time::Duration),
+    Fail,
 }
 
 impl FaultyStore {
@@ -96,7 +110,44 @@ impl FaultyStore {
             deletes_in_flight: Default::default(),
             max_deletes_in_flight: Default::default(),
             written: Default::default(),
+            large_reads: Default::default(),
+            large_reads_asked: Default::default(),
+            large_in_flight: Default::default(),
+            max_large_in_flight: Default::default(),
         }
+    }
+
+    /// Reads of more than `bytes` bytes meet `fault` (None: no fault).
+    pub fn large_reads(&self, bytes: u64, fault: Option<LargeRead>) {
+        *self.large_reads.lock().unwrap() = fault.map(|f| (bytes, f));
+    }
+
+    /// Counts a read of `options`' range if it is large, and applies its fault.
+    async fn large_read(&self, location: &Path, options: &GetOptions) -> Result<()> {
+        let Some((threshold, fault)) = *self.large_reads.lock().unwrap() else { return Ok(()) };
+        let len = match &options.range {
+            Some(object_store::GetRange::Bounded(r)) => r.end - r.start,
+            _ => 0,
+        };
+        if len <= threshold || options.head {
+            return Ok(());
+        }
+        self.large_reads_asked.fetch_add(1, Ordering::SeqCst);
+        let now = self.large_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_large_in_flight.fetch_max(now, Ordering::SeqCst);
+        struct Done<'a>(&'a AtomicU64);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&self.large_in_flight);
+        match fault {
+            LargeRead::Hang => std::future::pending::<()>().await,
+            LargeRead::Delay(d) => tokio::time::sleep(d).await,
+            LargeRead::Fail => return Err(injected(location)),
+        }
+        Ok(())
     }
 
     /// Reads of paths containing `filter` never answer (None: they answer again).
@@ -210,6 +261,10 @@ impl ObjectStore for FaultyStore {
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         self.delay().await;
         self.maybe_hang(location).await;
+        if let Err(e) = self.large_read(location, &options).await {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(e);
+        }
         let got = match self.check_read(location) {
             Ok(()) => self.inner.get_opts(location, options).await,
             Err(e) => Err(e),

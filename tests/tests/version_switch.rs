@@ -1,0 +1,41 @@
+//! A publish reaching a running reader (issue 29, serving defect 7). The switch used to walk every cached
+//! entry of the version it replaced, synchronously, before installing the new one (a worker stalled for as
+//! long as that took), and lookups still running on the replaced version then refetched what it had just
+//! dropped. Now the replaced version's entries simply age out of the caches: the switch does no per-entry
+//! work, and a lookup in flight on the old version is still answered from the cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_shared::Engine;
+use cairn_shared::config::EngineConfig;
+use cairn_shared::store::Store;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_in_flight_on_a_replaced_version_keep_their_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("st").to_str().unwrap()).unwrap();
+    let keys: Vec<String> = (0..20_000).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let write = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, keys.iter().map(|k| format!("{k} {name}\n")).collect::<String>()).unwrap();
+        p
+    };
+    cairn_tests::ingest(&write("one"), "ks", &store, Some(16)).await.unwrap();
+    let config = EngineConfig { manifest_ttl: Duration::from_secs(3600), ..Default::default() };
+    let engine = Arc::new(Engine::new(store.clone(), config));
+    let old = engine.keyspace("ks").await.unwrap();
+    for k in &keys {
+        assert_eq!(engine.lookup(&old, k).await.unwrap().as_deref(), Some(&b"one"[..]));
+    }
+    cairn_tests::ingest(&write("two"), "ks", &store, Some(16)).await.unwrap();
+    engine.refresh();
+    assert_eq!(engine.get("ks", &keys[0]).await.unwrap().as_deref(), Some(&b"two"[..]), "the new version");
+    // A request that resolved the old version before the switch finishes on it, from the cache.
+    let before = engine.counters().object_gets;
+    for k in keys.iter().step_by(7) {
+        assert_eq!(engine.lookup(&old, k).await.unwrap().as_deref(), Some(&b"one"[..]));
+    }
+    let refetched = engine.counters().object_gets - before;
+    assert_eq!(refetched, 0, "lookups on the replaced version refetched {refetched} objects the switch dropped");
+}
