@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cairn_ingest::{IngestOptions, IngestReport};
-use cairn_shared::manifest::Manifest;
-use cairn_shared::store::Store;
-use cairn_shared::{Error, pointer};
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::stores::Store;
+use cairn_shared::{Error, versions::pointer};
 
 pub const SERVE_KEYSPACE: &str = "default";
 
@@ -50,7 +50,7 @@ pub fn print_report(r: &IngestReport) {
 
 /// Switches the pointer to `to` (default: the version the current one replaced). Returns (from, to).
 pub async fn rollback(store: &Store, ks: &str, to: Option<&str>) -> Result<(String, String), Error> {
-    let done = cairn_shared::rollback::rollback(store, ks, to, &|url: &str| Store::open(url)).await?;
+    let done = cairn_shared::versions::rollback::rollback(store, ks, to, &|url: &str| Store::open(url)).await?;
     // Switched: a replica whose pointer copy failed is a warning, not an error.
     for url in &done.replica_failures {
         eprintln!("warning: replica {url}: its pointer copy failed and still names the previous version");
@@ -69,8 +69,8 @@ pub async fn keyspace_roots(store: &Store, ks: &str) -> Result<(Manifest, Vec<St
     Ok((manifest, roots))
 }
 
-pub fn print_health(r: &cairn_shared::health::HealthReport) {
-    use cairn_shared::health::CopyState;
+pub fn print_health(r: &cairn_shared::versions::health::HealthReport) {
+    use cairn_shared::versions::health::CopyState;
     println!(
         "{} {}: {:?} ({} shards x {} copies{})",
         r.keyspace,

@@ -40,13 +40,14 @@ fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Args, Debug, Clone)]
 pub struct StoreArg {
     /// Store root: a directory (file:///abs/path or a plain path), s3://bucket/prefix, or memory://.
-    #[arg(long, env = "CAIRN_STORE", default_value = cairn_shared::store::DEFAULT_STORE)]
+    #[arg(long, env = "CAIRN_STORE", default_value = cairn_shared::stores::DEFAULT_STORE)]
     pub store: String,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the HTTP API. With FILE, ingest it first into keyspace `default` (reused if already ingested).
+    #[command(after_help = cairn_shared::config::vars::help())]
     Serve {
         /// Data to serve as keyspace `default`: a file or directory of `<key> <value>` lines, JSON Lines, CSV
         /// or Parquet (gzip/zstd text too), or an s3:// URL.

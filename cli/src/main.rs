@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use cairn_ingest::IngestOptions;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, manifest, pointer};
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, format::manifest, versions::pointer};
 use clap::Parser;
 
 use args::{Cli, Command, IngestArgs};
@@ -92,7 +92,7 @@ async fn run(cli: Cli) -> Res {
                 }
             }
             let engine = Arc::new(Engine::new(store, EngineConfig::from_env()?));
-            let limits = cairn_functions::server::ServeLimits::from_env()?;
+            let limits = cairn_shared::config::ServeConfig::from_env()?;
             let (addr, serving) = cairn_functions::server::bind_with(engine, (host, port).into(), limits).await?;
             eprintln!("serving on http://{addr}  (try: curl http://{addr}/v1/keyspaces/default)");
             serving.await?;
@@ -114,23 +114,23 @@ async fn run(cli: Cli) -> Res {
         Some(Command::Health { store, keyspace, deep, json }) => {
             let store = Store::open(&store.store)?;
             let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
-            let report = cairn_shared::health::check(&roots, &manifest, deep).await;
+            let report = cairn_shared::versions::health::check(&roots, &manifest, deep).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 admin::print_health(&report);
             }
             Ok(match report.status {
-                cairn_shared::health::Status::Green => 0,
-                cairn_shared::health::Status::Yellow => 3,
-                cairn_shared::health::Status::Red => 4,
+                cairn_shared::versions::health::Status::Green => 0,
+                cairn_shared::versions::health::Status::Yellow => 3,
+                cairn_shared::versions::health::Status::Red => 4,
             })
         }
         Some(Command::Repair { store, keyspace }) => {
             let store = Store::open(&store.store)?;
             let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
-            let repaired = cairn_shared::repair::repair(&roots, &manifest).await?;
-            let after = cairn_shared::health::check(&roots, &manifest, true).await;
+            let repaired = cairn_shared::versions::repair::repair(&roots, &manifest).await?;
+            let after = cairn_shared::versions::health::check(&roots, &manifest, true).await;
             println!(
                 "copied {} shard copies and {} manifest/pointer copies; {keyspace} is now {:?}",
                 repaired.copied, repaired.metadata_copied, after.status
@@ -143,13 +143,13 @@ async fn run(cli: Cli) -> Res {
                     "no root holds an intact copy of the manifest (or of one of its groups): re-ingest or roll back"
                 );
             }
-            Ok(if after.status == cairn_shared::health::Status::Green { 0 } else { 1 })
+            Ok(if after.status == cairn_shared::versions::health::Status::Green { 0 } else { 1 })
         }
         Some(Command::Gc { store, keyspace, keep, min_age, dry_run }) => {
             let store = Store::open(&store.store)?;
             let (_, roots) = admin::keyspace_roots(&store, &keyspace).await?;
-            let opts = cairn_shared::gc::GcOptions { keep, min_age, dry_run };
-            let r = cairn_shared::gc::collect(&roots, &keyspace, &opts).await?;
+            let opts = cairn_shared::versions::gc::GcOptions { keep, min_age, dry_run };
+            let r = cairn_shared::versions::gc::collect(&roots, &keyspace, &opts).await?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             println!(
                 "{keyspace}: {verb} {} versions ({} objects, {} bytes) under {} roots; kept {} versions{}",

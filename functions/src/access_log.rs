@@ -1,8 +1,8 @@
 //! One JSON log line per request (the Lambda): route, status, latency and what the request cost (object
 //! GETs, bytes fetched, cache hits/misses, failovers, hedges, checksum failures), in CloudWatch Embedded
 //! Metric Format, so CloudWatch Logs turns the same line into metrics with no agent (infra/template.yaml
-//! alarms on them). Exact in Lambda (one request per instance at a time); under concurrency the cost fields
-//! may include overlapping requests. Keys are not logged.
+//! alarms on them). Each line's cost is that request's own, exact under any concurrency. Keys are not
+//! logged.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -11,8 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use cairn_shared::Engine;
-use cairn_shared::engine::Counters;
+use cairn_shared::cost::Counters;
 use serde_json::{Value, json};
 
 /// Where finished lines go: stdout in the Lambda (its runtime ships stdout to CloudWatch Logs).
@@ -92,10 +91,9 @@ pub fn emf_line(r: &RequestRecord, function: &str, namespace: &str, now_ms: u64)
     })
 }
 
-/// What the access-log middleware needs: the engine whose counters it diffs, and where lines go.
+/// What the access-log middleware needs: where lines go, and how they are named.
 #[derive(Clone)]
 pub struct AccessLog {
-    pub engine: Arc<Engine>,
     pub sink: Sink,
     function: Arc<str>,
     namespace: Arc<str>,
@@ -103,25 +101,25 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Lines named after the running function (`AWS_LAMBDA_FUNCTION_NAME`, else `cairn-query`).
-    pub fn new(engine: Arc<Engine>, sink: Sink) -> Self {
+    pub fn new(sink: Sink) -> Self {
         let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "cairn-query".into());
-        AccessLog { engine, sink, function: function.into(), namespace: namespace().into() }
+        AccessLog { sink, function: function.into(), namespace: namespace().into() }
     }
 }
 
 pub async fn log_request(State(log): State<AccessLog>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let before = log.engine.counters();
     let method = req.method().clone();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let response = next.run(req).await;
+    // This request's own cost, whatever else runs at the same time (cairn_shared::cost).
+    let (response, cost) = cairn_shared::cost::measure(next.run(req)).await;
     let record = RequestRecord {
         method: method.as_str(),
         route: &route,
         status: response.status().as_u16(),
         latency_us: started.elapsed().as_micros() as u64,
-        cost: log.engine.counters() - before,
+        cost,
     };
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     (log.sink)(emf_line(&record, &log.function, &log.namespace, now_ms).to_string());

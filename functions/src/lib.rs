@@ -3,12 +3,17 @@
 //! events), so both answer byte-for-byte the same.
 
 pub mod access_log;
+mod answer;
 pub mod api;
+mod deadline_io;
+mod health;
 pub mod lambda;
 pub mod metrics;
+pub mod mget;
 pub mod openapi;
 pub mod request_metrics;
+pub mod routes;
 pub mod server;
 pub mod telemetry;
 
-pub use api::{router, router_with, router_with_access_log};
+pub use api::{router, router_for, router_with, router_with_access_log};

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_shared::Engine;
 use cairn_shared::histogram::HistogramSnapshot;
-use cairn_shared::metered_store::Outcome;
+use cairn_shared::stores::metered::Outcome;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -149,7 +149,7 @@ impl Collector for Figures {
 
         let t = self.engine.telemetry();
         let caches = || t.caches.iter();
-        let per_cache = |f: fn(&cairn_shared::cache::CacheStats) -> Sample<'static>| {
+        let per_cache = |f: fn(&cairn_shared::caches::counted::CacheStats) -> Sample<'static>| {
             caches().map(move |c| ([("cache", c.name)], f(c)))
         };
         family(e, "cache_hits", "Lookups a cache answered.", None, Counter, per_cache(|c| Sample::Counter(c.hits)))?;
@@ -196,6 +196,18 @@ impl Collector for Figures {
             t.roots.iter().flat_map(|r| {
                 Outcome::ALL.iter().map(move |o| {
                     ([("root", r.root.as_str()), ("outcome", o.label())], Sample::Counter(r.gets[*o as usize]))
+                })
+            }),
+        )?;
+        family(
+            e,
+            "store_heads",
+            "Object-store HEAD requests (metadata only), by root and outcome (ok, not_found, error).",
+            None,
+            Counter,
+            t.roots.iter().flat_map(|r| {
+                Outcome::ALL.iter().map(move |o| {
+                    ([("root", r.root.as_str()), ("outcome", o.label())], Sample::Counter(r.heads[*o as usize]))
                 })
             }),
         )?;

@@ -22,11 +22,11 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode};
     use cairn_shared::config::EngineConfig;
-    use cairn_shared::store::Store;
+    use cairn_shared::stores::Store;
     use tower::ServiceExt;
 
     use super::OPENAPI;
-    use crate::api::ROUTES;
+    use crate::routes::ROUTES;
 
     fn doc() -> serde_json::Value {
         serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON")
@@ -54,7 +54,7 @@ mod tests {
                 let req = Request::builder().method(m).uri(&uri).body(body).unwrap();
                 let resp = router.clone().oneshot(req).await.unwrap();
                 let routed = resp.status() != StatusCode::METHOD_NOT_ALLOWED
-                    && resp.headers().get(crate::api::ERROR_HEADER).is_none_or(|c| c != "no_route");
+                    && resp.headers().get(crate::routes::ERROR_HEADER).is_none_or(|c| c != "no_route");
                 // axum answers HEAD for every GET route.
                 let documented = item.get(method).is_some() || (method == "head" && item.get("get").is_some());
                 assert_eq!(routed, documented, "{method} {path}: {}", resp.status());
@@ -82,7 +82,7 @@ mod tests {
             let req = Request::builder().method(method).uri(uri).body(body).unwrap();
             let resp = router.clone().oneshot(req).await.unwrap();
             assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
-            assert_eq!(resp.headers().get(crate::api::ERROR_HEADER).unwrap(), "invalid_request", "{uri}");
+            assert_eq!(resp.headers().get(crate::routes::ERROR_HEADER).unwrap(), "invalid_request", "{uri}");
             let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
             let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("{uri}: not JSON"));
             assert_eq!(json["error"], "invalid_request");

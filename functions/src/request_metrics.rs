@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cairn_shared::histogram::{Histogram, HistogramSnapshot};
 
-use crate::api::ROUTES;
+use crate::routes::ROUTES;
 
 /// Route labels: the router's routes, then requests no route matched.
 pub const ROUTE_LABELS: [&str; ROUTES.len() + 1] = {

@@ -1,6 +1,8 @@
 //! `cairn serve`: the router on a TCP listener, HTTP/1.1 keep-alive with TCP_NODELAY, each response written
 //! as one buffer (no vectored writes: one syscall and no iovec work per small answer), and a graceful stop
-//! on Ctrl-C/SIGTERM that lets requests in flight finish.
+//! on Ctrl-C/SIGTERM that lets requests in flight finish. What one client may hold is bounded
+//! ([`ServeConfig`]): its request headers and body must arrive in time, and a response it stops reading
+//! ends its connection (deadline_io.rs).
 //!
 //! Single-key GETs skip the axum router: routing cloned a boxed service per request (an allocation made on
 //! one worker and freed on the other, ~11% of server CPU on 1 KB values). They go to the same
@@ -13,65 +15,33 @@ use std::time::Duration;
 
 use axum::body::Body;
 use cairn_shared::Engine;
+use cairn_shared::config::ServeConfig;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// What one server lets its clients hold.
-#[derive(Debug, Clone)]
-pub struct ServeLimits {
-    /// A client must send a request's headers within this (`CAIRN_HEADER_TIMEOUT`), or its connection is
-    /// closed: a slow client cannot hold one forever.
-    pub header_timeout: Duration,
-    /// Connections served at once (`CAIRN_MAX_CONNECTIONS`); further ones wait in the listen backlog.
-    pub max_connections: usize,
-}
-
-impl Default for ServeLimits {
-    fn default() -> Self {
-        ServeLimits { header_timeout: Duration::from_secs(10), max_connections: 4096 }
-    }
-}
-
-impl ServeLimits {
-    pub fn from_env() -> Result<Self, String> {
-        let mut l = ServeLimits::default();
-        if let Ok(v) = std::env::var("CAIRN_HEADER_TIMEOUT") {
-            l.header_timeout =
-                cairn_shared::config::parse_duration(&v).map_err(|e| format!("CAIRN_HEADER_TIMEOUT: {e}"))?;
-        }
-        if let Ok(v) = std::env::var("CAIRN_MAX_CONNECTIONS") {
-            l.max_connections = v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("CAIRN_MAX_CONNECTIONS: {v:?} is not a positive count"))?;
-        }
-        Ok(l)
-    }
-}
-
 /// Binds `addr` (port 0 picks a free port) and returns the bound address with the serving future.
 pub async fn bind(
     engine: Arc<Engine>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
-    bind_with(engine, addr, ServeLimits::default()).await
+    bind_with(engine, addr, ServeConfig::default()).await
 }
 
 /// [`bind`] with explicit limits.
 pub async fn bind_with(
     engine: Arc<Engine>,
     addr: SocketAddr,
-    limits: ServeLimits,
+    limits: ServeConfig,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let requests = Arc::new(crate::request_metrics::RequestMetrics::default());
-    let app = Arc::new(App { router: crate::router_with(engine.clone(), requests.clone(), None), engine, requests });
+    let api = crate::mget::Limits { function_url: false, body_timeout: Some(limits.body_timeout) };
+    let app =
+        Arc::new(App { router: crate::router_for(engine.clone(), requests.clone(), None, api), engine, requests });
     Ok((local, serve(listener, app, limits)))
 }
 
@@ -89,16 +59,12 @@ impl App {
         {
             let started = std::time::Instant::now();
             let response = crate::api::get_value(&self.engine, ks, key).await;
-            self.requests.record(GET_ROUTE, response.status().as_u16(), started.elapsed());
+            self.requests.record(crate::routes::GET_ROUTE, response.status().as_u16(), started.elapsed());
             return Ok(response);
         }
         self.router.clone().oneshot(req).await
     }
 }
-
-/// The fast path's route in the request figures.
-const GET_ROUTE: usize = 3;
-const _: () = assert!(matches!(crate::api::ROUTES[GET_ROUTE].as_bytes(), b"/v1/keyspaces/{ks}/keys/{key}"));
 
 /// `/v1/keyspaces/{ks}/keys/{key}` with both segments non-empty and free of `%` (escaped paths take the
 /// router, which decodes them).
@@ -108,7 +74,7 @@ fn single_key(path: &str) -> Option<(&str, &str)> {
     (plain(ks) && plain(key)).then_some((ks, key))
 }
 
-async fn serve(listener: TcpListener, app: Arc<App>, limits: ServeLimits) -> std::io::Result<()> {
+async fn serve(listener: TcpListener, app: Arc<App>, limits: ServeConfig) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.writev(false)
         .max_buf_size(2 << 20)
@@ -138,7 +104,8 @@ async fn serve(listener: TcpListener, app: Arc<App>, limits: ServeLimits) -> std
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |req| app.clone().handle(req));
-        let conn = http.serve_connection(TokioIo::new(tcp), service);
+        let io = crate::deadline_io::DeadlineIo::new(tcp, limits.write_timeout);
+        let conn = http.serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_shared::format::manifest::{ShardEntry, Source};
+use cairn_shared::format::ring::{Placement, PlacementSpec, imbalance};
+use cairn_shared::format::shard_writer::ShardFormat;
 use cairn_shared::key::validate_keyspace;
-use cairn_shared::manifest::{ShardEntry, Source};
-use cairn_shared::ring::{Placement, PlacementSpec, imbalance};
-use cairn_shared::shard_writer::ShardFormat;
-use cairn_shared::store::Store;
-use cairn_shared::{layout, pointer};
+use cairn_shared::stores::Store;
+use cairn_shared::{format::layout, versions::pointer};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
@@ -201,7 +201,7 @@ impl Build {
         for e in &entries {
             h.update(format!("{}:{}\n", e.shard, e.checksum).as_bytes());
         }
-        let source = Source { fingerprint: cairn_shared::manifest::checksum_label(h.digest()), files };
+        let source = Source { fingerprint: cairn_shared::format::manifest::checksum_label(h.digest()), files };
         let created_at = {
             let mut owned = self.owned.lock().await;
             owned.ckpt.done = by_shard;

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use cairn_shared::layout;
-use cairn_shared::manifest::ShardEntry;
+use cairn_shared::format::layout;
+use cairn_shared::format::manifest::ShardEntry;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +56,7 @@ pub struct Checkpoint {
     pub fingerprint: Option<String>,
     /// The placement its shards were written with: a rerun that would place keys otherwise starts over.
     #[serde(default)]
-    pub placement: Option<cairn_shared::ring::PlacementSpec>,
+    pub placement: Option<cairn_shared::format::ring::PlacementSpec>,
     /// The inputs as listed then (up to [`STAMPS_KEPT`]), to tell a rerun which of them changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Stamp>,

@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
@@ -268,7 +268,7 @@ pub fn stamps(files: &[InputFile]) -> Result<Vec<Stamp>, IngestError> {
                         }
                         one.update(&buf[..n]);
                     }
-                    cairn_shared::manifest::checksum_label(one.digest())
+                    cairn_shared::format::manifest::checksum_label(one.digest())
                 }
             };
             Ok(Stamp { name: f.path.display().to_string(), size: f.size, tag })
@@ -298,7 +298,7 @@ pub fn fingerprint_of(files: &[InputFile], stamps: &[Stamp]) -> String {
             }
         }
     }
-    cairn_shared::manifest::checksum_label(all.digest())
+    cairn_shared::format::manifest::checksum_label(all.digest())
 }
 
 /// The fingerprint of `files` (reads local files; see [`fingerprint_of`]).

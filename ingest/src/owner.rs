@@ -40,7 +40,7 @@ pub struct LiveRun {
 
 impl LiveRun {
     pub fn start() -> LiveRun {
-        let token = cairn_shared::layout::new_version();
+        let token = cairn_shared::format::layout::new_version();
         LIVE.lock().expect("live runs").insert(token.clone());
         LiveRun { token }
     }

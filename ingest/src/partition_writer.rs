@@ -8,10 +8,10 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt32Type};
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
-use cairn_shared::manifest::ShardEntry;
-use cairn_shared::ring::Placement;
-use cairn_shared::shard_writer::ShardFormat;
-use cairn_shared::store::Store;
+use cairn_shared::format::manifest::ShardEntry;
+use cairn_shared::format::ring::Placement;
+use cairn_shared::format::shard_writer::ShardFormat;
+use cairn_shared::stores::Store;
 
 use crate::byte_column::{ByteColumn, readable};
 use crate::error::IngestError;

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cairn_shared::format::manifest::{Manifest, ShardEntry, Source};
+use cairn_shared::format::ring::{Placement, PlacementSpec, imbalance};
+use cairn_shared::format::shard_writer::ShardFormat;
 use cairn_shared::key::validate_keyspace;
-use cairn_shared::manifest::{Manifest, ShardEntry, Source};
-use cairn_shared::ring::{Placement, PlacementSpec, imbalance};
-use cairn_shared::shard_writer::ShardFormat;
-use cairn_shared::store::Store;
-use cairn_shared::{layout, pointer};
+use cairn_shared::stores::Store;
+use cairn_shared::{format::layout, versions::pointer};
 use object_store::ObjectStoreExt;
 
 use crate::checkpoint::{Checkpoint, Owned};

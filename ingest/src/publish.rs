@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cairn_shared::manifest::{Manifest, ShardEntry, Source};
-use cairn_shared::store::Store;
-use cairn_shared::{layout, pointer};
+use cairn_shared::format::manifest::{Manifest, ShardEntry, Source};
+use cairn_shared::stores::Store;
+use cairn_shared::{format::layout, versions::pointer};
 
 use crate::checkpoint::Owned;
 use crate::error::IngestError;
@@ -237,7 +237,7 @@ pub async fn delete_all(root: &Store, paths: Vec<object_store::path::Path>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_shared::ring::PlacementSpec;
+    use cairn_shared::format::ring::PlacementSpec;
 
     /// Two runs publishing one version (one of them late, having lost its checkpoint) write the same bytes:
     /// the checksum the pointer holds still names what is stored.

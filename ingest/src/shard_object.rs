@@ -5,11 +5,11 @@
 
 use std::path::Path;
 
-use cairn_shared::layout;
-use cairn_shared::manifest::ShardEntry;
-use cairn_shared::ring::PlacementSpec;
-use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
-use cairn_shared::store::Store;
+use cairn_shared::format::layout;
+use cairn_shared::format::manifest::ShardEntry;
+use cairn_shared::format::ring::PlacementSpec;
+use cairn_shared::format::shard_writer::{ShardFormat, ShardWriter};
+use cairn_shared::stores::Store;
 use object_store::ObjectStoreExt;
 use parquet::file::metadata::KeyValue;
 use serde::{Deserialize, Serialize};
@@ -107,7 +107,7 @@ impl ShardObject {
             let bytes = tokio::fs::read(self.local.path())
                 .await
                 .map_err(IngestError::io(format!("cannot read the local copy of {}", self.dest)))?;
-            let checksum = cairn_shared::manifest::checksum_of(&bytes);
+            let checksum = cairn_shared::format::manifest::checksum_of(&bytes);
             let payload = object_store::PutPayload::from(bytes::Bytes::from(bytes));
             for root in roots {
                 let create = |root: &Store| {
@@ -221,7 +221,7 @@ async fn stored_checksum(root: &Store, path: &object_store::path::Path) -> objec
     while let Some(chunk) = body.next().await {
         hash.update(&chunk?);
     }
-    Ok(Some(cairn_shared::manifest::checksum_label(hash.digest())))
+    Ok(Some(cairn_shared::format::manifest::checksum_label(hash.digest())))
 }
 
 /// Streams a local file to `dest` under every root (multipart beyond 8 MiB), hashing it on the way. An
@@ -248,5 +248,5 @@ async fn upload(local: &Path, roots: &[Store], dest: &object_store::path::Path) 
     for w in &mut writers {
         w.shutdown().await.map_err(io_err("cannot upload"))?;
     }
-    Ok(cairn_shared::manifest::checksum_label(hash.digest()))
+    Ok(cairn_shared::format::manifest::checksum_label(hash.digest()))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use cairn_shared::config::EngineConfig;
-use cairn_shared::engine::Engine;
+use cairn_shared::query::Engine;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -27,7 +27,7 @@ pub struct Store {
 /// AWS environment, or `memory://name`), configured by `CAIRN_*` variables as `cairn serve` is.
 #[pyfunction]
 pub fn open(url: &str) -> PyResult<Store> {
-    let store = cairn_shared::store::Store::open(url).map_err(errors::shared)?;
+    let store = cairn_shared::stores::Store::open(url).map_err(errors::shared)?;
     let config = EngineConfig::from_env().map_err(errors::shared)?;
     let rt = runtime();
     let engine = {

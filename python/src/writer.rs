@@ -8,10 +8,10 @@ use std::sync::{Arc, LazyLock, Mutex};
 use arrow_array::{ArrayRef, Int32Array};
 use cairn_ingest::byte_column::{ByteColumn, readable};
 use cairn_ingest::{IngestReport, VersionTarget};
-use cairn_shared::manifest::ShardEntry;
-use cairn_shared::ring::{Placement, PlacementSpec};
-use cairn_shared::shard_writer::ShardFormat;
-use cairn_shared::store::Store;
+use cairn_shared::format::manifest::ShardEntry;
+use cairn_shared::format::ring::{Placement, PlacementSpec};
+use cairn_shared::format::shard_writer::ShardFormat;
+use cairn_shared::stores::Store;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 

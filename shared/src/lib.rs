@@ -1,36 +1,29 @@
-//! cairn's shared core: the on-store format (layout, manifest, pointer, shard files), key placement, and the
-//! query engine used by both `cairn serve` and the `cairn-query` Lambda. Every I/O goes through an
-//! [`object_store::ObjectStore`], so the local directory, memory and S3 are configuration, not code paths.
+//! cairn's shared core, in layers (docs/ARCHITECTURE.md draws how a key flows through them):
+//!
+//! - [`format`]: what is on the object store — paths, checksums, placement, manifests, shard objects
+//!   (writer, reader, index pieces, blocks, pages). Knows nothing of stores or caches.
+//! - [`stores`]: where objects are read from — store URLs, conditional local writes, metering, replica
+//!   failover and hedging.
+//! - [`caches`]: byte-bounded caches, the hot-shard arena, the promotion rule.
+//! - [`versions`]: a keyspace's versions — the pointer, rollback, gc, health and repair.
+//! - [`query`]: the engine `cairn serve`, the Lambda and the Python reader run: resolve a keyspace's version,
+//!   read a key from its shard.
+//!
+//! Every I/O goes through an [`object_store::ObjectStore`], so the local directory, memory and S3 are
+//! configuration, not code paths. Dependencies point down the list above, never up.
 
-pub mod arena;
-pub mod block;
-pub mod cache;
-pub mod checksum;
-pub mod conditional;
+pub mod caches;
 pub mod config;
-pub mod engine;
-pub mod engine_telemetry;
+pub mod cost;
+pub mod counter;
 pub mod error;
-pub mod failover;
-pub mod gc;
-pub mod health;
+pub mod format;
 pub mod histogram;
 pub mod key;
-pub mod layout;
-pub mod manifest;
-pub mod metered_store;
-pub mod page;
-pub mod piece;
-pub mod pointer;
-pub mod promotion;
-pub mod repair;
-pub mod ring;
-pub mod rollback;
-pub mod shard_reader;
-pub mod shard_writer;
-pub mod single_flight;
-pub mod store;
-pub mod ttl_map;
+pub mod query;
+pub mod stores;
+pub mod versions;
 
-pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
+pub use query::Engine;
+pub use stores::Store;

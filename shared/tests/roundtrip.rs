@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::manifest::{Manifest, Source};
-use cairn_shared::ring::{Placement, PlacementSpec};
-use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, layout, pointer};
+use cairn_shared::format::manifest::{Manifest, Source};
+use cairn_shared::format::ring::{Placement, PlacementSpec};
+use cairn_shared::format::shard_writer::{ShardFormat, ShardWriter};
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, format::layout, versions::pointer};
 use object_store::{ObjectStoreExt, PutPayload};
 
 fn dataset(n: usize) -> Vec<(String, Vec<u8>)> {
@@ -107,7 +107,7 @@ async fn cold_lookups_cost_two_gets_then_one_then_none() {
     assert!(pieces >= 2, "the shard's index is in pieces ({pieces})");
     let engine = Engine::new(store.clone(), EngineConfig::default());
     let ks = engine.keyspace("t").await.unwrap();
-    let cost = |before: cairn_shared::engine::Counters| engine.counters() - before;
+    let cost = |before: cairn_shared::query::Counters| engine.counters() - before;
     let before = engine.counters();
     assert!(engine.lookup(&ks, &rows[1500].0).await.unwrap().is_some());
     let first = cost(before);
@@ -131,7 +131,7 @@ async fn cold_lookups_cost_two_gets_then_one_then_none() {
 
     // Absent keys inside blocks' key ranges, with no data cache (every block read goes to the store): the
     // blocks' bloom filters, fetched with the footer, answer all but their false positives.
-    let uncached = Engine::new(store, EngineConfig { page_cache_bytes: 0, ..Default::default() });
+    let uncached = Engine::new(store, EngineConfig { data_cache_bytes: 0, ..Default::default() });
     assert!(uncached.get("t", &rows[0].0).await.unwrap().is_some());
     let before = uncached.counters();
     for (k, _) in rows.iter().step_by(6) {
@@ -152,7 +152,7 @@ async fn hot_shards_churn_through_the_arena() {
     rows.sort();
     let m = publish(&store, 16, &rows).await;
     let shard_bytes = m.shards.iter().map(|s| s.bytes).max().unwrap();
-    let config = EngineConfig { page_cache_bytes: 9 * shard_bytes, ..Default::default() };
+    let config = EngineConfig { data_cache_bytes: 9 * shard_bytes, ..Default::default() };
     let engine = Engine::new(store, config);
     let ks = engine.keyspace("t").await.unwrap();
     let mut by_shard = rows.clone();
@@ -192,7 +192,7 @@ async fn hot_shards_churn_through_the_arena() {
 /// that need it, never answers them, and leaves the other groups' lookups alone.
 #[tokio::test]
 async fn many_shards_are_listed_in_groups_loaded_on_first_use() {
-    use cairn_shared::manifest::{GROUP_ABOVE, GROUP_SHARDS};
+    use cairn_shared::format::manifest::{GROUP_ABOVE, GROUP_SHARDS};
     let store = Store::open("memory://groups").unwrap();
     let rows = dataset(6_000);
     let shards = GROUP_ABOVE as u32 + 2 * GROUP_SHARDS as u32 + 100;

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use cairn_ingest::{IngestOptions, IngestReport, NoProgress};
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 
 /// Read at run time first (cargo sets CARGO_MANIFEST_DIR for test processes): cargo reuses a test binary
 /// that another checkout of the same tree compiled into a shared target dir, and the compile-time path then
@@ -109,7 +109,7 @@ impl Drop for TestServer {
     }
 }
 
-/// Which of `roots` copies a fresh [`ReplicatedStore`](cairn_shared::failover::ReplicatedStore) reads first
+/// Which of `roots` copies a fresh [`ReplicatedStore`](cairn_shared::stores::replicated::ReplicatedStore) reads first
 /// for `path` (rendezvous order): fault tests damage that copy so the fault is certainly met.
 pub fn first_copy(roots: usize, path: &str) -> usize {
     copy_order(roots, path)[0]
@@ -120,7 +120,7 @@ pub fn copy_order(roots: usize, path: &str) -> Vec<usize> {
     let stores: Vec<Arc<dyn object_store::ObjectStore>> = (0..roots)
         .map(|_| Arc::new(object_store::memory::InMemory::new()) as Arc<dyn object_store::ObjectStore>)
         .collect();
-    let r = cairn_shared::failover::ReplicatedStore::new(stores, Default::default());
+    let r = cairn_shared::stores::replicated::ReplicatedStore::new(stores, Default::default());
     r.order(&object_store::path::Path::from(path))
 }
 

@@ -54,7 +54,7 @@ impl fmt::Display for PointerLog {
 #[async_trait]
 impl ObjectStore for PointerLog {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
-        if location.filename() != Some(cairn_shared::layout::POINTER) {
+        if location.filename() != Some(cairn_shared::format::layout::POINTER) {
             return self.inner.put_opts(location, payload, opts).await;
         }
         let body: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();

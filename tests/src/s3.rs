@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 use aws_sdk_s3::config::{Credentials, Region};
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 
 /// Dummy credentials and region every emulator accepts.
 pub const REGION: &str = "us-east-1";

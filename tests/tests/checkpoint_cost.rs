@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use cairn_ingest::{Build, IngestOptions, NoProgress};
-use cairn_shared::gc::{GcOptions, collect};
-use cairn_shared::ring::PlacementSpec;
-use cairn_shared::store::Store;
+use cairn_shared::format::ring::PlacementSpec;
+use cairn_shared::stores::Store;
+use cairn_shared::versions::gc::{GcOptions, collect};
 use cairn_tests::fault::FaultyStore;
 use object_store::ObjectStoreExt;
 

@@ -100,8 +100,10 @@ fn ingest_errors_versions_and_rollback() {
     let mut versions = Vec::new();
     let replica = dir.path().join("replica");
     let replica_pointer = || -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(replica.join("keyspace=ks").join(cairn_shared::layout::POINTER)).unwrap())
-            .unwrap()
+        serde_json::from_slice(
+            &std::fs::read(replica.join("keyspace=ks").join(cairn_shared::format::layout::POINTER)).unwrap(),
+        )
+        .unwrap()
     };
     for (i, body) in ["a 1\nb 2\n", "a 10\nb 20\n"].iter().enumerate() {
         let f = dir.path().join(format!("v{i}.data"));

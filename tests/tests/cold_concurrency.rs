@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::manifest::Manifest;
-use cairn_shared::store::Store;
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::stores::Store;
 use cairn_tests::fault::FaultyStore;
 use cairn_tests::{example_data, ingest, read_dataset};
 
@@ -21,8 +21,8 @@ async fn concurrent_cold_lookups_read_each_object_once() {
     // A data cache that holds every block but never promotes a shard (promotion needs the shard to fit an
     // eighth of it), so which objects a lookup reads does not depend on the order lookups run in.
     let smallest = m.shards.iter().map(|s| s.bytes - s.meta_bytes).min().unwrap();
-    let config = EngineConfig { page_cache_bytes: 6 * smallest, ..Default::default() };
-    assert!(m.shards.iter().all(|s| s.bytes - s.meta_bytes > config.page_cache_bytes / 8));
+    let config = EngineConfig { data_cache_bytes: 6 * smallest, ..Default::default() };
+    assert!(m.shards.iter().all(|s| s.bytes - s.meta_bytes > config.data_cache_bytes / 8));
 
     let rows: Vec<(String, Vec<u8>)> = read_dataset(&example_data()).into_iter().step_by(10).collect();
     assert_eq!(rows.len(), 1000);

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use cairn_shared::config::EngineConfig;
-use cairn_shared::metered_store::{MeteredStore, RootMetrics};
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
+use cairn_shared::stores::metered::{MeteredStore, RootMetrics};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::Value;
 
@@ -69,8 +69,8 @@ async fn per_request_cache_hits_are_exact() {
     assert!(first >= 1 && hits.iter().all(|h| *h == first), "cache hits of identical warm lookups: {hits:?}");
 }
 
-/// The data cache keeps what the engine just read: a block read under a full cache is resident afterwards
-/// (another, least recently used, is evicted), so its second lookup fetches nothing.
+/// The data cache keeps what the engine just read: a block read from the store under a full cache is
+/// resident afterwards (another, least recently used, is evicted), so its second lookup fetches nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_just_read_is_kept_in_a_full_cache() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,13 +81,24 @@ async fn a_block_just_read_is_kept_in_a_full_cache() {
         .unwrap();
     cairn_tests::ingest(&input, "default", &store, Some(64)).await.unwrap();
     // A cache of ~1 MiB against ~13 MB of data: always full, nothing ever promoted (a shard is 200 KB).
-    let engine = cairn_shared::Engine::new(store, EngineConfig { page_cache_bytes: 1 << 20, ..Default::default() });
-    let mut refetched = 0;
+    let config = EngineConfig {
+        data_cache_bytes: 1 << 20,
+        pointer_ttl: std::time::Duration::from_secs(3600), // only block reads counted
+        ..Default::default()
+    };
+    let engine = cairn_shared::Engine::new(store, config);
+    let (mut read, mut refetched) = (0, 0);
     for k in keys.iter().step_by(3) {
+        let before = engine.counters().object_gets;
         assert!(engine.get("default", k).await.unwrap().is_some());
+        if engine.counters().object_gets == before {
+            continue; // a hit: its block was read before (and may be next to go)
+        }
+        read += 1;
         let before = engine.counters().object_gets;
         assert!(engine.get("default", k).await.unwrap().is_some());
         refetched += engine.counters().object_gets - before;
     }
+    assert!(read > 1_000, "only {read} lookups read their block: the cache is not full");
     assert_eq!(refetched, 0, "{refetched} lookups refetched the block they had just read");
 }

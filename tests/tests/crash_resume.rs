@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, pointer};
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, versions::pointer};
 use cairn_tests::cairn_bin;
 
 const SHARDS: usize = 8;
@@ -88,7 +88,9 @@ async fn sigkill_at_several_points_then_rerun_publishes_the_same_dataset() {
         let m = tokio::task::block_in_place(|| {
             rt.block_on(async {
                 let cur = pointer::read(s.inner.as_ref(), "crash").await.unwrap().unwrap();
-                cairn_shared::manifest::Manifest::read(s.inner.as_ref(), "crash", &cur.pointer.version).await.unwrap()
+                cairn_shared::format::manifest::Manifest::read(s.inner.as_ref(), "crash", &cur.pointer.version)
+                    .await
+                    .unwrap()
             })
         });
         m.shards.iter().map(|e| (e.rows, e.min_key.clone(), e.max_key.clone())).collect()

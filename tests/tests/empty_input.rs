@@ -11,9 +11,9 @@ use std::sync::Arc;
 use arrow_array::{RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use cairn_ingest::Build;
-use cairn_shared::pointer;
-use cairn_shared::ring::PlacementSpec;
-use cairn_shared::store::Store;
+use cairn_shared::format::ring::PlacementSpec;
+use cairn_shared::stores::Store;
+use cairn_shared::versions::pointer;
 use cairn_tests::process::{cairn, text};
 
 fn write_rows(path: &Path, n: usize) -> Vec<(String, String)> {

@@ -6,10 +6,10 @@
 //! on S3 (LocalStack).
 
 use cairn_ingest::{ShardObject, VersionTarget};
-use cairn_shared::layout;
-use cairn_shared::manifest::checksum_of;
-use cairn_shared::ring::PlacementSpec;
-use cairn_shared::store::Store;
+use cairn_shared::format::layout;
+use cairn_shared::format::manifest::checksum_of;
+use cairn_shared::format::ring::PlacementSpec;
+use cairn_shared::stores::Store;
 use object_store::ObjectStoreExt;
 
 /// Rows of about `bytes` in all, sorted, with incompressible values that depend on which writer wrote them.

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::engine::Resolver;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, manifest, pointer};
+use cairn_shared::query::RootOpener;
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, format::manifest, versions::pointer};
 use cairn_tests::fault::FaultyStore;
 use cairn_tests::{example_data, first_copy, read_dataset};
 use futures::StreamExt;
@@ -48,15 +48,15 @@ fn engine(f: &Fixture, extra: HashMap<usize, Duration>, config: EngineConfig) ->
     let primary = wrap(0, &f.roots[0]);
     let by_url: HashMap<String, Store> =
         f.roots.iter().enumerate().skip(1).map(|(i, s)| (s.url.clone(), wrap(i, s))).collect();
-    let resolver: Resolver = Arc::new(move |url: &str| {
+    let resolver: RootOpener = Arc::new(move |url: &str| {
         by_url.get(url).cloned().ok_or_else(|| cairn_shared::Error::Config(format!("unknown root {url}")))
     });
-    Engine::new(primary, config).with_resolver(resolver)
+    Engine::new(primary, config).with_root_opener(resolver)
 }
 
 /// Page cache off, so every lookup reads from the store (the path failover protects).
 fn uncached() -> EngineConfig {
-    EngineConfig { page_cache_bytes: 0, ..Default::default() }
+    EngineConfig { data_cache_bytes: 0, ..Default::default() }
 }
 
 /// Looks every key up (16 in flight); returns how many answers were wrong.
@@ -117,12 +117,12 @@ async fn with_the_primary_root_down_keyspaces_load_from_a_replica() {
     }
     let primary = Arc::new(FaultyStore::new(f.roots[0].inner.clone(), "\0never", usize::MAX));
     let by_url: HashMap<String, Store> = f.roots[1..].iter().map(|s| (s.url.clone(), s.clone())).collect();
-    let resolver: Resolver = Arc::new(move |url: &str| {
+    let resolver: RootOpener = Arc::new(move |url: &str| {
         by_url.get(url).cloned().ok_or_else(|| cairn_shared::Error::Config(format!("unknown root {url}")))
     });
     let engine = |config: EngineConfig| {
         let store = Store { url: f.roots[0].url.clone(), inner: primary.clone() };
-        Engine::new(store, config).with_resolver(resolver.clone())
+        Engine::new(store, config).with_root_opener(resolver.clone())
     };
 
     let warm = engine(uncached());
@@ -139,8 +139,10 @@ async fn with_the_primary_root_down_keyspaces_load_from_a_replica() {
     // out (without failover the lookup would wait for ever).
     primary.fail_reads.store(false, std::sync::atomic::Ordering::SeqCst);
     primary.hang_reads(Some("keyspace="));
-    let failover =
-        cairn_shared::failover::FailoverConfig { attempt_timeout: Duration::from_millis(100), ..Default::default() };
+    let failover = cairn_shared::stores::replicated::FailoverConfig {
+        attempt_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
     let slow = engine(EngineConfig { replicas: vec![f.roots[1].url.clone()], failover, ..uncached() });
     let got = tokio::time::timeout(Duration::from_secs(120), slow.get("default", &rows[0].0))
         .await
@@ -162,7 +164,7 @@ async fn a_stuck_copy_is_hedged_around() {
         firsts[first_copy(3, p)] += 1;
     }
     let stuck = (0..3).max_by_key(|&i| firsts[i]).unwrap();
-    let engine_with = |failover: cairn_shared::failover::FailoverConfig| {
+    let engine_with = |failover: cairn_shared::stores::replicated::FailoverConfig| {
         let wrap = |i: usize, s: &Store| -> Store {
             let store = FaultyStore::slow(s.inner.clone(), Duration::from_millis(1), Duration::from_millis(2));
             if i == stuck {
@@ -173,11 +175,11 @@ async fn a_stuck_copy_is_hedged_around() {
         let primary = wrap(0, &f.roots[0]);
         let by_url: HashMap<String, Store> =
             f.roots.iter().enumerate().skip(1).map(|(i, s)| (s.url.clone(), wrap(i, s))).collect();
-        let resolver: Resolver = Arc::new(move |url: &str| {
+        let resolver: RootOpener = Arc::new(move |url: &str| {
             by_url.get(url).cloned().ok_or_else(|| cairn_shared::Error::Config(format!("unknown root {url}")))
         });
-        Engine::new(primary, EngineConfig { page_cache_bytes: 0, failover, ..Default::default() })
-            .with_resolver(resolver)
+        Engine::new(primary, EngineConfig { data_cache_bytes: 0, failover, ..Default::default() })
+            .with_root_opener(resolver)
     };
     // Generous: a lookup that waits for the stuck copy takes the attempt timeout (2 s); none may take this.
     let bounded = |engine: Engine, rows: Vec<(String, Vec<u8>)>| async move {
@@ -188,14 +190,16 @@ async fn a_stuck_copy_is_hedged_around() {
         (wrong, stats)
     };
 
-    let hedging =
-        cairn_shared::failover::FailoverConfig { hedge_after: Some(Duration::from_millis(20)), ..Default::default() };
+    let hedging = cairn_shared::stores::replicated::FailoverConfig {
+        hedge_after: Some(Duration::from_millis(20)),
+        ..Default::default()
+    };
     let (wrong, stats) = bounded(engine_with(hedging), rows[..3000].to_vec()).await;
     assert_eq!(wrong, 0, "lookups wrong with a stuck copy");
     assert!(stats.hedges > 0 && stats.hedge_wins > 0 && stats.failed_reads == 0, "{stats:?}");
 
     // Without hedging the stuck copy is left only when the attempt times out: the fault is real.
-    let no_hedging = cairn_shared::failover::FailoverConfig {
+    let no_hedging = cairn_shared::stores::replicated::FailoverConfig {
         hedging: false,
         attempt_timeout: Duration::from_millis(200),
         ..Default::default()

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::health::{self, CopyState, Status};
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, manifest};
+use cairn_shared::stores::Store;
+use cairn_shared::versions::health::{self, CopyState, Status};
+use cairn_shared::{Engine, format::manifest};
 use cairn_tests::process::{cairn, text};
 use cairn_tests::{TestServer, example_data, read_dataset};
 
@@ -60,7 +60,7 @@ async fn health_reports_yellow_and_red_and_repair_restores_green() {
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "YELLOW");
 
     // Repair while lookups run: every answer stays right, and the keyspace is GREEN again.
-    let engine = Arc::new(Engine::new(roots[0].clone(), EngineConfig { page_cache_bytes: 0, ..Default::default() }));
+    let engine = Arc::new(Engine::new(roots[0].clone(), EngineConfig { data_cache_bytes: 0, ..Default::default() }));
     let rows = read_dataset(&example_data());
     let reader = {
         let (engine, rows) = (engine.clone(), rows.clone());
@@ -71,11 +71,11 @@ async fn health_reports_yellow_and_red_and_repair_restores_green() {
         })
     };
     // Replica 1 also lost its pointer copy (what its readers fall back to): repair writes it again.
-    std::fs::remove_file(paths[1].join("keyspace=default").join(cairn_shared::layout::POINTER)).unwrap();
+    std::fs::remove_file(paths[1].join("keyspace=default").join(cairn_shared::format::layout::POINTER)).unwrap();
     let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("copied 2 shard copies and 1 manifest/pointer copies"), "{}", text(&out.stdout));
-    let copy = cairn_shared::pointer::read(roots[1].inner.as_ref(), "default").await.unwrap().unwrap();
+    let copy = cairn_shared::versions::pointer::read(roots[1].inner.as_ref(), "default").await.unwrap().unwrap();
     assert_eq!(copy.pointer.version, report.version);
     reader.await.unwrap();
     assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
@@ -87,8 +87,10 @@ async fn health_reports_yellow_and_red_and_repair_restores_green() {
         std::fs::remove_file(p.join(&m.shards[3].path)).unwrap();
     }
     assert_eq!(cli_health(false).0, Some(4));
-    let r = reqwest::get(server.url("/v1/health")).await.unwrap();
+    let r = reqwest::get(server.url("/v1/health?shards=true")).await.unwrap();
     assert_eq!(r.status(), 503);
-    let repaired = cairn_shared::repair::repair(&roots, &m).await.unwrap();
+    // The probe answers from memory: the engine serves the keyspace, whatever a shard's copies say.
+    assert_eq!(reqwest::get(server.url("/v1/health")).await.unwrap().status(), 200);
+    let repaired = cairn_shared::versions::repair::repair(&roots, &m).await.unwrap();
     assert_eq!(repaired.unrecoverable, vec![3]);
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 use cairn_tests::TestServer;
 use cairn_tests::fault::FaultyStore;
 

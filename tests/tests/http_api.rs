@@ -2,7 +2,7 @@
 //! bad requests, MGET and INFO.
 
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 use cairn_tests::{TestServer, encode, example_data, ingest, read_dataset};
 use futures::StreamExt;
 use reqwest::StatusCode;

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use cairn_ingest::IngestError;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, layout, pointer};
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, format::layout, versions::pointer};
 use cairn_tests::ingest;
 use futures::TryStreamExt;
 

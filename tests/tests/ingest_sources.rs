@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use cairn_ingest::{IngestError, IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, pointer};
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, versions::pointer};
 use cairn_tests::{TestServer, cairn_bin, encode, python_or_skip, s3, workspace_root};
 use object_store::{ObjectStoreExt, PutPayload};
 

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 use cairn_tests::{ingest, python_or_skip, workspace_root};
 use serde_json::json;
 
@@ -28,7 +28,8 @@ async fn shards_open_unchanged_in_pyarrow_and_duckdb() {
     }
     std::fs::write(dir.path().join("in.data"), &input).unwrap();
     let report = ingest(&dir.path().join("in.data"), "interop", &store, Some(3)).await.unwrap();
-    let m = cairn_shared::manifest::Manifest::read(store.inner.as_ref(), "interop", &report.version).await.unwrap();
+    let m =
+        cairn_shared::format::manifest::Manifest::read(store.inner.as_ref(), "interop", &report.version).await.unwrap();
     let latin1 = |b: &[u8]| b.iter().map(|&c| c as char).collect::<String>();
     let samples: serde_json::Map<String, serde_json::Value> =
         rows.iter().step_by(37).chain(rows.iter().rev().take(2)).map(|(k, v)| (k.clone(), json!(latin1(v)))).collect();

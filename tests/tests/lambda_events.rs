@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 use cairn_tests::{encode, example_data, ingest, read_dataset};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 use serde_json::{Value, json};
 
 /// The most a function URL returns, buffered (the Lambda response payload).

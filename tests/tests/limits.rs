@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use cairn_functions::server::{ServeLimits, bind_with};
+use cairn_functions::server::bind_with;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::config::ServeConfig as ServeLimits;
+use cairn_shared::stores::Store;
 use cairn_shared::{Engine, Error};
 use cairn_tests::fault::FaultyStore;
 use cairn_tests::{TestServer, example_data, ingest, read_dataset};
@@ -53,7 +54,7 @@ async fn store_reads_in_flight_are_bounded_per_request_and_per_process() {
     let keys: Vec<String> = read_dataset(&example_data()).into_iter().take(1000).map(|(k, _)| k).collect();
     for (per_process, mgets, bound) in [(256, 1, 32 + 2), (8, 4, 8 + 2)] {
         let slow = Arc::new(FaultyStore::slow(store.inner.clone(), Duration::from_millis(5), Duration::ZERO));
-        let config = EngineConfig { page_cache_bytes: 0, max_concurrent_gets: per_process, ..EngineConfig::default() };
+        let config = EngineConfig { data_cache_bytes: 0, max_concurrent_gets: per_process, ..EngineConfig::default() };
         let engine = Engine::new(Store { url: store.url.clone(), inner: slow.clone() }, config);
         let answers = futures::future::join_all((0..mgets).map(|_| engine.mget("default", &keys))).await;
         assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|v| v.iter().all(Option::is_some))));
@@ -102,7 +103,7 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 /// Connections were unbounded. With a cap of 2, a third waits until one of the first two goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait_for_a_free_one() {
-    let limits = ServeLimits { max_connections: 2, header_timeout: Duration::from_secs(30) };
+    let limits = ServeLimits { max_connections: 2, header_timeout: Duration::from_secs(30), ..ServeLimits::default() };
     let (addr, _dir, _task) = serve_limited(limits).await;
     let request = b"GET /v1/keyspaces HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut held = Vec::new();

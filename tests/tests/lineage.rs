@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, layout, pointer};
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, format::layout, versions::pointer};
 use cairn_tests::fault::FaultyStore;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -21,7 +21,7 @@ fn write(dir: &std::path::Path, name: &str, keys: &[String], tag: &str) -> std::
 
 fn engine(store: &Store) -> Arc<Engine> {
     // A TTL no test waits for: `refresh` stands for "the TTL passed".
-    let config = EngineConfig { manifest_ttl: Duration::from_secs(3600), ..Default::default() };
+    let config = EngineConfig { pointer_ttl: Duration::from_secs(3600), ..Default::default() };
     Arc::new(Engine::new(store.clone(), config))
 }
 
@@ -147,7 +147,7 @@ async fn pointers_of_older_builds_never_move_back_and_follow_a_rebuild() {
     put(1, current).await;
     let primary = Arc::new(FaultyStore::new(roots[0].inner.clone(), "\0never", usize::MAX));
     let config = EngineConfig {
-        manifest_ttl: Duration::from_secs(3600),
+        pointer_ttl: Duration::from_secs(3600),
         replicas: vec![roots[1].url.clone()],
         ..Default::default()
     };

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::manifest::Manifest;
-use cairn_shared::store::Store;
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::stores::Store;
 use cairn_tests::fault::FaultyStore;
 use cairn_tests::ingest;
 
@@ -115,14 +115,14 @@ async fn a_working_set_ten_times_the_cache_is_served_block_by_block() {
     let warm = 10_000;
     // What the lookups need: with no data cache every lookup reads exactly its block.
     let needed =
-        fetched_per_lookup(&local, EngineConfig { page_cache_bytes: 0, ..Default::default() }, &keys, warm).await;
-    let tenth = EngineConfig { page_cache_bytes: total / 10, ..Default::default() };
+        fetched_per_lookup(&local, EngineConfig { data_cache_bytes: 0, ..Default::default() }, &keys, warm).await;
+    let tenth = EngineConfig { data_cache_bytes: total / 10, ..Default::default() };
     let got = fetched_per_lookup(&local, tenth, &keys, warm).await;
     println!("working set 10x the cache: {got:.0} bytes per lookup; the block alone: {needed:.0}");
     assert!(got <= 1.5 * needed, "{got:.0} bytes per lookup, {:.2}x the block", got / needed);
 
     // A cache that holds the working set: shards are promoted and lookups stop reading.
-    let fits = EngineConfig { page_cache_bytes: 4 * total, ..Default::default() };
+    let fits = EngineConfig { data_cache_bytes: 4 * total, ..Default::default() };
     let warm_cost = fetched_per_lookup(&local, fits, &keys, warm).await;
     println!("working set fits: {warm_cost:.0} bytes per lookup");
     assert!(warm_cost < 0.05 * needed, "{warm_cost:.0} bytes per lookup with a cache that holds everything");
@@ -133,8 +133,8 @@ async fn a_working_set_ten_times_the_cache_is_served_block_by_block() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_shards_than_the_automatic_cap_publish_serve_and_pass_health_repair_gc() {
     use cairn_ingest::{IngestOptions, NoProgress};
-    use cairn_shared::gc::{self, GcOptions};
-    use cairn_shared::health::{self, Status};
+    use cairn_shared::versions::gc::{self, GcOptions};
+    use cairn_shared::versions::health::{self, Status};
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
     // In memory: 3 versions of 4,100 shards under 2 roots are 25k objects, slow to fsync one by one.
@@ -159,7 +159,7 @@ async fn more_shards_than_the_automatic_cap_publish_serve_and_pass_health_repair
     let lost = m.shards.iter().find(|s| s.rows > 0).unwrap();
     roots[1].inner.delete(&lost.path.as_str().into()).await.unwrap();
     assert_eq!(health::check(&roots, &m, false).await.status, Status::Yellow);
-    assert_eq!(cairn_shared::repair::repair(&roots, &m).await.unwrap().copied, 1);
+    assert_eq!(cairn_shared::versions::repair::repair(&roots, &m).await.unwrap().copied, 1);
     assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
 
     // Two more versions; gc then deletes the first one (neither current nor the one replaced) under both
@@ -172,7 +172,7 @@ async fn more_shards_than_the_automatic_cap_publish_serve_and_pass_health_repair
     assert!(report.objects_deleted > 2 * shards as usize, "{report:?}");
     for root in &roots {
         assert!(Manifest::read(root.inner.as_ref(), "many", &first.version).await.is_err());
-        let groups = cairn_shared::layout::groups_dir("many", &first.version);
+        let groups = cairn_shared::format::layout::groups_dir("many", &first.version);
         let left: Vec<_> = root.inner.list(Some(&groups)).try_collect().await.unwrap();
         assert!(left.is_empty(), "{} group objects of the collected version left", left.len());
     }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::engine::Resolver;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, layout};
+use cairn_shared::query::RootOpener;
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, format::layout};
 use cairn_tests::fault::FaultyStore;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -40,17 +40,17 @@ async fn fixture() -> Fixture {
 fn reader(f: &Fixture, primary: Arc<FaultyStore>) -> Engine {
     let config = EngineConfig {
         replicas: vec![f.roots[1].url.clone()],
-        failover: cairn_shared::failover::FailoverConfig {
+        failover: cairn_shared::stores::replicated::FailoverConfig {
             attempt_timeout: Duration::from_millis(300),
             ..Default::default()
         },
         ..Default::default()
     };
     let replica = f.roots[1].clone();
-    let resolver: Resolver = Arc::new(move |url: &str| {
+    let resolver: RootOpener = Arc::new(move |url: &str| {
         (url == replica.url).then(|| replica.clone()).ok_or_else(|| cairn_shared::Error::Config(url.into()))
     });
-    Engine::new(Store { url: f.roots[0].url.clone(), inner: primary }, config).with_resolver(resolver)
+    Engine::new(Store { url: f.roots[0].url.clone(), inner: primary }, config).with_root_opener(resolver)
 }
 
 async fn answers_every_key(engine: &Engine, f: &Fixture) {
@@ -105,10 +105,10 @@ async fn a_damaged_manifest_is_detected_and_not_served() {
 /// `repair` gives every root an intact copy, byte for byte; with no intact copy anywhere both say so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_repair_cover_the_manifest_copies() {
-    use cairn_shared::health::{Status, check};
+    use cairn_shared::versions::health::{Status, check};
     let f = fixture().await;
     let path = layout::manifest_path("ks", &f.version);
-    let m = cairn_shared::manifest::Manifest::read(f.roots[1].inner.as_ref(), "ks", &f.version).await.unwrap();
+    let m = cairn_shared::format::manifest::Manifest::read(f.roots[1].inner.as_ref(), "ks", &f.version).await.unwrap();
     assert_eq!(check(&f.roots, &m, false).await.status, Status::Green);
     let intact = f.roots[1].inner.get(&path).await.unwrap().bytes().await.unwrap();
     let mut damaged: serde_json::Value = serde_json::from_slice(&intact).unwrap();
@@ -118,7 +118,7 @@ async fn health_and_repair_cover_the_manifest_copies() {
     f.roots[0].inner.put(&path, PutPayload::from(damaged.clone())).await.unwrap();
     let report = check(&f.roots, &m, false).await;
     assert_eq!(report.status, Status::Yellow, "{:?}", report.manifest);
-    let repaired = cairn_shared::repair::repair(&f.roots, &m).await.unwrap();
+    let repaired = cairn_shared::versions::repair::repair(&f.roots, &m).await.unwrap();
     assert!(!repaired.manifest_unrecoverable && repaired.metadata_copied >= 1, "{repaired:?}");
     assert_eq!(f.roots[0].inner.get(&path).await.unwrap().bytes().await.unwrap(), intact);
     assert_eq!(check(&f.roots, &m, false).await.status, Status::Green);
@@ -127,5 +127,5 @@ async fn health_and_repair_cover_the_manifest_copies() {
         root.inner.put(&path, PutPayload::from(damaged.clone())).await.unwrap();
     }
     assert_eq!(check(&f.roots, &m, false).await.status, Status::Red);
-    assert!(cairn_shared::repair::repair(&f.roots, &m).await.unwrap().manifest_unrecoverable);
+    assert!(cairn_shared::versions::repair::repair(&f.roots, &m).await.unwrap().manifest_unrecoverable);
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::engine::Resolver;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, manifest};
+use cairn_shared::query::RootOpener;
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, format::manifest};
 use cairn_tests::{TestServer, encode, example_data, first_copy, read_dataset};
 
 /// (metric name, labels, value) of every sample.
@@ -166,11 +166,11 @@ async fn lost_and_damaged_copies_show_as_failovers_misses_and_checksum_failures(
     std::fs::write(&bad, bytes).unwrap();
 
     let by_url: HashMap<String, Store> = roots[1..].iter().map(|s| (s.url.clone(), s.clone())).collect();
-    let resolver: Resolver = Arc::new(move |url: &str| {
+    let resolver: RootOpener = Arc::new(move |url: &str| {
         by_url.get(url).cloned().ok_or_else(|| cairn_shared::Error::Config(format!("unknown root {url}")))
     });
-    let config = EngineConfig { page_cache_bytes: 0, ..Default::default() };
-    let engine = Arc::new(Engine::new(roots[0].clone(), config).with_resolver(resolver));
+    let config = EngineConfig { data_cache_bytes: 0, ..Default::default() };
+    let engine = Arc::new(Engine::new(roots[0].clone(), config).with_root_opener(resolver));
     let (addr, serving) = cairn_functions::server::bind(engine.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let task = tokio::spawn(serving);
     let rows = read_dataset(&example_data());
@@ -214,7 +214,7 @@ async fn an_unreplicated_damaged_shard_counts_as_a_checksum_failure() {
         bytes[i] ^= 0x5a;
     }
     std::fs::write(&path, bytes).unwrap();
-    let server = TestServer::start(store, EngineConfig { page_cache_bytes: 0, ..Default::default() }).await;
+    let server = TestServer::start(store, EngineConfig { data_cache_bytes: 0, ..Default::default() }).await;
     let (k, _) = &read_dataset(&example_data())[0];
     let r = reqwest::get(server.url(&format!("/v1/keyspaces/default/keys/{k}"))).await.unwrap();
     assert_eq!(r.status(), 500);

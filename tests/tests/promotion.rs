@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::failover::FailoverConfig;
-use cairn_shared::ring::Placement;
-use cairn_shared::store::Store;
+use cairn_shared::format::ring::Placement;
+use cairn_shared::stores::Store;
+use cairn_shared::stores::replicated::FailoverConfig;
 use cairn_tests::fault::{FaultyStore, LargeRead};
 
 /// Largest read that is not a whole shard: blocks and index pieces are far smaller.
@@ -43,8 +43,8 @@ async fn data_of(roots: usize, n: usize, shards: u32) -> Data {
     opts.replicas = stores[1..].to_vec();
     opts.shards = Some(shards);
     cairn_ingest::ingest(opts, Arc::new(cairn_ingest::NoProgress)).await.unwrap();
-    let m = cairn_shared::manifest::Manifest::read(stores[0].inner.as_ref(), "hot", &{
-        cairn_shared::pointer::read(stores[0].inner.as_ref(), "hot").await.unwrap().unwrap().pointer.version
+    let m = cairn_shared::format::manifest::Manifest::read(stores[0].inner.as_ref(), "hot", &{
+        cairn_shared::versions::pointer::read(stores[0].inner.as_ref(), "hot").await.unwrap().unwrap().pointer.version
     })
     .await
     .unwrap();
@@ -61,10 +61,10 @@ fn engine(d: &Data, stores: &[Arc<FaultyStore>], config: EngineConfig) -> Engine
     let wrapped: Vec<Store> =
         d.roots.iter().zip(stores).map(|(r, f)| Store { url: r.url.clone(), inner: f.clone() }).collect();
     let replicas = wrapped[1..].to_vec();
-    let resolver: cairn_shared::engine::Resolver = Arc::new(move |url: &str| {
+    let resolver: cairn_shared::query::RootOpener = Arc::new(move |url: &str| {
         replicas.iter().find(|r| r.url == url).cloned().ok_or_else(|| cairn_shared::Error::Config(url.into()))
     });
-    Engine::new(wrapped[0].clone(), config).with_resolver(resolver)
+    Engine::new(wrapped[0].clone(), config).with_root_opener(resolver)
 }
 
 fn keys_of(d: &Data, shard: u32) -> Vec<String> {
@@ -86,7 +86,7 @@ async fn lookup_all(engine: &Engine, keys: &[String]) {
 async fn a_hot_shard_stays_hot_in_a_full_cache() {
     let d = data_of(1, 480_000, 192).await;
     let stores = faulty(&d);
-    let e = engine(&d, &stores, EngineConfig { page_cache_bytes: 24 << 20, ..Default::default() });
+    let e = engine(&d, &stores, EngineConfig { data_cache_bytes: 24 << 20, ..Default::default() });
     // Uniform lookups fill the data cache with blocks of every shard.
     lookup_all(&e, &d.keys[..60_000]).await;
     let hot = keys_of(&d, 7);
@@ -114,7 +114,7 @@ async fn a_whole_shard_read_never_holds_a_request() {
     let d = data(1).await;
     let stores = faulty(&d);
     stores[0].large_reads(SMALL_READ, Some(LargeRead::Hang));
-    let e = engine(&d, &stores, EngineConfig { page_cache_bytes: 64 << 20, ..Default::default() });
+    let e = engine(&d, &stores, EngineConfig { data_cache_bytes: 64 << 20, ..Default::default() });
     lookup_all(&e, &keys_of(&d, 3)).await;
     assert!(stores[0].large_reads_asked.load(SeqCst) > 0, "no promotion was tried: the test proves nothing");
 }
@@ -127,7 +127,7 @@ async fn whole_shard_reads_are_bounded() {
     let d = data(1).await;
     let stores = faulty(&d);
     stores[0].large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::from_millis(300))));
-    let e = engine(&d, &stores, EngineConfig { page_cache_bytes: 64 << 20, ..Default::default() });
+    let e = engine(&d, &stores, EngineConfig { data_cache_bytes: 64 << 20, ..Default::default() });
     futures::stream::iter(&d.keys[..30_000])
         .for_each_concurrent(32, |k| {
             let e = &e;
@@ -149,7 +149,7 @@ async fn whole_shard_reads_are_not_hedged() {
         s.large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::from_millis(200))));
     }
     let config = EngineConfig {
-        page_cache_bytes: 64 << 20,
+        data_cache_bytes: 64 << 20,
         failover: FailoverConfig { hedge_after: Some(Duration::from_millis(5)), ..Default::default() },
         ..Default::default()
     };

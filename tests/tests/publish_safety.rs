@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use cairn_ingest::{IngestError, IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::gc::{GcOptions, collect};
-use cairn_shared::manifest::Manifest;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, pointer};
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::stores::Store;
+use cairn_shared::versions::gc::{GcOptions, collect};
+use cairn_shared::{Engine, versions::pointer};
 use cairn_tests::fault::FaultyStore;
 use object_store::ObjectStoreExt;
 
@@ -97,7 +97,8 @@ async fn a_rerun_after_a_crash_past_the_switch_keeps_the_version_it_published() 
     assert_eq!(rerun.expect("the rerun reports the earlier publish").version, v1);
     assert_eq!(assert_current_serves(&healthy, &rows_b).await, v2, "the newer version stays current");
     // The previous version, the rollback target, is whole.
-    let done = cairn_shared::rollback::rollback(&healthy, "ks", None, &|u: &str| Store::open(u)).await.unwrap();
+    let done =
+        cairn_shared::versions::rollback::rollback(&healthy, "ks", None, &|u: &str| Store::open(u)).await.unwrap();
     assert_eq!(done.to, v1);
     assert_current_serves(&healthy, &rows_a).await;
 }
@@ -295,7 +296,7 @@ async fn a_version_whose_expired_checkpoint_gc_deleted_stays_marked_until_a_late
     let cur = pointer::read(store.inner.as_ref(), "ks").await.unwrap().unwrap().pointer.version;
     let m = Manifest::read(store.inner.as_ref(), "ks", &cur).await.unwrap();
     Manifest { version: v.to_string(), ..m }.write(store.inner.as_ref()).await.unwrap();
-    let refused = cairn_shared::rollback::rollback(&store, "ks", Some(v), &|u: &str| Store::open(u)).await;
+    let refused = cairn_shared::versions::rollback::rollback(&store, "ks", Some(v), &|u: &str| Store::open(u)).await;
     assert!(matches!(refused, Err(cairn_shared::Error::Collecting { .. })), "{refused:?}");
     let second = collect(std::slice::from_ref(&store), "ks", &opts).await.unwrap();
     assert_eq!(second.deleted_versions, vec![v.to_string()], "{second:?}");

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::gc::GcOptions;
-use cairn_shared::{Engine, Error, manifest, pointer};
+use cairn_shared::versions::gc::GcOptions;
+use cairn_shared::{Engine, Error, format::manifest, versions::pointer};
 use cairn_tests::process::{self, text};
 use cairn_tests::{encode, example_data, read_dataset, s3};
 use futures::StreamExt;
@@ -143,7 +143,7 @@ async fn gc_on_s3_deletes_the_oldest_version_from_both_buckets() {
     }
     let roots = [s3::store(&primary), s3::store(&replica)];
     let opts = GcOptions { keep: 0, min_age: std::time::Duration::ZERO, dry_run: false };
-    let r = cairn_shared::gc::collect(&roots, "ks", &opts).await.unwrap();
+    let r = cairn_shared::versions::gc::collect(&roots, "ks", &opts).await.unwrap();
     assert_eq!(r.deleted_versions, vec![versions[0].clone()]);
     assert_eq!(r.objects_deleted, 2 * 3, "manifest and 2 shards, in each bucket: {r:?}");
     for b in [&b0, &b1] {

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::engine::Resolver;
-use cairn_shared::health::{self, Status};
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, manifest};
+use cairn_shared::query::RootOpener;
+use cairn_shared::stores::Store;
+use cairn_shared::versions::health::{self, Status};
+use cairn_shared::{Engine, format::manifest};
 use cairn_tests::fault::FaultyStore;
 use cairn_tests::{copy_order, example_data, first_copy, read_dataset, s3};
 use futures::StreamExt;
@@ -44,7 +44,7 @@ async fn s3_replicas_survive_deleted_corrupted_and_slow_copies_and_repair_restor
     };
     let c = roots[2].clone();
     let (ub, uc) = (urls[1].clone(), urls[2].clone());
-    let resolver: Resolver = Arc::new(move |u: &str| {
+    let resolver: RootOpener = Arc::new(move |u: &str| {
         if u == ub {
             Ok(slow_b.clone())
         } else if u == uc {
@@ -53,8 +53,8 @@ async fn s3_replicas_survive_deleted_corrupted_and_slow_copies_and_repair_restor
             Err(cairn_shared::Error::Config(format!("unexpected root {u}")))
         }
     });
-    let engine = Engine::new(roots[0].clone(), EngineConfig { page_cache_bytes: 0, ..Default::default() })
-        .with_resolver(resolver);
+    let engine = Engine::new(roots[0].clone(), EngineConfig { data_cache_bytes: 0, ..Default::default() })
+        .with_root_opener(resolver);
     let rows = read_dataset(&example_data());
     let wrong = futures::stream::iter(rows.iter().step_by(5))
         .map(|(k, v)| {
@@ -73,7 +73,7 @@ async fn s3_replicas_survive_deleted_corrupted_and_slow_copies_and_repair_restor
     assert_eq!(health::check(&roots, &m, false).await.status, Status::Yellow);
     let deep = health::check(&roots, &m, true).await;
     assert_eq!((deep.status, deep.shards[0].good, deep.shards[1].good), (Status::Yellow, 2, 2));
-    let repaired = cairn_shared::repair::repair(&roots, &m).await.unwrap();
+    let repaired = cairn_shared::versions::repair::repair(&roots, &m).await.unwrap();
     assert_eq!(repaired.copied, 2);
     assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use cairn_ingest::{IngestError, IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::engine::Resolver;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, pointer};
+use cairn_shared::query::RootOpener;
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, versions::pointer};
 use cairn_tests::fault::FaultyStore;
 use cairn_tests::{encode, ingest};
 use object_store::ObjectStoreExt;
@@ -43,11 +43,16 @@ async fn served(n: usize) -> Served {
     let wrapped: Vec<Store> =
         roots.iter().zip(&faulty).map(|(r, f)| Store { url: r.url.clone(), inner: f.clone() }).collect();
     let by_url: HashMap<String, Store> = wrapped[1..].iter().map(|s| (s.url.clone(), s.clone())).collect();
-    let resolver: Resolver = Arc::new(move |url: &str| {
+    let resolver: RootOpener = Arc::new(move |url: &str| {
         by_url.get(url).cloned().ok_or_else(|| cairn_shared::Error::Config(format!("unknown root {url}")))
     });
-    let config = EngineConfig { page_cache_bytes: 0, manifest_ttl: Duration::from_secs(3600), ..Default::default() };
-    let engine = Arc::new(Engine::new(wrapped[0].clone(), config).with_resolver(resolver));
+    let config = EngineConfig {
+        data_cache_bytes: 0,
+        pointer_ttl: Duration::from_secs(3600),
+        deep_health: true,
+        ..Default::default()
+    };
+    let engine = Arc::new(Engine::new(wrapped[0].clone(), config).with_root_opener(resolver));
     let (addr, serving) = cairn_functions::server::bind(engine, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let task = tokio::spawn(async move {
         serving.await.unwrap();
@@ -82,7 +87,7 @@ async fn a_missing_shard_of_the_current_version_is_data_loss() {
     for roots in [1, 2] {
         let s = served(roots).await;
         let cur = pointer::read(s.roots[0].inner.as_ref(), "ks").await.unwrap().unwrap();
-        let m = cairn_shared::manifest::Manifest::read(s.roots[0].inner.as_ref(), "ks", &cur.pointer.version)
+        let m = cairn_shared::format::manifest::Manifest::read(s.roots[0].inner.as_ref(), "ks", &cur.pointer.version)
             .await
             .unwrap();
         for r in &s.roots {
@@ -91,7 +96,7 @@ async fn a_missing_shard_of_the_current_version_is_data_loss() {
             }
         }
         assert_eq!(get(&s, &s.keys[0].0).await, (500, "data_loss".into()), "{roots} root(s)");
-        let health = reqwest::get(format!("http://{}/v1/health?keyspace=ks", s.addr)).await.unwrap();
+        let health = reqwest::get(format!("http://{}/v1/health?keyspace=ks&shards=true", s.addr)).await.unwrap();
         assert_eq!(health.status().as_u16(), 503, "{roots} root(s)");
         let body: serde_json::Value = health.json().await.unwrap();
         assert_eq!(body["status"], "RED", "{body}");
@@ -104,10 +109,10 @@ async fn a_missing_shard_of_the_current_version_is_data_loss() {
 async fn a_missing_manifest_of_the_current_version_is_data_loss() {
     let s = served(1).await;
     let cur = pointer::read(s.roots[0].inner.as_ref(), "ks").await.unwrap().unwrap();
-    let path = cairn_shared::layout::manifest_path("ks", &cur.pointer.version);
+    let path = cairn_shared::format::layout::manifest_path("ks", &cur.pointer.version);
     s.roots[0].inner.delete(&path).await.unwrap();
     assert_eq!(get(&s, &s.keys[0].0).await, (500, "data_loss".into()));
-    let health = reqwest::get(format!("http://{}/v1/health", s.addr)).await.unwrap();
+    let health = reqwest::get(format!("http://{}/v1/health?shards=true", s.addr)).await.unwrap();
     assert_eq!(health.status().as_u16(), 503);
     let body: serde_json::Value = health.json().await.unwrap();
     assert_eq!(body["status"], "RED", "{body}");
@@ -151,18 +156,20 @@ async fn failing_over_to_a_lagging_replica_never_moves_a_reader_back() {
     // The replica's copy lags: it still names version one.
     pointer::copy(roots[1].inner.as_ref(), "ks", &published[0]).await.unwrap();
     let primary = Arc::new(FaultyStore::new(roots[0].inner.clone(), "\0never", usize::MAX));
-    let failover =
-        cairn_shared::failover::FailoverConfig { attempt_timeout: Duration::from_millis(100), ..Default::default() };
+    let failover = cairn_shared::stores::replicated::FailoverConfig {
+        attempt_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
     let config = EngineConfig {
-        manifest_ttl: Duration::from_millis(50),
+        pointer_ttl: Duration::from_millis(50),
         replicas: vec![roots[1].url.clone()],
         failover,
         ..Default::default()
     };
     let replica = roots[1].clone();
-    let resolver: Resolver = Arc::new(move |_: &str| Ok(replica.clone()));
+    let resolver: RootOpener = Arc::new(move |_: &str| Ok(replica.clone()));
     let engine =
-        Engine::new(Store { url: roots[0].url.clone(), inner: primary.clone() }, config).with_resolver(resolver);
+        Engine::new(Store { url: roots[0].url.clone(), inner: primary.clone() }, config).with_root_opener(resolver);
     assert_eq!(engine.get("ks", "k").await.unwrap().as_deref(), Some(&b"two"[..]));
     primary.read_delay_us.store(1_000_000, SeqCst);
     for _ in 0..4 {

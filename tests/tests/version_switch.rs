@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_in_flight_on_a_replaced_version_keep_their_cache() {
@@ -22,7 +22,7 @@ async fn lookups_in_flight_on_a_replaced_version_keep_their_cache() {
         p
     };
     cairn_tests::ingest(&write("one"), "ks", &store, Some(16)).await.unwrap();
-    let config = EngineConfig { manifest_ttl: Duration::from_secs(3600), ..Default::default() };
+    let config = EngineConfig { pointer_ttl: Duration::from_secs(3600), ..Default::default() };
     let engine = Arc::new(Engine::new(store.clone(), config));
     let old = engine.keyspace("ks").await.unwrap();
     for k in &keys {

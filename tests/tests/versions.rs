@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, Error, manifest, pointer};
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, Error, format::manifest, versions::pointer};
 use cairn_tests::fault::FaultyStore;
 use cairn_tests::{example_data, ingest, read_dataset};
 
@@ -29,7 +29,7 @@ async fn readers_keep_the_old_version_while_a_new_one_is_published() {
     let first = ingest(&v1_file, "ks", &store, Some(4)).await.unwrap();
     // No data cache: every lookup reads its block from the store while the new version is written there
     // (with hot shards the reader would do no I/O during the publish, and could not see it go wrong).
-    let config = EngineConfig { manifest_ttl: Duration::from_secs(3600), page_cache_bytes: 0, ..Default::default() };
+    let config = EngineConfig { pointer_ttl: Duration::from_secs(3600), data_cache_bytes: 0, ..Default::default() };
     let engine = Arc::new(Engine::new(store.clone(), config));
 
     // Readers hammer v1 keys while v2 is ingested: every answer must be v1's, none an error.
@@ -130,7 +130,7 @@ async fn rollback_switches_back_and_readers_follow() {
     let cur = pointer::read(store.inner.as_ref(), "rb").await.unwrap().unwrap();
     assert_eq!((cur.pointer.version.as_str(), cur.pointer.previous.as_deref()), (v2.as_str(), Some(v1.as_str())));
     let engine =
-        Engine::new(store.clone(), EngineConfig { manifest_ttl: Duration::from_millis(50), ..Default::default() });
+        Engine::new(store.clone(), EngineConfig { pointer_ttl: Duration::from_millis(50), ..Default::default() });
     assert_eq!(engine.get("rb", &r1[0].0).await.unwrap(), None);
     // Rollback is a conditional pointer switch to a version whose manifest exists.
     pointer::switch(store.inner.as_ref(), "rb", &v1, None, Some(&cur)).await.unwrap();
@@ -154,7 +154,7 @@ async fn a_stale_pointer_is_reread_once_while_concurrent_requests_use_it() {
     let (f2, r2) = dataset_file(dir.path(), "2.data", 100, "two");
     ingest(&f1, "sp", &store, Some(1)).await.unwrap();
     let ttl = Duration::from_secs(2);
-    let engine = Engine::new(store.clone(), EngineConfig { manifest_ttl: ttl, ..Default::default() });
+    let engine = Engine::new(store.clone(), EngineConfig { pointer_ttl: ttl, ..Default::default() });
     let (k1, v1) = (&r1[0].0, Some(r1[0].1.as_bytes()));
     assert_eq!(engine.get("sp", k1).await.unwrap().as_deref(), v1);
 
@@ -223,7 +223,7 @@ async fn a_served_version_keeps_its_identity_when_the_manifest_cache_lets_it_go(
     ingest(&f1, "id", &store, Some(1)).await.unwrap();
     // 1 KiB of metadata cache: no manifest entry fits, so the cache keeps none.
     let config =
-        EngineConfig { manifest_ttl: Duration::from_millis(30), metadata_cache_bytes: 1024, ..Default::default() };
+        EngineConfig { pointer_ttl: Duration::from_millis(30), metadata_cache_bytes: 1024, ..Default::default() };
     let engine = Engine::new(store, config);
     let first = engine.keyspace("id").await.unwrap();
     assert_eq!(engine.get("id", &rows[0].0).await.unwrap().as_deref(), Some(rows[0].1.as_bytes()));
@@ -234,24 +234,36 @@ async fn a_served_version_keeps_its_identity_when_the_manifest_cache_lets_it_go(
     }
 }
 
-/// A superseded version's cached blocks and shards stayed until evicted, taking the cache from the new one.
-#[tokio::test]
-async fn a_superseded_version_leaves_the_caches() {
+/// A superseded version's cached blocks and shards make way for the new version's: nothing walks them at the
+/// switch (lookups still running on the old version keep using them: version_switch.rs), and they are the
+/// least recently used, so the new version's lookups evict them and then hit the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_version_makes_way_in_the_caches() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
-    let (f1, r1) = dataset_file(dir.path(), "1.data", 20_000, "one");
-    let (f2, r2) = dataset_file(dir.path(), "2.data", 10, "two");
-    ingest(&f1, "sv", &store, Some(8)).await.unwrap();
-    let engine =
-        Engine::new(store.clone(), EngineConfig { manifest_ttl: Duration::from_secs(3600), ..Default::default() });
-    for (k, _) in r1.iter().step_by(97) {
+    let (f1, r1) = dataset_file(dir.path(), "1.data", 60_000, "one");
+    let (f2, r2) = dataset_file(dir.path(), "2.data", 60_000, "two");
+    ingest(&f1, "sv", &store, Some(64)).await.unwrap();
+    // A data cache far smaller than either version, and no shard small enough to promote.
+    let config =
+        EngineConfig { pointer_ttl: Duration::from_secs(3600), data_cache_bytes: 1 << 20, ..Default::default() };
+    let engine = Engine::new(store.clone(), config);
+    for (k, _) in r1.iter().step_by(11) {
         engine.get("sv", k).await.unwrap();
     }
-    let data_bytes = |e: &Engine| e.stats().caches.iter().find(|c| c.name == "data").unwrap().bytes;
-    let before = data_bytes(&engine);
-    ingest(&f2, "sv", &store, Some(1)).await.unwrap();
+    ingest(&f2, "sv", &store, Some(64)).await.unwrap();
     engine.refresh();
-    assert_eq!(engine.get("sv", &r2[0].0).await.unwrap().as_deref(), Some(r2[0].1.as_bytes()));
-    let after = data_bytes(&engine);
-    assert!(after * 4 < before, "the old version's {before} cached bytes should be gone, {after} left");
+    // Fewer blocks than the cache holds (~40 of 16 KiB in 1 MiB).
+    let keys: Vec<&String> = r2.iter().step_by(1_500).map(|(k, _)| k).collect();
+    for k in &keys {
+        assert!(engine.get("sv", k).await.unwrap().is_some());
+    }
+    let before = engine.counters().object_gets;
+    for k in &keys {
+        assert!(engine.get("sv", k).await.unwrap().is_some());
+    }
+    assert_eq!(engine.counters().object_gets - before, 0, "the new version's blocks did not stay in the cache");
+    engine.sync_caches().await;
+    let data = engine.stats().caches.iter().find(|c| c.name == "data").unwrap().clone();
+    assert!(data.bytes <= data.capacity_bytes && data.evictions > 0, "{data:?}");
 }

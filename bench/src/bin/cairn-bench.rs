@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 use serde_json::json;
 
 fn main() {
@@ -35,7 +35,7 @@ fn main() {
     let store = Store::open(store_dir).unwrap();
 
     rt.block_on(async {
-        let engine = Engine::new(store.clone(), EngineConfig { page_cache_bytes: 2 << 30, ..Default::default() });
+        let engine = Engine::new(store.clone(), EngineConfig { data_cache_bytes: 2 << 30, ..Default::default() });
         for (k, _) in &rows {
             engine.get(ks, k).await.unwrap(); // warm every page these keys touch
         }
@@ -90,8 +90,9 @@ fn main() {
         for run in 0..runs {
             let engine = Engine::new(store.clone(), EngineConfig::default());
             let ksd = engine.keyspace(ks).await.unwrap();
-            let full =
-                cairn_shared::manifest::Manifest::read(store.inner.as_ref(), ks, &ksd.manifest.version).await.unwrap();
+            let full = cairn_shared::format::manifest::Manifest::read(store.inner.as_ref(), ks, &ksd.manifest.version)
+                .await
+                .unwrap();
             let before = engine.counters();
             let (k1, _) = &rows[run * 7919 % rows.len()];
             engine.get(ks, k1).await.unwrap().unwrap();
@@ -129,9 +130,9 @@ fn main() {
 }
 
 /// Whether two keys of one shard fall in the same index piece (always, for shards indexed whole).
-fn same_piece(m: &cairn_shared::manifest::Manifest, shard: u32, a: &str, b: &str) -> bool {
+fn same_piece(m: &cairn_shared::format::manifest::Manifest, shard: u32, a: &str, b: &str) -> bool {
     let p = &m.shards[shard as usize].pieces;
-    let at = |k: &str| cairn_shared::piece::locate(p, k.as_bytes());
+    let at = |k: &str| cairn_shared::format::piece::locate(p, k.as_bytes());
     p.is_empty() || at(a) == at(b)
 }
 

@@ -13,7 +13,7 @@ use cairn_bench::s3_like::S3Like;
 use cairn_bench::{choose, sample_keys};
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 use futures::StreamExt;
 use serde_json::json;
 
@@ -36,8 +36,8 @@ fn main() {
                 let primary = wrap(Store::open(store_dir).unwrap(), 0);
                 let mut config = EngineConfig::default();
                 config.failover.hedging = hedging;
-                let resolver: cairn_shared::engine::Resolver = Arc::new(move |url: &str| Ok(wrap(Store::open(url)?, 1)));
-                let engine = Engine::new(primary, config).with_resolver(resolver);
+                let resolver: cairn_shared::query::RootOpener = Arc::new(move |url: &str| Ok(wrap(Store::open(url)?, 1)));
+                let engine = Engine::new(primary, config).with_root_opener(resolver);
                 engine.keyspace(ks).await.unwrap();
                 let stream = choose(keys.len(), COLD + MIXED + WARMUP + WARM, zipf);
                 let mut at = 0;

@@ -15,8 +15,8 @@ use std::time::Instant;
 use cairn_bench::{choose, sample_keys};
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::manifest::Manifest;
-use cairn_shared::store::Store;
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::stores::Store;
 use object_store::ObjectStoreExt;
 use serde_json::json;
 
@@ -39,7 +39,7 @@ fn main() {
 async fn measure(store: &Store, ks: &str, keys: &[String], lookups: usize) {
     {
         let store = store.clone();
-        let ptr = cairn_shared::pointer::read(store.inner.as_ref(), ks).await.unwrap().unwrap();
+        let ptr = cairn_shared::versions::pointer::read(store.inner.as_ref(), ks).await.unwrap().unwrap();
         let m = Manifest::read(store.inner.as_ref(), ks, &ptr.pointer.version).await.unwrap();
         let total: u64 = m.shards.iter().map(|s| s.bytes).sum();
         let pieces: usize = m.shards.iter().map(|s| s.piece_count()).sum();
@@ -74,7 +74,7 @@ async fn measure(store: &Store, ks: &str, keys: &[String], lookups: usize) {
             }
             let next = engine.counters() - before;
             // A never-seen shard of the group just loaded (grouped manifests; else any other shard).
-            use cairn_shared::manifest::{GROUP_ABOVE, GROUP_SHARDS};
+            use cairn_shared::format::manifest::{GROUP_ABOVE, GROUP_SHARDS};
             let per_group = if m.shards.len() > GROUP_ABOVE { GROUP_SHARDS as u32 } else { m.shards.len() as u32 };
             let group = shard / per_group;
             let sibling = keys.iter().skip(trial * 15_485_863 % keys.len()).find(|o| {
@@ -99,13 +99,13 @@ async fn measure(store: &Store, ks: &str, keys: &[String], lookups: usize) {
         let hot: Vec<&String> =
             choose(keys.len().min(2_000), 2 * lookups, false).into_iter().map(|i| &keys[i]).collect();
         let (needed_gets, needed_bytes, _) =
-            run(&store, ks, EngineConfig { page_cache_bytes: 0, ..Default::default() }, &uniform).await;
+            run(&store, ks, EngineConfig { data_cache_bytes: 0, ..Default::default() }, &uniform).await;
         // The blocks the sampled keys touch (each key one block, at most every block once), a tenth of it cached.
         let working_set = (keys.len() as f64 * needed_bytes).min(total as f64) as u64;
         let (gets, bytes, _) =
-            run(&store, ks, EngineConfig { page_cache_bytes: working_set / 10, ..Default::default() }, &uniform).await;
+            run(&store, ks, EngineConfig { data_cache_bytes: working_set / 10, ..Default::default() }, &uniform).await;
         let (warm_gets, warm_bytes, warm_rate) =
-            run(&store, ks, EngineConfig { page_cache_bytes: 2 << 30, ..Default::default() }, &hot).await;
+            run(&store, ks, EngineConfig { data_cache_bytes: 2 << 30, ..Default::default() }, &hot).await;
         println!(
             "{}",
             json!({"bench": "scale_working_set", "working_set_bytes": working_set, "block_only_gets": needed_gets,
@@ -137,7 +137,7 @@ async fn run(store: &Store, ks: &str, config: EngineConfig, stream: &[&String]) 
 /// Whether two keys of one shard fall in the same index piece (format 3 with pieces in the manifest).
 fn same_piece(m: &Manifest, shard: u32, a: &str, b: &str) -> bool {
     let p = &m.shards[shard as usize].pieces;
-    let at = |k: &str| cairn_shared::piece::locate(p, k.as_bytes());
+    let at = |k: &str| cairn_shared::format::piece::locate(p, k.as_bytes());
     !p.is_empty() && at(a) == at(b)
 }
 
@@ -147,9 +147,9 @@ fn same_piece(m: &Manifest, shard: u32, a: &str, b: &str) -> bool {
 /// land on the shards the placement names, reading what such a keyspace would read there.
 async fn synthetic(keys: u64, shards: u32) {
     use cairn_bench::template_store::TemplateStore;
-    use cairn_shared::manifest::{ShardEntry, Source};
-    use cairn_shared::ring::PlacementSpec;
-    use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
+    use cairn_shared::format::manifest::{ShardEntry, Source};
+    use cairn_shared::format::ring::PlacementSpec;
+    use cairn_shared::format::shard_writer::{ShardFormat, ShardWriter};
     let per_shard = keys / shards as u64;
     let mut rows: Vec<(String, Vec<u8>)> = (0..per_shard)
         .map(|i| {
@@ -167,22 +167,22 @@ async fn synthetic(keys: u64, shards: u32) {
     let memory = Store::open("memory://synthetic").unwrap();
     let template = object_store::path::Path::from("template.parquet");
     memory.inner.put(&template, buf.clone().into()).await.unwrap();
-    let version = cairn_shared::layout::new_version();
-    let checksum = cairn_shared::manifest::checksum_of(&buf);
+    let version = cairn_shared::format::layout::new_version();
+    let checksum = cairn_shared::format::manifest::checksum_of(&buf);
     let entries: Vec<ShardEntry> = (0..shards)
         .map(|s| {
             sum.clone().entry(
                 s,
-                cairn_shared::layout::shard_path("synthetic", s, &version).to_string(),
+                cairn_shared::format::layout::shard_path("synthetic", s, &version).to_string(),
                 checksum.clone(),
             )
         })
         .collect();
     let m = Manifest {
-        format: cairn_shared::manifest::FORMAT_VERSION,
+        format: cairn_shared::format::manifest::FORMAT_VERSION,
         keyspace: "synthetic".into(),
         version: version.clone(),
-        created_at: cairn_shared::layout::now_rfc3339(),
+        created_at: cairn_shared::format::layout::now_rfc3339(),
         placement: PlacementSpec::jump(shards),
         replicas: vec![],
         source: Source { fingerprint: String::new(), files: vec![] },
@@ -192,7 +192,7 @@ async fn synthetic(keys: u64, shards: u32) {
         groups: vec![],
     };
     m.write(memory.inner.as_ref()).await.unwrap();
-    cairn_shared::pointer::switch(memory.inner.as_ref(), "synthetic", &version, None, None).await.unwrap();
+    cairn_shared::versions::pointer::switch(memory.inner.as_ref(), "synthetic", &version, None, None).await.unwrap();
     let store = Store {
         url: memory.url.clone(),
         inner: std::sync::Arc::new(TemplateStore::new(memory.inner.clone(), template)),

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::store::Store;
+use cairn_shared::stores::Store;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

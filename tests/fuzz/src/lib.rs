@@ -5,13 +5,13 @@
 use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
-use cairn_shared::block::{ChunkRanges, Rows, Search};
-use cairn_shared::manifest::{FORMAT_VERSION, Manifest, Source, checksum_of};
-use cairn_shared::ring::{Placement, PlacementSpec};
-use cairn_shared::shard_reader::ShardMeta;
-use cairn_shared::shard_writer::{ShardFormat, ShardWriter};
-use cairn_shared::store::Store;
-use cairn_shared::{Engine, pointer};
+use cairn_shared::format::block::{ChunkRanges, Rows, Search};
+use cairn_shared::format::manifest::{FORMAT_VERSION, Manifest, Source, checksum_of};
+use cairn_shared::format::ring::{Placement, PlacementSpec};
+use cairn_shared::format::shard_reader::ShardMeta;
+use cairn_shared::format::shard_writer::{ShardFormat, ShardWriter};
+use cairn_shared::stores::Store;
+use cairn_shared::{Engine, versions::pointer};
 use object_store::ObjectStoreExt;
 
 /// A fuzz target: arbitrary bytes in, no panic and no hang.
@@ -96,7 +96,7 @@ pub fn shard_flipped(data: &[u8]) {
 }
 
 /// A real format-3 shard with small pieces (so it has a root), and the root its manifest entry names.
-pub static SHARD3: LazyLock<(Bytes, cairn_shared::piece::RootRef)> = LazyLock::new(|| {
+pub static SHARD3: LazyLock<(Bytes, cairn_shared::format::piece::RootRef)> = LazyLock::new(|| {
     let mut buf = Vec::new();
     let format = ShardFormat { block_rows: 16, piece_bytes: 300, ..ShardFormat::default() };
     let mut w = ShardWriter::new(&mut buf, &format, vec![]).expect("writer");
@@ -115,14 +115,14 @@ pub fn shard_pieces(data: &[u8]) {
     let len = object.len() as u64;
     let at = |o: u64, l: u32| object.get(o as usize..).and_then(|b| b.get(..l as usize));
     let Some(root_bytes) = at(root.offset, root.len) else { return };
-    let Ok(pieces) = cairn_shared::piece::decode_root(root_bytes, len, root) else { return };
+    let Ok(pieces) = cairn_shared::format::piece::decode_root(root_bytes, len, root) else { return };
     for p in &pieces {
         let Some(piece) = at(p.offset, p.len) else { continue };
         if let Ok(meta) = ShardMeta::from_piece("fuzz".into(), len, piece, p.key.as_bytes()) {
             exercise(&meta, &object);
         }
     }
-    let _ = cairn_shared::piece::locate(&pieces, b"key-0040");
+    let _ = cairn_shared::format::piece::locate(&pieces, b"key-0040");
 }
 
 /// One block's bytes: the first 20 bytes give its chunk ranges and row count, the rest are the block.

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 
 use cairn_ingest::{Build, NoProgress, ShardObject};
-use cairn_shared::manifest::ShardEntry;
-use cairn_shared::ring::{Placement, PlacementSpec};
-use cairn_shared::store::Store;
+use cairn_shared::format::manifest::ShardEntry;
+use cairn_shared::format::ring::{Placement, PlacementSpec};
+use cairn_shared::stores::Store;
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -31,7 +31,7 @@ pub async fn demolisher(w: Arc<World>) {
             w.ops.fetch_add(1, Relaxed);
             let mut deleted = 0;
             for root in &w.clean {
-                let dir = cairn_shared::layout::keyspace_dir(KS);
+                let dir = cairn_shared::format::layout::keyspace_dir(KS);
                 let mut listed: Vec<_> = match root.inner.list(Some(&dir)).try_collect::<Vec<_>>().await {
                     Ok(l) => l.into_iter().map(|m| m.location).collect(),
                     Err(e) => return w.violation(format!("demolisher: listing {}: {e}", root.url)),

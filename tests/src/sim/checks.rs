@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
-use cairn_shared::manifest::Manifest;
-use cairn_shared::pointer;
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::versions::pointer;
 use object_store::ObjectStoreExt;
 
 use super::world::{KS, World};

@@ -29,7 +29,7 @@ pub async fn reader(w: Arc<World>, me: u64) {
     let mut rng = Rng::new(w.seed, 600 + me);
     let urls: Vec<String> = w.roots.iter().map(|r| r.url.clone()).collect();
     let roots = w.roots.clone();
-    let resolver: cairn_shared::engine::Resolver = Arc::new(move |url: &str| {
+    let resolver: cairn_shared::query::RootOpener = Arc::new(move |url: &str| {
         let i = urls
             .iter()
             .position(|u| u == url)
@@ -37,13 +37,13 @@ pub async fn reader(w: Arc<World>, me: u64) {
         Ok(roots[i].clone())
     });
     let config = EngineConfig {
-        manifest_ttl: w.ttl,
-        page_cache_bytes: w.page_cache,
+        pointer_ttl: w.ttl,
+        data_cache_bytes: w.page_cache,
         metadata_cache_bytes: *rng.pick(&[16 << 10, 16 << 20]),
         replicas: w.roots[1..].iter().map(|r| r.url.clone()).collect(),
         ..Default::default()
     };
-    let engine = Arc::new(Engine::new(w.roots[0].clone(), config).with_resolver(resolver));
+    let engine = Arc::new(Engine::new(w.roots[0].clone(), config).with_root_opener(resolver));
     let mut seen: Vec<String> = Vec::new();
     while w.running() {
         w.ops.fetch_add(1, Relaxed);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use cairn_ingest::IngestOptions;
 use cairn_shared::Engine;
-use cairn_shared::manifest::Manifest;
-use cairn_shared::store::Store;
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::stores::Store;
 use object_store::ObjectStore;
 
 use super::rng::Rng;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use cairn_ingest::NoProgress;
-use cairn_shared::gc::GcOptions;
-use cairn_shared::manifest::Manifest;
-use cairn_shared::pointer;
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::versions::gc::GcOptions;
+use cairn_shared::versions::pointer;
 
 use super::rng::Rng;
 use super::world::{KS, World, one_line};
@@ -119,7 +119,7 @@ pub async fn rollbacker(w: Arc<World>) {
         let roots = w.roots.clone();
         let run = async {
             let to = if to_random {
-                let versions = cairn_shared::manifest::list_versions(primary.as_ref(), KS).await?;
+                let versions = cairn_shared::format::manifest::list_versions(primary.as_ref(), KS).await?;
                 versions.get(rng.below(versions.len() as u64) as usize).cloned()
             } else {
                 None
@@ -127,7 +127,7 @@ pub async fn rollbacker(w: Arc<World>) {
             let open = |url: &str| {
                 roots.iter().find(|r| r.url == url).cloned().ok_or_else(|| cairn_shared::Error::Config(url.into()))
             };
-            let done = cairn_shared::rollback::rollback(&roots[0], KS, to.as_deref(), &open).await?;
+            let done = cairn_shared::versions::rollback::rollback(&roots[0], KS, to.as_deref(), &open).await?;
             Ok::<_, cairn_shared::Error>(format!("{} -> {}", done.from, done.to))
         };
         let outcome = match crash {
@@ -151,7 +151,7 @@ pub async fn collector(w: Arc<World>) {
         let _writing = w.writers.read().await;
         w.ops.fetch_add(1, Relaxed);
         let opts = GcOptions { keep: 0, min_age: w.gc_min_age, dry_run: false };
-        let outcome = cairn_shared::gc::collect(&w.roots, KS, &opts).await;
+        let outcome = cairn_shared::versions::gc::collect(&w.roots, KS, &opts).await;
         w.log(
             "gc",
             match outcome {
@@ -173,7 +173,7 @@ pub async fn repairer(w: Arc<World>) {
             let cur =
                 pointer::read(primary.as_ref(), KS).await?.ok_or(cairn_shared::Error::KeyspaceNotFound(KS.into()))?;
             let m = Manifest::read(primary.as_ref(), KS, &cur.pointer.version).await?;
-            cairn_shared::repair::repair(&w.roots, &m).await
+            cairn_shared::versions::repair::repair(&w.roots, &m).await
         }
         .await;
         w.log(

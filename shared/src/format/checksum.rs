@@ -12,6 +12,17 @@ pub fn checksum_of(bytes: &[u8]) -> String {
     checksum_label(xxhash_rust::xxh3::xxh3_64(bytes))
 }
 
+/// The checksum cairn keeps per block: low 32 bits of XXH3-64 over the block's bytes.
+#[inline]
+pub fn block_checksum(block: &[u8]) -> u32 {
+    xxhash_rust::xxh3::xxh3_64(block) as u32
+}
+
+/// Footer key-value entry with every block's checksum: the low 32 bits of XXH3-64 over the block's bytes
+/// (both column chunks), 8 hex digits per block in file order. Parquet-rs writes no CRCs, so cairn keeps its
+/// own.
+pub const BLOCK_CHECKSUMS_KEY: &str = "cairn.block_checksums";
+
 /// An object's size and checksum: what a reader holds a copy to, from whichever root it came.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRef {

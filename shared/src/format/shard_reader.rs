@@ -12,19 +12,10 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
 
-use crate::block::ChunkRanges;
 use crate::error::{Error, Result};
-use crate::shard_writer::BLOCK_CHECKSUMS_KEY;
-
-/// Where a block lives in the shard object.
-#[derive(Debug, Clone, Copy)]
-pub struct BlockRef {
-    pub offset: u64,
-    pub len: u32,
-    pub rows: u64,
-    pub chunks: ChunkRanges,
-    pub checksum: Option<u32>,
-}
+pub use crate::format::block::BlockRef;
+use crate::format::block::ChunkRanges;
+use crate::format::checksum::BLOCK_CHECKSUMS_KEY;
 
 /// Everything needed to locate a key in one shard version.
 #[derive(Debug)]
@@ -42,7 +33,7 @@ pub struct ShardMeta {
 impl ShardMeta {
     /// Indexes the blocks one format-3 piece lists (`first_key`: the manifest's first key for it).
     pub fn from_piece(path: Path, object_len: u64, data: &[u8], first_key: &[u8]) -> Result<ShardMeta> {
-        let d = crate::piece::decode(data, object_len, first_key).map_err(|why| Error::corrupt(&path, why))?;
+        let d = crate::format::piece::decode(data, object_len, first_key).map_err(|why| Error::corrupt(&path, why))?;
         let (blocks, min_keys, max_keys, blooms, weight) = (d.blocks, d.min_keys, d.max_keys, d.blooms, d.weight);
         Ok(ShardMeta { path, blocks, min_keys, max_keys, blooms, weight })
     }
@@ -216,7 +207,7 @@ impl ChunkReader for Suffix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard_writer::{ShardFormat, ShardWriter};
+    use crate::format::shard_writer::{ShardFormat, ShardWriter};
 
     /// Metadata bytes not written by cairn (every single-byte change of a real shard's suffix, and lengths
     /// that do not fit) give an error or an index, never a panic or a hang.
@@ -261,7 +252,10 @@ mod tests {
         let data = Bytes::from(buf);
         let footer_len = u32::from_le_bytes(data[data.len() - 8..data.len() - 4].try_into().unwrap()) as usize + 8;
         assert!(sum.meta_bytes as usize > footer_len, "the suffix takes in the filters");
-        assert_eq!(sum.meta_checksum, crate::manifest::checksum_of(&data[data.len() - sum.meta_bytes as usize..]));
+        assert_eq!(
+            sum.meta_checksum,
+            crate::format::manifest::checksum_of(&data[data.len() - sum.meta_bytes as usize..])
+        );
         // Absent keys, nearly all inside a block's key range (key-000000x sorts between key-000000 and -000001).
         let absent: Vec<String> = rows[..rows.len() - 1].iter().map(|k| format!("{k}x")).collect();
         let open =

@@ -2,7 +2,7 @@
 //!
 //! Readers load a snapshot (no lock, no shared write: two cores never bounce a cache line over it) and do one
 //! hash lookup; writers, once per TTL per keyspace, copy the map. At most `max_entries` are kept, so requests
-//! naming random keyspaces cannot grow it. Hits are counted by sampling (one in 64, as 64).
+//! naming random keyspaces cannot grow it. Hits are counted per thread (counter.rs).
 //!
 //! Refresh-ahead: an entry past its TTL is re-read by exactly one reader while the others keep using it, for
 //! up to a second TTL. Without this, every request arriving while the expired entry was being re-read started
@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use crate::cache::{CacheStats, HIT_SAMPLE, sampled};
+use crate::caches::counted::CacheStats;
+use crate::counter::Counter;
 
 pub struct TtlMap<V> {
     name: &'static str,
@@ -24,8 +25,8 @@ pub struct TtlMap<V> {
     max_entries: usize,
     map: arc_swap::ArcSwap<HashMap<String, Entry<V>>>,
     write: std::sync::Mutex<()>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hits: Counter,
+    misses: Counter,
     /// Entries dropped because the map was full (expired ones first).
     evictions: AtomicU64,
 }
@@ -56,10 +57,6 @@ pub struct Load<V> {
     refreshing: Option<Arc<AtomicBool>>,
 }
 
-thread_local! {
-    static TTL_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
 impl<V: Clone> TtlMap<V> {
     pub fn new(name: &'static str, ttl: Duration, max_entries: usize) -> Self {
         TtlMap {
@@ -68,8 +65,8 @@ impl<V: Clone> TtlMap<V> {
             max_entries,
             map: Default::default(),
             write: Default::default(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hits: Counter::default(),
+            misses: Counter::default(),
             evictions: AtomicU64::new(0),
         }
     }
@@ -82,7 +79,8 @@ impl<V: Clone> TtlMap<V> {
     fn get_at(&self, k: &str, now: Instant) -> Lookup<V> {
         let map = self.map.load();
         let load = |stale: Option<&Entry<V>>| {
-            self.misses.fetch_add(1, Relaxed);
+            self.misses.add(1);
+            crate::cost::miss();
             Lookup::Load(Load {
                 key: k.to_string(),
                 started: now,
@@ -100,10 +98,17 @@ impl<V: Clone> TtlMap<V> {
                 return load(Some(e));
             }
         }
-        if sampled(&TTL_TICK) {
-            self.hits.fetch_add(HIT_SAMPLE as u64, Relaxed);
-        }
+        self.hits.add(1);
+        crate::cost::hit();
         Lookup::Use(e.value.clone())
+    }
+
+    /// The value if it is fresh (read less than a TTL ago): what a loader checks before loading, so a load
+    /// that finished while it waited is not repeated.
+    pub fn fresh(&self, k: &str) -> Option<V> {
+        let map = self.map.load();
+        let e = map.get(k)?;
+        (e.read_at.elapsed() < self.ttl).then(|| e.value.clone())
     }
 
     /// Stores what `load` read, unless an entry from a later read is already there.
@@ -133,15 +138,15 @@ impl<V: Clone> TtlMap<V> {
     }
 
     pub fn counts(&self) -> (u64, u64) {
-        (self.hits.load(Relaxed), self.misses.load(Relaxed))
+        (self.hits.get(), self.misses.get())
     }
 
     pub fn stats(&self) -> CacheStats {
         let map = self.map.load();
         CacheStats {
             name: self.name,
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
+            hits: self.hits.get(),
+            misses: self.misses.get(),
             entries: map.len() as u64,
             bytes: map.keys().map(|k| k.len() as u64 + 64).sum(),
             capacity_bytes: self.max_entries as u64 * 128,

@@ -12,9 +12,9 @@
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
-pub use crate::checksum::ObjectRef;
 use crate::error::{Error, Result};
-use crate::layout;
+pub use crate::format::checksum::ObjectRef;
+use crate::format::layout;
 
 /// Versions kept in a pointer's history (newest first); older ones are summarised by its `history_from`.
 pub const HISTORY_MAX: usize = 64;
@@ -248,7 +248,7 @@ pub async fn copy(store: &dyn ObjectStore, ks: &str, pointer: &Pointer) -> Resul
 }
 
 /// Copies `pointer` to every replica root; returns the roots whose copy failed (logged).
-pub async fn copy_to_replicas(replicas: &[crate::store::Store], ks: &str, pointer: &Pointer) -> Vec<String> {
+pub async fn copy_to_replicas(replicas: &[crate::stores::url::Store], ks: &str, pointer: &Pointer) -> Vec<String> {
     let mut failed = Vec::new();
     for r in replicas {
         if let Err(e) = copy(r.inner.as_ref(), ks, pointer).await {

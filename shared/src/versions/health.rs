@@ -10,11 +10,11 @@ use object_store::path::Path;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::checksum::ObjectRef;
 use crate::error::Result;
-use crate::manifest::{Manifest, ShardEntry, checksum_label, checksum_of};
-use crate::pointer;
-use crate::store::Store;
+use crate::format::checksum::ObjectRef;
+use crate::format::manifest::{Manifest, ShardEntry, checksum_label, checksum_of};
+use crate::stores::url::Store;
+use crate::versions::pointer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -20,8 +20,8 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::store::Store;
-use crate::{layout, pointer};
+use crate::stores::url::Store;
+use crate::{format::layout, versions::pointer};
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::stores::replica_stats::RootStats;
+pub use crate::stores::replica_stats::{FailoverStats, ReplicaTotals};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
@@ -24,7 +26,6 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
-use serde::Serialize;
 
 #[derive(Debug, Clone)]
 pub struct FailoverConfig {
@@ -51,52 +52,6 @@ impl Default for FailoverConfig {
     }
 }
 
-/// Per-root health as this process sees it.
-#[derive(Debug, Default)]
-struct RootStats {
-    /// Exponentially weighted latency of attempts, µs (cancelled slow attempts count with their elapsed time).
-    ewma_us: AtomicU64,
-    errors: AtomicU64,
-    /// Errors since the last success: > 0 demotes the root.
-    recent_errors: AtomicU64,
-}
-
-impl RootStats {
-    /// A cancelled attempt only tells that the root took at least `took`: it may raise the estimate, never
-    /// lower it (else losing a hedge race would make a slow root look fast).
-    fn observe_at_least(&self, took: Duration) {
-        let us = took.as_micros().min(u64::MAX as u128) as u64;
-        if us > self.ewma_us.load(Relaxed) {
-            self.observe(took, true);
-        }
-    }
-
-    fn observe(&self, took: Duration, ok: bool) {
-        let us = took.as_micros().min(u64::MAX as u128) as u64;
-        let old = self.ewma_us.load(Relaxed);
-        self.ewma_us.store(if old == 0 { us } else { (old * 7 + us) / 8 }, Relaxed);
-        if ok {
-            self.recent_errors.store(0, Relaxed);
-        } else {
-            self.errors.fetch_add(1, Relaxed);
-            self.recent_errors.fetch_add(1, Relaxed);
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct FailoverStats {
-    pub reads: u64,
-    pub failovers: u64,
-    pub hedges: u64,
-    pub hedge_wins: u64,
-    pub failed_reads: u64,
-    /// Copies whose bytes failed verification (never served; the next copy was read).
-    pub corrupt_copies: u64,
-    pub root_errors: Vec<u64>,
-    pub root_latency_us: Vec<u64>,
-}
-
 pub struct ReplicatedStore {
     roots: Vec<Arc<dyn ObjectStore>>,
     config: FailoverConfig,
@@ -113,17 +68,22 @@ pub struct ReplicatedStore {
     totals: Arc<ReplicaTotals>,
 }
 
-/// Process-wide replica read counts, shared by replicated stores.
-#[derive(Debug, Default)]
-pub struct ReplicaTotals {
-    pub reads: AtomicU64,
-    pub failovers: AtomicU64,
-    pub hedges: AtomicU64,
-    pub hedge_wins: AtomicU64,
-    pub failed_reads: AtomicU64,
-    /// Copies whose bytes failed verification.
-    pub corrupt: AtomicU64,
+/// How one read is made.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    hedged: bool,
+    /// Its latency counts in the hedge delay and root ordering (small reads only: a whole shard's would
+    /// skew both).
+    timed: bool,
 }
+
+impl Mode {
+    const SMALL: Mode = Mode { hedged: true, timed: true };
+    const BULK: Mode = Mode { hedged: false, timed: false };
+}
+
+/// The least attempt timeout of a bulk read: a whole shard takes longer than a block.
+const BULK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The store name of the error a read gives when every copy it could read failed verification.
 const CORRUPT: &str = "ReplicatedStore(no intact copy)";
@@ -222,7 +182,14 @@ impl ReplicatedStore {
 
     /// Reads from the first copy whose bytes `valid` accepts (a corrupt copy counts as a failed one).
     pub async fn get_verified(&self, location: &Path, options: GetOptions, valid: Validator<'_>) -> Result<Bytes> {
-        Ok(self.read(location, &options, Some(valid)).await?.0)
+        Ok(self.read(location, &options, Some(valid), Mode::SMALL).await?.0)
+    }
+
+    /// As [`Self::get_verified`], for a large read (a whole shard): not hedged (it would always outlast
+    /// the small reads' p95 and be sent twice), its time kept out of what hedging and root ordering are
+    /// judged by, and a longer attempt timeout.
+    pub async fn get_verified_bulk(&self, location: &Path, options: GetOptions, valid: Validator<'_>) -> Result<Bytes> {
+        Ok(self.read(location, &options, Some(valid), Mode::BULK).await?.0)
     }
 
     /// One logical read: the bytes from whichever copy answers first (and passes `valid`).
@@ -231,6 +198,7 @@ impl ReplicatedStore {
         location: &Path,
         options: &GetOptions,
         valid: Option<Validator<'_>>,
+        mode: Mode,
     ) -> Result<(Bytes, GetResult)> {
         self.reads.fetch_add(1, Relaxed);
         self.totals.reads.fetch_add(1, Relaxed);
@@ -241,9 +209,12 @@ impl ReplicatedStore {
         // What the failed copies say, judged at the end: all missing is NotFound; any corrupt (and none
         // unreachable) is corruption; otherwise the last outage.
         let (mut missing, mut corrupt, mut outage) = (None, None, None);
+        let timeout = match mode.timed {
+            true => self.config.attempt_timeout,
+            false => self.config.attempt_timeout.max(BULK_ATTEMPT_TIMEOUT),
+        };
         let attempt = |i: usize| {
-            let (store, opts, loc, timeout) =
-                (self.roots[i].clone(), options.clone(), location.clone(), self.config.attempt_timeout);
+            let (store, opts, loc) = (self.roots[i].clone(), options.clone(), location.clone());
             async move {
                 let t = Instant::now();
                 let r = tokio::time::timeout(timeout, async {
@@ -277,12 +248,13 @@ impl ReplicatedStore {
                 if next > 0 {
                     self.failovers.fetch_add(1, Relaxed);
                     self.totals.failovers.fetch_add(1, Relaxed);
+                    crate::cost::failover();
                 }
                 started_at[order[next]] = Some(Instant::now());
                 running.push(attempt(order[next]));
                 next += 1;
             }
-            let hedge = if self.config.hedging && next < order.len() && running.len() == 1 {
+            let hedge = if mode.hedged && self.config.hedging && next < order.len() && running.len() == 1 {
                 Some(tokio::time::sleep(self.hedge_delay()))
             } else {
                 None
@@ -294,6 +266,7 @@ impl ReplicatedStore {
                         if self.hedge_allowed() {
                             self.hedges.fetch_add(1, Relaxed);
                             self.totals.hedges.fetch_add(1, Relaxed);
+                            crate::cost::hedge();
                             started_at[order[next]] = Some(Instant::now());
                             running.push(attempt(order[next]));
                             next += 1;
@@ -309,6 +282,7 @@ impl ReplicatedStore {
                 Ok((bytes, _)) if valid.is_some_and(|v| !v(&bytes)) => {
                     self.corrupt.fetch_add(1, Relaxed);
                     self.totals.corrupt.fetch_add(1, Relaxed);
+                    crate::cost::checksum_failure();
                     Err(object_store::Error::Generic {
                         store: CORRUPT,
                         source: format!("{location}: copy {i} failed checksum verification").into(),
@@ -318,6 +292,10 @@ impl ReplicatedStore {
             };
             match result {
                 Ok(found) => {
+                    if !mode.timed {
+                        self.stats[i].recent_errors.store(0, Relaxed);
+                        return Ok(found);
+                    }
                     self.stats[i].observe(t.elapsed(), true);
                     if i != order[0] && started_at[order[0]].is_some() {
                         self.hedge_wins.fetch_add(1, Relaxed);
@@ -334,7 +312,10 @@ impl ReplicatedStore {
                 }
                 Err(e) => {
                     let not_found = matches!(e, object_store::Error::NotFound { .. });
-                    self.stats[i].observe(t.elapsed(), not_found);
+                    match mode.timed {
+                        true => self.stats[i].observe(t.elapsed(), not_found),
+                        false => self.stats[i].observe_error(not_found),
+                    }
                     match &e {
                         object_store::Error::NotFound { .. } => missing = Some(e),
                         e if is_corrupt(e) => corrupt = Some(e.to_string()),
@@ -370,7 +351,7 @@ impl fmt::Display for ReplicatedStore {
 #[async_trait]
 impl ObjectStore for ReplicatedStore {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let (bytes, mut shell) = self.read(location, &options, None).await?;
+        let (bytes, mut shell) = self.read(location, &options, None, Mode::SMALL).await?;
         shell.payload = GetResultPayload::Stream(futures::stream::once(async move { Ok(bytes) }).boxed());
         Ok(shell)
     }
@@ -379,7 +360,7 @@ impl ObjectStore for ReplicatedStore {
         let mut out = Vec::with_capacity(ranges.len());
         for r in ranges {
             let opts = GetOptions { range: Some(r.clone().into()), ..Default::default() };
-            out.push(self.read(location, &opts, None).await?.0);
+            out.push(self.read(location, &opts, None, Mode::SMALL).await?.0);
         }
         Ok(out)
     }

@@ -5,11 +5,11 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-pub use crate::checksum::{ObjectRef, checksum_label, checksum_of};
 use crate::error::{Error, Result};
-use crate::layout;
-use crate::piece::{PieceRef, RootRef};
-use crate::ring::PlacementSpec;
+pub use crate::format::checksum::{ObjectRef, checksum_label, checksum_of};
+use crate::format::layout;
+use crate::format::piece::{PieceRef, RootRef};
+use crate::format::ring::PlacementSpec;
 
 /// 3: each shard's block index lies in pieces inside the object, listed by its entry (docs/FORMAT.md).
 /// Format 2 (blocks, one index read from the object's tail) is still read; format 1 shards (large row

@@ -1,5 +1,5 @@
 //! A store decorator that counts what reads cost, per root: GETs by outcome, bytes and latency (until the
-//! response headers). A streamed body settles its GET's outcome when it ends: `ok`, or `error` if it failed
+//! response headers), and HEADs apart (no body: no bytes). A streamed body settles its GET's outcome when it ends: `ok`, or `error` if it failed
 //! or was dropped unfinished; a request dropped before its headers (a timeout, a lost hedge) is an `error`
 //! with its elapsed time. Counters only ever grow. The engine wraps every root it reads
 //! (the primary and each replica) so `/metrics` can tell a slow or failing copy from the others. Every
@@ -55,6 +55,8 @@ impl Outcome {
 #[derive(Debug, Default)]
 pub struct RootMetrics {
     gets: [AtomicU64; 3],
+    /// HEADs (a GET asking only for metadata: no body, no bytes), by outcome.
+    heads: [AtomicU64; 3],
     bytes: AtomicU64,
     latency: Histogram,
 }
@@ -65,6 +67,8 @@ pub struct RootSnapshot {
     pub root: String,
     /// GETs per [`Outcome::ALL`].
     pub gets: [u64; 3],
+    /// HEADs per [`Outcome::ALL`] (not in `gets`, and no bytes).
+    pub heads: [u64; 3],
     pub bytes: u64,
     pub latency: HistogramSnapshot,
 }
@@ -78,6 +82,7 @@ impl RootMetrics {
         RootSnapshot {
             root: root.to_string(),
             gets: std::array::from_fn(|i| self.gets[i].load(Relaxed)),
+            heads: std::array::from_fn(|i| self.heads[i].load(Relaxed)),
             bytes: self.bytes.load(Relaxed),
             latency: self.latency.snapshot(),
         }
@@ -113,6 +118,12 @@ impl ObjectStore for MeteredStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        if options.head {
+            // Metadata only: counted as a HEAD, with no bytes and no GET latency.
+            let got = self.inner.get_opts(location, options).await;
+            self.metrics.heads[Outcome::of(&got) as usize].fetch_add(1, Relaxed);
+            return got;
+        }
         let pending = Pending { metrics: Some(self.metrics.clone()), started: Instant::now() };
         let got = self.inner.get_opts(location, options).await;
         let metrics = pending.headers_arrived();

@@ -5,12 +5,11 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use crate::arena::ArenaStats;
-use crate::cache::CacheStats;
-use crate::engine::EngineStats;
-use crate::failover::ReplicaTotals;
-use crate::metered_store::{MeteredStore, RootMetrics, RootSnapshot};
-use crate::store::Store;
+use crate::caches::arena::ArenaStats;
+use crate::caches::counted::CacheStats;
+use crate::stores::metered::{MeteredStore, RootMetrics, RootSnapshot};
+use crate::stores::replicated::ReplicaTotals;
+use crate::stores::url::Store;
 
 #[derive(Debug, Default)]
 pub(crate) struct EngineTelemetry {
@@ -22,6 +21,16 @@ pub(crate) struct EngineTelemetry {
     pub(crate) checksum_failures: AtomicU64,
     /// Whole shards in the data cache: +1 on insert, -1 on any removal (a replaced one included).
     pub(crate) hot_shards: Arc<AtomicI64>,
+}
+
+/// The engine's read totals and cache figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineStats {
+    pub store: String,
+    pub object_gets: u64,
+    pub bytes_fetched: u64,
+    pub caches: Vec<CacheStats>,
+    pub hot_arena: ArenaStats,
 }
 
 /// A published version this process answers from.

@@ -21,24 +21,15 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{BloomFilterPosition, EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
-use crate::block::ChunkRanges;
 use crate::error::{Error, Result};
-use crate::piece::{
+use crate::format::block::BlockRef;
+use crate::format::block::ChunkRanges;
+use crate::format::checksum::{BLOCK_CHECKSUMS_KEY, block_checksum};
+use crate::format::piece::{
     BlockEntry, INLINE_PIECES, PIECE_BYTES, PieceBuilder, PieceRef, RootRef, encode_entry, encode_root,
 };
-use crate::shard_reader::BlockRef;
-
-/// The checksum cairn keeps per block: low 32 bits of XXH3-64 over the block's bytes.
-#[inline]
-pub fn block_checksum(block: &[u8]) -> u32 {
-    xxhash_rust::xxh3::xxh3_64(block) as u32
-}
 
 pub const KEY_COLUMN: &str = "key";
-/// Footer key-value entry with every block's checksum: the low 32 bits of XXH3-64 over the block's bytes
-/// (both column chunks), 8 hex digits per block in file order. Parquet-rs writes no CRCs, so cairn keeps its
-/// own.
-pub const BLOCK_CHECKSUMS_KEY: &str = "cairn.block_checksums";
 pub const VALUE_COLUMN: &str = "value";
 
 pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -79,7 +70,7 @@ impl Default for ShardFormat {
 impl ShardFormat {
     /// The manifest format these settings write.
     pub fn version(&self) -> u32 {
-        if self.partitioned { crate::manifest::FORMAT_VERSION } else { 2 }
+        if self.partitioned { crate::format::manifest::FORMAT_VERSION } else { 2 }
     }
 
     pub fn writer_properties(&self, metadata: Vec<KeyValue>) -> WriterProperties {
@@ -128,8 +119,8 @@ pub struct ShardSummary {
 
 impl ShardSummary {
     /// The manifest entry of this shard, stored at `path` with whole-object checksum `checksum`.
-    pub fn entry(self, shard: u32, path: String, checksum: String) -> crate::manifest::ShardEntry {
-        crate::manifest::ShardEntry {
+    pub fn entry(self, shard: u32, path: String, checksum: String) -> crate::format::manifest::ShardEntry {
+        crate::format::manifest::ShardEntry {
             shard,
             path,
             rows: self.rows,
@@ -358,7 +349,7 @@ impl<W: Write + Send> ShardWriter<W> {
                 "writing shard: its metadata ({meta_bytes} bytes) was flushed before it could be checksummed"
             )));
         }
-        let meta_checksum = crate::manifest::checksum_of(&tail[tail.len() - meta_bytes as usize..]);
+        let meta_checksum = crate::format::manifest::checksum_of(&tail[tail.len() - meta_bytes as usize..]);
         let summary = ShardSummary {
             rows: self.rows,
             bytes,

@@ -7,13 +7,13 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
-use crate::checksum::{ObjectRef, checksum_of};
 use crate::error::Result;
-use crate::health::{CopyState, check, intact_top, vouched_top};
-use crate::layout;
-use crate::manifest::Manifest;
-use crate::pointer;
-use crate::store::Store;
+use crate::format::checksum::{ObjectRef, checksum_of};
+use crate::format::layout;
+use crate::format::manifest::Manifest;
+use crate::stores::url::Store;
+use crate::versions::health::{CopyState, check, intact_top, vouched_top};
+use crate::versions::pointer;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RepairReport {

@@ -13,19 +13,32 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 /// Block fetches before a shard may be promoted, however fast they came.
 pub const MIN_FETCHES: u32 = 4;
 
+/// A failed promotion is not tried again before this many cache capacities of turnover, doubled for each
+/// failure in a row (up to [`MAX_BACKOFF_DOUBLINGS`] times).
+const BACKOFF_CAPACITIES: u64 = 1;
+const MAX_BACKOFF_DOUBLINGS: u32 = 4;
+
 /// A shard's recent block fetches, counted over a window of turnover.
 #[derive(Debug, Default)]
 pub struct Promotion {
     fetches: AtomicU32,
     since: AtomicU64,
     fetched_bytes: AtomicU64,
+    /// Set while one is running for this shard.
     pub(crate) promoting: AtomicBool,
+    /// After failures, no promotion before this turnover.
+    retry_at: AtomicU64,
+    failures: AtomicU32,
 }
 
 impl Promotion {
     /// Counts one block fetch of `block_bytes` at turnover `now`; true when reading the whole shard
-    /// (`shard_bytes`) now would pay for itself in a cache of `capacity` bytes.
+    /// (`shard_bytes`) now would pay for itself in a cache of `capacity` bytes (and no failure is being
+    /// backed off from).
     pub fn note_fetch(&self, now: u64, block_bytes: u64, shard_bytes: u64, capacity: u64) -> bool {
+        if now < self.retry_at.load(Relaxed) {
+            return false;
+        }
         let since = self.since.load(Relaxed);
         let elapsed = now.saturating_sub(since);
         // A window older than one turnover holds fetches whose blocks are gone: start a new one.
@@ -45,6 +58,19 @@ impl Promotion {
     pub fn reset(&self) {
         self.fetches.store(0, Relaxed);
         self.fetched_bytes.store(0, Relaxed);
+    }
+
+    /// A promotion ended: counting starts again, and after a failure none is tried before a backoff of
+    /// turnover (from `now`) has passed, longer after each failure in a row.
+    pub fn ended(&self, ok: bool, now: u64, capacity: u64) {
+        self.reset();
+        if ok {
+            self.failures.store(0, Relaxed);
+            return;
+        }
+        let failures = self.failures.fetch_add(1, Relaxed).min(MAX_BACKOFF_DOUBLINGS);
+        let backoff = capacity.saturating_mul(BACKOFF_CAPACITIES << failures).max(1);
+        self.retry_at.store(now.saturating_add(backoff), Relaxed);
     }
 }
 
@@ -101,6 +127,28 @@ mod tests {
             }
         }
         (promoted, clock as f64 / block as f64 / lookups as f64)
+    }
+
+    /// After a failed promotion the rule stays quiet for a turnover of the cache (longer after each failure
+    /// in a row), instead of firing again four fetches later.
+    #[test]
+    fn a_failed_promotion_backs_off() {
+        let (block, shard, capacity) = (10_000u64, 100_000u64, 1_000_000u64);
+        let p = Promotion::default();
+        let now = std::cell::Cell::new(0u64);
+        let fire = |p: &Promotion| {
+            now.set(now.get() + block);
+            p.note_fetch(now.get(), block, shard, capacity)
+        };
+        while !fire(&p) {}
+        p.ended(false, now.get(), capacity);
+        let quiet = (0..200).take_while(|_| !fire(&p)).count();
+        assert!(quiet >= (capacity / block) as usize - 1, "fired again {quiet} fetches after a failure");
+        p.ended(false, now.get(), capacity);
+        let quieter = (0..400).take_while(|_| !fire(&p)).count();
+        assert!(quieter > quiet, "a second failure backs off longer: {quieter} vs {quiet}");
+        p.ended(true, now.get(), capacity);
+        assert!((0..10).any(|_| fire(&p)), "a success ends the backoff");
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! interleave into a pointer naming deleted objects).
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::pointer::{self, Current, Pointer};
-use crate::store::Store;
+use crate::format::manifest::Manifest;
+use crate::stores::url::Store;
+use crate::versions::pointer::{self, Current, Pointer};
 
 /// Tries of the conditional switch while only the pointer's metadata (gc's marks) changes under it.
 const TRIES: usize = 8;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::arena::{Arena, HotBuf};
-use crate::page::decode_chunk;
+use crate::caches::arena::{Arena, HotBuf};
+use crate::format::page::decode_chunk;
 
 #[derive(Debug)]
 pub struct Rows {
@@ -33,6 +33,16 @@ const SLOT: usize = 8;
 pub struct ChunkRanges {
     pub key: (u32, u32),
     pub value: (u32, u32),
+}
+
+/// Where a block lives in the shard object.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockRef {
+    pub offset: u64,
+    pub len: u32,
+    pub rows: u64,
+    pub chunks: ChunkRanges,
+    pub checksum: Option<u32>,
 }
 
 /// How a decoded `Rows` is searched.
@@ -183,8 +193,8 @@ fn slice(data: &[u8], start: u32) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard_reader::ShardMeta;
-    use crate::shard_writer::{ShardFormat, ShardWriter};
+    use crate::format::shard_reader::ShardMeta;
+    use crate::format::shard_writer::{ShardFormat, ShardWriter};
 
     /// Writes rows through the real writer and decodes every block of the file as one `Rows`.
     fn decode_all(rows: &[(String, Vec<u8>)], search: Search<'_>) -> Rows {

@@ -16,8 +16,8 @@
 use parquet::bloom_filter::Sbbf;
 use serde::{Deserialize, Serialize};
 
-use crate::block::ChunkRanges;
-use crate::shard_reader::BlockRef;
+use crate::format::block::BlockRef;
+use crate::format::block::ChunkRanges;
 
 pub const PIECE_MAGIC: &[u8; 4] = b"CIX1";
 /// A cold lookup reads one piece, then one block: the piece stays small whatever the shard holds.
@@ -257,8 +257,9 @@ pub fn locate(pieces: &[PieceRef], key: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard_reader::ShardMeta;
-    use crate::shard_writer::{ShardFormat, ShardWriter, block_checksum};
+    use crate::format::checksum::block_checksum;
+    use crate::format::shard_reader::ShardMeta;
+    use crate::format::shard_writer::{ShardFormat, ShardWriter};
 
     fn shard(rows: usize) -> (Vec<u8>, Vec<PieceRef>, Vec<String>) {
         let keys: Vec<String> = (0..rows).map(|i| format!("key-{i:07}")).collect();

@@ -12,8 +12,8 @@ use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
-use crate::conditional::LocalConditional;
 use crate::error::{Error, Result};
+use crate::stores::conditional::LocalConditional;
 
 /// Where the embedded store lives when no `--store`/`CAIRN_STORE` is given.
 pub const DEFAULT_STORE: &str = ".cairn";

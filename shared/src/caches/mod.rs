@@ -1,0 +1,8 @@
+//! What the query engine keeps in memory: byte-bounded caches, the pointer map with its TTL, the arena hot
+//! shards live in, and the rule that decides when a shard is read whole.
+
+pub mod arena;
+pub mod counted;
+pub mod promotion;
+pub mod single_flight;
+pub mod ttl_map;

@@ -1,0 +1,183 @@
+//! Configuration of the query engine and of `cairn serve`, parsed and validated in one place from the
+//! `CAIRN_*` environment (vars.rs lists every variable). Defaults suit a 1 GB Lambda. A value that cannot be
+//! right (a zero timeout, a cache of 0 bytes, an unknown unit) is an error at start, naming the variable.
+
+pub mod units;
+pub mod vars;
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::stores::replicated::FailoverConfig;
+
+pub use units::{parse_bytes, parse_duration};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a keyspace's pointer is trusted before it is re-read (`CAIRN_POINTER_TTL`). Past it, one
+    /// request re-reads the pointer while the others keep using it, for at most one more TTL
+    /// (caches/ttl_map.rs): a publish or rollback reaches readers within the TTL plus one pointer read while
+    /// requests keep coming, and within 2 × TTL at worst.
+    pub pointer_ttl: Duration,
+    /// Bytes of metadata kept (`CAIRN_METADATA_CACHE`): loaded versions get an eighth, shard index pieces the
+    /// rest.
+    pub metadata_cache_bytes: u64,
+    /// Bytes of decoded data kept: blocks, and whole shards once lookups touch enough of them
+    /// (`CAIRN_DATA_CACHE`).
+    pub data_cache_bytes: u64,
+    /// Replica failover and hedging (`CAIRN_ATTEMPT_TIMEOUT`, `CAIRN_HEDGE_AFTER` = a duration or `off`).
+    pub failover: FailoverConfig,
+    /// Replica roots to read a keyspace's pointer and manifest from when the primary root fails or does not
+    /// answer within the attempt timeout (`CAIRN_REPLICAS`). Roots a keyspace's manifest names are tried
+    /// too, once one version of it was read.
+    pub replicas: Vec<String>,
+    /// The most one MGET answers, encoded (`CAIRN_MGET_MAX_BYTES`): larger answers are refused, not built.
+    pub mget_max_bytes: u64,
+    /// Store requests in flight per root (`CAIRN_MAX_CONCURRENT_GETS`); more wait.
+    pub max_concurrent_gets: usize,
+    /// Whether `GET /v1/health` may be asked for its per-shard report or a deep check
+    /// (`CAIRN_DEEP_HEALTH=on`): work proportional to the whole store, for operators only.
+    pub deep_health: bool,
+}
+
+/// Lookups one MGET keeps in flight (its keys are answered in order, this many at a time).
+pub const MGET_CONCURRENCY: usize = 32;
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            pointer_ttl: Duration::from_secs(5),
+            metadata_cache_bytes: 128 << 20,
+            data_cache_bytes: 256 << 20,
+            failover: FailoverConfig::default(),
+            replicas: Vec::new(),
+            mget_max_bytes: 8 << 20,
+            max_concurrent_gets: 256,
+            deep_health: false,
+        }
+    }
+}
+
+fn config(e: String) -> Error {
+    Error::Config(e)
+}
+
+impl EngineConfig {
+    pub fn from_env() -> Result<Self> {
+        use vars::*;
+        let mut c = EngineConfig::default();
+        if let Some(v) = POINTER_TTL.parse(units::parse_duration).map_err(config)? {
+            c.pointer_ttl = v;
+        }
+        if let Some(v) = METADATA_CACHE.parse(units::parse_size).map_err(config)? {
+            c.metadata_cache_bytes = v;
+        }
+        if let Some(v) = DATA_CACHE.parse(units::parse_bytes).map_err(config)? {
+            c.data_cache_bytes = v;
+        }
+        if let Some(v) = ATTEMPT_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
+            c.failover.attempt_timeout = v;
+        }
+        if let Some(v) = REPLICAS.get() {
+            c.replicas = v.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+        }
+        if let Some(v) = MGET_MAX_BYTES.parse(units::parse_size).map_err(config)? {
+            c.mget_max_bytes = v;
+        }
+        if let Some(v) = MAX_CONCURRENT_GETS.parse(units::parse_count).map_err(config)? {
+            c.max_concurrent_gets = v;
+        }
+        if let Some(v) = DEEP_HEALTH.parse(units::parse_switch).map_err(config)? {
+            c.deep_health = v;
+        }
+        match HEDGE_AFTER.get().as_deref() {
+            Some("off") => c.failover.hedging = false,
+            Some(v) => {
+                c.failover.hedge_after =
+                    Some(units::parse_timeout(v).map_err(|e| config(format!("{}: {e}", HEDGE_AFTER.name)))?)
+            }
+            None => {}
+        }
+        Ok(c)
+    }
+}
+
+/// What one `cairn serve` lets its clients hold.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// A request's headers must arrive within this (`CAIRN_HEADER_TIMEOUT`), or the connection is closed.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this (`CAIRN_BODY_TIMEOUT`), or it is answered 408.
+    pub body_timeout: Duration,
+    /// A response write that makes no progress for this long (`CAIRN_WRITE_TIMEOUT`: the client stopped
+    /// reading) ends the connection.
+    pub write_timeout: Duration,
+    /// Connections served at once (`CAIRN_MAX_CONNECTIONS`); further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl ServeConfig {
+    pub fn from_env() -> Result<Self> {
+        use vars::*;
+        let mut c = ServeConfig::default();
+        if let Some(v) = HEADER_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
+            c.header_timeout = v;
+        }
+        if let Some(v) = BODY_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
+            c.body_timeout = v;
+        }
+        if let Some(v) = WRITE_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
+            c.write_timeout = v;
+        }
+        if let Some(v) = MAX_CONNECTIONS.parse(units::parse_count).map_err(config)? {
+            c.max_connections = v;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test touches the environment (tests run on threads of one process).
+    #[test]
+    fn the_environment_is_read_validated_and_old_names_still_work() {
+        let set = |k: &str, v: &str| unsafe { std::env::set_var(k, v) };
+        let unset = |k: &str| unsafe { std::env::remove_var(k) };
+        set("CAIRN_MANIFEST_TTL", "7s");
+        set("CAIRN_PAGE_CACHE", "3MiB");
+        let c = EngineConfig::from_env().unwrap();
+        assert_eq!((c.pointer_ttl, c.data_cache_bytes), (Duration::from_secs(7), 3 << 20), "old names are read");
+        set("CAIRN_POINTER_TTL", "1s");
+        assert_eq!(EngineConfig::from_env().unwrap().pointer_ttl, Duration::from_secs(1), "the new name wins");
+        for (k, v, why) in [
+            ("CAIRN_ATTEMPT_TIMEOUT", "0s", "above 0"),
+            ("CAIRN_METADATA_CACHE", "0", "above 0"),
+            ("CAIRN_MGET_MAX_BYTES", "12 parsecs", "unknown unit"),
+            ("CAIRN_MAX_CONCURRENT_GETS", "-1", "positive"),
+        ] {
+            set(k, v);
+            let e = EngineConfig::from_env().unwrap_err().to_string();
+            assert!(e.contains(k) && e.contains(why), "{k}={v}: {e}");
+            unset(k);
+        }
+        set("CAIRN_WRITE_TIMEOUT", "0ms");
+        assert!(ServeConfig::from_env().unwrap_err().to_string().contains("CAIRN_WRITE_TIMEOUT"));
+        for k in ["CAIRN_MANIFEST_TTL", "CAIRN_PAGE_CACHE", "CAIRN_POINTER_TTL", "CAIRN_WRITE_TIMEOUT"] {
+            unset(k);
+        }
+        assert!(vars::help().contains("CAIRN_DATA_CACHE (was CAIRN_PAGE_CACHE)"));
+    }
+}

@@ -1,0 +1,126 @@
+//! Every `CAIRN_*` variable the query engine, `cairn serve` and the Lambda read, in one table: what each
+//! means and its default (what `cairn serve --help` prints), and the names they replaced, still read with a
+//! deprecation warning.
+
+/// One configuration variable.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    pub name: &'static str,
+    /// The name it had before, still read (with a warning) when `name` is unset.
+    pub replaces: Option<&'static str>,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+macro_rules! var {
+    ($name:literal, $default:literal, $help:literal) => {
+        Var { name: $name, replaces: None, default: $default, help: $help }
+    };
+    ($name:literal replaces $old:literal, $default:literal, $help:literal) => {
+        Var { name: $name, replaces: Some($old), default: $default, help: $help }
+    };
+}
+
+pub const POINTER_TTL: Var = var!("CAIRN_POINTER_TTL" replaces "CAIRN_MANIFEST_TTL", "5s",
+    "how long a keyspace's pointer is trusted before it is read again (0: every request reads it); a publish or rollback reaches readers within it");
+pub const METADATA_CACHE: Var =
+    var!("CAIRN_METADATA_CACHE", "128MiB", "loaded versions (an eighth) and shard index pieces, in all");
+pub const DATA_CACHE: Var = var!("CAIRN_DATA_CACHE" replaces "CAIRN_PAGE_CACHE", "256MiB",
+    "decoded blocks and hot shards; size it to the working set for memory-speed lookups");
+pub const ATTEMPT_TIMEOUT: Var = var!(
+    "CAIRN_ATTEMPT_TIMEOUT",
+    "2s",
+    "a read of one copy is given up after this (replicated keyspaces fail over to the next copy)"
+);
+pub const HEDGE_AFTER: Var = var!(
+    "CAIRN_HEDGE_AFTER",
+    "p95",
+    "a read also sent to the next copy after this long (a duration, or off); default the observed p95"
+);
+pub const REPLICAS: Var = var!(
+    "CAIRN_REPLICAS",
+    "",
+    "replica roots (comma-separated) to read pointers and manifests from when the primary fails"
+);
+pub const MGET_MAX_BYTES: Var = var!(
+    "CAIRN_MGET_MAX_BYTES",
+    "8MiB",
+    "the most one MGET answers, as encoded (on the Lambda also at most what a function URL returns)"
+);
+pub const MAX_CONCURRENT_GETS: Var =
+    var!("CAIRN_MAX_CONCURRENT_GETS", "256", "store requests in flight per root; more wait");
+pub const DEEP_HEALTH: Var = var!(
+    "CAIRN_DEEP_HEALTH",
+    "off",
+    "on: GET /v1/health may be asked for the per-shard report (?shards=true) and checksums (?deep=true)"
+);
+pub const HEADER_TIMEOUT: Var =
+    var!("CAIRN_HEADER_TIMEOUT", "10s", "cairn serve: a request's headers must arrive within this");
+pub const BODY_TIMEOUT: Var =
+    var!("CAIRN_BODY_TIMEOUT", "10s", "cairn serve: a request's body must arrive within this");
+pub const WRITE_TIMEOUT: Var = var!(
+    "CAIRN_WRITE_TIMEOUT",
+    "10s",
+    "cairn serve: a response that makes no progress (the client stopped reading) for this long is dropped"
+);
+pub const MAX_CONNECTIONS: Var =
+    var!("CAIRN_MAX_CONNECTIONS", "4096", "cairn serve: connections served at once; more wait in the listen backlog");
+pub const WARM_KEYSPACES: Var = var!(
+    "CAIRN_WARM_KEYSPACES",
+    "",
+    "the Lambda: keyspaces (comma-separated) whose pointer and manifest are loaded at init"
+);
+pub const METRICS_NAMESPACE: Var =
+    var!("CAIRN_METRICS_NAMESPACE", "cairn", "the Lambda: the CloudWatch namespace of its log lines' metrics");
+pub const LOG: Var = var!("CAIRN_LOG", "info", "log filter (tracing's EnvFilter syntax)");
+pub const LOG_FORMAT: Var = var!("CAIRN_LOG_FORMAT", "text", "log format: text or json");
+
+/// The table, in the order `--help` prints it.
+pub const ALL: [Var; 17] = [
+    POINTER_TTL,
+    METADATA_CACHE,
+    DATA_CACHE,
+    ATTEMPT_TIMEOUT,
+    HEDGE_AFTER,
+    REPLICAS,
+    MGET_MAX_BYTES,
+    MAX_CONCURRENT_GETS,
+    DEEP_HEALTH,
+    HEADER_TIMEOUT,
+    BODY_TIMEOUT,
+    WRITE_TIMEOUT,
+    MAX_CONNECTIONS,
+    WARM_KEYSPACES,
+    METRICS_NAMESPACE,
+    LOG,
+    LOG_FORMAT,
+];
+
+impl Var {
+    /// Its value in the environment: under its name, else under the name it replaced (with a warning).
+    pub fn get(&self) -> Option<String> {
+        if let Ok(v) = std::env::var(self.name) {
+            return Some(v);
+        }
+        let old = self.replaces?;
+        let v = std::env::var(old).ok()?;
+        tracing::warn!("{old} is deprecated: it is read as {} (rename it; the old name will go)", self.name);
+        Some(v)
+    }
+
+    /// Parses its value with `parse`; an error names the variable.
+    pub fn parse<T>(&self, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
+        self.get().map(|v| parse(&v).map_err(|e| format!("{}: {e}", self.name))).transpose()
+    }
+}
+
+/// The table as `--help` shows it.
+pub fn help() -> String {
+    let mut out = String::from("Environment (also read by the Lambda):\n");
+    for v in ALL {
+        let default = if v.default.is_empty() { String::new() } else { format!(" [default: {}]", v.default) };
+        let replaces = v.replaces.map(|o| format!(" (was {o})")).unwrap_or_default();
+        out.push_str(&format!("  {}{replaces}{default}\n      {}\n", v.name, v.help));
+    }
+    out
+}

@@ -1,0 +1,12 @@
+//! The on-store format (docs/FORMAT.md is the reference): where objects live, how they are checksummed,
+//! how keys are placed on shards, the manifest of a version, and the shard objects themselves.
+
+pub mod block;
+pub mod checksum;
+pub mod layout;
+pub mod manifest;
+pub mod page;
+pub mod piece;
+pub mod ring;
+pub mod shard_reader;
+pub mod shard_writer;

@@ -1,0 +1,217 @@
+//! The engine `cairn serve`, the Lambda and the Python reader run: a thin facade over resolving a keyspace's
+//! version (resolver.rs: pointer, TTL, lineage, replicas, manifest and groups) and reading a key from its
+//! shard (shard_reads.rs: pieces, blocks, hot shards; promote.rs). It owns no sockets.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::EngineConfig;
+use crate::cost::Counters;
+use crate::error::Result;
+use crate::format::manifest::Manifest;
+use crate::key::validate_key;
+use crate::query::fetch::Fetcher;
+use crate::query::resolver::Resolver;
+use crate::query::roots::{RootOpener, Roots};
+use crate::query::shard_reads::ShardReads;
+use crate::query::telemetry::{EngineStats, EngineTelemetry, ServedKeyspace, Telemetry};
+use crate::query::version::LoadedVersion;
+use crate::stores::Store;
+use crate::versions::pointer;
+
+pub struct Engine {
+    config: EngineConfig,
+    roots: Roots,
+    resolver: Resolver,
+    reads: Arc<ShardReads>,
+    fetcher: Arc<Fetcher>,
+    /// What `/metrics` reports besides the caches.
+    telemetry: Arc<EngineTelemetry>,
+}
+
+impl Engine {
+    pub fn new(store: Store, config: EngineConfig) -> Self {
+        let telemetry = Arc::new(EngineTelemetry::default());
+        let roots = Roots::new(store, config.replicas.clone(), config.max_concurrent_gets, telemetry.clone());
+        let budget = config.metadata_cache_bytes;
+        Engine {
+            // The metadata budget is split: an eighth for loaded versions, the rest for shard index pieces.
+            resolver: Resolver::new(&config, budget / 8, telemetry.clone()),
+            reads: Arc::new(ShardReads::new(
+                budget - budget / 8,
+                config.data_cache_bytes,
+                telemetry.hot_shards.clone(),
+            )),
+            fetcher: Arc::new(Fetcher::new(telemetry.clone())),
+            roots,
+            config,
+            telemetry,
+        }
+    }
+
+    /// Replaces how replica roots named in manifests are opened.
+    pub fn with_root_opener(mut self, opener: RootOpener) -> Self {
+        self.roots.set_opener(opener);
+        self
+    }
+
+    /// Every root holding a copy of `v`'s objects, primary first.
+    pub fn roots(&self, v: &LoadedVersion) -> Result<Vec<Store>> {
+        self.roots.of_version(v)
+    }
+
+    pub fn store(&self) -> &Store {
+        self.roots.primary()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The keyspace's current version, from cache when fresh.
+    pub async fn keyspace(&self, ks: &str) -> Result<Arc<LoadedVersion>> {
+        self.resolver.keyspace(&self.roots, &self.fetcher, ks).await
+    }
+
+    /// Forgets cached pointers so the next request re-reads them (tests, admin).
+    pub fn refresh(&self) {
+        self.resolver.refresh();
+    }
+
+    pub async fn get(&self, ks: &str, key: &str) -> Result<Option<Bytes>> {
+        validate_key(key)?;
+        let v = self.keyspace(ks).await?;
+        self.get_in(&v, key).await
+    }
+
+    /// Looks a key up in an already resolved version.
+    pub async fn lookup(&self, v: &Arc<LoadedVersion>, key: &str) -> Result<Option<Bytes>> {
+        validate_key(key)?;
+        self.get_in(v, key).await
+    }
+
+    /// Looks several keys up in one version of the keyspace (a consistent snapshot), [`MGET_CONCURRENCY`]
+    /// at a time; refused once the values found pass `mget_max_bytes` (memory per request stays bounded).
+    ///
+    /// [`MGET_CONCURRENCY`]: crate::config::MGET_CONCURRENCY
+    pub async fn mget(&self, ks: &str, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        use futures::StreamExt;
+        for k in keys {
+            validate_key(k)?;
+        }
+        let v = self.keyspace(ks).await?;
+        let v = &v;
+        // Indices, not references, into the closure: a closure over `&String` makes the stream's future not
+        // provably Send (a rustc limitation with higher-ranked lifetimes), and axum's handlers must be.
+        let mut answers = futures::stream::iter(0..keys.len())
+            .map(|i| self.boxed_get(v, &keys[i]))
+            .buffered(crate::config::MGET_CONCURRENCY);
+        let (mut out, mut bytes) = (Vec::with_capacity(keys.len()), 0u64);
+        while let Some(value) = answers.next().await {
+            let value = value?;
+            bytes += value.as_ref().map_or(0, |v| v.len() as u64);
+            if bytes > self.config.mget_max_bytes {
+                return Err(crate::Error::TooLarge { limit: self.config.mget_max_bytes });
+            }
+            out.push(value);
+        }
+        Ok(out)
+    }
+
+    /// [`Self::get_in`], boxed under one lifetime: an MGET's stream of unboxed lookups is not provably Send.
+    fn boxed_get<'a>(
+        &'a self,
+        v: &'a Arc<LoadedVersion>,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<Bytes>>> {
+        Box::pin(self.get_in(v, key))
+    }
+
+    async fn get_in(&self, v: &Arc<LoadedVersion>, key: &str) -> Result<Option<Bytes>> {
+        let shard = v.placement.shard_of(key.as_bytes());
+        let (g, i) = v.locate(shard);
+        let group = match v.groups[g].get() {
+            Some(group) => group,
+            None => Box::pin(self.resolver.group(&self.fetcher, v, g)).await?,
+        };
+        self.reads.get(&self.fetcher, v, group, (shard, i), key).await
+    }
+
+    /// The version's manifest with every shard entry (its groups loaded as lookups load them, and weighed in
+    /// the metadata budget): what the per-shard health report walks.
+    pub async fn full_manifest(&self, v: &Arc<LoadedVersion>) -> Result<Manifest> {
+        let mut m = v.manifest.clone();
+        for g in 0..v.groups.len() {
+            let group = self.resolver.group(&self.fetcher, v, g).await?;
+            m.shards.extend(group.entries.iter().cloned());
+        }
+        m.groups.clear();
+        Ok(m)
+    }
+
+    /// Process totals of what requests cost (a request's own cost: [`crate::cost::measure`]).
+    pub fn counters(&self) -> Counters {
+        let (mut cache_hits, mut cache_misses) = (0, 0);
+        for (h, m) in self.resolver.counts().into_iter().chain(self.reads.counts()) {
+            cache_hits += h;
+            cache_misses += m;
+        }
+        let (failovers, hedges, checksum_failures) = self.telemetry.replica_counts();
+        let (object_gets, bytes_fetched) = self.fetcher.totals();
+        Counters { object_gets, bytes_fetched, cache_hits, cache_misses, failovers, hedges, checksum_failures }
+    }
+
+    /// What `GET /v1/keyspaces/{ks}` answers (and the Python package's `info`): the published version,
+    /// its size and placement, replica failover and cache figures.
+    pub async fn info(&self, ks: &str) -> Result<serde_json::Value> {
+        let v = self.keyspace(ks).await?;
+        let m = &v.manifest;
+        Ok(serde_json::json!({
+            "keyspace": m.keyspace,
+            "version": m.version,
+            "created_at": m.created_at,
+            "shards": m.placement.shards(),
+            "keys": m.rows,
+            "bytes": m.bytes,
+            "placement": m.placement,
+            "replicas": m.replicas,
+            "failover": v.replicated.as_ref().map(|r| r.stats()),
+            "cache": self.stats(),
+        }))
+    }
+
+    pub async fn list_keyspaces(&self) -> Result<Vec<String>> {
+        pointer::list_keyspaces(self.roots.primary().inner.as_ref()).await
+    }
+
+    /// The versions this engine answers from now (what it holds; no store request).
+    pub fn served(&self) -> Vec<ServedKeyspace> {
+        self.resolver.served()
+    }
+
+    /// Cache figures as of the caches' last housekeeping ([`Self::sync_caches`] first for exact ones).
+    pub fn stats(&self) -> EngineStats {
+        let (object_gets, bytes_fetched) = self.fetcher.totals();
+        let [pointers, versions] = self.resolver.stats();
+        let [piece_lists, pieces, data] = self.reads.stats();
+        EngineStats {
+            store: self.roots.primary().url.clone(),
+            object_gets,
+            bytes_fetched,
+            caches: vec![pointers, versions, piece_lists, pieces, data],
+            hot_arena: self.reads.arena.stats(),
+        }
+    }
+
+    /// Applies what the caches have pending (evictions, removal notices).
+    pub async fn sync_caches(&self) {
+        self.resolver.sync().await;
+        self.reads.sync().await;
+    }
+
+    /// Everything `/metrics` reports about the engine, read now.
+    pub fn telemetry(&self) -> Telemetry {
+        self.telemetry.snapshot(self.stats(), self.served())
+    }
+}

@@ -1,0 +1,165 @@
+//! Promotion: a shard whose blocks keep being fetched fast enough that reading it whole pays
+//! (caches/promotion.rs decides) is read whole in one GET and kept decoded, served from its slot with no
+//! cache lookup. Off the request path: the lookup that trips the rule is answered from its block, and the
+//! whole-shard read and decode run in the background, at most [`IN_FLIGHT`] at a time per process (more are
+//! skipped, and tried again by the rule later), not hedged, and decoded on a blocking thread. A failure
+//! leaves the shard served block by block and backs its rule off.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use object_store::GetOptions;
+
+use crate::caches::arena::Arena;
+use crate::error::{Error, Result};
+use crate::format::block::{BlockRef, Rows, Search};
+use crate::format::checksum::block_checksum;
+use crate::format::piece::{self, PieceRef};
+use crate::format::shard_reader::ShardMeta;
+use crate::query::fetch::{Fetcher, ReadKind};
+use crate::query::shard_reads::{Cached, ShardReads, WHOLE_SHARD};
+use crate::query::version::{Group, LoadedVersion};
+
+/// Whole-shard reads running at once, per process.
+pub const IN_FLIGHT: usize = 2;
+
+pub(crate) struct Promotions {
+    budget: Arc<tokio::sync::Semaphore>,
+    /// Bytes inserted into the data cache so far: the clock promotion decisions are measured in.
+    turnover: AtomicU64,
+    /// Whole shards in the data cache (a gauge `/metrics` reports).
+    hot_shards: Arc<AtomicI64>,
+}
+
+impl Promotions {
+    pub(crate) fn new(hot_shards: Arc<AtomicI64>) -> Promotions {
+        Promotions {
+            budget: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
+            turnover: AtomicU64::default(),
+            hot_shards,
+        }
+    }
+
+    /// Counts `bytes` inserted into the data cache.
+    pub(crate) fn inserted(&self, bytes: usize) {
+        self.turnover.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// Counts one block fetch of `block_len` bytes of shard `shard` (entry `i` of `group`); when that makes
+    /// reading it whole pay, and it fits an eighth of the data cache (so one shard cannot flush the rest),
+    /// starts its promotion in the background.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn consider(
+        &self,
+        reads: &Arc<ShardReads>,
+        fetcher: &Arc<Fetcher>,
+        v: &Arc<LoadedVersion>,
+        group: &Group,
+        (shard, i): (u32, usize),
+        pieces: &[PieceRef],
+        meta: &ShardMeta,
+        block_len: u64,
+    ) {
+        let range = match pieces.last() {
+            // The blocks start after the leading magic; the last piece follows the last block.
+            Some(last) if last.offset >= 4 => 4..last.offset + last.len as u64,
+            Some(_) => return,
+            None => match meta.data_range() {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        let capacity = reads.data.capacity();
+        let state = &group.promotion[i];
+        let now = self.turnover.load(Relaxed);
+        if !state.note_fetch(now, block_len, range.end - range.start, capacity)
+            || range.end - range.start > capacity / 8
+        {
+            return;
+        }
+        let Ok(permit) = self.budget.clone().try_acquire_owned() else { return };
+        if state.promoting.swap(true, Relaxed) {
+            return;
+        }
+        let (reads, fetcher, v, state, slot) =
+            (reads.clone(), fetcher.clone(), v.clone(), state.clone(), group.hot[i].clone());
+        let (pieces, blocks, object_len) = (pieces.to_vec(), meta.blocks.clone(), group.entries[i].bytes);
+        let path = meta.path.clone();
+        tokio::spawn(async move {
+            let result = read_shard(&fetcher, &v, &reads.arena, &path, &pieces, &blocks, range, object_len).await;
+            let promotions = &reads.promotions;
+            state.ended(result.is_ok(), promotions.turnover.load(Relaxed), capacity);
+            state.promoting.store(false, Relaxed);
+            drop(permit);
+            match result {
+                Ok(rows) => {
+                    let rows = Arc::new(rows);
+                    slot.store(Some(rows.clone()));
+                    promotions.inserted(rows.weight());
+                    promotions.hot_shards.fetch_add(1, Relaxed);
+                    let cached = Cached { rows, slot: Some(Arc::downgrade(&slot)) };
+                    reads.data.insert((v.uid, shard, WHOLE_SHARD, WHOLE_SHARD), cached).await;
+                }
+                Err(e) => {
+                    tracing::warn!(shard = %path, error = %e, "could not load the whole shard; serving it block by block")
+                }
+            }
+        });
+    }
+}
+
+/// Reads every block of a shard in one GET (format 3: with the index pieces between them, each verified
+/// against the manifest, then each block against its piece; format 2: the blocks `blocks` lists), and
+/// decodes it on a blocking thread.
+#[allow(clippy::too_many_arguments)]
+async fn read_shard(
+    fetcher: &Fetcher,
+    v: &LoadedVersion,
+    arena: &Arc<Arena>,
+    path: &object_store::path::Path,
+    pieces: &[PieceRef],
+    format2_blocks: &[BlockRef],
+    range: std::ops::Range<u64>,
+    object_len: u64,
+) -> Result<Rows> {
+    let base = range.start;
+    let blocks_in = |d: &[u8]| -> std::result::Result<Vec<BlockRef>, String> {
+        if pieces.is_empty() {
+            return Ok(format2_blocks.to_vec());
+        }
+        let mut blocks = Vec::new();
+        for p in pieces {
+            let bytes = p
+                .offset
+                .checked_sub(base)
+                .and_then(|lo| d.get(lo as usize..lo as usize + p.len as usize))
+                .ok_or("an index piece lies outside the shard's data")?;
+            if block_checksum(bytes) != p.checksum {
+                return Err("index piece checksum mismatch".into());
+            }
+            blocks.extend(piece::decode(bytes, object_len, p.key.as_bytes())?.blocks);
+        }
+        Ok(blocks)
+    };
+    let valid = |d: &[u8]| {
+        blocks_in(d).is_ok_and(|blocks| {
+            blocks.iter().all(|at| {
+                let Some(lo) = at.offset.checked_sub(base).map(|lo| lo as usize) else { return false };
+                at.checksum.is_none_or(|sum| d.get(lo..lo + at.len as usize).is_some_and(|b| block_checksum(b) == sum))
+            })
+        })
+    };
+    let opts = GetOptions { range: Some(range.into()), ..Default::default() };
+    let buf = fetcher.fetch(v, path, opts, &valid, ReadKind::Bulk).await?;
+    let blocks = blocks_in(&buf).map_err(|why| Error::corrupt(path, why))?;
+    if blocks.iter().any(|at| at.offset < base) {
+        return Err(Error::corrupt(path, "a block lies before the shard's data"));
+    }
+    let (arena, path) = (arena.clone(), path.clone());
+    tokio::task::spawn_blocking(move || {
+        let blocks = blocks.iter().map(|at| ((at.offset - base) as usize, at.chunks, at.rows));
+        Rows::decode(buf, blocks, Search::Hashed(Some(&arena))).map_err(|why| Error::corrupt(&path, why))
+    })
+    .await
+    .map_err(|e| Error::Config(format!("decoding a whole shard: {e}")))?
+}

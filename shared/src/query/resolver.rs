@@ -1,0 +1,318 @@
+//! Resolving a keyspace to the version to answer from: its pointer (trusted for a TTL, refreshed ahead by one
+//! reader; from a replica root's copy when the primary fails), the never-move-back rule, the version's
+//! manifest (verified, read with failover) and its groups of shard entries. Every loaded version is weighed
+//! in the metadata budget, the groups it loads included.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
+
+use crate::caches::counted::{CacheStats, CountedCache, weight};
+use crate::caches::single_flight::SingleFlight;
+use crate::caches::ttl_map::{Lookup, TtlMap};
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::format::checksum::checksum_of;
+use crate::format::manifest::Manifest;
+use crate::format::ring::Placement;
+use crate::key::validate_keyspace;
+use crate::query::fetch::{Fetcher, ReadKind};
+use crate::query::roots::Roots;
+use crate::query::telemetry::ServedKeyspace;
+use crate::query::version::{Group, LoadedVersion};
+use crate::stores::Store;
+use crate::stores::replicated::{FailoverConfig, ReplicatedStore, is_corrupt};
+use crate::versions::pointer::{self, Current, Pointer};
+
+type VersionId = (String, String);
+
+pub(crate) struct Resolver {
+    /// keyspace → current version (None = no such keyspace), re-read after the TTL.
+    pointers: TtlMap<Option<Arc<LoadedVersion>>>,
+    /// Hand-written, not moka: a cold pointer miss is coalesced here, while the TTL map refreshes an expired
+    /// pointer ahead (one reader re-reads it, the others keep using it), which no moka cache does.
+    loads: SingleFlight<String, Option<Arc<LoadedVersion>>>,
+    /// keyspace → the pointer served and its version: a replica's copy read later is taken only if it
+    /// supersedes it (never back within a lineage).
+    served: Mutex<HashMap<String, (Pointer, Arc<LoadedVersion>)>>,
+    /// (keyspace, version) → the loaded version; versions are immutable.
+    versions: CountedCache<VersionId, Arc<LoadedVersion>>,
+    failover: FailoverConfig,
+    telemetry: Arc<crate::query::telemetry::EngineTelemetry>,
+}
+
+impl Resolver {
+    pub(crate) fn new(
+        config: &EngineConfig,
+        budget: u64,
+        telemetry: Arc<crate::query::telemetry::EngineTelemetry>,
+    ) -> Resolver {
+        Resolver {
+            pointers: TtlMap::new("pointer", config.pointer_ttl, 4096),
+            loads: SingleFlight::default(),
+            served: Mutex::default(),
+            versions: CountedCache::new("manifest", budget, |_, v| weight(v.weight())),
+            failover: config.failover.clone(),
+            telemetry,
+        }
+    }
+
+    /// The keyspace's current version, from cache when fresh.
+    pub(crate) async fn keyspace(&self, roots: &Roots, fetcher: &Fetcher, ks: &str) -> Result<Arc<LoadedVersion>> {
+        validate_keyspace(ks)?;
+        let cached = match self.pointers.get(ks) {
+            Lookup::Use(c) => c,
+            // Slow paths are boxed: their state would otherwise make every request's future large.
+            Lookup::Load(load) => {
+                let stale = load.stale.clone();
+                let read = self.loads.run(ks.to_string(), async {
+                    // A load that finished while this caller waited to run has put a fresh answer here.
+                    if let Some(c) = self.pointers.fresh(ks) {
+                        return Ok(c);
+                    }
+                    let loaded = self.load(roots, fetcher, ks, stale.as_ref()).await?;
+                    self.pointers.insert(load, loaded.clone());
+                    Ok(loaded)
+                });
+                match Box::pin(read).await {
+                    Ok(loaded) => loaded,
+                    // A refresh that failed answers from the pointer it was refreshing (at most 2 × TTL old);
+                    // the next request past the TTL tries again.
+                    Err(e) => match stale {
+                        Some(stale) => {
+                            tracing::warn!(keyspace = ks, error = %e, "pointer refresh failed; using the cached one");
+                            stale
+                        }
+                        None => return Err(e),
+                    },
+                }
+            }
+        };
+        cached.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))
+    }
+
+    /// The pointer's version, loaded; or the one already served when the pointer read does not supersede it.
+    async fn load(
+        &self,
+        roots: &Roots,
+        fetcher: &Fetcher,
+        ks: &str,
+        stale: Option<&Option<Arc<LoadedVersion>>>,
+    ) -> Result<Option<Arc<LoadedVersion>>> {
+        let Some((current, root)) = self.read_pointer(roots, fetcher, ks).await? else {
+            // The primary says there is no such keyspace: what was served is gone, and a keyspace created
+            // anew under this name starts afresh.
+            self.served.lock().expect("served pointers").remove(ks);
+            return Ok(None);
+        };
+        // The primary's pointer is the commit point: always taken (a keyspace restored from a backup, or
+        // rebuilt by a host whose clock is behind, included). A replica's copy may lag: taken only if it
+        // supersedes what is served.
+        let from_primary = root.url == roots.primary().url;
+        let held = self.served.lock().expect("served pointers").get(ks).cloned();
+        if let Some((p, v)) = &held
+            && !from_primary
+            && !current.pointer.supersedes(p)
+        {
+            tracing::warn!(keyspace = ks, seq = current.pointer.seq, served = p.seq, root = %root.url, "ignoring an older pointer");
+            return Ok(Some(stale.cloned().flatten().unwrap_or_else(|| v.clone())));
+        }
+        // The version already served keeps its identity even if the cache let it go: its footers, blocks and
+        // hot shards are cached under its uid.
+        let same = held.and_then(|(_, v)| (v.manifest.version == current.pointer.version).then_some(v));
+        let v = match same {
+            Some(v) => v,
+            None => self.load_version(roots, fetcher, ks, &current, &root).await?,
+        };
+        // Installed as it is: the replaced version's cache entries are not walked (lookups still running on
+        // it keep using them); they age out of the caches like any entry nobody reads.
+        let mut served = self.served.lock().expect("served pointers");
+        match served.get(ks) {
+            Some((p, _)) if !from_primary && !current.pointer.supersedes(p) => {}
+            _ => {
+                served.insert(ks.to_string(), (current.pointer.clone(), v.clone()));
+            }
+        }
+        Ok(Some(v))
+    }
+
+    /// The version `current` names, from the cache or read from the roots.
+    async fn load_version(
+        &self,
+        roots: &Roots,
+        fetcher: &Fetcher,
+        ks: &str,
+        current: &Current,
+        root: &Store,
+    ) -> Result<Arc<LoadedVersion>> {
+        let id = (ks.to_string(), current.pointer.version.clone());
+        if let Some(v) = self.versions.get(&id).await {
+            return Ok(v);
+        }
+        let manifest = self.read_manifest_top(roots, fetcher, ks, current, root).await?;
+        roots.remember(ks, &manifest.replicas);
+        let placement = Placement::new(&manifest.placement).map_err(|why| Error::corrupt(&manifest.path(), why))?;
+        let (shard_store, replicated): (Arc<dyn ObjectStore>, _) = if manifest.replicas.is_empty() {
+            (roots.primary().inner.clone(), None)
+        } else {
+            let mut stores = vec![roots.primary().inner.clone()];
+            for url in &manifest.replicas {
+                stores.push(roots.replica(url)?.inner);
+            }
+            let r = Arc::new(
+                ReplicatedStore::new(stores, self.failover.clone()).with_totals(self.telemetry.replicas.clone()),
+            );
+            (r.clone(), Some(r))
+        };
+        let v = Arc::new(LoadedVersion::new(manifest, placement, shard_store, replicated));
+        // One version object per version, whoever loaded it first: hot shards and footers are cached under its
+        // uid, so a request holding another copy would fetch and decode every shard again.
+        Ok(self.versions.get_or_insert(id, v).await)
+    }
+
+    /// The manifest top level `current` names, verified against the size and checksum the pointer carries
+    /// (a pointer of an older build: by its content), read like shard data: from the root the pointer came
+    /// from or another root known for the keyspace (the primary, `CAIRN_REPLICAS`, the replicas its last
+    /// manifest named), failing over on a missing, corrupt or slow copy. The pointer names it: missing
+    /// everywhere is lost data, not an unknown version.
+    async fn read_manifest_top(
+        &self,
+        roots: &Roots,
+        fetcher: &Fetcher,
+        ks: &str,
+        current: &Current,
+        root: &Store,
+    ) -> Result<Manifest> {
+        let version = current.pointer.version.as_str();
+        let path = crate::format::layout::manifest_path(ks, version);
+        let mut stores = vec![root.clone()];
+        for url in std::iter::once(roots.primary().url.clone()).chain(roots.fallbacks(ks)) {
+            if !stores.iter().any(|r| r.url == url) {
+                stores.extend(roots.replica(&url).ok());
+            }
+        }
+        let expected = current.pointer.manifest.as_ref();
+        let valid = |b: &[u8]| match expected {
+            Some(top) => top.matches(b),
+            None => Manifest::parse(&path, b).is_ok_and(|m| m.keyspace == ks && m.version == version),
+        };
+        let missing = || Error::Missing { path: path.clone() };
+        let bytes = if stores.len() == 1 {
+            let bytes = match root.inner.get(&path).await {
+                Ok(got) => got.bytes().await?,
+                Err(object_store::Error::NotFound { .. }) => return Err(missing()),
+                Err(e) => return Err(e.into()),
+            };
+            if !valid(&bytes) {
+                self.telemetry.checksum_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::cost::checksum_failure();
+                return Err(Error::corrupt(&path, "not the manifest the pointer names (checksum mismatch)"));
+            }
+            bytes
+        } else {
+            // No hedging: a new store has no latency history to hedge by, and a version loads once.
+            let config = FailoverConfig { hedging: false, ..self.failover.clone() };
+            let stores = stores.iter().map(|r| r.inner.clone()).collect();
+            let replicated = ReplicatedStore::new(stores, config).with_totals(self.telemetry.replicas.clone());
+            replicated.get_verified(&path, GetOptions::default(), &valid).await.map_err(|e| match e {
+                e if is_corrupt(&e) => Error::corrupt(&path, format!("no copy is the manifest the pointer names: {e}")),
+                object_store::Error::NotFound { .. } => missing(),
+                e => Error::Store(e),
+            })?
+        };
+        fetcher.count(bytes.len() as u64);
+        let m = Manifest::parse(&path, &bytes)?;
+        if m.keyspace != ks || m.version != version {
+            return Err(Error::corrupt(&path, format!("it is the manifest of {}/{}", m.keyspace, m.version)));
+        }
+        Ok(m)
+    }
+
+    /// The keyspace's pointer and the root it was read from: the primary, or, when the primary fails or does
+    /// not answer within the attempt timeout, the first replica root with a copy. A replica's copy may lag
+    /// the primary by a publish: stale, never partial. "No such keyspace" comes from the primary only.
+    async fn read_pointer(&self, roots: &Roots, fetcher: &Fetcher, ks: &str) -> Result<Option<(Current, Store)>> {
+        let fallbacks = roots.fallbacks(ks);
+        // With nowhere to fail over to, a slow primary is waited for.
+        let attempt = if fallbacks.is_empty() { Duration::MAX } else { self.failover.attempt_timeout };
+        let read = |root: Store| async move {
+            fetcher.count(0);
+            match tokio::time::timeout(attempt, pointer::read(root.inner.as_ref(), ks)).await {
+                Ok(r) => r.map(|c| c.map(|c| (c, root))),
+                Err(_) => Err(Error::Store(object_store::Error::Generic {
+                    store: "pointer",
+                    source: format!("{}: no answer within {attempt:?}", root.url).into(),
+                })),
+            }
+        };
+        let primary_error = match read(roots.primary().clone()).await {
+            Ok(found) => return Ok(found),
+            Err(e) => e,
+        };
+        for url in fallbacks {
+            let Ok(root) = roots.replica(&url) else { continue };
+            if let Ok(Some(found)) = read(root).await {
+                tracing::warn!(keyspace = ks, replica = %url, error = %primary_error, "primary root unreadable; using a replica's pointer");
+                return Ok(Some(found));
+            }
+        }
+        Err(primary_error)
+    }
+
+    /// Group `g` of `v`'s manifest (read and verified against the top level on first use; concurrent first
+    /// users share the read). Loading one weighs the version again in its cache.
+    pub(crate) async fn group<'v>(&self, fetcher: &Fetcher, v: &'v Arc<LoadedVersion>, g: usize) -> Result<&'v Group> {
+        if let Some(group) = v.groups[g].get() {
+            return Ok(group);
+        }
+        let group = v.groups[g]
+            .get_or_try_init(|| async {
+                let path = v.manifest.group_path(g);
+                let want = &v.manifest.groups[g];
+                let valid = |b: &[u8]| b.len() as u64 == want.bytes && checksum_of(b) == want.checksum;
+                // Only the bytes the top level names: its checksum vouches for them.
+                let opts = GetOptions { range: Some((0..want.bytes).into()), ..Default::default() };
+                let bytes = fetcher.fetch(v, &path, opts, &valid, ReadKind::Small).await?;
+                Ok::<_, Error>(Group::new(v.manifest.parse_group(g, &bytes)?))
+            })
+            .await?;
+        self.versions.insert((v.manifest.keyspace.clone(), v.manifest.version.clone()), v.clone()).await;
+        Ok(group)
+    }
+
+    /// The versions this engine answers from.
+    pub(crate) fn served(&self) -> Vec<ServedKeyspace> {
+        let served = self.served.lock().expect("served versions");
+        let mut out: Vec<ServedKeyspace> = served
+            .iter()
+            .map(|(name, (p, v))| ServedKeyspace {
+                keyspace: name.clone(),
+                version: v.manifest.version.clone(),
+                seq: p.seq,
+                keys: v.manifest.rows,
+                bytes: v.manifest.bytes,
+            })
+            .collect();
+        out.sort_by(|a, b| a.keyspace.cmp(&b.keyspace));
+        out
+    }
+
+    /// Forgets cached pointers so the next request re-reads them.
+    pub(crate) fn refresh(&self) {
+        self.pointers.invalidate_all();
+    }
+
+    pub(crate) fn counts(&self) -> [(u64, u64); 2] {
+        [self.pointers.counts(), self.versions.counts()]
+    }
+
+    pub(crate) fn stats(&self) -> [CacheStats; 2] {
+        [self.pointers.stats(), self.versions.stats()]
+    }
+
+    pub(crate) async fn sync(&self) {
+        self.versions.sync().await;
+    }
+}

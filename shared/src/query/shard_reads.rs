@@ -1,0 +1,228 @@
+//! Reading a key from its shard in a loaded version: a hot shard from its slot (in memory, no lookup), else
+//! the index piece whose key range holds the key (cached), the one block whose key range holds it unless its
+//! filter rules the key out (cached, decoded), then a binary search. Each cache here is one budget: index
+//! metadata (piece lists and pieces) and data (blocks and hot shards).
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use bytes::Bytes;
+use object_store::GetOptions;
+use object_store::path::Path;
+
+use crate::caches::arena::Arena;
+use crate::caches::counted::{CacheStats, CountedCache, sampled, weight};
+use crate::error::{Error, Result};
+use crate::format::block::{Rows, Search};
+use crate::format::checksum::{block_checksum, checksum_of};
+use crate::format::manifest::ShardEntry;
+use crate::format::piece::{self, PieceRef};
+use crate::format::shard_reader::ShardMeta;
+use crate::query::fetch::{Fetcher, ReadKind};
+use crate::query::promote::Promotions;
+use crate::query::version::{Group, LoadedVersion};
+
+/// (version uid, shard, index piece, block in it); ([`WHOLE_SHARD`], [`WHOLE_SHARD`]) for a hot shard.
+pub(crate) type DataKey = (u64, u32, u32, u32);
+/// (version uid, shard, index piece; 0 for a format-2 shard's one index).
+type PieceKey = (u64, u32, u32);
+pub(crate) const WHOLE_SHARD: u32 = u32::MAX;
+
+/// A data cache entry: a block, or a whole shard together with the slot that serves it.
+#[derive(Clone)]
+pub(crate) struct Cached {
+    pub(crate) rows: Arc<Rows>,
+    pub(crate) slot: Option<std::sync::Weak<crate::query::version::HotSlot>>,
+}
+
+// One hot-shard lookup in TOUCH_EVERY refreshes the shard's recency in the data cache.
+thread_local! {
+    static HOT_TICK: Cell<u32> = const { Cell::new(0) };
+}
+
+pub(crate) struct ShardReads {
+    /// (version uid, shard) → the pieces a shard lists in its object (shards with more than a manifest
+    /// entry lists).
+    piece_lists: CountedCache<(u64, u32), Arc<Vec<PieceRef>>>,
+    /// (version uid, shard, piece) → the blocks an index piece lists.
+    pieces: CountedCache<PieceKey, Arc<ShardMeta>>,
+    /// Decoded blocks and whole (hot) shards, under one byte budget.
+    pub(crate) data: Arc<CountedCache<DataKey, Cached>>,
+    /// Where hot shards live (on huge pages), sized like the data cache that owns them.
+    pub(crate) arena: Arc<Arena>,
+    pub(crate) promotions: Promotions,
+}
+
+impl ShardReads {
+    /// Index metadata in `metadata` bytes (a fifth for piece lists), data in `data` bytes.
+    pub(crate) fn new(metadata: u64, data: u64, hot_shards: Arc<std::sync::atomic::AtomicI64>) -> ShardReads {
+        let gauge = hot_shards.clone();
+        let data_cache = CountedCache::with_listener(
+            "data",
+            data,
+            |_, v: &Cached| weight(v.rows.weight()),
+            move |k: Arc<DataKey>, v: Cached, cause| {
+                if k.3 == WHOLE_SHARD {
+                    gauge.fetch_sub(1, Relaxed);
+                }
+                // Evicted or invalidated (not replaced): the hot slot lets go of the shard too.
+                if cause == moka::notification::RemovalCause::Replaced {
+                    return;
+                }
+                if let Some(slot) = v.slot.and_then(|w| w.upgrade())
+                    && slot.load().as_ref().is_some_and(|r| Arc::ptr_eq(r, &v.rows))
+                {
+                    slot.store(None);
+                }
+            },
+        );
+        ShardReads {
+            piece_lists: CountedCache::new("shard_roots", metadata / 5, |_, v| {
+                weight(64 + v.iter().map(|p| 48 + p.key.len()).sum::<usize>())
+            }),
+            pieces: CountedCache::new("shard_metadata", metadata - metadata / 5, |_, v| weight(v.weight())),
+            data: Arc::new(data_cache),
+            arena: Arena::new(data as usize),
+            promotions: Promotions::new(hot_shards),
+        }
+    }
+
+    /// `key`'s value in shard `shard` of `v` (entry `i` of `group`).
+    pub(crate) async fn get(
+        self: &Arc<Self>,
+        fetcher: &Arc<Fetcher>,
+        v: &Arc<LoadedVersion>,
+        group: &Group,
+        (shard, i): (u32, usize),
+        key: &str,
+    ) -> Result<Option<Bytes>> {
+        let entry = &group.entries[i];
+        if entry.rows == 0 {
+            return Ok(None);
+        }
+        if let Some(hot) = group.hot[i].load().as_ref() {
+            self.data.add_hits(1);
+            if sampled(&HOT_TICK) {
+                Box::pin(self.data.touch(&(v.uid, shard, WHOLE_SHARD, WHOLE_SHARD), 0)).await;
+            }
+            return Ok(hot.get(key.as_bytes()));
+        }
+        // Boxed: the cold path's state would otherwise make every lookup's future large (MGET holds up to
+        // 1,000 of them).
+        Box::pin(self.get_from_blocks(fetcher, v, group, (shard, i), key)).await
+    }
+
+    /// [`Self::get`] for a shard that is not hot: its index piece, then its block.
+    async fn get_from_blocks(
+        self: &Arc<Self>,
+        fetcher: &Arc<Fetcher>,
+        v: &Arc<LoadedVersion>,
+        group: &Group,
+        (shard, i): (u32, usize),
+        key: &str,
+    ) -> Result<Option<Bytes>> {
+        let entry = &group.entries[i];
+        let list = match entry.root {
+            Some(_) => Some(self.piece_list(fetcher, v, shard, entry).await?),
+            None => None,
+        };
+        let pieces: &[PieceRef] = list.as_deref().map_or(&entry.pieces, |r| r.as_slice());
+        let piece = if pieces.is_empty() {
+            0
+        } else {
+            match piece::locate(pieces, key.as_bytes()) {
+                Some(p) => p as u32,
+                None => return Ok(None),
+            }
+        };
+        let open = self.pieces.get_or_load((v.uid, shard, piece), async {
+            Ok(Arc::new(open_piece(fetcher, v, entry, pieces.get(piece as usize)).await?))
+        });
+        let meta = open.await?;
+        let Some(b) = meta.probe(key.as_bytes()) else { return Ok(None) };
+        // Only the caller whose read ran counts it towards promotion (and may promote).
+        let read_here = AtomicBool::new(false);
+        let read = self.data.get_or_load((v.uid, shard, piece, b as u32), async {
+            read_here.store(true, Relaxed);
+            let rows = Arc::new(read_block(fetcher, v, &meta, b).await?);
+            self.promotions.inserted(rows.weight());
+            Ok(Cached { rows, slot: None })
+        });
+        let rows = read.await?.rows;
+        if read_here.load(Relaxed) {
+            let len = meta.blocks[b].len as u64;
+            self.promotions.consider(self, fetcher, v, group, (shard, i), pieces, &meta, len);
+        }
+        Ok(rows.get(key.as_bytes()))
+    }
+
+    /// The pieces a shard's object lists: one range GET, verified against the manifest, then cached.
+    async fn piece_list(
+        &self,
+        fetcher: &Fetcher,
+        v: &LoadedVersion,
+        shard: u32,
+        entry: &ShardEntry,
+    ) -> Result<Arc<Vec<PieceRef>>> {
+        let root = entry.root.expect("called for shards with a root");
+        self.piece_lists
+            .get_or_load((v.uid, shard), async {
+                let path = Path::from(entry.path.as_str());
+                let range = root.offset..root.offset + root.len as u64;
+                let opts = GetOptions { range: Some(range.into()), ..Default::default() };
+                let valid = |b: &[u8]| block_checksum(b) == root.checksum;
+                let data = fetcher.fetch(v, &path, opts, &valid, ReadKind::Small).await?;
+                let pieces = piece::decode_root(&data, entry.bytes, &root).map_err(|why| Error::corrupt(&path, why))?;
+                Ok(Arc::new(pieces))
+            })
+            .await
+    }
+
+    pub(crate) fn counts(&self) -> [(u64, u64); 3] {
+        [self.piece_lists.counts(), self.pieces.counts(), self.data.counts()]
+    }
+
+    pub(crate) fn stats(&self) -> [CacheStats; 3] {
+        [self.piece_lists.stats(), self.pieces.stats(), self.data.stats()]
+    }
+
+    pub(crate) async fn sync(&self) {
+        self.piece_lists.sync().await;
+        self.pieces.sync().await;
+        self.data.sync().await;
+    }
+}
+
+/// One range GET of an index piece, verified against the manifest's checksum (format 2: one suffix GET of
+/// the footer and filters), yields the blocks it lists.
+async fn open_piece(
+    fetcher: &Fetcher,
+    v: &LoadedVersion,
+    entry: &ShardEntry,
+    piece: Option<&PieceRef>,
+) -> Result<ShardMeta> {
+    let path = Path::from(entry.path.as_str());
+    if let Some(p) = piece {
+        let opts = GetOptions { range: Some((p.offset..p.offset + p.len as u64).into()), ..Default::default() };
+        let valid = |b: &[u8]| block_checksum(b) == p.checksum;
+        let data = fetcher.fetch(v, &path, opts, &valid, ReadKind::Small).await?;
+        return ShardMeta::from_piece(path, entry.bytes, &data, p.key.as_bytes());
+    }
+    let suffix = entry.meta_bytes.min(entry.bytes);
+    let opts = GetOptions { range: Some(object_store::GetRange::Suffix(suffix)), ..Default::default() };
+    let expected = entry.meta_checksum.as_str();
+    let valid = |b: &[u8]| checksum_of(b) == expected;
+    let data = fetcher.fetch(v, &path, opts, &valid, ReadKind::Small).await?;
+    ShardMeta::from_suffix(path, entry.bytes, data)
+}
+
+/// One range GET: the block's key and value pages, checksum verified, decoded.
+async fn read_block(fetcher: &Fetcher, v: &LoadedVersion, meta: &ShardMeta, b: usize) -> Result<Rows> {
+    let at = meta.blocks[b];
+    let valid = |d: &[u8]| at.checksum.is_none_or(|sum| block_checksum(d) == sum);
+    let range = at.offset..at.offset + at.len as u64;
+    let opts = GetOptions { range: Some(range.into()), ..Default::default() };
+    let buf = fetcher.fetch(v, &meta.path, opts, &valid, ReadKind::Small).await?;
+    Rows::decode(buf, [(0, at.chunks, at.rows)], Search::Binary).map_err(|why| Error::corrupt(&meta.path, why))
+}

@@ -1,0 +1,8 @@
+//! A keyspace's versions: the pointer that names the published one, and what changes or checks them —
+//! rollback, gc, health and repair.
+
+pub mod gc;
+pub mod health;
+pub mod pointer;
+pub mod repair;
+pub mod rollback;
