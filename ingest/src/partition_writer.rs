@@ -15,8 +15,8 @@ use cairn_shared::stores::Store;
 
 use crate::byte_column::{ByteColumn, readable};
 use crate::error::IngestError;
+use crate::record::check_record;
 use crate::shard_object::{ShardObject, VersionTarget};
-use crate::source::check_record;
 
 pub struct PartitionWriter {
     target: VersionTarget,

@@ -1,130 +1,31 @@
-//! The ingest job, start to publish. See the crate docs for the shape; this file only sequences it.
+//! The ingest job, start to publish: this file only sequences it (options.rs, read_phase.rs,
+//! write_phase.rs, publish.rs do the work).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use cairn_shared::format::manifest::{Manifest, ShardEntry, Source};
 use cairn_shared::format::ring::{Placement, PlacementSpec, imbalance};
-use cairn_shared::format::shard_writer::ShardFormat;
 use cairn_shared::key::validate_keyspace;
 use cairn_shared::stores::Store;
 use cairn_shared::{format::layout, versions::pointer};
 use object_store::ObjectStoreExt;
 
 use crate::checkpoint::{Checkpoint, Owned};
-use crate::error::{IngestError, InputError};
-use crate::input::{InputFile, InputFormat};
+use crate::error::IngestError;
+use crate::input::InputFormat;
 use crate::lease::{Stop, heartbeat};
 use crate::listing::{changes, fingerprint_of, list_sources_with, stamps};
-use crate::merge::{MergeError, merge_shard};
+use crate::options::COMPRESSED_EXPANSION;
+pub use crate::options::{AUTO_SHARDS_MAX, IngestOptions, IngestReport, auto_shards};
 use crate::progress::Progress;
 use crate::publish::{discard, manifest_for, publish_version};
-use crate::run::{Chunk, Run};
+use crate::read_phase::{Input, read_runs};
+use crate::run::Run;
 use crate::scratch::Scratch;
-use crate::shard_object::{ShardObject, VersionTarget};
-use crate::source::{Columns, Problems, read_records};
-
-/// Largest in-memory chunk of records before it is sorted and spilled.
-pub const CHUNK_BYTES: usize = 64 << 20;
-
-/// Input bytes per shard when `--shards` is not given. A cold lookup costs the same at any shard size (one
-/// index piece, one block); this size is what a hot shard is read and kept as: small enough that promotion
-/// pays under skew and one shard never holds much of the data cache, large enough that a shard's index has
-/// at most three pieces (listed in the manifest entry: no root to read) (docs/FORMAT.md).
-pub const AUTO_SHARD_BYTES: u64 = 512 << 10;
-/// Most shards `--shards` may pick by itself (32 GiB of input; above it shards grow). Past 1,024 shards the
-/// manifest lists them 128 to a group object, so what a reader loads at start stays ~100 bytes per 128
-/// shards; this bounds the ingest's per-shard work (a checkpoint entry, one object per root).
-pub const AUTO_SHARDS_MAX: u64 = 65_536;
-/// How much larger than it is stored a compressed text or Parquet input is assumed to be when the shard
-/// count is picked (before anything is read: placement needs the count from the first key on).
-pub const COMPRESSED_EXPANSION: u64 = 3;
-
-/// The shard count `cairn ingest` picks for this much data (as text: key, space, value, newline).
-pub fn auto_shards(data_bytes: u64) -> u32 {
-    data_bytes.div_ceil(AUTO_SHARD_BYTES).clamp(1, AUTO_SHARDS_MAX) as u32
-}
-
-#[derive(Debug, Clone)]
-pub struct IngestOptions {
-    /// SOURCE arguments: local files, directories or globs, `s3://bucket/prefix/` URLs (listing.rs).
-    pub inputs: Vec<PathBuf>,
-    pub keyspace: String,
-    /// Primary root: holds pointer, manifests, checkpoints and a copy of every shard.
-    pub store: Store,
-    /// Further roots that get a copy of every shard (and of the manifest).
-    pub replicas: Vec<Store>,
-    /// Shard count; None picks one shard per [`AUTO_SHARD_BYTES`] of input, at most [`AUTO_SHARDS_MAX`].
-    pub shards: Option<u32>,
-    /// Use a virtual-node ring with this many points per shard instead of jump hashing.
-    pub ring_vnodes: Option<u32>,
-    pub format: Option<InputFormat>,
-    /// Key and value columns of Parquet, CSV and JSON Lines inputs.
-    pub columns: Columns,
-    /// `AWS_*`-style settings for object-store SOURCEs, over the environment (tests, tools).
-    pub source_settings: Vec<(String, String)>,
-    pub shard_format: ShardFormat,
-    /// Shards written in parallel.
-    pub threads: usize,
-    /// Memory for buffered records; beyond it sorted runs spill to `tmp_dir`.
-    pub memory_budget: usize,
-    pub tmp_dir: Option<PathBuf>,
-    /// Stop reading after this many bad records.
-    pub max_errors: usize,
-    /// The checkpoint owner's lease: another run takes over a checkpoint whose heartbeat is older than this
-    /// (sooner when its owner is provably gone: docs/FORMAT.md, "Checkpoints").
-    pub lease: Duration,
-    /// A checkpoint without a heartbeat for this long is abandoned: gc deletes it and frees its version.
-    pub checkpoint_expiry: Duration,
-    /// Publish even when the input holds no key (a version that answers "absent" for every key). Off, such an
-    /// input is refused and nothing is published: an empty file or an empty export replacing a live
-    /// keyspace is almost always a mistake.
-    pub allow_empty: bool,
-}
-
-impl IngestOptions {
-    pub fn new(input: impl Into<PathBuf>, keyspace: impl Into<String>, store: Store) -> Self {
-        IngestOptions {
-            inputs: vec![input.into()],
-            keyspace: keyspace.into(),
-            store,
-            replicas: Vec::new(),
-            shards: None,
-            ring_vnodes: None,
-            format: None,
-            columns: Columns::default(),
-            source_settings: Vec::new(),
-            shard_format: ShardFormat::default(),
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            memory_budget: 512 << 20,
-            tmp_dir: None,
-            max_errors: 20,
-            lease: crate::checkpoint::DEFAULT_LEASE,
-            checkpoint_expiry: crate::checkpoint::DEFAULT_EXPIRY,
-            allow_empty: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct IngestReport {
-    pub keyspace: String,
-    pub version: String,
-    pub rows: u64,
-    pub shards: u32,
-    pub bytes: u64,
-    pub shard_rows: Vec<u64>,
-    /// (largest - smallest) / smallest shard, in rows.
-    pub imbalance: f64,
-    /// Shards taken from a checkpoint instead of being rewritten.
-    pub resumed_shards: usize,
-    pub runs_spilled: usize,
-    pub fingerprint: String,
-    pub elapsed: Duration,
-}
+use crate::shard_object::VersionTarget;
+use crate::write_phase::{WriteCtx, write_shards};
 
 pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
@@ -392,197 +293,4 @@ async fn verify_done(roots: &[Store], mut owned: Owned) -> Result<Owned, IngestE
         owned.ckpt.done.remove(&s);
     }
     Ok(owned)
-}
-
-/// What phase 1 reads.
-struct Input<'a> {
-    files: &'a [InputFile],
-    columns: &'a Columns,
-    handle: &'a tokio::runtime::Handle,
-    /// Set when the ingest is stopped (its future dropped, a signal): reading ends at the next record.
-    stop: &'a AtomicBool,
-}
-
-fn read_runs(
-    input: &Input<'_>,
-    placement: &Placement,
-    skip: &HashSet<u32>,
-    budget: usize,
-    dir: &Path,
-    progress: &dyn Progress,
-    max_errors: usize,
-) -> Result<(Vec<Run>, Vec<u64>), IngestError> {
-    let shards = placement.shards();
-    let mut counts = vec![0u64; shards as usize];
-    let mut problems = Problems::new(max_errors);
-    // One chunk fills while the previous one is sorted and spilled on the other core; chunks of at most
-    // 64 MiB keep that pipeline going even when the whole input would fit in memory (measured faster).
-    let chunk_budget = (budget / 2).min(CHUNK_BYTES);
-    let files = input.files;
-    let total: u64 = files.iter().map(|f| f.size).sum();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);
-    std::thread::scope(|scope| {
-        let spiller = scope.spawn(move || -> std::io::Result<Vec<Run>> {
-            rx.into_iter().enumerate().map(|(i, chunk)| chunk.into_run(shards).spill(dir, i)).collect()
-        });
-        let mut chunk = Chunk::with_capacity((total as usize + 1024).min(chunk_budget));
-        let mut send_failed = false;
-        let mut stopped = false;
-        for (fi, file) in files.iter().enumerate() {
-            let mut unreported = 0u64;
-            let mut emit = |k: &[u8], v: &[u8], line: u64| {
-                let s = placement.shard_of(k);
-                counts[s as usize] += 1;
-                unreported += 1;
-                if unreported == 1 << 16 {
-                    progress.keys(std::mem::take(&mut unreported));
-                    stopped |= input.stop.load(Ordering::Relaxed);
-                }
-                if stopped {
-                    return;
-                }
-                if skip.contains(&s) {
-                    return;
-                }
-                chunk.push(s, k, v, fi as u32, line);
-                if chunk.footprint() >= chunk_budget {
-                    let full = std::mem::replace(&mut chunk, Chunk::with_capacity(chunk_budget));
-                    send_failed |= tx.send(full).is_err();
-                }
-            };
-            // A reader library's panic on a hostile file is that file's problem, not the end of the process.
-            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                read_records(file, input.columns, input.handle, &mut problems, &mut emit, &mut |b| progress.advance(b))
-            }));
-            match read {
-                Ok(r) => r?,
-                Err(panic) => {
-                    let why = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    problems.add(&file.path, 0, format!("unreadable: the reader failed ({why})"));
-                }
-            }
-            progress.keys(unreported);
-            if stopped || input.stop.load(Ordering::Relaxed) {
-                stopped = true;
-                break;
-            }
-            file.check_unchanged()?;
-            if problems.full() || send_failed {
-                break;
-            }
-        }
-        drop(tx);
-        let mut runs = spiller.join().expect("spill thread").map_err(IngestError::io("cannot write a sorted run"))?;
-        if stopped {
-            return Err(IngestError::Invalid("the ingest was stopped while reading its input".into()));
-        }
-        if !problems.list.is_empty() {
-            return Err(IngestError::BadInput(problems.list));
-        }
-        if !chunk.is_empty() {
-            runs.push(chunk.into_run(shards));
-        }
-        Ok((runs, counts))
-    })
-}
-
-struct WriteCtx {
-    target: VersionTarget,
-    roots: Vec<Store>,
-    format: ShardFormat,
-    scratch: Arc<Scratch>,
-    /// Each input's name, and whether its positions are Parquet rows.
-    files: Vec<(PathBuf, bool)>,
-    ckpt: Arc<tokio::sync::Mutex<Owned>>,
-    stop: Arc<AtomicBool>,
-    progress: Arc<dyn Progress>,
-    handle: tokio::runtime::Handle,
-}
-
-fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], threads: usize) -> Result<(), IngestError> {
-    let next = AtomicUsize::new(0);
-    // The checkpoint is rewritten after every 1% of the shards (not each: that is quadratic in bytes with
-    // thousands of shards), and whenever writing stops; a crash redoes at most that 1%.
-    let save_every = (todo.len() / 100).max(1);
-    let unsaved = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<IngestError>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(todo.len()) {
-            scope.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    if ctx.stop.load(Ordering::Relaxed) {
-                        first_error.lock().expect("error slot").get_or_insert(IngestError::Invalid(
-                            "the ingest was stopped (its caller went away or its checkpoint was taken over)".into(),
-                        ));
-                        failed.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                    let Some(&shard) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                    let result = write_shard(ctx, runs, shard).and_then(|entry| {
-                        ctx.handle.block_on(async {
-                            let mut c = ctx.ckpt.lock().await;
-                            c.ckpt.done.insert(shard, entry);
-                            if unsaved.fetch_add(1, Ordering::Relaxed) + 1 < save_every {
-                                return Ok(());
-                            }
-                            unsaved.store(0, Ordering::Relaxed);
-                            c.save(ctx.roots[0].inner.as_ref()).await
-                        })
-                    });
-                    match result {
-                        Ok(()) => ctx.progress.advance(1),
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            first_error.lock().expect("error slot").get_or_insert(e);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let error = first_error.into_inner().expect("error slot");
-    if unsaved.load(Ordering::Relaxed) > 0 && !ctx.stop.load(Ordering::Relaxed) {
-        let saved = ctx.handle.block_on(async { ctx.ckpt.lock().await.save(ctx.roots[0].inner.as_ref()).await });
-        if error.is_none() {
-            saved?;
-        }
-    }
-    match error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-fn write_shard(ctx: &WriteCtx, runs: &[Run], shard: u32) -> Result<ShardEntry, IngestError> {
-    let mut object = ShardObject::create(&ctx.target, &ctx.format, shard, ctx.scratch.path())?;
-    let merged = merge_shard(runs, shard, |rec| {
-        let key = std::str::from_utf8(rec.key).map_err(|_| cairn_shared::Error::InvalidKey("not UTF-8".into()))?;
-        object.append(key, rec.value)
-    });
-    match merged {
-        Ok(_) => {}
-        Err(MergeError::Io(e)) => {
-            return Err(IngestError::Io { context: "cannot read a sorted run".into(), source: e });
-        }
-        Err(MergeError::Sink(e)) => return Err(e.into()),
-        Err(MergeError::Duplicate(d)) => {
-            let at = |(f, l): (u32, u64)| {
-                let (name, row) = &ctx.files[f as usize];
-                format!("{}:{}{l}", name.display(), if *row { "row " } else { "" })
-            };
-            let (file, row) = ctx.files[d.second.0 as usize].clone();
-            return Err(IngestError::BadInput(vec![InputError {
-                file,
-                line: d.second.1,
-                row,
-                message: format!("duplicate key {:?} (first seen at {})", String::from_utf8_lossy(&d.key), at(d.first)),
-            }]));
-        }
-    }
-    ctx.handle.block_on(object.finish(&ctx.roots))
 }

@@ -6,85 +6,19 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{Array, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use cairn_shared::key::key_problem;
 use tokio::runtime::Handle;
 
-use crate::error::{IngestError, InputError};
+use crate::error::IngestError;
 use crate::input::{Compression, InputFile, InputFormat, Location};
 use crate::object_read::ObjectRead;
+use crate::record::{Columns, Emit, MAX_VALUE_LEN, Problems, check_record};
 
-/// Largest value accepted: a Lambda function URL response is at most 6 MB, base64 adds a third.
-pub const MAX_VALUE_LEN: usize = 4 << 20;
 /// Longest text line read: a key at its limit, a space, a value at its limit, the newline.
 const MAX_LINE: usize = cairn_shared::key::MAX_KEY_LEN + 1 + MAX_VALUE_LEN + 1;
-
-/// Which columns hold the key and the value (Parquet, CSV, JSON Lines; text has no columns).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Columns {
-    pub key: String,
-    pub value: ValueSpec,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ValueSpec {
-    /// One string or binary column, stored byte for byte.
-    Column(String),
-    /// A JSON object of these columns, in this order (Parquet only).
-    Json(Vec<String>),
-}
-
-impl Default for Columns {
-    fn default() -> Self {
-        Columns { key: "key".into(), value: ValueSpec::Column("value".into()) }
-    }
-}
-
-impl Columns {
-    /// The value column's name when it is one column.
-    fn single_value(&self, file: &InputFile) -> Result<&str, IngestError> {
-        match &self.value {
-            ValueSpec::Column(v) => Ok(v),
-            ValueSpec::Json(_) => Err(IngestError::Invalid(format!(
-                "{}: --value-columns needs Parquet input (its columns have types to write as JSON)",
-                file.path.display()
-            ))),
-        }
-    }
-}
-
-/// Collects bad-input reports up to a limit.
-pub struct Problems {
-    pub list: Vec<InputError>,
-    limit: usize,
-}
-
-impl Problems {
-    pub fn new(limit: usize) -> Self {
-        Problems { list: Vec::new(), limit }
-    }
-
-    pub fn add(&mut self, file: &Path, line: u64, message: impl Into<String>) {
-        if self.list.len() < self.limit {
-            self.list.push(InputError { file: file.to_path_buf(), line, row: false, message: message.into() });
-        }
-    }
-
-    /// A problem at a Parquet row (1-based over the file).
-    pub fn add_row(&mut self, file: &Path, row: u64, message: impl Into<String>) {
-        if self.list.len() < self.limit {
-            self.list.push(InputError { file: file.to_path_buf(), line: row, row: true, message: message.into() });
-        }
-    }
-
-    pub fn full(&self) -> bool {
-        self.list.len() >= self.limit
-    }
-}
 
 /// Splits one text line (without its `\n`) into key and value, or says what is wrong with it.
 pub fn parse_line(line: &[u8]) -> Result<(&[u8], &[u8]), String> {
@@ -98,22 +32,6 @@ pub fn parse_line(line: &[u8]) -> Result<(&[u8], &[u8]), String> {
     check_record(key, value)?;
     Ok((key, value))
 }
-
-pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), String> {
-    if key.is_empty() {
-        return Err("empty key (the line starts with a space)".into());
-    }
-    if let Some(why) = key_problem(key) {
-        return Err(format!("invalid key: {why}"));
-    }
-    if value.len() > MAX_VALUE_LEN {
-        return Err(format!("value is {} bytes, the limit is {MAX_VALUE_LEN}", value.len()));
-    }
-    Ok(())
-}
-
-/// Receives (key, value, line) for each good record.
-pub type Emit<'a> = dyn FnMut(&[u8], &[u8], u64) + 'a;
 
 /// Counts the stored bytes read, for progress by bytes over all sources.
 struct Counted<'a, R> {

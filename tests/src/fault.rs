@@ -53,6 +53,8 @@ pub struct FaultyStore {
     large_reads: std::sync::Mutex<Option<(u64, LargeRead)>>,
     /// Large reads asked, running now and the most at once.
     pub large_reads_asked: AtomicU64,
+    /// The path of every large read asked, in order.
+    pub large_read_paths: std::sync::Mutex<Vec<String>>,
     large_in_flight: AtomicU64,
     pub max_large_in_flight: AtomicU64,
 }
@@ -112,6 +114,7 @@ impl FaultyStore {
             written: Default::default(),
             large_reads: Default::default(),
             large_reads_asked: Default::default(),
+            large_read_paths: Default::default(),
             large_in_flight: Default::default(),
             max_large_in_flight: Default::default(),
         }
@@ -133,6 +136,7 @@ impl FaultyStore {
             return Ok(());
         }
         self.large_reads_asked.fetch_add(1, Ordering::SeqCst);
+        self.large_read_paths.lock().unwrap().push(location.to_string());
         let now = self.large_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_large_in_flight.fetch_max(now, Ordering::SeqCst);
         struct Done<'a>(&'a AtomicU64);

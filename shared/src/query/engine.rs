@@ -24,7 +24,7 @@ pub struct Engine {
     config: EngineConfig,
     roots: Roots,
     resolver: Resolver,
-    reads: Arc<ShardReads>,
+    reads: ShardReads,
     fetcher: Arc<Fetcher>,
     /// What `/metrics` reports besides the caches.
     telemetry: Arc<EngineTelemetry>,
@@ -38,11 +38,7 @@ impl Engine {
         Engine {
             // The metadata budget is split: an eighth for loaded versions, the rest for shard index pieces.
             resolver: Resolver::new(&config, budget / 8, telemetry.clone()),
-            reads: Arc::new(ShardReads::new(
-                budget - budget / 8,
-                config.data_cache_bytes,
-                telemetry.hot_shards.clone(),
-            )),
+            reads: ShardReads::new(budget - budget / 8, config.data_cache_bytes, telemetry.hot_shards.clone()),
             fetcher: Arc::new(Fetcher::new(telemetry.clone())),
             roots,
             config,

@@ -4,6 +4,7 @@
 //! pointer, TTL, lineage, replicas, manifest and groups) and [`shard_reads`] (a key in a shard of that
 //! version: pieces, blocks, hot shards, [`promote`]). Both read through [`fetch`], from the [`roots`].
 
+pub(crate) mod data_cache;
 pub mod engine;
 pub(crate) mod fetch;
 pub(crate) mod promote;

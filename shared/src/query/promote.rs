@@ -16,8 +16,8 @@ use crate::format::block::{BlockRef, Rows, Search};
 use crate::format::checksum::block_checksum;
 use crate::format::piece::{self, PieceRef};
 use crate::format::shard_reader::ShardMeta;
+use crate::query::data_cache::{Cached, DataCache, WHOLE_SHARD};
 use crate::query::fetch::{Fetcher, ReadKind};
-use crate::query::shard_reads::{Cached, ShardReads, WHOLE_SHARD};
 use crate::query::version::{Group, LoadedVersion};
 
 /// Whole-shard reads running at once, per process.
@@ -26,17 +26,22 @@ pub const IN_FLIGHT: usize = 2;
 pub(crate) struct Promotions {
     budget: Arc<tokio::sync::Semaphore>,
     /// Bytes inserted into the data cache so far: the clock promotion decisions are measured in.
-    turnover: AtomicU64,
+    turnover: Arc<AtomicU64>,
     /// Whole shards in the data cache (a gauge `/metrics` reports).
     hot_shards: Arc<AtomicI64>,
+    /// Where promoted shards go, and the memory they live in.
+    data: Arc<DataCache>,
+    arena: Arc<Arena>,
 }
 
 impl Promotions {
-    pub(crate) fn new(hot_shards: Arc<AtomicI64>) -> Promotions {
+    pub(crate) fn new(data: Arc<DataCache>, arena: Arc<Arena>, hot_shards: Arc<AtomicI64>) -> Promotions {
         Promotions {
             budget: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
-            turnover: AtomicU64::default(),
+            turnover: Arc::default(),
             hot_shards,
+            data,
+            arena,
         }
     }
 
@@ -51,7 +56,6 @@ impl Promotions {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn consider(
         &self,
-        reads: &Arc<ShardReads>,
         fetcher: &Arc<Fetcher>,
         v: &Arc<LoadedVersion>,
         group: &Group,
@@ -69,7 +73,7 @@ impl Promotions {
                 None => return,
             },
         };
-        let capacity = reads.data.capacity();
+        let capacity = self.data.capacity();
         let state = &group.promotion[i];
         let now = self.turnover.load(Relaxed);
         if !state.note_fetch(now, block_len, range.end - range.start, capacity)
@@ -81,24 +85,24 @@ impl Promotions {
         if state.promoting.swap(true, Relaxed) {
             return;
         }
-        let (reads, fetcher, v, state, slot) =
-            (reads.clone(), fetcher.clone(), v.clone(), state.clone(), group.hot[i].clone());
+        let (fetcher, v, state, slot) = (fetcher.clone(), v.clone(), state.clone(), group.hot[i].clone());
+        let (data, arena, turnover, hot_shards) =
+            (self.data.clone(), self.arena.clone(), self.turnover.clone(), self.hot_shards.clone());
         let (pieces, blocks, object_len) = (pieces.to_vec(), meta.blocks.clone(), group.entries[i].bytes);
         let path = meta.path.clone();
         tokio::spawn(async move {
-            let result = read_shard(&fetcher, &v, &reads.arena, &path, &pieces, &blocks, range, object_len).await;
-            let promotions = &reads.promotions;
-            state.ended(result.is_ok(), promotions.turnover.load(Relaxed), capacity);
+            let result = read_shard(&fetcher, &v, &arena, &path, &pieces, &blocks, range, object_len).await;
+            state.ended(result.is_ok(), turnover.load(Relaxed), capacity);
             state.promoting.store(false, Relaxed);
             drop(permit);
             match result {
                 Ok(rows) => {
                     let rows = Arc::new(rows);
                     slot.store(Some(rows.clone()));
-                    promotions.inserted(rows.weight());
-                    promotions.hot_shards.fetch_add(1, Relaxed);
+                    turnover.fetch_add(rows.weight() as u64, Relaxed);
+                    hot_shards.fetch_add(1, Relaxed);
                     let cached = Cached { rows, slot: Some(Arc::downgrade(&slot)) };
-                    reads.data.insert((v.uid, shard, WHOLE_SHARD, WHOLE_SHARD), cached).await;
+                    data.insert((v.uid, shard, WHOLE_SHARD, WHOLE_SHARD), cached).await;
                 }
                 Err(e) => {
                     tracing::warn!(shard = %path, error = %e, "could not load the whole shard; serving it block by block")

@@ -19,22 +19,13 @@ use crate::format::checksum::{block_checksum, checksum_of};
 use crate::format::manifest::ShardEntry;
 use crate::format::piece::{self, PieceRef};
 use crate::format::shard_reader::ShardMeta;
+use crate::query::data_cache::{Cached, DataCache, WHOLE_SHARD, data_cache};
 use crate::query::fetch::{Fetcher, ReadKind};
 use crate::query::promote::Promotions;
 use crate::query::version::{Group, LoadedVersion};
 
-/// (version uid, shard, index piece, block in it); ([`WHOLE_SHARD`], [`WHOLE_SHARD`]) for a hot shard.
-pub(crate) type DataKey = (u64, u32, u32, u32);
 /// (version uid, shard, index piece; 0 for a format-2 shard's one index).
 type PieceKey = (u64, u32, u32);
-pub(crate) const WHOLE_SHARD: u32 = u32::MAX;
-
-/// A data cache entry: a block, or a whole shard together with the slot that serves it.
-#[derive(Clone)]
-pub(crate) struct Cached {
-    pub(crate) rows: Arc<Rows>,
-    pub(crate) slot: Option<std::sync::Weak<crate::query::version::HotSlot>>,
-}
 
 // One hot-shard lookup in TOUCH_EVERY refreshes the shard's recency in the data cache.
 thread_local! {
@@ -48,7 +39,7 @@ pub(crate) struct ShardReads {
     /// (version uid, shard, piece) → the blocks an index piece lists.
     pieces: CountedCache<PieceKey, Arc<ShardMeta>>,
     /// Decoded blocks and whole (hot) shards, under one byte budget.
-    pub(crate) data: Arc<CountedCache<DataKey, Cached>>,
+    pub(crate) data: Arc<DataCache>,
     /// Where hot shards live (on huge pages), sized like the data cache that owns them.
     pub(crate) arena: Arc<Arena>,
     pub(crate) promotions: Promotions,
@@ -57,40 +48,22 @@ pub(crate) struct ShardReads {
 impl ShardReads {
     /// Index metadata in `metadata` bytes (a fifth for piece lists), data in `data` bytes.
     pub(crate) fn new(metadata: u64, data: u64, hot_shards: Arc<std::sync::atomic::AtomicI64>) -> ShardReads {
-        let gauge = hot_shards.clone();
-        let data_cache = CountedCache::with_listener(
-            "data",
-            data,
-            |_, v: &Cached| weight(v.rows.weight()),
-            move |k: Arc<DataKey>, v: Cached, cause| {
-                if k.3 == WHOLE_SHARD {
-                    gauge.fetch_sub(1, Relaxed);
-                }
-                // Evicted or invalidated (not replaced): the hot slot lets go of the shard too.
-                if cause == moka::notification::RemovalCause::Replaced {
-                    return;
-                }
-                if let Some(slot) = v.slot.and_then(|w| w.upgrade())
-                    && slot.load().as_ref().is_some_and(|r| Arc::ptr_eq(r, &v.rows))
-                {
-                    slot.store(None);
-                }
-            },
-        );
+        let data_cache = Arc::new(data_cache(data, hot_shards.clone()));
+        let arena = Arena::new(data as usize);
         ShardReads {
             piece_lists: CountedCache::new("shard_roots", metadata / 5, |_, v| {
                 weight(64 + v.iter().map(|p| 48 + p.key.len()).sum::<usize>())
             }),
             pieces: CountedCache::new("shard_metadata", metadata - metadata / 5, |_, v| weight(v.weight())),
-            data: Arc::new(data_cache),
-            arena: Arena::new(data as usize),
-            promotions: Promotions::new(hot_shards),
+            promotions: Promotions::new(data_cache.clone(), arena.clone(), hot_shards),
+            data: data_cache,
+            arena,
         }
     }
 
     /// `key`'s value in shard `shard` of `v` (entry `i` of `group`).
     pub(crate) async fn get(
-        self: &Arc<Self>,
+        &self,
         fetcher: &Arc<Fetcher>,
         v: &Arc<LoadedVersion>,
         group: &Group,
@@ -115,7 +88,7 @@ impl ShardReads {
 
     /// [`Self::get`] for a shard that is not hot: its index piece, then its block.
     async fn get_from_blocks(
-        self: &Arc<Self>,
+        &self,
         fetcher: &Arc<Fetcher>,
         v: &Arc<LoadedVersion>,
         group: &Group,
@@ -152,7 +125,7 @@ impl ShardReads {
         let rows = read.await?.rows;
         if read_here.load(Relaxed) {
             let len = meta.blocks[b].len as u64;
-            self.promotions.consider(self, fetcher, v, group, (shard, i), pieces, &meta, len);
+            self.promotions.consider(fetcher, v, group, (shard, i), pieces, &meta, len);
         }
         Ok(rows.get(key.as_bytes()))
     }

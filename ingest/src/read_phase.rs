@@ -1,0 +1,112 @@
+//! Phase 1 of an ingest: read every input, validate and place each record, and sort the records into runs
+//! (spilled to the scratch space past the memory budget).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cairn_shared::format::ring::Placement;
+
+use crate::error::IngestError;
+use crate::input::InputFile;
+use crate::options::CHUNK_BYTES;
+use crate::progress::Progress;
+use crate::record::{Columns, Problems};
+use crate::run::{Chunk, Run};
+use crate::source::read_records;
+
+/// What phase 1 reads.
+pub(crate) struct Input<'a> {
+    pub(crate) files: &'a [InputFile],
+    pub(crate) columns: &'a Columns,
+    pub(crate) handle: &'a tokio::runtime::Handle,
+    /// Set when the ingest is stopped (its future dropped, a signal): reading ends at the next record.
+    pub(crate) stop: &'a AtomicBool,
+}
+
+pub(crate) fn read_runs(
+    input: &Input<'_>,
+    placement: &Placement,
+    skip: &HashSet<u32>,
+    budget: usize,
+    dir: &Path,
+    progress: &dyn Progress,
+    max_errors: usize,
+) -> Result<(Vec<Run>, Vec<u64>), IngestError> {
+    let shards = placement.shards();
+    let mut counts = vec![0u64; shards as usize];
+    let mut problems = Problems::new(max_errors);
+    // One chunk fills while the previous one is sorted and spilled on the other core; chunks of at most
+    // 64 MiB keep that pipeline going even when the whole input would fit in memory (measured faster).
+    let chunk_budget = (budget / 2).min(CHUNK_BYTES);
+    let files = input.files;
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);
+    std::thread::scope(|scope| {
+        let spiller = scope.spawn(move || -> std::io::Result<Vec<Run>> {
+            rx.into_iter().enumerate().map(|(i, chunk)| chunk.into_run(shards).spill(dir, i)).collect()
+        });
+        let mut chunk = Chunk::with_capacity((total as usize + 1024).min(chunk_budget));
+        let mut send_failed = false;
+        let mut stopped = false;
+        for (fi, file) in files.iter().enumerate() {
+            let mut unreported = 0u64;
+            let mut emit = |k: &[u8], v: &[u8], line: u64| {
+                let s = placement.shard_of(k);
+                counts[s as usize] += 1;
+                unreported += 1;
+                if unreported == 1 << 16 {
+                    progress.keys(std::mem::take(&mut unreported));
+                    stopped |= input.stop.load(Ordering::Relaxed);
+                }
+                if stopped {
+                    return;
+                }
+                if skip.contains(&s) {
+                    return;
+                }
+                chunk.push(s, k, v, fi as u32, line);
+                if chunk.footprint() >= chunk_budget {
+                    let full = std::mem::replace(&mut chunk, Chunk::with_capacity(chunk_budget));
+                    send_failed |= tx.send(full).is_err();
+                }
+            };
+            // A reader library's panic on a hostile file is that file's problem, not the end of the process.
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                read_records(file, input.columns, input.handle, &mut problems, &mut emit, &mut |b| progress.advance(b))
+            }));
+            match read {
+                Ok(r) => r?,
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    problems.add(&file.path, 0, format!("unreadable: the reader failed ({why})"));
+                }
+            }
+            progress.keys(unreported);
+            if stopped || input.stop.load(Ordering::Relaxed) {
+                stopped = true;
+                break;
+            }
+            file.check_unchanged()?;
+            if problems.full() || send_failed {
+                break;
+            }
+        }
+        drop(tx);
+        let mut runs = spiller.join().expect("spill thread").map_err(IngestError::io("cannot write a sorted run"))?;
+        if stopped {
+            return Err(IngestError::Invalid("the ingest was stopped while reading its input".into()));
+        }
+        if !problems.list.is_empty() {
+            return Err(IngestError::BadInput(problems.list));
+        }
+        if !chunk.is_empty() {
+            runs.push(chunk.into_run(shards));
+        }
+        Ok((runs, counts))
+    })
+}
