@@ -24,7 +24,13 @@ use client::Client;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cairn_functions::telemetry::init(false);
+    match cairn_shared::config::LogConfig::from_env() {
+        Ok(log) => cairn_functions::telemetry::init(&log, false),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(Command::Serve { workers: Some(n), .. }) = &cli.command {
         rt.worker_threads(*n as usize);

@@ -41,11 +41,6 @@ pub const EMF_METRICS: [(&str, &str); 11] = [
     ("ChecksumFailures", "Count"),
 ];
 
-/// The CloudWatch namespace (`CAIRN_METRICS_NAMESPACE`, default `cairn`).
-pub fn namespace() -> String {
-    std::env::var("CAIRN_METRICS_NAMESPACE").ok().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| "cairn".into())
-}
-
 /// What one request did.
 pub struct RequestRecord<'a> {
     pub method: &'a str,
@@ -103,7 +98,7 @@ impl AccessLog {
     /// Lines named after the running function (`AWS_LAMBDA_FUNCTION_NAME`, else `cairn-query`).
     pub fn new(sink: Sink) -> Self {
         let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "cairn-query".into());
-        AccessLog { sink, function: function.into(), namespace: namespace().into() }
+        AccessLog { sink, function: function.into(), namespace: cairn_shared::config::metrics_namespace().into() }
     }
 }
 

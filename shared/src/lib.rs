@@ -1,7 +1,8 @@
 //! cairn's shared core, in layers (docs/ARCHITECTURE.md draws how a key flows through them):
 //!
 //! - [`format`]: what is on the object store — paths, checksums, placement, manifests, shard objects
-//!   (writer, reader, index pieces, blocks, pages). Knows nothing of stores or caches.
+//!   (writer, reader, index pieces, blocks, pages). Knows nothing of stores; a decoded block may live in
+//!   the hot-shard arena (the one thing it takes from [`caches`]).
 //! - [`stores`]: where objects are read from — store URLs, conditional local writes, metering, replica
 //!   failover and hedging.
 //! - [`caches`]: byte-bounded caches, the hot-shard arena, the promotion rule.

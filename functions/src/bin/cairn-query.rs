@@ -8,26 +8,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_shared::Engine;
-use cairn_shared::config::EngineConfig;
+use cairn_shared::config::{EngineConfig, LambdaConfig, LogConfig};
 use cairn_shared::stores::Store;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    cairn_functions::telemetry::init(true);
+    cairn_functions::telemetry::init(&LogConfig::from_env()?, true);
     let t0 = Instant::now();
-    let url =
-        std::env::var("CAIRN_STORE").map_err(|_| "CAIRN_STORE must name the store root, e.g. s3://bucket/prefix")?;
-    let store = Store::open(&url)?;
+    let lambda = LambdaConfig::from_env()?;
+    let store = Store::open(&lambda.store)?;
     let engine = Arc::new(Engine::new(store, EngineConfig::from_env()?));
     let clients_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let warm: Vec<String> = std::env::var("CAIRN_WARM_KEYSPACES")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    for ks in &warm {
+    let warm = &lambda.warm_keyspaces;
+    for ks in warm {
         if let Err(e) = engine.keyspace(ks).await {
             tracing::warn!(keyspace = %ks, error = %e, "could not preload keyspace");
         }
@@ -36,7 +29,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         init_ms = t0.elapsed().as_secs_f64() * 1e3,
         clients_ms,
         warmed = warm.len(),
-        store = %url,
+        store = %lambda.store,
         "cairn-query initialised"
     );
     lambda_http::run(cairn_functions::router_with_access_log(engine)).await

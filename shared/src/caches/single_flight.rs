@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(loads.load(SeqCst), 2, "waiters share the error instead of retrying one by one");
         for r in failed {
             let e = r.unwrap_err();
-            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidInput);
             assert_eq!(e.to_string(), "invalid configuration: down");
         }
         assert!(matches!(sf.run("k", slow(&loads, Ok(8))).await, Ok(8)), "the next miss tries again");

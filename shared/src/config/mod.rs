@@ -78,9 +78,7 @@ impl EngineConfig {
         if let Some(v) = ATTEMPT_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
             c.failover.attempt_timeout = v;
         }
-        if let Some(v) = REPLICAS.get() {
-            c.replicas = v.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
-        }
+        c.replicas = list(REPLICAS.get());
         if let Some(v) = MGET_MAX_BYTES.parse(units::parse_size).map_err(config)? {
             c.mget_max_bytes = v;
         }
@@ -147,6 +145,64 @@ impl ServeConfig {
     }
 }
 
+/// What the Lambda reads beyond the engine's configuration.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    /// The store root (`CAIRN_STORE`): required.
+    pub store: String,
+    /// Keyspaces whose pointer and manifest are loaded at init (`CAIRN_WARM_KEYSPACES`).
+    pub warm_keyspaces: Vec<String>,
+    /// The CloudWatch namespace of its EMF lines (`CAIRN_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
+}
+
+impl LambdaConfig {
+    pub fn from_env() -> Result<Self> {
+        use vars::*;
+        let store = STORE
+            .get()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| config(format!("{} must name the store root, e.g. s3://bucket/prefix", STORE.name)))?;
+        Ok(LambdaConfig { store, warm_keyspaces: list(WARM_KEYSPACES.get()), metrics_namespace: metrics_namespace() })
+    }
+}
+
+/// The CloudWatch namespace of EMF lines (`CAIRN_METRICS_NAMESPACE`, blank: the default).
+pub fn metrics_namespace() -> String {
+    vars::METRICS_NAMESPACE
+        .get()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| vars::METRICS_NAMESPACE.default.into())
+}
+
+/// How logs are written (`CAIRN_LOG`, `CAIRN_LOG_FORMAT`).
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// tracing's EnvFilter syntax.
+    pub filter: String,
+    /// JSON lines (`Some(true)`), text (`Some(false)`), or whichever suits where logs go (`None`).
+    pub json: Option<bool>,
+}
+
+impl LogConfig {
+    pub fn from_env() -> Result<Self> {
+        use vars::*;
+        let json = match LOG_FORMAT.get().as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("json") => Some(true),
+            Some("text") => Some(false),
+            Some(other) => return Err(config(format!("{}: {other:?} is not json or text", LOG_FORMAT.name))),
+        };
+        let filter = LOG.get().filter(|f| !f.trim().is_empty()).unwrap_or_else(|| LOG.default.into());
+        Ok(LogConfig { filter, json })
+    }
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(v: Option<String>) -> Vec<String> {
+    v.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +235,15 @@ mod tests {
             unset(k);
         }
         assert!(vars::help().contains("CAIRN_DATA_CACHE (was CAIRN_PAGE_CACHE)"));
+        set("CAIRN_LOG_FORMAT", "yaml");
+        assert!(LogConfig::from_env().unwrap_err().to_string().contains("CAIRN_LOG_FORMAT"));
+        unset("CAIRN_LOG_FORMAT");
+        assert!(LambdaConfig::from_env().unwrap_err().to_string().contains("CAIRN_STORE"));
+        set("CAIRN_STORE", "s3://b/p");
+        set("CAIRN_WARM_KEYSPACES", " a, ,b ");
+        let l = LambdaConfig::from_env().unwrap();
+        assert_eq!((l.store.as_str(), l.warm_keyspaces), ("s3://b/p", vec!["a".to_string(), "b".to_string()]));
+        unset("CAIRN_STORE");
+        unset("CAIRN_WARM_KEYSPACES");
     }
 }

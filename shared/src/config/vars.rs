@@ -65,6 +65,8 @@ pub const WRITE_TIMEOUT: Var = var!(
 );
 pub const MAX_CONNECTIONS: Var =
     var!("CAIRN_MAX_CONNECTIONS", "4096", "cairn serve: connections served at once; more wait in the listen backlog");
+pub const STORE: Var =
+    var!("CAIRN_STORE", "", "the Lambda: the store root, e.g. s3://bucket/prefix (cairn serve: --store)");
 pub const WARM_KEYSPACES: Var = var!(
     "CAIRN_WARM_KEYSPACES",
     "",
@@ -76,7 +78,7 @@ pub const LOG: Var = var!("CAIRN_LOG", "info", "log filter (tracing's EnvFilter 
 pub const LOG_FORMAT: Var = var!("CAIRN_LOG_FORMAT", "text", "log format: text or json");
 
 /// The table, in the order `--help` prints it.
-pub const ALL: [Var; 17] = [
+pub const ALL: [Var; 18] = [
     POINTER_TTL,
     METADATA_CACHE,
     DATA_CACHE,
@@ -90,6 +92,7 @@ pub const ALL: [Var; 17] = [
     BODY_TIMEOUT,
     WRITE_TIMEOUT,
     MAX_CONNECTIONS,
+    STORE,
     WARM_KEYSPACES,
     METRICS_NAMESPACE,
     LOG,

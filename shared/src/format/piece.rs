@@ -13,6 +13,7 @@
 //! loads stays the same size per shard however large shards grow. A root: `CRT1`, u32 piece count, then per
 //! piece: u64 offset, u32 length, u32 checksum, u16 + bytes of its first key.
 
+use bytes::Buf;
 use parquet::bloom_filter::Sbbf;
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +55,7 @@ pub fn encode_root(pieces: &[PieceRef]) -> Vec<u8> {
 
 /// Decodes and checks a root (`root`: what the manifest says of it) of an object `object_len` bytes long.
 pub fn decode_root(data: &[u8], object_len: u64, root: &RootRef) -> Result<Vec<PieceRef>, String> {
-    let mut r = Reader { data, at: 0 };
+    let mut r = Reader { rest: data };
     if r.take(4)? != ROOT_MAGIC {
         return Err("not a shard root (bad magic)".into());
     }
@@ -74,8 +75,8 @@ pub fn decode_root(data: &[u8], object_len: u64, root: &RootRef) -> Result<Vec<P
         }
         pieces.push(PieceRef { key: key.to_string(), offset, len, checksum });
     }
-    if r.at != data.len() {
-        return Err(format!("{} bytes after the last piece", data.len() - r.at));
+    if r.rest.has_remaining() {
+        return Err(format!("{} bytes after the last piece", r.rest.remaining()));
     }
     Ok(pieces)
 }
@@ -169,7 +170,7 @@ pub struct Decoded {
 /// Decodes a piece of an object `object_len` bytes long; `first_key` is what the manifest says its first
 /// block starts with.
 pub fn decode(data: &[u8], object_len: u64, first_key: &[u8]) -> Result<Decoded, String> {
-    let mut r = Reader { data, at: 0 };
+    let mut r = Reader { rest: data };
     if r.take(4)? != PIECE_MAGIC {
         return Err("not an index piece (bad magic)".into());
     }
@@ -217,31 +218,39 @@ pub fn decode(data: &[u8], object_len: u64, first_key: &[u8]) -> Result<Decoded,
         d.max_keys.push(max.into());
         d.blooms.push((!bloom.is_empty()).then(|| Sbbf::new(bloom)));
     }
-    if r.at != data.len() {
-        return Err(format!("{} bytes after the last entry", data.len() - r.at));
+    if r.rest.has_remaining() {
+        return Err(format!("{} bytes after the last entry", r.rest.remaining()));
     }
     Ok(d)
 }
 
+/// Fields read off the front of a root or piece with `bytes::Buf` (little-endian); running out is an error,
+/// never a panic. Variable-length parts are borrowed, not copied.
 struct Reader<'a> {
-    data: &'a [u8],
-    at: usize,
+    rest: &'a [u8],
+}
+
+fn short(_: bytes::TryGetError) -> String {
+    "index piece ends inside an entry".into()
 }
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let s = self.data.get(self.at..self.at + n).ok_or("index piece ends inside an entry")?;
-        self.at += n;
-        Ok(s)
+        if self.rest.remaining() < n {
+            return Err("index piece ends inside an entry".into());
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
     }
     fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        self.rest.try_get_u16_le().map_err(short)
     }
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        self.rest.try_get_u32_le().map_err(short)
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        self.rest.try_get_u64_le().map_err(short)
     }
     fn part(&mut self) -> Result<&'a [u8], String> {
         let n = self.u16()? as usize;

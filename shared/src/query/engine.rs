@@ -108,7 +108,7 @@ impl Engine {
             let value = value?;
             bytes += value.as_ref().map_or(0, |v| v.len() as u64);
             if bytes > self.config.mget_max_bytes {
-                return Err(crate::Error::TooLarge { limit: self.config.mget_max_bytes });
+                return Err(crate::error::Error::TooLarge { limit: self.config.mget_max_bytes });
             }
             out.push(value);
         }

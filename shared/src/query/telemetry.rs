@@ -54,7 +54,7 @@ pub struct ReplicaCounts {
     pub failed_reads: u64,
 }
 
-/// Everything [`Engine::telemetry`](crate::Engine::telemetry) reports.
+/// Everything [`Engine::telemetry`](crate::query::Engine::telemetry) reports.
 #[derive(Debug, Clone)]
 pub struct Telemetry {
     pub object_gets: u64,
