@@ -10,13 +10,16 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
+use bytes::Bytes;
 use cairn_shared::Engine;
+use cairn_shared::query::LoadedVersion;
 use serde_json::json;
 
 use crate::answer::{engine_error, error, path_error};
@@ -93,29 +96,61 @@ async fn get_key(State(engine): State<Arc<Engine>>, p: Result<Path<(String, Stri
         Ok(p) => p,
         Err(r) => return path_error(r),
     };
-    get_value(&engine, &ks, &key).await
+    match get_value(&engine, &ks, &key).await {
+        Ok((value, version)) => value_response(Body::from(value), version),
+        Err(response) => response,
+    }
 }
 
 /// The single-key answer, shared by the router and `cairn serve`'s fast path (server.rs) so both stay
-/// byte-for-byte the same.
-pub(crate) async fn get_value(engine: &Engine, ks: &str, key: &str) -> Response {
-    let keyspace = match engine.keyspace(ks).await {
-        Ok(k) => k,
-        Err(e) => return engine_error(e),
+/// byte-for-byte the same: the value and its version header, or the error response.
+pub(crate) async fn get_value(engine: &Engine, ks: &str, key: &str) -> Result<(Bytes, Option<HeaderValue>), Response> {
+    let found = match engine.get_warm(ks, key, found) {
+        Some(warm) => warm,
+        None => match engine.keyspace(ks).await {
+            Ok(v) => engine.lookup(&v, key).await.map(|value| found(&v, value)),
+            Err(e) => Err(e),
+        },
     };
-    match engine.lookup(&keyspace, key).await {
-        Ok(Some(value)) => {
-            let mut r = Response::new(axum::body::Body::from(value));
-            let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            if let Ok(v) = HeaderValue::from_str(&keyspace.manifest.version) {
-                h.insert(VERSION_HEADER, v);
-            }
-            r
-        }
-        Ok(None) => error(StatusCode::NOT_FOUND, "key_not_found", "key not found".into()),
-        Err(e) => engine_error(e),
+    match found {
+        Ok(Some(answer)) => Ok(answer),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, "key_not_found", "key not found".into())),
+        Err(e) => Err(engine_error(e)),
     }
+}
+
+/// A found value with its version's header value.
+fn found(v: &LoadedVersion, value: Option<Bytes>) -> Option<(Bytes, Option<HeaderValue>)> {
+    Some((value?, version_header(v)))
+}
+
+/// The `x-cairn-version` value of `v`, made once per thread and version (not parsed per response, and no
+/// reference count shared between threads); None for a version name no header can carry (left out).
+fn version_header(v: &LoadedVersion) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, Option<HeaderValue>)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((uid, h)) if *uid == v.uid() => h.clone(),
+        _ => {
+            let h = HeaderValue::from_str(&v.manifest.version).ok();
+            *last = Some((v.uid(), h.clone()));
+            h
+        }
+    })
+}
+
+/// A 200 answer of `body` with the value's headers.
+pub(crate) fn value_response<B>(body: B, version: Option<HeaderValue>) -> Response<B> {
+    static VERSION: HeaderName = HeaderName::from_static(VERSION_HEADER);
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.reserve(2);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Some(version) = version {
+        h.insert(VERSION.clone(), version);
+    }
+    r
 }
 
 async fn keyspace_info(State(engine): State<Arc<Engine>>, p: Result<Path<String>, PathRejection>) -> Response {

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use bytes::Bytes;
 use cairn_shared::Engine;
 use cairn_shared::config::ServeConfig;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
@@ -45,6 +47,9 @@ pub async fn bind_with(
     Ok((local, serve(listener, app, limits)))
 }
 
+/// A response body: a found value as it is (not boxed), or whatever the router answered.
+type Answer = Either<Full<Bytes>, Body>;
+
 struct App {
     engine: Arc<Engine>,
     router: axum::Router,
@@ -53,16 +58,19 @@ struct App {
 }
 
 impl App {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Answer>, std::convert::Infallible> {
         if req.method() == Method::GET
             && let Some((ks, key)) = single_key(req.uri().path())
         {
             let started = std::time::Instant::now();
-            let response = crate::api::get_value(&self.engine, ks, key).await;
+            let response = match crate::api::get_value(&self.engine, ks, key).await {
+                Ok((value, version)) => crate::api::value_response(Either::Left(Full::new(value)), version),
+                Err(response) => response.map(Either::Right),
+            };
             self.requests.record(crate::routes::GET_ROUTE, response.status().as_u16(), started.elapsed());
             return Ok(response);
         }
-        self.router.clone().oneshot(req).await
+        Ok(self.router.clone().oneshot(req).await?.map(Either::Right))
     }
 }
 

@@ -91,6 +91,15 @@ async fn a_hot_shard_stays_hot_in_a_full_cache() {
     stores[0].large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::ZERO)));
     // Uniform lookups fill the data cache with blocks of every shard.
     lookup_all(&e, &d.keys[..60_000]).await;
+    // The fill's own promotions may still be running: while they hold the budget, the passes' fetches would
+    // find no room to promote, and then (their blocks fitting) no reason to.
+    for _ in 0..6000 {
+        if e.promotions_in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(e.promotions_in_flight(), 0, "the fill's promotions never ended");
     let read_whole = |shard: u32| {
         let name = format!("shard={shard:05}");
         let paths = stores[0].large_read_paths.lock().unwrap();

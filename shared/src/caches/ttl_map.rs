@@ -103,6 +103,21 @@ impl<V: Clone> TtlMap<V> {
         Lookup::Use(e.value.clone())
     }
 
+    /// `f` of the value under `k`, borrowed (no clone), if it is fresh and `f` answers; counted as a hit only
+    /// then. Anything else (absent, expired, `f` declines) is left to [`Self::get`], which counts it.
+    #[inline]
+    pub fn with_fresh<R>(&self, k: &str, f: impl FnOnce(&V) -> Option<R>) -> Option<R> {
+        let map = self.map.load();
+        let e = map.get(k)?;
+        if e.read_at.elapsed() >= self.ttl {
+            return None;
+        }
+        let r = f(&e.value)?;
+        self.hits.add(1);
+        crate::cost::hit();
+        Some(r)
+    }
+
     /// The value if it is fresh (read less than a TTL ago): what a loader checks before loading, so a load
     /// that finished while it waited is not repeated.
     pub fn fresh(&self, k: &str) -> Option<V> {

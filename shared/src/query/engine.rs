@@ -76,9 +76,32 @@ impl Engine {
     }
 
     pub async fn get(&self, ks: &str, key: &str) -> Result<Option<Bytes>> {
-        validate_key(key)?;
+        if let Some(warm) = self.get_warm(ks, key, |_, value| value) {
+            return warm;
+        }
         let v = self.keyspace(ks).await?;
         self.get_in(&v, key).await
+    }
+
+    /// The warm path, with no await: when the keyspace's pointer is fresh in cache and the key's shard is
+    /// hot, `answer(version, value)`; None otherwise ([`Self::get`] then takes the whole path). It takes no
+    /// reference count on the version, and its lookups are counted like any other.
+    #[inline]
+    pub fn get_warm<R>(
+        &self,
+        ks: &str,
+        key: &str,
+        answer: impl FnOnce(&LoadedVersion, Option<Bytes>) -> R,
+    ) -> Option<Result<R>> {
+        if let Err(e) = validate_key(key) {
+            return Some(Err(e));
+        }
+        self.resolver.with_fresh(ks, |v| {
+            let shard = v.placement.shard_of(key.as_bytes());
+            let (g, i) = v.locate(shard);
+            let value = self.reads.hot_get(v, v.groups[g].get()?, (shard, i), key)?;
+            Some(Ok(answer(v, value)))
+        })
     }
 
     /// Looks a key up in an already resolved version.
@@ -198,6 +221,11 @@ impl Engine {
             caches: vec![pointers, versions, piece_lists, pieces, data],
             hot_arena: self.reads.arena.stats(),
         }
+    }
+
+    /// Whole-shard reads (promotions) running now (a small fixed budget per process).
+    pub fn promotions_in_flight(&self) -> usize {
+        self.reads.promotions.in_flight()
     }
 
     /// Applies what the caches have pending (evictions, removal notices).

@@ -45,6 +45,11 @@ impl Promotions {
         }
     }
 
+    /// Whole-shard reads running now.
+    pub(crate) fn in_flight(&self) -> usize {
+        IN_FLIGHT - self.budget.available_permits()
+    }
+
     /// Counts `bytes` inserted into the data cache.
     pub(crate) fn inserted(&self, bytes: usize) {
         self.turnover.fetch_add(bytes as u64, Relaxed);

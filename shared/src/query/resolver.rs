@@ -59,6 +59,13 @@ impl Resolver {
         }
     }
 
+    /// `f` of the keyspace's version when its pointer is cached and fresh (no await, no clone); None when
+    /// there is none or `f` declines: [`Self::keyspace`] then resolves it.
+    #[inline]
+    pub(crate) fn with_fresh<R>(&self, ks: &str, f: impl FnOnce(&Arc<LoadedVersion>) -> Option<R>) -> Option<R> {
+        self.pointers.with_fresh(ks, |v| v.as_ref().and_then(f))
+    }
+
     /// The keyspace's current version, from cache when fresh.
     pub(crate) async fn keyspace(&self, roots: &Roots, fetcher: &Fetcher, ks: &str) -> Result<Arc<LoadedVersion>> {
         validate_keyspace(ks)?;

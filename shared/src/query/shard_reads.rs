@@ -70,20 +70,38 @@ impl ShardReads {
         (shard, i): (u32, usize),
         key: &str,
     ) -> Result<Option<Bytes>> {
-        let entry = &group.entries[i];
-        if entry.rows == 0 {
-            return Ok(None);
+        if let Some(answer) = self.hot_get(v, group, (shard, i), key) {
+            return Ok(answer);
         }
-        if let Some(hot) = group.hot[i].load().as_ref() {
-            self.data.add_hits(1);
-            if sampled(&HOT_TICK) {
-                Box::pin(self.data.touch(&(v.uid, shard, WHOLE_SHARD, WHOLE_SHARD), 0)).await;
-            }
-            return Ok(hot.get(key.as_bytes()));
+        if group.entries[i].rows == 0 {
+            return Ok(None);
         }
         // Boxed: the cold path's state would otherwise make every lookup's future large (MGET holds up to
         // 1,000 of them).
         Box::pin(self.get_from_blocks(fetcher, v, group, (shard, i), key)).await
+    }
+
+    /// `key`'s value if its shard is hot: read from the slot, with no await and no cache lookup. One such
+    /// lookup in [`TOUCH_EVERY`](crate::caches::counted::TOUCH_EVERY) also marks the shard used in the data
+    /// cache (its eviction order), in the background.
+    #[inline]
+    pub(crate) fn hot_get(
+        &self,
+        v: &LoadedVersion,
+        group: &Group,
+        (shard, i): (u32, usize),
+        key: &str,
+    ) -> Option<Option<Bytes>> {
+        let slot = group.hot[i].load();
+        let rows = slot.as_ref()?;
+        self.data.add_hits(1);
+        if sampled(&HOT_TICK)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (data, k) = (self.data.clone(), (v.uid, shard, WHOLE_SHARD, WHOLE_SHARD));
+            runtime.spawn(async move { data.touch(&k, 0).await });
+        }
+        Some(rows.get(key.as_bytes()))
     }
 
     /// [`Self::get`] for a shard that is not hot: its index piece, then its block.

@@ -91,6 +91,11 @@ impl LoadedVersion {
         ((shard / self.group_shards) as usize, (shard % self.group_shards) as usize)
     }
 
+    /// Process-unique: tells two loaded versions apart without comparing names.
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+
     /// How many groups are loaded.
     pub fn loaded_groups(&self) -> usize {
         self.groups.iter().filter(|g| g.get().is_some()).count()
