@@ -130,7 +130,7 @@ def report(run, md):
                       "(target ≥ 0.5×)."]
     lines += [
         "",
-        "| warm lookups (100k keys sampled from the 10M, all cached: `CAIRN_PAGE_CACHE=4GiB`) | lookups/s | vs `dict.get` |",
+        "| warm lookups (100k keys sampled from the 10M, all cached: `CAIRN_DATA_CACHE=4GiB`) | lookups/s | vs `dict.get` |",
         "|---|---|---|",
         f"| Python `dict.get` loop | {rd['dict_per_s'] / 1e6:.2f}M | 1.00× |",
         f"| `store.get` loop | {rd['get_per_s'] / 1e6:.2f}M | {rd['get_per_s'] / rd['dict_per_s']:.2f}× |",

@@ -55,5 +55,5 @@ for run_conf in "local[1]||" "local[2]||" "local[2]|$nocompress|" "local[2]||$sh
 done
 echo "== embedded reader vs dict" >&2
 # The 100k sampled keys span every shard: the cache is sized to hold them (the README's advice).
-CAIRN_PAGE_CACHE=4GiB "$py" bench/spark_bench.py reader "$work/store-spark-cli" "$work/$ds.data" >> "$run"
+CAIRN_DATA_CACHE=4GiB "$py" bench/spark_bench.py reader "$work/store-spark-cli" "$work/$ds.data" >> "$run"
 "$py" bench/spark_bench.py report "$run" BENCHMARKS.md

@@ -94,7 +94,7 @@ half_load() {
   done
 }
 
-# bench_dataset NAME FILE PAGE_CACHE [gen-data.py options]
+# bench_dataset NAME FILE DATA_CACHE [gen-data.py options]
 bench_dataset() {
   local ds="$1" data="$2" cache="$3"; shift 3
   [ -f "$data" ] || python3 scripts/gen-data.py 1000000 "$data" "$@"
@@ -117,7 +117,7 @@ bench_dataset() {
   drop_caches
   # One worker by default: wrk and cairn-load take the other core (one worker measured the same peak as two,
   # and a shorter tail at half load; docs/benchmark-notes.md).
-  CAIRN_WORKERS="$workers" CAIRN_PAGE_CACHE="$cache" CAIRN_PORT=7971 place "$bin/cairn" serve --store "$work/store-$ds" 2> "$work/serve.log" & pids+=($!)
+  CAIRN_WORKERS="$workers" CAIRN_DATA_CACHE="$cache" CAIRN_PORT=7971 place "$bin/cairn" serve --store "$work/store-$ds" 2> "$work/serve.log" & pids+=($!)
   wait_port 7971
   KEYS_FILE="$keys" wrk -t2 -c50 -d5s -s "$work/random-key.lua" http://127.0.0.1:7971 > /dev/null  # warm the caches
   # huge_kb: how much of it is on 2 MiB pages (the hot-shard arena; 0 where the kernel offers none).

@@ -139,7 +139,7 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
       "Reproduce: `scripts/bench.sh 5 10` (installs wrk and redis with apt if missing, generates the data).\n")
     w("Datasets: **example** = 1,000,000 keys shaped like `examples/example.data` (`scripts/gen-data.py 1000000`, "
       "values 20-120 bytes, 82 MB); **1k** = 1,000,000 keys with 1,000-byte values (`--value-bytes 1000`, 1 GB). "
-      "`cairn serve` runs with its defaults, except `CAIRN_PAGE_CACHE=2GiB` for the 1k set so the warm set fits, "
+      "`cairn serve` runs with its defaults, except `CAIRN_DATA_CACHE=2GiB` for the 1k set so the warm set fits, "
       f"and `CAIRN_WORKERS={placement.get('workers', 1)}`: the clients take the other core (one worker gave the same peak as two here, and a "
       "shorter tail at half load; docs/benchmark-notes.md). The baseline is the strongest honest server of the same "
       "data: a std `HashMap` answered by hyper directly (bench/src/bin/baseline-server.rs: no router, the same hyper "

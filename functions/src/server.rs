@@ -5,7 +5,7 @@
 //! ends its connection (deadline_io.rs).
 //!
 //! Single-key GETs skip the axum router: routing cloned a boxed service per request (an allocation made on
-//! one worker and freed on the other, ~11% of server CPU on 1 KB values). They go to the same
+//! one worker and freed on the other: docs/benchmark-notes.md, "Figures behind the code"). They go to the same
 //! [`get_value`](crate::api::get_value) the router's handler calls; anything the fast path does not
 //! recognise exactly (other methods, percent-escapes, extra segments) goes through the router.
 

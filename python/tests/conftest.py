@@ -72,7 +72,7 @@ class Server:
             self.port = s.getsockname()[1]
         self.proc = subprocess.Popen(
             [cairn_bin(), "serve", "--store", store, "--port", str(self.port), "--host", "127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, CAIRN_MANIFEST_TTL="100ms"))
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, CAIRN_POINTER_TTL="100ms"))
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 60
         while True:

@@ -1,7 +1,6 @@
 //! Memory for hot shards on 2 MiB pages. A hot hit is two dependent loads at random places in every hot
 //! shard's memory (slot, record); on 4 KiB pages each is also a TLB miss and a page walk, which in a VM
-//! costs more than the miss itself. Measured here on 1 GiB, one dependent load at random: 2.0-2.7 µs on
-//! 4 KiB pages, 0.23 µs on 2 MiB pages.
+//! costs more than the miss itself (measured: docs/benchmark-notes.md, "Figures behind the code").
 //!
 //! Hot shards are ~1 MiB, so one huge page each would double their memory. Instead the arena reserves one
 //! address range the size of the data cache (`madvise(MADV_HUGEPAGE)`, nothing resident until written)

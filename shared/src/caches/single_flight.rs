@@ -2,8 +2,8 @@
 //!
 //! Cold reads come in crowds: a cold MGET of 1,000 keys over 8 shards asks for each shard's footer ~125 times at
 //! once, and the first requests after a start all miss the keyspace pointer together. Without this, every
-//! miss read the object itself (tests/tests/cold_concurrency.rs: 8 MGETs of 125 keys at once, 2 shards, a store
-//! 2 ms away: 1,165 GETs; with this, 83, as many as the same lookups made one at a time).
+//! miss read the object itself (tests/tests/cold_concurrency.rs holds it to what the same lookups cost one at
+//! a time; docs/benchmark-notes.md, "Figures behind the code").
 //!
 //! The first caller's load runs; the callers that arrive while it runs wait for it and get its value or its
 //! error (shared: a failing store is not asked again by each waiter in turn). If that caller gives up (its

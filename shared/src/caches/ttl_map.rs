@@ -6,8 +6,8 @@
 //!
 //! Refresh-ahead: an entry past its TTL is re-read by exactly one reader while the others keep using it, for
 //! up to a second TTL. Without this, every request arriving while the expired entry was being re-read started
-//! a read of its own and waited for it: tens of reads at once at 65k requests/s, each a 20-50 ms round trip on
-//! S3 (docs/benchmark-notes.md has what it cost on the local store). Past twice the TTL (a refresh that failed
+//! a read of its own and waited for it: at a high request rate, tens of reads at once, each a round trip to
+//! the store (docs/benchmark-notes.md has what it cost). Past twice the TTL (a refresh that failed
 //! or hung, or a keyspace nobody asked for), readers load it themselves, as on a miss: a pointer is never used
 //! more than 2 × TTL after it was read, and a TTL of 0 reads through.
 

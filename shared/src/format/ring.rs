@@ -2,9 +2,9 @@
 //! recompute it: `hash = xxhash64(key bytes, seed)` (XXH64, as in Python's `xxhash.xxh64_intdigest`), then
 //! either jump consistent hashing (Lamping & Veach 2014, the default) or a ring of virtual nodes.
 //!
-//! Why jump by default: at 1M keys over 16 shards it is within ~2% between largest and smallest shard (pure
-//! binomial noise) and moves exactly 1/(N+1) of the keys when a shard is added, with no table to store;
-//! a virtual-node ring needs thousands of points per shard to get near that (see docs/FORMAT.md).
+//! Why jump by default: its shards differ by binomial noise only and adding a shard moves exactly 1/(N+1) of
+//! the keys, with no table to store; a virtual-node ring needs thousands of points per shard to get near
+//! that (figures in docs/FORMAT.md).
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh64::xxh64;
