@@ -144,7 +144,7 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         keep: usize,
         /// Keep versions that stopped being current less than this ago (e.g. 1h, 30m; never-published ones:
-        /// written less than this ago): readers hold a replaced version for up to 2 x CAIRN_MANIFEST_TTL.
+        /// written less than this ago): readers hold a replaced version for up to 2 x CAIRN_POINTER_TTL.
         #[arg(long, default_value = "1h", value_parser = cairn_shared::config::parse_duration)]
         min_age: std::time::Duration,
         /// List what would be deleted; delete nothing.

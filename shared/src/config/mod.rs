@@ -58,6 +58,9 @@ impl Default for EngineConfig {
     }
 }
 
+/// The least `CAIRN_METADATA_CACHE`.
+const MIN_METADATA_CACHE: u64 = 1 << 20;
+
 fn config(e: String) -> Error {
     Error::Config(e)
 }
@@ -70,9 +73,16 @@ impl EngineConfig {
             c.pointer_ttl = v;
         }
         if let Some(v) = METADATA_CACHE.parse(units::parse_size).map_err(config)? {
+            // An eighth of it holds loaded versions: below this, not even one small version would fit.
+            if v < MIN_METADATA_CACHE {
+                return Err(config(format!(
+                    "{}: {v} bytes is below the least it works with, 1MiB",
+                    METADATA_CACHE.name
+                )));
+            }
             c.metadata_cache_bytes = v;
         }
-        if let Some(v) = DATA_CACHE.parse(units::parse_bytes).map_err(config)? {
+        if let Some(v) = DATA_CACHE.parse(units::parse_size).map_err(config)? {
             c.data_cache_bytes = v;
         }
         if let Some(v) = ATTEMPT_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
@@ -88,8 +98,9 @@ impl EngineConfig {
         if let Some(v) = DEEP_HEALTH.parse(units::parse_switch).map_err(config)? {
             c.deep_health = v;
         }
-        match HEDGE_AFTER.get().as_deref() {
+        match HEDGE_AFTER.get().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             Some("off") => c.failover.hedging = false,
+            Some("p95") => {} // the default, as --help shows it
             Some(v) => {
                 c.failover.hedge_after =
                     Some(units::parse_timeout(v).map_err(|e| config(format!("{}: {e}", HEDGE_AFTER.name)))?)
@@ -221,6 +232,10 @@ mod tests {
         for (k, v, why) in [
             ("CAIRN_ATTEMPT_TIMEOUT", "0s", "above 0"),
             ("CAIRN_METADATA_CACHE", "0", "above 0"),
+            ("CAIRN_METADATA_CACHE", "7", "least"),
+            ("CAIRN_DATA_CACHE", "0", "above 0"),
+            ("CAIRN_MAX_CONCURRENT_GETS", "18446744073709551615", "allowed"),
+            ("CAIRN_HEDGE_AFTER", "0s", "above 0"),
             ("CAIRN_MGET_MAX_BYTES", "12 parsecs", "unknown unit"),
             ("CAIRN_MAX_CONCURRENT_GETS", "-1", "positive"),
         ] {
@@ -229,6 +244,12 @@ mod tests {
             assert!(e.contains(k) && e.contains(why), "{k}={v}: {e}");
             unset(k);
         }
+        for (v, hedging) in [("p95", true), (" OFF ", false)] {
+            set("CAIRN_HEDGE_AFTER", v);
+            let f = EngineConfig::from_env().unwrap().failover;
+            assert_eq!((f.hedging, f.hedge_after), (hedging, None), "CAIRN_HEDGE_AFTER={v}");
+        }
+        unset("CAIRN_HEDGE_AFTER");
         set("CAIRN_WRITE_TIMEOUT", "0ms");
         assert!(ServeConfig::from_env().unwrap_err().to_string().contains("CAIRN_WRITE_TIMEOUT"));
         for k in ["CAIRN_MANIFEST_TTL", "CAIRN_PAGE_CACHE", "CAIRN_POINTER_TTL", "CAIRN_WRITE_TIMEOUT"] {

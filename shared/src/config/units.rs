@@ -42,14 +42,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 
-/// A count above zero.
+/// A count above zero, and at most what a semaphore can hold (counts here size one).
 pub fn parse_count(s: &str) -> Result<usize, String> {
-    s.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("{s:?} is not a positive count"))
+    let n: usize = s.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("{s:?} is not a positive count"))?;
+    match n <= tokio::sync::Semaphore::MAX_PERMITS {
+        true => Ok(n),
+        false => Err(format!("{s:?} is more than {} allowed", tokio::sync::Semaphore::MAX_PERMITS)),
+    }
 }
 
 /// `on`/`off` (also true/false, 1/0).
 pub fn parse_switch(s: &str) -> Result<bool, String> {
-    match s.trim() {
+    match s.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "1" => Ok(true),
         "off" | "false" | "0" | "" => Ok(false),
         _ => Err(format!("{s:?}: use on or off")),

@@ -61,7 +61,7 @@ pub const BODY_TIMEOUT: Var =
 pub const WRITE_TIMEOUT: Var = var!(
     "CAIRN_WRITE_TIMEOUT",
     "10s",
-    "cairn serve: a response that makes no progress (the client stopped reading) for this long is dropped"
+    "cairn serve: a response must be read within this, from its first write that had to wait"
 );
 pub const MAX_CONNECTIONS: Var =
     var!("CAIRN_MAX_CONNECTIONS", "4096", "cairn serve: connections served at once; more wait in the listen backlog");
@@ -103,6 +103,9 @@ impl Var {
     /// Its value in the environment: under its name, else under the name it replaced (with a warning).
     pub fn get(&self) -> Option<String> {
         if let Ok(v) = std::env::var(self.name) {
+            if let Some(old) = self.replaces.filter(|old| std::env::var_os(old).is_some()) {
+                tracing::warn!("{old} is deprecated and ignored: {} is set too, and wins", self.name);
+            }
             return Some(v);
         }
         let old = self.replaces?;

@@ -23,6 +23,23 @@ use crate::query::version::{Group, LoadedVersion};
 /// Whole-shard reads running at once, per process.
 pub const IN_FLIGHT: usize = 2;
 
+/// A whole-shard read (every attempt, every copy) that has not ended by then fails: reads that hang cannot
+/// hold the budget, and so turn promotion off, for ever.
+const WHOLE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A promotion running: when it ends, however it ends, the shard may be promoted again and the budget has
+/// its permit back.
+struct Running {
+    state: Arc<crate::caches::promotion::Promotion>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.state.promoting.store(false, Relaxed);
+    }
+}
+
 pub(crate) struct Promotions {
     budget: Arc<tokio::sync::Semaphore>,
     /// Bytes inserted into the data cache so far: the clock promotion decisions are measured in.
@@ -96,10 +113,17 @@ impl Promotions {
         let (pieces, blocks, object_len) = (pieces.to_vec(), meta.blocks.clone(), group.entries[i].bytes);
         let path = meta.path.clone();
         tokio::spawn(async move {
-            let result = read_shard(&fetcher, &v, &arena, &path, &pieces, &blocks, range, object_len).await;
+            // Ends the promotion however the task ends (a panic included), once its result is installed.
+            let _running = Running { state: state.clone(), _permit: permit };
+            let read = read_shard(&fetcher, &v, &arena, &path, &pieces, &blocks, range, object_len);
+            let result = match tokio::time::timeout(WHOLE_READ_TIMEOUT, read).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the whole-shard read did not end within {WHOLE_READ_TIMEOUT:?}"),
+                ))),
+            };
             state.ended(result.is_ok(), turnover.load(Relaxed), capacity);
-            state.promoting.store(false, Relaxed);
-            drop(permit);
             match result {
                 Ok(rows) => {
                     let rows = Arc::new(rows);
