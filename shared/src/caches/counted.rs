@@ -119,6 +119,22 @@ where
         self.inner.insert(k, v).await;
     }
 
+    /// Inserts `v` again (its weight measured anew) unless `k` holds another value that `same` tells apart
+    /// from it: a caller holding an older copy must not displace the one the cache keeps.
+    pub async fn reweigh(&self, k: K, v: V, same: fn(&V, &V) -> bool) {
+        use moka::ops::compute::Op;
+        self.inner
+            .entry(k)
+            .and_compute_with(|held| {
+                let op = match held {
+                    Some(e) if !same(e.value(), &v) => Op::Nop,
+                    _ => Op::Put(v),
+                };
+                std::future::ready(op)
+            })
+            .await;
+    }
+
     /// The value cached for `k`, inserting `v` if there is none: concurrent loaders of one key all end up
     /// with the same value.
     pub async fn get_or_insert(&self, k: K, v: V) -> V {

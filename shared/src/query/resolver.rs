@@ -285,7 +285,9 @@ impl Resolver {
                 Ok::<_, Error>(Group::new(v.manifest.parse_group(g, &bytes)?))
             })
             .await?;
-        self.versions.insert((v.manifest.keyspace.clone(), v.manifest.version.clone()), v.clone()).await;
+        // Weighed again with the group it now holds.
+        let id = (v.manifest.keyspace.clone(), v.manifest.version.clone());
+        self.versions.reweigh(id, v.clone(), Arc::ptr_eq).await;
         Ok(group)
     }
 
