@@ -168,8 +168,9 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
         c, b, r = med(http["cairn"], "rps"), med(http["baseline"], "rps"), med(http["redis"], "rps")
         p99 = med(half["cairn"], "p99_ms")
         w("")
-        w(f"- cairn / redis-server throughput: **{c / r:.2f}x** (target >= 1.0)")
-        w(f"- cairn / hash-map baseline throughput: **{c / b:.2f}x** (target >= 0.85)")
+        met = lambda x, t: "met" if x >= t else "**missed**"
+        w(f"- cairn / redis-server throughput: **{c / r:.2f}x** (target >= 1.1, issue 29: {met(c / r, 1.1)})")
+        w(f"- cairn / hash-map baseline throughput: **{c / b:.2f}x** (target >= 1.0, issue 29: {met(c / b, 1.0)})")
         w(f"- cairn p99 at 50% of peak: **{p99:.2f} ms** (target < 1 ms; p99 over runs {mmm([x['p99_ms'] for x in half['cairn']], '{:.2f}')}); "
           f"with the client at the default priority: {med(plain['cairn'], 'p99_ms'):.2f} ms")
         bad = sum(x["non_2xx"] for x in http["cairn"] + http["baseline"]) + sum(
@@ -192,8 +193,8 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
         w("")
     if latency_svg(res, svg_path):
         w(f"![latency by percentile at 50% load]({svg_path})\n")
-    w("## In-process lookups, one core, warm (`cairn-bench`: 200k keys, hot shards)\n")
-    w("| dataset | hits/s (cairn engine) | misses/s (no I/O) | HashMap gets/s, same keys | hit / HashMap "
+    w("## In-process lookups, one core, warm (`cairn-bench`: every key of the dataset, hot shards)\n")
+    w("| dataset | hits/s (cairn engine) | misses/s (no I/O) | HashMap gets/s, same keys, owned `Bytes` | hit / HashMap "
       "| hits/s, value read | HashMap gets/s, value read | hit / HashMap, value read |")
     w("|---|---|---|---|---|---|---|---|")
     for ds in ("example", "1k"):
@@ -204,8 +205,10 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
               f"{mmm([x['hits_read_per_s'] for x in ip])} | {mmm([x['hashmap_read_per_s'] for x in ip])} | "
               f"{med(ip, 'hits_read_per_s') / med(ip, 'hashmap_read_per_s'):.2f}x |")
     w("\nKeys are probed in a fixed shuffled order. A hit returns the value as a `Bytes` (a slice of the hot "
-      "shard, not copied); \"value read\" also reads its first and last byte, as a caller that uses it does.")
-    w("\nTarget >= 1M hits/s per core.\n")
+      "shard, not copied), and so does the HashMap (a clone of the `Bytes` it holds: a reference count taken); "
+      "it holds every key cairn holds warm, so both look up in a table of the same size. \"value read\" also "
+      "reads its first and last byte, as a caller that uses it does.")
+    w("\nTargets: >= 1M hits/s per core; hit / HashMap >= 0.5x (issue 29).\n")
     w("## Cold lookups (object-store GETs and bytes counted by the engine)\n")
     w("| dataset | first lookup in a never-seen shard: GETs | bytes | next lookup, its index piece cached: GETs | bytes | 100 absent keys in that shard: GETs |")
     w("|---|---|---|---|---|---|")
