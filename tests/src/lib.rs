@@ -208,3 +208,15 @@ pub fn tools_bin() -> PathBuf {
 pub fn path_with_tools() -> String {
     format!("{}:{}", tools_bin().display(), std::env::var("PATH").unwrap_or_default())
 }
+
+/// Waits until no promotion (whole-shard read) runs in `engine`, so what a test measures next is not
+/// changed by one landing halfway through. Panics if one never ends.
+pub async fn promotions_settled(engine: &cairn_shared::Engine) {
+    for _ in 0..6000 {
+        if engine.promotions_in_flight() == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("a promotion never ended ({} still running)", engine.promotions_in_flight());
+}

@@ -56,13 +56,7 @@ async fn per_request_cache_hits_are_exact() {
         for k in &keys {
             assert_eq!(get(k).await, 200);
         }
-        for _ in 0..6000 {
-            if engine.promotions_in_flight() == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert_eq!(engine.promotions_in_flight(), 0, "a promotion never ended");
+        cairn_tests::promotions_settled(&engine).await;
     }
     let fetched = engine.counters().bytes_fetched;
     lines.lock().unwrap().clear();

@@ -97,13 +97,7 @@ async fn a_hot_shard_stays_hot_in_a_full_cache() {
     lookup_all(&e, &fill).await;
     // The fill's own promotions may still be running: while they hold the budget, the passes' fetches would
     // find no room to promote, and then (their blocks fitting) no reason to.
-    for _ in 0..6000 {
-        if e.promotions_in_flight() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(e.promotions_in_flight(), 0, "the fill's promotions never ended");
+    cairn_tests::promotions_settled(&e).await;
     let read_whole = |shard: u32| {
         let name = format!("shard={shard:05}");
         let paths = stores[0].large_read_paths.lock().unwrap();
@@ -185,13 +179,7 @@ async fn whole_shard_reads_are_not_hedged() {
         lookup_all(&e, &keys_of(&d, shard)).await;
     }
     // Promotions running in the background end before counting.
-    for _ in 0..6000 {
-        if e.promotions_in_flight() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(e.promotions_in_flight(), 0, "a promotion never ended");
+    cairn_tests::promotions_settled(&e).await;
     let mut paths: Vec<String> = stores.iter().flat_map(|s| s.large_read_paths.lock().unwrap().clone()).collect();
     assert!(!paths.is_empty(), "no promotion happened: the test proves nothing");
     paths.sort();
