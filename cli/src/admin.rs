@@ -31,7 +31,7 @@ pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> R
 pub fn print_report(r: &IngestReport) {
     let secs = r.elapsed.as_secs_f64();
     eprintln!(
-        "published {}/{}: {} keys, {} shards, {:.1} MiB in {:.2}s ({:.0} keys/s); shard imbalance {:.2}%{}",
+        "published {}/{}: {} keys, {} shards, {:.1} MiB in {:.2}s ({:.0} keys/s); shard imbalance {:.2}%{}{}",
         r.keyspace,
         r.version,
         r.rows,
@@ -44,6 +44,11 @@ pub fn print_report(r: &IngestReport) {
             format!("; {} shards resumed from a checkpoint", r.resumed_shards)
         } else {
             String::new()
+        },
+        match (r.runs_spilled, r.run_merges) {
+            (0, _) => String::new(),
+            (n, 0) => format!("; {n} sorted runs spilled"),
+            (n, m) => format!("; {n} sorted runs spilled, merged together in {m} merges before writing"),
         }
     );
 }

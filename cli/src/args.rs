@@ -189,9 +189,14 @@ pub struct IngestArgs {
     /// Place keys with a virtual-node ring of this many points per shard instead of jump hashing.
     #[arg(long, env = "CAIRN_RING_VNODES")]
     pub ring_vnodes: Option<u32>,
-    /// Memory for buffering records before sorted runs spill to disk (e.g. 512MiB).
+    /// Memory for buffering records before sorted runs spill to disk (e.g. 512MiB). Peak memory is this
+    /// plus a small constant whatever the input's size (docs/OPERATIONS.md, "Ingest memory and files").
     #[arg(long, env = "CAIRN_INGEST_MEMORY", default_value = "512MiB", value_parser = bytes_arg)]
     pub memory: u64,
+    /// Records per sorted run (default: half of --memory, two runs being held at once; 64MiB when the input
+    /// fits in memory). Smaller runs mean more of them to merge; for tuning and tests.
+    #[arg(long, env = "CAIRN_INGEST_RUN_SIZE", value_parser = bytes_arg)]
+    pub run_size: Option<u64>,
     /// Shards written in parallel (default: number of cores).
     #[arg(long, env = "CAIRN_INGEST_THREADS")]
     pub threads: Option<usize>,

@@ -225,6 +225,7 @@ async fn ingest(args: IngestArgs, store: Store) -> Res {
     opts.format = args.format;
     opts.ring_vnodes = args.ring_vnodes;
     opts.memory_budget = args.memory as usize;
+    opts.run_bytes = args.run_size.map(|b| b as usize);
     opts.tmp_dir = args.tmp_dir;
     if let Some(t) = args.threads {
         opts.threads = t;

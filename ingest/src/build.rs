@@ -223,6 +223,7 @@ impl Build {
             shard_rows: counts,
             resumed_shards: 0,
             runs_spilled: 0,
+            run_merges: 0,
             fingerprint: manifest.source.fingerprint.clone(),
             elapsed: self.started.elapsed(),
         })

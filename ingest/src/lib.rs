@@ -1,16 +1,19 @@
-//! Bulk ingest: input files → sorted runs (spilled to a temp dir when they exceed the memory budget) →
-//! per-shard k-way merge → one Parquet object per shard under every replica root → manifest → conditional
+//! Bulk ingest: input files → sorted runs (spilled to a temp dir when they exceed the memory budget; merged
+//! together first when they outnumber the open-file limit's fan-in) → per-shard-range heap merge → one Parquet object per shard under every replica root → manifest → conditional
 //! pointer switch. Checkpointed in the store, so a rerun after a crash resumes (at-least-once writes,
 //! exactly-once result).
 
 pub mod build;
 pub mod byte_column;
 pub mod checkpoint;
+mod csv_input;
 pub mod error;
 pub mod input;
+mod jsonl_input;
 pub mod lease;
 pub mod listing;
 pub mod merge;
+mod merge_width;
 pub mod object_read;
 pub mod options;
 pub mod owner;
@@ -22,10 +25,13 @@ pub mod progress;
 pub mod publish;
 mod read_phase;
 pub mod record;
+mod reduce;
 pub mod run;
+mod run_file;
 pub mod scratch;
 pub mod shard_object;
 pub mod source;
+mod text_input;
 mod write_phase;
 
 pub use build::{Build, PublishOptions};

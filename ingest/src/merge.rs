@@ -1,8 +1,11 @@
-//! K-way merge of one shard's sections of every run, rejecting duplicate keys (the input must be a map).
+//! Merges sorted runs: a binary heap over one cursor per run, each cursor streaming a range of shards of its
+//! run. The number of runs merged at once is capped (reduce.rs merges runs together first), so the cost per
+//! record is a few comparisons and the files open are bounded whatever the input's size.
 
 use std::io;
+use std::ops::Range;
 
-use crate::run::{Record, Run};
+use crate::run::{Cursor, Record, Run};
 
 /// A key that appears twice: where (file index, line) of both occurrences.
 #[derive(Debug)]
@@ -19,46 +22,100 @@ pub enum MergeError<E> {
     Sink(E),
 }
 
-/// Feeds `sink` every record of `shard` in ascending key order. The number of runs is small (input size /
-/// memory budget), so picking the minimum by a linear scan beats a heap's bookkeeping.
-pub fn merge_shard<E>(
-    runs: &[Run],
-    shard: u32,
-    mut sink: impl FnMut(&Record<'_>) -> Result<(), E>,
-) -> Result<u64, MergeError<E>> {
-    let mut cursors = runs.iter().map(|r| r.cursor(shard)).collect::<io::Result<Vec<_>>>().map_err(MergeError::Io)?;
-    let mut last: Option<(Vec<u8>, u32, u64)> = None;
-    let mut n = 0u64;
-    loop {
-        let mut best: Option<usize> = None;
-        for (i, c) in cursors.iter().enumerate() {
-            if let Some(rec) = c.current()
-                && best.is_none_or(|b| rec.key < cursors[b].current().expect("best is live").key)
-            {
-                best = Some(i);
-            }
+/// Every record of a range of shards of some runs, in merge order ([`Record::cmp_order`]).
+pub struct Merge<'a> {
+    cursors: Vec<Box<dyn Cursor + 'a>>,
+    /// Indices of live cursors, a min-heap by their current record.
+    heap: Vec<usize>,
+    /// The last record handed out by [`Merge::drain_shard`]: (shard, key, file, line).
+    last: Option<(u32, Vec<u8>, u32, u64)>,
+}
+
+impl<'a> Merge<'a> {
+    pub fn open(runs: &'a [Run], shards: Range<u32>, buf: usize) -> io::Result<Merge<'a>> {
+        let cursors = runs.iter().map(|r| r.cursor(shards.clone(), buf)).collect::<io::Result<Vec<_>>>()?;
+        let heap: Vec<usize> = (0..cursors.len()).filter(|&i| cursors[i].current().is_some()).collect();
+        let mut m = Merge { cursors, heap, last: None };
+        for i in (0..m.heap.len() / 2).rev() {
+            m.sift_down(i);
         }
-        let Some(b) = best else { break };
-        let rec = cursors[b].current().expect("best is live");
-        if let Some((k, f, l)) = &last
-            && k.as_slice() == rec.key
-        {
-            return Err(MergeError::Duplicate(Duplicate {
-                key: k.clone(),
-                first: (*f, *l),
-                second: (rec.file, rec.line),
-            }));
-        }
-        sink(&rec).map_err(MergeError::Sink)?;
-        let slot = last.get_or_insert_with(|| (Vec::new(), 0, 0));
-        slot.0.clear();
-        slot.0.extend_from_slice(rec.key);
-        slot.1 = rec.file;
-        slot.2 = rec.line;
-        n += 1;
-        cursors[b].advance().map_err(MergeError::Io)?;
+        Ok(m)
     }
-    Ok(n)
+
+    pub fn peek(&self) -> Option<Record<'_>> {
+        self.heap.first().map(|&c| self.cursors[c].current().expect("heap holds live cursors"))
+    }
+
+    pub fn advance(&mut self) -> io::Result<()> {
+        let Some(&top) = self.heap.first() else { return Ok(()) };
+        self.cursors[top].advance()?;
+        if self.cursors[top].current().is_none() {
+            self.heap.swap_remove(0);
+        }
+        self.sift_down(0);
+        Ok(())
+    }
+
+    /// Feeds `sink` every record of `shard` (shards must be drained in ascending order), refusing a key seen
+    /// twice. Records of lower shards still pending are skipped: none are expected.
+    pub fn drain_shard<E>(
+        &mut self,
+        shard: u32,
+        mut sink: impl FnMut(&Record<'_>) -> Result<(), E>,
+    ) -> Result<u64, MergeError<E>> {
+        let mut n = 0u64;
+        while let Some(&top) = self.heap.first() {
+            let rec = self.cursors[top].current().expect("heap holds live cursors");
+            if rec.shard > shard {
+                break;
+            }
+            if rec.shard == shard {
+                if let Some((s, k, f, l)) = &self.last
+                    && *s == shard
+                    && k.as_slice() == rec.key
+                {
+                    return Err(MergeError::Duplicate(Duplicate {
+                        key: k.clone(),
+                        first: (*f, *l),
+                        second: (rec.file, rec.line),
+                    }));
+                }
+                sink(&rec).map_err(MergeError::Sink)?;
+                let slot = self.last.get_or_insert_with(|| (0, Vec::new(), 0, 0));
+                slot.0 = shard;
+                slot.1.clear();
+                slot.1.extend_from_slice(rec.key);
+                slot.2 = rec.file;
+                slot.3 = rec.line;
+                n += 1;
+            }
+            self.advance().map_err(MergeError::Io)?;
+        }
+        Ok(n)
+    }
+
+    fn less(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (self.cursors[self.heap[a]].current(), self.cursors[self.heap[b]].current());
+        x.expect("live").cmp_order(&y.expect("live")).is_lt()
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut m = i;
+            if l < self.heap.len() && self.less(l, m) {
+                m = l;
+            }
+            if r < self.heap.len() && self.less(r, m) {
+                m = r;
+            }
+            if m == i {
+                return;
+            }
+            self.heap.swap(i, m);
+            i = m;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -69,33 +126,53 @@ mod tests {
     fn run(keys: &[&str], file: u32) -> Chunk {
         let mut c = Chunk::default();
         for (i, k) in keys.iter().enumerate() {
-            c.push(0, k.as_bytes(), format!("v-{k}").as_bytes(), file, i as u64 + 1);
+            let shard = (k.as_bytes()[0] % 2) as u32;
+            c.push(shard, k.as_bytes(), format!("v-{k}").as_bytes(), file, i as u64 + 1);
         }
         c
     }
 
-    #[test]
-    fn merges_memory_and_spilled_runs_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = run(&["d", "a", "f"], 0).into_run(1).spill(dir.path(), 0).unwrap();
-        let b = run(&["c", "b", "e"], 1).into_run(1);
+    fn drain(runs: &[Run], shards: Range<u32>) -> Result<Vec<String>, MergeError<()>> {
+        let mut m = Merge::open(runs, shards.clone(), 4096).map_err(MergeError::Io)?;
         let mut out = Vec::new();
-        let n = merge_shard::<()>(&[a, b], 0, |r| {
-            out.push(String::from_utf8(r.key.to_vec()).unwrap());
-            assert_eq!(r.value, format!("v-{}", out.last().unwrap()).as_bytes());
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(n, 6);
-        assert_eq!(out, ["a", "b", "c", "d", "e", "f"]);
+        for s in shards {
+            m.drain_shard::<()>(s, |r| {
+                assert_eq!(r.shard, s);
+                assert_eq!(r.value, format!("v-{}", String::from_utf8_lossy(r.key)).as_bytes());
+                out.push(String::from_utf8(r.key.to_vec()).unwrap());
+                Ok(())
+            })?;
+        }
+        Ok(out)
     }
 
     #[test]
-    fn reports_both_places_of_a_duplicate() {
+    fn merges_memory_and_spilled_runs_in_order_over_a_range_of_shards() {
         let dir = tempfile::tempdir().unwrap();
-        let a = run(&["x", "k"], 0).into_run(1).spill(dir.path(), 0).unwrap();
-        let b = run(&["y", "z", "k"], 3).into_run(1);
-        let Err(MergeError::Duplicate(d)) = merge_shard::<()>(&[a, b], 0, |_| Ok(())) else { panic!("no duplicate") };
+        let a = run(&["d", "a", "f"], 0).into_run(2).spill(dir.path(), 0).unwrap();
+        let b = run(&["c", "b", "e"], 1).into_run(2);
+        // Shard 0 holds b, d, f (even bytes); shard 1 holds a, c, e.
+        assert_eq!(drain(&[a, b], 0..2).unwrap(), ["b", "d", "f", "a", "c", "e"]);
+    }
+
+    #[test]
+    fn reads_only_the_shards_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = run(&["d", "a", "f"], 0).into_run(2).spill(dir.path(), 0).unwrap();
+        let b = run(&["c", "b", "e"], 1).into_run(2);
+        let runs = [a, b];
+        assert_eq!(drain(&runs, 1..2).unwrap(), ["a", "c", "e"]);
+        assert_eq!(drain(&runs, 0..1).unwrap(), ["b", "d", "f"]);
+        assert!(drain(&runs, 1..1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reports_both_places_of_a_duplicate_the_earlier_first() {
+        let dir = tempfile::tempdir().unwrap();
+        // File 3's copy is in the run merged first; the report still names file 0's as the first seen.
+        let a = run(&["y", "z", "k"], 3).into_run(2).spill(dir.path(), 0).unwrap();
+        let b = run(&["x", "k"], 0).into_run(2);
+        let Err(MergeError::Duplicate(d)) = drain(&[a, b], 0..2) else { panic!("no duplicate") };
         assert_eq!(d.key, b"k");
         assert_eq!([d.first, d.second], [(0, 2), (3, 3)]);
     }

@@ -9,8 +9,10 @@ use cairn_shared::stores::Store;
 use crate::input::InputFormat;
 use crate::record::Columns;
 
-/// Largest in-memory chunk of records before it is sorted and spilled.
-pub const CHUNK_BYTES: usize = 64 << 20;
+/// Largest run when the whole input fits in memory: smaller runs let sorting one overlap reading the next.
+pub const SMALL_INPUT_RUN_BYTES: usize = 64 << 20;
+/// Smallest run size `--run-size` accepts.
+pub const MIN_RUN_BYTES: usize = 64 << 10;
 
 /// Input bytes per shard when `--shards` is not given. A cold lookup costs the same at any shard size (one
 /// index piece, one block); this size is what a hot shard is read and kept as: small enough that promotion
@@ -54,6 +56,9 @@ pub struct IngestOptions {
     /// Memory for buffered records; beyond it sorted runs spill to `tmp_dir`.
     pub memory_budget: usize,
     pub tmp_dir: Option<PathBuf>,
+    /// Records buffered per sorted run; None: half the memory budget (two runs are held at once), or
+    /// [`SMALL_INPUT_RUN_BYTES`] when the input fits in memory.
+    pub run_bytes: Option<usize>,
     /// Stop reading after this many bad records.
     pub max_errors: usize,
     /// The checkpoint owner's lease: another run takes over a checkpoint whose heartbeat is older than this
@@ -68,6 +73,15 @@ pub struct IngestOptions {
 }
 
 impl IngestOptions {
+    /// The run size for `data_bytes` of input (as text).
+    pub fn run_bytes_for(&self, data_bytes: u64) -> usize {
+        self.run_bytes.unwrap_or(if data_bytes as usize <= self.memory_budget / 2 {
+            SMALL_INPUT_RUN_BYTES.min(self.memory_budget / 2)
+        } else {
+            self.memory_budget / 2
+        })
+    }
+
     pub fn new(input: impl Into<PathBuf>, keyspace: impl Into<String>, store: Store) -> Self {
         IngestOptions {
             inputs: vec![input.into()],
@@ -83,6 +97,7 @@ impl IngestOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             memory_budget: 512 << 20,
             tmp_dir: None,
+            run_bytes: None,
             max_errors: 20,
             lease: crate::checkpoint::DEFAULT_LEASE,
             checkpoint_expiry: crate::checkpoint::DEFAULT_EXPIRY,
@@ -104,6 +119,8 @@ pub struct IngestReport {
     /// Shards taken from a checkpoint instead of being rewritten.
     pub resumed_shards: usize,
     pub runs_spilled: usize,
+    /// Merge passes over spilled runs before the shards were written (0 unless the runs outnumbered the fan-in).
+    pub run_merges: usize,
     pub fingerprint: String,
     pub elapsed: Duration,
 }

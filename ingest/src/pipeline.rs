@@ -17,12 +17,13 @@ use crate::error::IngestError;
 use crate::input::InputFormat;
 use crate::lease::{Stop, heartbeat};
 use crate::listing::{changes, fingerprint_of, list_sources_with, stamps};
-use crate::options::COMPRESSED_EXPANSION;
+use crate::merge_width::merge_width;
 pub use crate::options::{AUTO_SHARDS_MAX, IngestOptions, IngestReport, auto_shards};
+use crate::options::{COMPRESSED_EXPANSION, MIN_RUN_BYTES};
 use crate::progress::Progress;
 use crate::publish::{discard, manifest_for, publish_version};
 use crate::read_phase::{Input, read_runs};
-use crate::run::Run;
+use crate::reduce::Reduce;
 use crate::scratch::Scratch;
 use crate::shard_object::VersionTarget;
 use crate::write_phase::{WriteCtx, write_shards};
@@ -35,6 +36,14 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     }
     if opts.memory_budget < 16 << 20 {
         return Err(IngestError::Invalid("the memory budget must be at least 16 MiB".into()));
+    }
+    if let Some(r) = opts.run_bytes
+        && !(MIN_RUN_BYTES..=opts.memory_budget / 2).contains(&r)
+    {
+        return Err(IngestError::Invalid(format!(
+            "the run size must be between 64 KiB and half the memory budget ({} bytes), got {r}",
+            opts.memory_budget / 2
+        )));
     }
     let files = list_sources_with(&opts.inputs, opts.format, &opts.source_settings).await?;
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
@@ -116,7 +125,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         if m.source.fingerprint == fp {
             owned.release(primary.as_ref()).await?;
             progress.note(&format!("version {} was already published by an earlier run", m.version));
-            return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), owned.ckpt.done.len(), 0, started));
+            return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), owned.ckpt.done.len(), (0, 0), started));
         }
         progress.note(&format!("version {} was published from other inputs; starting over", m.version));
         owned.start_over(fresh(), primary.as_ref()).await?;
@@ -160,18 +169,44 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     );
     let skip: HashSet<u32> = ckpt.done.keys().copied().collect();
     progress.phase("reading", total_bytes);
+    let width = merge_width(opts.threads.max(1));
+    let run_bytes = opts.run_bytes_for(data_bytes);
+    // Read buffers of the final merge: a quarter of the budget over every run every thread reads at once.
+    let read_buf = (opts.memory_budget / 4 / (width.threads * width.fanin)).clamp(16 << 10, 256 << 10);
     let phase1 = {
         let (files, placement, tmp, progress) = (files.clone(), placement.clone(), tmp.clone(), progress.clone());
-        let (budget, max_errors, columns) = (opts.memory_budget, opts.max_errors, opts.columns.clone());
+        let (max_errors, columns) = (opts.max_errors, opts.columns.clone());
         let (handle, stop) = (tokio::runtime::Handle::current(), stop.flag.clone());
         tokio::task::spawn_blocking(move || {
             let input = Input { files: &files, columns: &columns, handle: &handle, stop: &stop };
-            read_runs(&input, &placement, &skip, budget, tmp.path(), progress.as_ref(), max_errors)
+            let (runs, counts) =
+                read_runs(&input, &placement, &skip, run_bytes, tmp.path(), progress.as_ref(), max_errors)?;
+            let spilled = runs.iter().filter(|r| r.is_file()).count();
+            if spilled <= width.fanin {
+                return Ok((runs, counts, spilled, 0));
+            }
+            progress.note(&format!("merging {spilled} sorted runs, {} at a time", width.fanin));
+            let reduce = Reduce {
+                dir: tmp.path(),
+                shards: placement.shards(),
+                fanin: width.fanin,
+                threads: width.threads,
+                buf: read_buf,
+                stop: &stop,
+            };
+            let (runs, merges) = reduce.run(runs, spilled).map_err(|e| {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    IngestError::Invalid("the ingest was stopped while merging sorted runs".into())
+                } else {
+                    IngestError::Io { context: "cannot merge sorted runs".into(), source: e }
+                }
+            })?;
+            Ok((runs, counts, spilled, merges))
         })
         .await
         .expect("reader task")
     };
-    let (runs, counts) = match phase1 {
+    let (runs, counts, spilled, merges) = match phase1 {
         Ok(x) => x,
         Err(e) => {
             if matches!(e, IngestError::BadInput(_)) {
@@ -180,7 +215,6 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             return Err(e);
         }
     };
-    let spilled = runs.iter().filter(|r| matches!(r, Run::File { .. })).count();
     let keys: u64 = counts.iter().sum();
     if keys == 0 && !opts.allow_empty {
         // Nothing was written for it (no shard is written before every record is read): only the checkpoint
@@ -223,8 +257,9 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             stop: stop.flag.clone(),
             progress: progress.clone(),
             handle: tokio::runtime::Handle::current(),
+            read_buf,
         };
-        let threads = opts.threads.max(1);
+        let threads = width.threads;
         tokio::task::spawn_blocking(move || write_shards(&ctx, &runs, &todo, threads)).await.expect("writer task")
     };
     ckpt = owned.lock().await.ckpt.clone();
@@ -247,10 +282,10 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let manifest = manifest_for(&target, opts.shard_format.version(), source, entries, &ckpt.started_at);
     let rerun = "Rerun the same command: it finishes the publish or reports that it happened";
     publish_version(&roots, &owned, &stop.flag, &progress, &manifest, ckpt.base_version.as_deref(), rerun).await?;
-    Ok(report(&manifest, counts, resumed, spilled, started))
+    Ok(report(&manifest, counts, resumed, (spilled, merges), started))
 }
 
-fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, spilled: usize, started: Instant) -> IngestReport {
+fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, runs: (usize, usize), started: Instant) -> IngestReport {
     IngestReport {
         keyspace: m.keyspace.clone(),
         version: m.version.clone(),
@@ -260,7 +295,8 @@ fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, spilled: usize, starte
         imbalance: imbalance(&counts),
         shard_rows: counts,
         resumed_shards: resumed,
-        runs_spilled: spilled,
+        runs_spilled: runs.0,
+        run_merges: runs.1,
         fingerprint: m.source.fingerprint.clone(),
         elapsed: started.elapsed(),
     }

@@ -9,7 +9,6 @@ use cairn_shared::format::ring::Placement;
 
 use crate::error::IngestError;
 use crate::input::InputFile;
-use crate::options::CHUNK_BYTES;
 use crate::progress::Progress;
 use crate::record::{Columns, Problems};
 use crate::run::{Chunk, Run};
@@ -28,7 +27,7 @@ pub(crate) fn read_runs(
     input: &Input<'_>,
     placement: &Placement,
     skip: &HashSet<u32>,
-    budget: usize,
+    run_bytes: usize,
     dir: &Path,
     progress: &dyn Progress,
     max_errors: usize,
@@ -36,9 +35,9 @@ pub(crate) fn read_runs(
     let shards = placement.shards();
     let mut counts = vec![0u64; shards as usize];
     let mut problems = Problems::new(max_errors);
-    // One chunk fills while the previous one is sorted and spilled on the other core; chunks of at most
-    // 64 MiB keep that pipeline going even when the whole input would fit in memory (measured faster).
-    let chunk_budget = (budget / 2).min(CHUNK_BYTES);
+    // One chunk fills while the previous one is sorted and spilled on the other core: two chunks of
+    // `run_bytes` at most are held at once.
+    let chunk_budget = run_bytes;
     let files = input.files;
     let total: u64 = files.iter().map(|f| f.size).sum();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);

@@ -1,11 +1,13 @@
-//! Sorted runs. Records are buffered in a [`Chunk`] (one arena plus fixed-size record headers) up to a byte
-//! budget, sorted by (shard, key), then either kept in memory (the last chunk) or spilled to a temp file
-//! with one section per shard, so the merge for shard `s` reads only its section of every run.
+//! Sorted runs. Records are buffered in a [`Chunk`] (one arena plus fixed-size record headers) up to the run
+//! size, sorted by (shard, key), then either kept in memory (the last chunk) or spilled to a run file
+//! (run_file.rs) whose footer locates every shard's section, so a merge reads any range of shards of a run
+//! as one sequential stream.
 
-use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use crate::run_file::{FileCursor, RunWriter};
 
 /// Bytes of bookkeeping per record, counted against the memory budget.
 const REC_OVERHEAD: usize = std::mem::size_of::<Rec>();
@@ -20,13 +22,23 @@ struct Rec {
     line: u64,
 }
 
-/// One record as the merge sees it.
+/// One record as the merge sees it: where it goes (shard) and where it came from (input file, line or row).
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
+    pub shard: u32,
     pub key: &'a [u8],
     pub value: &'a [u8],
     pub file: u32,
     pub line: u64,
+}
+
+impl Record<'_> {
+    /// Merge order: (shard, key), then input position, so that of two equal keys the earlier one in the input
+    /// comes first whatever runs they were sorted into.
+    #[inline]
+    pub fn cmp_order(&self, other: &Record<'_>) -> std::cmp::Ordering {
+        (self.shard, self.key, self.file, self.line).cmp(&(other.shard, other.key, other.file, other.line))
+    }
 }
 
 #[derive(Default)]
@@ -68,6 +80,7 @@ impl Chunk {
     fn record(&self, r: &Rec) -> Record<'_> {
         let k = r.off as usize + r.klen as usize;
         Record {
+            shard: r.shard,
             key: &self.data[r.off as usize..k],
             value: &self.data[k..k + r.vlen as usize],
             file: r.file,
@@ -78,85 +91,78 @@ impl Chunk {
     /// Sorts by (shard, key) and turns the chunk into an in-memory run.
     pub fn into_run(mut self, shards: u32) -> Run {
         let mut recs = std::mem::take(&mut self.recs);
-        recs.sort_unstable_by(|a, b| a.shard.cmp(&b.shard).then_with(|| self.key(a).cmp(self.key(b))));
+        recs.sort_unstable_by(|a, b| {
+            a.shard
+                .cmp(&b.shard)
+                .then_with(|| self.key(a).cmp(self.key(b)))
+                .then_with(|| (a.file, a.line).cmp(&(b.file, b.line)))
+        });
         self.recs = recs;
-        let mut ranges = Vec::with_capacity(shards as usize);
+        let mut starts = Vec::with_capacity(shards as usize + 1);
         let mut start = 0;
         for s in 0..shards {
-            let end = start + self.recs[start..].partition_point(|r| r.shard == s);
-            ranges.push(start..end);
-            start = end;
+            starts.push(start);
+            start += self.recs[start..].partition_point(|r| r.shard == s);
         }
-        Run::Memory { chunk: self, ranges }
+        starts.push(start);
+        Run::Memory { chunk: self, starts }
     }
 }
 
-/// A sorted run, in memory or in a spill file.
+/// A sorted run, in memory or in a run file.
 pub enum Run {
+    /// `starts[s]..starts[s+1]` are shard s's records.
     Memory {
         chunk: Chunk,
-        ranges: Vec<Range<usize>>,
+        starts: Vec<usize>,
     },
-    /// `offsets[s]..offsets[s+1]` is shard s's section.
     File {
         path: PathBuf,
-        offsets: Vec<u64>,
+        bytes: u64,
+        shards: u32,
     },
 }
 
 impl Run {
-    /// Writes a memory run to `dir` and returns the file-backed run (frees the chunk).
+    /// Writes a memory run to `dir` as run file `id` and returns the file-backed run (frees the chunk).
     pub fn spill(self, dir: &Path, id: usize) -> io::Result<Run> {
-        let Run::Memory { chunk, ranges } = self else { return Ok(self) };
-        let path = dir.join(format!("run-{id:05}.bin"));
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        let mut offsets = Vec::with_capacity(ranges.len() + 1);
-        let mut pos = 0u64;
-        for range in &ranges {
-            offsets.push(pos);
-            for r in &chunk.recs[range.clone()] {
-                let rec = chunk.record(r);
-                w.write_all(&r.klen.to_le_bytes())?;
-                w.write_all(&r.vlen.to_le_bytes())?;
-                w.write_all(&r.file.to_le_bytes())?;
-                w.write_all(&r.line.to_le_bytes())?;
-                w.write_all(rec.key)?;
-                w.write_all(rec.value)?;
-                pos += 20 + rec.key.len() as u64 + rec.value.len() as u64;
-            }
+        let Run::Memory { chunk, starts } = self else { return Ok(self) };
+        let shards = (starts.len() - 1) as u32;
+        let mut w = RunWriter::create(run_path(dir, id), shards)?;
+        for r in &chunk.recs {
+            w.push(&chunk.record(r))?;
         }
-        offsets.push(pos);
-        w.flush()?;
-        Ok(Run::File { path, offsets })
+        w.finish()
     }
 
-    /// Records of one shard, in key order.
-    pub fn cursor(&self, shard: u32) -> io::Result<Box<dyn Cursor + '_>> {
+    /// Bytes of records (what merging this run costs).
+    pub fn bytes(&self) -> u64 {
         match self {
-            Run::Memory { chunk, ranges } => {
-                let r = ranges[shard as usize].clone();
-                Ok(Box::new(MemCursor { chunk, pos: r.start, end: r.end }))
+            Run::Memory { chunk, .. } => chunk.data.len() as u64,
+            Run::File { bytes, .. } => *bytes,
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        matches!(self, Run::File { .. })
+    }
+
+    /// The records of `shards`, in (shard, key) order, read through a buffer of `buf` bytes.
+    pub fn cursor(&self, shards: Range<u32>, buf: usize) -> io::Result<Box<dyn Cursor + '_>> {
+        match self {
+            Run::Memory { chunk, starts } => {
+                Ok(Box::new(MemCursor { chunk, pos: starts[shards.start as usize], end: starts[shards.end as usize] }))
             }
-            Run::File { path, offsets } => {
-                let (start, end) = (offsets[shard as usize], offsets[shard as usize + 1]);
-                let mut f = File::open(path)?;
-                f.seek(SeekFrom::Start(start))?;
-                let mut c = FileCursor {
-                    reader: BufReader::with_capacity(256 << 10, f.take(end - start)),
-                    key: Vec::new(),
-                    value: Vec::new(),
-                    file: 0,
-                    line: 0,
-                    valid: false,
-                };
-                c.advance()?;
-                Ok(Box::new(c))
-            }
+            Run::File { path, bytes, shards: n } => Ok(Box::new(FileCursor::open(path, *bytes, *n, shards, buf)?)),
         }
     }
 }
 
-pub trait Cursor {
+pub fn run_path(dir: &Path, id: usize) -> PathBuf {
+    dir.join(format!("run-{id:06}.bin"))
+}
+
+pub trait Cursor: Send {
     fn current(&self) -> Option<Record<'_>>;
     fn advance(&mut self) -> io::Result<()>;
 }
@@ -174,43 +180,6 @@ impl Cursor for MemCursor<'_> {
 
     fn advance(&mut self) -> io::Result<()> {
         self.pos += 1;
-        Ok(())
-    }
-}
-
-struct FileCursor {
-    reader: BufReader<io::Take<File>>,
-    key: Vec<u8>,
-    value: Vec<u8>,
-    file: u32,
-    line: u64,
-    valid: bool,
-}
-
-impl Cursor for FileCursor {
-    fn current(&self) -> Option<Record<'_>> {
-        self.valid.then_some(Record { key: &self.key, value: &self.value, file: self.file, line: self.line })
-    }
-
-    fn advance(&mut self) -> io::Result<()> {
-        let mut head = [0u8; 20];
-        match self.reader.read_exact(&mut head) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                self.valid = false;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        }
-        let u32_at = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes")) as usize;
-        let (klen, vlen) = (u32_at(0), u32_at(4));
-        self.file = u32_at(8) as u32;
-        self.line = u64::from_le_bytes(head[12..20].try_into().expect("8 bytes"));
-        self.key.resize(klen, 0);
-        self.reader.read_exact(&mut self.key)?;
-        self.value.resize(vlen, 0);
-        self.reader.read_exact(&mut self.value)?;
-        self.valid = true;
         Ok(())
     }
 }
