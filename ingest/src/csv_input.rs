@@ -1,0 +1,70 @@
+//! CSV input: a header naming the key and value columns, then one record per row (RFC 4180 quoting; a
+//! quoted field may span lines). Fields are bytes: the key is checked like any key, the value stored as it
+//! is (an empty field is an empty value). Problems are reported at the line where the record starts.
+
+use crate::error::IngestError;
+use crate::input::InputFile;
+use crate::record::{Emit, Problems, check_record};
+use crate::text_input::TextInput;
+
+pub fn read(
+    file: &InputFile,
+    input: &mut TextInput<'_>,
+    (key, value): (&str, &str),
+    problems: &mut Problems,
+    emit: &mut Emit<'_>,
+) -> Result<(), IngestError> {
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&mut input.reader);
+    let mut rec = csv::ByteRecord::new();
+    // The line after the last record read whole: where a failed read is reported from.
+    let mut good = 0u64;
+    let mut columns: Option<(usize, usize, usize)> = None;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(e) => {
+                if !matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    let line = e.position().map_or(good, |p| p.line());
+                    problems.add(&file.path, line, format!("unreadable CSV: {e}"));
+                    return Ok(());
+                }
+                let csv::ErrorKind::Io(io) = e.into_kind() else { unreachable!("matched above") };
+                drop(rdr);
+                return input.failure(file, io, good, problems);
+            }
+        }
+        let line = rec.position().map_or(good + 1, |p| p.line());
+        good = rdr.position().line().saturating_sub(1);
+        let Some((ki, vi, width)) = columns else {
+            let names: Vec<String> = rec.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+            let (Some(ki), Some(vi)) = (names.iter().position(|n| n == key), names.iter().position(|n| n == value))
+            else {
+                problems.add(
+                    &file.path,
+                    line,
+                    format!("CSV header must name a {key:?} and a {value:?} column, found {names:?}"),
+                );
+                return Ok(());
+            };
+            columns = Some((ki, vi, names.len()));
+            continue;
+        };
+        if rec.len() != width {
+            problems.add(&file.path, line, format!("{} fields, the header has {width}", rec.len()));
+        } else {
+            let (k, v) = (&rec[ki], &rec[vi]);
+            if k.is_empty() {
+                problems.add(&file.path, line, format!("empty {key:?}"));
+            } else {
+                match check_record(k, v) {
+                    Ok(()) => emit(k, v, line),
+                    Err(why) => problems.add(&file.path, line, why),
+                }
+            }
+        }
+        if problems.full() {
+            return Ok(());
+        }
+    }
+}
