@@ -201,7 +201,7 @@ impl Build {
         for e in &entries {
             h.update(format!("{}:{}\n", e.shard, e.checksum).as_bytes());
         }
-        let source = Source { fingerprint: cairn_shared::format::manifest::checksum_label(h.digest()), files };
+        let source = Source::new(cairn_shared::format::manifest::checksum_label(h.digest()), files);
         let created_at = {
             let mut owned = self.owned.lock().await;
             owned.ckpt.done = by_shard;

@@ -272,7 +272,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     drop(tmp);
 
     let entries: Vec<ShardEntry> = ckpt.done.values().cloned().collect();
-    let source = Source { fingerprint: fp, files: files.iter().map(|f| f.path.display().to_string()).collect() };
+    let source = Source::new(fp, files.iter().map(|f| f.path.display().to_string()).collect());
     let target = VersionTarget {
         keyspace: opts.keyspace.clone(),
         version: ckpt.version.clone(),

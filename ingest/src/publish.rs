@@ -249,7 +249,7 @@ mod tests {
             placement: PlacementSpec::jump(1),
             roots: vec!["memory://x".into()],
         };
-        let source = Source { fingerprint: "xxh3-64:0".into(), files: vec!["a".into()] };
+        let source = Source::new("xxh3-64:0".into(), vec!["a".into()]);
         let manifest = |_: u32| manifest_for(&target, 3, source.clone(), Vec::new(), "2026-12-05T00:00:00.000Z");
         let first = serde_json::to_vec(&manifest(0)).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));

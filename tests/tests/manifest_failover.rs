@@ -11,6 +11,7 @@ use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
 use cairn_shared::query::RootOpener;
 use cairn_shared::stores::Store;
+use cairn_shared::format::manifest::Manifest;
 use cairn_shared::{Engine, format::layout};
 use cairn_tests::fault::FaultyStore;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -128,4 +129,50 @@ async fn health_and_repair_cover_the_manifest_copies() {
     }
     assert_eq!(check(&f.roots, &m, false).await.status, Status::Red);
     assert!(cairn_shared::versions::repair::repair(&f.roots, &m).await.unwrap().manifest_unrecoverable);
+}
+
+/// The top level every reader loads stays small however many inputs a version was built from (issue 30):
+/// past 16 files the whole list lies in its own object, which `Manifest::read` (the admin tools) loads and
+/// verifies, gc deletes with the version, and repair copies to a root that lost it.
+#[tokio::test]
+async fn many_inputs_are_listed_outside_the_top_level() {
+    use cairn_shared::format::manifest::SOURCE_FILES_INLINE;
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir(&inputs).unwrap();
+    for i in 0..300 {
+        std::fs::write(inputs.join(format!("part-{i:05}.data")), format!("{:032x} v{i}\n", i as u128 * 7919)).unwrap();
+    }
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let store = Store::open(a.to_str().unwrap()).unwrap();
+    let mut opts = IngestOptions::new(&inputs, "many", store.clone());
+    opts.replicas = vec![Store::open(b.to_str().unwrap()).unwrap()];
+    let report = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let top_path = layout::manifest_path("many", &report.version);
+    let top_bytes = store.inner.get(&top_path).await.unwrap().bytes().await.unwrap();
+    let top = Manifest::parse(&top_path, &top_bytes).unwrap();
+    assert_eq!(top.source.files.len(), SOURCE_FILES_INLINE);
+    assert_eq!(top.source.listing.as_ref().map(|l| l.count), Some(300));
+    assert!(top_bytes.len() < 8 << 10, "top level of {} bytes", top_bytes.len());
+    let whole = Manifest::read(store.inner.as_ref(), "many", &report.version).await.unwrap();
+    assert_eq!(whole.source.files.len(), 300);
+    assert!(whole.source.files[299].ends_with("part-00299.data"), "{:?}", whole.source.files.last());
+    // Readers never need the listing: the keyspace answers without it.
+    let listing = layout::sources_path("many", &report.version);
+    let saved = store.inner.get(&listing).await.unwrap().bytes().await.unwrap();
+    store.inner.delete(&listing).await.unwrap();
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    assert_eq!(engine.get("many", &format!("{:032x}", 7919u128 * 5)).await.unwrap().as_deref(), Some(&b"v5"[..]));
+    // The admin read refuses a missing or damaged listing; repair restores it from the replica.
+    assert!(Manifest::read(store.inner.as_ref(), "many", &report.version).await.is_err());
+    let mut bad = saved.to_vec();
+    bad[3] ^= 1;
+    store.inner.put(&listing, PutPayload::from(bad)).await.unwrap();
+    let err = Manifest::read(store.inner.as_ref(), "many", &report.version).await.unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+    let roots = [store.clone(), Store::open(b.to_str().unwrap()).unwrap()];
+    let repaired = cairn_shared::versions::repair::repair(&roots, &whole).await.unwrap();
+    assert!(!repaired.manifest_unrecoverable && repaired.metadata_copied >= 1, "{repaired:?}");
+    assert_eq!(store.inner.get(&listing).await.unwrap().bytes().await.unwrap(), saved);
+    assert_eq!(Manifest::read(store.inner.as_ref(), "many", &report.version).await.unwrap(), whole);
 }

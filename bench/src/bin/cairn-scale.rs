@@ -185,7 +185,7 @@ async fn synthetic(keys: u64, shards: u32) {
         created_at: cairn_shared::format::layout::now_rfc3339(),
         placement: PlacementSpec::jump(shards),
         replicas: vec![],
-        source: Source { fingerprint: String::new(), files: vec![] },
+        source: Source::new(String::new(), vec![]),
         rows: sum.rows * shards as u64,
         bytes: sum.bytes * shards as u64,
         shards: entries,

@@ -34,6 +34,11 @@ pub fn group_path(ks: &str, version: &str, g: u32) -> Path {
 }
 
 /// Where a version's manifest groups are.
+/// The whole list of a version's input files (beside its groups: gc and discard take it with them).
+pub fn sources_path(ks: &str, version: &str) -> Path {
+    Path::from(format!("keyspace={ks}/groups/{version}/sources.json"))
+}
+
 pub fn groups_dir(ks: &str, version: &str) -> Path {
     Path::from(format!("keyspace={ks}/groups/{version}"))
 }

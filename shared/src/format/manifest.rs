@@ -67,8 +67,32 @@ pub struct GroupRef {
 pub struct Source {
     /// `xxh3-64:<hex>` over the input files' names and contents; lets `cairn serve FILE` skip re-ingesting.
     pub fingerprint: String,
+    /// The input files; in a top level read alone with `listing` set, only the first
+    /// [`SOURCE_FILES_INLINE`] of them.
     pub files: Vec<String>,
+    /// With more than [`SOURCE_FILES_INLINE`] inputs: the whole list lies in its own object, which only the
+    /// admin tools read ([`Manifest::read`]), so what every reader loads stays small however many inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<SourceListing>,
 }
+
+impl Source {
+    pub fn new(fingerprint: String, files: Vec<String>) -> Source {
+        Source { fingerprint, files, listing: None }
+    }
+}
+
+/// Where the whole list of input files is: `keyspace=<ks>/groups/<version>/sources.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceListing {
+    pub count: u64,
+    pub bytes: u64,
+    /// `xxh3-64:<hex>` of the listing object.
+    pub checksum: String,
+}
+
+/// Input files a manifest's top level names itself; past it they are listed in their own object.
+pub const SOURCE_FILES_INLINE: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardEntry {
@@ -124,6 +148,19 @@ impl Manifest {
         }
         let mut top = self.clone();
         top.groups.clear();
+        top.source.listing = None;
+        if self.source.files.len() > SOURCE_FILES_INLINE {
+            let path = layout::sources_path(&self.keyspace, &self.version);
+            let body =
+                serde_json::to_vec(&self.source.files).map_err(|source| Error::Json { path: path.clone(), source })?;
+            top.source.listing = Some(SourceListing {
+                count: self.source.files.len() as u64,
+                bytes: body.len() as u64,
+                checksum: checksum_of(&body),
+            });
+            top.source.files.truncate(SOURCE_FILES_INLINE);
+            store.put(&path, PutPayload::from(body)).await?;
+        }
         if self.shards.len() > GROUP_ABOVE {
             top.shards.clear();
             for (g, entries) in self.shards.chunks(GROUP_SHARDS).enumerate() {
@@ -156,6 +193,15 @@ impl Manifest {
     pub async fn read_with_ref(store: &dyn ObjectStore, ks: &str, version: &str) -> Result<(Manifest, ObjectRef)> {
         use futures::{StreamExt, TryStreamExt};
         let (mut m, top) = Self::read_top_ref(store, ks, version).await?;
+        if let Some(listing) = m.source.listing.take() {
+            let path = layout::sources_path(ks, version);
+            let bytes = match store.get(&path).await {
+                Ok(r) => r.bytes().await?,
+                Err(object_store::Error::NotFound { .. }) => return Err(Error::Missing { path }),
+                Err(e) => return Err(e.into()),
+            };
+            m.source.files = m.parse_sources(&listing, &bytes)?;
+        }
         if m.groups.is_empty() {
             return Ok((m, top));
         }
@@ -212,6 +258,20 @@ impl Manifest {
     /// Shards per group: every group but the last holds this many (an ungrouped manifest is one group).
     pub fn group_shards(&self) -> u32 {
         if self.groups.is_empty() { self.placement.shards().max(1) } else { GROUP_SHARDS as u32 }
+    }
+
+    /// Checks the input listing's bytes against what the top level says of them and returns the file names.
+    pub fn parse_sources(&self, want: &SourceListing, bytes: &[u8]) -> Result<Vec<String>> {
+        let path = layout::sources_path(&self.keyspace, &self.version);
+        if bytes.len() as u64 != want.bytes || checksum_of(bytes) != want.checksum {
+            return Err(Error::corrupt(&path, "input listing checksum mismatch"));
+        }
+        let files: Vec<String> =
+            serde_json::from_slice(bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
+        if files.len() as u64 != want.count {
+            return Err(Error::corrupt(&path, "input listing does not match its manifest"));
+        }
+        Ok(files)
     }
 
     /// Checks group `g`'s bytes against the top level and returns its entries.

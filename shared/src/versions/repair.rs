@@ -74,7 +74,7 @@ pub async fn repair(roots: &[Store], manifest: &Manifest) -> Result<RepairReport
     Ok(out)
 }
 
-/// Gives every root an intact copy of `manifest`'s top level and groups, copied byte for byte from roots
+/// Gives every root an intact copy of `manifest`'s top level, groups and input listing, copied byte for byte from roots
 /// whose copies are intact: the top level the one `vouched` names (the pointer's; without it, one that parses
 /// as this version), each group the one that top level lists (size and checksum). Returns the roots
 /// written, or None when some part has no intact copy anywhere.
@@ -86,15 +86,25 @@ async fn repair_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&
     };
     let listed = Manifest::parse(&path, &top)?;
     let mut fixed = vec![false; roots.len()];
-    // Groups first: a reader that finds the top level finds every group it lists.
-    for (g, want) in listed.groups.iter().enumerate() {
-        let gpath = layout::group_path(&manifest.keyspace, &manifest.version, g as u32);
-        let copies = read_all(roots, &gpath).await?;
-        let intact = |b: &[u8]| b.len() as u64 == want.bytes && checksum_of(b) == want.checksum;
+    // Groups (and the input listing) first: a reader that finds the top level finds every object it lists.
+    let mut parts: Vec<(Path, u64, &str)> = listed
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(g, want)| {
+            (layout::group_path(&manifest.keyspace, &manifest.version, g as u32), want.bytes, want.checksum.as_str())
+        })
+        .collect();
+    if let Some(want) = &listed.source.listing {
+        parts.push((layout::sources_path(&manifest.keyspace, &manifest.version), want.bytes, &want.checksum));
+    }
+    for (part, bytes, checksum) in parts {
+        let copies = read_all(roots, &part).await?;
+        let intact = |b: &[u8]| b.len() as u64 == bytes && checksum_of(b) == checksum;
         let Some(good) = copies.iter().flatten().find(|c| intact(c)).cloned() else { return Ok(None) };
         for (i, copy) in copies.iter().enumerate() {
             if !copy.as_deref().is_some_and(intact) {
-                roots[i].inner.put(&gpath, PutPayload::from(good.clone())).await?;
+                roots[i].inner.put(&part, PutPayload::from(good.clone())).await?;
                 fixed[i] = true;
             }
         }
