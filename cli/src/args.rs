@@ -193,8 +193,8 @@ pub struct IngestArgs {
     /// plus a small constant whatever the input's size (docs/OPERATIONS.md, "Ingest memory and files").
     #[arg(long, env = "CAIRN_INGEST_MEMORY", default_value = "512MiB", value_parser = bytes_arg)]
     pub memory: u64,
-    /// Records per sorted run (default: half of --memory, two runs being held at once; 64MiB when the input
-    /// fits in memory). Smaller runs mean more of them to merge; for tuning and tests.
+    /// Records per sorted run (default: 64MiB, or half of --memory if less: two runs are held at once).
+    /// Smaller runs mean more of them to merge; for tuning and tests.
     #[arg(long, env = "CAIRN_INGEST_RUN_SIZE", value_parser = bytes_arg)]
     pub run_size: Option<u64>,
     /// Shards written in parallel (default: number of cores).

@@ -22,19 +22,34 @@ pub enum MergeError<E> {
     Sink(E),
 }
 
+#[derive(Clone, Copy)]
+struct Slot {
+    shard: u32,
+    prefix: u64,
+    cursor: usize,
+}
+
+impl Slot {
+    fn of(cursor: usize, rec: &Record<'_>) -> Slot {
+        Slot { shard: rec.shard, prefix: crate::run::prefix_of(rec.key), cursor }
+    }
+}
+
 /// Every record of a range of shards of some runs, in merge order ([`Record::cmp_order`]).
 pub struct Merge<'a> {
     cursors: Vec<Box<dyn Cursor + 'a>>,
-    /// Indices of live cursors, a min-heap by their current record.
-    heap: Vec<usize>,
+    /// Live cursors, a min-heap by their current record; each entry carries the record's shard and key
+    /// prefix, so that most comparisons are of two integers, not of two cursors' keys.
+    heap: Vec<Slot>,
     /// The last record handed out by [`Merge::drain_shard`]: (shard, key, file, line).
     last: Option<(u32, Vec<u8>, u32, u64)>,
 }
 
 impl<'a> Merge<'a> {
-    pub fn open(runs: &'a [Run], shards: Range<u32>, buf: usize) -> io::Result<Merge<'a>> {
-        let cursors = runs.iter().map(|r| r.cursor(shards.clone(), buf)).collect::<io::Result<Vec<_>>>()?;
-        let heap: Vec<usize> = (0..cursors.len()).filter(|&i| cursors[i].current().is_some()).collect();
+    pub fn open(runs: &'a [Run], shards: Range<u32>) -> io::Result<Merge<'a>> {
+        let cursors = runs.iter().map(|r| r.cursor(shards.clone())).collect::<io::Result<Vec<_>>>()?;
+        let heap: Vec<Slot> =
+            cursors.iter().enumerate().filter_map(|(i, c)| c.current().map(|r| Slot::of(i, &r))).collect();
         let mut m = Merge { cursors, heap, last: None };
         for i in (0..m.heap.len() / 2).rev() {
             m.sift_down(i);
@@ -43,14 +58,17 @@ impl<'a> Merge<'a> {
     }
 
     pub fn peek(&self) -> Option<Record<'_>> {
-        self.heap.first().map(|&c| self.cursors[c].current().expect("heap holds live cursors"))
+        self.heap.first().map(|s| self.cursors[s.cursor].current().expect("heap holds live cursors"))
     }
 
     pub fn advance(&mut self) -> io::Result<()> {
-        let Some(&top) = self.heap.first() else { return Ok(()) };
+        let Some(top) = self.heap.first().map(|s| s.cursor) else { return Ok(()) };
         self.cursors[top].advance()?;
-        if self.cursors[top].current().is_none() {
-            self.heap.swap_remove(0);
+        match self.cursors[top].current() {
+            Some(rec) => self.heap[0] = Slot::of(top, &rec),
+            None => {
+                self.heap.swap_remove(0);
+            }
         }
         self.sift_down(0);
         Ok(())
@@ -64,7 +82,7 @@ impl<'a> Merge<'a> {
         mut sink: impl FnMut(&Record<'_>) -> Result<(), E>,
     ) -> Result<u64, MergeError<E>> {
         let mut n = 0u64;
-        while let Some(&top) = self.heap.first() {
+        while let Some(top) = self.heap.first().map(|s| s.cursor) {
             let rec = self.cursors[top].current().expect("heap holds live cursors");
             if rec.shard > shard {
                 break;
@@ -95,8 +113,14 @@ impl<'a> Merge<'a> {
     }
 
     fn less(&self, a: usize, b: usize) -> bool {
-        let (x, y) = (self.cursors[self.heap[a]].current(), self.cursors[self.heap[b]].current());
-        x.expect("live").cmp_order(&y.expect("live")).is_lt()
+        let (sa, sb) = (&self.heap[a], &self.heap[b]);
+        match (sa.shard, sa.prefix).cmp(&(sb.shard, sb.prefix)) {
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (self.cursors[sa.cursor].current(), self.cursors[sb.cursor].current());
+                x.expect("live").cmp_order(&y.expect("live")).is_lt()
+            }
+            o => o.is_lt(),
+        }
     }
 
     fn sift_down(&mut self, mut i: usize) {
@@ -133,7 +157,7 @@ mod tests {
     }
 
     fn drain(runs: &[Run], shards: Range<u32>) -> Result<Vec<String>, MergeError<()>> {
-        let mut m = Merge::open(runs, shards.clone(), 4096).map_err(MergeError::Io)?;
+        let mut m = Merge::open(runs, shards.clone()).map_err(MergeError::Io)?;
         let mut out = Vec::new();
         for s in shards {
             m.drain_shard::<()>(s, |r| {
@@ -149,7 +173,7 @@ mod tests {
     #[test]
     fn merges_memory_and_spilled_runs_in_order_over_a_range_of_shards() {
         let dir = tempfile::tempdir().unwrap();
-        let a = run(&["d", "a", "f"], 0).into_run(2).spill(dir.path(), 0).unwrap();
+        let a = run(&["d", "a", "f"], 0).into_run(2).spill(dir.path(), 0).unwrap().0;
         let b = run(&["c", "b", "e"], 1).into_run(2);
         // Shard 0 holds b, d, f (even bytes); shard 1 holds a, c, e.
         assert_eq!(drain(&[a, b], 0..2).unwrap(), ["b", "d", "f", "a", "c", "e"]);
@@ -158,7 +182,7 @@ mod tests {
     #[test]
     fn reads_only_the_shards_asked_for() {
         let dir = tempfile::tempdir().unwrap();
-        let a = run(&["d", "a", "f"], 0).into_run(2).spill(dir.path(), 0).unwrap();
+        let a = run(&["d", "a", "f"], 0).into_run(2).spill(dir.path(), 0).unwrap().0;
         let b = run(&["c", "b", "e"], 1).into_run(2);
         let runs = [a, b];
         assert_eq!(drain(&runs, 1..2).unwrap(), ["a", "c", "e"]);
@@ -170,7 +194,7 @@ mod tests {
     fn reports_both_places_of_a_duplicate_the_earlier_first() {
         let dir = tempfile::tempdir().unwrap();
         // File 3's copy is in the run merged first; the report still names file 0's as the first seen.
-        let a = run(&["y", "z", "k"], 3).into_run(2).spill(dir.path(), 0).unwrap();
+        let a = run(&["y", "z", "k"], 3).into_run(2).spill(dir.path(), 0).unwrap().0;
         let b = run(&["x", "k"], 0).into_run(2);
         let Err(MergeError::Duplicate(d)) = drain(&[a, b], 0..2) else { panic!("no duplicate") };
         assert_eq!(d.key, b"k");

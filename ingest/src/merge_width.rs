@@ -5,7 +5,7 @@
 
 /// More runs than this are merged together first: past it a wider merge saves little (a pass is sequential
 /// I/O) and costs a read buffer per run.
-pub const MAX_FANIN: usize = 64;
+pub const MAX_FANIN: usize = 256;
 /// Descriptors kept for the rest of the process: stdio, the async runtime, object-store connections, the
 /// checkpoint and lease.
 const RESERVED: u64 = 24;

@@ -19,7 +19,7 @@ use crate::lease::{Stop, heartbeat};
 use crate::listing::{changes, fingerprint_of, list_sources_with, stamps};
 use crate::merge_width::merge_width;
 pub use crate::options::{AUTO_SHARDS_MAX, IngestOptions, IngestReport, auto_shards};
-use crate::options::{COMPRESSED_EXPANSION, MIN_RUN_BYTES};
+use crate::options::{COMPRESSED_EXPANSION, MAX_RUN_BYTES, MIN_RUN_BYTES};
 use crate::progress::Progress;
 use crate::publish::{discard, manifest_for, publish_version};
 use crate::read_phase::{Input, read_runs};
@@ -38,11 +38,11 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         return Err(IngestError::Invalid("the memory budget must be at least 16 MiB".into()));
     }
     if let Some(r) = opts.run_bytes
-        && !(MIN_RUN_BYTES..=opts.memory_budget / 2).contains(&r)
+        && !(MIN_RUN_BYTES..=(opts.memory_budget / 2).min(MAX_RUN_BYTES)).contains(&r)
     {
         return Err(IngestError::Invalid(format!(
-            "the run size must be between 64 KiB and half the memory budget ({} bytes), got {r}",
-            opts.memory_budget / 2
+            "the run size must be between 64 KiB and half the memory budget, at most 1 GiB ({} bytes), got {r}",
+            (opts.memory_budget / 2).min(MAX_RUN_BYTES)
         )));
     }
     let files = list_sources_with(&opts.inputs, opts.format, &opts.source_settings).await?;
@@ -170,9 +170,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let skip: HashSet<u32> = ckpt.done.keys().copied().collect();
     progress.phase("reading", total_bytes);
     let width = merge_width(opts.threads.max(1));
-    let run_bytes = opts.run_bytes_for(data_bytes);
-    // Read buffers of the final merge: a quarter of the budget over every run every thread reads at once.
-    let read_buf = (opts.memory_budget / 4 / (width.threads * width.fanin)).clamp(16 << 10, 256 << 10);
+    let run_bytes = opts.run_bytes();
     let phase1 = {
         let (files, placement, tmp, progress) = (files.clone(), placement.clone(), tmp.clone(), progress.clone());
         let (max_errors, columns) = (opts.max_errors, opts.columns.clone());
@@ -191,7 +189,6 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
                 shards: placement.shards(),
                 fanin: width.fanin,
                 threads: width.threads,
-                buf: read_buf,
                 stop: &stop,
             };
             let (runs, merges) = reduce.run(runs, spilled).map_err(|e| {
@@ -257,7 +254,6 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             stop: stop.flag.clone(),
             progress: progress.clone(),
             handle: tokio::runtime::Handle::current(),
-            read_buf,
         };
         let threads = width.threads;
         tokio::task::spawn_blocking(move || write_shards(&ctx, &runs, &todo, threads)).await.expect("writer task")

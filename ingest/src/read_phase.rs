@@ -41,9 +41,20 @@ pub(crate) fn read_runs(
     let files = input.files;
     let total: u64 = files.iter().map(|f| f.size).sum();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);
+    // Spilled chunks come back emptied, their memory reused: a fresh chunk would be faulted in and zeroed
+    // by the kernel again, page by page.
+    let (recycle_tx, recycle) = std::sync::mpsc::sync_channel::<Chunk>(1);
     std::thread::scope(|scope| {
         let spiller = scope.spawn(move || -> std::io::Result<Vec<Run>> {
-            rx.into_iter().enumerate().map(|(i, chunk)| chunk.into_run(shards).spill(dir, i)).collect()
+            let mut runs = Vec::new();
+            for (i, chunk) in rx.into_iter().enumerate() {
+                let (run, emptied) = chunk.into_run(shards).spill(dir, i)?;
+                runs.push(run);
+                if let Some(c) = emptied {
+                    let _ = recycle_tx.try_send(c);
+                }
+            }
+            Ok(runs)
         });
         let mut chunk = Chunk::with_capacity((total as usize + 1024).min(chunk_budget));
         let mut send_failed = false;
@@ -66,7 +77,8 @@ pub(crate) fn read_runs(
                 }
                 chunk.push(s, k, v, fi as u32, line);
                 if chunk.footprint() >= chunk_budget {
-                    let full = std::mem::replace(&mut chunk, Chunk::with_capacity(chunk_budget));
+                    let next = recycle.try_recv().unwrap_or_else(|_| Chunk::with_capacity(chunk_budget));
+                    let full = std::mem::replace(&mut chunk, next);
                     send_failed |= tx.send(full).is_err();
                 }
             };

@@ -17,8 +17,6 @@ pub struct Reduce<'a> {
     pub shards: u32,
     pub fanin: usize,
     pub threads: usize,
-    /// Read buffer per run.
-    pub buf: usize,
     /// Set when the ingest is stopped: merging ends at the next batch of records.
     pub stop: &'a AtomicBool,
 }
@@ -86,7 +84,7 @@ impl Reduce<'_> {
     }
 
     fn merge_group(&self, id: usize, group: &[Run]) -> io::Result<Run> {
-        let mut merge = Merge::open(group, 0..self.shards, self.buf)?;
+        let mut merge = Merge::open(group, 0..self.shards)?;
         let mut w = RunWriter::create(run_path(self.dir, id), self.shards)?;
         let mut n = 0u64;
         while let Some(rec) = merge.peek() {
@@ -126,23 +124,23 @@ mod tests {
                 c.push(r % shards, key.as_bytes(), b"v", r, i as u64);
                 want.push((r % shards, key));
             }
-            runs.push(c.into_run(shards).spill(dir.path(), r as usize).unwrap());
+            runs.push(c.into_run(shards).spill(dir.path(), r as usize).unwrap().0);
         }
         // One key twice, in two runs that end up in different groups.
         for (id, file) in [(100usize, 50u32), (101, 51)] {
             let mut c = Chunk::default();
             c.push(1, b"twice", b"v", file, 9);
-            runs.push(c.into_run(shards).spill(dir.path(), id).unwrap());
+            runs.push(c.into_run(shards).spill(dir.path(), id).unwrap().0);
             want.push((1, "twice".into()));
         }
         let stop = AtomicBool::new(false);
-        let reduce = Reduce { dir: dir.path(), shards, fanin: 4, threads: 2, buf: 4096, stop: &stop };
+        let reduce = Reduce { dir: dir.path(), shards, fanin: 4, threads: 2, stop: &stop };
         let (runs, merges) = reduce.run(runs, 1000).unwrap();
         assert!(runs.len() <= 4, "{} runs left", runs.len());
         assert!(merges >= 7, "{merges} merges");
         // Only the reduced runs' files are left.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), runs.len());
-        let mut m = Merge::open(&runs, 0..shards, 4096).unwrap();
+        let mut m = Merge::open(&runs, 0..shards).unwrap();
         let mut got = Vec::new();
         while let Some(r) = m.peek() {
             got.push((r.shard, String::from_utf8(r.key.to_vec()).unwrap(), r.file));

@@ -20,6 +20,17 @@ struct Rec {
     klen: u32,
     vlen: u32,
     line: u64,
+    /// The key's first 8 bytes, big-endian, zero-padded: most comparisons of a sort end here, without
+    /// reaching into the arena.
+    prefix: u64,
+}
+
+/// A key's first 8 bytes, big-endian, zero-padded: ordered as the keys are, up to ties.
+pub(crate) fn prefix_of(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
 }
 
 /// One record as the merge sees it: where it goes (shard) and where it came from (input file, line or row).
@@ -48,15 +59,17 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk that never reallocates below `bytes` of footprint (untouched capacity costs no memory).
     pub fn with_capacity(bytes: usize) -> Self {
-        Chunk { data: Vec::with_capacity(bytes), recs: Vec::with_capacity(bytes / 128) }
+        Chunk { data: Vec::with_capacity(bytes), recs: Vec::with_capacity(bytes / REC_OVERHEAD + 1) }
     }
 
     pub fn push(&mut self, shard: u32, key: &[u8], value: &[u8], file: u32, line: u64) {
         let off = self.data.len() as u32;
         self.data.extend_from_slice(key);
         self.data.extend_from_slice(value);
-        self.recs.push(Rec { shard, file, off, klen: key.len() as u32, vlen: value.len() as u32, line });
+        let (klen, vlen) = (key.len() as u32, value.len() as u32);
+        self.recs.push(Rec { shard, file, off, klen, vlen, line, prefix: prefix_of(key) });
     }
 
     /// Bytes held, bookkeeping included.
@@ -92,8 +105,9 @@ impl Chunk {
     pub fn into_run(mut self, shards: u32) -> Run {
         let mut recs = std::mem::take(&mut self.recs);
         recs.sort_unstable_by(|a, b| {
-            a.shard
-                .cmp(&b.shard)
+            // Zero padding keeps this the keys' order: a tie on the prefix is settled by the whole key.
+            (a.shard, a.prefix)
+                .cmp(&(b.shard, b.prefix))
                 .then_with(|| self.key(a).cmp(self.key(b)))
                 .then_with(|| (a.file, a.line).cmp(&(b.file, b.line)))
         });
@@ -124,15 +138,18 @@ pub enum Run {
 }
 
 impl Run {
-    /// Writes a memory run to `dir` as run file `id` and returns the file-backed run (frees the chunk).
-    pub fn spill(self, dir: &Path, id: usize) -> io::Result<Run> {
-        let Run::Memory { chunk, starts } = self else { return Ok(self) };
+    /// Writes a memory run to `dir` as run file `id`: the file-backed run, and the chunk emptied (its
+    /// memory kept for reuse).
+    pub fn spill(self, dir: &Path, id: usize) -> io::Result<(Run, Option<Chunk>)> {
+        let Run::Memory { mut chunk, starts } = self else { return Ok((self, None)) };
         let shards = (starts.len() - 1) as u32;
         let mut w = RunWriter::create(run_path(dir, id), shards)?;
         for r in &chunk.recs {
             w.push(&chunk.record(r))?;
         }
-        w.finish()
+        chunk.data.clear();
+        chunk.recs.clear();
+        Ok((w.finish()?, Some(chunk)))
     }
 
     /// Bytes of records (what merging this run costs).
@@ -147,13 +164,13 @@ impl Run {
         matches!(self, Run::File { .. })
     }
 
-    /// The records of `shards`, in (shard, key) order, read through a buffer of `buf` bytes.
-    pub fn cursor(&self, shards: Range<u32>, buf: usize) -> io::Result<Box<dyn Cursor + '_>> {
+    /// The records of `shards`, in (shard, key) order.
+    pub fn cursor(&self, shards: Range<u32>) -> io::Result<Box<dyn Cursor + '_>> {
         match self {
             Run::Memory { chunk, starts } => {
                 Ok(Box::new(MemCursor { chunk, pos: starts[shards.start as usize], end: starts[shards.end as usize] }))
             }
-            Run::File { path, bytes, shards: n } => Ok(Box::new(FileCursor::open(path, *bytes, *n, shards, buf)?)),
+            Run::File { path, bytes, shards: n } => Ok(Box::new(FileCursor::open(path, *bytes, *n, shards)?)),
         }
     }
 }

@@ -1,133 +1,246 @@
-//! A spilled run on disk: records in (shard, key) order, each `[klen u32][vlen u32][file u32][shard u32]
-//! [line u64] key value` (little-endian), then a footer of `shards + 1` u64 offsets, `offsets[s]` being where
-//! shard s's records start. Nothing but the path and two numbers stays in memory per run: a cursor reads the
-//! two offsets it needs from the footer when it opens.
+//! A spilled run on disk: records in (shard, key) order, each `klen vlen file shard line` (LEB128 varints)
+//! then key and value, packed into blocks of about [`BLOCK_BYTES`], each block zstd-compressed on its own
+//! and written as `[compressed len u32][raw len u32][bytes]`; then a footer of `shards + 1` entries
+//! `(block offset u64, offset in the block u32)`, entry s being where shard s's records start. Spilled data
+//! is written once and read once: compressing it halves what a large ingest moves through the disk, which
+//! is what bounds it. Nothing but the path and two numbers stays in memory per run: a cursor reads the entry
+//! it needs from the footer when it opens, and stops at the first record past its shards.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::run::{Cursor, Record, Run};
 
-const HEAD: usize = 24;
+/// Uncompressed bytes per block: what a cursor holds (twice: compressed and not) per run it reads.
+pub const BLOCK_BYTES: usize = 64 << 10;
+/// zstd's fastest regular level: a spilled run is read back once, soon.
+const LEVEL: i32 = 1;
+const ENTRY: u64 = 12;
 
 pub struct RunWriter {
     w: BufWriter<File>,
     path: PathBuf,
     shards: u32,
-    offsets: Vec<u64>,
+    /// (block offset, offset in block) where each shard so far starts.
+    starts: Vec<(u64, u32)>,
+    block: Vec<u8>,
+    packed: Vec<u8>,
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Bytes written to the file so far (the next block's offset).
     pos: u64,
 }
 
 impl RunWriter {
     pub fn create(path: PathBuf, shards: u32) -> io::Result<RunWriter> {
         let w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        Ok(RunWriter { w, path, shards, offsets: Vec::with_capacity(shards as usize + 1), pos: 0 })
+        Ok(RunWriter {
+            w,
+            path,
+            shards,
+            starts: Vec::with_capacity(shards as usize + 1),
+            block: Vec::with_capacity(BLOCK_BYTES + 4096),
+            packed: Vec::new(),
+            compressor: zstd::bulk::Compressor::new(LEVEL)?,
+            pos: 0,
+        })
     }
 
     /// Appends a record; records must come in (shard, key) order.
     pub fn push(&mut self, rec: &Record<'_>) -> io::Result<()> {
-        debug_assert!(rec.shard < self.shards && self.offsets.len() <= rec.shard as usize + 1);
-        while self.offsets.len() <= rec.shard as usize {
-            self.offsets.push(self.pos);
+        debug_assert!(rec.shard < self.shards && self.starts.len() <= rec.shard as usize + 1);
+        while self.starts.len() <= rec.shard as usize {
+            self.starts.push((self.pos, self.block.len() as u32));
         }
-        let mut head = [0u8; HEAD];
-        head[0..4].copy_from_slice(&(rec.key.len() as u32).to_le_bytes());
-        head[4..8].copy_from_slice(&(rec.value.len() as u32).to_le_bytes());
-        head[8..12].copy_from_slice(&rec.file.to_le_bytes());
-        head[12..16].copy_from_slice(&rec.shard.to_le_bytes());
-        head[16..24].copy_from_slice(&rec.line.to_le_bytes());
-        self.w.write_all(&head)?;
-        self.w.write_all(rec.key)?;
-        self.w.write_all(rec.value)?;
-        self.pos += (HEAD + rec.key.len() + rec.value.len()) as u64;
+        for n in [rec.key.len() as u64, rec.value.len() as u64, rec.file as u64, rec.shard as u64, rec.line] {
+            put_varint(&mut self.block, n);
+        }
+        self.block.extend_from_slice(rec.key);
+        self.block.extend_from_slice(rec.value);
+        if self.block.len() >= BLOCK_BYTES {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        self.packed.clear();
+        self.packed.reserve(zstd::zstd_safe::compress_bound(self.block.len()));
+        self.compressor.compress_to_buffer(&self.block, &mut self.packed)?;
+        self.w.write_all(&(self.packed.len() as u32).to_le_bytes())?;
+        self.w.write_all(&(self.block.len() as u32).to_le_bytes())?;
+        self.w.write_all(&self.packed)?;
+        self.pos += 8 + self.packed.len() as u64;
+        self.block.clear();
         Ok(())
     }
 
     pub fn finish(mut self) -> io::Result<Run> {
-        while self.offsets.len() <= self.shards as usize {
-            self.offsets.push(self.pos);
+        self.flush_block()?;
+        while self.starts.len() <= self.shards as usize {
+            self.starts.push((self.pos, 0));
         }
-        for o in &self.offsets {
-            self.w.write_all(&o.to_le_bytes())?;
+        for (block, at) in &self.starts {
+            self.w.write_all(&block.to_le_bytes())?;
+            self.w.write_all(&at.to_le_bytes())?;
         }
         self.w.flush()?;
         Ok(Run::File { path: self.path, bytes: self.pos, shards: self.shards })
     }
 }
 
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
 pub struct FileCursor {
-    reader: BufReader<io::Take<File>>,
-    key: Vec<u8>,
-    value: Vec<u8>,
-    file: u32,
+    path: PathBuf,
+    file: File,
+    /// Where the blocks end (the footer starts).
+    end: u64,
+    /// The next block's offset.
+    next: u64,
+    packed: Vec<u8>,
+    block: Vec<u8>,
+    at: usize,
+    stop: u32,
+    decompressor: zstd::bulk::Decompressor<'static>,
+    /// The current record: key and value are ranges of `block`.
+    key: Range<usize>,
+    value: Range<usize>,
+    file_index: u32,
     shard: u32,
     line: u64,
     valid: bool,
 }
 
+fn damaged(path: &Path, why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: damaged run file ({why})", path.display()))
+}
+
 impl FileCursor {
-    /// Opens the section of `shards` of the run file at `path` (`bytes` of records, `n` shards).
-    pub fn open(path: &Path, bytes: u64, n: u32, shards: Range<u32>, buf: usize) -> io::Result<FileCursor> {
+    /// Opens the records of `shards` of the run file at `path` (`bytes` of blocks, `n` shards).
+    pub fn open(path: &Path, bytes: u64, n: u32, shards: Range<u32>) -> io::Result<FileCursor> {
         assert!(shards.start <= shards.end && shards.end <= n, "shards {shards:?} of a run of {n}");
-        let mut f = File::open(path)?;
-        let offset = |s: u32| -> io::Result<u64> {
-            let mut b = [0u8; 8];
-            f.read_exact_at(&mut b, bytes + 8 * s as u64)?;
-            Ok(u64::from_le_bytes(b))
-        };
-        let (start, end) = (offset(shards.start)?, offset(shards.end)?);
-        if start > end || end > bytes {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: damaged footer", path.display())));
+        let file = File::open(path)?;
+        let mut entry = [0u8; ENTRY as usize];
+        file.read_exact_at(&mut entry, bytes + ENTRY * shards.start as u64)?;
+        let block = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
+        let at = u32::from_le_bytes(entry[8..].try_into().expect("4 bytes")) as usize;
+        if block > bytes {
+            return Err(damaged(path, "a shard starts past the blocks"));
         }
-        f.seek(SeekFrom::Start(start))?;
         let mut c = FileCursor {
-            reader: BufReader::with_capacity(buf, f.take(end - start)),
-            key: Vec::new(),
-            value: Vec::new(),
-            file: 0,
+            path: path.to_path_buf(),
+            file,
+            end: bytes,
+            next: block,
+            packed: Vec::new(),
+            block: Vec::new(),
+            at: 0,
+            stop: shards.end,
+            decompressor: zstd::bulk::Decompressor::new()?,
+            key: 0..0,
+            value: 0..0,
+            file_index: 0,
             shard: 0,
             line: 0,
             valid: false,
         };
+        if shards.is_empty() {
+            return Ok(c);
+        }
+        c.file.seek(SeekFrom::Start(block))?;
+        if block < bytes {
+            c.load_block()?;
+            if at > c.block.len() {
+                return Err(damaged(path, "a shard starts past its block"));
+            }
+            c.at = at;
+        }
         c.advance()?;
         Ok(c)
+    }
+
+    fn load_block(&mut self) -> io::Result<()> {
+        let path = self.path.as_path();
+        let mut head = [0u8; 8];
+        self.file.read_exact(&mut head)?;
+        let packed = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let raw = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as usize;
+        if self.next + 8 + packed as u64 > self.end || raw > 4 * BLOCK_BYTES + (16 << 20) {
+            return Err(damaged(path, "a block runs past the blocks"));
+        }
+        self.packed.resize(packed, 0);
+        self.file.read_exact(&mut self.packed)?;
+        self.block.clear();
+        self.block.reserve(raw);
+        let got = self.decompressor.decompress_to_buffer(&self.packed, &mut self.block)?;
+        if got != raw {
+            return Err(damaged(path, "a block's size"));
+        }
+        self.next += 8 + packed as u64;
+        self.at = 0;
+        Ok(())
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.block.get(self.at)?;
+            self.at += 1;
+            n |= ((b & 0x7f) as u64) << shift;
+            if b < 0x80 {
+                return Some(n);
+            }
+        }
+        None
     }
 }
 
 impl Cursor for FileCursor {
     fn current(&self) -> Option<Record<'_>> {
-        self.valid.then_some(Record {
+        self.valid.then(|| Record {
             shard: self.shard,
-            key: &self.key,
-            value: &self.value,
-            file: self.file,
+            key: &self.block[self.key.clone()],
+            value: &self.block[self.value.clone()],
+            file: self.file_index,
             line: self.line,
         })
     }
 
     fn advance(&mut self) -> io::Result<()> {
-        let mut head = [0u8; HEAD];
-        match self.reader.read_exact(&mut head) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                self.valid = false;
+        self.valid = false;
+        if self.at >= self.block.len() {
+            if self.next >= self.end {
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            self.load_block()?;
         }
-        let u32_at = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
-        let (klen, vlen) = (u32_at(0) as usize, u32_at(4) as usize);
-        self.file = u32_at(8);
-        self.shard = u32_at(12);
-        self.line = u64::from_le_bytes(head[16..24].try_into().expect("8 bytes"));
-        self.key.resize(klen, 0);
-        self.reader.read_exact(&mut self.key)?;
-        self.value.resize(vlen, 0);
-        self.reader.read_exact(&mut self.value)?;
-        self.valid = true;
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "damaged run file (a record)");
+        let (Some(klen), Some(vlen), Some(file), Some(shard), Some(line)) =
+            (self.varint(), self.varint(), self.varint(), self.varint(), self.varint())
+        else {
+            return Err(bad());
+        };
+        let kend = self.at.checked_add(klen as usize).ok_or_else(bad)?;
+        let vend = kend.checked_add(vlen as usize).ok_or_else(bad)?;
+        if vend > self.block.len() {
+            return Err(bad());
+        }
+        (self.key, self.value) = (self.at..kend, kend..vend);
+        self.at = vend;
+        (self.file_index, self.shard, self.line) = (file as u32, shard as u32, line);
+        self.valid = self.shard < self.stop;
         Ok(())
     }
 }

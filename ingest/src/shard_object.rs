@@ -1,9 +1,12 @@
-//! One shard object of a version, written from its sorted rows: a local temporary file first (the writer
-//! needs to know every block's bytes before the object is complete), then streamed to every root. `cairn
+//! One shard object of a version, written from its sorted rows: into memory first, or past
+//! [`SPOOL_BYTES`] a local temporary file (the writer needs to know every block's bytes before the object is
+//! complete), then sent to every root. `cairn
 //! ingest` and external writers (Spark executors through the Python package) both write shards here, so
 //! their objects are byte for byte the same for the same rows.
 
+use std::io::{Read, Seek, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use cairn_shared::format::layout;
 use cairn_shared::format::manifest::ShardEntry;
@@ -13,7 +16,8 @@ use cairn_shared::stores::Store;
 use object_store::ObjectStoreExt;
 use parquet::file::metadata::KeyValue;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tempfile::{SpooledData, SpooledTempFile};
+use tokio::io::AsyncWriteExt;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::IngestError;
@@ -43,27 +47,59 @@ impl VersionTarget {
     }
 }
 
+/// Bytes of a shard object held in memory while it is written; a larger one goes on to a local temporary
+/// file. Most shards are far smaller (docs/FORMAT.md, shard sizes): they never touch the local disk.
+pub const SPOOL_BYTES: usize = 16 << 20;
+
 /// A shard object being written: append rows in ascending key order, then [`ShardObject::finish`].
 pub struct ShardObject {
     shard: u32,
-    writer: ShardWriter<std::io::BufWriter<std::fs::File>>,
-    /// Removed when dropped: a failed or abandoned shard leaves nothing behind locally.
-    local: tempfile::NamedTempFile,
+    writer: ShardWriter<Spool>,
+    /// The same buffer as the writer's, read back once it is done (a temporary file is unnamed: a failed or
+    /// abandoned shard leaves nothing behind locally).
+    spool: Spool,
     dest: object_store::path::Path,
+}
+
+/// The written bytes, shared between the writer and the upload that follows it.
+#[derive(Clone)]
+struct Spool(Arc<Mutex<SpooledTempFile>>);
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("spool").write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().expect("spool").flush()
+    }
+}
+
+/// A finished shard object's bytes.
+enum Body {
+    Memory(bytes::Bytes),
+    File(std::fs::File),
+}
+
+impl Spool {
+    /// The bytes, once the writer (the other holder) is gone.
+    fn into_body(self) -> std::io::Result<Body> {
+        let spooled = Arc::try_unwrap(self.0).map_err(|_| std::io::Error::other("the shard writer is still open"))?;
+        Ok(match spooled.into_inner().expect("spool").into_inner() {
+            SpooledData::InMemory(cursor) => Body::Memory(bytes::Bytes::from(cursor.into_inner())),
+            SpooledData::OnDisk(mut file) => {
+                file.rewind()?;
+                Body::File(file)
+            }
+        })
+    }
 }
 
 impl ShardObject {
     pub fn create(target: &VersionTarget, format: &ShardFormat, shard: u32, dir: &Path) -> Result<Self, IngestError> {
-        let local = tempfile::Builder::new()
-            .prefix(&format!("shard-{shard:05}-"))
-            .suffix(".parquet")
-            .tempfile_in(dir)
-            .map_err(IngestError::io(format!("cannot create a temporary file in {}", dir.display())))?;
-        let file = local.as_file().try_clone().map_err(IngestError::io("cannot open a temporary file"))?;
-        // The writer's final sync flushes through this buffer, so the file is whole when finish uploads it.
-        let writer =
-            ShardWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), format, target.metadata(format, shard))?;
-        Ok(ShardObject { shard, writer, local, dest: layout::shard_path(&target.keyspace, shard, &target.version) })
+        let spool = Spool(Arc::new(Mutex::new(tempfile::spooled_tempfile_in(SPOOL_BYTES, dir))));
+        let writer = ShardWriter::new(spool.clone(), format, target.metadata(format, shard))?;
+        Ok(ShardObject { shard, writer, spool, dest: layout::shard_path(&target.keyspace, shard, &target.version) })
     }
 
     /// Keys must arrive strictly ascending (bytewise); the writer refuses anything else.
@@ -72,10 +108,11 @@ impl ShardObject {
         self.writer.append(key, value)
     }
 
-    /// Completes the file, uploads it to every root and returns the shard's manifest entry.
+    /// Completes the object, sends it to every root and returns the shard's manifest entry.
     pub async fn finish(self, roots: &[Store]) -> Result<ShardEntry, IngestError> {
         let summary = self.writer.finish()?;
-        let checksum = upload(self.local.path(), roots, &self.dest).await?;
+        let body = self.spool.into_body().map_err(IngestError::io(format!("cannot read back {}", self.dest)))?;
+        let checksum = upload(body, roots, &self.dest).await?;
         Ok(summary.entry(self.shard, self.dest.to_string(), checksum))
     }
 }
@@ -93,6 +130,7 @@ impl ShardObject {
     /// attempts: refused, so a published entry never describes another attempt's object, whatever its size.
     pub async fn finish_exclusive(self, roots: &[Store]) -> Result<ShardEntry, IngestError> {
         let summary = self.writer.finish()?;
+        let body = self.spool.into_body().map_err(IngestError::io(format!("cannot read back {}", self.dest)))?;
         let checksum = if summary.bytes > STAGED_MAX {
             return Err(IngestError::Invalid(format!(
                 "shard {} is {} MiB: a shard written by several attempts can be protected from being replaced up \
@@ -102,13 +140,19 @@ impl ShardObject {
                 STAGED_MAX >> 20
             )));
         } else if summary.bytes > EXCLUSIVE_MAX {
-            staged_create(self.shard, self.local.path(), roots, &self.dest).await?
+            staged_create(self.shard, body, roots, &self.dest).await?
         } else {
-            let bytes = tokio::fs::read(self.local.path())
-                .await
-                .map_err(IngestError::io(format!("cannot read the local copy of {}", self.dest)))?;
+            let bytes = match body {
+                Body::Memory(b) => b,
+                Body::File(mut f) => {
+                    let mut v = Vec::with_capacity(summary.bytes as usize);
+                    f.read_to_end(&mut v)
+                        .map_err(IngestError::io(format!("cannot read the local copy of {}", self.dest)))?;
+                    bytes::Bytes::from(v)
+                }
+            };
             let checksum = cairn_shared::format::manifest::checksum_of(&bytes);
-            let payload = object_store::PutPayload::from(bytes::Bytes::from(bytes));
+            let payload = object_store::PutPayload::from(bytes);
             for root in roots {
                 let create = |root: &Store| {
                     let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
@@ -128,7 +172,7 @@ impl ShardObject {
 /// completion carries `If-None-Match`; a local directory: a hard link), then the staging object deleted.
 async fn staged_create(
     shard: u32,
-    local: &Path,
+    local: Body,
     roots: &[Store],
     dest: &object_store::path::Path,
 ) -> Result<String, IngestError> {
@@ -224,19 +268,30 @@ async fn stored_checksum(root: &Store, path: &object_store::path::Path) -> objec
     Ok(Some(cairn_shared::format::manifest::checksum_label(hash.digest())))
 }
 
-/// Streams a local file to `dest` under every root (multipart beyond 8 MiB), hashing it on the way. An
-/// upload is all or nothing: a reader never sees part of an object.
-async fn upload(local: &Path, roots: &[Store], dest: &object_store::path::Path) -> Result<String, IngestError> {
+/// Sends a shard object's bytes to `dest` under every root (a file streamed, multipart beyond 8 MiB),
+/// hashing them on the way. An upload is all or nothing: a reader never sees part of an object.
+async fn upload(body: Body, roots: &[Store], dest: &object_store::path::Path) -> Result<String, IngestError> {
     let io_err = |what: &str| IngestError::io(format!("{what} {dest}"));
+    let mut file = match body {
+        Body::Memory(bytes) => {
+            let checksum = cairn_shared::format::manifest::checksum_of(&bytes);
+            let payload = object_store::PutPayload::from(bytes);
+            for r in roots {
+                r.inner.put(dest, payload.clone()).await?;
+            }
+            return Ok(checksum);
+        }
+        Body::File(f) => f,
+    };
     let mut writers: Vec<_> = roots
         .iter()
         .map(|r| object_store::buffered::BufWriter::with_capacity(r.inner.clone(), dest.clone(), 8 << 20))
         .collect();
-    let mut file = tokio::fs::File::open(local).await.map_err(io_err("cannot reopen the local copy of"))?;
     let mut buf = vec![0u8; 4 << 20];
     let mut hash = Xxh3::new();
     loop {
-        let n = file.read(&mut buf).await.map_err(io_err("cannot read the local copy of"))?;
+        // A local read of a few MiB: as the rest of a shard's writing, on the writer's thread.
+        let n = file.read(&mut buf).map_err(io_err("cannot read the local copy of"))?;
         if n == 0 {
             break;
         }

@@ -71,6 +71,27 @@ fn read_lines(
     let mut line = Vec::with_capacity(256);
     let mut n = 0u64;
     loop {
+        // A line whole in the reader's buffer is parsed where it lies; one that straddles the buffer's end
+        // (or is too long) is copied out by `next_line`.
+        let buf = match input.reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) => return input.failure(file, e, n, problems),
+        };
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if let Some(i) = memchr::memchr(b'\n', buf).filter(|&i| i <= MAX_LINE) {
+            n += 1;
+            match parse_line(&buf[..i]) {
+                Ok((k, v)) => emit(k, v, n),
+                Err(why) => problems.add(&file.path, n, why),
+            }
+            input.reader.consume(i + 1);
+            if problems.full() {
+                return Ok(());
+            }
+            continue;
+        }
         let got = match next_line(&mut input.reader, &mut line, MAX_LINE) {
             Ok(l) => l,
             Err(e) => return input.failure(file, e, n, problems),

@@ -30,8 +30,6 @@ pub(crate) struct WriteCtx {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) handle: tokio::runtime::Handle,
-    /// Read buffer per run.
-    pub(crate) read_buf: usize,
 }
 
 /// Batches per thread: enough that a slow batch does not leave the other threads idle at the end.
@@ -54,7 +52,7 @@ pub(crate) fn write_shards(ctx: &WriteCtx, runs: &[Run], todo: &[u32], threads: 
                 while !failed.load(Ordering::Relaxed) {
                     let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
                     let range = batch[0]..batch[batch.len() - 1] + 1;
-                    let mut merge = match Merge::open(runs, range, ctx.read_buf) {
+                    let mut merge = match Merge::open(runs, range) {
                         Ok(m) => m,
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
