@@ -52,10 +52,12 @@ pub(crate) async fn fetch_chunks(object: Object, ranges: Vec<Range<u64>>) -> std
     Ok(ranges.iter().map(|r| r.start).zip(joined.into_iter().map(Bytes::from)).collect())
 }
 
-/// A row group's bytes: a local file, or the fetched column chunks of an object.
+/// A row group's bytes: a local file, the fetched column chunks of an object, or an object's column chunks
+/// streamed (a row group too large to hold).
 pub(crate) enum Fetched {
     Local(File),
     Object(ObjectChunks),
+    Streamed(crate::parquet_stream::StreamedChunks),
 }
 
 impl Length for Fetched {
@@ -63,6 +65,7 @@ impl Length for Fetched {
         match self {
             Fetched::Local(f) => f.len(),
             Fetched::Object(o) => o.len(),
+            Fetched::Streamed(s) => s.len(),
         }
     }
 }
@@ -74,6 +77,7 @@ impl ChunkReader for Fetched {
         match self {
             Fetched::Local(f) => Ok(Box::new(f.get_read(start)?)),
             Fetched::Object(o) => o.get_read(start),
+            Fetched::Streamed(s) => s.get_read(start),
         }
     }
 
@@ -81,6 +85,7 @@ impl ChunkReader for Fetched {
         match self {
             Fetched::Local(f) => f.get_bytes(start, length),
             Fetched::Object(o) => o.get_bytes(start, length),
+            Fetched::Streamed(s) => s.get_bytes(start, length),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Parquet input from any writer (Spark, DuckDB, pyarrow, Polars): only the key and value columns are read
 //! (projection), one row group at a time. A local file is read page by page; an object's projected column
-//! chunks are fetched a row group at a time, the next one while the current one decodes, so memory is about
-//! two row groups' projected columns whatever the file size.
+//! chunks are fetched a row group at a time, the next one while the current one decodes, when a row group's
+//! projected columns are at most an eighth of the memory budget; a larger one is streamed page by page
+//! (parquet_stream.rs). Memory is bounded by the budget whatever the writer's row groups.
 //!
 //! `--value-columns a,b,c` stores as the value a JSON object of those columns (docs/INPUTS.md says exactly
 //! how each type is written); a single `--value-column` is stored byte for byte.
@@ -21,6 +22,7 @@ use crate::byte_column::{ByteColumn, readable};
 use crate::error::IngestError;
 use crate::input::{InputFile, Location};
 use crate::parquet_fetch::{Fetched, ObjectChunks, Prefetch, fetch_chunks};
+use crate::parquet_stream::StreamedChunks;
 use crate::record::{Columns, Emit, Problems, ValueSpec, check_record};
 
 /// Rows per decoded batch, at most; fewer when rows are large (see [`Plan::batch_rows`]).
@@ -35,6 +37,7 @@ pub fn read_parquet(
     file: &InputFile,
     columns: &Columns,
     handle: &Handle,
+    memory: usize,
     problems: &mut Problems,
     emit: &mut Emit<'_>,
     progress: &mut dyn FnMut(u64),
@@ -43,7 +46,7 @@ pub fn read_parquet(
         Location::Local(p) => {
             let f = File::open(p).map_err(IngestError::io(format!("cannot open {}", p.display())))?;
             let Some(meta) = metadata(file, &f, problems) else { return Ok(()) };
-            let Some(plan) = Plan::new(file, &meta, columns, problems) else { return Ok(()) };
+            let Some(plan) = Plan::new(file, &meta, columns, memory, problems) else { return Ok(()) };
             let fetch = |_: usize| -> Result<Fetched, IngestError> {
                 let f = f.try_clone().map_err(IngestError::io(format!("cannot read {}", p.display())))?;
                 Ok(Fetched::Local(f))
@@ -59,19 +62,28 @@ pub fn read_parquet(
             let chunks = vec![(tail.start, handle.block_on(o.fetch(tail)).map_err(read_error)?)];
             let footer = ObjectChunks { object: o.clone(), handle: handle.clone(), chunks };
             let Some(meta) = metadata(file, &footer, problems) else { return Ok(()) };
-            let Some(plan) = Plan::new(file, &meta, columns, problems) else { return Ok(()) };
+            let Some(plan) = Plan::new(file, &meta, columns, memory, problems) else { return Ok(()) };
+            // Two row groups are held at once (the one decoding, the next one fetching).
+            let hold = (memory / 8).max(8 << 20) as u64;
+            let groups = meta.metadata().num_row_groups();
+            let small = |rg: usize| plan.ranges(&meta, rg).iter().map(|r| r.end - r.start).sum::<u64>() <= hold;
             let start = |rg: usize| Prefetch(handle.spawn(fetch_chunks(o.clone(), plan.ranges(&meta, rg))));
-            let mut next = (meta.metadata().num_row_groups() > 0).then(|| start(0));
+            let mut next = (groups > 0 && small(0)).then(|| start(0));
             let fetch = |rg: usize| -> Result<Fetched, IngestError> {
-                let mut task = next.take().expect("a fetch is started before each row group");
-                let chunks = handle
-                    .block_on(&mut task.0)
-                    .map_err(|e| IngestError::Invalid(e.to_string()))?
-                    .map_err(read_error)?;
-                if rg + 1 < meta.metadata().num_row_groups() {
+                let fetched = if small(rg) {
+                    let mut task = next.take().expect("a fetch is started before each small row group");
+                    let chunks = handle
+                        .block_on(&mut task.0)
+                        .map_err(|e| IngestError::Invalid(e.to_string()))?
+                        .map_err(read_error)?;
+                    Fetched::Object(ObjectChunks { object: o.clone(), handle: handle.clone(), chunks })
+                } else {
+                    Fetched::Streamed(StreamedChunks::new(o.clone(), handle.clone(), plan.ranges(&meta, rg)))
+                };
+                if rg + 1 < groups && small(rg + 1) {
                     next = Some(start(rg + 1));
                 }
-                Ok(Fetched::Object(ObjectChunks { object: o.clone(), handle: handle.clone(), chunks }))
+                Ok(fetched)
             };
             plan.read(file, &meta, fetch, problems, emit, progress)
         }
@@ -107,10 +119,19 @@ struct Plan {
     key: String,
     value: Vec<String>,
     json: bool,
+    /// Decoded bytes a batch aims at: [`BATCH_BYTES`], less under a small memory budget (a few batches are
+    /// in flight between the decoding thread and the reader).
+    batch_bytes: u64,
 }
 
 impl Plan {
-    fn new(file: &InputFile, meta: &ArrowReaderMetadata, columns: &Columns, problems: &mut Problems) -> Option<Plan> {
+    fn new(
+        file: &InputFile,
+        meta: &ArrowReaderMetadata,
+        columns: &Columns,
+        memory: usize,
+        problems: &mut Problems,
+    ) -> Option<Plan> {
         let schema = meta.schema();
         let names = || schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
         let mut find = |name: &str, what: &str, ok: &dyn Fn(&DataType) -> bool, want: &str| {
@@ -167,6 +188,7 @@ impl Plan {
             key: columns.key.clone(),
             value: value.iter().map(|&i| schema.field(i).name().clone()).collect(),
             json,
+            batch_bytes: BATCH_BYTES.min(memory as u64 / 16).max(1 << 20),
         })
     }
 
@@ -179,7 +201,7 @@ impl Plan {
             .map(|c| group.column(c).uncompressed_size().max(0) as u64)
             .sum();
         let per_row = bytes / (group.num_rows().max(1) as u64);
-        (BATCH_BYTES / per_row.max(1)).clamp(1, BATCH_ROWS as u64) as usize
+        (self.batch_bytes / per_row.max(1)).clamp(1, BATCH_ROWS as u64) as usize
     }
 
     /// Byte ranges of row group `rg`'s projected column chunks.

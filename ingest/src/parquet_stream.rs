@@ -73,7 +73,9 @@ impl StreamedChunks {
         let mut have = start + joined.len() as u64;
         while have < goal {
             let part = match w.ahead.take() {
-                Some((at, mut ahead)) if at == have => self.handle.block_on(&mut ahead.0).map_err(io::Error::other)??,
+                Some((at, mut ahead)) if at == have => {
+                    self.handle.block_on(&mut ahead.0).map_err(io::Error::other)??
+                }
                 _ => {
                     let to = range.end.min(goal.max(have + FETCH_PART));
                     self.handle.block_on(self.object.fetch(have..to))?
@@ -114,7 +116,8 @@ impl ChunkReader for StreamedChunks {
         match self.bytes(start, HEADER_BYTES) {
             Some(got) => {
                 let (held, end) = got.map_err(|e| ParquetError::External(Box::new(e)))?;
-                let tail = LazyRead { object: self.object.clone(), handle: self.handle.clone(), start: end, inner: None };
+                let tail =
+                    LazyRead { object: self.object.clone(), handle: self.handle.clone(), start: end, inner: None };
                 Ok(Box::new(held.reader().chain(tail)))
             }
             // Outside the projected chunks (not expected): small ranges, one at a time.
@@ -135,10 +138,9 @@ impl ChunkReader for StreamedChunks {
                 }
                 Ok(held.slice(..length))
             }
-            None => self
-                .handle
-                .block_on(self.object.fetch(start..end))
-                .map_err(|e| ParquetError::External(Box::new(e))),
+            None => {
+                self.handle.block_on(self.object.fetch(start..end)).map_err(|e| ParquetError::External(Box::new(e)))
+            }
         }
     }
 }

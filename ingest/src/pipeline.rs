@@ -173,10 +173,10 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let run_bytes = opts.run_bytes();
     let phase1 = {
         let (files, placement, tmp, progress) = (files.clone(), placement.clone(), tmp.clone(), progress.clone());
-        let (max_errors, columns) = (opts.max_errors, opts.columns.clone());
+        let (max_errors, columns, memory) = (opts.max_errors, opts.columns.clone(), opts.memory_budget);
         let (handle, stop) = (tokio::runtime::Handle::current(), stop.flag.clone());
         tokio::task::spawn_blocking(move || {
-            let input = Input { files: &files, columns: &columns, handle: &handle, stop: &stop };
+            let input = Input { files: &files, columns: &columns, handle: &handle, stop: &stop, memory };
             let (runs, counts) =
                 read_runs(&input, &placement, &skip, run_bytes, tmp.path(), progress.as_ref(), max_errors)?;
             let spilled = runs.iter().filter(|r| r.is_file()).count();

@@ -21,6 +21,8 @@ pub(crate) struct Input<'a> {
     pub(crate) handle: &'a tokio::runtime::Handle,
     /// Set when the ingest is stopped (its future dropped, a signal): reading ends at the next record.
     pub(crate) stop: &'a AtomicBool,
+    /// The memory budget: bounds what a Parquet object's row groups may hold.
+    pub(crate) memory: usize,
 }
 
 pub(crate) fn read_runs(
@@ -84,7 +86,9 @@ pub(crate) fn read_runs(
             };
             // A reader library's panic on a hostile file is that file's problem, not the end of the process.
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                read_records(file, input.columns, input.handle, &mut problems, &mut emit, &mut |b| progress.advance(b))
+                read_records(file, input.columns, input.handle, input.memory, &mut problems, &mut emit, &mut |b| {
+                    progress.advance(b)
+                })
             }));
             match read {
                 Ok(r) => r?,

@@ -49,7 +49,7 @@ impl VersionTarget {
 
 /// Bytes of a shard object held in memory while it is written; a larger one goes on to a local temporary
 /// file. Most shards are far smaller (docs/FORMAT.md, shard sizes): they never touch the local disk.
-pub const SPOOL_BYTES: usize = 16 << 20;
+pub const SPOOL_BYTES: usize = 8 << 20;
 
 /// A shard object being written: append rows in ascending key order, then [`ShardObject::finish`].
 pub struct ShardObject {
@@ -285,9 +285,13 @@ async fn upload(body: Body, roots: &[Store], dest: &object_store::path::Path) ->
     };
     let mut writers: Vec<_> = roots
         .iter()
-        .map(|r| object_store::buffered::BufWriter::with_capacity(r.inner.clone(), dest.clone(), 8 << 20))
+        .map(|r| {
+            // Two parts in flight per root at most: memory per writer thread stays a few parts.
+            object_store::buffered::BufWriter::with_capacity(r.inner.clone(), dest.clone(), 8 << 20)
+                .with_max_concurrency(2)
+        })
         .collect();
-    let mut buf = vec![0u8; 4 << 20];
+    let mut buf = vec![0u8; 1 << 20];
     let mut hash = Xxh3::new();
     loop {
         // A local read of a few MiB: as the rest of a shard's writing, on the writer's thread.

@@ -33,12 +33,13 @@ pub fn read_records(
     file: &InputFile,
     columns: &Columns,
     handle: &Handle,
+    memory: usize,
     problems: &mut Problems,
     emit: &mut Emit<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), IngestError> {
     if file.format == InputFormat::Parquet {
-        return crate::parquet_input::read_parquet(file, columns, handle, problems, emit, progress);
+        return crate::parquet_input::read_parquet(file, columns, handle, memory, problems, emit, progress);
     }
     let value_column = match file.format {
         InputFormat::Text if *columns != Columns::default() => {

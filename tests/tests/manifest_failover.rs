@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
+use cairn_shared::format::manifest::Manifest;
 use cairn_shared::query::RootOpener;
 use cairn_shared::stores::Store;
-use cairn_shared::format::manifest::Manifest;
 use cairn_shared::{Engine, format::layout};
 use cairn_tests::fault::FaultyStore;
 use object_store::{ObjectStoreExt, PutPayload};
