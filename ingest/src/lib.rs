@@ -31,6 +31,7 @@ pub mod run;
 mod run_file;
 pub mod scratch;
 pub mod shard_object;
+mod sizing;
 pub mod source;
 mod text_input;
 mod write_phase;

@@ -27,8 +27,9 @@ pub const AUTO_SHARD_BYTES: u64 = 512 << 10;
 /// manifest lists them 128 to a group object, so what a reader loads at start stays ~100 bytes per 128
 /// shards; this bounds the ingest's per-shard work (a checkpoint entry, one object per root).
 pub const AUTO_SHARDS_MAX: u64 = 65_536;
-/// How much larger than it is stored a compressed text or Parquet input is assumed to be when the shard
-/// count is picked (before anything is read: placement needs the count from the first key on).
+/// How much larger than it is stored a compressed text input is assumed to be when the shard count is
+/// picked (before anything is read: placement needs the count from the first key on; Parquet is measured
+/// from its footers instead: sizing.rs).
 pub const COMPRESSED_EXPANSION: u64 = 3;
 
 /// The shard count `cairn ingest` picks for this much data (as text: key, space, value, newline).

@@ -90,6 +90,36 @@ pub fn read_parquet(
     }
 }
 
+/// The bytes `file`'s key and value columns would take as `<key> <value>` text, from its footer alone
+/// (their uncompressed sizes): what the shard count is picked from. None if the footer cannot be read or
+/// lacks the columns (the read reports why).
+pub fn text_size(file: &InputFile, columns: &Columns, handle: &Handle) -> Option<u64> {
+    let mut problems = Problems::new(1);
+    let meta = match &file.location {
+        Location::Local(p) => metadata(file, &File::open(p).ok()?, &mut problems)?,
+        Location::Object(o) => {
+            let tail = o.size.saturating_sub(FOOTER_GUESS)..o.size;
+            let chunks = vec![(tail.start, handle.block_on(o.fetch(tail)).ok()?)];
+            metadata(file, &ObjectChunks { object: o.clone(), handle: handle.clone(), chunks }, &mut problems)?
+        }
+    };
+    let plan = Plan::new(file, &meta, columns, 0, &mut problems)?;
+    let descr = meta.parquet_schema();
+    let rows: i64 = meta.metadata().row_groups().iter().map(|g| g.num_rows()).sum();
+    let columns: i64 = meta
+        .metadata()
+        .row_groups()
+        .iter()
+        .flat_map(|g| {
+            (0..descr.num_columns())
+                .filter(|&c| plan.roots.contains(&descr.get_column_root_idx(c)))
+                .map(move |c| g.column(c).uncompressed_size())
+        })
+        .sum();
+    // Plain byte arrays carry a 4-byte length each (two columns); text has a space and a newline instead.
+    Some((columns - 6 * rows).max(0) as u64 + 2 * rows as u64)
+}
+
 /// A failed fetch is the store's failure (a rerun resumes), not bad input.
 fn read_error(e: std::io::Error) -> IngestError {
     IngestError::Io { context: "cannot read a Parquet input".into(), source: e }

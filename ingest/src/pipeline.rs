@@ -19,7 +19,7 @@ use crate::lease::{Stop, heartbeat};
 use crate::listing::{changes, fingerprint_of, list_sources_with, stamps};
 use crate::merge_width::merge_width;
 pub use crate::options::{AUTO_SHARDS_MAX, IngestOptions, IngestReport, auto_shards};
-use crate::options::{COMPRESSED_EXPANSION, MAX_RUN_BYTES, MIN_RUN_BYTES};
+use crate::options::{MAX_RUN_BYTES, MIN_RUN_BYTES};
 use crate::progress::Progress;
 use crate::publish::{discard, manifest_for, publish_version};
 use crate::read_phase::{Input, read_runs};
@@ -52,8 +52,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         tokio::task::spawn_blocking(move || stamps(&files)).await.expect("fingerprint task")?
     };
     let fp = fingerprint_of(&files, &stamps);
-    let data_bytes: u64 =
-        files.iter().map(|f| if f.is_compressed() { f.size * COMPRESSED_EXPANSION } else { f.size }).sum();
+    let data_bytes = crate::sizing::text_bytes(&files, &opts.columns).await;
     let shards = opts.shards.unwrap_or_else(|| auto_shards(data_bytes));
     if shards == 0 || shards > 100_000 {
         return Err(IngestError::Invalid(format!("--shards must be between 1 and 100000, got {shards}")));
