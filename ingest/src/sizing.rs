@@ -1,37 +1,78 @@
 //! How much data the inputs hold as `<key> <value>` text, before anything is read (placement needs the shard
 //! count from the first key on): plain text by its size; Parquet from the footers of a sample of the files
-//! (their key and value columns' uncompressed sizes), scaled to all of them; gzip and zstd text by
-//! [`COMPRESSED_EXPANSION`]. Guessing Parquet at that factor too picked three times the shards for a file
-//! that snappy barely compresses (uuid keys), and every shard costs a write.
+//! (their key and value columns' uncompressed sizes), scaled to all of them; gzip and zstd text from the
+//! first MiBs of a sample of the files, decompressed. A fixed guess ([`COMPRESSED_EXPANSION`], still the
+//! fallback) picked three times the shards for Parquet that snappy barely compresses (uuid keys) and twice
+//! for gzip text, and every shard costs a write.
 
-use crate::input::{InputFile, InputFormat};
+use std::io::Read;
+
+use crate::input::{Compression, InputFile, InputFormat, Location};
 use crate::options::COMPRESSED_EXPANSION;
 use crate::record::Columns;
 
-/// Parquet files whose footers are read; the rest are assumed alike.
+/// Files of each kind measured; the rest are assumed alike.
 const SAMPLE: usize = 8;
+/// Stored bytes of a compressed text file decompressed to measure it.
+const PREFIX: u64 = 4 << 20;
 
 pub(crate) async fn text_bytes(files: &[InputFile], columns: &Columns) -> u64 {
-    let parquet: Vec<&InputFile> = files.iter().filter(|f| f.format == InputFormat::Parquet).collect();
-    let n = parquet.len().min(SAMPLE);
-    let sample: Vec<InputFile> = (0..n).map(|i| parquet[i * parquet.len() / n].clone()).collect();
+    let parquet = sample(files, |f| f.format == InputFormat::Parquet);
+    let compressed = sample(files, |f| f.format != InputFormat::Parquet && f.compression != Compression::None);
     let (columns, handle) = (columns.clone(), tokio::runtime::Handle::current());
-    let measured: Vec<(u64, u64)> = tokio::task::spawn_blocking(move || {
-        sample
-            .iter()
-            .filter_map(|f| crate::parquet_input::text_size(f, &columns, &handle).map(|t| (f.size, t)))
-            .collect()
+    let (parquet_ratio, text_ratio) = tokio::task::spawn_blocking(move || {
+        let footers =
+            parquet.iter().filter_map(|f| crate::parquet_input::text_size(f, &columns, &handle).map(|t| (f.size, t)));
+        let prefixes = compressed.iter().filter_map(|f| prefix_ratio(f, &handle));
+        (ratio(footers), ratio(prefixes))
     })
     .await
-    .unwrap_or_default();
-    let (stored, text) = measured.iter().fold((0u64, 0u64), |(s, t), (fs, ft)| (s + fs, t + ft));
-    let ratio = if stored > 0 { text as f64 / stored as f64 } else { COMPRESSED_EXPANSION as f64 };
+    .unwrap_or((None, None));
+    let fallback = COMPRESSED_EXPANSION as f64;
     files
         .iter()
         .map(|f| match f.format {
-            InputFormat::Parquet => (f.size as f64 * ratio) as u64,
-            _ if f.is_compressed() => f.size * COMPRESSED_EXPANSION,
+            InputFormat::Parquet => (f.size as f64 * parquet_ratio.unwrap_or(fallback)) as u64,
+            _ if f.is_compressed() => (f.size as f64 * text_ratio.unwrap_or(fallback)) as u64,
             _ => f.size,
         })
         .sum()
+}
+
+/// Up to [`SAMPLE`] of the files `pick` takes, spread over the list.
+fn sample(files: &[InputFile], pick: impl Fn(&InputFile) -> bool) -> Vec<InputFile> {
+    let all: Vec<&InputFile> = files.iter().filter(|f| pick(f)).collect();
+    let n = all.len().min(SAMPLE);
+    (0..n).map(|i| all[i * all.len() / n].clone()).collect()
+}
+
+/// Text bytes per stored byte over (stored, text) measurements.
+fn ratio(measured: impl Iterator<Item = (u64, u64)>) -> Option<f64> {
+    let (stored, text) = measured.fold((0u64, 0u64), |(s, t), (fs, ft)| (s + fs, t + ft));
+    (stored > 0 && text > 0).then(|| text as f64 / stored as f64)
+}
+
+/// (stored, decompressed) bytes of the first [`PREFIX`] of a gzip or zstd file.
+fn prefix_ratio(f: &InputFile, handle: &tokio::runtime::Handle) -> Option<(u64, u64)> {
+    let len = f.size.min(PREFIX);
+    let raw: Vec<u8> = match &f.location {
+        Location::Local(p) => {
+            let mut v = Vec::with_capacity(len as usize);
+            std::fs::File::open(p).ok()?.take(len).read_to_end(&mut v).ok()?;
+            v
+        }
+        Location::Object(o) => handle.block_on(o.fetch(0..len)).ok()?.to_vec(),
+    };
+    let mut out = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut decoder: Box<dyn Read> = match f.compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw.as_slice())),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw.as_slice()).ok()?),
+        Compression::None => return None,
+    };
+    // A prefix ends mid-stream: the decoder's complaint about that ends the count.
+    while let Ok(n @ 1..) = decoder.read(&mut buf) {
+        out += n as u64;
+    }
+    Some((raw.len() as u64, out))
 }

@@ -46,11 +46,11 @@ async fn hundreds_of_runs_under_ulimit_64_ingest_and_serve_every_key() {
     assert_eq!(engine.get("many", &uuid::Uuid::new_v4().to_string()).await.unwrap(), None);
 }
 
-/// Parquet input gets the shard count its rows would get as text (issue 30): the count comes from the
+/// Parquet and gzip input get the shard count their rows would get as text (issue 30): the count comes from the
 /// footers' uncompressed column sizes, not from the file size times a guessed expansion (which gave three
 /// times the shards for uuid keys, which snappy barely compresses, and made Parquet ingest slower than text).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parquet_input_is_sharded_like_the_same_rows_as_text() {
+async fn parquet_and_gzip_inputs_are_sharded_like_the_same_rows_as_text() {
     use arrow_array::{RecordBatch, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
@@ -78,8 +78,16 @@ async fn parquet_input_is_sharded_like_the_same_rows_as_text() {
     let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
     let as_text = cairn_tests::ingest(&text, "t", &store, None).await.unwrap();
     let as_parquet = cairn_tests::ingest(&parquet, "p", &store, None).await.unwrap();
+    // And gzip text, measured from its first MiBs decompressed (it was 3x its size: twice the shards here).
+    let gz = dir.path().join("rows.data.gz");
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut e, &std::fs::read(&text).unwrap()).unwrap();
+    std::fs::write(&gz, e.finish().unwrap()).unwrap();
+    let as_gzip = cairn_tests::ingest(&gz, "g", &store, None).await.unwrap();
     assert!(as_text.shards >= 4, "{} shards: too few to compare", as_text.shards);
-    let (t, p) = (as_text.shards as f64, as_parquet.shards as f64);
-    // Counts are rounded up per 512 KiB: one shard apart is the same size.
-    assert!((p - t).abs() <= (t * 0.15).max(1.0), "text: {t} shards, Parquet: {p}");
+    let t = as_text.shards as f64;
+    for (what, n) in [("Parquet", as_parquet.shards), ("gzip", as_gzip.shards)] {
+        // Counts are rounded up per 512 KiB: one shard apart is the same size.
+        assert!((n as f64 - t).abs() <= (t * 0.15).max(1.0), "text: {t} shards, {what}: {n}");
+    }
 }
