@@ -17,7 +17,9 @@ if ! "$venv/bin/python" -c "import pyspark, pandas" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyspark==4.3.0' 'pandas>=2.2,<3'
 fi
-# The package of this checkout, as users install it (release build; only cairn's crates rebuild).
+# The package of this checkout, as users install it (release build; only cairn's crates rebuild), with
+# cairn's placement UDFs for Spark's JVM.
+python/build-jar.sh "$venv/bin/python" >&2
 "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
 py="$venv/bin/python"
 cargo build --release --locked -p cairn >&2

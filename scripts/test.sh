@@ -67,6 +67,8 @@ echo "== testing"
 cargo test --locked --workspace --exclude cairn-python --no-fail-fast
 echo "== building the Python package (python/) and running its tests"
 wheels="$(mktemp -d)"
+# cairn's placement as Spark SQL UDFs (the JDK's javac, against the venv's pyspark jars), packaged in the wheel.
+python/build-jar.sh "$venv/bin/python" > /dev/null
 (cd python && "$venv/bin/maturin" build --locked --profile dev --quiet -o "$wheels")
 for v in "$venv" "$venv35"; do
   "$v/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/cairn-*.whl
