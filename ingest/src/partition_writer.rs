@@ -1,8 +1,10 @@
-//! Writes the shard objects of one partition of an external build (a Spark task): batches of rows sorted
-//! by (shard, key), each shard's rows all in this partition. Each shard's object is finished and uploaded
-//! as soon as its last row has passed, so memory stays at one open shard whatever the partition holds.
-//! Everything an upstream mistake could break is checked, not assumed: each key's shard is recomputed,
-//! order is strict (an equal key is a duplicate, named), and nulls are refused.
+//! Writes the shard objects of one partition of an external build (a Spark task), each shard's rows all in
+//! this partition. Rows sorted by (shard, key) are streamed: each shard's object is finished and uploaded as
+//! soon as its last row has passed, so memory stays at one open shard. Unsorted rows
+//! ([`PartitionWriter::unsorted`]) are sorted here, as `cairn ingest` sorts (runs of at most
+//! [`DEFAULT_RUN_BYTES`], spilled to a temporary directory, merged per shard at the end), which saves the
+//! caller a sort of whole rows. Everything an upstream mistake could break is checked, not assumed: each
+//! key's shard is recomputed, order is strict (an equal key is a duplicate, named), and nulls are refused.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt32Type};
@@ -15,7 +17,10 @@ use cairn_shared::stores::Store;
 
 use crate::byte_column::{ByteColumn, readable};
 use crate::error::IngestError;
+use crate::merge::{Merge, MergeError};
+use crate::options::DEFAULT_RUN_BYTES;
 use crate::record::check_record;
+use crate::run::{Chunk, Run};
 use crate::shard_object::{ShardObject, VersionTarget};
 
 pub struct PartitionWriter {
@@ -26,6 +31,17 @@ pub struct PartitionWriter {
     dir: crate::scratch::Scratch,
     open: Option<OpenShard>,
     entries: Vec<ShardEntry>,
+    /// Set for unsorted input: the rows buffered and spilled so far.
+    sorting: Option<Sorting>,
+}
+
+struct Sorting {
+    chunk: Chunk,
+    runs: Vec<Run>,
+    /// Shards that have rows (the others get no object: the build publishes them empty).
+    seen: std::collections::BTreeSet<u32>,
+    rows: u64,
+    run_bytes: usize,
 }
 
 struct OpenShard {
@@ -51,7 +67,18 @@ impl PartitionWriter {
             dir,
             open: None,
             entries: Vec::new(),
+            sorting: None,
         })
+    }
+
+    /// A writer for rows in any order: it sorts them itself, in runs of `run_bytes` (None:
+    /// [`DEFAULT_RUN_BYTES`]; smaller for tests).
+    pub fn unsorted(target: VersionTarget, roots: Vec<Store>, run_bytes: Option<usize>) -> Result<Self, IngestError> {
+        let run_bytes = run_bytes.unwrap_or(DEFAULT_RUN_BYTES).max(crate::options::MIN_RUN_BYTES);
+        let mut w = Self::new(target, roots)?;
+        w.sorting =
+            Some(Sorting { chunk: Chunk::default(), runs: Vec::new(), seen: Default::default(), rows: 0, run_bytes });
+        Ok(w)
     }
 
     /// Appends a batch: `shards` (Int32, Int64 or UInt32), `keys` (strings, or UTF-8 bytes) and `values`
@@ -91,6 +118,19 @@ impl PartitionWriter {
                 return Err(invalid(format!(
                     "key {key:?} came with shard {shard}, but this version places it on shard {placed}"
                 )));
+            }
+            if let Some(s) = &mut self.sorting {
+                s.rows += 1;
+                s.seen.insert(placed);
+                s.chunk.push(placed, key.as_bytes(), value, 0, s.rows);
+                if s.chunk.footprint() >= s.run_bytes {
+                    let full = std::mem::take(&mut s.chunk).into_run(self.placement.shards());
+                    let (run, _) = full
+                        .spill(self.dir.path(), s.runs.len())
+                        .map_err(IngestError::io("cannot write a sorted run"))?;
+                    s.runs.push(run);
+                }
+                continue;
             }
             match &self.open {
                 Some(o) if o.shard == placed => {
@@ -133,6 +173,30 @@ impl PartitionWriter {
 
     /// Finishes the last shard and returns the entries of every shard written, in shard order.
     pub async fn finish(mut self) -> Result<Vec<ShardEntry>, IngestError> {
+        if let Some(mut s) = self.sorting.take() {
+            if !s.chunk.is_empty() {
+                s.runs.push(std::mem::take(&mut s.chunk).into_run(self.placement.shards()));
+            }
+            let shards = self.placement.shards();
+            let mut merge = Merge::open(&s.runs, 0..shards).map_err(IngestError::io("cannot read a sorted run"))?;
+            for &shard in &s.seen {
+                let mut object = ShardObject::create(&self.target, &self.format, shard, self.dir.path())?;
+                let drained = merge.drain_shard(shard, |rec| {
+                    let key = std::str::from_utf8(rec.key).expect("checked before buffering");
+                    object.append(key, rec.value)
+                });
+                match drained {
+                    Ok(_) => {}
+                    Err(MergeError::Io(e)) => return Err(IngestError::io("cannot read a sorted run")(e)),
+                    Err(MergeError::Sink(e)) => return Err(e.into()),
+                    Err(MergeError::Duplicate(d)) => {
+                        return Err(invalid(format!("duplicate key {:?}", String::from_utf8_lossy(&d.key))));
+                    }
+                }
+                self.entries.push(object.finish_exclusive(&self.roots).await?);
+            }
+            return Ok(self.entries);
+        }
         self.close_shard().await?;
         Ok(self.entries)
     }

@@ -1,14 +1,16 @@
 """Bulk-load a Spark DataFrame into a cairn keyspace (PySpark 3.5+ and 4.x).
 
 Spark does the distributed work: each row's shard is computed with cairn's placement (the rule
-``cairn ingest`` uses), rows are shuffled so that each shard's rows meet in one task and sorted there, and
-the executors write every shard object straight to the store with cairn's own writer. The driver then
+``cairn ingest`` uses; inside the JVM when cairn's jar is on Spark's classpath), rows are shuffled so that
+each shard's rows meet in one task, and the executors sort them and write every shard object straight to
+the store with cairn's own writer. The driver then
 publishes the version atomically (manifest, conditional pointer switch, replica copies), so readers see
 all of it or none of it. See docs/SPARK.md.
 """
 
 import json
 import math
+import os
 import re
 
 import pyarrow as pa
@@ -17,6 +19,29 @@ from . import _cairn
 
 # Spark partitions are sized to about this much data (shards per partition vary; a writer holds one).
 PARTITION_BYTES = 128 << 20
+
+_JAR = os.path.join(os.path.dirname(__file__), "jars", "cairn-spark.jar")
+
+
+def jar_path():
+    """The jar holding cairn's placement as Spark SQL UDFs (python/build-jar.sh builds it into the package), or
+    None. Start Spark with ``spark.jars`` naming it (``--jars`` for spark-submit) and ``bulk_load`` places rows
+    inside the JVM, so they cross into Python once (to the writer) instead of twice."""
+    return _JAR if os.path.exists(_JAR) else None
+
+
+def _jvm_placement(spark, binary):
+    """Registers the JVM placement UDF for string or binary keys and returns its name; None when the jar is
+    not on Spark's classpath (or under Spark Connect), and rows are placed in Python workers instead."""
+    from pyspark.sql.types import IntegerType
+
+    name, cls = (("cairn_shard_of_binary", "cairn.spark.ShardOfBinary") if binary
+                 else ("cairn_shard_of_string", "cairn.spark.ShardOfString"))
+    try:
+        spark.udf.registerJavaFunction(name, cls, IntegerType())
+    except Exception:  # the class is not on the classpath, or no JVM session (Spark Connect)
+        return None
+    return name
 
 _RAISED = re.compile(r"cairn\.(InvalidInput|NotFound|Conflict|Corrupt|Unavailable|DataLoss|Error): ([^\n]*)")
 
@@ -31,7 +56,9 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     the shard count; by default the one ``cairn ingest`` picks for this much data, which costs one more pass
     over ``df`` (given, the load reads ``df`` once).
 
-    Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``. A duplicate key, a null key
+    Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``, and ``placement``: ``"jvm"``
+    when each row's shard was computed inside Spark (the jar of :func:`jar_path` on its classpath),
+    ``"python"`` when rows went to Python workers for it. A duplicate key, a null key
     or value, or a failed job raises a ``cairn.Error`` subclass and publishes nothing. So does a DataFrame
     with no rows, unless ``allow_empty=True``: an empty version answers "not found" for every key of the
     keyspace it replaces, which is rarely what an empty input meant.
@@ -94,7 +121,7 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     if tagged:
         sc.addJobTag(tag)
     try:
-        entries = _write(rows, build.target, n_shards, data_bytes, df.sparkSession, _fail_first_attempt)
+        entries, where = _write(rows, build.target, n_shards, data_bytes, df.sparkSession, _fail_first_attempt)
         try:
             files = df.inputFiles()
         except Exception:  # a DataFrame not read from files
@@ -102,7 +129,9 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
         # The job succeeded, so every task reported its shards: those with no entry hold no rows.
         reported = {e["shard"] for e in entries}
         empty = [s for s in range(n_shards) if s not in reported]
-        return build.publish(entries, files=files, empty=empty, allow_empty=allow_empty)
+        published = build.publish(entries, files=files, empty=empty, allow_empty=allow_empty)
+        published["placement"] = where
+        return published
     except BaseException as e:
         try:
             # Tasks of a failed job may still be writing: stop them first, so abort finds what they wrote
@@ -157,10 +186,20 @@ def _stop_jobs(sc, tag, timeout=60.0):
 
 
 def _write(rows, target, n_shards, data_bytes, spark, fail):
-    """Runs the job: placement, shuffle by shard, sort, and the writers. Returns their entries."""
+    """Runs the job: placement, shuffle by shard, and the writers (which sort). Returns their entries and
+    where rows were placed."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import BinaryType
 
-    if hasattr(F, "arrow_udf"):
+    spec = json.loads(target)["placement"]
+    # The JVM UDFs implement the default rule (jump hashing of XXH64, seed 0), the only one bulk_load makes.
+    jump = (spec.get("algorithm"), spec.get("hash"), spec.get("seed"), spec.get("shards")) == (
+        "jump", "xxhash64", 0, int(n_shards))
+    jvm = _jvm_placement(spark, isinstance(rows.schema["key"].dataType, BinaryType)) if jump else None
+    if jvm is not None:
+        # In the JVM, inside the query: no row goes to Python for its shard.
+        placed = rows.withColumn("shard", F.expr(f"{jvm}(key, {int(n_shards)})"))
+    elif hasattr(F, "arrow_udf"):
         # Spark 4.1+: only the keys go to Python for placement, and the shard comes back.
         @F.arrow_udf("int")
         def shard_of(keys: pa.Array) -> pa.Array:
@@ -198,7 +237,8 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
         injected = fail is not None and ctx is not None and ctx.attemptNumber() == 0 and ctx.partitionId() == 0
         if injected and fail == "before":
             raise RuntimeError("injected failure of the first attempt, before writing")
-        writer = _cairn.PartitionWriter(target)
+        # The writer sorts each shard's rows itself (as `cairn ingest` does): Spark only groups them.
+        writer = _cairn.PartitionWriter(target, sorted=False)
         for batch in batches:
             writer.write_batch(batch)
         written = writer.finish()
@@ -208,10 +248,8 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
             yield pa.RecordBatch.from_arrays([pa.array([json.dumps(e) for e in written], pa.string())],
                                              names=["entry"])
 
-    out = (placed.repartition(partitions, "shard")
-           .sortWithinPartitions("shard", "key")
-           .mapInArrow(write_partition, "entry string"))
-    return [json.loads(r["entry"]) for r in out.collect()]
+    out = placed.repartition(partitions, "shard").mapInArrow(write_partition, "entry string")
+    return [json.loads(r["entry"]) for r in out.collect()], "jvm" if jvm is not None else "python"
 
 
 def _shown(key):

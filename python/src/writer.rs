@@ -279,10 +279,18 @@ impl PartitionWriter {
 
 #[pymethods]
 impl PartitionWriter {
+    /// `sorted`: the rows come sorted by (shard, key) and are streamed; otherwise the writer sorts them
+    /// itself (buffered and spilled as `cairn ingest` does; `_run_bytes`, for tests, sizes its runs).
     #[new]
-    fn new(target: &str) -> PyResult<Self> {
+    #[pyo3(signature = (target, sorted=true, _run_bytes=None))]
+    fn new(target: &str, sorted: bool, _run_bytes: Option<usize>) -> PyResult<Self> {
         let (t, roots) = parse_target(target)?;
-        let w = cairn_ingest::PartitionWriter::new(t, roots).map_err(errors::ingest)?;
+        let w = if sorted {
+            cairn_ingest::PartitionWriter::new(t, roots)
+        } else {
+            cairn_ingest::PartitionWriter::unsorted(t, roots, _run_bytes)
+        }
+        .map_err(errors::ingest)?;
         Ok(PartitionWriter { inner: Mutex::new(Some(w)) })
     }
 

@@ -141,7 +141,13 @@ def spark(s3):
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    # cairn's placement UDFs (python/build-jar.sh; scripts/test.sh builds them): bulk_load places rows in the JVM.
+    import cairn.spark
+
+    jar = cairn.spark.jar_path() or os.path.join(os.path.dirname(__file__), "..", "cairn", "jars", "cairn-spark.jar")
+    assert os.path.exists(jar), f"{jar} is missing: build it with python/build-jar.sh"
     session = (SparkSession.builder.master("local[2,2]").appName("cairn-tests")
+               .config("spark.jars", os.path.abspath(jar))
                .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", "2000")

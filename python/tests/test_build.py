@@ -219,3 +219,32 @@ def test_a_partition_writer_sees_across_batches_and_is_done_after_an_error(tmp_p
     with pytest.raises(cairn.InvalidInput, match="the shard column is Float64"):
         w.write(pa.array([0.0]), pa.array([keys[0]]), pa.array(["v"]))
     build.abort()
+
+
+def test_an_unsorted_partition_writer_sorts_spills_and_names_a_duplicate(tmp_path):
+    """What bulk_load's writers get: rows in any order, more than one run of them (spilled), sorted by the
+    writer itself; a key seen twice in two runs is a duplicate, named."""
+    import random
+
+    store = str(tmp_path / "store")
+    build = cairn.begin(store, "default", shards=3)
+    rows = example_rows(3000)
+    random.Random(3).shuffle(rows)
+    keys = [k for k, _ in rows]
+    shards = cairn.placement(pa.array(keys), spec=build.target)
+    w = cairn.PartitionWriter(build.target, sorted=False, _run_bytes=64 << 10)
+    for i in range(0, len(rows), 500):
+        w.write(shards[i:i + 500], pa.array(keys[i:i + 500]), pa.array([v for _, v in rows[i:i + 500]]))
+    entries = w.finish()
+    assert sorted(e["shard"] for e in entries) == [0, 1, 2]
+    assert build.publish(entries)["rows"] == len(rows)
+    reader = cairn.open(store)
+    assert all(reader.get("default", k) == v.encode() for k, v in rows)
+
+    build = cairn.begin(store, "dup", shards=3)
+    w = cairn.PartitionWriter(build.target, sorted=False, _run_bytes=64 << 10)
+    w.write(shards, pa.array(keys), pa.array([v for _, v in rows]))
+    w.write(shards[:1], pa.array(keys[:1]), pa.array(["again"]))
+    with pytest.raises(cairn.InvalidInput, match=f'duplicate key "{keys[0]}"'):
+        w.finish()
+    build.abort()

@@ -82,6 +82,40 @@ def test_the_same_rows_through_cairn_ingest_land_on_the_same_shards(spark, tmp_p
         assert (a["rows"], a["min_key"], a["max_key"], a["bytes"]) == (b["rows"], b["min_key"], b["max_key"], b["bytes"])
 
 
+def test_the_jvm_placement_is_cairns(spark):
+    """The UDFs bulk_load runs inside Spark (python/jvm/) place every key where the Rust placement does:
+    strings (UTF-8, of every length around XXH64's 4-, 8- and 32-byte steps) and arbitrary bytes."""
+    import random
+
+    import pyarrow as pa
+    from cairn import _cairn
+
+    rnd = random.Random(11)
+    strings = [k for k, _ in example_rows(2000, seed=9)] + ["x" * n for n in range(0, 70)] + ["é" * 40, "日本"]
+    blobs = [bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 80))) for _ in range(1000)]
+    assert cairn.spark._jvm_placement(spark, False) == "cairn_shard_of_string"
+    assert cairn.spark._jvm_placement(spark, True) == "cairn_shard_of_binary"
+    for keys, kind, fn in ((strings, "string", "cairn_shard_of_string"), (blobs, "binary", "cairn_shard_of_binary")):
+        df = spark.createDataFrame([(i, k) for i, k in enumerate(keys)], f"i long, key {kind}")
+        for shards in (1, 2, 7, 1000, 65536):
+            got = {r[0]: r[1] for r in df.selectExpr("i", f"{fn}(key, {shards})").collect()}
+            want = _cairn.placement(pa.array(keys, pa.binary() if kind == "binary" else pa.string()), shards)
+            assert [got[i] for i in range(len(keys))] == want.to_pylist(), (kind, shards)
+
+
+def test_bulk_load_places_rows_in_the_jvm_like_cairn_ingest(spark, tmp_path):
+    rows = example_rows(6_000, seed=6)
+    data = tmp_path / "rows.data"
+    data.write_text("".join(f"{k} {v}\n" for k, v in rows))
+    by_cli, by_spark = str(tmp_path / "cli"), str(tmp_path / "spark")
+    run("ingest", str(data), "--store", by_cli, "-k", "default", "--shards", "7")
+    loaded = cairn.spark.bulk_load(frame(spark, rows, 3), by_spark, "default", shards=7)
+    assert loaded["placement"] == "jvm"
+    cli_m, cli_rows = shard_rows(by_cli, cairn.open(by_cli).info("default")["version"])
+    spark_m, spark_rows = shard_rows(by_spark, loaded["version"])
+    assert spark_m["placement"] == cli_m["placement"] and spark_rows == cli_rows
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_task_that_fails_its_first_attempt_is_retried_and_the_data_is_right(spark, tmp_path, when):
     rows = example_rows(6_000, seed=11)
