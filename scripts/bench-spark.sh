@@ -13,9 +13,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 work="${CAIRN_BENCH_DIR:-$HOME/.cache/cairn/bench}"
 venv="${CAIRN_BENCH_VENV:-$HOME/.cache/cairn/bench-venv}"
 mkdir -p "$work"
-if ! "$venv/bin/python" -c "import pyspark, pandas" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import pyspark, pandas, pyarrow" 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyspark==4.3.0' 'pandas>=2.2,<3'
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyspark==4.3.0' 'pandas>=2.2,<3' 'pyarrow>=14'
 fi
 # The package of this checkout, as users install it (release build; only cairn's crates rebuild), with
 # cairn's placement UDFs for Spark's JVM.
