@@ -37,7 +37,11 @@ pub fn read(
         let line = rec.position().map_or(good + 1, |p| p.line());
         good = rdr.position().line().saturating_sub(1);
         let Some((ki, vi, width)) = columns else {
-            let names: Vec<String> = rec.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+            let mut names: Vec<String> = rec.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+            // A UTF-8 byte-order mark (spreadsheets write one) is not part of the first column's name.
+            if let Some(first) = names.first_mut().and_then(|n| n.strip_prefix('\u{feff}').map(str::to_owned)) {
+                names[0] = first;
+            }
             let (Some(ki), Some(vi)) = (names.iter().position(|n| n == key), names.iter().position(|n| n == value))
             else {
                 problems.add(

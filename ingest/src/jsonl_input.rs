@@ -96,10 +96,18 @@ impl<'de> Visitor<'de> for Wanted<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
         let mut found = Found::default();
         while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if name == self.key {
-                found.key = Some(map.next_value()?);
+            let slot = if name == self.key {
+                Some(&mut found.key)
             } else if name == self.value {
-                found.value = Some(map.next_value()?);
+                Some(&mut found.value)
+            } else {
+                None
+            };
+            if let Some(slot) = slot {
+                // Which of two values a reader would take is not defined by JSON: refused, not guessed.
+                if slot.replace(map.next_value()?).is_some() {
+                    return Err(serde::de::Error::custom(format!("{name:?} appears twice")));
+                }
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -123,5 +131,6 @@ mod tests {
         assert!(p(r#"{"key":"a","value":"v"} x"#).unwrap_err().contains("not a JSON object"));
         assert!(p(r#"["a","b"]"#).unwrap_err().contains("not a JSON object"));
         assert!(p(r#"{"key":"a","#).unwrap_err().contains("not a JSON object"));
+        assert!(p(r#"{"key":"a","value":"1","value":"2"}"#).unwrap_err().contains("\"value\" appears twice"));
     }
 }

@@ -19,9 +19,16 @@ pub struct MergeWidth {
     pub threads: usize,
 }
 
-/// The width for `threads` writers under the current soft `RLIMIT_NOFILE`.
-pub fn merge_width(threads: usize) -> MergeWidth {
-    width_for(open_file_limit(), threads)
+/// What one run being merged holds: a compressed and a decompressed block and a zstd context (more while a
+/// block holds a record larger than a block).
+pub const READER_BYTES: usize = 256 << 10;
+
+/// The width for `threads` writers under the current soft `RLIMIT_NOFILE`, with the runs' readers of all
+/// threads within a quarter of `memory`.
+pub fn merge_width(threads: usize, memory: usize) -> MergeWidth {
+    let mut w = width_for(open_file_limit(), threads);
+    w.fanin = w.fanin.min((memory / 4 / (w.threads * READER_BYTES)).max(2));
+    w
 }
 
 fn width_for(limit: u64, threads: usize) -> MergeWidth {

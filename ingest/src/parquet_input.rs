@@ -90,20 +90,28 @@ pub fn read_parquet(
     }
 }
 
-/// The bytes `file`'s key and value columns would take as `<key> <value>` text, from its footer alone
-/// (their uncompressed sizes): what the shard count is picked from. None if the footer cannot be read or
-/// lacks the columns (the read reports why).
-pub fn text_size(file: &InputFile, columns: &Columns, handle: &Handle) -> Option<u64> {
+/// The bytes `file`'s key and value columns would take as `<key> <value>` text, from its footer alone (the
+/// byte arrays' unencoded sizes where the writer recorded them, else the columns' uncompressed sizes): what
+/// the shard count is picked from. None if the footer is not readable Parquet or lacks the columns (the
+/// read reports why); an error if the file cannot be read at all.
+pub fn text_size(file: &InputFile, columns: &Columns, handle: &Handle) -> Result<Option<u64>, IngestError> {
     let mut problems = Problems::new(1);
     let meta = match &file.location {
-        Location::Local(p) => metadata(file, &File::open(p).ok()?, &mut problems)?,
+        Location::Local(p) => {
+            let f = File::open(p).map_err(IngestError::io(format!("cannot open {}", p.display())))?;
+            metadata(file, &f, &mut problems)
+        }
         Location::Object(o) => {
+            if o.size < 12 {
+                return Ok(None);
+            }
             let tail = o.size.saturating_sub(FOOTER_GUESS)..o.size;
-            let chunks = vec![(tail.start, handle.block_on(o.fetch(tail)).ok()?)];
-            metadata(file, &ObjectChunks { object: o.clone(), handle: handle.clone(), chunks }, &mut problems)?
+            let chunks = vec![(tail.start, handle.block_on(o.fetch(tail)).map_err(read_error)?)];
+            metadata(file, &ObjectChunks { object: o.clone(), handle: handle.clone(), chunks }, &mut problems)
         }
     };
-    let plan = Plan::new(file, &meta, columns, 0, &mut problems)?;
+    let Some(meta) = meta else { return Ok(None) };
+    let Some(plan) = Plan::new(file, &meta, columns, 0, &mut problems) else { return Ok(None) };
     let descr = meta.parquet_schema();
     let rows: i64 = meta.metadata().row_groups().iter().map(|g| g.num_rows()).sum();
     let columns: i64 = meta
@@ -111,13 +119,15 @@ pub fn text_size(file: &InputFile, columns: &Columns, handle: &Handle) -> Option
         .row_groups()
         .iter()
         .flat_map(|g| {
-            (0..descr.num_columns())
-                .filter(|&c| plan.roots.contains(&descr.get_column_root_idx(c)))
-                .map(move |c| g.column(c).uncompressed_size())
+            (0..descr.num_columns()).filter(|&c| plan.roots.contains(&descr.get_column_root_idx(c))).map(move |c| {
+                let col = g.column(c);
+                // Plain byte arrays carry a 4-byte length each; text has a space or newline instead.
+                col.unencoded_byte_array_data_bytes()
+                    .unwrap_or_else(|| (col.uncompressed_size() - 4 * g.num_rows()).max(0))
+            })
         })
         .sum();
-    // Plain byte arrays carry a 4-byte length each (two columns); text has a space and a newline instead.
-    Some((columns - 6 * rows).max(0) as u64 + 2 * rows as u64)
+    Ok(Some(columns.max(0) as u64 + 2 * rows as u64))
 }
 
 /// A failed fetch is the store's failure (a rerun resumes), not bad input.

@@ -65,12 +65,13 @@ impl StreamedChunks {
             return Ok(());
         }
         let goal = range.end.min(end.max(start + FETCH_PART));
-        let mut joined = BytesMut::new();
+        // What the window keeps from `start` on, then each part fetched after it, joined at the end.
+        let mut parts: Vec<Bytes> = Vec::new();
         if start >= w.start && start < held_end {
-            joined.extend_from_slice(&w.buf[(start - w.start) as usize..]);
+            parts.push(w.buf.slice((start - w.start) as usize..));
         }
         w.buf = Bytes::new();
-        let mut have = start + joined.len() as u64;
+        let mut have = start + parts.first().map_or(0, |p| p.len() as u64);
         while have < goal {
             let part = match w.ahead.take() {
                 Some((at, mut ahead)) if at == have => {
@@ -85,15 +86,18 @@ impl StreamedChunks {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{}: short read", self.object.name)));
             }
             have += part.len() as u64;
-            if joined.is_empty() {
-                w.buf = part;
-            } else {
-                joined.extend_from_slice(&part);
+            parts.push(part);
+        }
+        w.buf = match parts.len() {
+            1 => parts.pop().expect("one part"),
+            _ => {
+                let mut joined = BytesMut::with_capacity((have - start) as usize);
+                for p in &parts {
+                    joined.extend_from_slice(p);
+                }
+                joined.freeze()
             }
-        }
-        if !joined.is_empty() {
-            w.buf = joined.freeze();
-        }
+        };
         w.start = start;
         if have < range.end && w.ahead.is_none() {
             let (object, next) = (self.object.clone(), have..range.end.min(have + FETCH_PART));
@@ -159,5 +163,45 @@ impl Read for LazyRead {
         self.inner
             .get_or_insert_with(|| ObjectRead::with_window(object.clone(), handle.clone(), start, HEADER_BYTES, 1))
             .read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    use super::*;
+
+    /// Any sequence of reads returns the object's own bytes: forward, straddling the window's end, longer than
+    /// a part, starting exactly where the window ends (which once kept only the last part fetched), and back.
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one column chunk
+    fn every_read_returns_the_objects_bytes() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let size = 3 * FETCH_PART as usize + 12345;
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        rt.block_on(store.put(&"o".into(), PutPayload::from(bytes.clone()))).unwrap();
+        let object = Object { store, path: "o".into(), size: size as u64, etag: None, name: "o".into() };
+        let chunks = StreamedChunks::new(object, rt.handle().clone(), vec![10..size as u64]);
+        let part = FETCH_PART as usize;
+        let reads = [
+            (10, 100),
+            // Exactly where the window (10..part + 10) ends, longer than a part: two parts are fetched.
+            (part + 10, part + part / 2),
+            (part + 10, 5),
+            (3 * part - 7, 20),
+            (3 * part + 13, 12000),
+            (20, part + 1),
+        ];
+        for (start, len) in reads {
+            let got = chunks.get_bytes(start as u64, len).unwrap();
+            assert!(got == bytes[start..start + len], "{len} bytes at {start}");
+            let mut head = vec![0u8; 64];
+            chunks.get_read(start as u64).unwrap().read_exact(&mut head).unwrap();
+            assert_eq!(head, bytes[start..start + 64], "a reader at {start}");
+        }
     }
 }

@@ -74,7 +74,8 @@ impl PartitionWriter {
     /// A writer for rows in any order: it sorts them itself, in runs of `run_bytes` (None:
     /// [`DEFAULT_RUN_BYTES`]; smaller for tests).
     pub fn unsorted(target: VersionTarget, roots: Vec<Store>, run_bytes: Option<usize>) -> Result<Self, IngestError> {
-        let run_bytes = run_bytes.unwrap_or(DEFAULT_RUN_BYTES).max(crate::options::MIN_RUN_BYTES);
+        let run_bytes =
+            run_bytes.unwrap_or(DEFAULT_RUN_BYTES).clamp(crate::options::MIN_RUN_BYTES, crate::options::MAX_RUN_BYTES);
         let mut w = Self::new(target, roots)?;
         w.sorting =
             Some(Sorting { chunk: Chunk::default(), runs: Vec::new(), seen: Default::default(), rows: 0, run_bytes });
@@ -178,6 +179,16 @@ impl PartitionWriter {
                 s.runs.push(std::mem::take(&mut s.chunk).into_run(self.placement.shards()));
             }
             let shards = self.placement.shards();
+            // As many runs as a skewed partition makes, merged within the open-file limit (merge_width.rs).
+            let width = crate::merge_width::merge_width(1, 4 * s.run_bytes);
+            let spilled = s.runs.iter().filter(|r| r.is_file()).count();
+            if spilled > width.fanin {
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                let reduce =
+                    crate::reduce::Reduce { dir: self.dir.path(), shards, fanin: width.fanin, threads: 1, stop: &stop };
+                let runs = std::mem::take(&mut s.runs);
+                s.runs = reduce.run(runs, spilled + 1).map_err(IngestError::io("cannot merge sorted runs"))?.0;
+            }
             let mut merge = Merge::open(&s.runs, 0..shards).map_err(IngestError::io("cannot read a sorted run"))?;
             for &shard in &s.seen {
                 let mut object = ShardObject::create(&self.target, &self.format, shard, self.dir.path())?;

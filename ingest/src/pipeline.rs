@@ -52,8 +52,10 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         tokio::task::spawn_blocking(move || stamps(&files)).await.expect("fingerprint task")?
     };
     let fp = fingerprint_of(&files, &stamps);
-    let data_bytes = crate::sizing::text_bytes(&files, &opts.columns).await;
-    let shards = opts.shards.unwrap_or_else(|| auto_shards(data_bytes));
+    let shards = match opts.shards {
+        Some(n) => n,
+        None => auto_shards(crate::sizing::text_bytes(&files, &opts.columns).await?),
+    };
     if shards == 0 || shards > 100_000 {
         return Err(IngestError::Invalid(format!("--shards must be between 1 and 100000, got {shards}")));
     }
@@ -168,7 +170,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     );
     let skip: HashSet<u32> = ckpt.done.keys().copied().collect();
     progress.phase("reading", total_bytes);
-    let width = merge_width(opts.threads.max(1));
+    let width = merge_width(opts.threads.max(1), opts.memory_budget);
     let run_bytes = opts.run_bytes();
     let phase1 = {
         let (files, placement, tmp, progress) = (files.clone(), placement.clone(), tmp.clone(), progress.clone());

@@ -79,9 +79,10 @@ pub(crate) fn read_runs(
                 }
                 chunk.push(s, k, v, fi as u32, line);
                 if chunk.footprint() >= chunk_budget {
-                    let next = recycle.try_recv().unwrap_or_else(|_| Chunk::with_capacity(chunk_budget));
-                    let full = std::mem::replace(&mut chunk, next);
-                    send_failed |= tx.send(full).is_err();
+                    // Handed over first: once the spiller has taken it, the chunk it spilled before is back
+                    // (so two chunks exist at most, never a third while the spiller is busy).
+                    send_failed |= tx.send(std::mem::take(&mut chunk)).is_err();
+                    chunk = recycle.try_recv().unwrap_or_else(|_| Chunk::with_capacity(chunk_budget));
                 }
             };
             // A reader library's panic on a hostile file is that file's problem, not the end of the process.

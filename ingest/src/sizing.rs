@@ -7,6 +7,7 @@
 
 use std::io::Read;
 
+use crate::error::IngestError;
 use crate::input::{Compression, InputFile, InputFormat, Location};
 use crate::options::COMPRESSED_EXPANSION;
 use crate::record::Columns;
@@ -16,27 +17,39 @@ const SAMPLE: usize = 8;
 /// Stored bytes of a compressed text file decompressed to measure it.
 const PREFIX: u64 = 4 << 20;
 
-pub(crate) async fn text_bytes(files: &[InputFile], columns: &Columns) -> u64 {
+/// The estimate. A sample that cannot be read for a reason other than its bytes (the store failing) fails the
+/// ingest: guessing instead would pick another shard count than the run it might resume, which would then
+/// start over.
+pub(crate) async fn text_bytes(files: &[InputFile], columns: &Columns) -> Result<u64, IngestError> {
     let parquet = sample(files, |f| f.format == InputFormat::Parquet);
     let compressed = sample(files, |f| f.format != InputFormat::Parquet && f.compression != Compression::None);
     let (columns, handle) = (columns.clone(), tokio::runtime::Handle::current());
     let (parquet_ratio, text_ratio) = tokio::task::spawn_blocking(move || {
-        let footers =
-            parquet.iter().filter_map(|f| crate::parquet_input::text_size(f, &columns, &handle).map(|t| (f.size, t)));
-        let prefixes = compressed.iter().filter_map(|f| prefix_ratio(f, &handle));
-        (ratio(footers), ratio(prefixes))
+        let mut footers = Vec::new();
+        for f in &parquet {
+            if let Some(t) = crate::parquet_input::text_size(f, &columns, &handle)? {
+                footers.push((f.size, t));
+            }
+        }
+        let mut prefixes = Vec::new();
+        for f in &compressed {
+            if let Some(m) = prefix_ratio(f, &handle)? {
+                prefixes.push(m);
+            }
+        }
+        Ok::<_, IngestError>((ratio(footers.into_iter()), ratio(prefixes.into_iter())))
     })
     .await
-    .unwrap_or((None, None));
+    .expect("sizing task")?;
     let fallback = COMPRESSED_EXPANSION as f64;
-    files
+    Ok(files
         .iter()
         .map(|f| match f.format {
             InputFormat::Parquet => (f.size as f64 * parquet_ratio.unwrap_or(fallback)) as u64,
             _ if f.is_compressed() => (f.size as f64 * text_ratio.unwrap_or(fallback)) as u64,
             _ => f.size,
         })
-        .sum()
+        .sum())
 }
 
 /// Up to [`SAMPLE`] of the files `pick` takes, spread over the list.
@@ -53,26 +66,30 @@ fn ratio(measured: impl Iterator<Item = (u64, u64)>) -> Option<f64> {
 }
 
 /// (stored, decompressed) bytes of the first [`PREFIX`] of a gzip or zstd file.
-fn prefix_ratio(f: &InputFile, handle: &tokio::runtime::Handle) -> Option<(u64, u64)> {
+fn prefix_ratio(f: &InputFile, handle: &tokio::runtime::Handle) -> Result<Option<(u64, u64)>, IngestError> {
     let len = f.size.min(PREFIX);
+    let failed = IngestError::io(format!("cannot read {}", f.path.display()));
     let raw: Vec<u8> = match &f.location {
         Location::Local(p) => {
             let mut v = Vec::with_capacity(len as usize);
-            std::fs::File::open(p).ok()?.take(len).read_to_end(&mut v).ok()?;
+            std::fs::File::open(p).and_then(|file| file.take(len).read_to_end(&mut v)).map_err(failed)?;
             v
         }
-        Location::Object(o) => handle.block_on(o.fetch(0..len)).ok()?.to_vec(),
+        Location::Object(o) => handle.block_on(o.fetch(0..len)).map_err(failed)?.to_vec(),
     };
     let mut out = 0u64;
     let mut buf = vec![0u8; 1 << 16];
     let mut decoder: Box<dyn Read> = match f.compression {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw.as_slice())),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw.as_slice()).ok()?),
-        Compression::None => return None,
+        Compression::Zstd => match zstd::stream::read::Decoder::new(raw.as_slice()) {
+            Ok(d) => Box::new(d),
+            Err(_) => return Ok(None),
+        },
+        Compression::None => return Ok(None),
     };
     // A prefix ends mid-stream: the decoder's complaint about that ends the count.
     while let Ok(n @ 1..) = decoder.read(&mut buf) {
         out += n as u64;
     }
-    Some((raw.len() as u64, out))
+    Ok((out > 0).then_some((raw.len() as u64, out)))
 }

@@ -76,6 +76,7 @@ fn read_lines(
         // (or is too long) is copied out by `next_line`.
         let buf = match input.reader.fill_buf() {
             Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return input.failure(file, e, n, problems),
         };
         if buf.is_empty() {

@@ -81,7 +81,8 @@ struct Counted<'a, R> {
 
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).inspect_err(|_| self.failed.set(true))?;
+        // An interrupted read is retried by the caller: not a failure of the source.
+        let n = self.inner.read(buf).inspect_err(|e| self.failed.set(e.kind() != io::ErrorKind::Interrupted))?;
         self.pending += n as u64;
         if self.pending >= 1 << 20 || n == 0 {
             (self.progress)(std::mem::take(&mut self.pending));

@@ -168,3 +168,14 @@ async fn a_truncated_compressed_file_is_bad_input_at_its_last_good_line() {
         assert!(e.message.contains("truncated"), "{how}: {e}");
     }
 }
+
+/// A CSV header written with a UTF-8 byte-order mark (as spreadsheets write it) names its columns all the
+/// same: it was read as part of the first column's name, and every such file was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_header_with_a_byte_order_mark_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bom.csv");
+    std::fs::write(&input, format!("\u{feff}key,value\n{},one\n{},two\n", key(1), key(2))).unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    assert_eq!(ingest(&input, "bom", &store, Some(1)).await.unwrap().rows, 2);
+}
