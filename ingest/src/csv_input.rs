@@ -1,11 +1,41 @@
 //! CSV input: a header naming the key and value columns, then one record per row (RFC 4180 quoting; a
 //! quoted field may span lines). Fields are bytes: the key is checked like any key, the value stored as it
-//! is (an empty field is an empty value). Problems are reported at the line where the record starts.
+//! is (an empty field is an empty value). Problems are reported at the line where the record starts. A
+//! record is held whole, so its size is bounded: a quote that is never closed would make the rest of the
+//! file one record.
+
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::rc::Rc;
 
 use crate::error::IngestError;
 use crate::input::InputFile;
 use crate::record::{Emit, Problems, check_record};
+use crate::source::MAX_LINE;
 use crate::text_input::TextInput;
+
+/// Longest CSV record read: a key and a value at their limits, quoted (doubled quotes), with room to spare.
+const MAX_RECORD: u64 = 2 * MAX_LINE as u64 + (1 << 20);
+
+/// Counts the bytes the CSV reader takes since the last record ended (plus its read-ahead buffer) and fails
+/// the read past [`MAX_RECORD`].
+struct RecordLimit<R> {
+    inner: R,
+    since: Rc<Cell<u64>>,
+    over: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for RecordLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.since.get() > MAX_RECORD {
+            self.over.set(true);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "CSV record too long"));
+        }
+        let n = self.inner.read(buf)?;
+        self.since.set(self.since.get() + n as u64);
+        Ok(n)
+    }
+}
 
 pub fn read(
     file: &InputFile,
@@ -14,7 +44,9 @@ pub fn read(
     problems: &mut Problems,
     emit: &mut Emit<'_>,
 ) -> Result<(), IngestError> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&mut input.reader);
+    let (since, over) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(false)));
+    let limited = RecordLimit { inner: &mut input.reader, since: since.clone(), over: over.clone() };
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(limited);
     let mut rec = csv::ByteRecord::new();
     // The line after the last record read whole: where a failed read is reported from.
     let mut good = 0u64;
@@ -31,9 +63,15 @@ pub fn read(
                 }
                 let csv::ErrorKind::Io(io) = e.into_kind() else { unreachable!("matched above") };
                 drop(rdr);
+                if over.get() {
+                    let why = format!("a record longer than {MAX_RECORD} bytes (a quote never closed?)");
+                    problems.add(&file.path, good + 1, why);
+                    return Ok(());
+                }
                 return input.failure(file, io, good, problems);
             }
         }
+        since.set(0);
         let line = rec.position().map_or(good + 1, |p| p.line());
         good = rdr.position().line().saturating_sub(1);
         let Some((ki, vi, width)) = columns else {

@@ -179,3 +179,20 @@ async fn a_csv_header_with_a_byte_order_mark_is_read() {
     let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
     assert_eq!(ingest(&input, "bom", &store, Some(1)).await.unwrap().rows, 2);
 }
+
+/// A quote that is never closed makes the rest of a CSV file one record: it is refused at that record's
+/// line once it outgrows any record cairn could store, instead of being read whole into memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unclosed_csv_quote_is_bad_input_at_its_line_not_a_whole_file_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("quote.csv");
+    let mut body = format!("key,value\n{},one\n{},\"never closed\n", key(1), key(2));
+    let filler = format!("{},more\n", key(3));
+    while body.len() < 24 << 20 {
+        body.push_str(&filler);
+    }
+    std::fs::write(&input, body).unwrap();
+    let e = first_problem(&input, &dir.path().join("store")).await;
+    assert_eq!((e.line, e.row), (3, false), "reported at {e}");
+    assert!(e.message.contains("longer than"), "{e}");
+}
