@@ -30,7 +30,7 @@ const BATCH_ROWS: usize = 8192;
 /// Decoded bytes a batch aims at.
 const BATCH_BYTES: u64 = 16 << 20;
 /// Bytes read from the end of an object for its footer: most metadata fits, so it costs one request.
-const FOOTER_GUESS: u64 = 64 << 10;
+pub(crate) const FOOTER_GUESS: u64 = 64 << 10;
 
 /// Reads every row of a Parquet `file`, calling `emit(key, value, row)` (rows count from 1 over the file).
 pub fn read_parquet(
@@ -90,48 +90,8 @@ pub fn read_parquet(
     }
 }
 
-/// The bytes `file`'s key and value columns would take as `<key> <value>` text, from its footer alone (the
-/// byte arrays' unencoded sizes where the writer recorded them, else the columns' uncompressed sizes): what
-/// the shard count is picked from. None if the footer is not readable Parquet or lacks the columns (the
-/// read reports why); an error if the file cannot be read at all.
-pub fn text_size(file: &InputFile, columns: &Columns, handle: &Handle) -> Result<Option<u64>, IngestError> {
-    let mut problems = Problems::new(1);
-    let meta = match &file.location {
-        Location::Local(p) => {
-            let f = File::open(p).map_err(IngestError::io(format!("cannot open {}", p.display())))?;
-            metadata(file, &f, &mut problems)
-        }
-        Location::Object(o) => {
-            if o.size < 12 {
-                return Ok(None);
-            }
-            let tail = o.size.saturating_sub(FOOTER_GUESS)..o.size;
-            let chunks = vec![(tail.start, handle.block_on(o.fetch(tail)).map_err(read_error)?)];
-            metadata(file, &ObjectChunks { object: o.clone(), handle: handle.clone(), chunks }, &mut problems)
-        }
-    };
-    let Some(meta) = meta else { return Ok(None) };
-    let Some(plan) = Plan::new(file, &meta, columns, 0, &mut problems) else { return Ok(None) };
-    let descr = meta.parquet_schema();
-    let rows: i64 = meta.metadata().row_groups().iter().map(|g| g.num_rows()).sum();
-    let columns: i64 = meta
-        .metadata()
-        .row_groups()
-        .iter()
-        .flat_map(|g| {
-            (0..descr.num_columns()).filter(|&c| plan.roots.contains(&descr.get_column_root_idx(c))).map(move |c| {
-                let col = g.column(c);
-                // Plain byte arrays carry a 4-byte length each; text has a space or newline instead.
-                col.unencoded_byte_array_data_bytes()
-                    .unwrap_or_else(|| (col.uncompressed_size() - 4 * g.num_rows()).max(0))
-            })
-        })
-        .sum();
-    Ok(Some(columns.max(0) as u64 + 2 * rows as u64))
-}
-
 /// A failed fetch is the store's failure (a rerun resumes), not bad input.
-fn read_error(e: std::io::Error) -> IngestError {
+pub(crate) fn read_error(e: std::io::Error) -> IngestError {
     IngestError::Io { context: "cannot read a Parquet input".into(), source: e }
 }
 
@@ -141,7 +101,11 @@ fn io_failure(e: &arrow_schema::ArrowError, file: &InputFile) -> bool {
     matches!(e, arrow_schema::ArrowError::IoError(..)) || e.to_string().contains(&*file.path.to_string_lossy())
 }
 
-fn metadata<T: ChunkReader>(file: &InputFile, reader: &T, problems: &mut Problems) -> Option<ArrowReaderMetadata> {
+pub(crate) fn metadata<T: ChunkReader>(
+    file: &InputFile,
+    reader: &T,
+    problems: &mut Problems,
+) -> Option<ArrowReaderMetadata> {
     match ArrowReaderMetadata::load(reader, ArrowReaderOptions::new()) {
         Ok(m) => Some(m),
         Err(e) => {
@@ -152,10 +116,10 @@ fn metadata<T: ChunkReader>(file: &InputFile, reader: &T, problems: &mut Problem
 }
 
 /// Which columns to read and where they land in each projected batch.
-struct Plan {
+pub(crate) struct Plan {
     mask: ProjectionMask,
     /// Top-level fields read, in file order.
-    roots: Vec<usize>,
+    pub(crate) roots: Vec<usize>,
     key: String,
     value: Vec<String>,
     json: bool,
@@ -165,7 +129,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(
+    pub(crate) fn new(
         file: &InputFile,
         meta: &ArrowReaderMetadata,
         columns: &Columns,

@@ -5,12 +5,17 @@
 //! fallback) picked three times the shards for Parquet that snappy barely compresses (uuid keys) and twice
 //! for gzip text, and every shard costs a write.
 
+use std::fs::File;
 use std::io::Read;
+
+use tokio::runtime::Handle;
 
 use crate::error::IngestError;
 use crate::input::{Compression, InputFile, InputFormat, Location};
 use crate::options::COMPRESSED_EXPANSION;
-use crate::record::Columns;
+use crate::parquet_fetch::ObjectChunks;
+use crate::parquet_input::{FOOTER_GUESS, Plan, metadata, read_error};
+use crate::record::{Columns, Problems};
 
 /// Files of each kind measured; the rest are assumed alike.
 const SAMPLE: usize = 8;
@@ -27,7 +32,7 @@ pub(crate) async fn text_bytes(files: &[InputFile], columns: &Columns) -> Result
     let (parquet_ratio, text_ratio) = tokio::task::spawn_blocking(move || {
         let mut footers = Vec::new();
         for f in &parquet {
-            if let Some(t) = crate::parquet_input::text_size(f, &columns, &handle)? {
+            if let Some(t) = text_size(f, &columns, &handle)? {
                 footers.push((f.size, t));
             }
         }
@@ -92,4 +97,44 @@ fn prefix_ratio(f: &InputFile, handle: &tokio::runtime::Handle) -> Result<Option
         out += n as u64;
     }
     Ok((out > 0).then_some((raw.len() as u64, out)))
+}
+
+/// The bytes `file`'s key and value columns would take as `<key> <value>` text, from its footer alone (the
+/// byte arrays' unencoded sizes where the writer recorded them, else the columns' uncompressed sizes): what
+/// the shard count is picked from. None if the footer is not readable Parquet or lacks the columns (the
+/// read reports why); an error if the file cannot be read at all.
+fn text_size(file: &InputFile, columns: &Columns, handle: &Handle) -> Result<Option<u64>, IngestError> {
+    let mut problems = Problems::new(1);
+    let meta = match &file.location {
+        Location::Local(p) => {
+            let f = File::open(p).map_err(IngestError::io(format!("cannot open {}", p.display())))?;
+            metadata(file, &f, &mut problems)
+        }
+        Location::Object(o) => {
+            if o.size < 12 {
+                return Ok(None);
+            }
+            let tail = o.size.saturating_sub(FOOTER_GUESS)..o.size;
+            let chunks = vec![(tail.start, handle.block_on(o.fetch(tail)).map_err(read_error)?)];
+            metadata(file, &ObjectChunks { object: o.clone(), handle: handle.clone(), chunks }, &mut problems)
+        }
+    };
+    let Some(meta) = meta else { return Ok(None) };
+    let Some(plan) = Plan::new(file, &meta, columns, 0, &mut problems) else { return Ok(None) };
+    let descr = meta.parquet_schema();
+    let rows: i64 = meta.metadata().row_groups().iter().map(|g| g.num_rows()).sum();
+    let columns: i64 = meta
+        .metadata()
+        .row_groups()
+        .iter()
+        .flat_map(|g| {
+            (0..descr.num_columns()).filter(|&c| plan.roots.contains(&descr.get_column_root_idx(c))).map(move |c| {
+                let col = g.column(c);
+                // Plain byte arrays carry a 4-byte length each; text has a space or newline instead.
+                col.unencoded_byte_array_data_bytes()
+                    .unwrap_or_else(|| (col.uncompressed_size() - 4 * g.num_rows()).max(0))
+            })
+        })
+        .sum();
+    Ok(Some(columns.max(0) as u64 + 2 * rows as u64))
 }
