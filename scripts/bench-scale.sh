@@ -18,13 +18,8 @@ cargo build --release --locked -p cairn -p cairn-bench >&2
 bin="$CARGO_TARGET_DIR/release"
 tag() { python3 scripts/bench_report.py tag "$@"; }
 
-[ -f "$work/1m.data" ] || python3 scripts/gen-data.py 1000000 "$work/1m.data" >&2
-[ -f "$work/10m.data" ] || python3 scripts/gen-data.py 10000000 "$work/10m.data" --seed 10 >&2
-if [[ " $sizes " == *" 100m "* ]] && [ ! -f "$work/100m.data" ]; then
-  # 10 copies of the 10M set, each with its own UUID version digit (position 14): distinct keys, the same
-  # shape, in a minute (gen-data.py needs ~45 minutes for 100M lines here).
-  for c in 0 1 2 3 5 6 7 8 9 a; do LC_ALL=C sed "s/^\(.\{14\}\)./\1$c/" "$work/10m.data"; done > "$work/100m.data"
-fi
+source scripts/bench-datasets.sh
+bench_datasets $sizes
 
 for ds in $sizes; do
   rm -rf "$work/scale-$ds"

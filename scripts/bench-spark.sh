@@ -24,10 +24,8 @@ python/build-jar.sh "$venv/bin/python" >&2
 py="$venv/bin/python"
 cargo build --release --locked -p cairn >&2
 bin="$CARGO_TARGET_DIR/release/cairn"
-[ -f "$work/1m.data" ] || python3 scripts/gen-data.py 1000000 "$work/1m.data" >&2
-if [ ! -f "$work/10m.data" ]; then
-  for c in 0 1 2 3 5 6 7 8 9 a; do LC_ALL=C sed "s/^\(.\{14\}\)./\1$c/" "$work/1m.data"; done > "$work/10m.data"
-fi
+source scripts/bench-datasets.sh
+bench_datasets "$ds"
 [ -f "$work/$ds.parquet" ] || "$py" scripts/to-parquet.py "$work/$ds.data" "$work/$ds.parquet"
 keys=$(wc -l < "$work/$ds.data")
 run="$work/spark-run.jsonl"

@@ -161,7 +161,8 @@ bench_dataset example "$work/1m.data" 256MiB
 bench_dataset 1k "$work/1m-1k.data" 2GiB --value-bytes 1000
 
 echo "== ingest of 10M keys (once: peak RSS must not grow with the input)" >&2
-[ -f "$work/10m.data" ] || python3 scripts/gen-data.py 10000000 "$work/10m.data" --seed 10
+source scripts/bench-datasets.sh
+bench_datasets 10m
 rm -rf "$work/store-10m"
 /usr/bin/time -f '{"bench":"ingest","keys":10000000,"wall_s":%e,"maxrss_kb":%M}' -o "$work/time.json" \
   "$bin/cairn" ingest "$work/10m.data" -k bench --store "$work/store-10m" 2> "$work/ingest.log"
