@@ -31,10 +31,12 @@ pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> R
 pub fn print_report(r: &IngestReport) {
     let secs = r.elapsed.as_secs_f64();
     eprintln!(
-        "published {}/{}: {} keys, {} shards, {:.1} MiB in {:.2}s ({:.0} keys/s); shard imbalance {:.2}%{}{}",
+        "published {}/{}{}: {} keys{}, {} shards, {:.1} MiB in {:.2}s ({:.0} keys/s); shard imbalance {:.2}%{}{}",
         r.keyspace,
         r.version,
+        if r.layers > 1 { format!(" (a delta layer; the version has {} layers)", r.layers) } else { String::new() },
         r.rows,
+        if r.tombstones > 0 { format!(" ({} of them deletions)", r.tombstones) } else { String::new() },
         r.shards,
         r.bytes as f64 / (1 << 20) as f64,
         secs,

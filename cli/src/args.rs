@@ -73,6 +73,34 @@ pub enum Command {
     /// Bulk-load files, directories, globs or s3:// prefixes (text, JSON Lines, CSV, Parquet; .gz/.zst text) into
     /// a keyspace, publishing a new version atomically.
     Ingest(IngestArgs),
+    /// Delete keys: publish a delta layer of tombstones over the current version (those keys answer "not
+    /// found" from then on; `cairn rollback` brings them back, `cairn compact` drops them for good).
+    Delete {
+        /// Keys to delete.
+        #[arg(value_name = "KEY", required_unless_present = "keys_from")]
+        keys: Vec<String>,
+        /// Files (or s3:// objects) of keys to delete, one per line (.gz/.zst too).
+        #[arg(long, value_name = "FILE")]
+        keys_from: Vec<PathBuf>,
+        #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
+        keyspace: String,
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        layers: LayerArgs,
+    },
+    /// Merge every layer of the keyspace's current version into one base layer and publish it as a new
+    /// version: the same answers, tombstones dropped, lookups back to one layer. Resumable; safe while
+    /// queries are served.
+    Compact {
+        #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
+        keyspace: String,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Shards merged in parallel (default: number of cores).
+        #[arg(long, env = "CAIRN_INGEST_THREADS")]
+        threads: Option<usize>,
+    },
     /// Print the value of KEY (exit status 1 if absent).
     Get { key: String },
     /// Print the values of several keys, one per line, `(nil)` for absent ones.
@@ -209,6 +237,38 @@ pub struct IngestArgs {
     /// every key of the keyspace it replaces.
     #[arg(long)]
     pub allow_empty: bool,
+    /// Publish the input as a delta layer over the current version: its keys override older layers' (a key
+    /// it does not name keeps its value), in seconds rather than a rebuild. The new version is the old one's
+    /// layers plus this one; `cairn compact` merges them. Over a keyspace with no version, a full ingest.
+    #[arg(long)]
+    pub delta: bool,
+    /// With --delta, a boolean Parquet column: rows where it is true delete their key (their value may be
+    /// null).
+    #[arg(long, env = "CAIRN_DELETED_COLUMN", requires = "delta")]
+    pub deleted_column: Option<String>,
+    #[command(flatten)]
+    pub layers: LayerArgs,
+}
+
+/// How many layers a delta publish may stack.
+#[derive(Args, Debug, Clone)]
+pub struct LayerArgs {
+    /// Most layers a version may have after a delta publish (a lookup visits each); past it the delta is
+    /// refused with a message to compact.
+    #[arg(long, env = "CAIRN_MAX_LAYERS", default_value_t = cairn_shared::format::layers::DEFAULT_MAX_LAYERS,
+          value_parser = max_layers_arg)]
+    pub max_layers: usize,
+    /// When the delta would pass --max-layers, compact the keyspace first (`cairn compact`), then publish it.
+    #[arg(long)]
+    pub compact: bool,
+}
+
+fn max_layers_arg(s: &str) -> Result<usize, String> {
+    let most = cairn_shared::format::layers::MAX_LAYERS - 1;
+    match s.parse::<usize>() {
+        Ok(n) if (2..=most).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number of layers from 2 to {most}, got {s:?}")),
+    }
 }
 
 fn bytes_arg(s: &str) -> Result<u64, String> {

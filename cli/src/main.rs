@@ -5,6 +5,7 @@ mod args;
 mod client;
 mod info_report;
 mod interrupt;
+mod layers;
 mod output;
 mod progress;
 mod repl;
@@ -55,6 +56,25 @@ async fn run(cli: Cli) -> Res {
     let client = || Client::new(&cli.url, cli.timeout, &cli.sigv4);
     match cli.command {
         None => Ok(repl::run(&client().await?, &cli.url, cli.keyspace.clone()).await as u8),
+        Some(Command::Delete { keys, keys_from, keyspace, store, layers }) => {
+            let store = Store::open(&store.store)?;
+            match interrupt::interruptible(layers::delete(store, &keyspace, &keys, keys_from, &layers)).await {
+                Ok(done) => admin::print_report(&done?),
+                Err(stop) => return Ok(interrupted(stop)),
+            }
+            Ok(0)
+        }
+        Some(Command::Compact { keyspace, store, threads }) => {
+            let mut opts = cairn_ingest::CompactOptions::new(&keyspace, Store::open(&store.store)?);
+            if let Some(t) = threads {
+                opts.threads = t;
+            }
+            match interrupt::interruptible(cairn_ingest::compact(opts, Arc::new(progress::Bars::new()))).await {
+                Ok(done) => admin::print_report(&done?),
+                Err(stop) => return Ok(interrupted(stop)),
+            }
+            Ok(0)
+        }
         Some(Command::Get { key }) => {
             let v = client().await?.get(&cli.keyspace, &key).await?;
             output::print_value(v.as_deref());
@@ -219,6 +239,7 @@ async fn ingest(args: IngestArgs, store: Store) -> Res {
             }
             None => cairn_ingest::ValueSpec::Column(args.value_column),
         },
+        deleted: None,
     };
     opts.replicas = args.replicas.iter().map(|u| Store::open(u)).collect::<Result<_, _>>()?;
     opts.shards = args.shards;
@@ -231,6 +252,15 @@ async fn ingest(args: IngestArgs, store: Store) -> Res {
         opts.threads = t;
     }
     opts.allow_empty = args.allow_empty;
+    opts.delta = args.delta;
+    opts.columns.deleted = args.deleted_column;
+    opts.max_layers = args.layers.max_layers;
+    if args.delta && args.layers.compact {
+        match interrupt::interruptible(layers::compact_if_full(&opts.store, &opts.keyspace, opts.max_layers)).await {
+            Ok(done) => done?,
+            Err(stop) => return Ok(interrupted(stop)),
+        }
+    }
     match interrupt::interruptible(cairn_ingest::ingest(opts, Arc::new(progress::Bars::new()))).await {
         Ok(report) => admin::print_report(&report?),
         Err(stop) => return Ok(interrupted(stop)),

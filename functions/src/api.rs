@@ -133,7 +133,7 @@ fn version_header(v: &LoadedVersion) -> Option<HeaderValue> {
     LAST.with_borrow_mut(|last| match last {
         Some((uid, h)) if *uid == v.uid() => h.clone(),
         _ => {
-            let h = HeaderValue::from_str(&v.manifest.version).ok();
+            let h = HeaderValue::from_str(&v.manifest().version).ok();
             *last = Some((v.uid(), h.clone()));
             h
         }

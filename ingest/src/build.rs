@@ -226,6 +226,8 @@ impl Build {
             run_merges: 0,
             fingerprint: manifest.source.fingerprint.clone(),
             elapsed: self.started.elapsed(),
+            layers: 1,
+            tombstones: 0,
         })
     }
 

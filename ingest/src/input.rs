@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputFormat {
     Text,
+    /// One key per line, each a deletion (`cairn delete --keys-from`).
+    Keys,
     JsonLines,
     Csv,
     Parquet,
@@ -19,10 +21,11 @@ impl std::str::FromStr for InputFormat {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "text" | "txt" => Ok(InputFormat::Text),
+            "keys" => Ok(InputFormat::Keys),
             "jsonl" | "ndjson" | "json" => Ok(InputFormat::JsonLines),
             "csv" => Ok(InputFormat::Csv),
             "parquet" | "pq" => Ok(InputFormat::Parquet),
-            _ => Err(format!("unknown format {s:?} (text, jsonl, csv or parquet)")),
+            _ => Err(format!("unknown format {s:?} (text, jsonl, csv, parquet or keys)")),
         }
     }
 }

@@ -6,7 +6,9 @@
 pub mod build;
 pub mod byte_column;
 pub mod checkpoint;
+pub mod compact;
 mod csv_input;
+pub mod delta;
 pub mod error;
 pub mod input;
 mod jsonl_input;
@@ -37,6 +39,7 @@ mod text_input;
 mod write_phase;
 
 pub use build::{Build, PublishOptions};
+pub use compact::{CompactOptions, compact};
 pub use error::{IngestError, InputError};
 pub use input::{InputFile, InputFormat};
 pub use listing::{fingerprint, list_local, list_sources};

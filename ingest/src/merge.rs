@@ -151,7 +151,7 @@ mod tests {
         let mut c = Chunk::default();
         for (i, k) in keys.iter().enumerate() {
             let shard = (k.as_bytes()[0] % 2) as u32;
-            c.push(shard, k.as_bytes(), format!("v-{k}").as_bytes(), file, i as u64 + 1);
+            c.push(shard, k.as_bytes(), &[], format!("v-{k}").as_bytes(), file, i as u64 + 1);
         }
         c
     }

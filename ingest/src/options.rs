@@ -75,6 +75,11 @@ pub struct IngestOptions {
     /// input is refused and nothing is published: an empty file or an empty export replacing a live
     /// keyspace is almost always a mistake.
     pub allow_empty: bool,
+    /// Publish the input as a delta layer over the current version (`--delta`): its keys override the
+    /// older layers', its deletions hide them.
+    pub delta: bool,
+    /// Most layers a version may have after a delta publish (`--max-layers`).
+    pub max_layers: usize,
 }
 
 impl IngestOptions {
@@ -103,6 +108,8 @@ impl IngestOptions {
             lease: crate::checkpoint::DEFAULT_LEASE,
             checkpoint_expiry: crate::checkpoint::DEFAULT_EXPIRY,
             allow_empty: false,
+            delta: false,
+            max_layers: cairn_shared::format::layers::DEFAULT_MAX_LAYERS,
         }
     }
 }
@@ -124,4 +131,8 @@ pub struct IngestReport {
     pub run_merges: usize,
     pub fingerprint: String,
     pub elapsed: Duration,
+    /// Layers of the published version (1: a base alone).
+    pub layers: usize,
+    /// Deletions in the published layer.
+    pub tombstones: u64,
 }

@@ -11,7 +11,9 @@ use std::fs::File;
 use std::ops::Range;
 use std::sync::Arc;
 
+use arrow_array::Array;
 use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
@@ -122,6 +124,8 @@ pub(crate) struct Plan {
     pub(crate) roots: Vec<usize>,
     key: String,
     value: Vec<String>,
+    /// The boolean column whose true rows are deletions (`--deleted-column`).
+    deleted: Option<String>,
     json: bool,
     /// Decoded bytes a batch aims at: [`BATCH_BYTES`], less under a small memory budget (a few batches are
     /// in flight between the decoding thread and the reader).
@@ -158,9 +162,14 @@ impl Plan {
             ValueSpec::Column(v) => (vec![find(v, "value", &|dt| readable(dt, true), bytes)], false),
             ValueSpec::Json(vs) => (vs.iter().map(|v| find(v, "value", &|_| true, "")).collect(), true),
         };
+        let deleted = match &columns.deleted {
+            Some(d) => Some(find(d, "deleted", &|dt| *dt == DataType::Boolean, "Boolean")),
+            None => None,
+        };
         let key = key?;
         let value: Vec<usize> = value.into_iter().collect::<Option<_>>()?;
-        let mut roots: Vec<usize> = std::iter::once(key).chain(value.iter().copied()).collect();
+        let deleted = deleted.map(|d| d.ok_or(())).transpose().ok()?;
+        let mut roots: Vec<usize> = std::iter::once(key).chain(value.iter().copied()).chain(deleted).collect();
         roots.sort_unstable();
         roots.dedup();
         // The footer's offsets are the writer's word: check them against the file before anything reads them.
@@ -191,6 +200,7 @@ impl Plan {
             roots,
             key: columns.key.clone(),
             value: value.iter().map(|&i| schema.field(i).name().clone()).collect(),
+            deleted: columns.deleted.clone(),
             json,
             batch_bytes: BATCH_BYTES.min(memory as u64 / 16).max(1 << 20),
         })
@@ -314,8 +324,30 @@ impl Plan {
                     Some(ByteColumn::new(col(&self.value[0])).expect("type checked"))
                 };
                 let mut lines = json.split(|&b| b == b'\n');
+                let deleted = self.deleted.as_deref().map(|d| col(d).as_boolean().clone());
                 for i in 0..batch.num_rows() {
                     row += 1;
+                    if let Some(d) = &deleted
+                        && d.is_valid(i)
+                        && d.value(i)
+                    {
+                        let _ = lines.next();
+                        match keys.get(i) {
+                            None => problems.add_row(
+                                &file.path,
+                                row,
+                                format!("null key ({}; column {:?})", at(row), self.key),
+                            ),
+                            Some(k) => match check_record(k, b"") {
+                                Ok(()) => emit(k, None, row),
+                                Err(why) => problems.add_row(&file.path, row, format!("{why} ({})", at(row))),
+                            },
+                        }
+                        if problems.full() {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     let value = match &values {
                         Some(v) => v.get(i),
                         None => lines.next(),
@@ -330,7 +362,7 @@ impl Plan {
                             format!("null value ({}; column {:?})", at(row), self.value[0]),
                         ),
                         (Some(k), Some(v)) => match check_record(k, v) {
-                            Ok(()) => emit(k, v, row),
+                            Ok(()) => emit(k, Some(v), row),
                             Err(why) => problems.add_row(&file.path, row, format!("{why} ({})", at(row))),
                         },
                     }

@@ -123,7 +123,7 @@ impl PartitionWriter {
             if let Some(s) = &mut self.sorting {
                 s.rows += 1;
                 s.seen.insert(placed);
-                s.chunk.push(placed, key.as_bytes(), value, 0, s.rows);
+                s.chunk.push(placed, key.as_bytes(), &[], value, 0, s.rows);
                 if s.chunk.footprint() >= s.run_bytes {
                     let full = std::mem::take(&mut s.chunk).into_run(self.placement.shards());
                     let (run, _) = full

@@ -7,12 +7,14 @@ use std::time::Instant;
 
 use cairn_shared::format::manifest::{Manifest, ShardEntry, Source};
 use cairn_shared::format::ring::{Placement, PlacementSpec, imbalance};
+use cairn_shared::format::shard_writer::ShardFormat;
 use cairn_shared::key::validate_keyspace;
 use cairn_shared::stores::Store;
 use cairn_shared::{format::layout, versions::pointer};
 use object_store::ObjectStoreExt;
 
 use crate::checkpoint::{Checkpoint, Owned};
+use crate::delta::{DeltaBase, write_filter};
 use crate::error::IngestError;
 use crate::input::InputFormat;
 use crate::lease::{Stop, heartbeat};
@@ -22,7 +24,7 @@ pub use crate::options::{AUTO_SHARDS_MAX, IngestOptions, IngestReport, auto_shar
 use crate::options::{MAX_RUN_BYTES, MIN_RUN_BYTES};
 use crate::progress::Progress;
 use crate::publish::{discard, manifest_for, publish_version};
-use crate::read_phase::{Input, read_runs};
+use crate::read_phase::{Input, Runs, read_runs};
 use crate::reduce::Reduce;
 use crate::scratch::Scratch;
 use crate::shard_object::VersionTarget;
@@ -52,6 +54,30 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         tokio::task::spawn_blocking(move || stamps(&files)).await.expect("fingerprint task")?
     };
     let fp = fingerprint_of(&files, &stamps);
+    if opts.columns.deleted.is_some() {
+        if !opts.delta {
+            return Err(IngestError::Invalid("--deleted-column marks deletions in a delta: add --delta".into()));
+        }
+        if let Some(f) = files.iter().find(|f| f.format != InputFormat::Parquet) {
+            return Err(IngestError::Invalid(format!(
+                "{}: --deleted-column applies to Parquet input (a boolean column)",
+                f.path.display()
+            )));
+        }
+    }
+    let roots: Vec<Store> = std::iter::once(opts.store.clone()).chain(opts.replicas.iter().cloned()).collect();
+    let primary = roots[0].inner.clone();
+    let current = pointer::read(primary.as_ref(), &opts.keyspace).await?;
+    let delta = match opts.delta {
+        true => DeltaBase::read(&roots[0], &opts.keyspace, current.as_ref(), opts.max_layers).await?,
+        false => None,
+    };
+    if opts.delta && delta.is_none() {
+        progress.note(&format!("keyspace {:?} has no version yet: the delta is published as its base", opts.keyspace));
+    }
+    if delta.is_some() && opts.ring_vnodes.is_some() {
+        return Err(IngestError::Invalid("a delta is placed like the layers under it: drop --ring-vnodes".into()));
+    }
     let shards = match opts.shards {
         Some(n) => n,
         None => auto_shards(crate::sizing::text_bytes(&files, &opts.columns).await?),
@@ -59,14 +85,17 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     if shards == 0 || shards > 100_000 {
         return Err(IngestError::Invalid(format!("--shards must be between 1 and 100000, got {shards}")));
     }
-    let spec = match opts.ring_vnodes {
-        None => PlacementSpec::jump(shards),
-        Some(v) => PlacementSpec::ring(shards, v),
+    let spec = match (&delta, opts.ring_vnodes) {
+        // A delta's shard count fits the delta, capped at the base's.
+        (Some(d), _) if opts.shards.is_none() => d.placement(shards.min(d.manifest.placement.base().shards()))?,
+        (Some(d), _) => d.placement(shards)?,
+        (None, None) => PlacementSpec::jump(shards),
+        (None, Some(v)) => PlacementSpec::ring(shards, v),
     };
+    let shards = spec.shards();
     let placement = Placement::new(&spec).map_err(IngestError::Invalid)?;
-    let roots: Vec<Store> = std::iter::once(opts.store.clone()).chain(opts.replicas.iter().cloned()).collect();
-    let primary = roots[0].inner.clone();
-    let f = &opts.shard_format;
+    let shard_format = ShardFormat { key_filter: delta.is_some(), ..opts.shard_format.clone() };
+    let f = &shard_format;
     // The id names the job, not the bytes: a rerun over changed inputs finds the interrupted run's
     // checkpoint and starts over, saying what changed, instead of leaving it behind unnoticed.
     // So it holds the SOURCE arguments and the options as given, not what they expand to (the listing, the
@@ -77,10 +106,10 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         "shards": opts.shards, "ring_vnodes": opts.ring_vnodes,
         "format": [f.block_rows as u64, f.block_bytes as u64, f.bloom_fpp.to_bits(), f.version() as u64, f.piece_bytes as u64],
         "roots": roots.iter().map(|r| r.url.as_str()).collect::<Vec<_>>(),
+        "delta": opts.delta, "deleted_column": opts.columns.deleted,
     });
     let ingest_id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(id_src.to_string().as_bytes()));
 
-    let current = pointer::read(primary.as_ref(), &opts.keyspace).await?;
     let fresh = || Checkpoint {
         ingest_id: ingest_id.clone(),
         keyspace: opts.keyspace.clone(),
@@ -175,14 +204,15 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let phase1 = {
         let (files, placement, tmp, progress) = (files.clone(), placement.clone(), tmp.clone(), progress.clone());
         let (max_errors, columns, memory) = (opts.max_errors, opts.columns.clone(), opts.memory_budget);
+        let delta = delta.is_some();
         let (handle, stop) = (tokio::runtime::Handle::current(), stop.flag.clone());
         tokio::task::spawn_blocking(move || {
-            let input = Input { files: &files, columns: &columns, handle: &handle, stop: &stop, memory };
-            let (runs, counts) =
+            let input = Input { files: &files, columns: &columns, handle: &handle, stop: &stop, memory, delta };
+            let Runs { runs, counts, tombstones } =
                 read_runs(&input, &placement, &skip, run_bytes, tmp.path(), progress.as_ref(), max_errors)?;
             let spilled = runs.iter().filter(|r| r.is_file()).count();
             if spilled <= width.fanin {
-                return Ok((runs, counts, spilled, 0));
+                return Ok((runs, counts, tombstones, spilled, 0));
             }
             progress.note(&format!("merging {spilled} sorted runs, {} at a time", width.fanin));
             let reduce = Reduce {
@@ -199,12 +229,12 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
                     IngestError::Io { context: "cannot merge sorted runs".into(), source: e }
                 }
             })?;
-            Ok((runs, counts, spilled, merges))
+            Ok((runs, counts, tombstones, spilled, merges))
         })
         .await
         .expect("reader task")
     };
-    let (runs, counts, spilled, merges) = match phase1 {
+    let (runs, counts, tombstones, spilled, merges) = match phase1 {
         Ok(x) => x,
         Err(e) => {
             if matches!(e, IngestError::BadInput(_)) {
@@ -248,7 +278,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
                 roots: roots.iter().map(|r| r.url.clone()).collect(),
             },
             roots: roots.clone(),
-            format: opts.shard_format.clone(),
+            format: shard_format.clone(),
             scratch: tmp.clone(),
             files: files.iter().map(|f| (f.path.clone(), f.format == InputFormat::Parquet)).collect(),
             ckpt: owned.clone(),
@@ -276,7 +306,11 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         placement: spec,
         roots: roots.iter().map(|r| r.url.clone()).collect(),
     };
-    let manifest = manifest_for(&target, opts.shard_format.version(), source, entries, &ckpt.started_at);
+    let mut manifest = manifest_for(&target, shard_format.version(), source, entries, &ckpt.started_at);
+    if let Some(d) = &delta {
+        let filter = write_filter(&roots, &opts.keyspace, &ckpt.version, &manifest.shards).await?;
+        d.stack(&mut manifest, tombstones, filter);
+    }
     let rerun = "Rerun the same command: it finishes the publish or reports that it happened";
     publish_version(&roots, &owned, &stop.flag, &progress, &manifest, ckpt.base_version.as_deref(), rerun).await?;
     Ok(report(&manifest, counts, resumed, (spilled, merges), started))
@@ -296,6 +330,8 @@ fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, runs: (usize, usize), 
         run_merges: runs.1,
         fingerprint: m.source.fingerprint.clone(),
         elapsed: started.elapsed(),
+        layers: m.layers.len() + 1,
+        tombstones: m.tombstones(),
     }
 }
 
@@ -303,7 +339,7 @@ fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, runs: (usize, usize), 
 const CHECK_CONCURRENCY: usize = 32;
 
 /// Keeps only checkpointed shards whose objects are still complete under every root (a HEAD each, together).
-async fn verify_done(roots: &[Store], mut owned: Owned) -> Result<Owned, IngestError> {
+pub(crate) async fn verify_done(roots: &[Store], mut owned: Owned) -> Result<Owned, IngestError> {
     use futures::{StreamExt, TryStreamExt};
     let checks: Vec<(u32, object_store::path::Path, u64, Store)> = owned
         .ckpt

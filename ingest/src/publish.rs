@@ -37,6 +37,8 @@ pub fn manifest_for(
         bytes: entries.iter().map(|e| e.bytes).sum(),
         shards: entries,
         groups: vec![],
+        delta: None,
+        layers: vec![],
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use cairn_shared::format::layers::{DELETED, LIVE};
 use cairn_shared::format::ring::Placement;
 
 use crate::error::IngestError;
@@ -23,6 +24,16 @@ pub(crate) struct Input<'a> {
     pub(crate) stop: &'a AtomicBool,
     /// The memory budget: bounds what a Parquet object's row groups may hold.
     pub(crate) memory: usize,
+    /// A delta layer: values are stored tagged and deletions as tombstones (layers.rs). Otherwise a
+    /// deletion has nothing to delete and is dropped.
+    pub(crate) delta: bool,
+}
+
+/// What phase 1 found: the runs, and per shard its records (tombstones included), and the tombstones.
+pub(crate) struct Runs {
+    pub(crate) runs: Vec<Run>,
+    pub(crate) counts: Vec<u64>,
+    pub(crate) tombstones: u64,
 }
 
 pub(crate) fn read_runs(
@@ -33,9 +44,10 @@ pub(crate) fn read_runs(
     dir: &Path,
     progress: &dyn Progress,
     max_errors: usize,
-) -> Result<(Vec<Run>, Vec<u64>), IngestError> {
+) -> Result<Runs, IngestError> {
     let shards = placement.shards();
     let mut counts = vec![0u64; shards as usize];
+    let mut tombstones = 0u64;
     let mut problems = Problems::new(max_errors);
     // One chunk fills while the previous one is sorted and spilled on the other core: two chunks of
     // `run_bytes` at most are held at once.
@@ -63,7 +75,11 @@ pub(crate) fn read_runs(
         let mut stopped = false;
         for (fi, file) in files.iter().enumerate() {
             let mut unreported = 0u64;
-            let mut emit = |k: &[u8], v: &[u8], line: u64| {
+            let mut emit = |k: &[u8], v: Option<&[u8]>, line: u64| {
+                if v.is_none() && !input.delta {
+                    return;
+                }
+                tombstones += v.is_none() as u64;
                 let s = placement.shard_of(k);
                 counts[s as usize] += 1;
                 unreported += 1;
@@ -77,7 +93,11 @@ pub(crate) fn read_runs(
                 if skip.contains(&s) {
                     return;
                 }
-                chunk.push(s, k, v, fi as u32, line);
+                match (input.delta, v) {
+                    (false, Some(v)) => chunk.push(s, k, &[], v, fi as u32, line),
+                    (true, Some(v)) => chunk.push(s, k, &[LIVE], v, fi as u32, line),
+                    (_, None) => chunk.push(s, k, &[DELETED], &[], fi as u32, line),
+                }
                 if chunk.footprint() >= chunk_budget {
                     // Handed over first: once the spiller has taken it, the chunk it spilled before is back
                     // (so two chunks exist at most, never a third while the spiller is busy).
@@ -123,6 +143,6 @@ pub(crate) fn read_runs(
         if !chunk.is_empty() {
             runs.push(chunk.into_run(shards));
         }
-        Ok((runs, counts))
+        Ok(Runs { runs, counts, tombstones })
     })
 }

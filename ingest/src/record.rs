@@ -15,6 +15,8 @@ pub const MAX_VALUE_LEN: usize = 4 << 20;
 pub struct Columns {
     pub key: String,
     pub value: ValueSpec,
+    /// A boolean Parquet column whose true rows are deletions (`--deleted-column`, with `--delta`).
+    pub deleted: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub enum ValueSpec {
 
 impl Default for Columns {
     fn default() -> Self {
-        Columns { key: "key".into(), value: ValueSpec::Column("value".into()) }
+        Columns { key: "key".into(), value: ValueSpec::Column("value".into()), deleted: None }
     }
 }
 
@@ -87,5 +89,6 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Receives (key, value, line) for each good record.
-pub type Emit<'a> = dyn FnMut(&[u8], &[u8], u64) + 'a;
+/// Receives (key, value, line) for each good record; a value of None deletes the key (a tombstone in a
+/// delta: `cairn delete`, or a row `--deleted-column` marks).
+pub type Emit<'a> = dyn FnMut(&[u8], Option<&[u8]>, u64) + 'a;

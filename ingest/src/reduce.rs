@@ -121,7 +121,7 @@ mod tests {
             let mut c = Chunk::default();
             for i in 0..(r % 5 + 1) {
                 let key = format!("k{:03}-{i}", (r * 7919) % 101);
-                c.push(r % shards, key.as_bytes(), b"v", r, i as u64);
+                c.push(r % shards, key.as_bytes(), &[], b"v", r, i as u64);
                 want.push((r % shards, key));
             }
             runs.push(c.into_run(shards).spill(dir.path(), r as usize).unwrap().0);
@@ -129,7 +129,7 @@ mod tests {
         // One key twice, in two runs that end up in different groups.
         for (id, file) in [(100usize, 50u32), (101, 51)] {
             let mut c = Chunk::default();
-            c.push(1, b"twice", b"v", file, 9);
+            c.push(1, b"twice", &[], b"v", file, 9);
             runs.push(c.into_run(shards).spill(dir.path(), id).unwrap().0);
             want.push((1, "twice".into()));
         }

@@ -64,11 +64,14 @@ impl Chunk {
         Chunk { data: Vec::with_capacity(bytes), recs: Vec::with_capacity(bytes / REC_OVERHEAD + 1) }
     }
 
-    pub fn push(&mut self, shard: u32, key: &[u8], value: &[u8], file: u32, line: u64) {
+    /// Appends a record whose stored value is `tag` (empty, or a delta's one byte) followed by `value`.
+    #[inline]
+    pub fn push(&mut self, shard: u32, key: &[u8], tag: &[u8], value: &[u8], file: u32, line: u64) {
         let off = self.data.len() as u32;
         self.data.extend_from_slice(key);
+        self.data.extend_from_slice(tag);
         self.data.extend_from_slice(value);
-        let (klen, vlen) = (key.len() as u32, value.len() as u32);
+        let (klen, vlen) = (key.len() as u32, (tag.len() + value.len()) as u32);
         self.recs.push(Rec { shard, file, off, klen, vlen, line, prefix: prefix_of(key) });
     }
 

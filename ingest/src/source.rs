@@ -27,6 +27,22 @@ pub fn parse_line(line: &[u8]) -> Result<(&[u8], &[u8]), String> {
     Ok((key, value))
 }
 
+/// [`parse_line`] for a record of `<key> <value>` text: the value present.
+fn parse_record_line(line: &[u8]) -> Result<(&[u8], Option<&[u8]>), String> {
+    parse_line(line).map(|(k, v)| (k, Some(v)))
+}
+
+/// One line of a keys file (`cairn delete --keys-from`): the whole line is a key to delete (a trailing
+/// `\r` dropped, so files written on Windows work).
+fn parse_key_line(line: &[u8]) -> Result<(&[u8], Option<&[u8]>), String> {
+    let key = line.strip_suffix(b"\r").unwrap_or(line);
+    if key.is_empty() {
+        return Err("empty line (expected one key per line)".into());
+    }
+    check_record(key, b"").map_err(|why| why.replace(" (the line starts with a space)", ""))?;
+    Ok((key, None))
+}
+
 /// Reads every record of `file`, calling `emit(key, value, line)` (a Parquet row number for Parquet); bad
 /// records go to `problems`. `progress(bytes)` is called as stored bytes are consumed.
 pub fn read_records(
@@ -42,19 +58,19 @@ pub fn read_records(
         return crate::parquet_input::read_parquet(file, columns, handle, memory, problems, emit, progress);
     }
     let value_column = match file.format {
-        InputFormat::Text if *columns != Columns::default() => {
+        InputFormat::Text | InputFormat::Keys if *columns != Columns::default() => {
             return Err(IngestError::Invalid(format!(
                 "{} is read as `<key> <value>` text (by its name), which has no columns: --key-column, \
                  --value-column and --value-columns apply to Parquet, CSV and JSON Lines (say which with --format)",
                 file.path.display()
             )));
         }
-        InputFormat::Text => "value",
+        InputFormat::Text | InputFormat::Keys => "value",
         _ => columns.single_value(file)?,
     };
     let mut input = TextInput::open(file, handle, progress)?;
     match file.format {
-        InputFormat::Text | InputFormat::Parquet => read_lines(file, &mut input, problems, emit),
+        InputFormat::Text | InputFormat::Keys | InputFormat::Parquet => read_lines(file, &mut input, problems, emit),
         InputFormat::JsonLines => {
             crate::jsonl_input::read(file, &mut input, (&columns.key, value_column), problems, emit)
         }
@@ -69,6 +85,7 @@ fn read_lines(
     problems: &mut Problems,
     emit: &mut Emit<'_>,
 ) -> Result<(), IngestError> {
+    let parse_line = if file.format == InputFormat::Keys { parse_key_line } else { parse_record_line };
     let mut line = Vec::with_capacity(256);
     let mut n = 0u64;
     loop {

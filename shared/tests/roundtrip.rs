@@ -63,6 +63,8 @@ async fn publish_as(store: &Store, shards: u32, rows: &[(String, Vec<u8>)], form
         bytes: entries.iter().map(|e| e.bytes).sum(),
         shards: entries,
         groups: vec![],
+        delta: None,
+        layers: vec![],
     };
     let top = m.write(store.inner.as_ref()).await.unwrap();
     let cur = pointer::read(store.inner.as_ref(), "t").await.unwrap();
@@ -156,7 +158,7 @@ async fn hot_shards_churn_through_the_arena() {
     let engine = Engine::new(store, config);
     let ks = engine.keyspace("t").await.unwrap();
     let mut by_shard = rows.clone();
-    by_shard.sort_by_key(|(k, _)| ks.placement.shard_of(k.as_bytes()));
+    by_shard.sort_by_key(|(k, _)| ks.top().placement.shard_of(k.as_bytes()));
     for pass in 0..3 {
         for (k, v) in &by_shard {
             assert_eq!(engine.get("t", k).await.unwrap().as_deref(), Some(v.as_slice()), "pass {pass}, key {k}");
@@ -207,7 +209,7 @@ async fn many_shards_are_listed_in_groups_loaded_on_first_use() {
 
     let engine = Engine::new(store.clone(), EngineConfig::default());
     let ks = engine.keyspace("t").await.unwrap();
-    let group_of = |k: &str| ks.placement.shard_of(k.as_bytes()) as usize / GROUP_SHARDS;
+    let group_of = |k: &str| ks.top().placement.shard_of(k.as_bytes()) as usize / GROUP_SHARDS;
     let (k0, v0) = rows.iter().find(|(k, _)| group_of(k) == 0).unwrap();
     let before = engine.counters();
     assert_eq!(engine.get("t", k0).await.unwrap().as_deref(), Some(v0.as_slice()));

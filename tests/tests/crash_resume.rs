@@ -73,7 +73,7 @@ async fn sigkill_at_several_points_then_rerun_publishes_the_same_dataset() {
 
         let engine = Engine::new(store, EngineConfig::default());
         let ks = engine.keyspace("crash").await.unwrap();
-        assert_eq!(ks.manifest.rows, rows.len() as u64);
+        assert_eq!(ks.manifest().rows, rows.len() as u64);
         for (k, v) in rows.iter().step_by(13) {
             assert_eq!(engine.get("crash", k).await.unwrap().as_deref(), Some(v.as_bytes()), "kill point {kill_after}");
         }

@@ -83,7 +83,7 @@ async fn every_key_is_answered_with_one_copy_deleted() {
     let wrong = run(&e, &rows).await;
     assert_eq!(wrong, 0, "{wrong} of {} lookups wrong with one copy deleted", rows.len());
     let ks = e.keyspace("default").await.unwrap();
-    let stats = ks.replicated.as_ref().unwrap().stats();
+    let stats = ks.top().replicated.as_ref().unwrap().stats();
     assert!(stats.failovers > 0 && stats.failed_reads == 0, "{stats:?}");
     assert_eq!(e.get("default", "absent").await.unwrap(), None);
 
@@ -186,7 +186,7 @@ async fn a_stuck_copy_is_hedged_around() {
         let wrong = tokio::time::timeout(Duration::from_secs(300), run(&engine, &rows))
             .await
             .expect("lookups waited on the stuck copy without end");
-        let stats = engine.keyspace("default").await.unwrap().replicated.as_ref().unwrap().stats();
+        let stats = engine.keyspace("default").await.unwrap().top().replicated.as_ref().unwrap().stats();
         (wrong, stats)
     };
 
@@ -230,7 +230,7 @@ async fn a_corrupted_copy_is_detected_and_never_served() {
     let e = engine(&f, HashMap::new(), uncached());
     let wrong = run(&e, &rows).await;
     assert_eq!(wrong, 0, "{wrong} lookups answered wrongly or failed with the primary's copies corrupted");
-    let stats = e.keyspace("default").await.unwrap().replicated.as_ref().unwrap().stats();
+    let stats = e.keyspace("default").await.unwrap().top().replicated.as_ref().unwrap().stats();
     assert!(stats.corrupt_copies > 0, "{stats:?}");
     assert_eq!(stats.failed_reads, 0, "{stats:?}");
 }

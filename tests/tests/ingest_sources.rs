@@ -94,7 +94,7 @@ async fn parquet_from_pyarrow_and_duckdb_local_and_on_s3_answers_every_key_byte_
     let engine = Engine::new(store.clone(), EngineConfig::default());
     let ks = engine.keyspace("s3glob").await.unwrap();
     assert_eq!(
-        ks.manifest.source.files,
+        ks.manifest().source.files,
         (0..3).map(|i| format!("s3://{bucket}/{part}/part-0000{i}.parquet")).collect::<Vec<_>>(),
         "inputs are listed sorted and recorded in the manifest"
     );

@@ -46,14 +46,14 @@ async fn a_reader_follows_a_keyspace_deleted_and_rebuilt_under_the_same_name() {
     let rebuilt = cairn_tests::ingest(&a, "live", &store, Some(4)).await.unwrap();
     reader.refresh();
     let ks = reader.keyspace("live").await.unwrap();
-    assert_eq!(ks.manifest.version, rebuilt.version, "the running reader still serves the deleted keyspace");
+    assert_eq!(ks.manifest().version, rebuilt.version, "the running reader still serves the deleted keyspace");
     for k in keys.iter().step_by(97) {
         assert_eq!(reader.get("live", k).await.unwrap().as_deref(), Some(&b"a"[..]), "{k}");
     }
     // And within the new lineage it still moves forward.
     let again = cairn_tests::ingest(&b, "live", &store, Some(4)).await.unwrap();
     reader.refresh();
-    assert_eq!(reader.keyspace("live").await.unwrap().manifest.version, again.version);
+    assert_eq!(reader.keyspace("live").await.unwrap().manifest().version, again.version);
 }
 
 /// The same while the keyspace is only gone for a moment: a reader that saw "no such keyspace" in between

@@ -198,7 +198,7 @@ async fn lost_and_damaged_copies_show_as_failovers_misses_and_checksum_failures(
             r.url
         );
     }
-    let stats = engine.keyspace("default").await.unwrap().replicated.as_ref().unwrap().stats();
+    let stats = engine.keyspace("default").await.unwrap().top().replicated.as_ref().unwrap().stats();
     assert_eq!((failovers, checksum), (stats.failovers as f64, stats.corrupt_copies as f64));
 }
 

@@ -66,7 +66,7 @@ async fn s3_replicas_survive_deleted_corrupted_and_slow_copies_and_repair_restor
         .count()
         .await;
     assert_eq!(wrong, 0);
-    let stats = engine.keyspace("default").await.unwrap().replicated.as_ref().unwrap().stats();
+    let stats = engine.keyspace("default").await.unwrap().top().replicated.as_ref().unwrap().stats();
     assert!(stats.failovers > 0 && stats.corrupt_copies > 0 && stats.failed_reads == 0, "{stats:?}");
 
     // Health sees both faults; repair fixes them from the good copies.

@@ -92,19 +92,20 @@ fn main() {
         for run in 0..runs {
             let engine = Engine::new(store.clone(), EngineConfig::default());
             let ksd = engine.keyspace(ks).await.unwrap();
-            let full = cairn_shared::format::manifest::Manifest::read(store.inner.as_ref(), ks, &ksd.manifest.version)
-                .await
-                .unwrap();
+            let full =
+                cairn_shared::format::manifest::Manifest::read(store.inner.as_ref(), ks, &ksd.manifest().version)
+                    .await
+                    .unwrap();
             let before = engine.counters();
             let (k1, _) = &rows[run * 7919 % rows.len()];
             engine.get(ks, k1).await.unwrap().unwrap();
             let first = engine.counters() - before;
-            let shard = ksd.placement.shard_of(k1.as_bytes());
+            let shard = ksd.top().placement.shard_of(k1.as_bytes());
             let (k2, _) = rows
                 .iter()
                 .skip(run * 104_729 % rows.len())
                 .find(|(k, _)| {
-                    k != k1 && ksd.placement.shard_of(k.as_bytes()) == shard && same_piece(&full, shard, k1, k)
+                    k != k1 && ksd.top().placement.shard_of(k.as_bytes()) == shard && same_piece(&full, shard, k1, k)
                 })
                 .unwrap();
             let before = engine.counters();
@@ -113,7 +114,7 @@ fn main() {
             // 100 absent keys in the same (now open, not yet hot) shard: none costs a GET unless it falls in a
             // block's key range and that block's bloom filter lets it through (then its block: 1 GET).
             let absent: Vec<String> = std::iter::repeat_with(|| uuid::Uuid::new_v4().to_string())
-                .filter(|k| ksd.placement.shard_of(k.as_bytes()) == shard)
+                .filter(|k| ksd.top().placement.shard_of(k.as_bytes()) == shard)
                 .take(ABSENT_PROBES)
                 .collect();
             let before = engine.counters();

@@ -63,11 +63,10 @@ async fn measure(store: &Store, ks: &str, keys: &[String], lookups: usize) {
             let before = engine.counters();
             engine.get(ks, key).await.unwrap().expect("a listed key");
             let first = engine.counters() - before;
-            let shard = k.placement.shard_of(key.as_bytes());
-            let other = keys
-                .iter()
-                .skip(trial * 104_729 % keys.len())
-                .find(|o| *o != key && k.placement.shard_of(o.as_bytes()) == shard && !same_piece(&m, shard, key, o));
+            let shard = k.top().placement.shard_of(key.as_bytes());
+            let other = keys.iter().skip(trial * 104_729 % keys.len()).find(|o| {
+                *o != key && k.top().placement.shard_of(o.as_bytes()) == shard && !same_piece(&m, shard, key, o)
+            });
             let before = engine.counters();
             if let Some(o) = other {
                 engine.get(ks, o).await.unwrap().expect("a listed key");
@@ -78,7 +77,7 @@ async fn measure(store: &Store, ks: &str, keys: &[String], lookups: usize) {
             let per_group = if m.shards.len() > GROUP_ABOVE { GROUP_SHARDS as u32 } else { m.shards.len() as u32 };
             let group = shard / per_group;
             let sibling = keys.iter().skip(trial * 15_485_863 % keys.len()).find(|o| {
-                let s = k.placement.shard_of(o.as_bytes());
+                let s = k.top().placement.shard_of(o.as_bytes());
                 s != shard && s / per_group == group
             });
             let before = engine.counters();
@@ -190,6 +189,8 @@ async fn synthetic(keys: u64, shards: u32) {
         bytes: sum.bytes * shards as u64,
         shards: entries,
         groups: vec![],
+        delta: None,
+        layers: vec![],
     };
     m.write(memory.inner.as_ref()).await.unwrap();
     cairn_shared::versions::pointer::switch(memory.inner.as_ref(), "synthetic", &version, None, None).await.unwrap();

@@ -39,6 +39,11 @@ pub fn sources_path(ks: &str, version: &str) -> Path {
     Path::from(format!("keyspace={ks}/groups/{version}/sources.json"))
 }
 
+/// A delta layer's key filter (beside its groups: gc and discard take it with them).
+pub fn filter_path(ks: &str, version: &str) -> Path {
+    Path::from(format!("keyspace={ks}/groups/{version}/filter.bin"))
+}
+
 pub fn groups_dir(ks: &str, version: &str) -> Path {
     Path::from(format!("keyspace={ks}/groups/{version}"))
 }

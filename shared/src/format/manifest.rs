@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 pub use crate::format::checksum::{ObjectRef, checksum_label, checksum_of};
+use crate::format::layers::{DeltaInfo, LayerRef, MAX_LAYERS};
 use crate::format::layout;
 use crate::format::piece::{PieceRef, RootRef};
 use crate::format::ring::PlacementSpec;
@@ -15,6 +16,10 @@ use crate::format::ring::PlacementSpec;
 /// Format 2 (blocks, one index read from the object's tail) is still read; format 1 shards (large row
 /// groups, page checksums) are refused: re-ingest them.
 pub const FORMAT_VERSION: u32 = 3;
+/// 4: a layered version (a delta layer, or a version stacking on older layers). Written only for those, so
+/// builds that read format 3 keep reading every full ingest; they refuse a layered one rather than answer
+/// from its newest layer alone.
+pub const LAYERED_FORMAT: u32 = 4;
 /// The oldest format this build reads.
 pub const OLDEST_READABLE_FORMAT: u32 = 2;
 
@@ -41,6 +46,36 @@ pub struct Manifest {
     /// reader loads at start stays small at any shard count). [`Manifest::read`] fills `shards` from them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GroupRef>,
+    /// Set when this version's own shards are a delta layer (tagged values, a key filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaInfo>,
+    /// The older layers this version stacks on, newest first (empty: the version is its own shards).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRef>,
+}
+
+impl Manifest {
+    /// Whether this version is more than one base layer.
+    pub fn is_layered(&self) -> bool {
+        self.delta.is_some() || !self.layers.is_empty()
+    }
+
+    /// Tombstones in this version's own layer.
+    pub fn tombstones(&self) -> u64 {
+        self.delta.as_ref().map_or(0, |d| d.tombstones)
+    }
+
+    /// What a version stacking on this one lists of it.
+    pub fn layer_ref(&self, top: ObjectRef) -> LayerRef {
+        LayerRef {
+            version: self.version.clone(),
+            manifest: top,
+            rows: self.rows,
+            tombstones: self.tombstones(),
+            bytes: self.bytes,
+            created_at: self.created_at.clone(),
+        }
+    }
 }
 
 /// Shards per group object: a group (compact JSON, ~450 bytes an entry) is ~60 KB, what the first lookup
@@ -118,6 +153,18 @@ pub struct ShardEntry {
     /// Format 3: where the object lists its pieces, when it has more than six.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<RootRef>,
+    /// A delta layer's shard: where its key filter lies in the object (gathered into the layer's filter
+    /// object at publish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterAt>,
+}
+
+/// Bytes of a shard object holding its key filter, with their checksum (as for index pieces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterAt {
+    pub offset: u64,
+    pub len: u32,
+    pub checksum: u32,
 }
 
 impl ShardEntry {
@@ -298,15 +345,22 @@ impl Manifest {
 
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
-        if !(OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&m.format) {
-            let why = if m.format > FORMAT_VERSION { "newer than this build" } else { "older; re-ingest the data" };
+        if !(OLDEST_READABLE_FORMAT..=LAYERED_FORMAT).contains(&m.format) {
+            let why = if m.format > LAYERED_FORMAT { "newer than this build" } else { "older; re-ingest the data" };
             return Err(Error::corrupt(
                 path,
                 format!(
-                    "manifest format {} is {why} (this build reads {OLDEST_READABLE_FORMAT} to {FORMAT_VERSION})",
+                    "manifest format {} is {why} (this build reads {OLDEST_READABLE_FORMAT} to {LAYERED_FORMAT})",
                     m.format
                 ),
             ));
+        }
+        let nested = matches!(m.placement, PlacementSpec::Nested { .. });
+        if m.is_layered() != (m.format == LAYERED_FORMAT) || nested != m.delta.is_some() {
+            return Err(Error::corrupt(path, "layers, delta and placement do not agree with the format"));
+        }
+        if m.layers.len() >= MAX_LAYERS || m.layers.iter().any(|l| l.version >= m.version) {
+            return Err(Error::corrupt(path, "its layers are too many or not older than the version"));
         }
         for s in &m.shards {
             check_entry(path, m.format, s)?;

@@ -3,6 +3,8 @@
 
 pub mod block;
 pub mod checksum;
+pub mod key_filter;
+pub mod layers;
 pub mod layout;
 pub mod manifest;
 pub mod page;

@@ -18,6 +18,10 @@ pub enum PlacementSpec {
     /// Ring: point `v` of shard `s` is at `xxhash64("{s}/{v}", seed)`; a key belongs to the first point at or
     /// after its hash (wrapping around).
     Ring { hash: String, seed: u64, shards: u32, vnodes: u32 },
+    /// A delta layer's placement: `shards` ranges of the base placement's shards, so a layer's shard count
+    /// fits the delta while compaction merges each base shard with one shard per layer. A key's shard is
+    /// `base_shard × shards / base.shards()` (integer division, `shards` ≤ the base's).
+    Nested { base: Box<PlacementSpec>, shards: u32 },
 }
 
 pub const HASH_XXH64: &str = "xxhash64";
@@ -31,9 +35,26 @@ impl PlacementSpec {
         PlacementSpec::Ring { hash: HASH_XXH64.into(), seed: 0, shards, vnodes }
     }
 
+    /// A delta layer's placement of `shards` ranges over this (base) placement.
+    pub fn nested(&self, shards: u32) -> Self {
+        let base = self.base().clone();
+        let shards = shards.clamp(1, base.shards());
+        PlacementSpec::Nested { base: Box::new(base), shards }
+    }
+
+    /// The placement this one nests in (itself for a base placement).
+    pub fn base(&self) -> &PlacementSpec {
+        match self {
+            PlacementSpec::Nested { base, .. } => base,
+            other => other,
+        }
+    }
+
     pub fn shards(&self) -> u32 {
         match self {
-            PlacementSpec::Jump { shards, .. } | PlacementSpec::Ring { shards, .. } => *shards,
+            PlacementSpec::Jump { shards, .. }
+            | PlacementSpec::Ring { shards, .. }
+            | PlacementSpec::Nested { shards, .. } => *shards,
         }
     }
 }
@@ -43,6 +64,8 @@ impl PlacementSpec {
 pub struct Placement {
     seed: u64,
     shards: u32,
+    /// Nested: the base placement's shard count (0 for a base placement).
+    base_shards: u32,
     /// Sorted (point hash, shard); empty for jump.
     points: Vec<(u64, u32)>,
 }
@@ -64,6 +87,18 @@ impl Placement {
         let (hash, seed, shards) = match spec {
             PlacementSpec::Jump { hash, seed, shards } | PlacementSpec::Ring { hash, seed, shards, .. } => {
                 (hash, *seed, *shards)
+            }
+            PlacementSpec::Nested { base, shards } => {
+                if matches!(**base, PlacementSpec::Nested { .. }) {
+                    return Err("a nested placement's base cannot itself be nested".into());
+                }
+                let mut p = Placement::new(base)?;
+                if *shards == 0 || *shards > p.shards {
+                    return Err(format!("a nested placement of {shards} shards over {} base shards", p.shards));
+                }
+                p.base_shards = p.shards;
+                p.shards = *shards;
+                return Ok(p);
             }
         };
         if hash != HASH_XXH64 {
@@ -92,7 +127,7 @@ impl Placement {
             }
             points.sort_unstable();
         }
-        Ok(Placement { seed, shards, points })
+        Ok(Placement { seed, shards, base_shards: 0, points })
     }
 
     pub fn shards(&self) -> u32 {
@@ -101,9 +136,33 @@ impl Placement {
 
     #[inline]
     pub fn shard_of(&self, key: &[u8]) -> u32 {
+        if self.base_shards == 0 {
+            return self.base_shard_of(key, self.shards);
+        }
+        self.nest(self.base_shard_of(key, self.base_shards))
+    }
+
+    /// A nested placement's shard for base shard `b` (`b` itself for a base placement).
+    #[inline]
+    pub fn nest(&self, b: u32) -> u32 {
+        if self.base_shards == 0 { b } else { (b as u64 * self.shards as u64 / self.base_shards as u64) as u32 }
+    }
+
+    /// The base shards a nested placement's shard `s` covers (`s..s + 1` for a base placement).
+    pub fn covered(&self, s: u32) -> std::ops::Range<u32> {
+        if self.base_shards == 0 {
+            return s..s + 1;
+        }
+        // The smallest b with b × shards / base ≥ s, up to the one for s + 1.
+        let first = |s: u32| ((s as u64 * self.base_shards as u64).div_ceil(self.shards as u64)) as u32;
+        first(s)..first(s + 1).min(self.base_shards)
+    }
+
+    #[inline]
+    fn base_shard_of(&self, key: &[u8], shards: u32) -> u32 {
         let h = xxh64(key, self.seed);
         if self.points.is_empty() {
-            return jump_hash(h, self.shards);
+            return jump_hash(h, shards);
         }
         let i = self.points.partition_point(|&(p, _)| p < h);
         self.points[if i == self.points.len() { 0 } else { i }].1
@@ -199,6 +258,28 @@ mod tests {
         let p = Placement::new(&PlacementSpec::jump(16)).unwrap();
         let s = p.shard_of(b"8a35eb59-62b3-481c-8875-1f248df4c952");
         assert_eq!(s, jump_hash(xxh64(b"8a35eb59-62b3-481c-8875-1f248df4c952", 0), 16));
+    }
+
+    #[test]
+    fn nested_shards_are_ranges_of_base_shards() {
+        for (base, m) in [(PlacementSpec::jump(10), 3), (PlacementSpec::ring(7, 16), 7), (PlacementSpec::jump(5), 1)] {
+            let b = Placement::new(&base).unwrap();
+            let n = Placement::new(&base.nested(m)).unwrap();
+            assert_eq!(n.shards(), m);
+            let mut covered: Vec<u32> = Vec::new();
+            for s in 0..m {
+                covered.extend(n.covered(s));
+            }
+            assert_eq!(covered, (0..b.shards()).collect::<Vec<_>>());
+            for k in keys(2000) {
+                let (bs, ns) = (b.shard_of(k.as_bytes()), n.shard_of(k.as_bytes()));
+                assert_eq!(ns, n.nest(bs));
+                assert!(n.covered(ns).contains(&bs));
+            }
+        }
+        assert!(Placement::new(&PlacementSpec::Nested { base: Box::new(PlacementSpec::jump(2)), shards: 3 }).is_err());
+        let twice = PlacementSpec::Nested { base: Box::new(PlacementSpec::jump(4).nested(2)), shards: 1 };
+        assert!(Placement::new(&twice).is_err());
     }
 
     #[test]

@@ -25,6 +25,8 @@ use crate::error::{Error, Result};
 use crate::format::block::BlockRef;
 use crate::format::block::ChunkRanges;
 use crate::format::checksum::{BLOCK_CHECKSUMS_KEY, block_checksum};
+use crate::format::key_filter::{KeyFilter, key_hash};
+use crate::format::manifest::FilterAt;
 use crate::format::piece::{
     BlockEntry, INLINE_PIECES, PIECE_BYTES, PieceBuilder, PieceRef, RootRef, encode_entry, encode_root,
 };
@@ -53,6 +55,8 @@ pub struct ShardFormat {
     pub partitioned: bool,
     /// Largest index piece, in bytes.
     pub piece_bytes: usize,
+    /// A delta layer's shard: a key filter of every key goes into the object (key_filter.rs).
+    pub key_filter: bool,
 }
 
 impl Default for ShardFormat {
@@ -63,6 +67,7 @@ impl Default for ShardFormat {
             bloom_fpp: 0.01,
             partitioned: true,
             piece_bytes: PIECE_BYTES,
+            key_filter: false,
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct ShardSummary {
     pub pieces: Vec<PieceRef>,
     /// Format 3: the root listing the pieces, when there are more.
     pub root: Option<RootRef>,
+    /// Where the key filter lies, when the format asks for one and the shard has rows.
+    pub filter: Option<FilterAt>,
 }
 
 impl ShardSummary {
@@ -132,6 +139,7 @@ impl ShardSummary {
             checksum,
             pieces: self.pieces,
             root: self.root,
+            filter: self.filter,
         }
     }
 }
@@ -178,6 +186,8 @@ pub struct ShardWriter<W: Write + Send> {
     block: Option<OpenBlock>,
     piece: PieceBuilder,
     pieces: Vec<PieceRef>,
+    /// With a key filter: every key's hash, for the filter built at the end.
+    hashes: Vec<u64>,
 }
 
 impl<W: Write + Send> ShardWriter<W> {
@@ -201,6 +211,7 @@ impl<W: Write + Send> ShardWriter<W> {
             block: None,
             piece: PieceBuilder::default(),
             pieces: Vec::new(),
+            hashes: Vec::new(),
         })
     }
 
@@ -223,6 +234,9 @@ impl<W: Write + Send> ShardWriter<W> {
                 }
             };
             block.bloom.insert(key.as_bytes());
+        }
+        if self.format.key_filter {
+            self.hashes.push(key_hash(key.as_bytes()));
         }
         self.keys.append_value(key);
         self.values.append_value(value);
@@ -318,6 +332,13 @@ impl<W: Write + Send> ShardWriter<W> {
     pub fn finish(mut self) -> Result<ShardSummary> {
         self.flush_block()?;
         self.write_piece()?;
+        let mut filter = None;
+        if !self.hashes.is_empty() {
+            let bytes = KeyFilter::build(&std::mem::take(&mut self.hashes)).to_bytes();
+            let offset = self.writer.bytes_written() as u64;
+            self.writer.write_all(&bytes)?;
+            filter = Some(FilterAt { offset, len: bytes.len() as u32, checksum: block_checksum(&bytes) });
+        }
         let mut root = None;
         if self.pieces.len() > INLINE_PIECES {
             let bytes = encode_root(&self.pieces);
@@ -359,6 +380,7 @@ impl<W: Write + Send> ShardWriter<W> {
             min_key: self.min_key,
             pieces: self.pieces,
             root,
+            filter,
         };
         Ok(summary)
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use crate::caches::counted::{CountedCache, weight};
 use crate::format::block::Rows;
-use crate::query::version::HotSlot;
+use crate::query::layer::HotSlot;
 
 /// (version uid, shard, index piece, block in it); ([`WHOLE_SHARD`], [`WHOLE_SHARD`]) for a hot shard.
 pub(crate) type DataKey = (u64, u32, u32, u32);

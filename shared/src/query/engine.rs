@@ -9,9 +9,12 @@ use bytes::Bytes;
 use crate::config::EngineConfig;
 use crate::cost::Counters;
 use crate::error::Result;
+use crate::format::key_filter::key_hash;
+use crate::format::layers::{Tagged, untag};
 use crate::format::manifest::Manifest;
 use crate::key::validate_key;
 use crate::query::fetch::Fetcher;
+use crate::query::layer::Layer;
 use crate::query::resolver::Resolver;
 use crate::query::roots::{RootOpener, Roots};
 use crate::query::shard_reads::ShardReads;
@@ -52,9 +55,9 @@ impl Engine {
         self
     }
 
-    /// Every root holding a copy of `v`'s objects, primary first.
+    /// Every root holding a copy of `v`'s newest layer's objects, primary first.
     pub fn roots(&self, v: &LoadedVersion) -> Result<Vec<Store>> {
-        self.roots.of_version(v)
+        self.roots.of_version(v.top())
     }
 
     pub fn store(&self) -> &Store {
@@ -97,11 +100,35 @@ impl Engine {
             return Some(Err(e));
         }
         self.resolver.with_fresh(ks, |v| {
-            let shard = v.placement.shard_of(key.as_bytes());
-            let (g, i) = v.locate(shard);
-            let value = self.reads.hot_get(v, v.groups[g].get()?, (shard, i), key)?;
+            let key_bytes = key.as_bytes();
+            let [layer] = v.layers.as_slice() else {
+                return self.layered_warm(v, key).map(|found| found.map(|value| answer(v, value)));
+            };
+            let shard = layer.placement.shard_of(key_bytes);
+            let (g, i) = layer.locate(shard);
+            let value = self.reads.hot_get(layer, layer.groups[g].get()?, (shard, i), key)?;
             Some(Ok(answer(v, value)))
         })
+    }
+
+    /// [`Self::get_warm`] over several layers: newest first, a layer's filter skipping it, the first value
+    /// or tombstone found deciding; None as soon as a layer that must be read is not hot.
+    fn layered_warm(&self, v: &LoadedVersion, key: &str) -> Option<Result<Option<Bytes>>> {
+        let base = v.layers[v.layers.len() - 1].placement.shard_of(key.as_bytes());
+        let hash = key_hash(key.as_bytes());
+        for layer in &v.layers {
+            let shard = layer.placement.nest(base);
+            if let Some(filter) = &layer.filter
+                && !filter.may_contain(shard, hash)
+            {
+                continue;
+            }
+            let (g, i) = layer.locate(shard);
+            if let Some(found) = self.reads.hot_get(layer, layer.groups[g].get()?, (shard, i), key)? {
+                return Some(resolve(layer, found));
+            }
+        }
+        Some(Ok(None))
     }
 
     /// Looks a key up in an already resolved version.
@@ -148,21 +175,38 @@ impl Engine {
     }
 
     async fn get_in(&self, v: &Arc<LoadedVersion>, key: &str) -> Result<Option<Bytes>> {
-        let shard = v.placement.shard_of(key.as_bytes());
-        let (g, i) = v.locate(shard);
-        let group = match v.groups[g].get() {
-            Some(group) => group,
-            None => Box::pin(self.resolver.group(&self.fetcher, v, g)).await?,
-        };
-        self.reads.get(&self.fetcher, v, group, (shard, i), key).await
+        let base = v.layers[v.layers.len() - 1].placement.shard_of(key.as_bytes());
+        let hash = (v.layers.len() > 1).then(|| key_hash(key.as_bytes()));
+        for layer in &v.layers {
+            let shard = layer.placement.nest(base);
+            if let (Some(filter), Some(hash)) = (&layer.filter, hash)
+                && !filter.may_contain(shard, hash)
+            {
+                continue;
+            }
+            let (g, i) = layer.locate(shard);
+            let group = match layer.groups[g].get() {
+                Some(group) => group,
+                None => Box::pin(self.resolver.group(&self.fetcher, layer, g)).await?,
+            };
+            if let Some(found) = self.reads.get(&self.fetcher, layer, group, (shard, i), key).await? {
+                return resolve(layer, found);
+            }
+        }
+        Ok(None)
     }
 
-    /// The version's manifest with every shard entry (its groups loaded as lookups load them, and weighed in
-    /// the metadata budget): what the per-shard health report walks.
+    /// The manifest of `v`'s newest layer with every shard entry (its groups loaded as lookups load them, and
+    /// weighed in the metadata budget): what the per-shard health report walks.
     pub async fn full_manifest(&self, v: &Arc<LoadedVersion>) -> Result<Manifest> {
-        let mut m = v.manifest.clone();
-        for g in 0..v.groups.len() {
-            let group = self.resolver.group(&self.fetcher, v, g).await?;
+        self.full_layer_manifest(v.top()).await
+    }
+
+    /// [`Self::full_manifest`] of one layer.
+    pub async fn full_layer_manifest(&self, layer: &Arc<Layer>) -> Result<Manifest> {
+        let mut m = layer.manifest.clone();
+        for g in 0..layer.groups.len() {
+            let group = self.resolver.group(&self.fetcher, layer, g).await?;
             m.shards.extend(group.entries.iter().cloned());
         }
         m.groups.clear();
@@ -185,17 +229,19 @@ impl Engine {
     /// its size and placement, replica failover and cache figures.
     pub async fn info(&self, ks: &str) -> Result<serde_json::Value> {
         let v = self.keyspace(ks).await?;
-        let m = &v.manifest;
+        let m = v.manifest();
+        let base = &v.layers[v.layers.len() - 1].manifest;
         Ok(serde_json::json!({
             "keyspace": m.keyspace,
             "version": m.version,
             "created_at": m.created_at,
-            "shards": m.placement.shards(),
-            "keys": m.rows,
-            "bytes": m.bytes,
-            "placement": m.placement,
+            "shards": base.placement.shards(),
+            "keys": v.rows(),
+            "bytes": v.bytes(),
+            "placement": base.placement,
             "replicas": m.replicas,
-            "failover": v.replicated.as_ref().map(|r| r.stats()),
+            "layers": v.layers.iter().map(|l| layer_info(&l.manifest)).collect::<Vec<_>>(),
+            "failover": v.top().replicated.as_ref().map(|r| r.stats()),
             "cache": self.stats(),
         }))
     }
@@ -238,4 +284,31 @@ impl Engine {
     pub fn telemetry(&self) -> Telemetry {
         self.telemetry.snapshot(self.stats(), self.served())
     }
+}
+
+/// What a value found in `layer` answers: itself in a base layer; in a delta, the value after its tag, or
+/// "absent" for a tombstone.
+#[inline]
+fn resolve(layer: &Layer, found: Bytes) -> Result<Option<Bytes>> {
+    if !layer.is_delta() {
+        return Ok(Some(found));
+    }
+    match untag(found) {
+        Ok(Tagged::Value(v)) => Ok(Some(v)),
+        Ok(Tagged::Deleted) => Ok(None),
+        Err(why) => Err(crate::error::Error::corrupt(&layer.manifest.path(), why)),
+    }
+}
+
+/// One layer as `info` and `cairn versions` show it.
+pub fn layer_info(m: &Manifest) -> serde_json::Value {
+    serde_json::json!({
+        "version": m.version,
+        "kind": if m.delta.is_some() { "delta" } else { "base" },
+        "created_at": m.created_at,
+        "shards": m.placement.shards(),
+        "rows": m.rows,
+        "tombstones": m.tombstones(),
+        "bytes": m.bytes,
+    })
 }

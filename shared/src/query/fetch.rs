@@ -11,8 +11,8 @@ use object_store::path::Path;
 
 use crate::counter::Counter;
 use crate::error::{Error, Result};
+use crate::query::layer::Layer;
 use crate::query::telemetry::EngineTelemetry;
-use crate::query::version::LoadedVersion;
 use crate::stores::replicated::{Validator, is_corrupt};
 
 /// How a read is made.
@@ -50,7 +50,7 @@ impl Fetcher {
     /// The bytes `opts` names of object `path` of version `v`, which `valid` must accept.
     pub(crate) async fn fetch(
         &self,
-        v: &LoadedVersion,
+        v: &Layer,
         path: &Path,
         opts: GetOptions,
         valid: Validator<'_>,

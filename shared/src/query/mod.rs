@@ -7,6 +7,7 @@
 pub(crate) mod data_cache;
 pub mod engine;
 pub(crate) mod fetch;
+pub mod layer;
 pub(crate) mod promote;
 pub(crate) mod resolver;
 pub mod roots;
@@ -16,6 +17,7 @@ pub mod version;
 
 pub use crate::cost::Counters;
 pub use engine::Engine;
+pub use layer::Layer;
 pub use promote::IN_FLIGHT as PROMOTIONS_IN_FLIGHT;
 pub use roots::RootOpener;
 pub use telemetry::{EngineStats, ServedKeyspace, Telemetry};

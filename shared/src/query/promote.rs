@@ -18,7 +18,7 @@ use crate::format::piece::{self, PieceRef};
 use crate::format::shard_reader::ShardMeta;
 use crate::query::data_cache::{Cached, DataCache, WHOLE_SHARD};
 use crate::query::fetch::{Fetcher, ReadKind};
-use crate::query::version::{Group, LoadedVersion};
+use crate::query::layer::{Group, Layer};
 
 /// Whole-shard reads running at once, per process.
 pub const IN_FLIGHT: usize = 2;
@@ -79,7 +79,7 @@ impl Promotions {
     pub(crate) fn consider(
         &self,
         fetcher: &Arc<Fetcher>,
-        v: &Arc<LoadedVersion>,
+        v: &Arc<Layer>,
         group: &Group,
         (shard, i): (u32, usize),
         pieces: &[PieceRef],
@@ -147,7 +147,7 @@ impl Promotions {
 #[allow(clippy::too_many_arguments)]
 async fn read_shard(
     fetcher: &Fetcher,
-    v: &LoadedVersion,
+    v: &Layer,
     arena: &Arc<Arena>,
     path: &object_store::path::Path,
     pieces: &[PieceRef],

@@ -14,14 +14,18 @@ use crate::caches::single_flight::SingleFlight;
 use crate::caches::ttl_map::{Lookup, TtlMap};
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
+use crate::format::checksum::ObjectRef;
 use crate::format::checksum::checksum_of;
+use crate::format::key_filter::LayerFilter;
+use crate::format::layout;
 use crate::format::manifest::Manifest;
 use crate::format::ring::Placement;
 use crate::key::validate_keyspace;
 use crate::query::fetch::{Fetcher, ReadKind};
+use crate::query::layer::{Group, Layer};
 use crate::query::roots::Roots;
 use crate::query::telemetry::ServedKeyspace;
-use crate::query::version::{Group, LoadedVersion};
+use crate::query::version::LoadedVersion;
 use crate::stores::Store;
 use crate::stores::replicated::{FailoverConfig, ReplicatedStore, is_corrupt};
 use crate::versions::pointer::{self, Current, Pointer};
@@ -37,8 +41,9 @@ pub(crate) struct Resolver {
     /// keyspace → the pointer served and its version: a replica's copy read later is taken only if it
     /// supersedes it (never back within a lineage).
     served: Mutex<HashMap<String, (Pointer, Arc<LoadedVersion>)>>,
-    /// (keyspace, version) → the loaded version; versions are immutable.
-    versions: CountedCache<VersionId, Arc<LoadedVersion>>,
+    /// (keyspace, version) → the layer that version wrote; layers are immutable, and versions stacking on
+    /// one share it.
+    versions: CountedCache<VersionId, Arc<Layer>>,
     failover: FailoverConfig,
     telemetry: Arc<crate::query::telemetry::EngineTelemetry>,
 }
@@ -128,7 +133,7 @@ impl Resolver {
         }
         // The version already served keeps its identity even if the cache let it go: its footers, blocks and
         // hot shards are cached under its uid.
-        let same = held.and_then(|(_, v)| (v.manifest.version == current.pointer.version).then_some(v));
+        let same = held.and_then(|(_, v)| (v.manifest().version == current.pointer.version).then_some(v));
         let v = match same {
             Some(v) => v,
             None => self.load_version(roots, fetcher, ks, &current, &root).await?,
@@ -145,7 +150,8 @@ impl Resolver {
         Ok(Some(v))
     }
 
-    /// The version `current` names, from the cache or read from the roots.
+    /// The version `current` names: its own layer and every older one its manifest lists, each from the
+    /// cache or read from the roots.
     async fn load_version(
         &self,
         roots: &Roots,
@@ -154,11 +160,41 @@ impl Resolver {
         current: &Current,
         root: &Store,
     ) -> Result<Arc<LoadedVersion>> {
-        let id = (ks.to_string(), current.pointer.version.clone());
-        if let Some(v) = self.versions.get(&id).await {
-            return Ok(v);
+        let top =
+            self.layer(roots, fetcher, ks, &current.pointer.version, current.pointer.manifest.as_ref(), root).await?;
+        let mut layers = vec![top.clone()];
+        for older in &top.manifest.layers {
+            layers.push(self.layer(roots, fetcher, ks, &older.version, Some(&older.manifest), root).await?);
         }
-        let manifest = self.read_manifest_top(roots, fetcher, ks, current, root).await?;
+        // Every layer but the oldest is a delta nested in the oldest's placement: a lookup places the key
+        // once, in the base, and each layer's shard follows from it.
+        let base = &layers[layers.len() - 1].manifest.placement;
+        let path = top.manifest.path();
+        if layers[layers.len() - 1].is_delta()
+            || layers[..layers.len() - 1].iter().any(|l| !l.is_delta() || l.manifest.placement.base() != base)
+        {
+            return Err(Error::corrupt(&path, "its layers are not deltas over one base layer"));
+        }
+        Ok(Arc::new(LoadedVersion::new(layers)))
+    }
+
+    /// The layer `version` wrote, from the cache or read from the roots (its manifest top level checked
+    /// against `expected`, its key filter loaded): one object per layer, whoever loaded it first, since hot
+    /// shards and footers are cached under its uid.
+    async fn layer(
+        &self,
+        roots: &Roots,
+        fetcher: &Fetcher,
+        ks: &str,
+        version: &str,
+        expected: Option<&ObjectRef>,
+        root: &Store,
+    ) -> Result<Arc<Layer>> {
+        let id = (ks.to_string(), version.to_string());
+        if let Some(l) = self.versions.get(&id).await {
+            return Ok(l);
+        }
+        let manifest = self.read_manifest_top(roots, fetcher, ks, version, expected, root).await?;
         roots.remember(ks, &manifest.replicas);
         let placement = Placement::new(&manifest.placement).map_err(|why| Error::corrupt(&manifest.path(), why))?;
         let (shard_store, replicated): (Arc<dyn ObjectStore>, _) = if manifest.replicas.is_empty() {
@@ -173,14 +209,22 @@ impl Resolver {
             );
             (r.clone(), Some(r))
         };
-        let v = Arc::new(LoadedVersion::new(manifest, placement, shard_store, replicated));
-        // One version object per version, whoever loaded it first: hot shards and footers are cached under its
-        // uid, so a request holding another copy would fetch and decode every shard again.
-        Ok(self.versions.get_or_insert(id, v).await)
+        let mut layer = Layer::new(manifest, placement, shard_store, replicated);
+        if let Some(delta) = &layer.manifest.delta {
+            let path = layout::filter_path(ks, version);
+            let want = &delta.filter;
+            let valid = |b: &[u8]| want.matches(b);
+            let opts = GetOptions { range: Some((0..want.bytes).into()), ..Default::default() };
+            let bytes = fetcher.fetch(&layer, &path, opts, &valid, ReadKind::Bulk).await?;
+            let filter =
+                LayerFilter::decode(&bytes, layer.placement.shards()).map_err(|why| Error::corrupt(&path, why))?;
+            layer.filter = Some(filter);
+        }
+        Ok(self.versions.get_or_insert(id, Arc::new(layer)).await)
     }
 
-    /// The manifest top level `current` names, verified against the size and checksum the pointer carries
-    /// (a pointer of an older build: by its content), read like shard data: from the root the pointer came
+    /// The manifest top level of `version`, verified against the size and checksum the pointer (or the
+    /// version stacking on it) carries (a pointer of an older build: by its content), read like shard data: from the root the pointer came
     /// from or another root known for the keyspace (the primary, `CAIRN_REPLICAS`, the replicas its last
     /// manifest named), failing over on a missing, corrupt or slow copy. The pointer names it: missing
     /// everywhere is lost data, not an unknown version.
@@ -189,10 +233,10 @@ impl Resolver {
         roots: &Roots,
         fetcher: &Fetcher,
         ks: &str,
-        current: &Current,
+        version: &str,
+        expected: Option<&ObjectRef>,
         root: &Store,
     ) -> Result<Manifest> {
-        let version = current.pointer.version.as_str();
         let path = crate::format::layout::manifest_path(ks, version);
         let mut stores = vec![root.clone()];
         for url in std::iter::once(roots.primary().url.clone()).chain(roots.fallbacks(ks)) {
@@ -200,7 +244,6 @@ impl Resolver {
                 stores.extend(roots.replica(&url).ok());
             }
         }
-        let expected = current.pointer.manifest.as_ref();
         let valid = |b: &[u8]| match expected {
             Some(top) => top.matches(b),
             None => Manifest::parse(&path, b).is_ok_and(|m| m.keyspace == ks && m.version == version),
@@ -270,7 +313,7 @@ impl Resolver {
 
     /// Group `g` of `v`'s manifest (read and verified against the top level on first use; concurrent first
     /// users share the read). Loading one weighs the version again in its cache.
-    pub(crate) async fn group<'v>(&self, fetcher: &Fetcher, v: &'v Arc<LoadedVersion>, g: usize) -> Result<&'v Group> {
+    pub(crate) async fn group<'v>(&self, fetcher: &Fetcher, v: &'v Arc<Layer>, g: usize) -> Result<&'v Group> {
         if let Some(group) = v.groups[g].get() {
             return Ok(group);
         }
@@ -298,10 +341,10 @@ impl Resolver {
             .iter()
             .map(|(name, (p, v))| ServedKeyspace {
                 keyspace: name.clone(),
-                version: v.manifest.version.clone(),
+                version: v.manifest().version.clone(),
                 seq: p.seq,
-                keys: v.manifest.rows,
-                bytes: v.manifest.bytes,
+                keys: v.rows(),
+                bytes: v.bytes(),
             })
             .collect();
         out.sort_by(|a, b| a.keyspace.cmp(&b.keyspace));

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use object_store::limit::LimitStore;
 
 use crate::error::Result;
+use crate::query::layer::Layer;
 use crate::query::telemetry::EngineTelemetry;
-use crate::query::version::LoadedVersion;
 use crate::stores::Store;
 
 /// Opens a replica root named in a manifest (default: [`Store::open`]; tests wrap stores in faults).
@@ -98,7 +98,7 @@ impl Roots {
     }
 
     /// Every root holding a copy of `v`'s objects, primary first.
-    pub(crate) fn of_version(&self, v: &LoadedVersion) -> Result<Vec<Store>> {
+    pub(crate) fn of_version(&self, v: &Layer) -> Result<Vec<Store>> {
         let mut roots = vec![self.primary.clone()];
         for url in &v.manifest.replicas {
             roots.push(self.replica(url)?);

@@ -21,8 +21,8 @@ use crate::format::piece::{self, PieceRef};
 use crate::format::shard_reader::ShardMeta;
 use crate::query::data_cache::{Cached, DataCache, WHOLE_SHARD, data_cache};
 use crate::query::fetch::{Fetcher, ReadKind};
+use crate::query::layer::{Group, Layer};
 use crate::query::promote::Promotions;
-use crate::query::version::{Group, LoadedVersion};
 
 /// (version uid, shard, index piece; 0 for a format-2 shard's one index).
 type PieceKey = (u64, u32, u32);
@@ -65,7 +65,7 @@ impl ShardReads {
     pub(crate) async fn get(
         &self,
         fetcher: &Arc<Fetcher>,
-        v: &Arc<LoadedVersion>,
+        v: &Arc<Layer>,
         group: &Group,
         (shard, i): (u32, usize),
         key: &str,
@@ -87,7 +87,7 @@ impl ShardReads {
     #[inline]
     pub(crate) fn hot_get(
         &self,
-        v: &LoadedVersion,
+        v: &Layer,
         group: &Group,
         (shard, i): (u32, usize),
         key: &str,
@@ -108,7 +108,7 @@ impl ShardReads {
     async fn get_from_blocks(
         &self,
         fetcher: &Arc<Fetcher>,
-        v: &Arc<LoadedVersion>,
+        v: &Arc<Layer>,
         group: &Group,
         (shard, i): (u32, usize),
         key: &str,
@@ -152,7 +152,7 @@ impl ShardReads {
     async fn piece_list(
         &self,
         fetcher: &Fetcher,
-        v: &LoadedVersion,
+        v: &Layer,
         shard: u32,
         entry: &ShardEntry,
     ) -> Result<Arc<Vec<PieceRef>>> {
@@ -187,12 +187,7 @@ impl ShardReads {
 
 /// One range GET of an index piece, verified against the manifest's checksum (format 2: one suffix GET of
 /// the footer and filters), yields the blocks it lists.
-async fn open_piece(
-    fetcher: &Fetcher,
-    v: &LoadedVersion,
-    entry: &ShardEntry,
-    piece: Option<&PieceRef>,
-) -> Result<ShardMeta> {
+async fn open_piece(fetcher: &Fetcher, v: &Layer, entry: &ShardEntry, piece: Option<&PieceRef>) -> Result<ShardMeta> {
     let path = Path::from(entry.path.as_str());
     if let Some(p) = piece {
         let opts = GetOptions { range: Some((p.offset..p.offset + p.len as u64).into()), ..Default::default() };
@@ -209,7 +204,7 @@ async fn open_piece(
 }
 
 /// One range GET: the block's key and value pages, checksum verified, decoded.
-async fn read_block(fetcher: &Fetcher, v: &LoadedVersion, meta: &ShardMeta, b: usize) -> Result<Rows> {
+async fn read_block(fetcher: &Fetcher, v: &Layer, meta: &ShardMeta, b: usize) -> Result<Rows> {
     let at = meta.blocks[b];
     let valid = |d: &[u8]| at.checksum.is_none_or(|sum| block_checksum(d) == sum);
     let range = at.offset..at.offset + at.len as u64;

@@ -214,6 +214,8 @@ static HTTP: LazyLock<Http> = LazyLock::new(|| {
             bytes: shards.iter().map(|s| s.bytes).sum(),
             shards,
             groups: vec![],
+            delta: None,
+            layers: vec![],
         };
         m.write(store.inner.as_ref()).await.expect("manifest");
         let _ = pointer::switch(store.inner.as_ref(), "ks", "v1", None, None).await;

@@ -87,14 +87,14 @@ pub async fn final_checks(w: &World) {
     scratch_is_gone(w).await;
     let engine = Engine::new(w.clean[0].clone(), EngineConfig::default());
     let Ok(ks) = engine.keyspace(KS).await else { return };
-    let Some(d) = w.dataset_of(&ks.manifest) else {
-        return w.violation(format!("at the end: {} holds no dataset of this run", ks.manifest.version));
+    let Some(d) = w.dataset_of(&ks.manifest()) else {
+        return w.violation(format!("at the end: {} holds no dataset of this run", ks.manifest().version));
     };
     for k in &d.keys {
         match engine.lookup(&ks, k).await {
             Ok(Some(v)) if v.as_ref() == d.rows[k].as_slice() => {}
             other => {
-                return w.violation(format!("at the end: {k} in {}: {other:?}", ks.manifest.version));
+                return w.violation(format!("at the end: {k} in {}: {other:?}", ks.manifest().version));
             }
         }
     }
@@ -107,7 +107,7 @@ async fn readers_follow_the_pointer(w: &World) {
     let engines = w.reader_engines.lock().unwrap().clone();
     for (me, engine) in engines {
         engine.refresh();
-        let served = engine.keyspace(KS).await.map(|k| k.manifest.version.clone()).ok();
+        let served = engine.keyspace(KS).await.map(|k| k.manifest().version.clone()).ok();
         if served != current {
             w.violation(format!(
                 "(f) reader{me} serves {served:?} though the pointer names {current:?} (the keyspace was rebuilt {} times)",

@@ -75,12 +75,12 @@ pub async fn reader(w: Arc<World>, me: u64) {
         w.in_flight.lock().unwrap().remove(&op);
         match outcome {
             Ok((ks, answers)) => {
-                let version = ks.manifest.version.clone();
+                let version = ks.manifest().version.clone();
                 if seen.last() != Some(&version) {
                     w.log(&format!("reader{me}"), format!("now reading {version}"));
                     seen.push(version.clone());
                 }
-                let Some(d) = w.dataset_of(&ks.manifest) else {
+                let Some(d) = w.dataset_of(&ks.manifest()) else {
                     w.violation(format!("(b) reader{me}: version {version} holds no dataset this run ingested"));
                     continue;
                 };
