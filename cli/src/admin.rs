@@ -77,6 +77,14 @@ pub async fn keyspace_roots(store: &Store, ks: &str) -> Result<(Manifest, Vec<St
 }
 
 pub fn print_health(r: &cairn_shared::versions::health::HealthReport) {
+    print_layer_health(r);
+    for layer in &r.layers {
+        print!("  layer ");
+        print_layer_health(layer);
+    }
+}
+
+fn print_layer_health(r: &cairn_shared::versions::health::HealthReport) {
     use cairn_shared::versions::health::CopyState;
     println!(
         "{} {}: {:?} ({} shards x {} copies{})",

@@ -60,3 +60,23 @@ pub async fn delete(
     opts.max_layers = layers.max_layers;
     Ok(cairn_ingest::ingest(opts, Arc::new(progress::Bars::new())).await?)
 }
+
+/// What `cairn versions` shows of a version besides its name: its layers, keys, deletions and bytes.
+pub async fn describe(store: &Store, ks: &str, version: &str) -> String {
+    let Ok(m) = Manifest::read_top(store.inner.as_ref(), ks, version).await else {
+        return "  (manifest unreadable)".into();
+    };
+    let own = |kind: &str, rows: u64, tombstones: u64, bytes: u64, at: &str| {
+        let deleted = if tombstones > 0 { format!(", {tombstones} deletions") } else { String::new() };
+        format!("{kind} {rows} keys{deleted}, {:.1} MiB, {at}", bytes as f64 / (1 << 20) as f64)
+    };
+    if !m.is_layered() {
+        return format!("  {}", own("base", m.rows, 0, m.bytes, &m.created_at));
+    }
+    let mut out = format!("  {} layers: {}", m.layers.len() + 1, own("delta", m.rows, m.tombstones(), m.bytes, &m.created_at));
+    for l in &m.layers {
+        let kind = if l.version == m.layers[m.layers.len() - 1].version { "base" } else { "delta" };
+        out.push_str(&format!("\n      over {}: {}", l.version, own(kind, l.rows, l.tombstones, l.bytes, &l.created_at)));
+    }
+    out
+}

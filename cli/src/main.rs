@@ -133,14 +133,14 @@ async fn run(cli: Cli) -> Res {
             }
             for v in versions {
                 let mark = if Some(&v) == current.as_ref() { "*" } else { " " };
-                println!("{mark} {v}");
+                println!("{mark} {v}{}", layers::describe(&store, &keyspace, &v).await);
             }
             Ok(0)
         }
         Some(Command::Health { store, keyspace, deep, json }) => {
             let store = Store::open(&store.store)?;
             let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
-            let report = cairn_shared::versions::health::check(&roots, &manifest, deep).await;
+            let report = cairn_shared::versions::health::check_version(&roots, &manifest, deep).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -155,8 +155,16 @@ async fn run(cli: Cli) -> Res {
         Some(Command::Repair { store, keyspace }) => {
             let store = Store::open(&store.store)?;
             let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
-            let repaired = cairn_shared::versions::repair::repair(&roots, &manifest).await?;
-            let after = cairn_shared::versions::health::check(&roots, &manifest, true).await;
+            let mut repaired = cairn_shared::versions::repair::repair(&roots, &manifest).await?;
+            // Every layer the version stacks on, too.
+            for layer in cairn_shared::versions::health::older_layers(&roots, &manifest).await? {
+                let r = cairn_shared::versions::repair::repair(&roots, &layer).await?;
+                repaired.copied += r.copied;
+                repaired.metadata_copied += r.metadata_copied;
+                repaired.unrecoverable.extend(r.unrecoverable);
+                repaired.manifest_unrecoverable |= r.manifest_unrecoverable;
+            }
+            let after = cairn_shared::versions::health::check_version(&roots, &manifest, true).await?;
             println!(
                 "copied {} shard copies and {} manifest/pointer copies; {keyspace} is now {:?}",
                 repaired.copied, repaired.metadata_copied, after.status

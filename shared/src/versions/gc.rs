@@ -72,7 +72,10 @@ fn kind(ks_dir: &str, path: &Path) -> Kind {
     match (parts.next(), parts.next(), parts.next()) {
         (Some("manifests"), Some(f), None) => f.strip_suffix(".json").map_or(Kind::Other, |v| Kind::Manifest(v.into())),
         // A manifest's groups go with its shards: deleted after the manifest, so no listed version lacks them.
-        (Some("groups"), Some(v), Some(f)) if f.ends_with(".json") && parts.next().is_none() => Kind::Shard(v.into()),
+        // So does a delta layer's key filter.
+        (Some("groups"), Some(v), Some(f)) if (f.ends_with(".json") || f == "filter.bin") && parts.next().is_none() => {
+            Kind::Shard(v.into())
+        }
         // A shard object, or one staged for a conditional copy into place (`<version>.parquet.staging-<id>`,
         // left by a writer that crashed between the two): it goes with its version.
         (Some(dir), Some(f), None) if dir.starts_with("shard=") => match f.split_once(".parquet.staging-") {
@@ -175,6 +178,29 @@ fn retired_at(p: &pointer::Pointer, version: &str, newest: SystemTime) -> System
     }
 }
 
+/// Per version with a manifest under the primary, the older layers it stacks on (read from each top level);
+/// None when the manifest is unreadable (gc then refuses to run if it must keep that version).
+async fn layers_of(
+    primary: &dyn object_store::ObjectStore,
+    ks: &str,
+    found: &BTreeMap<String, Found>,
+) -> Result<BTreeMap<String, Option<Vec<String>>>> {
+    let listed: Vec<String> = found.iter().filter(|(_, f)| f.has_manifest).map(|(v, _)| v.clone()).collect();
+    futures::stream::iter(listed)
+        .map(|v| async move {
+            match crate::format::manifest::Manifest::read_top(primary, ks, &v).await {
+                Ok(m) => Ok((v, Some(m.layers.into_iter().map(|l| l.version).collect()))),
+                Err(e) if matches!(e.kind(), crate::error::ErrorKind::Corrupt) => Ok((v, None)),
+                // Deleted since the listing (another gc run): nothing to keep for it.
+                Err(Error::VersionNotFound { .. }) => Ok((v, Some(Vec::new()))),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(DELETE_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
 /// Collects `ks` under `roots` (primary first, then every replica root).
 pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcReport> {
     let now = SystemTime::now();
@@ -199,26 +225,38 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     }
     let newest_listed: BTreeSet<String> =
         found.iter().filter(|(_, f)| f.has_manifest).map(|(v, _)| v.clone()).rev().take(opts.keep).collect();
+    let layers = layers_of(primary, ks, &found).await?;
     // Which versions go, judged on one pointer: gc marks them in that same pointer (or, dry, just reads it).
     let choose = |p: &pointer::Pointer| -> (Vec<String>, BTreeSet<String>) {
         let mut kept: BTreeSet<String> = pinned.iter().chain(&newest_listed).cloned().collect();
         kept.insert(p.version.clone());
         kept.extend(p.previous.clone());
-        let mut doomed = Vec::new();
         for (v, f) in &found {
-            if kept.contains(v) {
-                continue;
-            }
             let age = now.duration_since(retired_at(p, v, f.newest.unwrap_or(now))).unwrap_or_default();
             if age < opts.min_age {
                 kept.insert(v.clone());
-            } else {
-                doomed.push(v.clone());
             }
         }
+        // A kept version keeps every layer it stacks on (and they theirs): its rollback needs them.
+        let mut todo: Vec<String> = kept.iter().cloned().collect();
+        while let Some(v) = todo.pop() {
+            for l in layers.get(&v).into_iter().flatten().flatten() {
+                if kept.insert(l.clone()) {
+                    todo.push(l.clone());
+                }
+            }
+        }
+        let doomed = found.keys().filter(|v| !kept.contains(*v)).cloned().collect();
         (doomed, kept)
     };
     let current = pointer::read(primary, ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))?;
+    if let Some(v) = choose(&current.pointer).1.iter().find(|v| matches!(layers.get(*v), Some(None))) {
+        return Err(Error::corrupt(
+            &layout::manifest_path(ks, v),
+            "a version gc must keep has an unreadable manifest, so the layers it needs are unknown; nothing was \
+             deleted (run `cairn repair`, or delete that version by hand)",
+        ));
+    }
     let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
     // Expired checkpoints go first: a run that took one over since must not be able to publish its version
     // once gc has decided to delete it, and its next checkpoint write (there is one right before every
@@ -331,6 +369,8 @@ mod tests {
         assert_eq!(v("keyspace=ks/manifests/v1.json"), "m:v1");
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet"), "s:v1");
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet.staging-x"), "s:v1");
+        assert_eq!(v("keyspace=ks/groups/v1/filter.bin"), "s:v1");
+        assert_eq!(v("keyspace=ks/groups/v1/00001.json"), "s:v1");
         for other in [
             "keyspace=ks/CURRENT",
             "keyspace=ks/_ingest/x.json",

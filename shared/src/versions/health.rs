@@ -12,6 +12,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::Result;
 use crate::format::checksum::ObjectRef;
+use crate::format::layout;
 use crate::format::manifest::{Manifest, ShardEntry, checksum_label, checksum_of};
 use crate::stores::url::Store;
 use crate::versions::pointer;
@@ -59,6 +60,49 @@ pub struct HealthReport {
     /// the pointer naming another version or carrying no checksum, when it parses as this version).
     pub manifest: Vec<CopyHealth>,
     pub shards: Vec<ShardHealth>,
+    /// A layered version: the report of each older layer it stacks on, newest first (`status` is the worst
+    /// of all).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<HealthReport>,
+}
+
+/// The whole manifest of every older layer `manifest` stacks on, newest first, each from the first root
+/// holding a copy that matches what `manifest` records of it.
+pub async fn older_layers(roots: &[Store], manifest: &Manifest) -> Result<Vec<Manifest>> {
+    let mut out = Vec::with_capacity(manifest.layers.len());
+    for layer in &manifest.layers {
+        let mut found = None;
+        let mut last_error = None;
+        for root in roots {
+            match Manifest::read_with_ref(root.inner.as_ref(), &manifest.keyspace, &layer.version).await {
+                Ok((m, top)) if top == layer.manifest => {
+                    found = Some(m);
+                    break;
+                }
+                Ok(_) => {
+                    last_error =
+                        Some(crate::Error::corrupt(&layout::manifest_path(&manifest.keyspace, &layer.version), "not the layer listed"))
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match found {
+            Some(m) => out.push(m),
+            None => return Err(last_error.expect("at least one root")),
+        }
+    }
+    Ok(out)
+}
+
+/// [`check`] of a version and every layer it stacks on.
+pub async fn check_version(roots: &[Store], manifest: &Manifest, deep: bool) -> Result<HealthReport> {
+    let mut report = check(roots, manifest, deep).await;
+    for layer in older_layers(roots, manifest).await? {
+        let r = check(roots, &layer, deep).await;
+        report.status = report.status.max(r.status);
+        report.layers.push(r);
+    }
+    Ok(report)
 }
 
 /// `xxh3-64:<hex>` of a whole object, streamed.
@@ -126,6 +170,7 @@ pub async fn check(roots: &[Store], manifest: &Manifest, deep: bool) -> HealthRe
         copies_per_shard: roots.len(),
         manifest: manifest_copies,
         shards,
+        layers: Vec::new(),
     }
 }
 

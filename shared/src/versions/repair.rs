@@ -86,7 +86,7 @@ async fn repair_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&
     };
     let listed = Manifest::parse(&path, &top)?;
     let mut fixed = vec![false; roots.len()];
-    // Groups (and the input listing) first: a reader that finds the top level finds every object it lists.
+    // Groups (the input listing, a delta's key filter) first: a reader that finds the top level finds every object it lists.
     let mut parts: Vec<(Path, u64, &str)> = listed
         .groups
         .iter()
@@ -97,6 +97,9 @@ async fn repair_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&
         .collect();
     if let Some(want) = &listed.source.listing {
         parts.push((layout::sources_path(&manifest.keyspace, &manifest.version), want.bytes, &want.checksum));
+    }
+    if let Some(delta) = &listed.delta {
+        parts.push((layout::filter_path(&manifest.keyspace, &manifest.version), delta.filter.bytes, &delta.filter.checksum));
     }
     for (part, bytes, checksum) in parts {
         let copies = read_all(roots, &part).await?;

@@ -43,6 +43,18 @@ pub async fn rollback(
         // Read after the pointer the switch is conditional on: gc marks a version in the pointer before it
         // deletes its manifest, so a manifest present now and an unchanged pointer at the switch mean whole.
         let (manifest, top) = Manifest::read_with_ref(store, ks, &target).await?;
+        // A layered version needs every layer it stacks on: none being deleted, each manifest present.
+        if let Some(l) = manifest.layers.iter().find(|l| cur.pointer.collecting.contains(&l.version)) {
+            return Err(Error::Config(format!(
+                "{target} stacks on layer {} which gc is deleting; it cannot be rolled back to",
+                l.version
+            )));
+        }
+        for l in &manifest.layers {
+            Manifest::read_top(store, ks, &l.version).await.map_err(|e| {
+                Error::Config(format!("{target} stacks on layer {}, which cannot be read ({e})", l.version))
+            })?;
+        }
         match pointer::switch(store, ks, &target, Some(top), Some(&cur)).await {
             Ok(p) => break (p, manifest),
             Err(e) => {
