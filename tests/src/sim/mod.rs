@@ -19,7 +19,7 @@
 mod accidents;
 mod checks;
 mod readers;
-mod rng;
+pub mod rng;
 mod run;
 mod world;
 mod writers;

@@ -1,0 +1,320 @@
+//! Delta layers against a model: random sequences of full ingests, deltas (adds and overwrites), deletes,
+//! compactions, rollbacks and gc, with a reader running throughout, answer exactly like a map that applies
+//! the same operations in order. Also: compaction writes the shards a full ingest of the same data writes;
+//! a delta's shard count fits the delta; too many layers is refused with a message to compact; a key
+//! absent from a layer costs that layer no request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_ingest::{CompactOptions, IngestOptions, InputFormat, NoProgress};
+use cairn_shared::config::EngineConfig;
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::stores::Store;
+use cairn_shared::versions::gc::{GcOptions, collect};
+use cairn_shared::versions::{pointer, rollback::rollback};
+use cairn_shared::{Engine, ErrorKind};
+use cairn_tests::sim::rng::Rng;
+use object_store::ObjectStoreExt;
+
+type Model = BTreeMap<String, String>;
+const KS: &str = "ks";
+
+fn key(i: u64) -> String {
+    format!("{i:08x}-0000-4000-8000-{:012x}", i * 7919)
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    store: Store,
+    n: u64,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("root").to_str().unwrap()).unwrap();
+        World { dir, store, n: 0 }
+    }
+
+    fn file(&mut self, body: String) -> std::path::PathBuf {
+        self.n += 1;
+        let p = self.dir.path().join(format!("in{}.txt", self.n));
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    fn opts(&mut self, body: String) -> IngestOptions {
+        let input = self.file(body);
+        let mut o = IngestOptions::new(input, KS, self.store.clone());
+        o.threads = 2;
+        o.memory_budget = 16 << 20;
+        o
+    }
+
+    async fn full(&mut self, rows: &Model, shards: u32) -> String {
+        let mut o = self.opts(rows.iter().map(|(k, v)| format!("{k} {v}\n")).collect());
+        o.shards = Some(shards);
+        cairn_ingest::ingest(o, Arc::new(NoProgress)).await.unwrap().version
+    }
+
+    async fn delta(&mut self, rows: &[(String, String)]) -> Result<String, cairn_ingest::IngestError> {
+        let mut o = self.opts(rows.iter().map(|(k, v)| format!("{k} {v}\n")).collect());
+        o.delta = true;
+        cairn_ingest::ingest(o, Arc::new(NoProgress)).await.map(|r| r.version)
+    }
+
+    async fn delete(&mut self, keys: &[String]) -> Result<String, cairn_ingest::IngestError> {
+        let mut o = self.opts(keys.iter().map(|k| format!("{k}\n")).collect());
+        o.format = Some(InputFormat::Keys);
+        o.delta = true;
+        cairn_ingest::ingest(o, Arc::new(NoProgress)).await.map(|r| r.version)
+    }
+
+    async fn compact(&self) -> String {
+        let mut o = CompactOptions::new(KS, self.store.clone());
+        o.threads = 2;
+        cairn_ingest::compact(o, Arc::new(NoProgress)).await.unwrap().version
+    }
+
+    async fn current(&self) -> String {
+        pointer::read(self.store.inner.as_ref(), KS).await.unwrap().unwrap().pointer.version
+    }
+}
+
+fn engine(store: &Store) -> Engine {
+    let mut config = EngineConfig::default();
+    config.pointer_ttl = Duration::from_millis(20);
+    Engine::new(store.clone(), config)
+}
+
+/// Every key of the universe answers as `model` says.
+async fn check(engine: &Engine, model: &Model, universe: u64, what: &str) {
+    engine.refresh();
+    for i in 0..universe {
+        let k = key(i);
+        let got = engine.get(KS, &k).await.unwrap_or_else(|e| panic!("{what}: {k}: {e}"));
+        assert_eq!(got, model.get(&k).map(|v| Bytes::from(v.clone())), "{what}: key {k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_answer_like_a_map_through_deltas_deletes_compactions_rollbacks_and_gc() {
+    for seed in [1u64, 2, 3] {
+        model_run(seed, 36).await;
+    }
+}
+
+async fn model_run(seed: u64, steps: usize) {
+    const UNIVERSE: u64 = 160;
+    let mut rng = Rng::new(seed, 0);
+    let mut w = World::new();
+    let mut model: Model = (0..UNIVERSE / 2).map(|i| (key(i * 2), format!("base-{i}"))).collect();
+    // version → what it answers (versions gc deleted are removed).
+    let states: Arc<Mutex<HashMap<String, Model>>> = Arc::default();
+    let v = w.full(&model, 4).await;
+    states.lock().unwrap().insert(v, model.clone());
+    let engine = Arc::new(engine(&w.store));
+
+    // A reader throughout: whatever version it reads, its answer is that version's.
+    let stop = Arc::new(AtomicBool::new(false));
+    let checked = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (engine, states, stop, checked) = (engine.clone(), states.clone(), stop.clone(), checked.clone());
+        tokio::spawn(async move {
+            let mut rng = Rng::new(seed, 1);
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(v) = engine.keyspace(KS).await else { continue };
+                let k = key(rng.below(UNIVERSE));
+                let want = states.lock().unwrap().get(&v.manifest().version).map(|m| m.get(&k).cloned());
+                match (engine.lookup(&v, &k).await, want) {
+                    (Ok(got), Some(want)) => {
+                        assert_eq!(got, want.map(Bytes::from), "reader: {k} in {}", v.manifest().version);
+                        checked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A version gc deleted under a reader that still held it (gc here keeps no --min-age).
+                    (Err(e), _) if matches!(e.kind(), ErrorKind::DataLoss | ErrorKind::NotFound) => {}
+                    (Err(e), Some(_)) => panic!("reader: {k} in {}: {e}", v.manifest().version),
+                    (_, None) => {} // published, not yet recorded by the writer
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+
+    for step in 0..steps {
+        let what = format!("seed {seed} step {step}");
+        let roll = rng.below(100);
+        let before = w.current().await;
+        if roll < 40 {
+            let n = 1 + rng.below(25);
+            let mut rows: BTreeMap<String, String> = BTreeMap::new();
+            for _ in 0..n {
+                let value = if rng.chance(100) { String::new() } else { format!("d{step}-{}", rng.below(1000)) };
+                rows.insert(key(rng.below(UNIVERSE)), value);
+            }
+            let rows: Vec<(String, String)> = rows.into_iter().collect();
+            let layers = Manifest::read_top(w.store.inner.as_ref(), KS, &before).await.unwrap().layers.len() + 1;
+            match w.delta(&rows).await {
+                Ok(v) => {
+                    model.extend(rows);
+                    states.lock().unwrap().insert(v, model.clone());
+                }
+                Err(e) => {
+                    assert_eq!(layers, 8, "{what}: only a full stack refuses a delta: {e}");
+                    assert!(e.to_string().contains("cairn compact"), "{e}");
+                    assert_eq!(w.current().await, before);
+                }
+            }
+        } else if roll < 60 {
+            let keys: Vec<String> = (0..1 + rng.below(12)).map(|_| key(rng.below(UNIVERSE))).collect();
+            let mut keys = keys;
+            keys.sort();
+            keys.dedup();
+            if let Ok(v) = w.delete(&keys).await {
+                for k in &keys {
+                    model.remove(k);
+                }
+                states.lock().unwrap().insert(v, model.clone());
+            }
+        } else if roll < 72 {
+            let v = w.compact().await;
+            let m = Manifest::read(w.store.inner.as_ref(), KS, &v).await.unwrap();
+            assert!(!m.is_layered(), "{what}: compaction publishes one layer");
+            assert_eq!(m.rows, model.len() as u64, "{what}: tombstones dropped");
+            states.lock().unwrap().insert(v, model.clone());
+        } else if roll < 84 {
+            // Back to any version still kept.
+            let known: Vec<String> = {
+                let s = states.lock().unwrap();
+                let mut v: Vec<String> = s.keys().filter(|v| **v != before).cloned().collect();
+                v.sort();
+                v
+            };
+            if known.is_empty() {
+                continue;
+            }
+            let to = rng.pick(&known).clone();
+            rollback(&w.store, KS, Some(&to), &|u: &str| Store::open(u)).await.unwrap();
+            model = states.lock().unwrap()[&to].clone();
+        } else {
+            let opts = GcOptions { keep: rng.below(3) as usize, min_age: Duration::ZERO, dry_run: false };
+            let report = collect(std::slice::from_ref(&w.store), KS, &opts).await.unwrap();
+            let mut s = states.lock().unwrap();
+            for v in &report.deleted_versions {
+                s.remove(v);
+            }
+            // Every version still listed is whole: its layers are all there.
+            for v in s.keys() {
+                let m = Manifest::read(w.store.inner.as_ref(), KS, v).await;
+                let m = m.unwrap_or_else(|e| panic!("{what}: kept version {v}: {e}"));
+                for l in &m.layers {
+                    Manifest::read(w.store.inner.as_ref(), KS, &l.version)
+                        .await
+                        .unwrap_or_else(|e| panic!("{what}: layer {} of kept {v}: {e}", l.version));
+                }
+            }
+        }
+        check(&engine, &model, UNIVERSE, &what).await;
+        // A fresh reader (no caches) agrees.
+        check(&engine_fresh(&w.store), &model, UNIVERSE, &format!("{what}, fresh reader")).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.await.unwrap();
+    assert!(checked.load(Ordering::Relaxed) > 0, "the reader checked answers");
+}
+
+fn engine_fresh(store: &Store) -> Engine {
+    engine(store)
+}
+
+/// Shard objects of a compaction are those a full ingest of the same data with as many shards writes:
+/// byte for byte up to the Parquet footer, which names the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_writes_the_shards_a_full_ingest_writes() {
+    let mut w = World::new();
+    let mut model: Model = (0..3000).map(|i| (key(i), format!("value-{i}"))).collect();
+    w.full(&model, 5).await;
+    let changes: Vec<(String, String)> = (0..3000).step_by(7).map(|i| (key(i), format!("new-{i}"))).collect();
+    w.delta(&changes).await.unwrap();
+    model.extend(changes);
+    let added: Vec<(String, String)> = (5000..5100).map(|i| (key(i), format!("added-{i}"))).collect();
+    w.delta(&added).await.unwrap();
+    model.extend(added);
+    let gone: Vec<String> = (0..3000).step_by(11).map(key).collect();
+    w.delete(&gone).await.unwrap();
+    for k in &gone {
+        model.remove(k);
+    }
+    let compacted = Manifest::read(w.store.inner.as_ref(), KS, &w.compact().await).await.unwrap();
+
+    let other = World::new();
+    let mut o = IngestOptions::new(w.file(model.iter().map(|(k, v)| format!("{k} {v}\n")).collect()), KS, other.store.clone());
+    o.shards = Some(5);
+    let full = cairn_ingest::ingest(o, Arc::new(NoProgress)).await.unwrap();
+    let full = Manifest::read(other.store.inner.as_ref(), KS, &full.version).await.unwrap();
+    assert_eq!(compacted.placement, full.placement);
+    assert_eq!(compacted.rows, model.len() as u64);
+    for (a, b) in compacted.shards.iter().zip(&full.shards) {
+        assert_eq!((a.rows, &a.min_key, &a.max_key, &a.pieces), (b.rows, &b.min_key, &b.max_key, &b.pieces));
+        let read = |s: &Store, p: &str| {
+            let (s, p) = (s.clone(), object_store::path::Path::from(p));
+            async move { s.inner.get(&p).await.unwrap().bytes().await.unwrap() }
+        };
+        let (x, y) = (read(&w.store, &a.path).await, read(&other.store, &b.path).await);
+        let data = |o: &Bytes, e: &cairn_shared::format::manifest::ShardEntry| o.slice(..(e.bytes - e.meta_bytes) as usize);
+        assert_eq!(data(&x, a), data(&y, b), "shard {}: blocks and index pieces differ", a.shard);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_fits_its_size_and_absent_keys_cost_it_nothing() {
+    let mut w = World::new();
+    let model: Model = (0..20_000).map(|i| (key(i), format!("value-{i}-{}", "x".repeat(200)))).collect();
+    w.full(&model, 64).await;
+    let small: Vec<(String, String)> = (0..50).map(|i| (key(i), "changed".into())).collect();
+    let v = w.delta(&small).await.unwrap();
+    let m = Manifest::read(w.store.inner.as_ref(), KS, &v).await.unwrap();
+    assert_eq!(m.placement.shards(), 1, "a 50-key delta over 64 shards writes one shard");
+    assert_eq!(m.layers.len(), 1);
+
+    // Warm the base's index pieces and blocks for keys the delta does not hold, then count requests.
+    let engine = engine(&w.store);
+    let probe: Vec<String> = (1000..1400).map(key).collect();
+    for k in &probe {
+        engine.get(KS, k).await.unwrap();
+    }
+    let ((), cost) = cairn_shared::cost::measure(async {
+        for k in &probe {
+            assert_eq!(engine.get(KS, k).await.unwrap().unwrap(), model[k].as_bytes());
+        }
+    })
+    .await;
+    let gets = cost.object_gets;
+    // The delta's filter rules nearly every key out: its pieces and blocks are (almost) never read.
+    assert!(gets <= 4, "{gets} requests for 400 warm lookups of keys absent from the delta");
+    assert_eq!(engine.get(KS, &key(3)).await.unwrap().unwrap(), "changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_past_max_layers_is_refused_and_a_delete_of_nothing_is_harmless() {
+    let mut w = World::new();
+    let model: Model = (0..100).map(|i| (key(i), format!("v{i}"))).collect();
+    w.full(&model, 2).await;
+    for i in 0..7 {
+        w.delta(&[(key(i), format!("d{i}"))]).await.unwrap();
+    }
+    let e = w.delta(&[(key(99), "x".into())]).await.unwrap_err();
+    assert!(e.to_string().contains("8 layers") && e.to_string().contains("cairn compact"), "{e}");
+    let v = w.compact().await;
+    assert_eq!(w.current().await, v);
+    // Deleting keys no layer holds publishes tombstones that answer what was answered before.
+    w.delete(&[key(500), key(501)]).await.unwrap();
+    let engine = engine(&w.store);
+    assert_eq!(engine.get(KS, &key(500)).await.unwrap(), None);
+    assert_eq!(engine.get(KS, &key(0)).await.unwrap().unwrap(), "d0");
+    assert_eq!(engine.get(KS, &key(50)).await.unwrap().unwrap(), "v50");
+}
