@@ -73,10 +73,15 @@ pub async fn describe(store: &Store, ks: &str, version: &str) -> String {
     if !m.is_layered() {
         return format!("  {}", own("base", m.rows, 0, m.bytes, &m.created_at));
     }
-    let mut out = format!("  {} layers: {}", m.layers.len() + 1, own("delta", m.rows, m.tombstones(), m.bytes, &m.created_at));
+    let mut out =
+        format!("  {} layers: {}", m.layers.len() + 1, own("delta", m.rows, m.tombstones(), m.bytes, &m.created_at));
     for l in &m.layers {
         let kind = if l.version == m.layers[m.layers.len() - 1].version { "base" } else { "delta" };
-        out.push_str(&format!("\n      over {}: {}", l.version, own(kind, l.rows, l.tombstones, l.bytes, &l.created_at)));
+        out.push_str(&format!(
+            "\n      over {}: {}",
+            l.version,
+            own(kind, l.rows, l.tombstones, l.bytes, &l.created_at)
+        ));
     }
     out
 }

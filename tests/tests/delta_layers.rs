@@ -252,7 +252,8 @@ async fn compaction_writes_the_shards_a_full_ingest_writes() {
     let compacted = Manifest::read(w.store.inner.as_ref(), KS, &w.compact().await).await.unwrap();
 
     let other = World::new();
-    let mut o = IngestOptions::new(w.file(model.iter().map(|(k, v)| format!("{k} {v}\n")).collect()), KS, other.store.clone());
+    let mut o =
+        IngestOptions::new(w.file(model.iter().map(|(k, v)| format!("{k} {v}\n")).collect()), KS, other.store.clone());
     o.shards = Some(5);
     let full = cairn_ingest::ingest(o, Arc::new(NoProgress)).await.unwrap();
     let full = Manifest::read(other.store.inner.as_ref(), KS, &full.version).await.unwrap();
@@ -265,7 +266,8 @@ async fn compaction_writes_the_shards_a_full_ingest_writes() {
             async move { s.inner.get(&p).await.unwrap().bytes().await.unwrap() }
         };
         let (x, y) = (read(&w.store, &a.path).await, read(&other.store, &b.path).await);
-        let data = |o: &Bytes, e: &cairn_shared::format::manifest::ShardEntry| o.slice(..(e.bytes - e.meta_bytes) as usize);
+        let data =
+            |o: &Bytes, e: &cairn_shared::format::manifest::ShardEntry| o.slice(..(e.bytes - e.meta_bytes) as usize);
         assert_eq!(data(&x, a), data(&y, b), "shard {}: blocks and index pieces differ", a.shard);
     }
 }

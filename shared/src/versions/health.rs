@@ -80,8 +80,10 @@ pub async fn older_layers(roots: &[Store], manifest: &Manifest) -> Result<Vec<Ma
                     break;
                 }
                 Ok(_) => {
-                    last_error =
-                        Some(crate::Error::corrupt(&layout::manifest_path(&manifest.keyspace, &layer.version), "not the layer listed"))
+                    last_error = Some(crate::Error::corrupt(
+                        &layout::manifest_path(&manifest.keyspace, &layer.version),
+                        "not the layer listed",
+                    ))
                 }
                 Err(e) => last_error = Some(e),
             }

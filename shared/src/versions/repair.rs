@@ -99,7 +99,11 @@ async fn repair_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&
         parts.push((layout::sources_path(&manifest.keyspace, &manifest.version), want.bytes, &want.checksum));
     }
     if let Some(delta) = &listed.delta {
-        parts.push((layout::filter_path(&manifest.keyspace, &manifest.version), delta.filter.bytes, &delta.filter.checksum));
+        parts.push((
+            layout::filter_path(&manifest.keyspace, &manifest.version),
+            delta.filter.bytes,
+            &delta.filter.checksum,
+        ));
     }
     for (part, bytes, checksum) in parts {
         let copies = read_all(roots, &part).await?;

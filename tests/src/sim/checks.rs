@@ -51,10 +51,25 @@ pub async fn check_current(w: &World) -> Option<String> {
             break;
         }
     }
+    // A layered version: every layer it stacks on, too.
+    let mut layers = Vec::new();
+    for l in manifest.iter().flat_map(|m| m.layers.iter()) {
+        let mut found = None;
+        for root in &w.clean {
+            if let Ok(m) = Manifest::read(root.inner.as_ref(), KS, &l.version).await {
+                found = Some(m);
+                break;
+            }
+        }
+        match found {
+            Some(m) => layers.push(m),
+            None => problem = Some(format!("CURRENT names {version}, whose layer {} no root holds", l.version)),
+        }
+    }
     match &manifest {
         None => problem = Some(format!("CURRENT names {version}, whose manifest no root holds")),
         Some(m) => {
-            for s in &m.shards {
+            for s in m.shards.iter().chain(layers.iter().flat_map(|l| l.shards.iter())) {
                 let mut whole = false;
                 for root in &w.clean {
                     if root.inner.head(&s.path.as_str().into()).await.is_ok_and(|meta| meta.size == s.bytes) {
@@ -87,7 +102,7 @@ pub async fn final_checks(w: &World) {
     scratch_is_gone(w).await;
     let engine = Engine::new(w.clean[0].clone(), EngineConfig::default());
     let Ok(ks) = engine.keyspace(KS).await else { return };
-    let Some(d) = w.dataset_of(&ks.manifest()) else {
+    let Some(d) = w.resolve(ks.manifest()).await else {
         return w.violation(format!("at the end: {} holds no dataset of this run", ks.manifest().version));
     };
     for k in &d.keys {

@@ -18,6 +18,7 @@
 
 mod accidents;
 mod checks;
+mod layers;
 mod readers;
 pub mod rng;
 mod run;

@@ -54,7 +54,11 @@ pub async fn reader(w: Arc<World>, me: u64) {
                 let d = &w.datasets[rng.below(w.datasets.len() as u64) as usize];
                 let roll = rng.below(10);
                 if roll < 2 || d.keys.is_empty() {
-                    uuid::Uuid::from_u64_pair(rng.next(), rng.next()).to_string()
+                    // Absent: now and then one a delta deleted (a tombstone over nothing).
+                    match rng.chance(500) {
+                        true => rng.pick(&w.phantoms).clone(),
+                        false => uuid::Uuid::from_u64_pair(rng.next(), rng.next()).to_string(),
+                    }
                 } else if roll < 7 {
                     d.keys[rng.below(d.keys.len().min(8) as u64) as usize].clone()
                 } else {
@@ -80,8 +84,10 @@ pub async fn reader(w: Arc<World>, me: u64) {
                     w.log(&format!("reader{me}"), format!("now reading {version}"));
                     seen.push(version.clone());
                 }
-                let Some(d) = w.dataset_of(&ks.manifest()) else {
-                    w.violation(format!("(b) reader{me}: version {version} holds no dataset this run ingested"));
+                let Some(d) = w.resolve(ks.manifest()).await else {
+                    if !w.demolished.lock().unwrap().contains(&version) {
+                        w.violation(format!("(b) reader{me}: version {version} holds no dataset this run ingested"));
+                    }
                     continue;
                 };
                 w.answers.fetch_add(answers.len() as u64, Relaxed);

@@ -61,6 +61,7 @@ pub fn run_seed(seed: u64, millis: u64) -> Outcome {
                 tokio::spawn(demolisher(w.clone())),
                 tokio::spawn(builder(w.clone())),
                 tokio::spawn(pid_reuser(w.clone())),
+                tokio::spawn(super::layers::layerer(w.clone())),
             ];
             for r in 0..2 {
                 tasks.push(tokio::spawn(reader(w.clone(), r)));
@@ -110,9 +111,10 @@ pub fn run_seed(seed: u64, millis: u64) -> Outcome {
     let violations = w.violations.lock().unwrap().clone();
     let trace: Vec<String> = w.trace.lock().unwrap().iter().cloned().collect();
     let summary = format!(
-        "sim seed={seed} ops={} published={} rebuilt={} answers_checked={} store_ops={} faults={} violations={}",
+        "sim seed={seed} ops={} published={} (layer ops {}) rebuilt={} answers_checked={} store_ops={} faults={} violations={}",
         w.ops.load(Relaxed),
         w.published.load(Relaxed),
+        w.layer_ops.load(Relaxed),
         w.rebuilt.load(Relaxed),
         w.answers.load(Relaxed),
         w.counts.ops.load(Relaxed),

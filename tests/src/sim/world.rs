@@ -69,6 +69,11 @@ pub struct World {
     pub datasets: Vec<Dataset>,
     /// Versions published by external builds (the builder), by dataset: their fingerprint is the shards'.
     pub built: Mutex<HashMap<String, usize>>,
+    /// Delta and compacted versions, by the dataset they answer as (that of the base they stack on or
+    /// compacted): resolved through their layers (`resolve`).
+    pub answers_as: Mutex<HashMap<String, usize>>,
+    /// Keys no dataset holds that deltas delete (tombstones) and readers look up.
+    pub phantoms: Vec<String>,
     /// Writers (ingests, builds, rollback, gc, repair) hold it shared per operation; the operator who
     /// deletes the keyspace holds it alone, so the deletion is "between" writes, as a careful operator's is.
     pub writers: tokio::sync::RwLock<()>,
@@ -83,6 +88,8 @@ pub struct World {
     pub next_op: AtomicU64,
     pub ops: AtomicU64,
     pub published: AtomicU64,
+    /// Deltas and compactions published.
+    pub layer_ops: AtomicU64,
     pub answers: AtomicU64,
     pub rebuilt: AtomicU64,
     /// Versions whose objects the operator deleted.
@@ -115,7 +122,37 @@ impl World {
         if let Some(&d) = self.built.lock().unwrap().get(&m.version) {
             return Some(&self.datasets[d]);
         }
+        if let Some(&d) = self.answers_as.lock().unwrap().get(&m.version) {
+            return Some(&self.datasets[d]);
+        }
         self.datasets.iter().find(|d| d.fingerprint == m.source.fingerprint)
+    }
+
+    /// [`Self::dataset_of`], following a layered version to its base layer and a compacted one to the
+    /// version it compacted (their deltas only delete phantom keys, so they answer as that dataset),
+    /// reading manifests from the roots without faults.
+    pub async fn resolve(&self, m: &Manifest) -> Option<&Dataset> {
+        let mut at = m.clone();
+        for _ in 0..64 {
+            if let Some(d) = self.dataset_of(&at) {
+                let i = self.datasets.iter().position(|x| std::ptr::eq(x, d)).expect("one of ours");
+                self.answers_as.lock().unwrap().insert(m.version.clone(), i);
+                return Some(d);
+            }
+            let next = match at.layers.last() {
+                Some(base) => base.version.clone(),
+                None => at.source.files.first()?.strip_prefix("compaction of ")?.to_string(),
+            };
+            let mut found = None;
+            for root in &self.clean {
+                if let Ok(n) = Manifest::read_top(root.inner.as_ref(), KS, &next).await {
+                    found = Some(n);
+                    break;
+                }
+            }
+            at = found?;
+        }
+        None
     }
 
     /// The empty dataset's index.
@@ -186,6 +223,8 @@ pub async fn open_roots(seed: u64, dir: &Path, rng: &mut Rng, counts: &Arc<Fault
         reader_engines: Mutex::default(),
         datasets: Vec::new(),
         built: Mutex::default(),
+        answers_as: Mutex::default(),
+        phantoms: (0..16).map(|i| uuid::Uuid::from_u64_pair(seed ^ 0x5eed_f00d, i).to_string()).collect(),
         writers: tokio::sync::RwLock::new(()),
         tmp: dir.join("tmp"),
         ttl,
@@ -198,6 +237,7 @@ pub async fn open_roots(seed: u64, dir: &Path, rng: &mut Rng, counts: &Arc<Fault
         next_op: AtomicU64::new(0),
         ops: AtomicU64::new(0),
         published: AtomicU64::new(0),
+        layer_ops: AtomicU64::new(0),
         answers: AtomicU64::new(0),
         rebuilt: AtomicU64::new(0),
         demolished: Mutex::default(),
