@@ -39,8 +39,29 @@ pub struct PublishOptions {
     pub empty_shards: Vec<u32>,
 }
 
+/// What kind of version [`Build::begin_with`] starts.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// A delta layer over the current version (a full version when the keyspace has none): the placement
+    /// nests in the base's, at most as many shards as it has; writers tag values (layers.rs).
+    pub delta: bool,
+    /// With `delta`: most layers the published version may have.
+    pub max_layers: usize,
+    /// Begin only if the keyspace's current version is this one (a compaction of it), and publish only
+    /// over it.
+    pub over: Option<String>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions { delta: false, max_layers: cairn_shared::format::layers::DEFAULT_MAX_LAYERS, over: None }
+    }
+}
+
 pub struct Build {
     target: VersionTarget,
+    /// A delta build: the version it stacks on.
+    delta: Option<crate::delta::DeltaBase>,
     roots: Vec<Store>,
     owned: Arc<tokio::sync::Mutex<Owned>>,
     base: Option<String>,
@@ -60,10 +81,33 @@ impl Build {
         spec: PlacementSpec,
         lease: Duration,
     ) -> Result<Build, IngestError> {
+        Self::begin_with(keyspace, roots, spec, lease, &BuildOptions::default()).await
+    }
+
+    /// [`Build::begin`] of a delta, or of a version that must replace one given version.
+    pub async fn begin_with(
+        keyspace: &str,
+        roots: Vec<Store>,
+        spec: PlacementSpec,
+        lease: Duration,
+        opts: &BuildOptions,
+    ) -> Result<Build, IngestError> {
         validate_keyspace(keyspace)?;
         Placement::new(&spec).map_err(IngestError::Invalid)?;
         let primary = roots.first().ok_or_else(|| IngestError::Invalid("a build needs a store".into()))?.inner.clone();
         let current = pointer::read(primary.as_ref(), keyspace).await?;
+        let now = current.as_ref().map(|c| c.pointer.version.clone());
+        if opts.over.is_some() && opts.over != now {
+            return Err(cairn_shared::Error::Conflict { keyspace: keyspace.to_string(), expected: now }.into());
+        }
+        let delta = match opts.delta {
+            true => crate::delta::DeltaBase::read(&roots[0], keyspace, current.as_ref(), opts.max_layers).await?,
+            false => None,
+        };
+        let spec = match &delta {
+            Some(d) => d.placement(spec.shards().min(d.manifest.placement.base().shards()))?,
+            None => spec,
+        };
         let version = layout::new_version();
         // Each build is its own job: two builds of one keyspace race at the pointer switch, one wins.
         let ingest_id =
@@ -90,6 +134,7 @@ impl Build {
         let stop = Stop::default();
         let heartbeat = heartbeat(lease, primary, stop.flag.clone());
         let target = VersionTarget {
+            delta: delta.is_some(),
             keyspace: keyspace.to_string(),
             version,
             placement: spec,
@@ -97,6 +142,7 @@ impl Build {
         };
         Ok(Build {
             target,
+            delta,
             roots,
             owned,
             base,
@@ -207,7 +253,12 @@ impl Build {
             owned.ckpt.done = by_shard;
             owned.ckpt.started_at.clone()
         };
-        let manifest = manifest_for(t, ShardFormat::default().version(), source, entries, &created_at);
+        let mut manifest = manifest_for(t, ShardFormat::default().version(), source, entries, &created_at);
+        if let Some(d) = &self.delta {
+            let filter = crate::delta::write_filter(&self.roots, &t.keyspace, &t.version, &manifest.shards).await?;
+            let tombstones = manifest.shards.iter().map(|e| e.tombstones).sum();
+            d.stack(&mut manifest, tombstones, filter);
+        }
         let progress: Arc<dyn Progress> = Arc::new(NoProgress);
         self.publishing.store(true, std::sync::atomic::Ordering::SeqCst);
         let rerun = "Run the job again (it builds a new version); this one stays until gc collects it";
@@ -226,8 +277,8 @@ impl Build {
             run_merges: 0,
             fingerprint: manifest.source.fingerprint.clone(),
             elapsed: self.started.elapsed(),
-            layers: 1,
-            tombstones: 0,
+            layers: manifest.layers.len() + 1,
+            tombstones: manifest.tombstones(),
         })
     }
 

@@ -156,6 +156,7 @@ pub async fn compact(opts: CompactOptions, progress: Arc<dyn Progress>) -> Resul
             .map_err(IngestError::io(format!("cannot create scratch space in {}", base_dir.display())))?,
     );
     let target = VersionTarget {
+        delta: false,
         keyspace: ks.to_string(),
         version: ckpt.version.clone(),
         placement: spec.clone(),

@@ -38,7 +38,7 @@ pub mod source;
 mod text_input;
 mod write_phase;
 
-pub use build::{Build, PublishOptions};
+pub use build::{Build, BuildOptions, PublishOptions};
 pub use compact::{CompactOptions, compact};
 pub use error::{IngestError, InputError};
 pub use input::{InputFile, InputFormat};

@@ -208,11 +208,11 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         let (handle, stop) = (tokio::runtime::Handle::current(), stop.flag.clone());
         tokio::task::spawn_blocking(move || {
             let input = Input { files: &files, columns: &columns, handle: &handle, stop: &stop, memory, delta };
-            let Runs { runs, counts, tombstones } =
+            let Runs { runs, counts } =
                 read_runs(&input, &placement, &skip, run_bytes, tmp.path(), progress.as_ref(), max_errors)?;
             let spilled = runs.iter().filter(|r| r.is_file()).count();
             if spilled <= width.fanin {
-                return Ok((runs, counts, tombstones, spilled, 0));
+                return Ok((runs, counts, spilled, 0));
             }
             progress.note(&format!("merging {spilled} sorted runs, {} at a time", width.fanin));
             let reduce = Reduce {
@@ -229,12 +229,12 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
                     IngestError::Io { context: "cannot merge sorted runs".into(), source: e }
                 }
             })?;
-            Ok((runs, counts, tombstones, spilled, merges))
+            Ok((runs, counts, spilled, merges))
         })
         .await
         .expect("reader task")
     };
-    let (runs, counts, tombstones, spilled, merges) = match phase1 {
+    let (runs, counts, spilled, merges) = match phase1 {
         Ok(x) => x,
         Err(e) => {
             if matches!(e, IngestError::BadInput(_)) {
@@ -272,6 +272,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let phase2 = {
         let ctx = WriteCtx {
             target: VersionTarget {
+                delta: delta.is_some(),
                 keyspace: opts.keyspace.clone(),
                 version: ckpt.version.clone(),
                 placement: spec.clone(),
@@ -301,6 +302,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let entries: Vec<ShardEntry> = ckpt.done.values().cloned().collect();
     let source = Source::new(fp, files.iter().map(|f| f.path.display().to_string()).collect());
     let target = VersionTarget {
+        delta: delta.is_some(),
         keyspace: opts.keyspace.clone(),
         version: ckpt.version.clone(),
         placement: spec,
@@ -309,6 +311,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     let mut manifest = manifest_for(&target, shard_format.version(), source, entries, &ckpt.started_at);
     if let Some(d) = &delta {
         let filter = write_filter(&roots, &opts.keyspace, &ckpt.version, &manifest.shards).await?;
+        let tombstones = manifest.shards.iter().map(|e| e.tombstones).sum();
         d.stack(&mut manifest, tombstones, filter);
     }
     let rerun = "Rerun the same command: it finishes the publish or reports that it happened";

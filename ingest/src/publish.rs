@@ -246,6 +246,7 @@ mod tests {
     #[test]
     fn a_version_has_one_manifest_whoever_writes_it() {
         let target = VersionTarget {
+            delta: false,
             keyspace: "ks".into(),
             version: layout::new_version(),
             placement: PlacementSpec::jump(1),

@@ -29,11 +29,10 @@ pub(crate) struct Input<'a> {
     pub(crate) delta: bool,
 }
 
-/// What phase 1 found: the runs, and per shard its records (tombstones included), and the tombstones.
+/// What phase 1 found: the runs, and per shard its records (tombstones included).
 pub(crate) struct Runs {
     pub(crate) runs: Vec<Run>,
     pub(crate) counts: Vec<u64>,
-    pub(crate) tombstones: u64,
 }
 
 pub(crate) fn read_runs(
@@ -47,7 +46,6 @@ pub(crate) fn read_runs(
 ) -> Result<Runs, IngestError> {
     let shards = placement.shards();
     let mut counts = vec![0u64; shards as usize];
-    let mut tombstones = 0u64;
     let mut problems = Problems::new(max_errors);
     // One chunk fills while the previous one is sorted and spilled on the other core: two chunks of
     // `run_bytes` at most are held at once.
@@ -79,7 +77,6 @@ pub(crate) fn read_runs(
                 if v.is_none() && !input.delta {
                     return;
                 }
-                tombstones += v.is_none() as u64;
                 let s = placement.shard_of(k);
                 counts[s as usize] += 1;
                 unreported += 1;
@@ -143,6 +140,6 @@ pub(crate) fn read_runs(
         if !chunk.is_empty() {
             runs.push(chunk.into_run(shards));
         }
-        Ok(Runs { runs, counts, tombstones })
+        Ok(Runs { runs, counts })
     })
 }

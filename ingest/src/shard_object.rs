@@ -8,6 +8,7 @@ use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use cairn_shared::format::layers::{DELETED, LIVE};
 use cairn_shared::format::layout;
 use cairn_shared::format::manifest::ShardEntry;
 use cairn_shared::format::ring::PlacementSpec;
@@ -31,6 +32,9 @@ pub struct VersionTarget {
     pub placement: PlacementSpec,
     /// Store URLs, primary first: every shard object goes to each.
     pub roots: Vec<String>,
+    /// A delta layer: values arrive tagged (layers.rs) and every shard carries a key filter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delta: bool,
 }
 
 impl VersionTarget {
@@ -59,6 +63,9 @@ pub struct ShardObject {
     /// abandoned shard leaves nothing behind locally).
     spool: Spool,
     dest: object_store::path::Path,
+    /// A delta layer's shard: its tombstones, counted as rows arrive.
+    delta: bool,
+    tombstones: u64,
 }
 
 /// The written bytes, shared between the writer and the upload that follows it.
@@ -98,13 +105,27 @@ impl Spool {
 impl ShardObject {
     pub fn create(target: &VersionTarget, format: &ShardFormat, shard: u32, dir: &Path) -> Result<Self, IngestError> {
         let spool = Spool(Arc::new(Mutex::new(tempfile::spooled_tempfile_in(SPOOL_BYTES, dir))));
+        let format = &ShardFormat { key_filter: format.key_filter || target.delta, ..format.clone() };
         let writer = ShardWriter::new(spool.clone(), format, target.metadata(format, shard))?;
-        Ok(ShardObject { shard, writer, spool, dest: layout::shard_path(&target.keyspace, shard, &target.version) })
+        let dest = layout::shard_path(&target.keyspace, shard, &target.version);
+        Ok(ShardObject { shard, writer, spool, dest, delta: target.delta, tombstones: 0 })
     }
 
     /// Keys must arrive strictly ascending (bytewise); the writer refuses anything else.
     #[inline]
     pub fn append(&mut self, key: &str, value: &[u8]) -> Result<(), cairn_shared::Error> {
+        if self.delta {
+            match value.first() {
+                Some(&DELETED) if value.len() == 1 => self.tombstones += 1,
+                Some(&LIVE) => {}
+                _ => {
+                    return Err(cairn_shared::Error::Config(format!(
+                        "key {key:?}: a delta layer's value must be tagged (a first byte of 0 for a value, \
+                         a lone 1 for a deletion)"
+                    )));
+                }
+            }
+        }
         self.writer.append(key, value)
     }
 
@@ -113,7 +134,7 @@ impl ShardObject {
         let summary = self.writer.finish()?;
         let body = self.spool.into_body().map_err(IngestError::io(format!("cannot read back {}", self.dest)))?;
         let checksum = upload(body, roots, &self.dest).await?;
-        Ok(summary.entry(self.shard, self.dest.to_string(), checksum))
+        Ok(ShardEntry { tombstones: self.tombstones, ..summary.entry(self.shard, self.dest.to_string(), checksum) })
     }
 }
 
@@ -163,7 +184,7 @@ impl ShardObject {
             }
             checksum
         };
-        Ok(summary.entry(self.shard, self.dest.to_string(), checksum))
+        Ok(ShardEntry { tombstones: self.tombstones, ..summary.entry(self.shard, self.dest.to_string(), checksum) })
     }
 }
 

@@ -47,8 +47,15 @@ _RAISED = re.compile(r"cairn\.(InvalidInput|NotFound|Conflict|Corrupt|Unavailabl
 
 
 def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replicas=None, *,
-              allow_empty=False, _fail_first_attempt=None):
+              allow_empty=False, mode="full", deleted=None, max_layers=8, _over=None, _fail_first_attempt=None):
     """Publishes the rows of ``df`` as a new version of ``keyspace``.
+
+    ``mode="delta"`` publishes them as a delta layer over the current version instead (``cairn ingest
+    --delta``): its keys override the older layers', the others keep their values; ``deleted`` names a
+    boolean column whose true rows delete their key (their value may be null). A delta that would give the
+    version more than ``max_layers`` layers is refused: :func:`compact` first. Over a keyspace with no
+    version, a delta is published as its first full version (deletions dropped). The result's ``layers``
+    says how many layers the published version has.
 
     ``store``: the primary store URL, as the CLI takes it (a path, ``file:///abs/path``, ``s3://bucket/prefix``
     configured by the standard AWS environment on the driver and every executor). ``replicas``: further
@@ -72,7 +79,13 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
+    if mode not in ("full", "delta"):
+        raise _cairn.InvalidInput(f"mode must be \"full\" or \"delta\", not {mode!r}")
+    if deleted is not None and mode != "delta":
+        raise _cairn.InvalidInput("deleted= marks deletions in a delta: pass mode=\"delta\"")
     fields = {f.name: f.dataType for f in df.schema.fields}
+    if deleted is not None and not isinstance(fields.get(deleted), T.BooleanType):
+        raise _cairn.InvalidInput(f"the deleted column {deleted!r} must be a boolean column of the DataFrame")
     for column, role in ((key, "key"), (value, "value")):
         if column not in fields:
             raise _cairn.InvalidInput(
@@ -80,21 +93,22 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
         if not isinstance(fields[column], (T.StringType, T.BinaryType)):
             raise _cairn.InvalidInput(
                 f"the {role} column {column!r} is {fields[column].simpleString()}; expected string or binary")
-    rows = df.select(F.col(key).alias("key"), F.col(value).alias("value"))
+    gone = F.coalesce(F.col(deleted), F.lit(False)) if deleted is not None else F.lit(False)
+    rows = df.select(F.col(key).alias("key"), F.col(value).alias("value"), gone.alias("deleted"))
 
     if shards is None:
         # One pass in the JVM: the row count, the nulls, and the size as text (what `cairn ingest` sizes by).
         stats = rows.agg(
             F.count(F.lit(1)).alias("rows"),
             F.count("key").alias("keys"),
-            F.count("value").alias("values"),
+            F.count(F.when(F.col("deleted") | F.col("value").isNotNull(), 1)).alias("values"),
             F.sum(F.octet_length("key") + F.octet_length("value") + F.lit(2)).alias("bytes"),
         ).first()
         if stats["rows"] > stats["keys"]:
             raise _cairn.InvalidInput(
                 f"{stats['rows'] - stats['keys']} rows have a null key (column {key!r}); nothing was published")
         if stats["rows"] > stats["values"]:
-            first = rows.filter(F.col("value").isNull()).select("key").first()[0]
+            first = rows.filter(F.col("value").isNull() & ~F.col("deleted")).select("key").first()[0]
             raise _cairn.InvalidInput(
                 f"{stats['rows'] - stats['values']} rows have a null value (column {value!r}), the first for key "
                 f"{_shown(first)}; nothing was published")
@@ -114,7 +128,15 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
             f"shards of ~{data_bytes // n_shards >> 20} MiB exceed {_cairn.STAGED_MAX >> 20} MiB, the most a shard "
             "can be protected from being replaced by a retried task (docs/SPARK.md); pass more shards")
 
-    build = _cairn.begin(store, keyspace, shards=n_shards, replicas=list(replicas or []))
+    build = _cairn.begin(store, keyspace, shards=n_shards, replicas=list(replicas or []), delta=mode == "delta",
+                         max_layers=max_layers, over=_over)
+    if build.delta:
+        # A delta layer's values carry a tag: 0 then the value, or a lone 1 for a deletion (docs/FORMAT.md).
+        live = F.concat(F.lit(bytearray(b"\x00")), F.col("value").cast("binary"))
+        rows = rows.select("key", F.when(F.col("deleted"), F.lit(bytearray(b"\x01"))).otherwise(live).alias("value"))
+    else:
+        rows = rows.filter(~F.col("deleted")).select("key", "value")
+    n_shards = build.shards
     sc = _context(df.sparkSession)
     tag = f"cairn-bulk-load-{build.version}"
     tagged = sc is not None and hasattr(sc, "addJobTag")
@@ -131,6 +153,7 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
         empty = [s for s in range(n_shards) if s not in reported]
         published = build.publish(entries, files=files, empty=empty, allow_empty=allow_empty)
         published["placement"] = where
+        published["layers"] = published.get("layers", 1)
         return published
     except BaseException as e:
         try:
@@ -154,6 +177,53 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
                 sc.removeJobTag(tag)
             except Exception:  # a stopped SparkContext: nothing left to untag
                 pass
+
+
+def compact(spark, store, keyspace):
+    """Merges every layer of ``keyspace``'s current version into one base layer, with Spark: the layers'
+    shards are read as the Parquet files they are, the newest row of each key kept (a deletion dropping it),
+    and the result published with :func:`bulk_load` over the base's shard count, only over the version that
+    was read (a delta published meanwhile makes it fail, publishing nothing). Its shards are those ``cairn
+    compact`` writes. Returns :func:`bulk_load`'s result, with ``compacted``: False when the version was one
+    layer already (nothing published)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    info = json.loads(_cairn.layers(store, keyspace))
+    if len(info["layers"]) == 1:
+        return {"version": info["version"], "compacted": False, "layers": 1}
+    root = _root_path(store)
+    frames = []
+    for rank, layer in enumerate(info["layers"]):
+        paths = [f"{root}/{s['path']}" for s in layer["shards"] if s["rows"] > 0]
+        if not paths:
+            continue
+        df = spark.read.parquet(*paths).select("key", "value")
+        if layer["delta"]:
+            deleted = F.substring("value", 1, 1) == F.lit(bytearray(b"\x01"))
+            value = F.expr("substring(value, 2)")
+        else:
+            deleted, value = F.lit(False), F.col("value")
+        frames.append(df.select("key", F.lit(rank).alias("rank"), deleted.alias("deleted"), value.alias("value")))
+    rows = reduce(lambda a, b: a.unionByName(b), frames)
+    newest = rows.groupBy("key").agg(F.min_by(F.struct("deleted", "value"), "rank").alias("newest"))
+    live = newest.filter(~F.col("newest.deleted")).select("key", F.col("newest.value").alias("value"))
+    out = bulk_load(live, store, keyspace, shards=int(info["placement"]["shards"]), replicas=info["replicas"],
+                    allow_empty=True, _over=info["version"])
+    out["compacted"] = True
+    return out
+
+
+def _root_path(store):
+    """The store root as Spark reads files under it."""
+    if store.startswith("s3://"):
+        return "s3a://" + store[len("s3://"):].rstrip("/")
+    if store.startswith("file://"):
+        return store[len("file://"):].rstrip("/")
+    if "://" in store:
+        raise _cairn.InvalidInput(f"compact reads the layers with Spark: {store} is not a path or s3:// URL")
+    return os.path.abspath(store).rstrip("/")
 
 
 def _estimated_bytes(df):
@@ -192,13 +262,19 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
     from pyspark.sql.types import BinaryType
 
     spec = json.loads(target)["placement"]
+    # A delta's placement nests in its base's: shard = base shard × shards / base shards (docs/FORMAT.md).
+    base = spec.get("base", spec) if spec.get("algorithm") == "nested" else spec
+    base_shards = int(base.get("shards", 0))
     # The JVM UDFs implement the default rule (jump hashing of XXH64, seed 0), the only one bulk_load makes.
-    jump = (spec.get("algorithm"), spec.get("hash"), spec.get("seed"), spec.get("shards")) == (
-        "jump", "xxhash64", 0, int(n_shards))
+    jump = (base.get("algorithm"), base.get("hash"), base.get("seed")) == ("jump", "xxhash64", 0) and \
+        int(spec.get("shards", 0)) == int(n_shards)
     jvm = _jvm_placement(spark, isinstance(rows.schema["key"].dataType, BinaryType)) if jump else None
     if jvm is not None:
         # In the JVM, inside the query: no row goes to Python for its shard.
-        placed = rows.withColumn("shard", F.expr(f"{jvm}(key, {int(n_shards)})"))
+        shard = f"{jvm}(key, {base_shards})"
+        if base is not spec:
+            shard = f"cast((cast({shard} as bigint) * {int(n_shards)}) div {base_shards} as int)"
+        placed = rows.withColumn("shard", F.expr(shard))
     elif hasattr(F, "arrow_udf"):
         # Spark 4.1+: only the keys go to Python for placement, and the shard comes back.
         @F.arrow_udf("int")

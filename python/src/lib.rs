@@ -25,6 +25,7 @@ fn _cairn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(writer::placement, m)?)?;
     m.add_function(wrap_pyfunction!(writer::default_shards, m)?)?;
     m.add_function(wrap_pyfunction!(writer::begin, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::layers, m)?)?;
     m.add_function(wrap_pyfunction!(writer::write_shard, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Largest shard object whose upload checks a concurrent attempt wrote the same bytes.

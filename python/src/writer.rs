@@ -125,7 +125,8 @@ pub struct Build {
 /// Begins a new version of `keyspace` in `store` (primary) and `replicas`: a checkpoint owns it (gc
 /// keeps its objects while the build runs) and a heartbeat renews it until publish or abort.
 #[pyfunction]
-#[pyo3(signature = (store, keyspace, *, shards, replicas=None, vnodes=None))]
+#[pyo3(signature = (store, keyspace, *, shards, replicas=None, vnodes=None, delta=false, max_layers=8, over=None))]
+#[allow(clippy::too_many_arguments)]
 pub fn begin(
     py: Python<'_>,
     store: &str,
@@ -133,6 +134,9 @@ pub fn begin(
     shards: u32,
     replicas: Option<Vec<String>>,
     vnodes: Option<u32>,
+    delta: bool,
+    max_layers: usize,
+    over: Option<String>,
 ) -> PyResult<Build> {
     let spec = spec_of(Some(shards), vnodes, None)?;
     let roots = std::iter::once(store.to_string())
@@ -140,7 +144,9 @@ pub fn begin(
         .map(|u| Store::open(&u).map_err(errors::shared))
         .collect::<PyResult<Vec<_>>>()?;
     let lease = cairn_ingest::checkpoint::DEFAULT_LEASE;
-    let inner = block_on(py, cairn_ingest::Build::begin(keyspace, roots, spec, lease)).map_err(errors::ingest)?;
+    let opts = cairn_ingest::BuildOptions { delta, max_layers, over };
+    let inner =
+        block_on(py, cairn_ingest::Build::begin_with(keyspace, roots, spec, lease, &opts)).map_err(errors::ingest)?;
     Ok(Build { inner: Arc::new(inner), state: Mutex::new(State::Open) })
 }
 
@@ -154,6 +160,8 @@ fn report_dict<'py>(py: Python<'py>, r: &IngestReport) -> PyResult<Bound<'py, Py
     d.set_item("imbalance", r.imbalance)?;
     d.set_item("fingerprint", &r.fingerprint)?;
     d.set_item("seconds", r.elapsed.as_secs_f64())?;
+    d.set_item("layers", r.layers)?;
+    d.set_item("tombstones", r.tombstones)?;
     Ok(d)
 }
 
@@ -181,6 +189,14 @@ impl Build {
     #[getter]
     fn shards(&self) -> u32 {
         self.inner.target().placement.shards()
+    }
+
+    /// Whether this build is a delta layer: its writers must be given tagged values (a first byte of 0,
+    /// then the value; a lone 1 for a deletion). False for a delta begun over a keyspace with no version
+    /// (it is then the keyspace's first full version).
+    #[getter]
+    fn delta(&self) -> bool {
+        self.inner.target().delta
     }
 
     /// Publishes the version from the writers' entries (dicts or their JSON), atomically: every object is
@@ -356,4 +372,37 @@ pub fn write_shard<'py>(
     })
     .map_err(errors::ingest)?;
     json_to_py(py, &entry)
+}
+
+/// The layers of `keyspace`'s current version, newest first, as JSON: what `cairn.spark.compact` reads
+/// with Spark. `{"version", "placement" (the base's), "replicas", "layers": [{"version", "delta",
+/// "shards": [{"shard", "path", "rows"}]}]}`; paths are relative to `store`.
+#[pyfunction]
+pub fn layers(py: Python<'_>, store: &str, keyspace: &str) -> PyResult<String> {
+    let root = Store::open(store).map_err(errors::shared)?;
+    let ks = keyspace.to_string();
+    let out = block_on(py, async move {
+        use cairn_shared::format::manifest::Manifest;
+        let cur = cairn_shared::versions::pointer::read(root.inner.as_ref(), &ks)
+            .await?
+            .ok_or_else(|| cairn_shared::Error::KeyspaceNotFound(ks.clone()))?;
+        let top = Manifest::read(root.inner.as_ref(), &ks, &cur.pointer.version).await?;
+        let older = cairn_shared::versions::health::older_layers(std::slice::from_ref(&root), &top).await?;
+        let layer = |m: &Manifest| {
+            serde_json::json!({
+                "version": m.version,
+                "delta": m.delta.is_some(),
+                "shards": m.shards.iter().map(|s| serde_json::json!({"shard": s.shard, "path": s.path, "rows": s.rows})).collect::<Vec<_>>(),
+            })
+        };
+        let base = older.last().unwrap_or(&top);
+        Ok::<_, cairn_shared::Error>(serde_json::json!({
+            "version": top.version,
+            "placement": base.placement,
+            "replicas": top.replicas,
+            "layers": std::iter::once(&top).chain(older.iter()).map(layer).collect::<Vec<_>>(),
+        }))
+    })
+    .map_err(errors::shared)?;
+    Ok(out.to_string())
 }

@@ -196,3 +196,58 @@ def test_an_empty_dataframe_does_not_replace_a_live_keyspace(spark, tmp_path):
     assert list(pathlib.Path(store).glob("keyspace=default/_ingest/*")) == []
     report = cairn.spark.bulk_load(empty, store, "default", shards=4, allow_empty=True)
     assert report["rows"] == 0 and cairn.open(store).get("default", rows[0][0]) is None
+
+
+def data_bytes(store, m):
+    """{shard: bytes of its object before the Parquet footer} (blocks and index pieces)."""
+    out = {}
+    for e in m["shards"]:
+        b = (pathlib.Path(store) / e["path"]).read_bytes()
+        out[e["shard"]] = b[: e["bytes"] - e["meta_bytes"]]
+    return out
+
+
+def test_delta_mode_and_spark_compact_match_cairn_ingest_delta_and_cairn_compact(spark, tmp_path, serve):
+    """bulk_load(mode="delta") answers what `cairn ingest --delta` answers for the same rows (deletions
+    through a boolean column), and cairn.spark.compact writes the shards `cairn compact` writes."""
+    base = example_rows(3000)
+    changes = [(k, "changed " + v) for k, v in base[::5]] + example_rows(200, seed=11)
+    changed = {k for k, _ in changes}
+    deleted = [k for k, _ in base[1::7] if k not in changed]
+    stores = {name: str(tmp_path / name) for name in ("spark", "cli")}
+    src = tmp_path / "base.txt"
+    src.write_text("".join(f"{k} {v}\n" for k, v in base))
+    for store in stores.values():
+        run("ingest", str(src), "-k", "default", "--store", store, "--shards", "6")
+
+    rows = [(k, v, False) for k, v in changes] + [(k, None, True) for k in deleted]
+    df = spark.createDataFrame(rows, "key string, value string, gone boolean").repartition(3)
+    out = cairn.spark.bulk_load(df, stores["spark"], "default", mode="delta", deleted="gone")
+    assert out["layers"] == 2 and out["tombstones"] == len(deleted), out
+
+    import pyarrow as pa
+    table = pa.table({"key": [k for k, _, _ in rows], "value": [v for _, v, _ in rows], "gone": [g for _, _, g in rows]})
+    pq.write_table(table, tmp_path / "delta.parquet")
+    run("ingest", str(tmp_path / "delta.parquet"), "-k", "default", "--store", stores["cli"], "--delta",
+        "--deleted-column", "gone")
+
+    want = dict(base)
+    want.update(dict(changes))
+    for k in deleted:
+        want.pop(k)
+    for store in stores.values():
+        server = serve(store)
+        check_served(server, sorted(want.items()))
+        assert server.mget("default", deleted) == [None] * len(deleted)
+
+    compacted = cairn.spark.compact(spark, stores["spark"], "default")
+    assert compacted["compacted"] and compacted["rows"] == len(want), compacted
+    run("compact", "-k", "default", "--store", stores["cli"])
+    ms = {}
+    for name, store in stores.items():
+        current = (pathlib.Path(store) / "keyspace=default" / "CURRENT").read_text()
+        version = json.loads(current)["version"]
+        ms[name] = json.loads((pathlib.Path(store) / "keyspace=default" / "manifests" / f"{version}.json").read_text())
+        assert "layers" not in ms[name] and ms[name]["rows"] == len(want)
+    assert data_bytes(stores["spark"], ms["spark"]) == data_bytes(stores["cli"], ms["cli"])
+    assert cairn.spark.compact(spark, stores["spark"], "default")["compacted"] is False

@@ -320,3 +320,51 @@ async fn a_delta_past_max_layers_is_refused_and_a_delete_of_nothing_is_harmless(
     assert_eq!(engine.get(KS, &key(0)).await.unwrap().unwrap(), "d0");
     assert_eq!(engine.get(KS, &key(50)).await.unwrap().unwrap(), "v50");
 }
+
+/// The ordinary accidents of a compaction: the same command twice at once, and a crash at a random moment
+/// followed by a rerun. Answers never change, and one compacted version at most is published per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_twice_at_once_or_crashed_then_rerun_answers_the_same() {
+    let mut w = World::new();
+    let mut model: Model = (0..4000).map(|i| (key(i), format!("value-{i}"))).collect();
+    w.full(&model, 40).await;
+    let changes: Vec<(String, String)> = (0..4000).step_by(3).map(|i| (key(i), format!("new-{i}"))).collect();
+    w.delta(&changes).await.unwrap();
+    model.extend(changes);
+    let gone: Vec<String> = (0..4000).step_by(5).map(key).collect();
+    w.delete(&gone).await.unwrap();
+    for k in &gone {
+        model.remove(k);
+    }
+    let layered = w.current().await;
+    let engine = engine(&w.store);
+    check(&engine, &model, 4100, "before").await;
+
+    let (a, b) = tokio::join!(w.compact_result(), w.compact_result());
+    let published: Vec<String> = [&a, &b].iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+    assert!(!published.is_empty(), "one of two compactions at once succeeds: {a:?} {b:?}");
+    let now = w.current().await;
+    assert!(published.iter().all(|v| *v == now), "both report the one version published: {published:?} vs {now}");
+    check(&engine, &model, 4100, "after two at once").await;
+
+    // Back to the layered version, then crash compactions at random moments; a rerun finishes.
+    rollback(&w.store, KS, Some(&layered), &|u: &str| Store::open(u)).await.unwrap();
+    for after_ms in [1u64, 5, 20, 60] {
+        let _ = tokio::time::timeout(Duration::from_millis(after_ms), w.compact_result()).await;
+        check(&engine, &model, 4100, &format!("crashed after {after_ms} ms")).await;
+    }
+    let v = w.compact_result().await.unwrap();
+    assert_eq!(w.current().await, v);
+    let m = Manifest::read(w.store.inner.as_ref(), KS, &v).await.unwrap();
+    assert!(!m.is_layered());
+    check(&engine, &model, 4100, "after the rerun").await;
+}
+
+impl World {
+    async fn compact_result(&self) -> Result<String, cairn_ingest::IngestError> {
+        let mut o = CompactOptions::new(KS, self.store.clone());
+        o.threads = 2;
+        o.lease = Duration::from_secs(2);
+        cairn_ingest::compact(o, Arc::new(NoProgress)).await.map(|r| r.version)
+    }
+}

@@ -36,6 +36,7 @@ async fn write(target: &VersionTarget, store: &Store, rows: &[(String, Vec<u8>)]
 
 async fn two_writers_of_one_large_shard(store: Store) {
     let target = VersionTarget {
+        delta: false,
         keyspace: "big".into(),
         version: layout::new_version(),
         placement: PlacementSpec::jump(1),

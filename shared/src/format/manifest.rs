@@ -157,6 +157,13 @@ pub struct ShardEntry {
     /// object at publish).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<FilterAt>,
+    /// A delta layer's shard: how many of its rows are deletions.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tombstones: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Bytes of a shard object holding its key filter, with their checksum (as for index pieces).

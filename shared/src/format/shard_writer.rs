@@ -140,6 +140,7 @@ impl ShardSummary {
             pieces: self.pieces,
             root: self.root,
             filter: self.filter,
+            tombstones: 0,
         }
     }
 }
