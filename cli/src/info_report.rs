@@ -17,8 +17,18 @@ pub fn render(info: &Value) -> String {
         }
     }
     for (k, v) in top {
-        if !FIRST.contains(&k.as_str()) && !matches!(k.as_str(), "failover" | "cache") {
+        if !FIRST.contains(&k.as_str()) && !matches!(k.as_str(), "failover" | "cache" | "layers") {
             field(&mut out, k, v);
+        }
+    }
+    if let Some(Value::Array(layers)) = top.get("layers") {
+        // Newest first: layer0 is the version's own.
+        section(&mut out, "Layers");
+        line(&mut out, "layers", &layers.len().to_string());
+        for (i, layer) in layers.iter().enumerate() {
+            for (k, v) in layer.as_object().into_iter().flatten() {
+                field(&mut out, &format!("layer{i}_{k}"), v);
+            }
         }
     }
     section(&mut out, "Replication");

@@ -39,6 +39,11 @@ pub async fn delete(
     for (i, k) in keys.iter().enumerate() {
         validate_key(k).map_err(|e| format!("KEY {} ({k:?}): {e}", i + 1))?;
     }
+    // A key named twice on the command line is one deletion (in a --keys-from file it is bad input, as in
+    // any delta).
+    let mut keys: Vec<&String> = keys.iter().collect();
+    keys.sort();
+    keys.dedup();
     if pointer::read(store.inner.as_ref(), ks).await?.is_none() {
         return Err(format!("keyspace {ks:?} has no version in {}: nothing to delete", store.url).into());
     }

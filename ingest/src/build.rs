@@ -101,8 +101,15 @@ impl Build {
             return Err(cairn_shared::Error::Conflict { keyspace: keyspace.to_string(), expected: now }.into());
         }
         let delta = match opts.delta {
-            true => crate::delta::DeltaBase::read(&roots[0], keyspace, current.as_ref(), opts.max_layers).await?,
+            true => crate::delta::DeltaBase::read(&roots[0], keyspace, current.as_ref()).await?,
             false => None,
+        };
+        let roots = match &delta {
+            Some(d) => {
+                d.check_layers(opts.max_layers)?;
+                d.roots(&roots[0], &roots[1..])?
+            }
+            None => roots,
         };
         let spec = match &delta {
             Some(d) => d.placement(spec.shards().min(d.manifest.placement.base().shards()))?,

@@ -3,7 +3,7 @@
 
 use cairn_shared::format::checksum::{ObjectRef, block_checksum};
 use cairn_shared::format::key_filter::{KeyFilter, LayerFilter};
-use cairn_shared::format::layers::{DeltaInfo, LayerRef};
+use cairn_shared::format::layers::{DeltaInfo, LayerRef, MAX_LAYERS};
 use cairn_shared::format::layout;
 use cairn_shared::format::manifest::{LAYERED_FORMAT, Manifest, ShardEntry};
 use cairn_shared::format::ring::PlacementSpec;
@@ -24,14 +24,8 @@ pub struct DeltaBase {
 }
 
 impl DeltaBase {
-    /// The current version of `ks` (None: the keyspace has none, and a delta is a first full ingest),
-    /// refused when one more layer would pass `max_layers`.
-    pub async fn read(
-        primary: &Store,
-        ks: &str,
-        current: Option<&Current>,
-        max_layers: usize,
-    ) -> Result<Option<DeltaBase>, IngestError> {
+    /// The current version of `ks` (None: the keyspace has none, and a delta is a first full ingest).
+    pub async fn read(primary: &Store, ks: &str, current: Option<&Current>) -> Result<Option<DeltaBase>, IngestError> {
         let Some(current) = current else { return Ok(None) };
         let version = &current.pointer.version;
         let (manifest, top) = Manifest::read_top_ref(primary.inner.as_ref(), ks, version).await?;
@@ -41,7 +35,15 @@ impl DeltaBase {
                  `cairn health -k {ks}`"
             )));
         }
-        let layers = manifest.layers.len() + 1;
+        Ok(Some(DeltaBase { manifest, top }))
+    }
+
+    /// Refuses a delta that would give the version more than `max_layers` layers (at most [`MAX_LAYERS`],
+    /// what readers accept).
+    pub fn check_layers(&self, max_layers: usize) -> Result<(), IngestError> {
+        let (ks, version) = (&self.manifest.keyspace, &self.manifest.version);
+        let max_layers = max_layers.min(MAX_LAYERS);
+        let layers = self.manifest.layers.len() + 1;
         if layers + 1 > max_layers {
             return Err(IngestError::Invalid(format!(
                 "keyspace {ks:?} has {layers} layers (version {version}); a delta would make {}, more than \
@@ -50,7 +52,26 @@ impl DeltaBase {
                 layers + 1
             )));
         }
-        Ok(Some(DeltaBase { manifest, top }))
+        Ok(())
+    }
+
+    /// The roots a delta over this version is written to: the same as its layers' (a reader failing over to
+    /// a replica must find every layer there). `given` empty takes them; others are refused.
+    pub fn roots(&self, primary: &Store, given: &[Store]) -> Result<Vec<Store>, IngestError> {
+        let want = &self.manifest.replicas;
+        if given.is_empty() {
+            let replicas = want.iter().map(|u| Store::open(u)).collect::<Result<Vec<_>, _>>()?;
+            return Ok(std::iter::once(primary.clone()).chain(replicas).collect());
+        }
+        let urls: Vec<&String> = given.iter().map(|s| &s.url).collect();
+        if urls.len() != want.len() || want.iter().any(|u| !urls.contains(&u)) {
+            return Err(IngestError::Invalid(format!(
+                "a delta is written to the roots of the layers under it ({}); --replicas names {}",
+                if want.is_empty() { "no replicas".to_string() } else { want.join(", ") },
+                urls.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(std::iter::once(primary.clone()).chain(given.iter().cloned()).collect())
     }
 
     /// The delta's placement: `shards` ranges of the base layer's shards (at most the base's count).

@@ -65,12 +65,23 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             )));
         }
     }
-    let roots: Vec<Store> = std::iter::once(opts.store.clone()).chain(opts.replicas.iter().cloned()).collect();
-    let primary = roots[0].inner.clone();
+    if !opts.delta
+        && let Some(f) = files.iter().find(|f| f.format == InputFormat::Keys)
+    {
+        return Err(IngestError::Invalid(format!(
+            "{}: a keys file deletes keys, which only a delta can do: add --delta (or use `cairn delete`)",
+            f.path.display()
+        )));
+    }
+    let primary = opts.store.inner.clone();
     let current = pointer::read(primary.as_ref(), &opts.keyspace).await?;
     let delta = match opts.delta {
-        true => DeltaBase::read(&roots[0], &opts.keyspace, current.as_ref(), opts.max_layers).await?,
+        true => DeltaBase::read(&opts.store, &opts.keyspace, current.as_ref()).await?,
         false => None,
+    };
+    let roots: Vec<Store> = match &delta {
+        Some(d) => d.roots(&opts.store, &opts.replicas)?,
+        None => std::iter::once(opts.store.clone()).chain(opts.replicas.iter().cloned()).collect(),
     };
     if opts.delta && delta.is_none() {
         progress.note(&format!("keyspace {:?} has no version yet: the delta is published as its base", opts.keyspace));
@@ -159,6 +170,10 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         }
         progress.note(&format!("version {} was published from other inputs; starting over", m.version));
         owned.start_over(fresh(), primary.as_ref()).await?;
+    }
+    // Past the "already published" check: a rerun of a delta that made the last allowed layer reports it.
+    if let Some(d) = &delta {
+        d.check_layers(opts.max_layers)?;
     }
     let mut owned = verify_done(&roots, owned).await?;
     let now_current = current.as_ref().map(|c| c.pointer.version.clone());

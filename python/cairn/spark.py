@@ -193,6 +193,10 @@ def compact(spark, store, keyspace):
     info = json.loads(_cairn.layers(store, keyspace))
     if len(info["layers"]) == 1:
         return {"version": info["version"], "compacted": False, "layers": 1}
+    base = info["placement"]
+    if (base.get("algorithm"), base.get("hash"), base.get("seed")) != ("jump", "xxhash64", 0):
+        raise _cairn.InvalidInput(f"the base layer is placed by {base.get('algorithm')!r}, which bulk_load does not "
+                                  "write: compact it with `cairn compact`")
     root = _root_path(store)
     frames = []
     for rank, layer in enumerate(info["layers"]):
@@ -206,6 +210,8 @@ def compact(spark, store, keyspace):
         else:
             deleted, value = F.lit(False), F.col("value")
         frames.append(df.select("key", F.lit(rank).alias("rank"), deleted.alias("deleted"), value.alias("value")))
+    if not frames:  # every layer empty
+        frames.append(spark.createDataFrame([], "key string, rank int, deleted boolean, value binary"))
     rows = reduce(lambda a, b: a.unionByName(b), frames)
     newest = rows.groupBy("key").agg(F.min_by(F.struct("deleted", "value"), "rank").alias("newest"))
     live = newest.filter(~F.col("newest.deleted")).select("key", F.col("newest.value").alias("value"))

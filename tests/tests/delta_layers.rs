@@ -368,3 +368,50 @@ impl World {
         cairn_ingest::compact(o, Arc::new(NoProgress)).await.map(|r| r.version)
     }
 }
+
+/// A delta goes where its layers are (a replica root included, by default), and readers still answer when
+/// a delta's key filter object is lost (it only saves requests); gc keeps the layers of a version whose
+/// manifest survives only on a replica; a keys file without --delta is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_follow_their_layers_roots_and_survive_a_lost_filter() {
+    let mut w = World::new();
+    let replica = Store::open(w.dir.path().join("replica").to_str().unwrap()).unwrap();
+    let model: Model = (0..500).map(|i| (key(i), format!("v{i}"))).collect();
+    let mut o = w.opts(model.iter().map(|(k, v)| format!("{k} {v}\n")).collect());
+    o.replicas = vec![replica.clone()];
+    o.shards = Some(4);
+    let base = cairn_ingest::ingest(o, Arc::new(NoProgress)).await.unwrap().version;
+
+    let v = w.delete(&[key(1), key(2)]).await.unwrap();
+    let m = Manifest::read(replica.inner.as_ref(), KS, &v).await.expect("the delta's manifest is on the replica");
+    assert_eq!(m.replicas, vec![replica.url.clone()]);
+    for s in &m.shards {
+        replica.inner.head(&s.path.as_str().into()).await.expect("and its shards");
+    }
+    let mut o = w.opts(format!("{} x\n", key(3)));
+    o.delta = true;
+    o.replicas = vec![Store::open(w.dir.path().join("elsewhere").to_str().unwrap()).unwrap()];
+    let e = cairn_ingest::ingest(o, Arc::new(NoProgress)).await.unwrap_err();
+    assert!(e.to_string().contains("roots of the layers under it"), "{e}");
+
+    // The filter object lost everywhere: answers stay right.
+    let filter = cairn_shared::format::layout::filter_path(KS, &v);
+    for s in [&w.store, &replica] {
+        s.inner.delete(&filter).await.unwrap();
+    }
+    let engine = engine(&w.store);
+    assert_eq!(engine.get(KS, &key(1)).await.unwrap(), None);
+    assert_eq!(engine.get(KS, &key(5)).await.unwrap().unwrap(), "v5");
+
+    // The current manifest gone from the primary (repairable from the replica): gc keeps its base.
+    w.store.inner.delete(&cairn_shared::format::layout::manifest_path(KS, &v)).await.unwrap();
+    let roots = [w.store.clone(), replica.clone()];
+    let _ = collect(&roots, KS, &GcOptions { keep: 0, min_age: Duration::ZERO, dry_run: false }).await;
+    Manifest::read(replica.inner.as_ref(), KS, &base).await.expect("the base layer survives gc");
+    Manifest::read(w.store.inner.as_ref(), KS, &base).await.expect("under every root");
+
+    let mut o = w.opts(format!("{}\n", key(4)));
+    o.format = Some(InputFormat::Keys);
+    let e = cairn_ingest::ingest(o, Arc::new(NoProgress)).await.unwrap_err();
+    assert!(e.to_string().contains("--delta"), "{e}");
+}

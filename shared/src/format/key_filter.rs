@@ -6,9 +6,10 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-/// False-positive rate of a layer's filter: at the most layers a version may stack (8), a key of the base
-/// costs at most ~0.7% extra reads.
-pub const FILTER_FPP: f64 = 0.001;
+/// The rate a filter is sized for by Parquet's formula (bits = -8·n / ln(1 - p^(1/8)), ~17 bits a key). Split
+/// blocks let about twice that through: ~0.1% measured (the test below), so at the most layers a version
+/// may stack (8) a key of the base costs at most ~0.7% extra reads.
+pub const FILTER_FPP: f64 = 0.0004;
 
 const SALT: [u32; 8] = [0x47b6137b, 0x44974d91, 0x8824ad5b, 0xa2b7289d, 0x705495c7, 0x2df1424b, 0x9efc4947, 0x5c6bfb31];
 
@@ -166,7 +167,7 @@ mod tests {
         let f = KeyFilter::build(&hashes);
         assert!(hashes.iter().all(|&h| f.may_contain(h)));
         let fp = (0..200_000).filter(|i| f.may_contain(key_hash(format!("other-{i}").as_bytes()))).count();
-        assert!(fp < 200_000 * 3 / 1000, "{fp} false positives in 200k");
+        assert!(fp < 200_000 * 15 / 10_000, "{fp} false positives in 200k (0.15% allowed)");
         let layer = LayerFilter::encode(&[KeyFilter::default(), f.clone()]);
         let d = LayerFilter::decode(&layer, 2).unwrap();
         assert!(!d.may_contain(0, hashes[0]));

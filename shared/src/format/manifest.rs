@@ -233,6 +233,8 @@ impl Manifest {
             }
         }
         let body = to_json(&top, &self.path())?;
+        // What readers will refuse is never written, so never published.
+        Self::parse(&self.path(), &body)?;
         let top_ref = ObjectRef::of(&body);
         store.put(&self.path(), PutPayload::from(body)).await?;
         Ok(top_ref)
@@ -366,8 +368,12 @@ impl Manifest {
         if m.is_layered() != (m.format == LAYERED_FORMAT) || nested != m.delta.is_some() {
             return Err(Error::corrupt(path, "layers, delta and placement do not agree with the format"));
         }
-        if m.layers.len() >= MAX_LAYERS || m.layers.iter().any(|l| l.version >= m.version) {
-            return Err(Error::corrupt(path, "its layers are too many or not older than the version"));
+        // Names are not compared by time: versions are named from their writers' clocks, which may disagree.
+        let mut named: Vec<&str> = m.layers.iter().map(|l| l.version.as_str()).chain([m.version.as_str()]).collect();
+        named.sort_unstable();
+        named.dedup();
+        if m.layers.len() >= MAX_LAYERS || named.len() != m.layers.len() + 1 {
+            return Err(Error::corrupt(path, "its layers are too many, or name a version twice"));
         }
         for s in &m.shards {
             check_entry(path, m.format, s)?;

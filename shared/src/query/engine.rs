@@ -306,6 +306,8 @@ pub fn layer_info(m: &Manifest) -> serde_json::Value {
         "version": m.version,
         "kind": if m.delta.is_some() { "delta" } else { "base" },
         "created_at": m.created_at,
+        "age_seconds": humantime::parse_rfc3339(&m.created_at).ok()
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok()).map(|d| d.as_secs()),
         "shards": m.placement.shards(),
         "rows": m.rows,
         "tombstones": m.tombstones(),

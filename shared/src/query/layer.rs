@@ -22,8 +22,11 @@ static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug)]
 pub struct Layer {
-    /// A delta layer's key filter (loaded with it): a key it rules out costs this layer no request.
+    /// A delta layer's key filter (loaded with it): a key it rules out costs this layer no request. None
+    /// for a base, or when the filter could not be read (every key then probes the layer's shard).
     pub filter: Option<LayerFilter>,
+    /// A delta layer: its values are tagged (format/layers.rs).
+    delta: bool,
     /// The manifest's top level: with many shards, where their entries are (groups), not the entries.
     pub manifest: Manifest,
     pub placement: Placement,
@@ -81,7 +84,8 @@ impl Layer {
             groups.resize_with(manifest.groups.len(), OnceCell::new);
         }
         let uid = NEXT_UID.fetch_add(1, Relaxed);
-        Layer { filter: None, manifest, placement, shard_store, replicated, uid, groups, group_shards }
+        let delta = manifest.delta.is_some();
+        Layer { filter: None, delta, manifest, placement, shard_store, replicated, uid, groups, group_shards }
     }
 
     /// Bytes this version holds besides its cached shards: the top level, the ring, and the groups loaded
@@ -100,7 +104,7 @@ impl Layer {
     /// Whether the layer's values are tagged (a delta layer).
     #[inline]
     pub fn is_delta(&self) -> bool {
-        self.filter.is_some()
+        self.delta
     }
 
     /// Process-unique: tells two loaded layers apart without comparing names.

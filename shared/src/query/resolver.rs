@@ -215,10 +215,16 @@ impl Resolver {
             let want = &delta.filter;
             let valid = |b: &[u8]| want.matches(b);
             let opts = GetOptions { range: Some((0..want.bytes).into()), ..Default::default() };
-            let bytes = fetcher.fetch(&layer, &path, opts, &valid, ReadKind::Bulk).await?;
-            let filter =
-                LayerFilter::decode(&bytes, layer.placement.shards()).map_err(|why| Error::corrupt(&path, why))?;
-            layer.filter = Some(filter);
+            // The filter only saves requests: a layer whose filter is missing or damaged is read without one.
+            let decoded = fetcher.fetch(&layer, &path, opts, &valid, ReadKind::Bulk).await.and_then(|bytes| {
+                LayerFilter::decode(&bytes, layer.placement.shards()).map_err(|why| Error::corrupt(&path, why))
+            });
+            match decoded {
+                Ok(filter) => layer.filter = Some(filter),
+                Err(e) => {
+                    tracing::warn!(keyspace = ks, layer = version, error = %e, "key filter unreadable; reading the layer without it")
+                }
+            }
         }
         Ok(self.versions.get_or_insert(id, Arc::new(layer)).await)
     }

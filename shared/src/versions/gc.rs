@@ -178,17 +178,19 @@ fn retired_at(p: &pointer::Pointer, version: &str, newest: SystemTime) -> System
     }
 }
 
-/// Per version with a manifest under the primary, the older layers it stacks on (read from each top level);
-/// None when the manifest is unreadable (gc then refuses to run if it must keep that version).
+/// Per version with a manifest under some root, the older layers it stacks on (read from the top level of
+/// the first root listing one: a manifest lost from the primary still protects its layers); None when it is
+/// unreadable (gc then refuses to run if it must keep that version).
 async fn layers_of(
-    primary: &dyn object_store::ObjectStore,
+    roots: &[Store],
     ks: &str,
     found: &BTreeMap<String, Found>,
 ) -> Result<BTreeMap<String, Option<Vec<String>>>> {
-    let listed: Vec<String> = found.iter().filter(|(_, f)| f.has_manifest).map(|(v, _)| v.clone()).collect();
+    let listed: Vec<(String, usize)> =
+        found.iter().filter_map(|(v, f)| f.objects.iter().find(|o| o.2).map(|o| (v.clone(), o.0))).collect();
     futures::stream::iter(listed)
-        .map(|v| async move {
-            match crate::format::manifest::Manifest::read_top(primary, ks, &v).await {
+        .map(|(v, root)| async move {
+            match crate::format::manifest::Manifest::read_top(roots[root].inner.as_ref(), ks, &v).await {
                 Ok(m) => Ok((v, Some(m.layers.into_iter().map(|l| l.version).collect()))),
                 Err(e) if matches!(e.kind(), crate::error::ErrorKind::Corrupt) => Ok((v, None)),
                 // Deleted since the listing (another gc run): nothing to keep for it.
@@ -225,7 +227,7 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     }
     let newest_listed: BTreeSet<String> =
         found.iter().filter(|(_, f)| f.has_manifest).map(|(v, _)| v.clone()).rev().take(opts.keep).collect();
-    let layers = layers_of(primary, ks, &found).await?;
+    let layers = layers_of(roots, ks, &found).await?;
     // Which versions go, judged on one pointer: gc marks them in that same pointer (or, dry, just reads it).
     let choose = |p: &pointer::Pointer| -> (Vec<String>, BTreeSet<String>) {
         let mut kept: BTreeSet<String> = pinned.iter().chain(&newest_listed).cloned().collect();
@@ -250,6 +252,9 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
         (doomed, kept)
     };
     let current = pointer::read(primary, ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))?;
+    if !layers.contains_key(&current.pointer.version) {
+        return Err(Error::Missing { path: layout::manifest_path(ks, &current.pointer.version) });
+    }
     if let Some(v) = choose(&current.pointer).1.iter().find(|v| matches!(layers.get(*v), Some(None))) {
         return Err(Error::corrupt(
             &layout::manifest_path(ks, v),
