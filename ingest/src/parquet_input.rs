@@ -162,10 +162,7 @@ impl Plan {
             ValueSpec::Column(v) => (vec![find(v, "value", &|dt| readable(dt, true), bytes)], false),
             ValueSpec::Json(vs) => (vs.iter().map(|v| find(v, "value", &|_| true, "")).collect(), true),
         };
-        let deleted = match &columns.deleted {
-            Some(d) => Some(find(d, "deleted", &|dt| *dt == DataType::Boolean, "Boolean")),
-            None => None,
-        };
+        let deleted = columns.deleted.as_ref().map(|d| find(d, "deleted", &|dt| *dt == DataType::Boolean, "Boolean"));
         let key = key?;
         let value: Vec<usize> = value.into_iter().collect::<Option<_>>()?;
         let deleted = deleted.map(|d| d.ok_or(())).transpose().ok()?;

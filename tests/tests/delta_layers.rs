@@ -86,9 +86,7 @@ impl World {
 }
 
 fn engine(store: &Store) -> Engine {
-    let mut config = EngineConfig::default();
-    config.pointer_ttl = Duration::from_millis(20);
-    Engine::new(store.clone(), config)
+    Engine::new(store.clone(), EngineConfig { pointer_ttl: Duration::from_millis(20), ..Default::default() })
 }
 
 /// Every key of the universe answers as `model` says.
@@ -203,12 +201,15 @@ async fn model_run(seed: u64, steps: usize) {
         } else {
             let opts = GcOptions { keep: rng.below(3) as usize, min_age: Duration::ZERO, dry_run: false };
             let report = collect(std::slice::from_ref(&w.store), KS, &opts).await.unwrap();
-            let mut s = states.lock().unwrap();
-            for v in &report.deleted_versions {
-                s.remove(v);
-            }
+            let kept: Vec<String> = {
+                let mut s = states.lock().unwrap();
+                for v in &report.deleted_versions {
+                    s.remove(v);
+                }
+                s.keys().cloned().collect()
+            };
             // Every version still listed is whole: its layers are all there.
-            for v in s.keys() {
+            for v in &kept {
                 let m = Manifest::read(w.store.inner.as_ref(), KS, v).await;
                 let m = m.unwrap_or_else(|e| panic!("{what}: kept version {v}: {e}"));
                 for l in &m.layers {
