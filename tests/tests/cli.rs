@@ -115,13 +115,72 @@ fn ingest_errors_versions_and_rollback() {
         versions.push(err.split("published ks/").nth(1).unwrap().split(':').next().unwrap().to_string());
         assert_eq!(replica_pointer()["version"], versions[i].as_str(), "the replica's pointer copy follows");
     }
+    // Each line: the current mark, the version, then what it holds (its layers, keys, bytes, age).
+    let listed = |out: std::process::Output| -> String {
+        text(&out.stdout).lines().map(|l| format!("{}\n", l.split("  base").next().unwrap())).collect()
+    };
     let out = cairn(&["versions", "-k", "ks", "--store", store], None);
-    assert_eq!(text(&out.stdout), format!("  {}\n* {}\n", versions[0], versions[1]));
+    assert!(text(&out.stdout).contains("  base 2 keys"), "{}", text(&out.stdout));
+    assert_eq!(listed(out), format!("  {}\n* {}\n", versions[0], versions[1]));
     let out = cairn(&["rollback", "-k", "ks", "--store", store], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = cairn(&["versions", "-k", "ks", "--store", store], None);
-    assert_eq!(text(&out.stdout), format!("* {}\n  {}\n", versions[0], versions[1]));
+    assert_eq!(listed(out), format!("* {}\n  {}\n", versions[0], versions[1]));
     assert_eq!(replica_pointer()["version"], versions[0].as_str(), "rollback rewrites the replica's copy");
     let out = cairn(&["rollback", "-k", "ks", "--store", store, "--to", "no-such-version"], None);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// The layer commands as users run them: `ingest --delta`, `delete`, `--max-layers` and `--compact`,
+/// `versions` listing layers, `compact`, and a running server following each publish.
+#[test]
+fn delta_delete_compact_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    let write = |name: &str, body: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let key = |i: u32| format!("{i:08x}-1111-4222-8333-444455556666");
+    let base = write("base.txt", (0..300).map(|i| format!("{} v{i}\n", key(i))).collect());
+    let ok = |args: &[&str]| {
+        let out = cairn(args, None);
+        assert_eq!(out.status.code(), Some(0), "cairn {args:?}: {}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    ok(&["ingest", &base, "-k", "ks", "--store", store]);
+    let d1 = write("d1.txt", format!("{} changed\n{} added\n", key(1), key(1000)));
+    let said = ok(&["ingest", &d1, "-k", "ks", "--store", store, "--delta", "--max-layers", "3"]);
+    assert!(said.contains("the version has 2 layers"), "{said}");
+    let said = ok(&["delete", "-k", "ks", "--store", store, &key(2), &key(2), &key(3)]);
+    assert!(said.contains("2 of them deletions"), "{said}");
+    let d3 = write("d3.txt", format!("{} third\n", key(4)));
+    let out = cairn(&["ingest", &d3, "-k", "ks", "--store", store, "--delta", "--max-layers", "3"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cairn compact"), "{}", text(&out.stderr));
+    let versions = text(&cairn(&["versions", "-k", "ks", "--store", store], None).stdout);
+    assert!(versions.contains("3 layers: delta 2 keys, 2 deletions"), "{versions}");
+    let said = ok(&["ingest", &d3, "-k", "ks", "--store", store, "--delta", "--max-layers", "3", "--compact"]);
+    assert!(said.contains("compacting before the delta"), "{said}");
+
+    let server = process::serve(dir.path(), &["--store", store], &[]);
+    let get = |k: &str| {
+        let out = cairn(&["--url", &server.url, "--keyspace", "ks", "get", k], None);
+        text(&out.stdout)
+    };
+    assert_eq!(get(&key(1)), "changed\n");
+    assert_eq!(get(&key(2)), "(nil)\n");
+    assert_eq!(get(&key(4)), "third\n");
+    assert_eq!(get(&key(1000)), "added\n");
+    assert_eq!(get(&key(5)), "v5\n");
+    let info = text(&cairn(&["--url", &server.url, "--keyspace", "ks", "info"], None).stdout);
+    assert!(info.contains("# Layers") && info.contains("layers:2"), "{info}");
+    ok(&["compact", "-k", "ks", "--store", store]);
+    let versions = text(&cairn(&["versions", "-k", "ks", "--store", store], None).stdout);
+    assert!(versions.lines().last().is_some_and(|l| l.starts_with("* ") && l.contains("base 299 keys")), "{versions}");
+    let out = cairn(&["delete", "-k", "nothing-here", "--store", store, &key(1)], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no version"), "{}", text(&out.stderr));
 }
