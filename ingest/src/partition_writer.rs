@@ -110,8 +110,10 @@ impl PartitionWriter {
             }
             let shown = || String::from_utf8_lossy(key);
             let value = v.get(i).ok_or_else(|| invalid(format!("a null value for key {:?}", shown())))?;
-            // The same rules as `cairn ingest`'s inputs.
-            check_record(key, value).map_err(|why| invalid(format!("key {:?}: {why}", shown())))?;
+            // The same rules as `cairn ingest`'s inputs, on the value without a delta's tag (ShardObject checks
+            // the tag itself).
+            let untagged = if self.target.delta { value.get(1..).unwrap_or_default() } else { value };
+            check_record(key, untagged).map_err(|why| invalid(format!("key {:?}: {why}", shown())))?;
             let key = std::str::from_utf8(key).expect("check_record checks UTF-8");
             let shard = shard_at(i).ok_or_else(|| invalid(format!("no shard for key {key:?}")))?;
             let placed = self.placement.shard_of(key.as_bytes());

@@ -136,7 +136,13 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
         rows = rows.select("key", F.when(F.col("deleted"), F.lit(bytearray(b"\x01"))).otherwise(live).alias("value"))
     else:
         rows = rows.filter(~F.col("deleted")).select("key", "value")
-    n_shards = build.shards
+    n_shards = build.shards  # a delta's: capped at its base's shard count
+    if data_bytes is not None and data_bytes / n_shards > _cairn.STAGED_MAX:
+        build.abort()
+        raise _cairn.InvalidInput(
+            f"shards of ~{data_bytes // n_shards >> 20} MiB exceed {_cairn.STAGED_MAX >> 20} MiB, the most a shard "
+            "can be protected from being replaced by a retried task (docs/SPARK.md); the base has too few shards "
+            "for this delta: compact it with more shards, or load it as a full version")
     sc = _context(df.sparkSession)
     tag = f"cairn-bulk-load-{build.version}"
     tagged = sc is not None and hasattr(sc, "addJobTag")
