@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cairn test on a fresh machine (Rust and Python 3.11 preinstalled, no Docker needed):
-#   1. installs the tools the tests use into cached venvs: pyarrow + duckdb (Parquet interop), pyspark +
+#   1. installs redis-server if missing (apt; the shared cache tier's tests start one) and the tools the tests
+#      use into cached venvs: pyarrow + duckdb (Parquet interop), pyspark +
 #      pandas + pytest + maturin (the Python package and its Spark loader; Spark runs on the machine's JDK), LocalStack
 #      (S3, IAM, CloudFormation, Lambda API on the host: localstack/install.sh), cargo-lambda and the AWS CLI
 #      (scripts/install-tools.sh),
@@ -22,6 +23,13 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 venv="${CAIRN_VENV:-$HOME/.cache/cairn/pyenv}"
+
+# The shared cache tier's tests start a redis-server on 127.0.0.1 (an OS package, no Docker).
+if ! command -v redis-server >/dev/null; then
+  echo "== installing redis-server"
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq redis-server >/dev/null
+fi
 
 if ! "$venv/bin/python" -c "import pyarrow, duckdb, pyspark, pandas, pytest" 2>/dev/null || [ ! -x "$venv/bin/maturin" ]; then
   echo "== installing pyarrow, duckdb, pyspark, pandas, pytest and maturin into $venv"

@@ -1,8 +1,10 @@
 //! What the query engine keeps in memory: byte-bounded caches, the pointer map with its TTL, the arena hot
-//! shards live in, and the rule that decides when a shard is read whole.
+//! shards live in, and the rule that decides when a shard is read whole; and the cache tier engines share
+//! (a Redis-protocol server).
 
 pub mod arena;
 pub mod counted;
 pub mod promotion;
+pub mod shared_tier;
 pub mod single_flight;
 pub mod ttl_map;

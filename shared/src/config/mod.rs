@@ -38,6 +38,32 @@ pub struct EngineConfig {
     /// Whether `GET /v1/health` may be asked for its per-shard report or a deep check
     /// (`CAIRN_DEEP_HEALTH=on`): work proportional to the whole store, for operators only.
     pub deep_health: bool,
+    /// The cache tier engines share (`CAIRN_SHARED_CACHE`): None when unset.
+    pub shared_cache: Option<SharedCacheConfig>,
+}
+
+/// Where the shared cache tier is and how it is used (caches/shared_tier.rs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedCacheConfig {
+    /// `redis://` or `rediss://` (TLS), with AUTH credentials in the URL.
+    pub url: String,
+    /// A read not answered within this falls through to the store (`CAIRN_SHARED_CACHE_TIMEOUT`).
+    pub timeout: Duration,
+    /// Entry lifetime (`CAIRN_SHARED_CACHE_TTL`).
+    pub ttl: Duration,
+    /// Larger reads are not stored (`CAIRN_SHARED_CACHE_MAX_ENTRY`).
+    pub max_entry: u64,
+}
+
+impl SharedCacheConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        SharedCacheConfig {
+            url: url.into(),
+            timeout: Duration::from_millis(20),
+            ttl: Duration::from_secs(3600),
+            max_entry: 8 << 20,
+        }
+    }
 }
 
 /// Lookups one MGET keeps in flight (its keys are answered in order, this many at a time).
@@ -54,6 +80,7 @@ impl Default for EngineConfig {
             mget_max_bytes: 8 << 20,
             max_concurrent_gets: 256,
             deep_health: false,
+            shared_cache: None,
         }
     }
 }
@@ -97,6 +124,23 @@ impl EngineConfig {
         }
         if let Some(v) = DEEP_HEALTH.parse(units::parse_switch).map_err(config)? {
             c.deep_health = v;
+        }
+        if let Some(url) = SHARED_CACHE.get().filter(|u| !u.trim().is_empty()) {
+            let url = url.trim().to_string();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(config(format!("{}: {url:?} is not a redis:// or rediss:// URL", SHARED_CACHE.name)));
+            }
+            let mut s = SharedCacheConfig::new(url);
+            if let Some(v) = SHARED_CACHE_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
+                s.timeout = v;
+            }
+            if let Some(v) = SHARED_CACHE_TTL.parse(units::parse_timeout).map_err(config)? {
+                s.ttl = v;
+            }
+            if let Some(v) = SHARED_CACHE_MAX_ENTRY.parse(units::parse_size).map_err(config)? {
+                s.max_entry = v;
+            }
+            c.shared_cache = Some(s);
         }
         match HEDGE_AFTER.get().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             Some("off") => c.failover.hedging = false,

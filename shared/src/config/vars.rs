@@ -74,11 +74,25 @@ pub const WARM_KEYSPACES: Var = var!(
 );
 pub const METRICS_NAMESPACE: Var =
     var!("CAIRN_METRICS_NAMESPACE", "cairn", "the Lambda: the CloudWatch namespace of its log lines' metrics");
+pub const SHARED_CACHE: Var = var!(
+    "CAIRN_SHARED_CACHE",
+    "",
+    "a cache tier every engine shares, over the Redis protocol: redis://[user:password@]host:port or rediss:// (TLS); off when unset"
+);
+pub const SHARED_CACHE_TIMEOUT: Var = var!(
+    "CAIRN_SHARED_CACHE_TIMEOUT",
+    "20ms",
+    "a shared-cache read not answered within this falls through to the store"
+);
+pub const SHARED_CACHE_TTL: Var =
+    var!("CAIRN_SHARED_CACHE_TTL", "1h", "how long an entry stays in the shared cache (objects never change)");
+pub const SHARED_CACHE_MAX_ENTRY: Var =
+    var!("CAIRN_SHARED_CACHE_MAX_ENTRY", "8MiB", "larger reads (whole hot shards) are not put in the shared cache");
 pub const LOG: Var = var!("CAIRN_LOG", "info", "log filter (tracing's EnvFilter syntax)");
 pub const LOG_FORMAT: Var = var!("CAIRN_LOG_FORMAT", "text", "log format: text or json");
 
 /// The table, in the order `--help` prints it.
-pub const ALL: [Var; 18] = [
+pub const ALL: [Var; 22] = [
     POINTER_TTL,
     METADATA_CACHE,
     DATA_CACHE,
@@ -88,6 +102,10 @@ pub const ALL: [Var; 18] = [
     MGET_MAX_BYTES,
     MAX_CONCURRENT_GETS,
     DEEP_HEALTH,
+    SHARED_CACHE,
+    SHARED_CACHE_TIMEOUT,
+    SHARED_CACHE_TTL,
+    SHARED_CACHE_MAX_ENTRY,
     HEADER_TIMEOUT,
     BODY_TIMEOUT,
     WRITE_TIMEOUT,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::caches::counted::CacheStats;
 use crate::config::EngineConfig;
 use crate::cost::Counters;
 use crate::error::Result;
@@ -42,7 +43,7 @@ impl Engine {
             // The metadata budget is split: an eighth for loaded versions, the rest for shard index pieces.
             resolver: Resolver::new(&config, budget / 8, telemetry.clone()),
             reads: ShardReads::new(budget - budget / 8, config.data_cache_bytes, telemetry.hot_shards.clone()),
-            fetcher: Arc::new(Fetcher::new(telemetry.clone())),
+            fetcher: Arc::new(Fetcher::new(telemetry.clone(), shared_tier(&config))),
             roots,
             config,
             telemetry,
@@ -260,12 +261,26 @@ impl Engine {
         let (object_gets, bytes_fetched) = self.fetcher.totals();
         let [pointers, versions] = self.resolver.stats();
         let [piece_lists, pieces, data] = self.reads.stats();
+        let shared_tier = self.fetcher.shared().map(|t| t.stats());
+        let mut caches = vec![pointers, versions, piece_lists, pieces, data];
+        if let Some(t) = shared_tier {
+            caches.push(CacheStats {
+                name: "shared",
+                hits: t.hits,
+                misses: t.misses,
+                entries: 0,
+                bytes: 0,
+                capacity_bytes: 0,
+                evictions: 0,
+            });
+        }
         EngineStats {
             store: self.roots.primary().url.clone(),
             object_gets,
             bytes_fetched,
-            caches: vec![pointers, versions, piece_lists, pieces, data],
+            caches,
             hot_arena: self.reads.arena.stats(),
+            shared_tier,
         }
     }
 
@@ -313,4 +328,16 @@ pub fn layer_info(m: &Manifest) -> serde_json::Value {
         "tombstones": m.tombstones(),
         "bytes": m.bytes,
     })
+}
+
+/// The shared tier `config` names; an unusable URL is logged and the engine runs without it.
+fn shared_tier(config: &EngineConfig) -> Option<Arc<crate::caches::shared_tier::SharedTier>> {
+    let c = config.shared_cache.clone()?;
+    match crate::caches::shared_tier::SharedTier::new(c) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!("{e}: running without the shared cache");
+            None
+        }
+    }
 }

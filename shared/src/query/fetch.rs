@@ -9,6 +9,7 @@ use bytes::Bytes;
 use object_store::GetOptions;
 use object_store::path::Path;
 
+use crate::caches::shared_tier::SharedTier;
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::query::layer::Layer;
@@ -28,11 +29,42 @@ pub(crate) struct Fetcher {
     gets: Counter,
     bytes: Counter,
     telemetry: Arc<EngineTelemetry>,
+    /// The cache tier engines share, tried before the store (caches/shared_tier.rs).
+    shared: Option<Arc<SharedTier>>,
 }
 
 impl Fetcher {
-    pub(crate) fn new(telemetry: Arc<EngineTelemetry>) -> Fetcher {
-        Fetcher { gets: Counter::default(), bytes: Counter::default(), telemetry }
+    pub(crate) fn new(telemetry: Arc<EngineTelemetry>, shared: Option<Arc<SharedTier>>) -> Fetcher {
+        Fetcher { gets: Counter::default(), bytes: Counter::default(), telemetry, shared }
+    }
+
+    pub(crate) fn shared(&self) -> Option<&Arc<SharedTier>> {
+        self.shared.as_ref()
+    }
+
+    /// [`Self::fetch_store`], through the shared tier when there is one: an entry is used only if `valid`
+    /// accepts it (one that does not is counted, and replaced by the store's bytes); what the store answers
+    /// is put in the tier.
+    pub(crate) async fn fetch(
+        &self,
+        v: &Layer,
+        path: &Path,
+        opts: GetOptions,
+        valid: Validator<'_>,
+        kind: ReadKind,
+    ) -> Result<Bytes> {
+        let Some(tier) = &self.shared else { return self.fetch_store(v, path, opts, valid, kind).await };
+        let key = SharedTier::key(path.as_ref(), &range_name(opts.range.as_ref()));
+        if let Some(bytes) = tier.get(&key).await {
+            if valid(&bytes) {
+                return Ok(bytes);
+            }
+            tier.poisoned();
+            tracing::warn!(%path, "a shared-cache entry did not verify: read from the store instead");
+        }
+        let bytes = self.fetch_store(v, path, opts, valid, kind).await?;
+        tier.put(key, bytes.clone());
+        Ok(bytes)
     }
 
     /// Counts one read of `bytes` bytes (process totals and the request's cost).
@@ -47,8 +79,8 @@ impl Fetcher {
         (self.gets.get(), self.bytes.get())
     }
 
-    /// The bytes `opts` names of object `path` of version `v`, which `valid` must accept.
-    pub(crate) async fn fetch(
+    /// The bytes `opts` names of object `path` of version `v`, which `valid` must accept, from the store.
+    async fn fetch_store(
         &self,
         v: &Layer,
         path: &Path,
@@ -83,5 +115,15 @@ impl Fetcher {
         };
         self.count(bytes.len() as u64);
         Ok(bytes)
+    }
+}
+
+/// A range as the shared tier's keys name it.
+fn range_name(range: Option<&object_store::GetRange>) -> String {
+    match range {
+        None => "all".into(),
+        Some(object_store::GetRange::Bounded(r)) => format!("{}-{}", r.start, r.end),
+        Some(object_store::GetRange::Offset(o)) => format!("{o}-"),
+        Some(object_store::GetRange::Suffix(n)) => format!("-{n}"),
     }
 }

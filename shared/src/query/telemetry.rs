@@ -31,6 +31,10 @@ pub struct EngineStats {
     pub bytes_fetched: u64,
     pub caches: Vec<CacheStats>,
     pub hot_arena: ArenaStats,
+    /// The shared cache tier's figures, when there is one (its hits and misses are also the `shared` cache
+    /// in `caches`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_tier: Option<crate::caches::shared_tier::TierStats>,
 }
 
 /// A published version this process answers from.

@@ -1,0 +1,188 @@
+//! The cache tier engines share (`CAIRN_SHARED_CACHE`): a Redis-protocol server (Redis, Valkey, ElastiCache,
+//! MemoryDB) between each engine's memory caches and the object store, so a fleet of Lambda environments or
+//! `cairn serve` nodes fetches an object range from the store about once, not once per engine.
+//!
+//! It only ever makes reads faster: what it holds is immutable object ranges keyed by path and range, and the
+//! caller verifies every entry with the checksum it already has before using it (a poisoned entry is
+//! refetched from the store and overwritten). A read it does not answer within its timeout, an error, or no
+//! connection at all falls through to the store; the connection is made in the background and remade by
+//! the client after an outage, so an outage costs speed only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+
+use crate::config::SharedCacheConfig;
+use crate::counter::Counter;
+
+/// What the tier has done, for `/metrics` and `info`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TierStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Reads that failed or timed out (then answered by the store), and writes that failed.
+    pub errors: u64,
+    /// Entries whose bytes did not verify: refetched from the store and replaced.
+    pub poisoned: u64,
+    pub stored: u64,
+}
+
+pub struct SharedTier {
+    config: SharedCacheConfig,
+    client: redis::Client,
+    conn: ArcSwapOption<ConnectionManager>,
+    connecting: AtomicBool,
+    /// After an error or a timeout the tier is skipped until then (ms since `epoch`): an outage costs each
+    /// lookup nothing, not a timeout per read.
+    down_until: AtomicU64,
+    epoch: Instant,
+    hits: Counter,
+    misses: Counter,
+    errors: Counter,
+    poisoned: Counter,
+    stored: Counter,
+}
+
+impl std::fmt::Debug for SharedTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedTier").field("connected", &self.conn.load().is_some()).finish()
+    }
+}
+
+/// How long the tier is skipped after it failed or answered late.
+const REST: Duration = Duration::from_secs(1);
+
+/// Key prefix: the layout revision of entries, so a change of what is stored never reads old entries.
+const PREFIX: &str = "cairn:1:";
+
+impl SharedTier {
+    /// The tier `config` names; an unparsable URL is an error (a running tier's outage is not).
+    pub fn new(config: SharedCacheConfig) -> Result<Arc<SharedTier>, String> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| format!("CAIRN_SHARED_CACHE: {e}"))?;
+        Ok(Arc::new(SharedTier {
+            config,
+            client,
+            conn: ArcSwapOption::empty(),
+            connecting: AtomicBool::new(false),
+            down_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+            hits: Counter::default(),
+            misses: Counter::default(),
+            errors: Counter::default(),
+            poisoned: Counter::default(),
+            stored: Counter::default(),
+        }))
+    }
+
+    /// The key of `len` bytes at `start` of object `path` (objects are immutable: path and range name
+    /// their bytes for good).
+    pub fn key(path: &str, range: &str) -> String {
+        format!("{PREFIX}{path}@{range}")
+    }
+
+    /// The connection, or None while there is none: one is then being made in the background.
+    fn connection(self: &Arc<Self>) -> Option<ConnectionManager> {
+        if let Some(c) = self.conn.load_full() {
+            return Some((*c).clone());
+        }
+        if !self.connecting.swap(true, Relaxed)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let me = self.clone();
+            rt.spawn(async move {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(me.config.timeout.max(Duration::from_millis(200))));
+                match me.client.get_connection_manager_with_config(config).await {
+                    Ok(c) => me.conn.store(Some(Arc::new(c))),
+                    Err(e) => {
+                        me.failed();
+                        tracing::warn!(error = %e, "shared cache unreachable; reading from the store");
+                        // Try again a little later, not on every lookup.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                me.connecting.store(false, Relaxed);
+            });
+        }
+        None
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether the tier is skipped now, after a recent failure.
+    fn resting(&self) -> bool {
+        self.now_ms() < self.down_until.load(Relaxed)
+    }
+
+    /// A failed or late answer: counted, and the tier skipped for [`REST`].
+    fn failed(&self) {
+        self.errors.add(1);
+        self.down_until.store(self.now_ms() + REST.as_millis() as u64, Relaxed);
+    }
+
+    /// The entry under `key`, if the tier answers within its timeout (the caller verifies it).
+    pub async fn get(self: &Arc<Self>, key: &str) -> Option<Bytes> {
+        if self.resting() {
+            return None;
+        }
+        let mut conn = self.connection()?;
+        let mut get = redis::cmd("GET");
+        get.arg(key);
+        let read = get.query_async::<Option<Vec<u8>>>(&mut conn);
+        match tokio::time::timeout(self.config.timeout, read).await {
+            Ok(Ok(Some(v))) => {
+                self.hits.add(1);
+                Some(Bytes::from(v))
+            }
+            Ok(Ok(None)) => {
+                self.misses.add(1);
+                None
+            }
+            Ok(Err(_)) | Err(_) => {
+                self.failed();
+                None
+            }
+        }
+    }
+
+    /// Counts an entry that did not verify (the caller refetches and [`Self::put`]s the right bytes).
+    pub fn poisoned(&self) {
+        self.poisoned.add(1);
+    }
+
+    /// Stores `bytes` under `key` in the background (a lookup never waits for it); too large ones are not.
+    pub fn put(self: &Arc<Self>, key: String, bytes: Bytes) {
+        if bytes.len() as u64 > self.config.max_entry || self.resting() {
+            return;
+        }
+        let Some(mut conn) = self.connection() else { return };
+        let me = self.clone();
+        let ttl = self.config.ttl.as_secs().max(1);
+        tokio::spawn(async move {
+            let mut set = redis::cmd("SET");
+            set.arg(&key).arg(bytes.as_ref()).arg("EX").arg(ttl);
+            let write = set.query_async::<()>(&mut conn);
+            match tokio::time::timeout(Duration::from_secs(2), write).await {
+                Ok(Ok(())) => me.stored.add(1),
+                _ => me.failed(),
+            }
+        });
+    }
+
+    pub fn stats(&self) -> TierStats {
+        TierStats {
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            errors: self.errors.get(),
+            poisoned: self.poisoned.get(),
+            stored: self.stored.get(),
+        }
+    }
+}

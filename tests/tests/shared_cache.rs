@@ -1,0 +1,150 @@
+//! The shared cache tier (`CAIRN_SHARED_CACHE`, a redis-server on 127.0.0.1 that the test starts): three
+//! engines with one tier fetch each object range from the store about once, not three times, and answer
+//! byte for byte; a poisoned entry is caught by its checksum, not served, and replaced; a tier stopped
+//! mid-run, or never reachable, costs speed only: every lookup is still answered.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_ingest::{IngestOptions, NoProgress};
+use cairn_shared::Engine;
+use cairn_shared::config::{EngineConfig, SharedCacheConfig};
+use cairn_shared::stores::Store;
+use cairn_tests::{example_data, read_dataset};
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// redis-server on a free loopback port, persistence off. scripts/test.sh installs it.
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Redis { child, port };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server did not listen on {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn engine(store: &Store, url: &str) -> Engine {
+    let mut shared = SharedCacheConfig::new(url);
+    // Generous for a loaded CI machine: a timeout only decides speed, never an answer.
+    shared.timeout = Duration::from_millis(500);
+    let config = EngineConfig {
+        shared_cache: Some(shared),
+        data_cache_bytes: 64 << 10,
+        metadata_cache_bytes: 1 << 20,
+        ..Default::default()
+    };
+    Engine::new(store.clone(), config)
+}
+
+/// Looks every key up (each must answer its value) and returns the store GETs it cost.
+async fn read_all(e: &Engine, rows: &[(String, Vec<u8>)]) -> u64 {
+    let before = e.counters().object_gets;
+    for (k, v) in rows {
+        assert_eq!(e.get("default", k).await.unwrap().as_deref(), Some(v.as_slice()), "{k}");
+    }
+    e.counters().object_gets - before
+}
+
+/// Waits (bounded) until the tier's background writes have landed: `stored` stops growing.
+async fn settle(e: &Engine) {
+    let mut last = u64::MAX;
+    for _ in 0..100 {
+        let now = e.stats().shared_tier.unwrap().stored;
+        if now == last {
+            return;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_share_one_tier_verify_its_entries_and_survive_its_outage() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let mut o = IngestOptions::new(example_data(), "default", store.clone());
+    o.shards = Some(8);
+    cairn_ingest::ingest(o, Arc::new(NoProgress)).await.unwrap();
+    let rows: Vec<(String, Vec<u8>)> = read_dataset(&example_data()).into_iter().step_by(7).collect();
+
+    let engines: Vec<Engine> = (0..3).map(|_| engine(&store, &redis.url())).collect();
+    // The first connection is made in the background: wait for it, so the test counts the tier's effect.
+    for e in &engines {
+        for _ in 0..100 {
+            e.get("default", &rows[0].0).await.unwrap();
+            if e.stats().shared_tier.unwrap().hits + e.stats().shared_tier.unwrap().misses > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let first = read_all(&engines[0], &rows).await;
+    settle(&engines[0]).await;
+    let second = read_all(&engines[1], &rows).await;
+    let third = read_all(&engines[2], &rows).await;
+    assert!(first > 50, "the first engine read from the store ({first} GETs)");
+    assert!(
+        second + third <= first / 10,
+        "engines 2 and 3 found what engine 1 read in the shared tier: {first}, {second}, {third} store GETs"
+    );
+    assert!(engines[1].stats().shared_tier.unwrap().hits > 0);
+
+    // A poisoned entry: right key, wrong bytes. Detected, not served, replaced.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("cairn:1:*").query_async(&mut conn).await.unwrap();
+    assert!(!keys.is_empty());
+    for k in &keys {
+        let _: () = redis::cmd("SET").arg(k).arg(b"poison".as_slice()).query_async(&mut conn).await.unwrap();
+    }
+    let fresh = engine(&store, &redis.url());
+    read_all(&fresh, &rows[..1]).await; // connects
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    read_all(&fresh, &rows).await;
+    assert!(fresh.stats().shared_tier.unwrap().poisoned > 0, "{:?}", fresh.stats().shared_tier);
+    settle(&fresh).await;
+    let replaced: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.unwrap();
+    assert!(replaced.iter().flatten().any(|v| v != b"poison"), "poisoned entries are overwritten by the store's bytes");
+
+    // The tier stopped mid-run: every lookup is still answered (from the store).
+    redis.stop();
+    for e in engines.iter().chain([&fresh]) {
+        read_all(e, &rows).await;
+    }
+    // And never reachable at all.
+    let dead = engine(&store, &redis.url());
+    read_all(&dead, &rows).await;
+    assert!(dead.counters().object_gets > 0);
+}
