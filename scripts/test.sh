@@ -15,13 +15,16 @@
 #   5. runs schemathesis against a `cairn serve` of the reference data: every generated request must get a
 #      status, content type, headers and body the OpenAPI document (docs/openapi.json) allows, and no 5xx,
 #   6. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
-#   7. stops LocalStack. Exits non-zero on any failure.
+#   7. trims the build cache of what this run did not use (stale test executables, incremental state), and
+#      stops LocalStack. Exits non-zero on any failure.
 # The cargo target dir is kept between runs (~/.cache/cairn/target) so repeated runs, CI included, only
 # rebuild what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
+# When this run began: the build cache it did not touch is trimmed at the end.
+run_started="$(mktemp)"
 venv="${CAIRN_VENV:-$HOME/.cache/cairn/pyenv}"
 
 # The shared cache tier's tests start a redis-server on 127.0.0.1 (an OS package, no Docker).
@@ -91,3 +94,29 @@ scripts/api-conformance.sh "$CARGO_TARGET_DIR/debug/cairn" "$stvenv/bin/schemath
 echo "== replaying the fuzz corpus (tests/fuzz, docs/fuzzing.md)"
 # Its own workspace and target dir: cargo-fuzz builds it with nightly flags, and its lock is separate.
 CARGO_TARGET_DIR="$HOME/.cache/cairn/fuzz-target" cargo test --locked --manifest-path tests/fuzz/Cargo.toml
+echo "== trimming the build cache (what this run's configuration no longer uses)"
+# Every differently-featured `cargo test -p ...` leaves test executables of its own (~50 MB each) and
+# incremental state: kept, they filled ~/.cache/cairn past 50 GB. Keep this configuration's executables and
+# the incremental state this run touched; a later run of another configuration rebuilds what it needs.
+keep="$(mktemp)"
+{
+  cargo test --locked --workspace --exclude cairn-python --no-run --message-format=json 2>/dev/null
+  cargo build --locked -p cairn --bin cairn --message-format=json 2>/dev/null
+} | python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        print(m["executable"])
+' > "$keep"
+if [ -s "$keep" ]; then
+  # (-links 1: a binary's copy under deps/ is hard-linked to target/debug/<name>, which stays.)
+  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -links 1 -perm -u+x ! -name '*.so' ! -name '*.rlib' \
+    | grep -vxFf "$keep" | xargs -r rm -f
+fi
+rm -f "$keep"
+find "$CARGO_TARGET_DIR/debug/incremental" -mindepth 1 -maxdepth 1 -type d ! -newer "$run_started" -exec rm -rf {} +
+rm -f "$run_started"

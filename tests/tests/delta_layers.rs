@@ -89,12 +89,27 @@ fn engine(store: &Store) -> Engine {
     Engine::new(store.clone(), EngineConfig { pointer_ttl: Duration::from_millis(20), ..Default::default() })
 }
 
-/// Every key of the universe answers as `model` says.
+/// Every key of the universe answers as `model` says, in the version the pointer names now. A running engine
+/// may serve the previous version for up to 2 × its pointer TTL after a switch (a pointer read that was in
+/// flight when it was told to refresh lands after it), so the check waits, bounded, until it serves the
+/// current one, then reads that version.
 async fn check(engine: &Engine, model: &Model, universe: u64, what: &str) {
-    engine.refresh();
+    let store = engine.store().clone();
+    let want = pointer::read(store.inner.as_ref(), KS).await.unwrap().unwrap().pointer.version;
+    let mut v = None;
+    for _ in 0..500 {
+        engine.refresh();
+        let served = engine.keyspace(KS).await.unwrap();
+        if served.manifest().version == want {
+            v = Some(served);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let v = v.unwrap_or_else(|| panic!("{what}: the engine never served {want}"));
     for i in 0..universe {
         let k = key(i);
-        let got = engine.get(KS, &k).await.unwrap_or_else(|e| panic!("{what}: {k}: {e}"));
+        let got = engine.lookup(&v, &k).await.unwrap_or_else(|e| panic!("{what}: {k}: {e}"));
         assert_eq!(got, model.get(&k).map(|v| Bytes::from(v.clone())), "{what}: key {k}");
     }
 }

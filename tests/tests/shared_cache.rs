@@ -76,17 +76,28 @@ async fn read_all(e: &Engine, rows: &[(String, Vec<u8>)]) -> u64 {
     e.counters().object_gets - before
 }
 
-/// Waits (bounded) until the tier's background writes have landed: `stored` stops growing.
-async fn settle(e: &Engine) {
-    let mut last = u64::MAX;
-    for _ in 0..100 {
-        let now = e.stats().shared_tier.unwrap().stored;
-        if now == last {
+/// The first connection is made in the background: waits (bounded) until the engine has asked the tier,
+/// so what follows counts the tier's effect.
+async fn connected(e: &Engine, key: &str) {
+    e.get("default", key).await.unwrap(); // its first read starts the connection
+    for _ in 0..500 {
+        if e.stats().shared_tier.unwrap().connected {
             return;
         }
-        last = now;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    panic!("the engine never reached the shared tier: {:?}", e.stats().shared_tier);
+}
+
+/// Waits (bounded) until the tier's background writes have all been answered.
+async fn settle(e: &Engine) {
+    for _ in 0..600 {
+        if e.stats().shared_tier.unwrap().writing == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the shared tier's writes did not finish in 30 s: {:?}", e.stats().shared_tier);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,15 +111,8 @@ async fn engines_share_one_tier_verify_its_entries_and_survive_its_outage() {
     let rows: Vec<(String, Vec<u8>)> = read_dataset(&example_data()).into_iter().step_by(7).collect();
 
     let engines: Vec<Engine> = (0..3).map(|_| engine(&store, &redis.url())).collect();
-    // The first connection is made in the background: wait for it, so the test counts the tier's effect.
     for e in &engines {
-        for _ in 0..100 {
-            e.get("default", &rows[0].0).await.unwrap();
-            if e.stats().shared_tier.unwrap().hits + e.stats().shared_tier.unwrap().misses > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        connected(e, &rows[0].0).await;
     }
     let first = read_all(&engines[0], &rows).await;
     settle(&engines[0]).await;
@@ -130,8 +134,7 @@ async fn engines_share_one_tier_verify_its_entries_and_survive_its_outage() {
         let _: () = redis::cmd("SET").arg(k).arg(b"poison".as_slice()).query_async(&mut conn).await.unwrap();
     }
     let fresh = engine(&store, &redis.url());
-    read_all(&fresh, &rows[..1]).await; // connects
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    connected(&fresh, &rows[0].0).await;
     read_all(&fresh, &rows).await;
     assert!(fresh.stats().shared_tier.unwrap().poisoned > 0, "{:?}", fresh.stats().shared_tier);
     settle(&fresh).await;

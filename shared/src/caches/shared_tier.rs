@@ -29,6 +29,10 @@ pub struct TierStats {
     /// Entries whose bytes did not verify: refetched from the store and replaced.
     pub poisoned: u64,
     pub stored: u64,
+    /// Writes sent and not yet answered.
+    pub writing: u64,
+    /// Whether a connection is up (made in the background on first use).
+    pub connected: bool,
 }
 
 pub struct SharedTier {
@@ -40,6 +44,8 @@ pub struct SharedTier {
     /// lookup nothing, not a timeout per read.
     down_until: AtomicU64,
     epoch: Instant,
+    /// Background writes not yet answered.
+    writing: AtomicU64,
     hits: Counter,
     misses: Counter,
     errors: Counter,
@@ -69,6 +75,7 @@ impl SharedTier {
             conn: ArcSwapOption::empty(),
             connecting: AtomicBool::new(false),
             down_until: AtomicU64::new(0),
+            writing: AtomicU64::new(0),
             epoch: Instant::now(),
             hits: Counter::default(),
             misses: Counter::default(),
@@ -165,6 +172,7 @@ impl SharedTier {
         let Some(mut conn) = self.connection() else { return };
         let me = self.clone();
         let ttl = self.config.ttl.as_secs().max(1);
+        self.writing.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             let mut set = redis::cmd("SET");
             set.arg(&key).arg(bytes.as_ref()).arg("EX").arg(ttl);
@@ -173,7 +181,13 @@ impl SharedTier {
                 Ok(Ok(())) => me.stored.add(1),
                 _ => me.failed(),
             }
+            me.writing.fetch_sub(1, Relaxed);
         });
+    }
+
+    /// Writes sent in the background and not yet answered (tests wait for them).
+    pub fn writes_in_flight(&self) -> u64 {
+        self.writing.load(Relaxed)
     }
 
     pub fn stats(&self) -> TierStats {
@@ -183,6 +197,8 @@ impl SharedTier {
             errors: self.errors.get(),
             poisoned: self.poisoned.get(),
             stored: self.stored.get(),
+            writing: self.writes_in_flight(),
+            connected: self.conn.load().is_some(),
         }
     }
 }
