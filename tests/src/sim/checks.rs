@@ -51,6 +51,11 @@ pub async fn check_current(w: &World) -> Option<String> {
             break;
         }
     }
+    // What the current version answers as, learnt while what it stacks on or compacted is surely there
+    // (gc keeps a replaced version at least 2 × TTL): a reader may first see it later.
+    if let Some(m) = &manifest {
+        w.resolve(m).await;
+    }
     // A layered version: every layer it stacks on, too.
     let mut layers = Vec::new();
     for l in manifest.iter().flat_map(|m| m.layers.iter()) {
