@@ -21,6 +21,12 @@ pub async fn layerer(w: Arc<World>) {
         w.ops.fetch_add(1, Relaxed);
         let crash = rng.chance(200).then(|| rng.millis(0, 30));
         let compact = rng.chance(350);
+        // What is current now answers as a dataset: learnt before a compaction, whose result names it only.
+        if let Ok(Some(c)) = cairn_shared::versions::pointer::read(w.clean[0].inner.as_ref(), KS).await
+            && let Ok(m) = Manifest::read_top(w.clean[0].inner.as_ref(), KS, &c.pointer.version).await
+        {
+            w.resolve(&m).await;
+        }
         let run = async {
             if compact {
                 let mut o = CompactOptions::new(KS, w.roots[0].clone());
