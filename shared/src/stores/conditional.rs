@@ -27,18 +27,19 @@ impl LocalConditional {
     pub fn new(inner: Arc<dyn ObjectStore>, root: PathBuf) -> Self {
         LocalConditional { inner, root }
     }
+}
 
-    async fn lock_root(&self) -> Result<std::fs::File> {
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || {
-            let f = std::fs::File::open(&root)?;
-            f.lock()?;
-            Ok::<_, std::io::Error>(f)
-        })
-        .await
-        .map_err(|e| generic(e.to_string()))?
-        .map_err(|e| generic(format!("locking {}: {e}", self.root.display())))
-    }
+/// An exclusive `flock` on the root directory, released when the file is dropped.
+async fn lock_root(root: PathBuf) -> Result<std::fs::File> {
+    let shown = root.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&root)?;
+        f.lock()?;
+        Ok::<_, std::io::Error>(f)
+    })
+    .await
+    .map_err(|e| generic(e.to_string()))?
+    .map_err(|e| generic(format!("locking {shown}: {e}")))
 }
 
 fn generic(msg: String) -> object_store::Error {
@@ -58,20 +59,27 @@ impl ObjectStore for LocalConditional {
             return self.inner.put_opts(location, payload, opts).await;
         };
         let expected = expected.e_tag.clone();
-        let _lock = self.lock_root().await?; // released when the file is dropped
-        let current = match self.inner.head(location).await {
-            Ok(meta) => meta.e_tag,
-            Err(object_store::Error::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        if current.is_none() || current != expected {
-            return Err(object_store::Error::Precondition {
-                path: location.to_string(),
-                source: format!("ETag is {current:?}, expected {expected:?}").into(),
-            });
-        }
-        opts.mode = PutMode::Overwrite;
-        self.inner.put_opts(location, payload, opts).await
+        let (inner, root, location) = (self.inner.clone(), self.root.clone(), location.clone());
+        // Detached: the compare and the write complete under the lock even when the caller is dropped (the
+        // local write runs on a blocking thread and lands anyway): released early, a delete could slip in
+        // between and the write then bring back what it deleted.
+        let update = tokio::spawn(async move {
+            let _lock = lock_root(root).await?;
+            let current = match inner.head(&location).await {
+                Ok(meta) => meta.e_tag,
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            if current.is_none() || current != expected {
+                return Err(object_store::Error::Precondition {
+                    path: location.to_string(),
+                    source: format!("ETag is {current:?}, expected {expected:?}").into(),
+                });
+            }
+            opts.mode = PutMode::Overwrite;
+            inner.put_opts(&location, payload, opts).await
+        });
+        update.await.map_err(|e| generic(format!("conditional update: {e}")))?
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
@@ -86,8 +94,20 @@ impl ObjectStore for LocalConditional {
         self.inner.get_ranges(location, ranges).await
     }
 
+    /// Each delete under the root lock: it never lands between a conditional update's compare and write.
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
+        use futures::StreamExt;
+        let (inner, root) = (self.inner.clone(), self.root.clone());
+        locations
+            .then(move |location| {
+                let (inner, root) = (inner.clone(), root.clone());
+                async move {
+                    let location = location?;
+                    let _lock = lock_root(root).await?;
+                    inner.delete(&location).await.map(|()| location)
+                }
+            })
+            .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
