@@ -16,7 +16,7 @@ use cairn_shared::format::checksum::{checksum_label, checksum_of};
 use cairn_shared::format::layers::{Tagged, untag};
 use cairn_shared::format::layout;
 use cairn_shared::format::manifest::{FORMAT_VERSION, Manifest, ShardEntry, Source};
-use cairn_shared::format::ring::{Placement, imbalance};
+use cairn_shared::format::ring::Placement;
 use cairn_shared::format::shard_writer::ShardFormat;
 use cairn_shared::key::validate_keyspace;
 use cairn_shared::stores::Store;
@@ -188,23 +188,7 @@ pub async fn compact(opts: CompactOptions, progress: Arc<dyn Progress>) -> Resul
 }
 
 fn report(m: &Manifest, resumed: usize, started: Instant) -> IngestReport {
-    let counts: Vec<u64> = m.shards.iter().map(|s| s.rows).collect();
-    IngestReport {
-        keyspace: m.keyspace.clone(),
-        version: m.version.clone(),
-        rows: m.rows,
-        shards: m.placement.shards(),
-        bytes: m.bytes,
-        imbalance: imbalance(&counts),
-        shard_rows: counts,
-        resumed_shards: resumed,
-        runs_spilled: 0,
-        run_merges: 0,
-        fingerprint: m.source.fingerprint.clone(),
-        elapsed: started.elapsed(),
-        layers: m.layers.len() + 1,
-        tombstones: m.tombstones(),
-    }
+    crate::pipeline::report(m, m.shards.iter().map(|s| s.rows).collect(), resumed, (0, 0), started)
 }
 
 /// What the merging threads share.

@@ -11,6 +11,7 @@ mod csv_input;
 pub mod delta;
 pub mod error;
 pub mod input;
+mod json_value;
 mod jsonl_input;
 pub mod lease;
 pub mod listing;

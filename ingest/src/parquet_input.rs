@@ -9,12 +9,11 @@
 
 use std::fs::File;
 use std::ops::Range;
-use std::sync::Arc;
 
 use arrow_array::Array;
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::ChunkReader;
@@ -23,6 +22,7 @@ use tokio::runtime::Handle;
 use crate::byte_column::{ByteColumn, readable};
 use crate::error::IngestError;
 use crate::input::{InputFile, Location};
+use crate::json_value::encode_json;
 use crate::parquet_fetch::{Fetched, ObjectChunks, Prefetch, fetch_chunks};
 use crate::parquet_stream::StreamedChunks;
 use crate::record::{Columns, Emit, Problems, ValueSpec, check_record};
@@ -388,24 +388,4 @@ enum Decoded {
     /// A page could not be decoded: the file's problem.
     Unreadable(String),
     Error(IngestError),
-}
-
-/// One JSON object per row, `\n`-terminated, of `names` in that order (arrow-json's encoding, nulls
-/// written as `null`).
-fn encode_json(batch: &RecordBatch, names: &[String], out: &mut Vec<u8>) -> Result<(), arrow_schema::ArrowError> {
-    let schema = batch.schema();
-    let mut fields = Vec::with_capacity(names.len());
-    let mut cols = Vec::with_capacity(names.len());
-    for n in names {
-        let i = schema.index_of(n)?;
-        fields.push(Field::new(n, schema.field(i).data_type().clone(), true));
-        cols.push(batch.column(i).clone());
-    }
-    let values = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
-    out.clear();
-    let mut w = arrow_json::WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .build::<_, arrow_json::writer::LineDelimited>(&mut *out);
-    w.write(&values)?;
-    w.finish()
 }

@@ -334,7 +334,13 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     Ok(report(&manifest, counts, resumed, (spilled, merges), started))
 }
 
-fn report(m: &Manifest, counts: Vec<u64>, resumed: usize, runs: (usize, usize), started: Instant) -> IngestReport {
+pub(crate) fn report(
+    m: &Manifest,
+    counts: Vec<u64>,
+    resumed: usize,
+    runs: (usize, usize),
+    started: Instant,
+) -> IngestReport {
     IngestReport {
         keyspace: m.keyspace.clone(),
         version: m.version.clone(),

@@ -4,6 +4,7 @@
 
 mod arrow;
 mod errors;
+mod layers;
 mod reader;
 mod runtime;
 mod writer;
@@ -25,7 +26,7 @@ fn _cairn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(writer::placement, m)?)?;
     m.add_function(wrap_pyfunction!(writer::default_shards, m)?)?;
     m.add_function(wrap_pyfunction!(writer::begin, m)?)?;
-    m.add_function(wrap_pyfunction!(writer::layers, m)?)?;
+    m.add_function(wrap_pyfunction!(layers::layers, m)?)?;
     m.add_function(wrap_pyfunction!(writer::write_shard, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Largest shard object whose upload checks a concurrent attempt wrote the same bytes.

@@ -10,5 +10,6 @@ pub mod manifest;
 pub mod page;
 pub mod piece;
 pub mod ring;
+pub mod shard_entry;
 pub mod shard_reader;
 pub mod shard_writer;
