@@ -115,7 +115,7 @@ for line in sys.stdin:
 if [ -s "$keep" ]; then
   # (-links 1: a binary's copy under deps/ is hard-linked to target/debug/<name>, which stays.)
   find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -links 1 -perm -u+x ! -name '*.so' ! -name '*.rlib' \
-    | grep -vxFf "$keep" | xargs -r rm -f
+    | { grep -vxFf "$keep" || true; } | xargs -r rm -f
 fi
 rm -f "$keep"
 find "$CARGO_TARGET_DIR/debug/incremental" -mindepth 1 -maxdepth 1 -type d ! -newer "$run_started" -exec rm -rf {} +
