@@ -10,6 +10,8 @@ import os
 import platform
 import sys
 
+from md_section import write_section
+
 BEGIN, END = "<!-- delta-layers:begin -->", "<!-- delta-layers:end -->"
 
 
@@ -81,13 +83,7 @@ def main(md_path):
         "grows with the layers; over HTTP the request's own cost dominates). A cold base key pays a delta's "
         "false positive (0.1% per layer) with one index-piece read.\n",
     ]
-    section = BEGIN + "\n" + "\n".join(out) + END
-    text = open(md_path).read()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    open(md_path, "w").write(text)
+    write_section(md_path, BEGIN, END, out)
 
 
 if __name__ == "__main__":

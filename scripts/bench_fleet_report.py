@@ -10,6 +10,8 @@ import os
 import platform
 import sys
 
+from md_section import write_section
+
 BEGIN, END = "<!-- shared-tier:begin -->", "<!-- shared-tier:end -->"
 
 
@@ -48,13 +50,7 @@ def main(md_path):
     out += ["", "Not measured yet: engines as separate processes (here one process, each engine with its own "
             "caches and tier connection), lookups after a restart with a disk tier, and p99 during a version "
             "switch with warming (neither is built).\n"]
-    section = BEGIN + "\n" + "\n".join(out) + END
-    text = open(md_path).read()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    open(md_path, "w").write(text)
+    write_section(md_path, BEGIN, END, out)
 
 
 if __name__ == "__main__":
