@@ -104,6 +104,7 @@ async fn run(cli: Cli) -> Res {
         }
         Some(Command::Serve { file, store, port, host, allow_empty, .. }) => {
             let store = Store::open(&store.store)?;
+            let file_given = file.is_some();
             if let Some(file) = file {
                 match interrupt::interruptible(admin::ensure_ingested(&file, &store, allow_empty)).await {
                     Ok(done) => done?,
@@ -118,7 +119,11 @@ async fn run(cli: Cli) -> Res {
                 }
             }
             let engine = Arc::new(Engine::new(store, EngineConfig::from_env()?));
-            let limits = cairn_shared::config::ServeConfig::from_env()?;
+            let mut limits = cairn_shared::config::ServeConfig::from_env()?;
+            // FILE's keyspace is ready before the server answers ready.
+            if file_given && !limits.warm_keyspaces.iter().any(|k| k == "default") {
+                limits.warm_keyspaces.push("default".into());
+            }
             let (addr, serving) = cairn_functions::server::bind_with(engine, (host, port).into(), limits).await?;
             eprintln!("serving on http://{addr}  (try: curl http://{addr}/v1/keyspaces/default)");
             serving.await?;

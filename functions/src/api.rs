@@ -5,6 +5,7 @@
 //! - `GET  /v1/keyspaces/{ks}` → version, shards, keys, bytes, cache stats
 //! - `GET  /v1/keyspaces` → the published keyspaces
 //! - `GET  /v1/health` → liveness and cache stats
+//! - `GET  /v1/ready`, `GET /v1/live` → readiness (keyspaces loaded, not draining) and liveness probes
 //! - `GET  /v1/openapi.json` → the OpenAPI 3.1 description of all of them (docs/openapi.json)
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use serde_json::json;
 
 use crate::answer::{engine_error, error, path_error};
 use crate::mget::Limits;
+use crate::readiness::Readiness;
 use crate::request_metrics::RequestMetrics;
 pub use crate::routes::{ERROR_HEADER, MAX_BODY_BYTES, MAX_MGET_KEYS, ROUTES, VERSION_HEADER};
 
@@ -37,13 +39,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
 /// answers bounded by what a function URL returns.
 pub fn router_with_access_log(engine: Arc<Engine>) -> Router {
     let limits = Limits { function_url: true, body_timeout: None };
-    router_for(engine, Arc::default(), Some(crate::access_log::stdout_sink()), limits)
+    router_for(engine, Arc::default(), Some(crate::access_log::stdout_sink()), limits, Readiness::ready())
 }
 
 /// The API counting its requests into `requests` (which `/metrics` reports), with an access log into `log`
 /// if given.
 pub fn router_with(engine: Arc<Engine>, requests: Arc<RequestMetrics>, log: Option<crate::access_log::Sink>) -> Router {
-    router_for(engine, requests, log, Limits::default())
+    router_for(engine, requests, log, Limits::default(), Readiness::ready())
 }
 
 /// [`router_with`], with a deployment's limits.
@@ -52,6 +54,7 @@ pub fn router_for(
     requests: Arc<RequestMetrics>,
     log: Option<crate::access_log::Sink>,
     limits: Limits,
+    readiness: Arc<Readiness>,
 ) -> Router {
     let exposition = Arc::new(crate::metrics::Exposition::new(engine.clone(), requests.clone()));
     let mut r = routes().layer(axum::middleware::from_fn_with_state(requests, count_request));
@@ -59,7 +62,7 @@ pub fn router_for(
         let log = crate::access_log::AccessLog::new(sink);
         r = r.layer(axum::middleware::from_fn_with_state(log, crate::access_log::log_request));
     }
-    r.layer(Extension(exposition)).layer(Extension(limits)).with_state(engine)
+    r.layer(Extension(exposition)).layer(Extension(limits)).layer(Extension(readiness)).with_state(engine)
 }
 
 fn routes() -> Router<Arc<Engine>> {
@@ -71,6 +74,8 @@ fn routes() -> Router<Arc<Engine>> {
         .route(ROUTES[4], post(crate::mget::mget))
         .route(ROUTES[5], get(crate::openapi::document))
         .route(ROUTES[6], get(crate::metrics::scrape))
+        .route(ROUTES[7], get(crate::readiness::ready))
+        .route(ROUTES[8], get(crate::readiness::live))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such route; see docs/API.md".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

@@ -11,6 +11,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod mget;
 pub mod openapi;
+pub mod readiness;
 pub mod request_metrics;
 pub mod routes;
 pub mod server;

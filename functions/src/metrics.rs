@@ -228,6 +228,37 @@ impl Collector for Figures {
             t.roots.iter().map(|r| ([("root", r.root.as_str())], Sample::Histogram(&r.latency))),
         )?;
 
+        let tiers = || t.tiers.iter();
+        for (name, help, f) in [
+            (
+                "cache_tier_errors",
+                "Cache tier reads that failed or timed out (answered by the next tier or the store), and failed writes.",
+                (|s| s.errors) as fn(&cairn_shared::caches::tier::TierStats) -> u64,
+            ),
+            ("cache_tier_poisoned", "Cache tier entries that failed verification (never served; replaced).", |s| {
+                s.poisoned
+            }),
+            ("cache_tier_stored", "Entries written to a cache tier.", |s| s.stored),
+        ] {
+            family(e, name, help, None, Counter, tiers().map(|(n, s)| ([("tier", *n)], Sample::Counter(f(s)))))?;
+        }
+        family(
+            e,
+            "cache_tier_up",
+            "Whether a cache tier is usable now (a shared tier: connected).",
+            None,
+            Gauge,
+            tiers().map(|(n, s)| ([("tier", *n)], gauge(u64::from(s.connected)))),
+        )?;
+        let s = &t.switches;
+        for (name, help, v) in [
+            ("version_switches_warmed", "Version switches warmed before readers moved to the new version.", s.warmed),
+            ("version_switch_warm_timeouts", "Warmed switches cut short by CAIRN_WARM_SWITCH_TIMEOUT.", s.timed_out),
+            ("version_switch_warm_keys", "Keys looked up in new versions while warming switches.", s.keys),
+        ] {
+            single(e, name, help, None, Counter, Sample::Counter(v))?;
+        }
+
         let r = &t.replicas;
         for (name, help, v) in [
             ("replica_reads", "Reads of replicated keyspaces (each may try several copies).", r.reads),

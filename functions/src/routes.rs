@@ -2,7 +2,7 @@
 //! is the reference).
 
 /// Every route, as the OpenAPI document names them (openapi.rs checks the two agree).
-pub const ROUTES: [&str; 7] = [
+pub const ROUTES: [&str; 9] = [
     "/v1/health",
     "/v1/keyspaces",
     "/v1/keyspaces/{ks}",
@@ -10,6 +10,8 @@ pub const ROUTES: [&str; 7] = [
     "/v1/keyspaces/{ks}/mget",
     "/v1/openapi.json",
     "/metrics",
+    "/v1/ready",
+    "/v1/live",
 ];
 
 /// The single-key GET's index in [`ROUTES`] (`cairn serve`'s fast path counts it there).

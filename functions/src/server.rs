@@ -1,6 +1,8 @@
 //! `cairn serve`: the router on a TCP listener, HTTP/1.1 keep-alive with TCP_NODELAY, each response written
 //! as one buffer (no vectored writes: one syscall and no iovec work per small answer), and a graceful stop
-//! on Ctrl-C/SIGTERM that lets requests in flight finish. What one client may hold is bounded
+//! on Ctrl-C/SIGTERM: it answers not ready (readiness.rs), closes its listener (new connections are
+//! refused), lets requests in flight finish within `CAIRN_DRAIN_TIMEOUT`, then returns, so the process exits
+//! 0. What one client may hold is bounded
 //! ([`ServeConfig`]): its request headers and body must arrive in time, and a response it stops reading
 //! ends its connection (deadline_io.rs).
 //!
@@ -24,6 +26,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use crate::readiness::Readiness;
+
 /// Binds `addr` (port 0 picks a free port) and returns the bound address with the serving future.
 pub async fn bind(
     engine: Arc<Engine>,
@@ -42,9 +46,11 @@ pub async fn bind_with(
     let local = listener.local_addr()?;
     let requests = Arc::new(crate::request_metrics::RequestMetrics::default());
     let api = crate::mget::Limits { function_url: false, body_timeout: Some(limits.body_timeout) };
-    let app =
-        Arc::new(App { router: crate::router_for(engine.clone(), requests.clone(), None, api), engine, requests });
-    Ok((local, serve(listener, app, limits)))
+    let readiness = Readiness::starting(&limits.warm_keyspaces);
+    tokio::spawn(crate::readiness::load(engine.clone(), readiness.clone(), Duration::from_secs(1)));
+    let router = crate::router_for(engine.clone(), requests.clone(), None, api, readiness.clone());
+    let app = Arc::new(App { router, engine, requests });
+    Ok((local, serve(listener, app, limits, readiness)))
 }
 
 /// A response body: a found value as it is (not boxed), or whatever the router answered.
@@ -82,7 +88,12 @@ fn single_key(path: &str) -> Option<(&str, &str)> {
     (plain(ks) && plain(key)).then_some((ks, key))
 }
 
-async fn serve(listener: TcpListener, app: Arc<App>, limits: ServeConfig) -> std::io::Result<()> {
+async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    limits: ServeConfig,
+    readiness: Arc<Readiness>,
+) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.writev(false)
         .max_buf_size(2 << 20)
@@ -120,8 +131,12 @@ async fn serve(listener: TcpListener, app: Arc<App>, limits: ServeConfig) -> std
             drop(permit);
         });
     }
+    readiness.drain();
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    tracing::info!(grace = ?limits.drain_timeout, "stopping: not ready, listener closed, draining requests in flight");
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?limits.drain_timeout, "requests still in flight after the drain timeout: stopping anyway");
+    }
     Ok(())
 }
 

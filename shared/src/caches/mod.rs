@@ -1,10 +1,12 @@
 //! What the query engine keeps in memory: byte-bounded caches, the pointer map with its TTL, the arena hot
-//! shards live in, and the rule that decides when a shard is read whole; and the cache tier engines share
-//! (a Redis-protocol server).
+//! shards live in, and the rule that decides when a shard is read whole; and the cache tiers below them (the
+//! local disk, a Redis-protocol server engines share).
 
 pub mod arena;
 pub mod counted;
+pub mod disk_tier;
 pub mod promotion;
 pub mod shared_tier;
 pub mod single_flight;
+pub mod tier;
 pub mod ttl_map;

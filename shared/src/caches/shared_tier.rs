@@ -8,34 +8,21 @@
 //! connection at all falls through to the store; the connection is made in the background and remade by
 //! the client after an outage, so an outage costs speed only.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
 
+use crate::caches::tier::{CacheTier, TierStats};
 use crate::config::SharedCacheConfig;
 use crate::counter::Counter;
 
-/// What the tier has done, for `/metrics` and `info`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct TierStats {
-    pub hits: u64,
-    pub misses: u64,
-    /// Reads that failed or timed out (then answered by the store), and writes that failed.
-    pub errors: u64,
-    /// Entries whose bytes did not verify: refetched from the store and replaced.
-    pub poisoned: u64,
-    pub stored: u64,
-    /// Writes sent and not yet answered.
-    pub writing: u64,
-    /// Whether a connection is up (made in the background on first use).
-    pub connected: bool,
-}
-
 pub struct SharedTier {
+    /// Itself, for the background tasks it starts.
+    me: Weak<SharedTier>,
     config: SharedCacheConfig,
     client: redis::Client,
     conn: ArcSwapOption<ConnectionManager>,
@@ -69,7 +56,8 @@ impl SharedTier {
     /// The tier `config` names; an unparsable URL is an error (a running tier's outage is not).
     pub fn new(config: SharedCacheConfig) -> Result<Arc<SharedTier>, String> {
         let client = redis::Client::open(config.url.as_str()).map_err(|e| format!("CAIRN_SHARED_CACHE: {e}"))?;
-        Ok(Arc::new(SharedTier {
+        Ok(Arc::new_cyclic(|me| SharedTier {
+            me: me.clone(),
             config,
             client,
             conn: ArcSwapOption::empty(),
@@ -85,21 +73,15 @@ impl SharedTier {
         }))
     }
 
-    /// The key of `len` bytes at `start` of object `path` (objects are immutable: path and range name
-    /// their bytes for good).
-    pub fn key(path: &str, range: &str) -> String {
-        format!("{PREFIX}{path}@{range}")
-    }
-
     /// The connection, or None while there is none: one is then being made in the background.
-    fn connection(self: &Arc<Self>) -> Option<ConnectionManager> {
+    fn connection(&self) -> Option<ConnectionManager> {
         if let Some(c) = self.conn.load_full() {
             return Some((*c).clone());
         }
         if !self.connecting.swap(true, Relaxed)
             && let Ok(rt) = tokio::runtime::Handle::try_current()
+            && let Some(me) = self.me.upgrade()
         {
-            let me = self.clone();
             rt.spawn(async move {
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -133,15 +115,21 @@ impl SharedTier {
         self.errors.add(1);
         self.down_until.store(self.now_ms() + REST.as_millis() as u64, Relaxed);
     }
+}
 
-    /// The entry under `key`, if the tier answers within its timeout (the caller verifies it).
-    pub async fn get(self: &Arc<Self>, key: &str) -> Option<Bytes> {
+#[async_trait::async_trait]
+impl CacheTier for SharedTier {
+    fn name(&self) -> &'static str {
+        "shared"
+    }
+
+    async fn get(&self, key: &str) -> Option<Bytes> {
         if self.resting() {
             return None;
         }
         let mut conn = self.connection()?;
         let mut get = redis::cmd("GET");
-        get.arg(key);
+        get.arg(format!("{PREFIX}{key}"));
         let read = get.query_async::<Option<Vec<u8>>>(&mut conn);
         match tokio::time::timeout(self.config.timeout, read).await {
             Ok(Ok(Some(v))) => {
@@ -159,19 +147,20 @@ impl SharedTier {
         }
     }
 
-    /// Counts an entry that did not verify (the caller refetches and [`Self::put`]s the right bytes).
-    pub fn poisoned(&self) {
+    /// Counted only: the caller's [`put`](CacheTier::put) of the right bytes overwrites the entry.
+    fn poisoned(&self, _key: &str) {
         self.poisoned.add(1);
     }
 
-    /// Stores `bytes` under `key` in the background (a lookup never waits for it); too large ones are not.
-    pub fn put(self: &Arc<Self>, key: String, bytes: Bytes) {
+    /// Too large entries are not stored, nor any while the tier rests after a failure.
+    fn put(&self, key: &str, bytes: Bytes) {
         if bytes.len() as u64 > self.config.max_entry || self.resting() {
             return;
         }
         let Some(mut conn) = self.connection() else { return };
-        let me = self.clone();
+        let Some(me) = self.me.upgrade() else { return };
         let ttl = self.config.ttl.as_secs().max(1);
+        let key = format!("{PREFIX}{key}");
         self.writing.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             let mut set = redis::cmd("SET");
@@ -185,20 +174,16 @@ impl SharedTier {
         });
     }
 
-    /// Writes sent in the background and not yet answered (tests wait for them).
-    pub fn writes_in_flight(&self) -> u64 {
-        self.writing.load(Relaxed)
-    }
-
-    pub fn stats(&self) -> TierStats {
+    fn stats(&self) -> TierStats {
         TierStats {
             hits: self.hits.get(),
             misses: self.misses.get(),
             errors: self.errors.get(),
             poisoned: self.poisoned.get(),
             stored: self.stored.get(),
-            writing: self.writes_in_flight(),
+            writing: self.writing.load(Relaxed),
             connected: self.conn.load().is_some(),
+            ..TierStats::default()
         }
     }
 }

@@ -40,6 +40,20 @@ pub struct EngineConfig {
     pub deep_health: bool,
     /// The cache tier engines share (`CAIRN_SHARED_CACHE`): None when unset.
     pub shared_cache: Option<SharedCacheConfig>,
+    /// The local-disk cache tier (`CAIRN_DISK_CACHE`): None when unset.
+    pub disk_cache: Option<DiskCacheConfig>,
+    /// Warming before a version switch: at most these bytes (`CAIRN_WARM_SWITCH`; 0: off) within this
+    /// time (`CAIRN_WARM_SWITCH_TIMEOUT`, at most half the pointer TTL).
+    pub warm_switch_bytes: u64,
+    pub warm_switch_timeout: Duration,
+}
+
+/// Where the local-disk cache tier keeps its files (caches/disk_tier.rs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskCacheConfig {
+    pub path: std::path::PathBuf,
+    /// The byte budget (`CAIRN_DISK_CACHE_SIZE`); None: 1 GiB, or half the file system if smaller.
+    pub size: Option<u64>,
 }
 
 /// Where the shared cache tier is and how it is used (caches/shared_tier.rs).
@@ -81,6 +95,9 @@ impl Default for EngineConfig {
             max_concurrent_gets: 256,
             deep_health: false,
             shared_cache: None,
+            disk_cache: None,
+            warm_switch_bytes: 64 << 20,
+            warm_switch_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -142,6 +159,18 @@ impl EngineConfig {
             }
             c.shared_cache = Some(s);
         }
+        if let Some(path) = DISK_CACHE.get().filter(|p| !p.trim().is_empty()) {
+            let size = DISK_CACHE_SIZE.parse(units::parse_size).map_err(config)?;
+            c.disk_cache = Some(DiskCacheConfig { path: path.trim().into(), size });
+        }
+        match WARM_SWITCH.get().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("on") => {}
+            Some("off") => c.warm_switch_bytes = 0,
+            Some(v) => c.warm_switch_bytes = units::parse_bytes(v).map_err(|e| config(format!("{}: {e}", WARM_SWITCH.name)))?,
+        }
+        if let Some(v) = WARM_SWITCH_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
+            c.warm_switch_timeout = v;
+        }
         match HEDGE_AFTER.get().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             Some("off") => c.failover.hedging = false,
             Some("p95") => {} // the default, as --help shows it
@@ -167,6 +196,10 @@ pub struct ServeConfig {
     pub write_timeout: Duration,
     /// Connections served at once (`CAIRN_MAX_CONNECTIONS`); further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// After SIGTERM, how long requests in flight get to finish (`CAIRN_DRAIN_TIMEOUT`).
+    pub drain_timeout: Duration,
+    /// Keyspaces loaded before the server answers ready (`CAIRN_WARM_KEYSPACES`).
+    pub warm_keyspaces: Vec<String>,
 }
 
 impl Default for ServeConfig {
@@ -176,6 +209,8 @@ impl Default for ServeConfig {
             body_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            drain_timeout: Duration::from_secs(25),
+            warm_keyspaces: Vec::new(),
         }
     }
 }
@@ -196,6 +231,10 @@ impl ServeConfig {
         if let Some(v) = MAX_CONNECTIONS.parse(units::parse_count).map_err(config)? {
             c.max_connections = v;
         }
+        if let Some(v) = DRAIN_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
+            c.drain_timeout = v;
+        }
+        c.warm_keyspaces = list(WARM_KEYSPACES.get());
         Ok(c)
     }
 }

@@ -70,7 +70,7 @@ pub const STORE: Var =
 pub const WARM_KEYSPACES: Var = var!(
     "CAIRN_WARM_KEYSPACES",
     "",
-    "the Lambda: keyspaces (comma-separated) whose pointer and manifest are loaded at init"
+    "keyspaces (comma-separated) whose pointer and manifest are loaded at start: the Lambda at init, cairn serve before GET /v1/ready answers ready"
 );
 pub const METRICS_NAMESPACE: Var =
     var!("CAIRN_METRICS_NAMESPACE", "cairn", "the Lambda: the CloudWatch namespace of its log lines' metrics");
@@ -88,11 +88,36 @@ pub const SHARED_CACHE_TTL: Var =
     var!("CAIRN_SHARED_CACHE_TTL", "1h", "how long an entry stays in the shared cache (objects never change)");
 pub const SHARED_CACHE_MAX_ENTRY: Var =
     var!("CAIRN_SHARED_CACHE_MAX_ENTRY", "8MiB", "larger reads (whole hot shards) are not put in the shared cache");
+pub const DRAIN_TIMEOUT: Var = var!(
+    "CAIRN_DRAIN_TIMEOUT",
+    "25s",
+    "cairn serve: on SIGTERM it answers not ready, stops accepting, and gives requests in flight this long"
+);
+pub const DISK_CACHE: Var = var!(
+    "CAIRN_DISK_CACHE",
+    "",
+    "a cache tier on local disk (a node's SSD, the Lambda's /tmp): its directory, reused after a restart; off when unset"
+);
+pub const DISK_CACHE_SIZE: Var = var!(
+    "CAIRN_DISK_CACHE_SIZE",
+    "1GiB",
+    "the disk tier's budget (default 1GiB, or half the file system when that is smaller)"
+);
+pub const WARM_SWITCH: Var = var!(
+    "CAIRN_WARM_SWITCH",
+    "64MiB",
+    "before answering from a newly published version, read what the keys recently asked need (off: switch cold)"
+);
+pub const WARM_SWITCH_TIMEOUT: Var = var!(
+    "CAIRN_WARM_SWITCH_TIMEOUT",
+    "2s",
+    "the longest a switch is warmed (at most half CAIRN_POINTER_TTL; the old version answers meanwhile)"
+);
 pub const LOG: Var = var!("CAIRN_LOG", "info", "log filter (tracing's EnvFilter syntax)");
 pub const LOG_FORMAT: Var = var!("CAIRN_LOG_FORMAT", "text", "log format: text or json");
 
 /// The table, in the order `--help` prints it.
-pub const ALL: [Var; 22] = [
+pub const ALL: [Var; 27] = [
     POINTER_TTL,
     METADATA_CACHE,
     DATA_CACHE,
@@ -106,10 +131,15 @@ pub const ALL: [Var; 22] = [
     SHARED_CACHE_TIMEOUT,
     SHARED_CACHE_TTL,
     SHARED_CACHE_MAX_ENTRY,
+    DISK_CACHE,
+    DISK_CACHE_SIZE,
+    WARM_SWITCH,
+    WARM_SWITCH_TIMEOUT,
     HEADER_TIMEOUT,
     BODY_TIMEOUT,
     WRITE_TIMEOUT,
     MAX_CONNECTIONS,
+    DRAIN_TIMEOUT,
     STORE,
     WARM_KEYSPACES,
     METRICS_NAMESPACE,

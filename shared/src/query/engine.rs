@@ -7,6 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::caches::counted::CacheStats;
+use crate::caches::disk_tier::DiskTier;
+use crate::caches::shared_tier::SharedTier;
+use crate::caches::tier::CacheTier;
 use crate::config::EngineConfig;
 use crate::cost::Counters;
 use crate::error::Result;
@@ -43,7 +46,7 @@ impl Engine {
             // The metadata budget is split: an eighth for loaded versions, the rest for shard index pieces.
             resolver: Resolver::new(&config, budget / 8, telemetry.clone()),
             reads: ShardReads::new(budget - budget / 8, config.data_cache_bytes, telemetry.hot_shards.clone()),
-            fetcher: Arc::new(Fetcher::new(telemetry.clone(), shared_tier(&config))),
+            fetcher: Arc::new(Fetcher::new(telemetry.clone(), tiers(&config))),
             roots,
             config,
             telemetry,
@@ -71,7 +74,70 @@ impl Engine {
 
     /// The keyspace's current version, from cache when fresh.
     pub async fn keyspace(&self, ks: &str) -> Result<Arc<LoadedVersion>> {
-        self.resolver.keyspace(&self.roots, &self.fetcher, ks).await
+        let warm = |old, new| -> futures::future::BoxFuture<'_, ()> { Box::pin(self.warm_switch(old, new)) };
+        self.resolver.keyspace(&self.roots, &self.fetcher, ks, &warm).await
+    }
+
+    /// Before readers move from `old` to `new`: the new layers' manifest groups `old` had loaded, then a
+    /// lookup in `new` of each key recently asked of `old` (its group, piece list, index piece and block),
+    /// within `CAIRN_WARM_SWITCH` bytes and its timeout. Errors are left to the lookups that follow.
+    async fn warm_switch(&self, old: Arc<LoadedVersion>, new: Arc<LoadedVersion>) {
+        use futures::StreamExt;
+        let budget = self.config.warm_switch_bytes;
+        let limit = self.config.warm_switch_timeout.min(self.config.pointer_ttl / 2);
+        if budget == 0 || limit.is_zero() {
+            return;
+        }
+        let (started, before) = (std::time::Instant::now(), self.fetcher.totals().1);
+        let spent = || self.fetcher.totals().1.saturating_sub(before);
+        let keys = old.recent.keys();
+        let warmed = std::sync::atomic::AtomicU64::new(0);
+        let work = async {
+            let fresh = new.layers.iter().filter(|l| !old.layers.iter().any(|o| Arc::ptr_eq(o, l)));
+            let groups: Vec<(&Arc<Layer>, usize)> = fresh
+                .flat_map(|l| {
+                    let had = |g: &usize| old.top().groups.get(*g).is_some_and(|c| c.get().is_some());
+                    (0..l.groups.len()).filter(had).map(move |g| (l, g))
+                })
+                .collect();
+            futures::stream::iter(groups)
+                .for_each_concurrent(WARM_CONCURRENCY, |(l, g)| async move {
+                    if spent() < budget {
+                        let _ = self.resolver.group(&self.fetcher, l, g).await;
+                    }
+                })
+                .await;
+            futures::stream::iter(&keys)
+                .for_each_concurrent(WARM_CONCURRENCY, |k| {
+                    let (new, warmed) = (&new, &warmed);
+                    async move {
+                        if spent() < budget && self.get_in(new, k).await.is_ok() {
+                            warmed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                })
+                .await;
+        };
+        let finished = tokio::time::timeout(limit, work).await.is_ok();
+        let warmed = warmed.into_inner();
+        self.telemetry.switched(warmed, spent(), finished);
+        tracing::info!(
+            keyspace = %new.manifest().keyspace, from = %old.manifest().version, to = %new.manifest().version,
+            keys = warmed, bytes = spent(), ms = started.elapsed().as_millis() as u64, finished,
+            "warmed a version switch"
+        );
+    }
+
+    /// Loads the keyspace's current version with every manifest group of its layers, as a server does
+    /// before it answers ready.
+    pub async fn load_keyspace(&self, ks: &str) -> Result<()> {
+        let v = self.keyspace(ks).await?;
+        for layer in &v.layers {
+            for g in 0..layer.groups.len() {
+                self.resolver.group(&self.fetcher, layer, g).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Forgets cached pointers so the next request re-reads them (tests, admin).
@@ -103,11 +169,14 @@ impl Engine {
         self.resolver.with_fresh(ks, |v| {
             let key_bytes = key.as_bytes();
             let [layer] = v.layers.as_slice() else {
-                return self.layered_warm(v, key).map(|found| found.map(|value| answer(v, value)));
+                let found = self.layered_warm(v, key)?;
+                v.recent.offer(key);
+                return Some(found.map(|value| answer(v, value)));
             };
             let shard = layer.placement.shard_of(key_bytes);
             let (g, i) = layer.locate(shard);
             let value = self.reads.hot_get(layer, layer.groups[g].get()?, (shard, i), key)?;
+            v.recent.offer(key);
             Some(Ok(answer(v, value)))
         })
     }
@@ -176,6 +245,7 @@ impl Engine {
     }
 
     async fn get_in(&self, v: &Arc<LoadedVersion>, key: &str) -> Result<Option<Bytes>> {
+        v.recent.offer(key);
         let base = v.layers[v.layers.len() - 1].placement.shard_of(key.as_bytes());
         let hash = (v.layers.len() > 1).then(|| key_hash(key.as_bytes()));
         for layer in &v.layers {
@@ -261,18 +331,23 @@ impl Engine {
         let (object_gets, bytes_fetched) = self.fetcher.totals();
         let [pointers, versions] = self.resolver.stats();
         let [piece_lists, pieces, data] = self.reads.stats();
-        let shared_tier = self.fetcher.shared().map(|t| t.stats());
         let mut caches = vec![pointers, versions, piece_lists, pieces, data];
-        if let Some(t) = shared_tier {
+        let (mut shared_tier, mut disk_tier) = (None, None);
+        for t in self.fetcher.tiers() {
+            let s = t.stats();
             caches.push(CacheStats {
-                name: "shared",
-                hits: t.hits,
-                misses: t.misses,
-                entries: 0,
-                bytes: 0,
-                capacity_bytes: 0,
+                name: t.name(),
+                hits: s.hits,
+                misses: s.misses,
+                entries: s.entries,
+                bytes: s.bytes,
+                capacity_bytes: s.capacity_bytes,
                 evictions: 0,
             });
+            match t.name() {
+                "disk" => disk_tier = Some(s),
+                _ => shared_tier = Some(s),
+            }
         }
         EngineStats {
             store: self.roots.primary().url.clone(),
@@ -281,6 +356,8 @@ impl Engine {
             caches,
             hot_arena: self.reads.arena.stats(),
             shared_tier,
+            disk_tier,
+            switches: self.telemetry.switch_totals(),
         }
     }
 
@@ -293,6 +370,7 @@ impl Engine {
     pub async fn sync_caches(&self) {
         self.resolver.sync().await;
         self.reads.sync().await;
+        self.fetcher.tiers().iter().for_each(|t| t.sync());
     }
 
     /// Everything `/metrics` reports about the engine, read now.
@@ -300,6 +378,9 @@ impl Engine {
         self.telemetry.snapshot(self.stats(), self.served())
     }
 }
+
+/// Lookups a switch's warming keeps in flight.
+const WARM_CONCURRENCY: usize = 16;
 
 /// What a value found in `layer` answers: itself in a base layer; in a delta, the value after its tag, or
 /// "absent" for a tombstone.
@@ -330,14 +411,22 @@ pub fn layer_info(m: &Manifest) -> serde_json::Value {
     })
 }
 
-/// The shared tier `config` names; an unusable URL is logged and the engine runs without it.
-fn shared_tier(config: &EngineConfig) -> Option<Arc<crate::caches::shared_tier::SharedTier>> {
-    let c = config.shared_cache.clone()?;
-    match crate::caches::shared_tier::SharedTier::new(c) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::error!("{e}: running without the shared cache");
-            None
+/// The cache tiers `config` names, nearest first: the local disk, then the shared tier. One that cannot be
+/// used (an unparsable URL, a directory another process holds) is logged and the engine runs without it: a
+/// cache tier only ever makes lookups faster.
+fn tiers(config: &EngineConfig) -> Vec<Arc<dyn CacheTier>> {
+    let mut tiers: Vec<Arc<dyn CacheTier>> = Vec::new();
+    if let Some(c) = &config.disk_cache {
+        match DiskTier::open(c) {
+            Ok(t) => tiers.push(t),
+            Err(e) => tracing::error!("{e}: running without the disk cache"),
         }
     }
+    if let Some(c) = &config.shared_cache {
+        match SharedTier::new(c.clone()) {
+            Ok(t) => tiers.push(t),
+            Err(e) => tracing::error!("{e}: running without the shared cache"),
+        }
+    }
+    tiers
 }

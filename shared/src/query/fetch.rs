@@ -9,7 +9,7 @@ use bytes::Bytes;
 use object_store::GetOptions;
 use object_store::path::Path;
 
-use crate::caches::shared_tier::SharedTier;
+use crate::caches::tier::{self, CacheTier};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::query::layer::Layer;
@@ -29,22 +29,22 @@ pub(crate) struct Fetcher {
     gets: Counter,
     bytes: Counter,
     telemetry: Arc<EngineTelemetry>,
-    /// The cache tier engines share, tried before the store (caches/shared_tier.rs).
-    shared: Option<Arc<SharedTier>>,
+    /// Cache tiers tried in order before the store: the local disk, then the tier engines share.
+    tiers: Vec<Arc<dyn CacheTier>>,
 }
 
 impl Fetcher {
-    pub(crate) fn new(telemetry: Arc<EngineTelemetry>, shared: Option<Arc<SharedTier>>) -> Fetcher {
-        Fetcher { gets: Counter::default(), bytes: Counter::default(), telemetry, shared }
+    pub(crate) fn new(telemetry: Arc<EngineTelemetry>, tiers: Vec<Arc<dyn CacheTier>>) -> Fetcher {
+        Fetcher { gets: Counter::default(), bytes: Counter::default(), telemetry, tiers }
     }
 
-    pub(crate) fn shared(&self) -> Option<&Arc<SharedTier>> {
-        self.shared.as_ref()
+    pub(crate) fn tiers(&self) -> &[Arc<dyn CacheTier>] {
+        &self.tiers
     }
 
-    /// [`Self::fetch_store`], through the shared tier when there is one: an entry is used only if `valid`
-    /// accepts it (one that does not is counted, and replaced by the store's bytes); what the store answers
-    /// is put in the tier.
+    /// [`Self::fetch_store`], through the cache tiers: an entry is used only if `valid` accepts it (one that
+    /// does not is counted, dropped, and replaced by the right bytes); what a later tier or the store answers
+    /// is put in the tiers before it.
     pub(crate) async fn fetch(
         &self,
         v: &Layer,
@@ -53,17 +53,22 @@ impl Fetcher {
         valid: Validator<'_>,
         kind: ReadKind,
     ) -> Result<Bytes> {
-        let Some(tier) = &self.shared else { return self.fetch_store(v, path, opts, valid, kind).await };
-        let key = SharedTier::key(path.as_ref(), &range_name(opts.range.as_ref()));
-        if let Some(bytes) = tier.get(&key).await {
-            if valid(&bytes) {
-                return Ok(bytes);
+        if self.tiers.is_empty() {
+            return self.fetch_store(v, path, opts, valid, kind).await;
+        }
+        let key = tier::key(path.as_ref(), &range_name(opts.range.as_ref()));
+        for (i, t) in self.tiers.iter().enumerate() {
+            if let Some(bytes) = t.get(&key).await {
+                if valid(&bytes) {
+                    self.tiers[..i].iter().for_each(|earlier| earlier.put(&key, bytes.clone()));
+                    return Ok(bytes);
+                }
+                t.poisoned(&key);
+                tracing::warn!(%path, tier = t.name(), "a cache tier's entry did not verify: read past it");
             }
-            tier.poisoned();
-            tracing::warn!(%path, "a shared-cache entry did not verify: read from the store instead");
         }
         let bytes = self.fetch_store(v, path, opts, valid, kind).await?;
-        tier.put(key, bytes.clone());
+        self.tiers.iter().for_each(|t| t.put(&key, bytes.clone()));
         Ok(bytes)
     }
 
@@ -118,7 +123,7 @@ impl Fetcher {
     }
 }
 
-/// A range as the shared tier's keys name it.
+/// A range as the tiers' keys name it.
 fn range_name(range: Option<&object_store::GetRange>) -> String {
     match range {
         None => "all".into(),

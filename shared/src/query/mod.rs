@@ -9,6 +9,7 @@ pub mod engine;
 pub(crate) mod fetch;
 pub mod layer;
 pub(crate) mod promote;
+pub(crate) mod recent_keys;
 pub(crate) mod resolver;
 pub mod roots;
 pub(crate) mod shard_reads;

@@ -32,6 +32,11 @@ use crate::versions::pointer::{self, Current, Pointer};
 
 type VersionId = (String, String);
 
+/// Run with (the version served, the version about to replace it) before a refresh switches to it: the
+/// refreshing reader waits for it while other readers answer from the old version.
+pub(crate) type Warm<'a> =
+    &'a (dyn Fn(Arc<LoadedVersion>, Arc<LoadedVersion>) -> futures::future::BoxFuture<'a, ()> + Send + Sync);
+
 pub(crate) struct Resolver {
     /// keyspace → current version (None = no such keyspace), re-read after the TTL.
     pointers: TtlMap<Option<Arc<LoadedVersion>>>,
@@ -72,7 +77,13 @@ impl Resolver {
     }
 
     /// The keyspace's current version, from cache when fresh.
-    pub(crate) async fn keyspace(&self, roots: &Roots, fetcher: &Fetcher, ks: &str) -> Result<Arc<LoadedVersion>> {
+    pub(crate) async fn keyspace(
+        &self,
+        roots: &Roots,
+        fetcher: &Fetcher,
+        ks: &str,
+        warm: Warm<'_>,
+    ) -> Result<Arc<LoadedVersion>> {
         validate_keyspace(ks)?;
         let cached = match self.pointers.get(ks) {
             Lookup::Use(c) => c,
@@ -84,7 +95,7 @@ impl Resolver {
                     if let Some(c) = self.pointers.fresh(ks) {
                         return Ok(c);
                     }
-                    let loaded = self.load(roots, fetcher, ks, stale.as_ref()).await?;
+                    let loaded = self.load(roots, fetcher, ks, stale.as_ref(), warm).await?;
                     self.pointers.insert(load, loaded.clone());
                     Ok(loaded)
                 });
@@ -112,6 +123,7 @@ impl Resolver {
         fetcher: &Fetcher,
         ks: &str,
         stale: Option<&Option<Arc<LoadedVersion>>>,
+        warm: Warm<'_>,
     ) -> Result<Option<Arc<LoadedVersion>>> {
         let Some((current, root)) = self.read_pointer(roots, fetcher, ks).await? else {
             // The primary says there is no such keyspace: what was served is gone, and a keyspace created
@@ -136,7 +148,15 @@ impl Resolver {
         let same = held.and_then(|(_, v)| (v.manifest().version == current.pointer.version).then_some(v));
         let v = match same {
             Some(v) => v,
-            None => self.load_version(roots, fetcher, ks, &current, &root).await?,
+            None => {
+                let new = self.load_version(roots, fetcher, ks, &current, &root).await?;
+                // Only a refresh ahead is warmed: other readers then answer from the old version meanwhile
+                // (a reader loading without one would make them wait).
+                if let Some(Some(old)) = stale {
+                    warm(old.clone(), new.clone()).await;
+                }
+                new
+            }
         };
         // Installed as it is: the replaced version's cache entries are not walked (lookups still running on
         // it keep using them); they age out of the caches like any entry nobody reads.

@@ -21,6 +21,25 @@ pub(crate) struct EngineTelemetry {
     pub(crate) checksum_failures: AtomicU64,
     /// Whole shards in the data cache: +1 on insert, -1 on any removal (a replaced one included).
     pub(crate) hot_shards: Arc<AtomicI64>,
+    pub(crate) switches: SwitchCounts,
+}
+
+/// Version switches a refresh warmed first (engine's `warm_switch`).
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct SwitchTotals {
+    pub warmed: u64,
+    /// Of those, the ones cut short by the timeout.
+    pub timed_out: u64,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SwitchCounts {
+    warmed: AtomicU64,
+    timed_out: AtomicU64,
+    keys: AtomicU64,
+    bytes: AtomicU64,
 }
 
 /// The engine's read totals and cache figures.
@@ -34,7 +53,12 @@ pub struct EngineStats {
     /// The shared cache tier's figures, when there is one (its hits and misses are also the `shared` cache
     /// in `caches`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shared_tier: Option<crate::caches::shared_tier::TierStats>,
+    pub shared_tier: Option<crate::caches::tier::TierStats>,
+    /// The local-disk tier's figures, when there is one (also the `disk` cache in `caches`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_tier: Option<crate::caches::tier::TierStats>,
+    /// Version switches warmed before readers moved.
+    pub switches: SwitchTotals,
 }
 
 /// A published version this process answers from.
@@ -71,6 +95,9 @@ pub struct Telemetry {
     pub hot_shards: u64,
     pub hot_arena: ArenaStats,
     pub keyspaces: Vec<ServedKeyspace>,
+    pub switches: SwitchTotals,
+    /// The cache tiers' own figures (name, figures), nearest first.
+    pub tiers: Vec<(&'static str, crate::caches::tier::TierStats)>,
 }
 
 impl EngineTelemetry {
@@ -96,6 +123,25 @@ impl EngineTelemetry {
         (r.failovers.load(Relaxed), r.hedges.load(Relaxed), checksum)
     }
 
+    /// Counts one warmed switch.
+    pub(crate) fn switched(&self, keys: u64, bytes: u64, finished: bool) {
+        let s = &self.switches;
+        s.warmed.fetch_add(1, Relaxed);
+        s.timed_out.fetch_add(u64::from(!finished), Relaxed);
+        s.keys.fetch_add(keys, Relaxed);
+        s.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    pub(crate) fn switch_totals(&self) -> SwitchTotals {
+        let s = &self.switches;
+        SwitchTotals {
+            warmed: s.warmed.load(Relaxed),
+            timed_out: s.timed_out.load(Relaxed),
+            keys: s.keys.load(Relaxed),
+            bytes: s.bytes.load(Relaxed),
+        }
+    }
+
     pub(crate) fn snapshot(&self, stats: EngineStats, keyspaces: Vec<ServedKeyspace>) -> Telemetry {
         let roots = self.roots.lock().expect("root metrics").iter().map(|(url, m)| m.snapshot(url)).collect();
         let r = &self.replicas;
@@ -115,6 +161,11 @@ impl EngineTelemetry {
             hot_shards: self.hot_shards.load(Relaxed).max(0) as u64,
             hot_arena: stats.hot_arena,
             keyspaces,
+            switches: self.switch_totals(),
+            tiers: [("disk", stats.disk_tier), ("shared", stats.shared_tier)]
+                .into_iter()
+                .filter_map(|(n, s)| Some((n, s?)))
+                .collect(),
         }
     }
 }

@@ -6,17 +6,20 @@ use std::sync::Arc;
 
 use crate::format::manifest::Manifest;
 use crate::query::layer::Layer;
+use crate::query::recent_keys::RecentKeys;
 
 #[derive(Debug)]
 pub struct LoadedVersion {
     /// Newest first; never empty. `layers[0]` is the version's own shards and manifest.
     pub layers: Vec<Arc<Layer>>,
+    /// Keys recently asked of it: what a switch to the next version warms.
+    pub(crate) recent: RecentKeys,
 }
 
 impl LoadedVersion {
     pub(crate) fn new(layers: Vec<Arc<Layer>>) -> LoadedVersion {
         assert!(!layers.is_empty(), "a version has at least one layer");
-        LoadedVersion { layers }
+        LoadedVersion { layers, recent: RecentKeys::default() }
     }
 
     /// The version's own manifest (its top level): its name, placement and what it lists of older layers.

@@ -1,0 +1,81 @@
+//! A sample of the keys a loaded version was recently asked for: what a switch to the next version warms
+//! (engine's `warm_switch`). Keys are sampled, one lookup in [`EVERY`] per thread, into a ring of [`SLOTS`]:
+//! the hot keys of the last moments, at the cost of a thread-local count on most lookups.
+
+use std::cell::Cell;
+use std::sync::Mutex;
+
+/// Keys held.
+const SLOTS: usize = 512;
+/// One lookup in this many is sampled.
+const EVERY: u32 = 8;
+
+thread_local! {
+    static TICK: Cell<u32> = const { Cell::new(0) };
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RecentKeys {
+    ring: Mutex<Ring>,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    keys: Vec<Box<str>>,
+    next: usize,
+}
+
+impl RecentKeys {
+    /// Records `key`, sometimes; never waits (a lookup that finds the ring busy skips it).
+    #[inline]
+    pub(crate) fn offer(&self, key: &str) {
+        let sampled = TICK.with(|t| {
+            t.set(t.get().wrapping_add(1));
+            t.get().is_multiple_of(EVERY)
+        });
+        if sampled {
+            self.record(key);
+        }
+    }
+
+    #[cold]
+    fn record(&self, key: &str) {
+        let Ok(mut ring) = self.ring.try_lock() else { return };
+        if ring.keys.len() < SLOTS {
+            ring.keys.push(key.into());
+        } else {
+            let at = ring.next;
+            ring.keys[at] = key.into();
+            ring.next = (at + 1) % SLOTS;
+        }
+    }
+
+    /// The distinct keys held.
+    pub(crate) fn keys(&self) -> Vec<Box<str>> {
+        let mut keys = self.ring.lock().map(|r| r.keys.clone()).unwrap_or_default();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_keeps_the_latest_distinct_keys_within_its_slots() {
+        let r = RecentKeys::default();
+        for i in 0..(SLOTS * EVERY as usize * 4) {
+            r.offer(&format!("k{}", i % 100));
+        }
+        let keys = r.keys();
+        assert!(!keys.is_empty() && keys.len() <= 100, "{}", keys.len());
+        for i in 0..(SLOTS * EVERY as usize * 2) {
+            r.offer(&format!("new{i}"));
+        }
+        let keys = r.keys();
+        assert_eq!(keys.len(), SLOTS, "the ring holds its slots, distinct");
+        assert!(keys.iter().all(|k| k.starts_with("new")), "old keys were replaced");
+    }
+}
