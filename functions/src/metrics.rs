@@ -250,6 +250,14 @@ impl Collector for Figures {
             Gauge,
             tiers().map(|(n, s)| ([("tier", *n)], gauge(u64::from(s.connected)))),
         )?;
+        family(
+            e,
+            "cache_tier_writes_in_flight",
+            "Cache tier writes started in the background and not done yet.",
+            None,
+            Gauge,
+            tiers().map(|(n, s)| ([("tier", *n)], gauge(s.writing))),
+        )?;
         let s = &t.switches;
         for (name, help, v) in [
             ("version_switches_warmed", "Version switches warmed before readers moved to the new version.", s.warmed),

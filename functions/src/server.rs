@@ -42,6 +42,17 @@ pub async fn bind_with(
     addr: SocketAddr,
     limits: ServeConfig,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+    bind_until(engine, addr, limits, shutdown()).await
+}
+
+/// [`bind_with`], stopping (not ready, listener closed, requests in flight drained) when `stop` completes
+/// instead of on a signal.
+pub async fn bind_until(
+    engine: Arc<Engine>,
+    addr: SocketAddr,
+    limits: ServeConfig,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let requests = Arc::new(crate::request_metrics::RequestMetrics::default());
@@ -50,7 +61,7 @@ pub async fn bind_with(
     tokio::spawn(crate::readiness::load(engine.clone(), readiness.clone(), Duration::from_secs(1)));
     let router = crate::router_for(engine.clone(), requests.clone(), None, api, readiness.clone());
     let app = Arc::new(App { router, engine, requests });
-    Ok((local, serve(listener, app, limits, readiness)))
+    Ok((local, serve(listener, app, limits, readiness, stop)))
 }
 
 /// A response body: a found value as it is (not boxed), or whatever the router answered.
@@ -93,6 +104,7 @@ async fn serve(
     app: Arc<App>,
     limits: ServeConfig,
     readiness: Arc<Readiness>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.writev(false)
@@ -101,7 +113,6 @@ async fn serve(
         .header_read_timeout(limits.header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let stop = shutdown();
     tokio::pin!(stop);
     loop {
         let permit = tokio::select! {

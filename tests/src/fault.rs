@@ -154,7 +154,8 @@ impl FaultyStore {
         Ok(())
     }
 
-    /// Reads of paths containing `filter` never answer (None: they answer again).
+    /// Reads of paths containing `filter` do not answer until the filter is lifted (None: they answer, those
+    /// waiting included).
     pub fn hang_reads(&self, filter: Option<&str>) {
         *self.hang_reads.lock().unwrap() = filter.map(String::from);
     }
@@ -162,6 +163,11 @@ impl FaultyStore {
     /// Writes of paths containing `filter` take `delay` first.
     pub fn delay_writes(&self, filter: &str, delay: std::time::Duration) {
         *self.write_delay.lock().unwrap() = Some((filter.into(), delay));
+    }
+
+    /// GETs running now (a hung one included).
+    pub fn reads_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// A wrapper that only delays reads.
@@ -203,8 +209,15 @@ impl FaultyStore {
 
     async fn maybe_hang(&self, location: &Path) {
         let hang = self.hang_reads.lock().unwrap().clone();
+        // Until the filter is lifted (or forever): a read hung here answers once `hang_reads(None)`.
+        let hangs = || {
+            let hang = self.hang_reads.lock().unwrap().clone();
+            hang.is_some_and(|f| location.as_ref().contains(f.as_str()))
+        };
         if hang.is_some_and(|f| location.as_ref().contains(f.as_str())) {
-            std::future::pending::<()>().await;
+            while hangs() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
         }
     }
 

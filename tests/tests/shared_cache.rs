@@ -151,3 +151,75 @@ async fn engines_share_one_tier_verify_its_entries_and_survive_its_outage() {
     read_all(&dead, &rows).await;
     assert!(dead.counters().object_gets > 0);
 }
+
+/// `name`'s samples in a `/metrics` exposition whose labels include `label`, summed.
+fn metric(exposition: &str, name: &str, label: &str) -> u64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_with_one_tier_read_each_block_from_the_store_about_once() {
+    let redis = Redis::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let data = example_data();
+    let out = cairn_tests::process::cairn(
+        &["ingest", data.to_str().unwrap(), "-k", "default", "--store", store.to_str().unwrap(), "--shards", "8"],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{}", cairn_tests::process::text(&out.stderr));
+    let env = [("CAIRN_SHARED_CACHE", redis.url()), ("CAIRN_SHARED_CACHE_TIMEOUT", "500ms".to_string())];
+    let nodes: Vec<_> =
+        (0..3).map(|_| cairn_tests::process::serve(tmp.path(), &["--store", store.to_str().unwrap()], &env)).collect();
+    let client = reqwest::Client::new();
+    let scrape = async |node: &cairn_tests::process::Served| {
+        client.get(format!("{}/metrics", node.url)).send().await.unwrap().text().await.unwrap()
+    };
+    let rows: Vec<(String, Vec<u8>)> = read_dataset(&data).into_iter().step_by(7).collect();
+    let get_all = async |node: &cairn_tests::process::Served, rows: &[(String, Vec<u8>)]| {
+        for (k, v) in rows {
+            let r = client.get(format!("{}/v1/keyspaces/default/keys/{k}", node.url)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{k}");
+            assert_eq!(r.bytes().await.unwrap().as_ref(), v.as_slice(), "{k}");
+        }
+    };
+    // Each node's first lookup connects it to the tier (in the background).
+    for node in &nodes {
+        get_all(node, &rows[..1]).await;
+        let mut up = false;
+        for _ in 0..1500 {
+            if metric(&scrape(node).await, "cairn_cache_tier_up", "tier=\"shared\"") == 1 {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(up, "a node never reached the shared tier:\n{}", scrape(node).await);
+    }
+    let store_gets = async |node| metric(&scrape(node).await, "cairn_store_gets_total", "outcome=\"ok\"");
+    let mut fetched = Vec::new();
+    for node in &nodes {
+        let before = store_gets(node).await;
+        get_all(node, &rows).await;
+        fetched.push(store_gets(node).await - before);
+        // What it read is in the tier before the next node asks.
+        for _ in 0..1500 {
+            if metric(&scrape(node).await, "cairn_cache_tier_writes_in_flight", "tier=\"shared\"") == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(fetched[0] > 20, "the first node read the blocks from the store: {fetched:?}");
+    assert!(
+        fetched[1] + fetched[2] <= fetched[0] / 10,
+        "nodes 2 and 3 found in the shared tier what node 1 read (store GETs per node: {fetched:?})"
+    );
+    let hits = metric(&scrape(&nodes[2]).await, "cairn_cache_hits_total", "cache=\"shared\"");
+    assert!(hits > 0, "node 3 answered from the tier");
+}

@@ -119,7 +119,8 @@ impl DiskTier {
 
     /// Writes `bytes` as `key`'s entry: a temporary file, renamed into place, then counted in the budget.
     fn write(&self, hash: u128, key: &str, bytes: &[u8]) -> std::io::Result<u64> {
-        let temp = self.dir.join("tmp").join(format!("{}-{}", std::process::id(), self.next_temp.fetch_add(1, Relaxed)));
+        let temp =
+            self.dir.join("tmp").join(format!("{}-{}", std::process::id(), self.next_temp.fetch_add(1, Relaxed)));
         let written = (|| {
             let mut f = File::create(&temp)?;
             f.write_all(MAGIC)?;

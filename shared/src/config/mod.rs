@@ -166,7 +166,9 @@ impl EngineConfig {
         match WARM_SWITCH.get().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             None | Some("") | Some("on") => {}
             Some("off") => c.warm_switch_bytes = 0,
-            Some(v) => c.warm_switch_bytes = units::parse_bytes(v).map_err(|e| config(format!("{}: {e}", WARM_SWITCH.name)))?,
+            Some(v) => {
+                c.warm_switch_bytes = units::parse_bytes(v).map_err(|e| config(format!("{}: {e}", WARM_SWITCH.name)))?
+            }
         }
         if let Some(v) = WARM_SWITCH_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
             c.warm_switch_timeout = v;
