@@ -8,14 +8,19 @@
 #
 # usage: infra/deploy.sh --name NAME [--prefix cairn] [--replicas 1|2] [--memory MB] [--zip bootstrap.zip]
 #                        [--concurrency N] [--public] [--alarm-topic SNS_ARN] [--error-rate PCT] [--p99-ms MS]
+#                        [--vpc-id VPC --vpc-subnets SUBNET,SUBNET [--vpc-route-tables RTB,RTB] [--cache-gb 5]]
 # --concurrency reserves N concurrent executions for the function (default 100): also its ceiling, so a
 # public URL cannot scale it to the account's limit. The alarms fire when over 3 of 5 minutes more than
 # --error-rate percent (default 1) of requests answer 5xx, or the p99 is above --p99-ms (default 500); with
 # --alarm-topic they notify that SNS topic.
+# --vpc-id/--vpc-subnets add the shared cache tier: an ElastiCache Serverless (Valkey) cache in those private
+# subnets, the function moved into them with CAIRN_SHARED_CACHE set to it, and (with --vpc-route-tables) an S3
+# gateway endpoint so the function still reaches S3 without a NAT. docs/OPERATIONS.md has the trade-off.
 # Needs: the AWS CLI (scripts/install-tools.sh installs it and cargo-lambda), credentials and AWS_REGION.
 # Without --zip it builds the function with `cargo lambda build --release`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+vpc_id="" vpc_subnets="" vpc_route_tables="" cache_gb=5
 name="" prefix="cairn" replicas=1 memory=1024 zip="" public=0 concurrency=100 topic="" error_rate=1 p99_ms=500
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,7 +34,11 @@ while [ $# -gt 0 ]; do
     --alarm-topic) topic="$2"; shift 2 ;;
     --error-rate) error_rate="$2"; shift 2 ;;
     --p99-ms) p99_ms="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --vpc-id) vpc_id="$2"; shift 2 ;;
+    --vpc-subnets) vpc_subnets="$2"; shift 2 ;;
+    --vpc-route-tables) vpc_route_tables="$2"; shift 2 ;;
+    --cache-gb) cache_gb="$2"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,7 +59,8 @@ echo "== stack $name" >&2
 aws cloudformation deploy --stack-name "$name" --template-file "$here/template.yaml" \
   --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
   --parameter-overrides "Name=$name" "Prefix=$prefix" "Replicas=$replicas" "AlarmTopicArn=$topic" \
-  "ErrorRatePercent=$error_rate" "LatencyP99Ms=$p99_ms" >&2
+  "ErrorRatePercent=$error_rate" "LatencyP99Ms=$p99_ms" "VpcId=$vpc_id" "VpcSubnetIds=$vpc_subnets" \
+  "VpcRouteTableIds=$vpc_route_tables" "SharedCacheMaxGB=$cache_gb" >&2
 output() {
   aws cloudformation describe-stacks --stack-name "$name" --output text \
     --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue"
@@ -60,7 +70,14 @@ ingest_policy="$(output IngestPolicyArn)"
 store="s3://$data/$prefix"
 replicas_arg="$(echo "$replica_buckets" | tr ',' '\n' | sed "s|^|s3://|; s|\$|/$prefix|" | paste -sd, -)"
 # CAIRN_REPLICAS: where the function reads a keyspace's pointer when the data bucket cannot be read.
-env_json="{\"Variables\":{\"CAIRN_STORE\":\"$store\",\"CAIRN_REPLICAS\":\"$replicas_arg\",\"CAIRN_LOG_FORMAT\":\"json\"}}"
+shared_cache="$(output SharedCacheUrl)"; vpc_config="$(output FunctionVpcConfig)"
+cache_env=""
+[ -n "$shared_cache" ] && [ "$shared_cache" != None ] && cache_env=",\"CAIRN_SHARED_CACHE\":\"$shared_cache\""
+env_json="{\"Variables\":{\"CAIRN_STORE\":\"$store\",\"CAIRN_REPLICAS\":\"$replicas_arg\",\"CAIRN_LOG_FORMAT\":\"json\"$cache_env}}"
+# In the cache's VPC when there is one. (Deploying without --vpc-* later leaves the function's VPC as it was:
+# detach it with `aws lambda update-function-configuration --vpc-config SubnetIds=[],SecurityGroupIds=[]`.)
+vpc_args=()
+[ -n "$vpc_config" ] && [ "$vpc_config" != None ] && vpc_args=(--vpc-config "$vpc_config")
 
 # A function that LocalStack cannot run (no Docker) ends in state Failed; waiting is best effort.
 wait_fn() { aws lambda wait "$1" --function-name "$fn" 2>/dev/null || echo "   (function not $1 yet; continuing)" >&2; }
@@ -81,12 +98,12 @@ if [ -n "$state" ]; then
   aws lambda update-function-code --function-name "$fn" --zip-file "fileb://$zip" >/dev/null
   wait_fn function-updated-v2
   aws lambda update-function-configuration --function-name "$fn" --role "$role" --memory-size "$memory" \
-    --timeout 10 --environment "$env_json" >/dev/null
+    --timeout 10 --environment "$env_json" "${vpc_args[@]}" >/dev/null
 else
   echo "== creating function $fn" >&2
   aws lambda create-function --function-name "$fn" --runtime provided.al2023 --architectures x86_64 \
     --handler bootstrap --role "$role" --memory-size "$memory" --timeout 10 \
-    --zip-file "fileb://$zip" --environment "$env_json" >/dev/null
+    --zip-file "fileb://$zip" --environment "$env_json" "${vpc_args[@]}" >/dev/null
   wait_fn function-active-v2
 fi
 
