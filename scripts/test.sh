@@ -14,7 +14,10 @@
 #      and LocalStack (PySpark 4.3, then the Spark tests again on PySpark 3.5 in a venv of their own),
 #   5. runs schemathesis against a `cairn serve` of the reference data: every generated request must get a
 #      status, content type, headers and body the OpenAPI document (docs/openapi.json) allows, and no 5xx,
-#   6. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
+#   6. validates the deployment (scripts/check-deploy.sh: Kubernetes manifests, ECS task definitions, the
+#      CloudFormation template) and builds the container image from the debug binary (podman, installed
+#      with apt if missing) and serves the example data from its filesystem (scripts/check-image.sh),
+#   6b. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
 #   7. trims the build cache of what this run did not use (stale test executables, incremental state), and
 #      stops LocalStack. Exits non-zero on any failure.
 # The cargo target dir is kept between runs (~/.cache/cairn/target) so repeated runs, CI included, only
@@ -91,6 +94,11 @@ echo "== the Spark loader on PySpark 3.5"
   -W ignore::DeprecationWarning test_spark.py)
 echo "== the HTTP API against its OpenAPI document (schemathesis, docs/openapi.json)"
 scripts/api-conformance.sh "$CARGO_TARGET_DIR/debug/cairn" "$stvenv/bin/schemathesis"
+echo "== the deployment: Kubernetes manifests, ECS task definitions, CloudFormation (offline; docs/DEPLOY.md)"
+scripts/check-deploy.sh
+echo "== the container image: built with podman, served from the image's own filesystem"
+img="$(CAIRN_BIN="$CARGO_TARGET_DIR/debug/cairn" scripts/image.sh | tail -n1)"
+scripts/check-image.sh "$img"
 echo "== replaying the fuzz corpus (tests/fuzz, docs/fuzzing.md)"
 # Its own workspace and target dir: cargo-fuzz builds it with nightly flags, and its lock is separate.
 CARGO_TARGET_DIR="$HOME/.cache/cairn/fuzz-target" cargo test --locked --manifest-path tests/fuzz/Cargo.toml
