@@ -160,7 +160,7 @@ else say "FAIL: infra/template.yaml"; failed=1; fi
 expect_fail() {   # LABEL COMMAND...
     local label=$1; shift
     if "$@" 2>"$work/$label.neg"; then say "FAIL: negative test '$label' passed validation"; failed=1
-    else say "ok: negative test '$label' fails as it must: $(grep -m1 -oE "\('[^']+' was unexpected\)|rule: .*|Unknown parameter in [^,]*" "$work/$label.neg")"; fi
+    else say "ok: negative test '$label' fails as it must: $(grep -m1 -oE "\('[^']+' was unexpected\)|rule: .*|Unknown parameter in [^,]*|E[0-9]{4} [^(]*" "$work/$label.neg")"; fi
 }
 mutate() {   # NAME FILE(relative to infra/k8s) SED-EXPRESSION: a copy of infra/k8s with one edit
     mkdir -p "$work/$1" && cp -r "$repo/infra/k8s" "$work/$1/"
