@@ -19,11 +19,8 @@ async fn after_a_switch(warm: bool) -> Option<(u64, u64)> {
     ingest(&example_data(), "default", &store, Some(8)).await.unwrap();
     let rows = read_dataset(&example_data());
     let hot: Vec<&(String, Vec<u8>)> = rows.iter().step_by(997).take(9).collect();
-    let config = EngineConfig {
-        pointer_ttl: TTL,
-        warm_switch_bytes: if warm { 64 << 20 } else { 0 },
-        ..Default::default()
-    };
+    let config =
+        EngineConfig { pointer_ttl: TTL, warm_switch_bytes: if warm { 64 << 20 } else { 0 }, ..Default::default() };
     let e = Engine::new(store.clone(), config);
     // Hot keys, asked often enough that every one is sampled (one lookup in 8; 9 keys: all residues).
     for _ in 0..16 {

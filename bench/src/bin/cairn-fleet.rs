@@ -7,7 +7,12 @@
 //! The engines are in one process (each its own caches and connection to the tier): what they share is
 //! the store and the tier, as separate processes would.
 //!
-//! usage: cairn-fleet STORE_DIR KEYSPACE DATA_FILE REDIS_URL
+//! Also: the same fleet without the tier but with requests routed by key hash (what key-hash routing saves);
+//! one engine with a disk tier restarted on the same directory (store GETs for the keys it had read); and
+//! lookup latency around a version switch under load, with warming on and off (the keyspace must have two
+//! versions: the switch is a rollback between them).
+//!
+//! usage: cairn-fleet STORE_DIR KEYSPACE DATA_FILE REDIS_URL WORK_DIR [fleet|disk|switch]...  (default: all)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,23 +20,38 @@ use std::time::{Duration, Instant};
 use cairn_bench::s3_like::S3Like;
 use cairn_bench::{choose, sample_keys};
 use cairn_shared::Engine;
-use cairn_shared::config::{EngineConfig, SharedCacheConfig};
+use cairn_shared::config::{DiskCacheConfig, EngineConfig, SharedCacheConfig};
 use cairn_shared::stores::Store;
 use futures::StreamExt;
 use serde_json::json;
 
 const AT_ONCE: usize = 32;
 const LOOKUPS: usize = 8_000;
+/// Distinct keys the version-switch run asks for (Zipf over them): a hot set the memory caches hold.
+const HOT_SET: usize = 5_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (store_dir, ks, data, redis_url) = (&args[1], &args[2], &args[3], &args[4]);
+    let (store_dir, ks, data, redis_url, work) = (&args[1], &args[2], &args[3], &args[4], &args[5]);
     let keys = sample_keys(data, 200_000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let parts: Vec<&str> = args[6..].iter().map(String::as_str).collect();
+    let run = |part: &str| parts.is_empty() || parts.contains(&part);
     rt.block_on(async {
+        if run("disk") {
+            disk_restart(store_dir, ks, &keys, work).await;
+        }
+        if run("switch") {
+            for warm in [false, true] {
+                switch_under_load(store_dir, ks, &keys, warm).await;
+            }
+        }
+        if !run("fleet") {
+            return;
+        }
         tier_latency(redis_url).await;
         for zipf in [false, true] {
-            for tier in [false, true] {
+            for (tier, routing) in [(false, "round-robin"), (false, "key-hash"), (true, "round-robin")] {
                 for engines in [1usize, 2, 4, 8] {
                     flush(redis_url).await;
                     let primary = Store::open(store_dir).unwrap();
@@ -62,7 +82,12 @@ fn main() {
                     let fleet = &fleet;
                     let mut lat: Vec<f64> = futures::stream::iter(stream.iter().enumerate())
                         .map(|(n, &i)| {
-                            let (e, key) = (&fleet[n % fleet.len()], &keys[i]);
+                            let key = &keys[i];
+                            let at = match routing {
+                                "key-hash" => xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as usize,
+                                _ => n,
+                            };
+                            let e = &fleet[at % fleet.len()];
                             async move {
                                 let t = Instant::now();
                                 e.get(ks, key).await.unwrap().expect("a listed key");
@@ -77,7 +102,7 @@ fn main() {
                     let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
                     println!(
                         "{}",
-                        json!({"bench": "fleet", "engines": engines, "tier": tier,
+                        json!({"bench": "fleet", "engines": engines, "tier": tier, "routing": routing,
                                "keys": if zipf { "zipf-0.99" } else { "uniform" }, "lookups": LOOKUPS,
                                "gets_per_lookup": gets as f64 / LOOKUPS as f64, "p50_ms": q(0.5), "p99_ms": q(0.99)})
                     );
@@ -110,5 +135,113 @@ async fn tier_latency(url: &str) {
     println!(
         "{}",
         json!({"bench": "tier_get", "bytes": 16 << 10, "p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999)})
+    );
+}
+
+fn s3_like(store_dir: &str, seed: u64) -> Store {
+    let primary = Store::open(store_dir).unwrap();
+    Store { url: primary.url.clone(), inner: Arc::new(S3Like::typical(primary.inner.clone(), seed)) }
+}
+
+/// One engine with a disk tier reads 8,000 Zipf keys, stops, and a new engine on the same directory reads
+/// them again: store GETs of each run.
+async fn disk_restart(store_dir: &str, ks: &str, keys: &[String], work: &str) {
+    let dir = std::path::Path::new(work).join("fleet-disk-cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stream = choose(keys.len(), LOOKUPS, true);
+    let mut gets = Vec::new();
+    for run in 0..2 {
+        let config = EngineConfig {
+            data_cache_bytes: 8 << 20,
+            metadata_cache_bytes: 4 << 20,
+            disk_cache: Some(DiskCacheConfig { path: dir.clone(), size: None }),
+            ..Default::default()
+        };
+        let e = Engine::new(s3_like(store_dir, 5 + run), config);
+        let t = Instant::now();
+        futures::stream::iter(&stream)
+            .map(|&i| {
+                let e = &e;
+                async move { e.get(ks, &keys[i]).await.unwrap().expect("a listed key") }
+            })
+            .buffer_unordered(AT_ONCE)
+            .for_each(|_| async {})
+            .await;
+        let secs = t.elapsed().as_secs_f64();
+        while e.stats().disk_tier.unwrap().writing > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let s = e.stats().disk_tier.unwrap();
+        let c = e.counters();
+        gets.push(
+            json!({"store_gets": c.object_gets, "store_bytes": c.bytes_fetched, "seconds": secs, "disk_hits": s.hits,
+                         "disk_bytes": s.bytes}),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{}", json!({"bench": "disk_restart", "lookups": LOOKUPS, "first": gets[0], "restarted": gets[1]}));
+}
+
+/// Zipf lookups over a hot set of 5,000 keys for 20 s on one engine whose memory holds them all, 32 clients
+/// each asking one key every millisecond (an open load of up to ~32k lookups/s: a closed loop of memory-speed
+/// lookups would bury a miss storm in millions of hits); 6 s in, the keyspace is switched to its other
+/// version (a rollback: to readers the same as a publish). Latency in the 5 s before the switch and in the
+/// 9 s after it (the default pointer TTL, 5 s, so readers move within that window), and how many lookups
+/// took over 5 ms (a store read).
+async fn switch_under_load(store_dir: &str, ks: &str, keys: &[String], warm: bool) {
+    let store = Store::open(store_dir).unwrap();
+    let versions = cairn_shared::format::manifest::list_versions(store.inner.as_ref(), ks).await.unwrap();
+    let [from, to] = [&versions[versions.len() - 2], &versions[versions.len() - 1]];
+    let open = |url: &str| Store::open(url);
+    cairn_shared::versions::rollback::rollback(&store, ks, Some(from), &open).await.unwrap();
+    let config = EngineConfig {
+        data_cache_bytes: 256 << 20,
+        metadata_cache_bytes: 64 << 20,
+        warm_switch_bytes: if warm { 64 << 20 } else { 0 },
+        ..Default::default()
+    };
+    let e = Arc::new(Engine::new(s3_like(store_dir, 99), config));
+    let keys = Arc::new(keys[..HOT_SET.min(keys.len())].to_vec());
+    let stream = Arc::new(choose(keys.len(), 2_000_000, true));
+    let start = Instant::now();
+    let run = Duration::from_secs(20);
+    let workers: Vec<_> = (0..AT_ONCE)
+        .map(|w| {
+            let (e, stream, keys, ks) = (e.clone(), stream.clone(), keys.clone(), ks.to_string());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let mut n = w;
+                let mut tick = tokio::time::interval(Duration::from_millis(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                while start.elapsed() < run {
+                    tick.tick().await;
+                    let t = Instant::now();
+                    e.get(&ks, &keys[stream[n % stream.len()]]).await.unwrap().expect("a listed key");
+                    out.push((t.duration_since(start).as_secs_f64(), t.elapsed().as_secs_f64() * 1e3));
+                    n += AT_ONCE;
+                }
+                out
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let switched_at = start.elapsed().as_secs_f64();
+    cairn_shared::versions::rollback::rollback(&store, ks, Some(to), &open).await.unwrap();
+    let mut lat = Vec::new();
+    for w in workers {
+        lat.extend(w.await.unwrap());
+    }
+    let window = |a: f64, b: f64| {
+        let mut v: Vec<f64> = lat.iter().filter(|(t, _)| *t >= a && *t < b).map(|(_, l)| *l).collect();
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0.0);
+        let slow = v.iter().filter(|l| **l > 5.0).count();
+        json!({"lookups": v.len(), "p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999), "over_5ms": slow,
+               "max_ms": v.last().copied().unwrap_or(0.0)})
+    };
+    println!(
+        "{}",
+        json!({"bench": "switch", "warm": warm, "hot_keys": keys.len(), "before": window(1.0, switched_at),
+               "after": window(switched_at, switched_at + 9.0), "switches": e.stats().switches})
     );
 }

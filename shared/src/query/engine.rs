@@ -380,7 +380,7 @@ impl Engine {
 }
 
 /// Lookups a switch's warming keeps in flight.
-const WARM_CONCURRENCY: usize = 16;
+const WARM_CONCURRENCY: usize = 32;
 
 /// What a value found in `layer` answers: itself in a base layer; in a delta, the value after its tag, or
 /// "absent" for a tombstone.

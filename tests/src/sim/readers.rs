@@ -1,5 +1,7 @@
 //! Readers: engines with small or large caches doing GET and MGET of present (skewed to a few hot keys)
-//! and absent keys, each answer checked against the dataset of the version that gave it.
+//! and absent keys, each answer checked against the dataset of the version that gave it. Half of them read
+//! through a disk cache tier whose files rot under them (bytes flipped, files truncated or deleted): a
+//! tier is trusted no more than the store, so no answer may change.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,11 +38,16 @@ pub async fn reader(w: Arc<World>, me: u64) {
             .ok_or_else(|| cairn_shared::Error::Config(format!("unknown root {url}")))?;
         Ok(roots[i].clone())
     });
+    let disk = rng.chance(500).then(|| tempfile::tempdir().unwrap());
     let config = EngineConfig {
         pointer_ttl: w.ttl,
         data_cache_bytes: w.page_cache,
         metadata_cache_bytes: *rng.pick(&[16 << 10, 16 << 20]),
         replicas: w.roots[1..].iter().map(|r| r.url.clone()).collect(),
+        disk_cache: disk.as_ref().map(|d| cairn_shared::config::DiskCacheConfig {
+            path: d.path().to_path_buf(),
+            size: Some(*rng.pick(&[64 << 10, 64 << 20])),
+        }),
         ..Default::default()
     };
     let engine = Arc::new(Engine::new(w.roots[0].clone(), config).with_root_opener(resolver));
@@ -104,8 +111,51 @@ pub async fn reader(w: Arc<World>, me: u64) {
         if op.is_multiple_of(8) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        if let Some(d) = &disk
+            && rng.chance(100)
+        {
+            rot(&w, d.path(), &mut rng);
+        }
     }
+    w.disk_caches.lock().unwrap().extend(disk);
     // Judged at the end, once every pointer write is in the log (a write lands before it is recorded).
     w.served.lock().unwrap().push((me, seen));
     w.reader_engines.lock().unwrap().push((me, engine));
+}
+
+/// Damages one entry file of a disk tier: a flipped byte, a truncation, or deletion.
+fn rot(w: &World, dir: &std::path::Path, rng: &mut Rng) {
+    let files: Vec<std::path::PathBuf> = walk(dir);
+    if files.is_empty() {
+        return;
+    }
+    let f = rng.pick(&files);
+    let Ok(mut bytes) = std::fs::read(f) else { return };
+    match rng.below(3) {
+        0 if !bytes.is_empty() => {
+            let i = rng.below(bytes.len() as u64) as usize;
+            bytes[i] ^= 1 << rng.below(8);
+            let _ = std::fs::write(f, bytes);
+        }
+        1 => {
+            let _ = std::fs::write(f, &bytes[..rng.below(bytes.len() as u64 + 1) as usize]);
+        }
+        _ => {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    w.disk_rot.fetch_add(1, Relaxed);
+}
+
+/// Entry files below `dir` (two levels: the layout directory, then its 256 subdirectories).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for layout in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for sub in std::fs::read_dir(layout.path()).into_iter().flatten().flatten() {
+            if sub.file_name().len() == 2 {
+                out.extend(std::fs::read_dir(sub.path()).into_iter().flatten().flatten().map(|e| e.path()));
+            }
+        }
+    }
+    out
 }

@@ -111,12 +111,13 @@ pub fn run_seed(seed: u64, millis: u64) -> Outcome {
     let violations = w.violations.lock().unwrap().clone();
     let trace: Vec<String> = w.trace.lock().unwrap().iter().cloned().collect();
     let summary = format!(
-        "sim seed={seed} ops={} published={} (layer ops {}) rebuilt={} answers_checked={} store_ops={} faults={} violations={}",
+        "sim seed={seed} ops={} published={} (layer ops {}) rebuilt={} answers_checked={} disk_rot={} store_ops={} faults={} violations={}",
         w.ops.load(Relaxed),
         w.published.load(Relaxed),
         w.layer_ops.load(Relaxed),
         w.rebuilt.load(Relaxed),
         w.answers.load(Relaxed),
+        w.disk_rot.load(Relaxed),
         w.counts.ops.load(Relaxed),
         w.counts.injected(),
         violations.len()

@@ -65,6 +65,10 @@ pub struct World {
     pub served: Mutex<Vec<(u64, Vec<String>)>>,
     /// The readers' engines, kept past the run: the final check asks them what they serve.
     pub reader_engines: Mutex<Vec<(u64, Arc<Engine>)>>,
+    /// The readers' disk cache tiers (removed with the World).
+    pub disk_caches: Mutex<Vec<tempfile::TempDir>>,
+    /// Disk cache entries the readers damaged (bytes flipped, truncated, deleted).
+    pub disk_rot: AtomicU64,
     /// Datasets; the last one is empty (0 rows): an input that must never replace the keyspace.
     pub datasets: Vec<Dataset>,
     /// Versions published by external builds (the builder), by dataset: their fingerprint is the shards'.
@@ -227,6 +231,8 @@ pub async fn open_roots(seed: u64, dir: &Path, rng: &mut Rng, counts: &Arc<Fault
         pointer_writes_pending,
         served: Mutex::default(),
         reader_engines: Mutex::default(),
+        disk_caches: Mutex::default(),
+        disk_rot: AtomicU64::new(0),
         datasets: Vec::new(),
         built: Mutex::default(),
         answers_as: Mutex::default(),
