@@ -9,6 +9,7 @@
 # usage: infra/deploy.sh --name NAME [--prefix cairn] [--replicas 1|2] [--memory MB] [--zip bootstrap.zip]
 #                        [--concurrency N] [--public] [--alarm-topic SNS_ARN] [--error-rate PCT] [--p99-ms MS]
 #                        [--vpc-id VPC --vpc-subnets SUBNET,SUBNET [--vpc-route-tables RTB,RTB] [--cache-gb 5]]
+#                        [--remove-cache]
 # --concurrency reserves N concurrent executions for the function (default 100): also its ceiling, so a
 # public URL cannot scale it to the account's limit. The alarms fire when over 3 of 5 minutes more than
 # --error-rate percent (default 1) of requests answer 5xx, or the p99 is above --p99-ms (default 500); with
@@ -16,11 +17,14 @@
 # --vpc-id/--vpc-subnets add the shared cache tier: an ElastiCache Serverless (Valkey) cache in those private
 # subnets, the function moved into them with CAIRN_SHARED_CACHE set to it, and (with --vpc-route-tables) an S3
 # gateway endpoint so the function still reaches S3 without a NAT. docs/OPERATIONS.md has the trade-off.
+# A function deployed that way keeps its VPC: later deploys must repeat the --vpc-* flags, or pass
+# --remove-cache, which moves the function out of the VPC first and then deletes the cache (a deploy
+# without either is refused: it would delete the S3 endpoint the function in the VPC reads through).
 # Needs: the AWS CLI (scripts/install-tools.sh installs it and cargo-lambda), credentials and AWS_REGION.
 # Without --zip it builds the function with `cargo lambda build --release`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-vpc_id="" vpc_subnets="" vpc_route_tables="" cache_gb=5
+vpc_id="" vpc_subnets="" vpc_route_tables="" cache_gb=5 remove_cache=0
 name="" prefix="cairn" replicas=1 memory=1024 zip="" public=0 concurrency=100 topic="" error_rate=1 p99_ms=500
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,7 +42,8 @@ while [ $# -gt 0 ]; do
     --vpc-subnets) vpc_subnets="$2"; shift 2 ;;
     --vpc-route-tables) vpc_route_tables="$2"; shift 2 ;;
     --cache-gb) cache_gb="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --remove-cache) remove_cache=1; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -47,6 +52,29 @@ done
 [ -n "$AWS_REGION" ] || { echo "set AWS_REGION" >&2; exit 2; }
 export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION" AWS_PAGER=""
 fn="$name-query"
+if [ -n "$vpc_id$vpc_subnets" ] && { [ -z "$vpc_id" ] || [ -z "$vpc_subnets" ]; }; then
+  echo "--vpc-id and --vpc-subnets go together (see --help)" >&2; exit 2
+fi
+if [ -n "$vpc_id" ] && [ "$remove_cache" = 1 ]; then
+  echo "--remove-cache with --vpc-*: choose one (see --help)" >&2; exit 2
+fi
+if [ -n "$vpc_id" ] && [ -z "$vpc_route_tables" ]; then
+  echo "note: no --vpc-route-tables: the VPC must already reach S3 (a gateway endpoint or a NAT)" >&2
+fi
+# The function's subnets now, if it runs in a VPC.
+current_subnets="$(aws lambda get-function-configuration --function-name "$fn" --output text \
+  --query 'VpcConfig.SubnetIds' 2>/dev/null | tr -d '[:space:]' || true)"
+[ "$current_subnets" = None ] && current_subnets=""
+if [ -n "$current_subnets" ] && [ -z "$vpc_id" ]; then
+  if [ "$remove_cache" = 0 ]; then
+    echo "$fn runs in a VPC (the shared cache's): repeat the --vpc-* flags, or pass --remove-cache to move it out" >&2
+    exit 2
+  fi
+  echo "== moving $fn out of its VPC (before the cache and the S3 endpoint are deleted)" >&2
+  aws lambda update-function-configuration --function-name "$fn" \
+    --vpc-config "SubnetIds=[],SecurityGroupIds=[]" >/dev/null
+  aws lambda wait function-updated-v2 --function-name "$fn"
+fi
 
 if [ -z "$zip" ]; then
   echo "== building $fn with cargo lambda (release, x86_64)" >&2
@@ -98,12 +126,25 @@ if [ -n "$state" ]; then
   aws lambda update-function-code --function-name "$fn" --zip-file "fileb://$zip" >/dev/null
   wait_fn function-updated-v2
   aws lambda update-function-configuration --function-name "$fn" --role "$role" --memory-size "$memory" \
-    --timeout 10 --environment "$env_json" "${vpc_args[@]}" >/dev/null
+    --timeout 10 --environment "$env_json" ${vpc_args[@]+"${vpc_args[@]}"} >/dev/null
 else
   echo "== creating function $fn" >&2
-  aws lambda create-function --function-name "$fn" --runtime provided.al2023 --architectures x86_64 \
-    --handler bootstrap --role "$role" --memory-size "$memory" --timeout 10 \
-    --zip-file "fileb://$zip" --environment "$env_json" "${vpc_args[@]}" >/dev/null
+  # Into a VPC just after its role gained the network-interface policy, Lambda may refuse the role for a
+  # few seconds (IAM propagates): retried.
+  create_err="$(mktemp)"
+  for try in 1 2 3 4 5 6; do
+    if aws lambda create-function --function-name "$fn" --runtime provided.al2023 --architectures x86_64 \
+      --handler bootstrap --role "$role" --memory-size "$memory" --timeout 10 \
+      --zip-file "fileb://$zip" --environment "$env_json" ${vpc_args[@]+"${vpc_args[@]}"} >/dev/null 2>"$create_err"; then
+      break
+    fi
+    if [ "$try" = 6 ] || ! grep -qi 'role\|CreateNetworkInterface' "$create_err"; then
+      cat "$create_err" >&2; rm -f "$create_err"; exit 1
+    fi
+    echo "   (the role is not usable yet; retrying in 10 s)" >&2
+    sleep 10
+  done
+  rm -f "$create_err"
   wait_fn function-active-v2
 fi
 

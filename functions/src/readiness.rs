@@ -99,3 +99,30 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(r: &Arc<Readiness>) -> (u16, String) {
+        let response = ready(Extension(r.clone())).await;
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn starting_then_ready_then_draining_for_good() {
+        let r = Readiness::starting(&["a".to_string(), "b".to_string()]);
+        assert_eq!(answer(&r).await, (503, r#"{"loading":["a","b"],"status":"starting"}"#.to_string()));
+        r.loaded("a");
+        assert_eq!(answer(&r).await.0, 503, "b is still loading");
+        r.loaded("b");
+        assert_eq!(answer(&r).await, (200, r#"{"status":"ready"}"#.to_string()));
+        r.drain();
+        assert_eq!(answer(&r).await, (503, r#"{"status":"draining"}"#.to_string()));
+        r.loaded("b");
+        assert!(!r.is_ready(), "a load finishing after the stop does not make it ready again");
+        assert!(Readiness::starting(&[]).is_ready(), "nothing to load: ready at once");
+    }
+}

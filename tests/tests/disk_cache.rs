@@ -31,8 +31,10 @@ async fn read_all(e: &Engine, rows: &[(String, Vec<u8>)]) -> u64 {
     e.counters().object_gets - before
 }
 
-/// Waits (bounded) for the tier's background writes, then applies its evictions.
+/// Waits (bounded) for the tier's background writes and the engine's promotions (they hold the tier, so its
+/// directory's lock), then applies its evictions.
 async fn settle(e: &Engine) {
+    cairn_tests::promotions_settled(e).await;
     for _ in 0..600 {
         if e.stats().disk_tier.expect("the disk tier is on").writing == 0 {
             e.sync_caches().await;
@@ -43,7 +45,7 @@ async fn settle(e: &Engine) {
     panic!("the disk tier's writes did not finish in 30 s: {:?}", e.stats().disk_tier);
 }
 
-/// Entry files under the tier's directory, and their total size.
+/// Entry files under the tier's directory, and their total size in 4 KiB blocks (as the budget counts).
 fn entries(dir: &Path) -> (Vec<PathBuf>, u64) {
     let mut files = Vec::new();
     for sub in std::fs::read_dir(dir.join("cairn-disk-1")).unwrap().flatten() {
@@ -51,7 +53,8 @@ fn entries(dir: &Path) -> (Vec<PathBuf>, u64) {
             files.extend(std::fs::read_dir(sub.path()).unwrap().flatten().map(|e| e.path()));
         }
     }
-    let bytes = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    let bytes =
+        files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len().div_ceil(4096).max(1) * 4096).sum();
     (files, bytes)
 }
 
@@ -101,12 +104,37 @@ async fn a_restart_reuses_the_disk_tier_a_damaged_entry_is_refetched_and_the_bud
     assert!(read_all(&healed, &rows).await <= 2, "the damaged entries were rewritten with the store's bytes");
     drop(healed);
 
+    // A restart with a budget below what is on disk: the start-up listing counts the old files, and evicts
+    // down to the budget.
+    let (_, before) = entries(&cache);
+    let shrunk = before / 3;
+    let relisted = engine(&store, &cache, Some(shrunk));
+    for _ in 0..600 {
+        if relisted.stats().disk_tier.unwrap().connected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(relisted.stats().disk_tier.unwrap().connected, "the listing finished");
+    settle(&relisted).await;
+    let deleted_by = std::time::Instant::now() + Duration::from_secs(30);
+    while entries(&cache).1 > shrunk && std::time::Instant::now() < deleted_by {
+        tokio::time::sleep(Duration::from_millis(20)).await; // deletes run on the tier's own thread
+    }
+    let (_, after) = entries(&cache);
+    assert!(after <= shrunk && after > 0, "{before} bytes on disk, budget {shrunk}: {after} left");
+    drop(relisted);
+
     // A budget far below what is read: the files on disk stay within it.
     let small = tmp.path().join("small");
     let budget = 96 << 10;
     let tight = engine(&store, &small, Some(budget));
     read_all(&tight, &rows).await;
     settle(&tight).await;
+    let deleted_by = std::time::Instant::now() + Duration::from_secs(30);
+    while entries(&small).1 > budget && std::time::Instant::now() < deleted_by {
+        tokio::time::sleep(Duration::from_millis(20)).await; // deletes run on the tier's own thread
+    }
     let (files, bytes) = entries(&small);
     assert!(
         !files.is_empty() && bytes <= budget,

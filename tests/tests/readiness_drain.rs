@@ -74,7 +74,11 @@ async fn ready_only_once_its_keyspaces_load_and_a_stop_answers_what_it_accepted(
     eventually("the lookup reaches the shard", async || faulty.reads_in_flight() > 0).await;
     stop.send(()).unwrap();
     eventually("new connections are refused", async || tokio::net::TcpStream::connect(addr).await.is_err()).await;
-    assert!(!server.is_finished(), "the server waits for the request in flight");
+    // A server that did not wait for what is in flight would be done by now (the listener is closed).
+    for _ in 0..50 {
+        assert!(!server.is_finished(), "the server waits for the request in flight");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     faulty.hang_reads(None);
     let (code, body) = slow.await.unwrap();
     assert_eq!((code, body.as_ref()), (200, value.as_slice()), "the request accepted before the stop is answered");
@@ -176,8 +180,45 @@ fn sigterm_under_load_answers_every_accepted_request_refuses_new_ones_and_exits_
     }
     let before = ok.load(Ordering::Relaxed);
     assert!(before >= 500, "the load ran ({before} answers)");
+    // A request certainly in flight at the signal: its head sent with `Expect: 100-continue`, and the server's
+    // "100 Continue" read back (sent once the handler asks for the body), its body not sent yet.
+    let (k, v) = &rows[3];
+    let body = format!("[\"{k}\"]");
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /v1/keyspaces/default/mget HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        assert_eq!(slow.read(&mut byte).unwrap(), 1, "the server answers the head");
+        interim.push(byte[0]);
+    }
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&interim));
     // SAFETY: a signal to the child this test started.
     assert_eq!(unsafe { libc::kill(served.pid() as i32, libc::SIGTERM) }, 0);
+    let mut refused = false;
+    for _ in 0..6000 {
+        if TcpStream::connect(("127.0.0.1", port)).is_err() {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(refused, "new connections are refused after SIGTERM");
+    slow.write_all(body.as_bytes()).unwrap();
+    match read_response(&mut slow) {
+        Response::Whole(200, got) => {
+            let want = format!("[{}]", serde_json::to_string(&String::from_utf8_lossy(v)).unwrap());
+            assert_eq!(String::from_utf8_lossy(&got), want, "the request in flight at the signal is answered whole");
+        }
+        Response::Whole(code, got) => panic!("in flight at the signal: {code} {}", String::from_utf8_lossy(&got)),
+        _ => panic!("the request in flight at the signal was dropped"),
+    }
     let status = served.exit_within(Duration::from_secs(60)).expect("cairn serve exits after SIGTERM");
     stopped.store(true, Ordering::Relaxed);
     for c in clients {

@@ -6,7 +6,11 @@
 //! leaves a whole entry or none; no fsync, since a damaged entry only costs a refetch: the fetcher verifies
 //! every entry with the checksum it already has. The budget is kept by an in-memory index of the files
 //! (moka, least recently used first; evicting an entry deletes its file), rebuilt at start by listing the
-//! directory in the background; until then, files not yet listed are still read.
+//! directory in the background; until then, files not yet listed are still read. Writes and deletes run in
+//! order on one thread of the tier's own, never on a lookup's: a delete asked before a rewrite of the same
+//! entry (a damaged entry dropped, then refetched) cannot remove the rewritten file. Sizes are counted in whole 4 KiB file-system blocks. A read the disk does not
+//! answer within [`READ_TIMEOUT`] is given up and the tier is skipped for a second: a failing disk costs
+//! speed, not lookups.
 //!
 //! Hand-written over files rather than foyer's hybrid cache: entries are whole verified ranges read on a
 //! memory miss (tens of KiB to MiB), so a file each costs one open per read, and the layout survives any
@@ -16,8 +20,9 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moka::notification::RemovalCause;
@@ -30,11 +35,18 @@ use crate::counter::Counter;
 const MAGIC: &[u8; 8] = b"cairnDT1";
 /// The directory below the configured path that holds this layout.
 const LAYOUT: &str = "cairn-disk-1";
-/// Writes in flight at once; more are skipped (a cache write never queues behind the disk).
+/// Writes queued at once, and their bytes (one larger entry is let through alone); more are skipped: a
+/// cache write never waits, and what waits is bounded.
 const MAX_WRITES: u64 = 32;
+const MAX_QUEUED_BYTES: u64 = 64 << 20;
+/// A read not answered within this is given up (then the next tier or the store answers).
+const READ_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long the tier is skipped after a read timed out.
+const REST: Duration = Duration::from_secs(1);
+/// The file-system block entries are counted in.
+const BLOCK: u64 = 4096;
 
 pub struct DiskTier {
-    me: Weak<DiskTier>,
     dir: PathBuf,
     /// hash of key → file size: what the budget counts.
     index: moka::sync::Cache<u128, u64>,
@@ -42,13 +54,27 @@ pub struct DiskTier {
     max_entry: u64,
     /// Held for the tier's life: the directory's lock.
     _lock: File,
+    /// Writes and deletes, in order, for the tier's thread.
+    ops: std::sync::mpsc::Sender<DiskOp>,
+    /// Whether the start-up listing has finished (until then, files not listed yet are outside the budget).
+    listed: Arc<AtomicBool>,
+    /// The tier is skipped until then (ms since `epoch`), after a read that timed out.
+    down_until: AtomicU64,
+    epoch: Instant,
     writing: AtomicU64,
+    queued_bytes: AtomicU64,
     next_temp: AtomicU64,
     hits: Counter,
     misses: Counter,
     errors: Counter,
     poisoned: Counter,
     stored: Counter,
+}
+
+/// What the tier's thread does.
+enum DiskOp {
+    Write { hash: u128, key: String, bytes: Bytes },
+    Delete(PathBuf),
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -65,33 +91,45 @@ impl DiskTier {
         let fail = |what: &str, e: std::io::Error| format!("CAIRN_DISK_CACHE {}: {what}: {e}", config.path.display());
         std::fs::create_dir_all(dir.join("tmp")).map_err(|e| fail("cannot create it", e))?;
         let lock = File::create(dir.join("lock")).map_err(|e| fail("cannot create its lock file", e))?;
-        if !try_lock(&lock) {
-            return Err(format!("CAIRN_DISK_CACHE {}: in use by another process", config.path.display()));
+        // A process restarting on the directory may find its predecessor's lock held a moment longer.
+        let mut tries = 0;
+        while !try_lock(&lock) {
+            tries += 1;
+            if tries == 50 {
+                return Err(format!("CAIRN_DISK_CACHE {}: in use by another process", config.path.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         // Temporary files are writes a crash interrupted.
         for e in std::fs::read_dir(dir.join("tmp")).map_err(|e| fail("cannot list it", e))?.flatten() {
             let _ = std::fs::remove_file(e.path());
         }
         let capacity = config.size.unwrap_or_else(|| default_size(&config.path));
-        let files = dir.clone();
+        // Deletes go to the tier's thread, not run on whichever thread moka's housekeeping happens on.
+        let (ops, queue) = std::sync::mpsc::channel::<DiskOp>();
+        let (files, evicted) = (dir.clone(), ops.clone());
         let index = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|_, size: &u64| crate::caches::counted::weight(*size as usize))
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .eviction_listener(move |hash: Arc<u128>, _, cause| {
                 if cause != RemovalCause::Replaced {
-                    let _ = std::fs::remove_file(entry_path(&files, *hash));
+                    let _ = evicted.send(DiskOp::Delete(entry_path(&files, *hash)));
                 }
             })
             .build();
-        let tier = Arc::new_cyclic(|me| DiskTier {
-            me: me.clone(),
+        let tier = Arc::new(DiskTier {
             dir,
             index,
             capacity,
             max_entry: (capacity / 8).max(1),
             _lock: lock,
+            ops,
+            listed: Arc::new(AtomicBool::new(false)),
+            down_until: AtomicU64::new(0),
+            epoch: Instant::now(),
             writing: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             next_temp: AtomicU64::new(0),
             hits: Counter::default(),
             misses: Counter::default(),
@@ -99,10 +137,31 @@ impl DiskTier {
             poisoned: Counter::default(),
             stored: Counter::default(),
         });
-        let (dir, index) = (tier.dir.clone(), tier.index.clone());
+        let me = Arc::downgrade(&tier);
+        std::thread::Builder::new()
+            .name("cairn-disk-cache".into())
+            .spawn(move || {
+                // Ends when the tier is gone (its senders, the index's listener's included, with it).
+                for op in queue {
+                    match op {
+                        DiskOp::Delete(path) => {
+                            let _ = std::fs::remove_file(path);
+                        }
+                        DiskOp::Write { hash, key, bytes } => {
+                            let Some(me) = me.upgrade() else { continue };
+                            me.write_entry(hash, &key, &bytes);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| fail("cannot start its thread", e))?;
+        let (dir, index, listed) = (tier.dir.clone(), tier.index.clone(), tier.listed.clone());
         std::thread::Builder::new()
             .name("cairn-disk-cache-scan".into())
-            .spawn(move || scan(&dir, &index))
+            .spawn(move || {
+                scan(&dir, &index);
+                listed.store(true, Relaxed);
+            })
             .map_err(|e| fail("cannot start listing it", e))?;
         Ok(tier)
     }
@@ -111,10 +170,20 @@ impl DiskTier {
         entry_path(&self.dir, hash)
     }
 
-    /// Drops an entry and its file.
+    /// Drops an entry and its file (listed or not).
     fn forget(&self, hash: u128) {
         self.index.invalidate(&hash);
-        let _ = std::fs::remove_file(self.path(hash));
+        let _ = self.ops.send(DiskOp::Delete(self.path(hash)));
+    }
+
+    fn resting(&self) -> bool {
+        (self.epoch.elapsed().as_millis() as u64) < self.down_until.load(Relaxed)
+    }
+
+    /// A read that failed or timed out: counted, and the tier skipped for [`REST`].
+    fn failed(&self) {
+        self.errors.add(1);
+        self.down_until.store((self.epoch.elapsed() + REST).as_millis() as u64, Relaxed);
     }
 
     /// Writes `bytes` as `key`'s entry: a temporary file, renamed into place, then counted in the budget.
@@ -130,12 +199,34 @@ impl DiskTier {
             let target = self.path(hash);
             std::fs::create_dir_all(target.parent().expect("entries live in a subdirectory"))?;
             std::fs::rename(&temp, target)?;
-            Ok((MAGIC.len() + 4 + key.len() + bytes.len()) as u64)
+            Ok(on_disk((MAGIC.len() + 4 + key.len() + bytes.len()) as u64))
         })();
         if written.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
         written
+    }
+}
+
+impl DiskTier {
+    /// The tier's thread: `bytes` written as `key`'s entry and counted in the budget (evicting down to it).
+    fn write_entry(&self, hash: u128, key: &str, bytes: &[u8]) {
+        match self.write(hash, key, bytes) {
+            Ok(size) => {
+                self.index.insert(hash, size);
+                self.index.run_pending_tasks();
+                self.stored.add(1);
+            }
+            Err(e) => {
+                self.errors.add(1);
+                // A full or read-only disk fails every write: said once, then counted.
+                if self.errors.get() == 1 {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "disk cache write failed (further failures are counted in cairn_cache_tier_errors_total)");
+                }
+            }
+        }
+        self.queued_bytes.fetch_sub(bytes.len() as u64, Relaxed);
+        self.writing.fetch_sub(1, Relaxed);
     }
 }
 
@@ -146,15 +237,23 @@ impl CacheTier for DiskTier {
     }
 
     async fn get(&self, key: &str) -> Option<Bytes> {
+        if self.resting() {
+            return None;
+        }
         let hash = hash(key);
-        let read = match tokio::fs::read(self.path(hash)).await {
-            Ok(read) => read,
-            Err(e) => {
+        let read = match tokio::time::timeout(READ_TIMEOUT, tokio::fs::read(self.path(hash))).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
                 if e.kind() != std::io::ErrorKind::NotFound {
-                    self.errors.add(1);
+                    self.failed();
                 }
                 self.misses.add(1);
                 self.index.invalidate(&hash);
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(dir = %self.dir.display(), "disk cache read timed out: skipping the disk tier for a second");
+                self.failed();
                 return None;
             }
         };
@@ -163,7 +262,7 @@ impl CacheTier for DiskTier {
                 // Marks it used (its eviction order); a file the start-up listing has not reached yet is
                 // counted now.
                 if self.index.get(&hash).is_none() {
-                    self.index.insert(hash, read.len() as u64);
+                    self.index.insert(hash, on_disk(read.len() as u64));
                 }
                 self.hits.add(1);
                 Some(Bytes::from(read).slice(start..))
@@ -178,27 +277,20 @@ impl CacheTier for DiskTier {
     }
 
     fn put(&self, key: &str, bytes: Bytes) {
-        if bytes.len() as u64 > self.max_entry || self.writing.load(Relaxed) >= MAX_WRITES {
+        let (len, queued) = (bytes.len() as u64, self.queued_bytes.load(Relaxed));
+        if len > self.max_entry
+            || self.writing.load(Relaxed) >= MAX_WRITES
+            || (queued > 0 && queued + len > MAX_QUEUED_BYTES)
+            || self.resting()
+        {
             return;
         }
-        let Some(me) = self.me.upgrade() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let key = key.to_string();
         self.writing.fetch_add(1, Relaxed);
-        runtime.spawn_blocking(move || {
-            let hash = hash(&key);
-            match me.write(hash, &key, &bytes) {
-                Ok(size) => {
-                    me.index.insert(hash, size);
-                    me.stored.add(1);
-                }
-                Err(e) => {
-                    me.errors.add(1);
-                    tracing::debug!(error = %e, "disk cache write failed");
-                }
-            }
-            me.writing.fetch_sub(1, Relaxed);
-        });
+        self.queued_bytes.fetch_add(len, Relaxed);
+        if self.ops.send(DiskOp::Write { hash: hash(key), key: key.to_string(), bytes }).is_err() {
+            self.queued_bytes.fetch_sub(len, Relaxed);
+            self.writing.fetch_sub(1, Relaxed);
+        }
     }
 
     fn poisoned(&self, key: &str) {
@@ -214,7 +306,7 @@ impl CacheTier for DiskTier {
             poisoned: self.poisoned.get(),
             stored: self.stored.get(),
             writing: self.writing.load(Relaxed),
-            connected: true,
+            connected: self.listed.load(Relaxed) && !self.resting(),
             entries: self.index.entry_count(),
             bytes: self.index.weighted_size(),
             capacity_bytes: self.capacity,
@@ -224,6 +316,11 @@ impl CacheTier for DiskTier {
     fn sync(&self) {
         self.index.run_pending_tasks();
     }
+}
+
+/// What a file of `len` bytes takes on disk: whole blocks.
+fn on_disk(len: u64) -> u64 {
+    len.div_ceil(BLOCK).max(1) * BLOCK
 }
 
 fn hash(key: &str) -> u128 {
@@ -258,8 +355,9 @@ fn scan(dir: &Path, index: &moka::sync::Cache<u128, u64>) {
             let Ok(meta) = e.metadata() else { continue };
             let hash = e.file_name().to_str().filter(|n| n.len() == 32).and_then(|n| u128::from_str_radix(n, 16).ok());
             match hash {
-                Some(h) if meta.is_file() => {
-                    found.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), h, meta.len()))
+                // The canonical name only: one written by this layout.
+                Some(h) if meta.is_file() && e.path() == entry_path(dir, h) => {
+                    found.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), h, on_disk(meta.len())))
                 }
                 _ => {
                     let _ = std::fs::remove_file(e.path());

@@ -54,6 +54,9 @@ pub struct Load<V> {
     key: String,
     started: Instant,
     pub stale: Option<V>,
+    /// When `stale` stops being used by other readers (they then wait for this load): twice the TTL after
+    /// it was read.
+    pub stale_until: Option<Instant>,
     refreshing: Option<Arc<AtomicBool>>,
 }
 
@@ -85,6 +88,7 @@ impl<V: Clone> TtlMap<V> {
                 key: k.to_string(),
                 started: now,
                 stale: stale.map(|e| e.value.clone()),
+                stale_until: stale.map(|e| e.read_at + self.ttl.saturating_mul(2)),
                 refreshing: stale.map(|e| e.refreshing.clone()),
             })
         };

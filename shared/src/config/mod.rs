@@ -159,9 +159,14 @@ impl EngineConfig {
             }
             c.shared_cache = Some(s);
         }
+        let disk_size = DISK_CACHE_SIZE.parse(units::parse_size).map_err(config)?;
+        if disk_size.is_some_and(|s| s < 1 << 20) {
+            return Err(config(format!("{}: below the least it works with, 1MiB", DISK_CACHE_SIZE.name)));
+        }
         if let Some(path) = DISK_CACHE.get().filter(|p| !p.trim().is_empty()) {
-            let size = DISK_CACHE_SIZE.parse(units::parse_size).map_err(config)?;
-            c.disk_cache = Some(DiskCacheConfig { path: path.trim().into(), size });
+            // Absolute now: a later change of working directory must not move the cache.
+            let path = std::path::absolute(path.trim()).map_err(|e| config(format!("{}: {e}", DISK_CACHE.name)))?;
+            c.disk_cache = Some(DiskCacheConfig { path, size: disk_size });
         }
         match WARM_SWITCH.get().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             None | Some("") | Some("on") => {}
@@ -236,7 +241,7 @@ impl ServeConfig {
         if let Some(v) = DRAIN_TIMEOUT.parse(units::parse_timeout).map_err(config)? {
             c.drain_timeout = v;
         }
-        c.warm_keyspaces = list(WARM_KEYSPACES.get());
+        c.warm_keyspaces = keyspaces(WARM_KEYSPACES.get())?;
         Ok(c)
     }
 }
@@ -259,7 +264,11 @@ impl LambdaConfig {
             .get()
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| config(format!("{} must name the store root, e.g. s3://bucket/prefix", STORE.name)))?;
-        Ok(LambdaConfig { store, warm_keyspaces: list(WARM_KEYSPACES.get()), metrics_namespace: metrics_namespace() })
+        Ok(LambdaConfig {
+            store,
+            warm_keyspaces: keyspaces(WARM_KEYSPACES.get())?,
+            metrics_namespace: metrics_namespace(),
+        })
     }
 }
 
@@ -292,6 +301,17 @@ impl LogConfig {
         let filter = LOG.get().filter(|f| !f.trim().is_empty()).unwrap_or_else(|| LOG.default.into());
         Ok(LogConfig { filter, json })
     }
+}
+
+/// `CAIRN_WARM_KEYSPACES`: names a keyspace can have (a typo would otherwise keep a server not ready for
+/// good, retrying).
+fn keyspaces(v: Option<String>) -> Result<Vec<String>> {
+    let names = list(v);
+    for n in &names {
+        crate::key::validate_keyspace(n)
+            .map_err(|e| config(format!("{}: {n:?} is not a keyspace name: {e}", vars::WARM_KEYSPACES.name)))?;
+    }
+    Ok(names)
 }
 
 /// A comma-separated list, blanks dropped.
@@ -346,6 +366,21 @@ mod tests {
         unset("CAIRN_LOG_FORMAT");
         assert!(LambdaConfig::from_env().unwrap_err().to_string().contains("CAIRN_STORE"));
         set("CAIRN_STORE", "s3://b/p");
+        set("CAIRN_WARM_KEYSPACES", "a,Not Valid");
+        assert!(LambdaConfig::from_env().unwrap_err().to_string().contains("CAIRN_WARM_KEYSPACES"));
+        set("CAIRN_DISK_CACHE_SIZE", "1KiB");
+        assert!(EngineConfig::from_env().unwrap_err().to_string().contains("CAIRN_DISK_CACHE_SIZE"));
+        set("CAIRN_DISK_CACHE_SIZE", "2MiB");
+        set("CAIRN_DISK_CACHE", "rel/dir");
+        let d = EngineConfig::from_env().unwrap().disk_cache.unwrap();
+        assert!(d.path.is_absolute() && d.path.ends_with("rel/dir") && d.size == Some(2 << 20), "{d:?}");
+        unset("CAIRN_DISK_CACHE");
+        unset("CAIRN_DISK_CACHE_SIZE");
+        set("CAIRN_WARM_SWITCH", "off");
+        assert_eq!(EngineConfig::from_env().unwrap().warm_switch_bytes, 0);
+        set("CAIRN_WARM_SWITCH", "12 parsecs");
+        assert!(EngineConfig::from_env().unwrap_err().to_string().contains("CAIRN_WARM_SWITCH"));
+        unset("CAIRN_WARM_SWITCH");
         set("CAIRN_WARM_KEYSPACES", " a, ,b ");
         let l = LambdaConfig::from_env().unwrap();
         assert_eq!((l.store.as_str(), l.warm_keyspaces), ("s3://b/p", vec!["a".to_string(), "b".to_string()]));

@@ -74,17 +74,22 @@ impl Engine {
 
     /// The keyspace's current version, from cache when fresh.
     pub async fn keyspace(&self, ks: &str) -> Result<Arc<LoadedVersion>> {
-        let warm = |old, new| -> futures::future::BoxFuture<'_, ()> { Box::pin(self.warm_switch(old, new)) };
+        let warm =
+            |old, new, until| -> futures::future::BoxFuture<'_, ()> { Box::pin(self.warm_switch(old, new, until)) };
         self.resolver.keyspace(&self.roots, &self.fetcher, ks, &warm).await
     }
 
     /// Before readers move from `old` to `new`: the new layers' manifest groups `old` had loaded, then a
     /// lookup in `new` of each key recently asked of `old` (its group, piece list, index piece and block),
-    /// within `CAIRN_WARM_SWITCH` bytes and its timeout. Errors are left to the lookups that follow.
-    async fn warm_switch(&self, old: Arc<LoadedVersion>, new: Arc<LoadedVersion>) {
+    /// within `CAIRN_WARM_SWITCH` bytes and its timeout, and ended a tenth of a TTL before `until`, when
+    /// other readers would stop answering from `old` and wait for this. Errors are left to the lookups that
+    /// follow.
+    async fn warm_switch(&self, old: Arc<LoadedVersion>, new: Arc<LoadedVersion>, until: std::time::Instant) {
         use futures::StreamExt;
         let budget = self.config.warm_switch_bytes;
-        let limit = self.config.warm_switch_timeout.min(self.config.pointer_ttl / 2);
+        let left =
+            until.saturating_duration_since(std::time::Instant::now()).saturating_sub(self.config.pointer_ttl / 10);
+        let limit = self.config.warm_switch_timeout.min(self.config.pointer_ttl / 2).min(left);
         if budget == 0 || limit.is_zero() {
             return;
         }

@@ -32,10 +32,14 @@ use crate::versions::pointer::{self, Current, Pointer};
 
 type VersionId = (String, String);
 
-/// Run with (the version served, the version about to replace it) before a refresh switches to it: the
-/// refreshing reader waits for it while other readers answer from the old version.
-pub(crate) type Warm<'a> =
-    &'a (dyn Fn(Arc<LoadedVersion>, Arc<LoadedVersion>) -> futures::future::BoxFuture<'a, ()> + Send + Sync);
+/// Run with (the version served, the version about to replace it, when other readers stop answering from
+/// the old one) before a refresh switches to it: the refreshing reader waits for it while the others answer
+/// from the old version, so it must end before that moment.
+pub(crate) type Warm<'a> = &'a (
+        dyn Fn(Arc<LoadedVersion>, Arc<LoadedVersion>, std::time::Instant) -> futures::future::BoxFuture<'a, ()>
+            + Send
+            + Sync
+    );
 
 pub(crate) struct Resolver {
     /// keyspace → current version (None = no such keyspace), re-read after the TTL.
@@ -90,12 +94,13 @@ impl Resolver {
             // Slow paths are boxed: their state would otherwise make every request's future large.
             Lookup::Load(load) => {
                 let stale = load.stale.clone();
+                let stale_until = load.stale_until;
                 let read = self.loads.run(ks.to_string(), async {
                     // A load that finished while this caller waited to run has put a fresh answer here.
                     if let Some(c) = self.pointers.fresh(ks) {
                         return Ok(c);
                     }
-                    let loaded = self.load(roots, fetcher, ks, stale.as_ref(), warm).await?;
+                    let loaded = self.load(roots, fetcher, ks, stale.as_ref().zip(stale_until), warm).await?;
                     self.pointers.insert(load, loaded.clone());
                     Ok(loaded)
                 });
@@ -122,9 +127,10 @@ impl Resolver {
         roots: &Roots,
         fetcher: &Fetcher,
         ks: &str,
-        stale: Option<&Option<Arc<LoadedVersion>>>,
+        stale: Option<(&Option<Arc<LoadedVersion>>, std::time::Instant)>,
         warm: Warm<'_>,
     ) -> Result<Option<Arc<LoadedVersion>>> {
+        let (stale, stale_until) = (stale.map(|(s, _)| s), stale.map(|(_, u)| u));
         let Some((current, root)) = self.read_pointer(roots, fetcher, ks).await? else {
             // The primary says there is no such keyspace: what was served is gone, and a keyspace created
             // anew under this name starts afresh.
@@ -152,8 +158,8 @@ impl Resolver {
                 let new = self.load_version(roots, fetcher, ks, &current, &root).await?;
                 // Only a refresh ahead is warmed: other readers then answer from the old version meanwhile
                 // (a reader loading without one would make them wait).
-                if let Some(Some(old)) = stale {
-                    warm(old.clone(), new.clone()).await;
+                if let (Some(Some(old)), Some(until)) = (stale, stale_until) {
+                    warm(old.clone(), new.clone(), until).await;
                 }
                 new
             }
