@@ -71,8 +71,8 @@ def main(md_path):
     if len(switch) == 2:
         out += ["", f"Version switch under load: Zipf(0.99) over a hot set of {switch[True]['hot_keys']:,} keys the "
                 "memory caches hold, on one engine for 20 s, 32 clients each asking a key every millisecond, the "
-                "keyspace switched to its other version 6 s in (a rollback), the default pointer TTL (5 s): readers "
-                "move within the 9 s window.",
+                "keyspace switched to its other version 8 s in (a rollback), the default pointer TTL (5 s): readers "
+                "move within the 9 s window after it; the window before is the 4 s before it.",
                 "", "| warming | window | lookups | p50 | p99 | p99.9 | over 5 ms | max |",
                 "|---|---|---|---|---|---|---|---|"]
         for warm in (False, True):

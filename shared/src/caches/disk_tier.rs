@@ -19,7 +19,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -27,14 +27,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::notification::RemovalCause;
 
+use crate::caches::disk_layout::{LAYOUT, MAGIC, default_size, entry_path, hash, on_disk, payload, scan, try_lock};
 use crate::caches::tier::{CacheTier, TierStats};
 use crate::config::DiskCacheConfig;
 use crate::counter::Counter;
 
-/// First bytes of every entry file: the layout's revision.
-const MAGIC: &[u8; 8] = b"cairnDT1";
-/// The directory below the configured path that holds this layout.
-const LAYOUT: &str = "cairn-disk-1";
 /// Writes queued at once, and their bytes (one larger entry is let through alone); more are skipped: a
 /// cache write never waits, and what waits is bounded.
 const MAX_WRITES: u64 = 32;
@@ -43,8 +40,6 @@ const MAX_QUEUED_BYTES: u64 = 64 << 20;
 const READ_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long the tier is skipped after a read timed out.
 const REST: Duration = Duration::from_secs(1);
-/// The file-system block entries are counted in.
-const BLOCK: u64 = 4096;
 
 pub struct DiskTier {
     dir: PathBuf,
@@ -315,101 +310,5 @@ impl CacheTier for DiskTier {
 
     fn sync(&self) {
         self.index.run_pending_tasks();
-    }
-}
-
-/// What a file of `len` bytes takes on disk: whole blocks.
-fn on_disk(len: u64) -> u64 {
-    len.div_ceil(BLOCK).max(1) * BLOCK
-}
-
-fn hash(key: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(key.as_bytes())
-}
-
-/// Entries spread over 256 subdirectories, named by hash.
-fn entry_path(dir: &Path, hash: u128) -> PathBuf {
-    let name = format!("{hash:032x}");
-    dir.join(&name[..2]).join(name)
-}
-
-/// Where `key`'s bytes start in an entry file, if the file is `key`'s entry.
-fn payload(file: &[u8], key: &str) -> Option<usize> {
-    let rest = file.strip_prefix(MAGIC.as_slice())?;
-    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    let stored = rest.get(4..4 + len)?;
-    (stored == key.as_bytes()).then_some(MAGIC.len() + 4 + len)
-}
-
-/// Lists the entries a previous process left, oldest first (so the newest are evicted last), into the
-/// index; files that are not entries are removed.
-fn scan(dir: &Path, index: &moka::sync::Cache<u128, u64>) {
-    let mut found = Vec::new();
-    for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = sub.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.len() != 2 || !sub.path().is_dir() {
-            continue;
-        }
-        for e in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
-            let Ok(meta) = e.metadata() else { continue };
-            let hash = e.file_name().to_str().filter(|n| n.len() == 32).and_then(|n| u128::from_str_radix(n, 16).ok());
-            match hash {
-                // The canonical name only: one written by this layout.
-                Some(h) if meta.is_file() && e.path() == entry_path(dir, h) => {
-                    found.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), h, on_disk(meta.len())))
-                }
-                _ => {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-    }
-    found.sort_unstable();
-    for (_, h, size) in found {
-        // A newer write of the same entry since the start keeps its own size.
-        if index.get(&h).is_none() {
-            index.insert(h, size);
-        }
-    }
-    index.run_pending_tasks();
-}
-
-/// An exclusive, non-blocking lock on `file` (released when it is closed).
-fn try_lock(file: &File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor this function borrows; no memory is shared with the kernel.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-}
-
-/// The budget when none is given: 1 GiB, or half the file system when that is smaller (the Lambda's
-/// `/tmp` is 512 MB unless configured larger).
-fn default_size(path: &Path) -> u64 {
-    const CAP: u64 = 1 << 30;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return CAP };
-    let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: statvfs writes the struct it is given; it is read only when the call succeeds.
-    if unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) } != 0 {
-        return CAP;
-    }
-    let s = unsafe { s.assume_init() };
-    let total = (s.f_blocks as u64).saturating_mul(s.f_frsize as u64);
-    CAP.min(total / 2).max(1 << 20)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_entry_is_read_only_under_its_own_key() {
-        let mut file = MAGIC.to_vec();
-        file.extend(3u32.to_le_bytes());
-        file.extend(b"abcPAYLOAD");
-        assert_eq!(payload(&file, "abc"), Some(15));
-        assert_eq!(&file[15..], b"PAYLOAD");
-        assert_eq!(payload(&file, "abd"), None, "another key's entry");
-        assert_eq!(payload(&file[..10], "abc"), None, "a torn header");
-        assert_eq!(payload(b"garbage!garbage", "abc"), None);
     }
 }

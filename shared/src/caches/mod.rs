@@ -4,6 +4,7 @@
 
 pub mod arena;
 pub mod counted;
+pub(crate) mod disk_layout;
 pub mod disk_tier;
 pub mod promotion;
 pub mod shared_tier;

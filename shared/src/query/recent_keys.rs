@@ -62,7 +62,7 @@ impl RecentKeys {
                 _ => counted.push((1, k)),
             }
         }
-        counted.sort_by(|a, b| b.0.cmp(&a.0));
+        counted.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
         counted.into_iter().map(|(_, k)| k).collect()
     }
 }
