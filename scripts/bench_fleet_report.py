@@ -59,9 +59,11 @@ def main(md_path):
                    f"{off['before']['p99_ms']:.3f} / {on['before']['p99_ms']:.3f} ms; in the 9 s after: "
                    f"off **{off['after']['p99_ms']:.3f} ms**, on **{on['after']['p99_ms']:.3f} ms**; lookups over "
                    f"5 ms: off {off['after']['over_5ms']:,}, on {on['after']['over_5ms']:,} "
-                   f"({on['switches']['keys']:,} keys warmed, {on['switches']['bytes'] / 2**20:.1f} MiB) | "
-                   f"{verdict(on['after']['p99_ms'] <= max(2 * on['before']['p99_ms'], 1.0))} (on: p99 within 2× "
-                   f"of before, or under 1 ms) |")
+                   f"({on['switches']['keys']:,} keys warmed, {on['switches']['bytes'] / 2**20:.1f} MiB); p99.9 "
+                   f"off {off['after']['p999_ms']:.1f} ms, on {on['after']['p999_ms']:.1f} ms (before: "
+                   f"{on['before']['p999_ms']:.2f} ms) | no number set by the issue: warming "
+                   f"{'halves' if on['after']['over_5ms'] * 1.6 < off['after']['over_5ms'] else 'changes'} the "
+                   f"miss storm, does not remove it |")
     out += ["", "| keys | engines | tier | routing | store GETs per lookup | p50 | p99 |",
             "|---|---|---|---|---|---|---|"]
     for r in fleet:
@@ -82,10 +84,29 @@ def main(md_path):
                            f"{w['p99_ms']:.3f} ms | {w['p999_ms']:.2f} ms | {w['over_5ms']:,} | "
                            f"{w['max_ms']:.0f} ms |")
         out += ["", "With warming on, the one request that refreshes the pointer waits for the warming (at most "
-                "`CAIRN_WARM_SWITCH_TIMEOUT`, 2 s): that is the `max` of its window."]
+                "`CAIRN_WARM_SWITCH_TIMEOUT`, 2 s): that is the `max` of its window. What bounds it: warming looks "
+                "up the keys the old version's sample holds (4,096 samples, one lookup in 8: here "
+                f"{switch[True]['switches']['keys']:,} distinct keys of the {switch[True]['hot_keys']:,} asked); the "
+                "others miss once each after the switch. At this rate (~25k lookups/s) those misses are under 1% "
+                "of lookups, so p99 stays in microseconds either way and p99.9 shows them."]
+    if disk:
+        r = disk["restarted"]
+        out += ["", f"The disk restart misses its target by {r['store_gets'] - 2} reads ({r['store_bytes'] / 2**20:.1f} "
+                "MiB with the pointer and manifest): whole-shard reads by the promotion rule, which reads a shard "
+                "whole once its blocks keep being fetched (from the disk tier too); a whole shard is another range "
+                "than its blocks, so another entry, and the first run promoted other shards."]
+    if hashed:
+        g = lambda r: f"{r['gets_per_lookup']:.3f}"
+        u, z = "uniform", "zipf-0.99"
+        out += ["", "Key-hash routing (the `key-hash` rows, without the tier), store GETs per lookup at 8 engines: "
+                f"uniform keys {g(hashed[(u, 8)])} against {g(at[(u, False, 8)])} round-robin (one engine "
+                f"{g(at[(u, False, 1)])}): every node still caches every block its keys share with other nodes' "
+                f"keys; Zipf keys {g(hashed[(z, 8)])} against {g(at[(z, False, 8)])} (one engine "
+                f"{g(at[(z, False, 1)])}): the hottest keys stay on one node each. The shared tier: "
+                f"{g(at[(u, True, 8)])} and {g(at[(z, True, 8)])}."]
     out += ["", "Engines here are in one process (each with its own caches and tier connection); the test "
             "command runs three `cairn serve` processes against one redis-server and counts their store GETs "
-            "from `/metrics` (tests/tests/shared_cache.rs).\n"]
+            "from `/metrics` (tests/tests/shared_cache.rs). The saved run: `bench/fleet-run.jsonl`.\n"]
     write_section(md_path, BEGIN, END, out)
 
 
