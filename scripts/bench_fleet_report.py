@@ -27,11 +27,13 @@ def main(md_path):
     hashed = {(r["keys"], r["engines"]): r for r in fleet if r.get("routing") == "key-hash"}
     disk = next((r for r in rows if r["bench"] == "disk_restart"), None)
     switch = {r["warm"]: r for r in rows if r["bench"] == "switch"}
+    processes = all(r.get("processes") for r in fleet)
+    where = "each a process of its own" if processes else "in one process"
     out = [
         "## Shared cache tier (issue 32)\n",
         f"`scripts/bench-fleet.sh` on {datetime.date.today().isoformat()} ({platform.machine()}, {os.cpu_count()} "
         "cores): 1M example-shaped keys in a local store whose reads are timed like S3 (`bench/src/s3_like.rs`: "
-        "first byte 20 ms median, 80 ms p99), 1, 2, 4 and 8 engines in one process, each with memory caches "
+        f"first byte 20 ms median, 80 ms p99), 1, 2, 4 and 8 engines {where}, each with memory caches "
         "smaller than the working set (8 MiB data, 4 MiB metadata), 8,000 lookups spread over them round-robin "
         "(or routed by key hash, without the tier), 32 at once; with and without a shared tier on a redis-server "
         "on 127.0.0.1. One run.\n",
@@ -104,9 +106,11 @@ def main(md_path):
                 f"keys; Zipf keys {g(hashed[(z, 8)])} against {g(at[(z, False, 8)])} (one engine "
                 f"{g(at[(z, False, 1)])}): the hottest keys stay on one node each. The shared tier: "
                 f"{g(at[(u, True, 8)])} and {g(at[(z, True, 8)])}."]
-    out += ["", "Engines here are in one process (each with its own caches and tier connection); the test "
-            "command runs three `cairn serve` processes against one redis-server and counts their store GETs "
-            "from `/metrics` (tests/tests/shared_cache.rs). The saved run: `bench/fleet-run.jsonl`.\n"]
+    out += ["", ("Each engine is a process of its own, started together, answering its share of one lookup "
+             "stream (every Nth lookup, or the keys that hash to it), 32 lookups at once in all. "
+             if processes else "Engines here are in one process (each with its own caches and tier connection). ")
+            + "The test command runs three `cairn serve` processes against one redis-server and counts their "
+            "store GETs from `/metrics` (tests/tests/shared_cache.rs). The saved run: `bench/fleet-run.jsonl`.\n"]
     write_section(md_path, BEGIN, END, out)
 
 

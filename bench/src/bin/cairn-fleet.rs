@@ -4,8 +4,8 @@
 //! round-robin, keys uniform or Zipf(0.99), the store with an object store's timing (s3_like.rs). Per
 //! configuration: store GETs per lookup and lookup p50/p99; and the tier's own GET latency.
 //!
-//! The engines are in one process (each its own caches and connection to the tier): what they share is
-//! the store and the tier, as separate processes would.
+//! Each engine is a process of its own (this binary run as `--worker`), as concurrent Lambda environments
+//! are: what they share is the store's objects and the tier.
 //!
 //! Also: the same fleet without the tier but with requests routed by key hash (what key-hash routing saves);
 //! one engine with a disk tier restarted on the same directory (store GETs for the keys it had read); and
@@ -32,6 +32,9 @@ const HOT_SET: usize = 5_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--worker") {
+        return worker(&args[2..]);
+    }
     let (store_dir, ks, data, redis_url, work) = (&args[1], &args[2], &args[3], &args[4], &args[5]);
     let keys = sample_keys(data, 200_000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -54,61 +57,109 @@ fn main() {
             for (tier, routing) in [(false, "round-robin"), (false, "key-hash"), (true, "round-robin")] {
                 for engines in [1usize, 2, 4, 8] {
                     flush(redis_url).await;
-                    let primary = Store::open(store_dir).unwrap();
-                    let fleet: Vec<Engine> = (0..engines)
-                        .map(|i| {
-                            let store = Store {
-                                url: primary.url.clone(),
-                                inner: Arc::new(S3Like::typical(primary.inner.clone(), 17 + i as u64)),
-                            };
-                            let mut shared = SharedCacheConfig::new(redis_url.as_str());
-                            shared.timeout = Duration::from_millis(50);
-                            let config = EngineConfig {
-                                data_cache_bytes: 8 << 20,
-                                metadata_cache_bytes: 4 << 20,
-                                shared_cache: tier.then_some(shared),
-                                ..Default::default()
-                            };
-                            Engine::new(store, config)
-                        })
-                        .collect();
-                    for e in &fleet {
-                        e.keyspace(ks).await.unwrap();
-                        e.get(ks, &keys[0]).await.unwrap(); // connects to the tier
-                    }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    let before: u64 = fleet.iter().map(|e| e.counters().object_gets).sum();
-                    let stream = choose(keys.len(), LOOKUPS, zipf);
-                    let fleet = &fleet;
-                    let mut lat: Vec<f64> = futures::stream::iter(stream.iter().enumerate())
-                        .map(|(n, &i)| {
-                            let key = &keys[i];
-                            let at = match routing {
-                                "key-hash" => xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as usize,
-                                _ => n,
-                            };
-                            let e = &fleet[at % fleet.len()];
-                            async move {
-                                let t = Instant::now();
-                                e.get(ks, key).await.unwrap().expect("a listed key");
-                                t.elapsed().as_secs_f64() * 1e3
-                            }
-                        })
-                        .buffer_unordered(AT_ONCE)
-                        .collect()
-                        .await;
-                    let gets: u64 = fleet.iter().map(|e| e.counters().object_gets).sum::<u64>() - before;
+                    let (gets, mut lat) = fleet_run(&args[1..5], engines, tier, zipf, routing);
                     lat.sort_by(f64::total_cmp);
                     let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
                     println!(
                         "{}",
                         json!({"bench": "fleet", "engines": engines, "tier": tier, "routing": routing,
-                               "keys": if zipf { "zipf-0.99" } else { "uniform" }, "lookups": LOOKUPS,
-                               "gets_per_lookup": gets as f64 / LOOKUPS as f64, "p50_ms": q(0.5), "p99_ms": q(0.99)})
+                               "processes": true, "keys": if zipf { "zipf-0.99" } else { "uniform" },
+                               "lookups": LOOKUPS, "gets_per_lookup": gets as f64 / LOOKUPS as f64,
+                               "p50_ms": q(0.5), "p99_ms": q(0.99)})
                     );
                 }
             }
         }
+    });
+}
+
+/// One configuration of the fleet: `engines` processes (this binary as `--worker`), started together, each
+/// answering its share of one lookup stream (every `engines`-th lookup, or the keys that hash to it), with
+/// 32 lookups at once in all. Returns the store GETs and every lookup's latency.
+fn fleet_run(common: &[String], engines: usize, tier: bool, zipf: bool, routing: &str) -> (u64, Vec<f64>) {
+    use std::io::{BufRead, BufReader, Write};
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = (0..engines)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .arg("--worker")
+                .args(common)
+                .args([i.to_string(), engines.to_string(), tier.to_string(), zipf.to_string(), routing.to_string()])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut outs: Vec<_> = children.iter_mut().map(|c| BufReader::new(c.stdout.take().unwrap())).collect();
+    let mut line = String::new();
+    for out in &mut outs {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "a worker did not start");
+    }
+    for c in &mut children {
+        c.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    let (mut gets, mut lat) = (0, Vec::new());
+    for (out, mut c) in outs.into_iter().zip(children) {
+        let mut line = String::new();
+        BufReader::new(out.into_inner()).read_line(&mut line).unwrap();
+        let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+        gets += r["gets"].as_u64().unwrap();
+        lat.extend(r["lat"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()));
+        assert!(c.wait().unwrap().success());
+    }
+    (gets, lat)
+}
+
+/// `--worker STORE KS DATA REDIS I N TIER ZIPF ROUTING`: engine I of N, with memory caches smaller than the
+/// working set; prints "ready", waits for a line on stdin, looks up its share, prints its GETs and latencies.
+fn worker(args: &[String]) {
+    let (store_dir, ks, data, redis_url) = (&args[0], &args[1], &args[2], &args[3]);
+    let (i, n): (usize, usize) = (args[4].parse().unwrap(), args[5].parse().unwrap());
+    let (tier, zipf, routing) = (args[6] == "true", args[7] == "true", args[8].as_str());
+    let keys = sample_keys(data, 200_000);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut shared = SharedCacheConfig::new(redis_url.as_str());
+        shared.timeout = Duration::from_millis(50);
+        let config = EngineConfig {
+            data_cache_bytes: 8 << 20,
+            metadata_cache_bytes: 4 << 20,
+            shared_cache: tier.then_some(shared),
+            ..Default::default()
+        };
+        let e = Engine::new(s3_like(store_dir, 17 + i as u64), config);
+        e.keyspace(ks).await.unwrap();
+        e.get(ks, &keys[0]).await.unwrap(); // connects to the tier
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        println!("ready");
+        let mut go = String::new();
+        std::io::stdin().read_line(&mut go).unwrap();
+        let before = e.counters().object_gets;
+        let stream = choose(keys.len(), LOOKUPS, zipf);
+        let mine = stream.iter().enumerate().filter(|&(k, &idx)| {
+            let at = match routing {
+                "key-hash" => xxhash_rust::xxh3::xxh3_64(keys[idx].as_bytes()) as usize,
+                _ => k,
+            };
+            at % n == i
+        });
+        let e = &e;
+        let lat: Vec<f64> = futures::stream::iter(mine)
+            .map(|(_, &idx)| {
+                let key = &keys[idx];
+                async move {
+                    let t = Instant::now();
+                    e.get(ks, key).await.unwrap().expect("a listed key");
+                    t.elapsed().as_secs_f64() * 1e3
+                }
+            })
+            .buffer_unordered((AT_ONCE / n).max(1))
+            .collect()
+            .await;
+        println!("{}", json!({"gets": e.counters().object_gets - before, "lat": lat}));
     });
 }
 

@@ -92,33 +92,44 @@ impl Resolver {
         let cached = match self.pointers.get(ks) {
             Lookup::Use(c) => c,
             // Slow paths are boxed: their state would otherwise make every request's future large.
-            Lookup::Load(load) => {
-                let stale = load.stale.clone();
-                let stale_until = load.stale_until;
-                let read = self.loads.run(ks.to_string(), async {
-                    // A load that finished while this caller waited to run has put a fresh answer here.
-                    if let Some(c) = self.pointers.fresh(ks) {
-                        return Ok(c);
-                    }
-                    let loaded = self.load(roots, fetcher, ks, stale.as_ref().zip(stale_until), warm).await?;
-                    self.pointers.insert(load, loaded.clone());
-                    Ok(loaded)
-                });
-                match Box::pin(read).await {
-                    Ok(loaded) => loaded,
-                    // A refresh that failed answers from the pointer it was refreshing (at most 2 × TTL old);
-                    // the next request past the TTL tries again.
-                    Err(e) => match stale {
-                        Some(stale) => {
-                            tracing::warn!(keyspace = ks, error = %e, "pointer refresh failed; using the cached one");
-                            stale
-                        }
-                        None => return Err(e),
-                    },
-                }
-            }
+            Lookup::Load(load) => Box::pin(self.reload(roots, fetcher, ks, warm, load)).await?,
         };
         cached.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))
+    }
+
+    /// [`Self::keyspace`] when its pointer must be read: one reader per keyspace reads it (the others wait
+    /// for that read, or answer from the stale pointer it refreshes).
+    async fn reload(
+        &self,
+        roots: &Roots,
+        fetcher: &Fetcher,
+        ks: &str,
+        warm: Warm<'_>,
+        load: crate::caches::ttl_map::Load<Option<Arc<LoadedVersion>>>,
+    ) -> Result<Option<Arc<LoadedVersion>>> {
+        let stale = load.stale.clone();
+        let stale_until = load.stale_until;
+        let read = self.loads.run(ks.to_string(), async {
+            // A load that finished while this caller waited to run has put a fresh answer here.
+            if let Some(c) = self.pointers.fresh(ks) {
+                return Ok(c);
+            }
+            let loaded = self.load(roots, fetcher, ks, stale.as_ref().zip(stale_until), warm).await?;
+            self.pointers.insert(load, loaded.clone());
+            Ok(loaded)
+        });
+        match read.await {
+            Ok(loaded) => Ok(loaded),
+            // A refresh that failed answers from the pointer it was refreshing (at most 2 × TTL old); the
+            // next request past the TTL tries again.
+            Err(e) => match stale {
+                Some(stale) => {
+                    tracing::warn!(keyspace = ks, error = %e, "pointer refresh failed; using the cached one");
+                    Ok(stale)
+                }
+                None => Err(e),
+            },
+        }
     }
 
     /// The pointer's version, loaded; or the one already served when the pointer read does not supersede it.
