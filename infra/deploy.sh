@@ -9,7 +9,7 @@
 # usage: infra/deploy.sh --name NAME [--prefix cairn] [--replicas 1|2] [--memory MB] [--zip bootstrap.zip]
 #                        [--concurrency N] [--public] [--alarm-topic SNS_ARN] [--error-rate PCT] [--p99-ms MS]
 #                        [--vpc-id VPC --vpc-subnets SUBNET,SUBNET [--vpc-route-tables RTB,RTB] [--cache-gb 5]]
-#                        [--remove-cache]
+#                        [--remove-cache] [--container-roles ecs|eks [--eks-oidc-provider ISSUER] [--k8s-namespace NS]]
 # --concurrency reserves N concurrent executions for the function (default 100): also its ceiling, so a
 # public URL cannot scale it to the account's limit. The alarms fire when over 3 of 5 minutes more than
 # --error-rate percent (default 1) of requests answer 5xx, or the p99 is above --p99-ms (default 500); with
@@ -20,11 +20,14 @@
 # A function deployed that way keeps its VPC: later deploys must repeat the --vpc-* flags, or pass
 # --remove-cache, which moves the function out of the VPC first and then deletes the cache (a deploy
 # without either is refused: it would delete the S3 endpoint the function in the VPC reads through).
+# --container-roles also creates roles for cairn as containers (docs/DEPLOY.md): ECS task roles, or EKS roles
+# for the ServiceAccounts cairn and cairn-ingest (IRSA; --eks-oidc-provider is the cluster's OIDC issuer
+# without https://), attaching the managed policies <name>-read and <name>-ingest.
 # Needs: the AWS CLI (scripts/install-tools.sh installs it and cargo-lambda), credentials and AWS_REGION.
 # Without --zip it builds the function with `cargo lambda build --release`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-vpc_id="" vpc_subnets="" vpc_route_tables="" cache_gb=5 remove_cache=0
+vpc_id="" vpc_subnets="" vpc_route_tables="" cache_gb=5 remove_cache=0 container_roles=none eks_oidc="" k8s_ns=cairn
 name="" prefix="cairn" replicas=1 memory=1024 zip="" public=0 concurrency=100 topic="" error_rate=1 p99_ms=500
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,7 +46,10 @@ while [ $# -gt 0 ]; do
     --vpc-route-tables) vpc_route_tables="$2"; shift 2 ;;
     --cache-gb) cache_gb="$2"; shift 2 ;;
     --remove-cache) remove_cache=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --container-roles) container_roles="$2"; shift 2 ;;
+    --eks-oidc-provider) eks_oidc="$2"; shift 2 ;;
+    --k8s-namespace) k8s_ns="$2"; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -52,6 +58,12 @@ done
 [ -n "$AWS_REGION" ] || { echo "set AWS_REGION" >&2; exit 2; }
 export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION" AWS_PAGER=""
 fn="$name-query"
+case "$container_roles" in
+  none|ecs) ;;
+  eks) [ -n "$eks_oidc" ] || { echo "--container-roles eks needs --eks-oidc-provider (see --help)" >&2; exit 2; } ;;
+  *) echo "--container-roles: none, ecs or eks" >&2; exit 2 ;;
+esac
+eks_oidc="${eks_oidc#https://}"
 if [ -n "$vpc_id$vpc_subnets" ] && { [ -z "$vpc_id" ] || [ -z "$vpc_subnets" ]; }; then
   echo "--vpc-id and --vpc-subnets go together (see --help)" >&2; exit 2
 fi
@@ -88,7 +100,8 @@ aws cloudformation deploy --stack-name "$name" --template-file "$here/template.y
   --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
   --parameter-overrides "Name=$name" "Prefix=$prefix" "Replicas=$replicas" "AlarmTopicArn=$topic" \
   "ErrorRatePercent=$error_rate" "LatencyP99Ms=$p99_ms" "VpcId=$vpc_id" "VpcSubnetIds=$vpc_subnets" \
-  "VpcRouteTableIds=$vpc_route_tables" "SharedCacheMaxGB=$cache_gb" >&2
+  "VpcRouteTableIds=$vpc_route_tables" "SharedCacheMaxGB=$cache_gb" "ContainerRoles=$container_roles" \
+  "EksOidcProvider=$eks_oidc" "K8sNamespace=$k8s_ns" >&2
 output() {
   aws cloudformation describe-stacks --stack-name "$name" --output text \
     --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue"
@@ -176,4 +189,9 @@ cat >&2 <<MSG
                  (as a principal with the managed policy $ingest_policy attached)
   query        : cairn --url $url get KEY
 MSG
+if [ "$container_roles" = ecs ]; then
+  echo "  ECS task roles: server $(output ServerTaskRoleArn), ingest $(output IngestTaskRoleArn) (infra/ecs/)" >&2
+elif [ "$container_roles" = eks ]; then
+  echo "  IRSA roles: server $(output ServerPodRoleArn), ingest $(output IngestPodRoleArn) (infra/k8s/ overlay)" >&2
+fi
 echo "$url"

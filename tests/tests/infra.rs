@@ -108,23 +108,25 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
         check_bucket(b);
     }
 
-    // The role: assumable by Lambda only; reads objects under cairn/ and lists that prefix, writes its logs.
+    // The role: assumable by Lambda only; reads objects under cairn/ and lists that prefix (the managed policy
+    // <name>-read, which container roles attach too), writes its logs.
     let role = aws(&["iam", "get-role", "--role-name", &function]).unwrap();
     assert_eq!(role["Role"]["Arn"], role_arn.as_str());
     let trust = &role["Role"]["AssumeRolePolicyDocument"]["Statement"];
     assert_eq!(trust.as_array().unwrap().len(), 1);
     assert_eq!(trust[0]["Principal"]["Service"], "lambda.amazonaws.com");
-    assert_eq!(
-        aws(&["iam", "list-attached-role-policies", "--role-name", &function]).unwrap()["AttachedPolicies"],
-        serde_json::json!([])
-    );
+    let attached = aws(&["iam", "list-attached-role-policies", "--role-name", &function]).unwrap();
+    let read_arn = out("ReadPolicyArn");
+    assert_eq!(attached["AttachedPolicies"].as_array().unwrap().len(), 1, "{attached}");
+    assert_eq!(attached["AttachedPolicies"][0]["PolicyArn"], read_arn.as_str());
     assert_eq!(
         aws(&["iam", "list-role-policies", "--role-name", &function]).unwrap()["PolicyNames"],
-        serde_json::json!(["cairn-read-keyspaces"])
+        serde_json::json!(["cairn-write-logs"])
     );
     let policy =
-        aws(&["iam", "get-role-policy", "--role-name", &function, "--policy-name", "cairn-read-keyspaces"]).unwrap();
-    let statements = policy["PolicyDocument"]["Statement"].as_array().unwrap().clone();
+        aws(&["iam", "get-role-policy", "--role-name", &function, "--policy-name", "cairn-write-logs"]).unwrap();
+    let mut statements = policy["PolicyDocument"]["Statement"].as_array().unwrap().clone();
+    statements.extend(managed_statements(&read_arn));
     let mut actions = BTreeSet::new();
     for st in &statements {
         assert_eq!(st["Effect"], "Allow");
@@ -148,15 +150,8 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
 
     // The ingest policy: write access to the same prefix, for whoever runs `cairn ingest`.
     let ingest_arn = out("IngestPolicyArn");
-    let pol = aws(&["iam", "get-policy", "--policy-arn", &ingest_arn]).unwrap();
-    let version = pol["Policy"]["DefaultVersionId"].as_str().unwrap().to_string();
-    let doc = aws(&["iam", "get-policy-version", "--policy-arn", &ingest_arn, "--version-id", &version]).unwrap();
-    let doc = &doc["PolicyVersion"]["Document"];
-    let doc: Value = if let Some(s) = doc.as_str() { serde_json::from_str(s).unwrap() } else { doc.clone() };
-    let write = doc["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let write = managed_statements(&ingest_arn)
+        .into_iter()
         .find(|s| as_list(&s["Action"]).contains(&"s3:PutObject".to_string()))
         .unwrap();
     assert!(as_list(&write["Resource"]).iter().all(|r| r.ends_with("/cairn/*")), "{write}");
@@ -274,4 +269,14 @@ fn every_bucket_in_the_template_has_the_lifecycle_rules() {
         let policy = blocks.iter().find(|(n, _)| *n == format!("{name}Policy"));
         assert!(policy.is_some_and(|(_, b)| b.contains("aws:SecureTransport")), "{name} has no TLS-only policy");
     }
+}
+
+/// The statements of managed policy `arn` (its default version).
+fn managed_statements(arn: &str) -> Vec<Value> {
+    let pol = aws(&["iam", "get-policy", "--policy-arn", arn]).unwrap();
+    let version = pol["Policy"]["DefaultVersionId"].as_str().unwrap().to_string();
+    let doc = aws(&["iam", "get-policy-version", "--policy-arn", arn, "--version-id", &version]).unwrap();
+    let doc = &doc["PolicyVersion"]["Document"];
+    let doc: Value = if let Some(s) = doc.as_str() { serde_json::from_str(s).unwrap() } else { doc.clone() };
+    doc["Statement"].as_array().unwrap().clone()
 }
