@@ -21,9 +21,16 @@ struct Redis {
 impl Redis {
     /// redis-server on a free loopback port, persistence off. scripts/test.sh installs it.
     fn start() -> Redis {
+        Redis::start_with(|port| vec!["--port".into(), port.to_string()])
+    }
+
+    /// redis-server with the arguments `args(port)` gives (the port it listens on), plus loopback only and
+    /// persistence off.
+    fn start_with(args: impl Fn(u16) -> Vec<String>) -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args(port))
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
@@ -222,4 +229,127 @@ async fn three_servers_with_one_tier_read_each_block_from_the_store_about_once()
     );
     let hits = metric(&scrape(&nodes[2]).await, "cairn_cache_hits_total", "cache=\"shared\"");
     assert!(hits > 0, "node 3 answered from the tier");
+}
+
+/// Runs a command that must succeed (certificate making).
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("openssl (the OS package) makes the test's certificates");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, in `dir`: (ca.pem, cert.pem, key.pem).
+fn certificates(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let p = |n: &str| dir.join(n);
+    let s = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]).args([
+        "-subj",
+        "/CN=cairn-test-ca",
+        "-keyout",
+        &s(p("ca.key")),
+        "-out",
+        &s(p("ca.pem")),
+    ]));
+    run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"]).args([
+        "-keyout",
+        &s(p("key.pem")),
+        "-out",
+        &s(p("cert.csr")),
+    ]));
+    std::fs::write(p("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(Command::new("openssl").args(["x509", "-req", "-days", "2", "-CAcreateserial"]).args([
+        "-in",
+        &s(p("cert.csr")),
+        "-CA",
+        &s(p("ca.pem")),
+        "-CAkey",
+        &s(p("ca.key")),
+        "-extfile",
+        &s(p("san.ext")),
+        "-out",
+        &s(p("cert.pem")),
+    ]));
+    [p("ca.pem"), p("cert.pem"), p("key.pem")]
+}
+
+/// ElastiCache Serverless speaks TLS only, with AUTH where configured: a `rediss://` tier with a password,
+/// the servers trusting its CA through `SSL_CERT_FILE` (as the image sets it), is used; a wrong password
+/// leaves the tier down and every lookup answered from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_tier_with_a_password_is_used_and_a_wrong_one_costs_speed_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = certificates(tmp.path());
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let redis = Redis::start_with(|port| {
+        ["--port", "0", "--tls-port", &port.to_string(), "--tls-cert-file", &s(&cert), "--tls-key-file", &s(&key)]
+            .into_iter()
+            .map(String::from)
+            .chain(["--tls-ca-cert-file".into(), s(&ca), "--tls-auth-clients".into(), "no".into()])
+            .chain(["--requirepass".into(), "s3cret".into()])
+            .collect()
+    });
+    let store = tmp.path().join("store");
+    let data = example_data();
+    let out = cairn_tests::process::cairn(
+        &["ingest", data.to_str().unwrap(), "-k", "default", "--store", store.to_str().unwrap(), "--shards", "8"],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{}", cairn_tests::process::text(&out.stderr));
+    let node = |password: &str| {
+        let env = [
+            ("CAIRN_SHARED_CACHE", format!("rediss://:{password}@127.0.0.1:{}", redis.port)),
+            ("CAIRN_SHARED_CACHE_TIMEOUT", "500ms".to_string()),
+            ("SSL_CERT_FILE", s(&ca)),
+        ];
+        cairn_tests::process::serve(tmp.path(), &["--store", store.to_str().unwrap()], &env)
+    };
+    let client = reqwest::Client::new();
+    let scrape = async |node: &cairn_tests::process::Served| {
+        client.get(format!("{}/metrics", node.url)).send().await.unwrap().text().await.unwrap()
+    };
+    let rows: Vec<(String, Vec<u8>)> = read_dataset(&data).into_iter().step_by(13).collect();
+    let get_all = async |node: &cairn_tests::process::Served, rows: &[(String, Vec<u8>)]| {
+        for (k, v) in rows {
+            let r = client.get(format!("{}/v1/keyspaces/default/keys/{k}", node.url)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{k}");
+            assert_eq!(r.bytes().await.unwrap().as_ref(), v.as_slice(), "{k}");
+        }
+    };
+    let up = async |node: &cairn_tests::process::Served| {
+        for _ in 0..1500 {
+            if metric(&scrape(node).await, "cairn_cache_tier_up", "tier=\"shared\"") == 1 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    // A node's first lookup connects it (in the background); what it reads once connected goes to the tier.
+    let first = node("s3cret");
+    get_all(&first, &rows[..1]).await;
+    assert!(up(&first).await, "the TLS tier with the right password is reached:\n{}", scrape(&first).await);
+    get_all(&first, &rows[1..]).await;
+    for _ in 0..1500 {
+        let m = scrape(&first).await;
+        if metric(&m, "cairn_cache_tier_stored_total", "tier=\"shared\"") > 0
+            && metric(&m, "cairn_cache_tier_writes_in_flight", "tier=\"shared\"") == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = node("s3cret");
+    get_all(&second, &rows[..1]).await;
+    assert!(up(&second).await);
+    get_all(&second, &rows[1..]).await;
+    let hits = metric(&scrape(&second).await, "cairn_cache_hits_total", "cache=\"shared\"");
+    assert!(hits > 0, "the second node read entries the first wrote, over TLS");
+
+    let wrong = node("wrong");
+    get_all(&wrong, &rows).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // its background connection attempt fails meanwhile
+    get_all(&wrong, &rows).await;
+    let m = scrape(&wrong).await;
+    assert_eq!(metric(&m, "cairn_cache_tier_up", "tier=\"shared\""), 0, "a wrong password never connects");
+    assert_eq!(metric(&m, "cairn_cache_hits_total", "cache=\"shared\""), 0);
 }

@@ -55,6 +55,10 @@ const PREFIX: &str = "cairn:1:";
 impl SharedTier {
     /// The tier `config` names; an unparsable URL is an error (a running tier's outage is not).
     pub fn new(config: SharedCacheConfig) -> Result<Arc<SharedTier>, String> {
+        // rustls is built with two providers here (the AWS SDK's and object_store's), so it cannot pick one
+        // itself: without a process default, a rediss:// connection panicked in the background and the tier
+        // never came up. One already installed is kept.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let client = redis::Client::open(config.url.as_str()).map_err(|e| format!("CAIRN_SHARED_CACHE: {e}"))?;
         Ok(Arc::new_cyclic(|me| SharedTier {
             me: me.clone(),
