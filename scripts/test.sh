@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every cairn test on a fresh machine (Rust and Python 3.11 preinstalled, no Docker needed):
-#   1. installs redis-server if missing (apt; the shared cache tier's tests start one) and the tools the tests
+#   1. installs redis-server and openssl if missing (apt; the shared cache tier's tests start one, with TLS) and the tools the tests
 #      use into cached venvs: pyarrow + duckdb (Parquet interop), pyspark +
 #      pandas + pytest + maturin (the Python package and its Spark loader; Spark runs on the machine's JDK), LocalStack
 #      (S3, IAM, CloudFormation, Lambda API on the host: localstack/install.sh), cargo-lambda and the AWS CLI
@@ -30,11 +30,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 run_started="$(mktemp)"
 venv="${CAIRN_VENV:-$HOME/.cache/cairn/pyenv}"
 
-# The shared cache tier's tests start a redis-server on 127.0.0.1 (an OS package, no Docker).
-if ! command -v redis-server >/dev/null; then
-  echo "== installing redis-server"
+# The shared cache tier's tests start a redis-server on 127.0.0.1 (an OS package, no Docker), one of them
+# with TLS, its certificates made with openssl.
+if ! command -v redis-server >/dev/null || ! command -v openssl >/dev/null; then
+  echo "== installing redis-server and openssl"
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
-  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq redis-server >/dev/null
+  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq redis-server openssl >/dev/null
 fi
 
 if ! "$venv/bin/python" -c "import pyarrow, duckdb, pyspark, pandas, pytest" 2>/dev/null || [ ! -x "$venv/bin/maturin" ]; then

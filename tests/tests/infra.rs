@@ -227,6 +227,7 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     assert!(aws(&["lambda", "get-function", "--function-name", &function]).is_err(), "function left");
     assert!(aws(&["iam", "get-role", "--role-name", &function]).is_err(), "role left");
     assert!(aws(&["iam", "get-policy", "--policy-arn", &ingest_arn]).is_err(), "ingest policy left");
+    assert!(aws(&["iam", "get-policy", "--policy-arn", &read_arn]).is_err(), "read policy left");
     for b in std::iter::once(data.as_str()).chain(replicas.iter().copied()) {
         assert!(aws(&["s3api", "head-bucket", "--bucket", b]).is_err(), "bucket {b} left");
     }
@@ -279,4 +280,51 @@ fn managed_statements(arn: &str) -> Vec<Value> {
     let doc = &doc["PolicyVersion"]["Document"];
     let doc: Value = if let Some(s) = doc.as_str() { serde_json::from_str(s).unwrap() } else { doc.clone() };
     doc["Statement"].as_array().unwrap().clone()
+}
+
+/// `--container-roles ecs`: the ECS task roles, trusted by ECS tasks of this account only, the server reading
+/// (`<name>-read`), the ingest job writing (`<name>-ingest`). The stack alone, created fresh: LocalStack's
+/// change sets cannot add a conditional resource to an existing stack (CloudFormation can).
+#[test]
+fn container_roles_attach_the_read_and_ingest_policies() {
+    let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let template = workspace_root().join("infra/template.yaml");
+    // `deploy` prints text, not JSON.
+    let mut deploy = Command::new("aws");
+    deploy.envs(env()).args([
+        "cloudformation",
+        "deploy",
+        "--stack-name",
+        &name,
+        "--template-file",
+        template.to_str().unwrap(),
+        "--capabilities",
+        "CAPABILITY_NAMED_IAM",
+        "--parameter-overrides",
+        &format!("Name={name}"),
+        "ContainerRoles=ecs",
+    ]);
+    let deploy = deploy.output().unwrap();
+    let cleanup = || {
+        let _ = aws(&["cloudformation", "delete-stack", "--stack-name", &name]);
+    };
+    if !deploy.status.success() {
+        cleanup();
+        panic!("deploy: {}", String::from_utf8_lossy(&deploy.stderr));
+    }
+    let stack = aws(&["cloudformation", "describe-stacks", "--stack-name", &name]).unwrap();
+    let outputs = stack["Stacks"][0]["Outputs"].as_array().unwrap().clone();
+    let out =
+        |k: &str| outputs.iter().find(|o| o["OutputKey"] == k).unwrap()["OutputValue"].as_str().unwrap().to_string();
+    for (role, policy) in [("server-task", "ReadPolicyArn"), ("ingest-task", "IngestPolicyArn")] {
+        let role = format!("{name}-{role}");
+        let got = aws(&["iam", "get-role", "--role-name", &role]).unwrap();
+        let trust = &got["Role"]["AssumeRolePolicyDocument"]["Statement"][0];
+        assert_eq!(trust["Principal"]["Service"], "ecs-tasks.amazonaws.com", "{role}");
+        assert!(trust["Condition"]["StringEquals"]["aws:SourceAccount"].is_string(), "{role}: {trust}");
+        let attached = aws(&["iam", "list-attached-role-policies", "--role-name", &role]).unwrap();
+        assert_eq!(attached["AttachedPolicies"].as_array().unwrap().len(), 1, "{role}: {attached}");
+        assert_eq!(attached["AttachedPolicies"][0]["PolicyArn"], out(policy).as_str(), "{role}: {attached}");
+    }
+    cleanup();
 }
