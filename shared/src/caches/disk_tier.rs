@@ -311,4 +311,8 @@ impl CacheTier for DiskTier {
     fn sync(&self) {
         self.index.run_pending_tasks();
     }
+
+    fn local(&self) -> bool {
+        true
+    }
 }
