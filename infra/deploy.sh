@@ -22,12 +22,13 @@
 # without either is refused: it would delete the S3 endpoint the function in the VPC reads through).
 # --container-roles also creates roles for cairn as containers (docs/DEPLOY.md): ECS task roles, or EKS roles
 # for the ServiceAccounts cairn and cairn-ingest (IRSA; --eks-oidc-provider is the cluster's OIDC issuer
-# without https://), attaching the managed policies <name>-read and <name>-ingest.
+# without https://, whose provider must exist in IAM), attaching the managed policies <name>-read and
+# <name>-ingest. Later deploys keep them; `--container-roles none` removes them.
 # Needs: the AWS CLI (scripts/install-tools.sh installs it and cargo-lambda), credentials and AWS_REGION.
 # Without --zip it builds the function with `cargo lambda build --release`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-vpc_id="" vpc_subnets="" vpc_route_tables="" cache_gb=5 remove_cache=0 container_roles=none eks_oidc="" k8s_ns=cairn
+vpc_id="" vpc_subnets="" vpc_route_tables="" cache_gb=5 remove_cache=0 container_roles="" eks_oidc="" k8s_ns=""
 name="" prefix="cairn" replicas=1 memory=1024 zip="" public=0 concurrency=100 topic="" error_rate=1 p99_ms=500
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -59,7 +60,7 @@ done
 export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION" AWS_PAGER=""
 fn="$name-query"
 case "$container_roles" in
-  none|ecs) ;;
+  ""|none|ecs) ;;
   eks) [ -n "$eks_oidc" ] || { echo "--container-roles eks needs --eks-oidc-provider (see --help)" >&2; exit 2; } ;;
   *) echo "--container-roles: none, ecs or eks" >&2; exit 2 ;;
 esac
@@ -95,13 +96,18 @@ if [ -z "$zip" ]; then
 fi
 [ -f "$zip" ] || { echo "no function package at $zip" >&2; exit 1; }
 
+# Container roles are passed only when asked for: a later deploy without --container-roles keeps the stack's
+# roles (CloudFormation keeps a parameter's previous value), instead of deleting roles running tasks use.
+roles_args=()
+[ -n "$container_roles" ] && roles_args+=("ContainerRoles=$container_roles")
+[ -n "$eks_oidc" ] && roles_args+=("EksOidcProvider=$eks_oidc")
+[ -n "$k8s_ns" ] && roles_args+=("K8sNamespace=$k8s_ns")
 echo "== stack $name" >&2
 aws cloudformation deploy --stack-name "$name" --template-file "$here/template.yaml" \
   --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
   --parameter-overrides "Name=$name" "Prefix=$prefix" "Replicas=$replicas" "AlarmTopicArn=$topic" \
   "ErrorRatePercent=$error_rate" "LatencyP99Ms=$p99_ms" "VpcId=$vpc_id" "VpcSubnetIds=$vpc_subnets" \
-  "VpcRouteTableIds=$vpc_route_tables" "SharedCacheMaxGB=$cache_gb" "ContainerRoles=$container_roles" \
-  "EksOidcProvider=$eks_oidc" "K8sNamespace=$k8s_ns" >&2
+  "VpcRouteTableIds=$vpc_route_tables" "SharedCacheMaxGB=$cache_gb" ${roles_args[@]+"${roles_args[@]}"} >&2
 output() {
   aws cloudformation describe-stacks --stack-name "$name" --output text \
     --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue"
@@ -189,6 +195,8 @@ cat >&2 <<MSG
                  (as a principal with the managed policy $ingest_policy attached)
   query        : cairn --url $url get KEY
 MSG
+container_roles="$(aws cloudformation describe-stacks --stack-name "$name" --output text \
+  --query "Stacks[0].Parameters[?ParameterKey=='ContainerRoles'].ParameterValue")"
 if [ "$container_roles" = ecs ]; then
   echo "  ECS task roles: server $(output ServerTaskRoleArn), ingest $(output IngestTaskRoleArn) (infra/ecs/)" >&2
 elif [ "$container_roles" = eks ]; then

@@ -109,7 +109,8 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     }
 
     // The role: assumable by Lambda only; reads objects under cairn/ and lists that prefix (the managed policy
-    // <name>-read, which container roles attach too), writes its logs.
+    // <name>-read, which container roles attach too; the same statements also inline, for stacks updated from
+    // before it), writes its logs.
     let role = aws(&["iam", "get-role", "--role-name", &function]).unwrap();
     assert_eq!(role["Role"]["Arn"], role_arn.as_str());
     let trust = &role["Role"]["AssumeRolePolicyDocument"]["Statement"];
@@ -121,10 +122,10 @@ fn deploy_creates_everything_as_specified_and_teardown_leaves_nothing() {
     assert_eq!(attached["AttachedPolicies"][0]["PolicyArn"], read_arn.as_str());
     assert_eq!(
         aws(&["iam", "list-role-policies", "--role-name", &function]).unwrap()["PolicyNames"],
-        serde_json::json!(["cairn-write-logs"])
+        serde_json::json!(["cairn-read-keyspaces"])
     );
     let policy =
-        aws(&["iam", "get-role-policy", "--role-name", &function, "--policy-name", "cairn-write-logs"]).unwrap();
+        aws(&["iam", "get-role-policy", "--role-name", &function, "--policy-name", "cairn-read-keyspaces"]).unwrap();
     let mut statements = policy["PolicyDocument"]["Statement"].as_array().unwrap().clone();
     statements.extend(managed_statements(&read_arn));
     let mut actions = BTreeSet::new();
@@ -305,13 +306,15 @@ fn container_roles_attach_the_read_and_ingest_policies() {
         "ContainerRoles=ecs",
     ]);
     let deploy = deploy.output().unwrap();
-    let cleanup = || {
-        let _ = aws(&["cloudformation", "delete-stack", "--stack-name", &name]);
-    };
-    if !deploy.status.success() {
-        cleanup();
-        panic!("deploy: {}", String::from_utf8_lossy(&deploy.stderr));
+    /// Deletes the stack however the test ends.
+    struct Stack<'a>(&'a str);
+    impl Drop for Stack<'_> {
+        fn drop(&mut self) {
+            let _ = aws(&["cloudformation", "delete-stack", "--stack-name", self.0]);
+        }
     }
+    let _stack = Stack(&name);
+    assert!(deploy.status.success(), "deploy: {}", String::from_utf8_lossy(&deploy.stderr));
     let stack = aws(&["cloudformation", "describe-stacks", "--stack-name", &name]).unwrap();
     let outputs = stack["Stacks"][0]["Outputs"].as_array().unwrap().clone();
     let out =
@@ -326,5 +329,4 @@ fn container_roles_attach_the_read_and_ingest_policies() {
         assert_eq!(attached["AttachedPolicies"].as_array().unwrap().len(), 1, "{role}: {attached}");
         assert_eq!(attached["AttachedPolicies"][0]["PolicyArn"], out(policy).as_str(), "{role}: {attached}");
     }
-    cleanup();
 }

@@ -311,8 +311,4 @@ impl CacheTier for DiskTier {
     fn sync(&self) {
         self.index.run_pending_tasks();
     }
-
-    fn local(&self) -> bool {
-        true
-    }
 }

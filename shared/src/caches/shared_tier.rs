@@ -46,6 +46,15 @@ impl std::fmt::Debug for SharedTier {
     }
 }
 
+/// A connection attempt in flight: clears `connecting` when dropped.
+struct Attempt(Arc<SharedTier>);
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.0.connecting.store(false, Relaxed);
+    }
+}
+
 /// How long the tier is skipped after it failed or answered late.
 const REST: Duration = Duration::from_secs(1);
 
@@ -55,11 +64,21 @@ const PREFIX: &str = "cairn:1:";
 impl SharedTier {
     /// The tier `config` names; an unparsable URL is an error (a running tier's outage is not).
     pub fn new(config: SharedCacheConfig) -> Result<Arc<SharedTier>, String> {
-        // rustls is built with two providers here (the AWS SDK's and object_store's), so it cannot pick one
-        // itself: without a process default, a rediss:// connection panicked in the background and the tier
-        // never came up. One already installed is kept.
+        // rustls is built with two providers in this workspace (aws-lc-rs, and ring through the CLI's
+        // reqwest), so it cannot pick one itself: without a process default, a rediss:// connection panicked
+        // in the background and the tier never came up. One already installed is kept.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| format!("CAIRN_SHARED_CACHE: {e}"))?;
+        let tls = config.url.starts_with("rediss://");
+        let client = match config.ca.as_ref().filter(|_| tls) {
+            // Exactly these roots for the tier (rediss:// only), instead of the Mozilla roots built in.
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| format!("CAIRN_SHARED_CACHE_CA {}: {e}", path.display()))?;
+                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+                redis::Client::build_with_tls(config.url.as_str(), certs)
+            }
+            None => redis::Client::open(config.url.as_str()),
+        }
+        .map_err(|e| format!("CAIRN_SHARED_CACHE: {e}"))?;
         Ok(Arc::new_cyclic(|me| SharedTier {
             me: me.clone(),
             config,
@@ -82,11 +101,14 @@ impl SharedTier {
         if let Some(c) = self.conn.load_full() {
             return Some((*c).clone());
         }
-        if !self.connecting.swap(true, Relaxed)
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        if let Ok(rt) = tokio::runtime::Handle::try_current()
             && let Some(me) = self.me.upgrade()
+            && !self.connecting.swap(true, Relaxed)
         {
             rt.spawn(async move {
+                // Cleared however the attempt ends (a panic in the client included), so a later lookup
+                // tries again.
+                let _attempt = Attempt(me.clone());
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(2)))
                     .set_response_timeout(Some(me.config.timeout.max(Duration::from_millis(200))));
@@ -99,7 +121,6 @@ impl SharedTier {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
-                me.connecting.store(false, Relaxed);
             });
         }
         None

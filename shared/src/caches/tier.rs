@@ -45,12 +45,6 @@ pub trait CacheTier: Send + Sync + std::fmt::Debug {
     /// Applies pending housekeeping (evictions), so figures are exact.
     fn sync(&self) {}
 
-    /// Whether a read from it is local (a disk), not a network round trip: blocks it answers do not count
-    /// towards reading a shard whole from the store.
-    fn local(&self) -> bool {
-        false
-    }
-
     /// Background writes not yet done (tests wait for them).
     fn writes_in_flight(&self) -> u64 {
         self.stats().writing

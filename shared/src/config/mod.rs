@@ -67,6 +67,9 @@ pub struct SharedCacheConfig {
     pub ttl: Duration,
     /// Larger reads are not stored (`CAIRN_SHARED_CACHE_MAX_ENTRY`).
     pub max_entry: u64,
+    /// The roots a `rediss://` tier's certificate must chain to (`CAIRN_SHARED_CACHE_CA`, else
+    /// `SSL_CERT_FILE`): a PEM bundle; None: the Mozilla roots built in (ElastiCache's included).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl SharedCacheConfig {
@@ -76,6 +79,7 @@ impl SharedCacheConfig {
             timeout: Duration::from_millis(20),
             ttl: Duration::from_secs(3600),
             max_entry: 8 << 20,
+            ca: None,
         }
     }
 }
@@ -156,6 +160,10 @@ impl EngineConfig {
             }
             if let Some(v) = SHARED_CACHE_MAX_ENTRY.parse(units::parse_size).map_err(config)? {
                 s.max_entry = v;
+            }
+            if s.url.starts_with("rediss://") {
+                let ca = SHARED_CACHE_CA.get().or_else(|| std::env::var("SSL_CERT_FILE").ok());
+                s.ca = ca.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).map(Into::into);
             }
             c.shared_cache = Some(s);
         }

@@ -86,6 +86,11 @@ pub const SHARED_CACHE_TIMEOUT: Var = var!(
 );
 pub const SHARED_CACHE_TTL: Var =
     var!("CAIRN_SHARED_CACHE_TTL", "1h", "how long an entry stays in the shared cache (objects never change)");
+pub const SHARED_CACHE_CA: Var = var!(
+    "CAIRN_SHARED_CACHE_CA",
+    "",
+    "rediss:// only: a PEM bundle of the roots the tier's certificate must chain to (default: SSL_CERT_FILE if set, else the Mozilla roots built in)"
+);
 pub const SHARED_CACHE_MAX_ENTRY: Var =
     var!("CAIRN_SHARED_CACHE_MAX_ENTRY", "8MiB", "larger reads (whole hot shards) are not put in the shared cache");
 pub const DRAIN_TIMEOUT: Var = var!(
@@ -117,7 +122,7 @@ pub const LOG: Var = var!("CAIRN_LOG", "info", "log filter (tracing's EnvFilter 
 pub const LOG_FORMAT: Var = var!("CAIRN_LOG_FORMAT", "text", "log format: text or json");
 
 /// The table, in the order `--help` prints it.
-pub const ALL: [Var; 27] = [
+pub const ALL: [Var; 28] = [
     POINTER_TTL,
     METADATA_CACHE,
     DATA_CACHE,
@@ -131,6 +136,7 @@ pub const ALL: [Var; 27] = [
     SHARED_CACHE_TIMEOUT,
     SHARED_CACHE_TTL,
     SHARED_CACHE_MAX_ENTRY,
+    SHARED_CACHE_CA,
     DISK_CACHE,
     DISK_CACHE_SIZE,
     WARM_SWITCH,

@@ -53,28 +53,15 @@ impl Fetcher {
         valid: Validator<'_>,
         kind: ReadKind,
     ) -> Result<Bytes> {
-        Ok(self.fetch_from(v, path, opts, valid, kind).await?.0)
-    }
-
-    /// [`Self::fetch`], and whether the bytes came over the network (the store or the shared tier, not the
-    /// local disk tier): what the promotion rule weighs a whole-shard read against.
-    pub(crate) async fn fetch_from(
-        &self,
-        v: &Layer,
-        path: &Path,
-        opts: GetOptions,
-        valid: Validator<'_>,
-        kind: ReadKind,
-    ) -> Result<(Bytes, bool)> {
         if self.tiers.is_empty() {
-            return Ok((self.fetch_store(v, path, opts, valid, kind).await?, true));
+            return self.fetch_store(v, path, opts, valid, kind).await;
         }
         let key = tier::key(path.as_ref(), &range_name(opts.range.as_ref()));
         for (i, t) in self.tiers.iter().enumerate() {
             if let Some(bytes) = t.get(&key).await {
                 if valid(&bytes) {
                     self.tiers[..i].iter().for_each(|earlier| earlier.put(&key, bytes.clone()));
-                    return Ok((bytes, !t.local()));
+                    return Ok(bytes);
                 }
                 t.poisoned(&key);
                 tracing::warn!(%path, tier = t.name(), "a cache tier's entry did not verify: read past it");
@@ -82,7 +69,7 @@ impl Fetcher {
         }
         let bytes = self.fetch_store(v, path, opts, valid, kind).await?;
         self.tiers.iter().for_each(|t| t.put(&key, bytes.clone()));
-        Ok((bytes, true))
+        Ok(bytes)
     }
 
     /// Counts one read of `bytes` bytes (process totals and the request's cost).

@@ -132,14 +132,11 @@ impl ShardReads {
         });
         let meta = open.await?;
         let Some(b) = meta.probe(key.as_bytes()) else { return Ok(None) };
-        // Only the caller whose read ran counts it towards promotion (and may promote), and only a read that
-        // crossed the network: a whole-shard read pays against round trips, not against blocks the local disk
-        // tier answers.
+        // Only the caller whose read ran counts it towards promotion (and may promote).
         let read_here = AtomicBool::new(false);
         let read = self.data.get_or_load((v.uid, shard, piece, b as u32), async {
-            let (rows, remote) = read_block(fetcher, v, &meta, b).await?;
-            read_here.store(remote, Relaxed);
-            let rows = Arc::new(rows);
+            read_here.store(true, Relaxed);
+            let rows = Arc::new(read_block(fetcher, v, &meta, b).await?);
             self.promotions.inserted(rows.weight());
             Ok(Cached { rows, slot: None })
         });
@@ -206,15 +203,12 @@ async fn open_piece(fetcher: &Fetcher, v: &Layer, entry: &ShardEntry, piece: Opt
     ShardMeta::from_suffix(path, entry.bytes, data)
 }
 
-/// One range GET: the block's key and value pages, checksum verified, decoded; and whether it crossed the
-/// network (not from the disk tier).
-async fn read_block(fetcher: &Fetcher, v: &Layer, meta: &ShardMeta, b: usize) -> Result<(Rows, bool)> {
+/// One range GET: the block's key and value pages, checksum verified, decoded.
+async fn read_block(fetcher: &Fetcher, v: &Layer, meta: &ShardMeta, b: usize) -> Result<Rows> {
     let at = meta.blocks[b];
     let valid = |d: &[u8]| at.checksum.is_none_or(|sum| block_checksum(d) == sum);
     let range = at.offset..at.offset + at.len as u64;
     let opts = GetOptions { range: Some(range.into()), ..Default::default() };
-    let (buf, remote) = fetcher.fetch_from(v, &meta.path, opts, &valid, ReadKind::Small).await?;
-    let rows =
-        Rows::decode(buf, [(0, at.chunks, at.rows)], Search::Binary).map_err(|why| Error::corrupt(&meta.path, why))?;
-    Ok((rows, remote))
+    let buf = fetcher.fetch(v, &meta.path, opts, &valid, ReadKind::Small).await?;
+    Rows::decode(buf, [(0, at.chunks, at.rows)], Search::Binary).map_err(|why| Error::corrupt(&meta.path, why))
 }
