@@ -11,6 +11,7 @@ use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::Engine;
 use cairn_shared::config::{EngineConfig, SharedCacheConfig};
 use cairn_shared::stores::Store;
+use cairn_tests::process::Served;
 use cairn_tests::{example_data, read_dataset};
 
 struct Redis {
@@ -159,6 +160,20 @@ async fn engines_share_one_tier_verify_its_entries_and_survive_its_outage() {
     assert!(dead.counters().object_gets > 0);
 }
 
+/// A node's `/metrics`.
+async fn scrape(client: &reqwest::Client, node: &Served) -> String {
+    client.get(format!("{}/metrics", node.url)).send().await.unwrap().text().await.unwrap()
+}
+
+/// GETs every row's key from `node`: each must answer its value, byte for byte.
+async fn get_all(client: &reqwest::Client, node: &Served, rows: &[(String, Vec<u8>)]) {
+    for (k, v) in rows {
+        let r = client.get(format!("{}/v1/keyspaces/default/keys/{k}", node.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{k}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), v.as_slice(), "{k}");
+    }
+}
+
 /// `name`'s samples in a `/metrics` exposition whose labels include `label`, summed.
 fn metric(exposition: &str, name: &str, label: &str) -> u64 {
     exposition
@@ -184,17 +199,9 @@ async fn three_servers_with_one_tier_read_each_block_from_the_store_about_once()
     let nodes: Vec<_> =
         (0..3).map(|_| cairn_tests::process::serve(tmp.path(), &["--store", store.to_str().unwrap()], &env)).collect();
     let client = reqwest::Client::new();
-    let scrape = async |node: &cairn_tests::process::Served| {
-        client.get(format!("{}/metrics", node.url)).send().await.unwrap().text().await.unwrap()
-    };
+    let scrape = async |node: &Served| scrape(&client, node).await;
     let rows: Vec<(String, Vec<u8>)> = read_dataset(&data).into_iter().step_by(7).collect();
-    let get_all = async |node: &cairn_tests::process::Served, rows: &[(String, Vec<u8>)]| {
-        for (k, v) in rows {
-            let r = client.get(format!("{}/v1/keyspaces/default/keys/{k}", node.url)).send().await.unwrap();
-            assert_eq!(r.status(), 200, "{k}");
-            assert_eq!(r.bytes().await.unwrap().as_ref(), v.as_slice(), "{k}");
-        }
-    };
+    let get_all = async |node: &Served, rows: &[(String, Vec<u8>)]| get_all(&client, node, rows).await;
     // A node connects to the tier in the background on a lookup that misses its memory: lookups of keys
     // outside `rows` until it is up (one attempt that failed on a loaded machine is retried by the next).
     let others: Vec<(String, Vec<u8>)> = read_dataset(&data).into_iter().skip(3).step_by(7).collect();
@@ -308,20 +315,12 @@ async fn a_tls_tier_with_a_password_is_used_and_a_wrong_one_costs_speed_only() {
     };
     let node = |password: &str| node_with(password, "CAIRN_SHARED_CACHE_CA");
     let client = reqwest::Client::new();
-    let scrape = async |node: &cairn_tests::process::Served| {
-        client.get(format!("{}/metrics", node.url)).send().await.unwrap().text().await.unwrap()
-    };
+    let scrape = async |node: &Served| scrape(&client, node).await;
     let rows: Vec<(String, Vec<u8>)> = read_dataset(&data).into_iter().step_by(13).collect();
-    let get_all = async |node: &cairn_tests::process::Served, rows: &[(String, Vec<u8>)]| {
-        for (k, v) in rows {
-            let r = client.get(format!("{}/v1/keyspaces/default/keys/{k}", node.url)).send().await.unwrap();
-            assert_eq!(r.status(), 200, "{k}");
-            assert_eq!(r.bytes().await.unwrap().as_ref(), v.as_slice(), "{k}");
-        }
-    };
+    let get_all = async |node: &Served, rows: &[(String, Vec<u8>)]| get_all(&client, node, rows).await;
     // Lookups of keys outside `rows` until the node is up (each miss retries a connection that failed).
     let others: Vec<(String, Vec<u8>)> = read_dataset(&data).into_iter().skip(5).step_by(13).collect();
-    let up = async |node: &cairn_tests::process::Served| {
+    let up = async |node: &Served| {
         for other in others.chunks(1).take(1500) {
             get_all(node, other).await;
             if metric(&scrape(node).await, "cairn_cache_tier_up", "tier=\"shared\"") == 1 {

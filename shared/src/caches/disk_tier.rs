@@ -22,15 +22,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use moka::notification::RemovalCause;
 
 use crate::caches::disk_layout::{LAYOUT, MAGIC, default_size, entry_path, hash, on_disk, payload, scan, try_lock};
-use crate::caches::tier::{CacheTier, TierStats};
+use crate::caches::tier::{CacheTier, TierHealth, TierStats};
 use crate::config::DiskCacheConfig;
-use crate::counter::Counter;
 
 /// Writes queued at once, and their bytes (one larger entry is let through alone); more are skipped: a
 /// cache write never waits, and what waits is bounded.
@@ -38,8 +37,6 @@ const MAX_WRITES: u64 = 32;
 const MAX_QUEUED_BYTES: u64 = 64 << 20;
 /// A read not answered within this is given up (then the next tier or the store answers).
 const READ_TIMEOUT: Duration = Duration::from_millis(250);
-/// How long the tier is skipped after a read timed out.
-const REST: Duration = Duration::from_secs(1);
 
 pub struct DiskTier {
     dir: PathBuf,
@@ -53,17 +50,10 @@ pub struct DiskTier {
     ops: std::sync::mpsc::Sender<DiskOp>,
     /// Whether the start-up listing has finished (until then, files not listed yet are outside the budget).
     listed: Arc<AtomicBool>,
-    /// The tier is skipped until then (ms since `epoch`), after a read that timed out.
-    down_until: AtomicU64,
-    epoch: Instant,
     writing: AtomicU64,
     queued_bytes: AtomicU64,
     next_temp: AtomicU64,
-    hits: Counter,
-    misses: Counter,
-    errors: Counter,
-    poisoned: Counter,
-    stored: Counter,
+    health: TierHealth,
 }
 
 /// What the tier's thread does.
@@ -121,16 +111,10 @@ impl DiskTier {
             _lock: lock,
             ops,
             listed: Arc::new(AtomicBool::new(false)),
-            down_until: AtomicU64::new(0),
-            epoch: Instant::now(),
             writing: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
             next_temp: AtomicU64::new(0),
-            hits: Counter::default(),
-            misses: Counter::default(),
-            errors: Counter::default(),
-            poisoned: Counter::default(),
-            stored: Counter::default(),
+            health: TierHealth::default(),
         });
         let me = Arc::downgrade(&tier);
         std::thread::Builder::new()
@@ -171,16 +155,6 @@ impl DiskTier {
         let _ = self.ops.send(DiskOp::Delete(self.path(hash)));
     }
 
-    fn resting(&self) -> bool {
-        (self.epoch.elapsed().as_millis() as u64) < self.down_until.load(Relaxed)
-    }
-
-    /// A read that failed or timed out: counted, and the tier skipped for [`REST`].
-    fn failed(&self) {
-        self.errors.add(1);
-        self.down_until.store((self.epoch.elapsed() + REST).as_millis() as u64, Relaxed);
-    }
-
     /// Writes `bytes` as `key`'s entry: a temporary file, renamed into place, then counted in the budget.
     fn write(&self, hash: u128, key: &str, bytes: &[u8]) -> std::io::Result<u64> {
         let temp =
@@ -210,12 +184,12 @@ impl DiskTier {
             Ok(size) => {
                 self.index.insert(hash, size);
                 self.index.run_pending_tasks();
-                self.stored.add(1);
+                self.health.stored.add(1);
             }
             Err(e) => {
-                self.errors.add(1);
+                self.health.errors.add(1);
                 // A full or read-only disk fails every write: said once, then counted.
-                if self.errors.get() == 1 {
+                if self.health.errors.get() == 1 {
                     tracing::warn!(dir = %self.dir.display(), error = %e, "disk cache write failed (further failures are counted in cairn_cache_tier_errors_total)");
                 }
             }
@@ -232,7 +206,7 @@ impl CacheTier for DiskTier {
     }
 
     async fn get(&self, key: &str) -> Option<Bytes> {
-        if self.resting() {
+        if self.health.resting() {
             return None;
         }
         let hash = hash(key);
@@ -240,15 +214,15 @@ impl CacheTier for DiskTier {
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
                 if e.kind() != std::io::ErrorKind::NotFound {
-                    self.failed();
+                    self.health.failed();
                 }
-                self.misses.add(1);
+                self.health.misses.add(1);
                 self.index.invalidate(&hash);
                 return None;
             }
             Err(_) => {
                 tracing::warn!(dir = %self.dir.display(), "disk cache read timed out: skipping the disk tier for a second");
-                self.failed();
+                self.health.failed();
                 return None;
             }
         };
@@ -259,12 +233,12 @@ impl CacheTier for DiskTier {
                 if self.index.get(&hash).is_none() {
                     self.index.insert(hash, on_disk(read.len() as u64));
                 }
-                self.hits.add(1);
+                self.health.hits.add(1);
                 Some(Bytes::from(read).slice(start..))
             }
             None => {
                 // Not this key's entry (a hash collision) or a damaged header: a miss either way.
-                self.misses.add(1);
+                self.health.misses.add(1);
                 self.forget(hash);
                 None
             }
@@ -276,7 +250,7 @@ impl CacheTier for DiskTier {
         if len > self.max_entry
             || self.writing.load(Relaxed) >= MAX_WRITES
             || (queued > 0 && queued + len > MAX_QUEUED_BYTES)
-            || self.resting()
+            || self.health.resting()
         {
             return;
         }
@@ -289,22 +263,16 @@ impl CacheTier for DiskTier {
     }
 
     fn poisoned(&self, key: &str) {
-        self.poisoned.add(1);
+        self.health.poisoned.add(1);
         self.forget(hash(key));
     }
 
     fn stats(&self) -> TierStats {
         TierStats {
-            hits: self.hits.get(),
-            misses: self.misses.get(),
-            errors: self.errors.get(),
-            poisoned: self.poisoned.get(),
-            stored: self.stored.get(),
-            writing: self.writing.load(Relaxed),
-            connected: self.listed.load(Relaxed) && !self.resting(),
             entries: self.index.entry_count(),
             bytes: self.index.weighted_size(),
             capacity_bytes: self.capacity,
+            ..self.health.stats(self.writing.load(Relaxed), self.listed.load(Relaxed) && !self.health.resting())
         }
     }
 

@@ -10,15 +10,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
 
-use crate::caches::tier::{CacheTier, TierStats};
+use crate::caches::tier::{CacheTier, TierHealth, TierStats};
 use crate::config::SharedCacheConfig;
-use crate::counter::Counter;
 
 pub struct SharedTier {
     /// Itself, for the background tasks it starts.
@@ -27,17 +26,9 @@ pub struct SharedTier {
     client: redis::Client,
     conn: ArcSwapOption<ConnectionManager>,
     connecting: AtomicBool,
-    /// After an error or a timeout the tier is skipped until then (ms since `epoch`): an outage costs each
-    /// lookup nothing, not a timeout per read.
-    down_until: AtomicU64,
-    epoch: Instant,
     /// Background writes not yet answered.
     writing: AtomicU64,
-    hits: Counter,
-    misses: Counter,
-    errors: Counter,
-    poisoned: Counter,
-    stored: Counter,
+    health: TierHealth,
 }
 
 impl std::fmt::Debug for SharedTier {
@@ -54,9 +45,6 @@ impl Drop for Attempt {
         self.0.connecting.store(false, Relaxed);
     }
 }
-
-/// How long the tier is skipped after it failed or answered late.
-const REST: Duration = Duration::from_secs(1);
 
 /// Key prefix: the layout revision of entries, so a change of what is stored never reads old entries.
 const PREFIX: &str = "cairn:1:";
@@ -85,14 +73,8 @@ impl SharedTier {
             client,
             conn: ArcSwapOption::empty(),
             connecting: AtomicBool::new(false),
-            down_until: AtomicU64::new(0),
             writing: AtomicU64::new(0),
-            epoch: Instant::now(),
-            hits: Counter::default(),
-            misses: Counter::default(),
-            errors: Counter::default(),
-            poisoned: Counter::default(),
-            stored: Counter::default(),
+            health: TierHealth::default(),
         }))
     }
 
@@ -115,7 +97,7 @@ impl SharedTier {
                 match me.client.get_connection_manager_with_config(config).await {
                     Ok(c) => me.conn.store(Some(Arc::new(c))),
                     Err(e) => {
-                        me.failed();
+                        me.health.failed();
                         tracing::warn!(error = %e, "shared cache unreachable; reading from the store");
                         // Try again a little later, not on every lookup.
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -124,21 +106,6 @@ impl SharedTier {
             });
         }
         None
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// Whether the tier is skipped now, after a recent failure.
-    fn resting(&self) -> bool {
-        self.now_ms() < self.down_until.load(Relaxed)
-    }
-
-    /// A failed or late answer: counted, and the tier skipped for [`REST`].
-    fn failed(&self) {
-        self.errors.add(1);
-        self.down_until.store(self.now_ms() + REST.as_millis() as u64, Relaxed);
     }
 }
 
@@ -149,7 +116,7 @@ impl CacheTier for SharedTier {
     }
 
     async fn get(&self, key: &str) -> Option<Bytes> {
-        if self.resting() {
+        if self.health.resting() {
             return None;
         }
         let mut conn = self.connection()?;
@@ -158,15 +125,15 @@ impl CacheTier for SharedTier {
         let read = get.query_async::<Option<Vec<u8>>>(&mut conn);
         match tokio::time::timeout(self.config.timeout, read).await {
             Ok(Ok(Some(v))) => {
-                self.hits.add(1);
+                self.health.hits.add(1);
                 Some(Bytes::from(v))
             }
             Ok(Ok(None)) => {
-                self.misses.add(1);
+                self.health.misses.add(1);
                 None
             }
             Ok(Err(_)) | Err(_) => {
-                self.failed();
+                self.health.failed();
                 None
             }
         }
@@ -174,12 +141,12 @@ impl CacheTier for SharedTier {
 
     /// Counted only: the caller's [`put`](CacheTier::put) of the right bytes overwrites the entry.
     fn poisoned(&self, _key: &str) {
-        self.poisoned.add(1);
+        self.health.poisoned.add(1);
     }
 
     /// Too large entries are not stored, nor any while the tier rests after a failure.
     fn put(&self, key: &str, bytes: Bytes) {
-        if bytes.len() as u64 > self.config.max_entry || self.resting() {
+        if bytes.len() as u64 > self.config.max_entry || self.health.resting() {
             return;
         }
         let Some(mut conn) = self.connection() else { return };
@@ -192,23 +159,14 @@ impl CacheTier for SharedTier {
             set.arg(&key).arg(bytes.as_ref()).arg("EX").arg(ttl);
             let write = set.query_async::<()>(&mut conn);
             match tokio::time::timeout(Duration::from_secs(2), write).await {
-                Ok(Ok(())) => me.stored.add(1),
-                _ => me.failed(),
+                Ok(Ok(())) => me.health.stored.add(1),
+                _ => me.health.failed(),
             }
             me.writing.fetch_sub(1, Relaxed);
         });
     }
 
     fn stats(&self) -> TierStats {
-        TierStats {
-            hits: self.hits.get(),
-            misses: self.misses.get(),
-            errors: self.errors.get(),
-            poisoned: self.poisoned.get(),
-            stored: self.stored.get(),
-            writing: self.writing.load(Relaxed),
-            connected: self.conn.load().is_some(),
-            ..TierStats::default()
-        }
+        self.health.stats(self.writing.load(Relaxed), self.conn.load().is_some())
     }
 }

@@ -3,7 +3,12 @@
 //! order before the store and verifies what a tier answers with the checksum it already has, so a tier is
 //! trusted no more than the store: a tier may lose, delay or damage entries and a lookup is only slower.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
+
+use crate::counter::Counter;
 
 /// What a tier has done, for `/metrics` and `info`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -55,4 +60,62 @@ pub trait CacheTier: Send + Sync + std::fmt::Debug {
 /// bytes for good.
 pub fn key(path: &str, range: &str) -> String {
     format!("{path}@{range}")
+}
+
+/// How long a tier is skipped after a read failed or answered late: an outage costs each lookup nothing, not
+/// a timeout per read.
+const REST: Duration = Duration::from_secs(1);
+
+/// What a tier counts, and whether it rests after a failure: the same for every tier.
+#[derive(Debug)]
+pub(crate) struct TierHealth {
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) poisoned: Counter,
+    pub(crate) stored: Counter,
+    /// The tier is skipped until then (ms since `epoch`).
+    down_until: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for TierHealth {
+    fn default() -> Self {
+        TierHealth {
+            hits: Counter::default(),
+            misses: Counter::default(),
+            errors: Counter::default(),
+            poisoned: Counter::default(),
+            stored: Counter::default(),
+            down_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl TierHealth {
+    /// Whether the tier is skipped now, after a recent failure.
+    pub(crate) fn resting(&self) -> bool {
+        (self.epoch.elapsed().as_millis() as u64) < self.down_until.load(Relaxed)
+    }
+
+    /// A failed or late answer: counted, and the tier skipped for [`REST`].
+    pub(crate) fn failed(&self) {
+        self.errors.add(1);
+        self.down_until.store((self.epoch.elapsed() + REST).as_millis() as u64, Relaxed);
+    }
+
+    /// The counts, with what only the tier knows.
+    pub(crate) fn stats(&self, writing: u64, connected: bool) -> TierStats {
+        TierStats {
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            errors: self.errors.get(),
+            poisoned: self.poisoned.get(),
+            stored: self.stored.get(),
+            writing,
+            connected,
+            ..TierStats::default()
+        }
+    }
 }
