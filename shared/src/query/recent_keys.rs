@@ -22,7 +22,8 @@ pub(crate) struct RecentKeys {
 
 #[derive(Debug, Default)]
 struct Ring {
-    keys: Vec<Box<str>>,
+    /// Each slot's buffer is reused: once the ring is full, sampling allocates nothing.
+    keys: Vec<String>,
     next: usize,
 }
 
@@ -46,14 +47,17 @@ impl RecentKeys {
             ring.keys.push(key.into());
         } else {
             let at = ring.next;
-            ring.keys[at] = key.into();
+            let slot = &mut ring.keys[at];
+            slot.clear();
+            slot.push_str(key);
             ring.next = (at + 1) % SLOTS;
         }
     }
 
     /// The distinct keys held, the most often sampled first.
     pub(crate) fn keys(&self) -> Vec<Box<str>> {
-        let mut keys = self.ring.lock().map(|r| r.keys.clone()).unwrap_or_default();
+        let mut keys: Vec<Box<str>> =
+            self.ring.lock().map(|r| r.keys.iter().map(|k| k.as_str().into()).collect()).unwrap_or_default();
         keys.sort_unstable();
         let mut counted: Vec<(usize, Box<str>)> = Vec::new();
         for k in keys {
