@@ -186,3 +186,33 @@ async fn whole_shard_reads_are_not_hedged() {
     let read_twice: Vec<_> = paths.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0].clone()).collect();
     assert!(read_twice.is_empty(), "whole-shard reads asked of more than one copy (hedged): {read_twice:?}");
 }
+
+/// A shard the rule picks while every permit is taken waits for one, and is read whole then. It used to be
+/// skipped, to be tried again on its next block fetch, which never comes once the lookups' blocks are all
+/// cached: such a shard stayed on the slower block path for good (the Python reader's warm lookups ran at
+/// half speed after an MGET had tripped many shards at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_the_budget_had_no_room_for_runs_later() {
+    let d = data(1).await;
+    let stores = faulty(&d);
+    // The first two promotions hold the budget while the third shard is looked up.
+    stores[0].large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::from_secs(3))));
+    let e = engine(&d, &stores, EngineConfig { data_cache_bytes: 64 << 20, ..Default::default() });
+    lookup_all(&e, &keys_of(&d, 0)).await;
+    lookup_all(&e, &keys_of(&d, 1)).await;
+    let asked = stores[0].large_reads_asked.load(SeqCst);
+    assert_eq!(
+        asked as usize,
+        cairn_shared::query::PROMOTIONS_IN_FLIGHT,
+        "the budget is not full: the test proves nothing"
+    );
+    let third = keys_of(&d, 2);
+    lookup_all(&e, &third).await;
+    assert_eq!(stores[0].large_reads_asked.load(SeqCst), asked, "shard 2 was read whole while the budget was full");
+    cairn_tests::promotions_settled(&e).await;
+    // Every block of shard 2 is cached now: these lookups fetch nothing, so they cannot ask again.
+    lookup_all(&e, &third).await;
+    cairn_tests::promotions_settled(&e).await;
+    let paths = stores[0].large_read_paths.lock().unwrap().clone();
+    assert!(paths.iter().any(|p| p.contains("shard=00002")), "shard 2 was never read whole: {paths:?}");
+}

@@ -1,12 +1,13 @@
 //! Promotion: a shard whose blocks keep being fetched fast enough that reading it whole pays
 //! (caches/promotion.rs decides) is read whole in one GET and kept decoded, served from its slot with no
 //! cache lookup. Off the request path: the lookup that trips the rule is answered from its block, and the
-//! whole-shard read and decode run in the background, at most [`IN_FLIGHT`] at a time per process (more are
-//! skipped, and tried again by the rule later), not hedged, and decoded on a blocking thread. A failure
-//! leaves the shard served block by block and backs its rule off.
+//! whole-shard read and decode run in the background, at most [`IN_FLIGHT`] at a time per process, not
+//! hedged, and decoded on a blocking thread. Up to [`QUEUED`] more wait for their turn: one skipped instead
+//! would only be asked again by a later block fetch, and once the lookups' blocks are all cached none
+//! comes. A failure leaves the shard served block by block and backs its rule off.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use object_store::GetOptions;
 
@@ -23,6 +24,12 @@ use crate::query::layer::{Group, Layer};
 /// Whole-shard reads running at once, per process.
 pub const IN_FLIGHT: usize = 2;
 
+/// Promotions waiting for one of the [`IN_FLIGHT`] permits, per process; beyond them the rule's choice is
+/// dropped (its shard is picked again by a later fetch). Each holds only its shard's block list meanwhile,
+/// and one that waited longer than a cache capacity of turnover gives up (the fetches that chose it are
+/// as old as the blocks they read, which are gone).
+pub const QUEUED: usize = 1024;
+
 /// A whole-shard read (every attempt, every copy) that has not ended by then fails: reads that hang cannot
 /// hold the budget, and so turn promotion off, for ever.
 const WHOLE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -31,7 +38,7 @@ const WHOLE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// its permit back.
 struct Running {
     state: Arc<crate::caches::promotion::Promotion>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for Running {
@@ -40,8 +47,19 @@ impl Drop for Running {
     }
 }
 
+/// A place in the queue of promotions waiting for a permit, given back however the wait ends.
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 pub(crate) struct Promotions {
     budget: Arc<tokio::sync::Semaphore>,
+    /// Promotions waiting for a permit.
+    queued: Arc<AtomicUsize>,
     /// Bytes inserted into the data cache so far: the clock promotion decisions are measured in.
     turnover: Arc<AtomicU64>,
     /// Whole shards in the data cache (a gauge `/metrics` reports).
@@ -55,6 +73,7 @@ impl Promotions {
     pub(crate) fn new(data: Arc<DataCache>, arena: Arc<Arena>, hot_shards: Arc<AtomicI64>) -> Promotions {
         Promotions {
             budget: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
+            queued: Arc::default(),
             turnover: Arc::default(),
             hot_shards,
             data,
@@ -62,9 +81,9 @@ impl Promotions {
         }
     }
 
-    /// Whole-shard reads running now.
+    /// Whole-shard reads running now, or waiting for their turn.
     pub(crate) fn in_flight(&self) -> usize {
-        IN_FLIGHT - self.budget.available_permits()
+        IN_FLIGHT - self.budget.available_permits() + self.queued.load(Relaxed)
     }
 
     /// Counts `bytes` inserted into the data cache.
@@ -103,10 +122,20 @@ impl Promotions {
         {
             return;
         }
-        let Ok(permit) = self.budget.clone().try_acquire_owned() else { return };
         if state.promoting.swap(true, Relaxed) {
             return;
         }
+        let permit = self.budget.clone().try_acquire_owned().ok();
+        let queued = match permit {
+            Some(_) => None,
+            None if self.queued.fetch_add(1, Relaxed) < QUEUED => Some(Queued(self.queued.clone())),
+            None => {
+                self.queued.fetch_sub(1, Relaxed);
+                state.promoting.store(false, Relaxed);
+                return;
+            }
+        };
+        let budget = self.budget.clone();
         let (fetcher, v, state, slot) = (fetcher.clone(), v.clone(), state.clone(), group.hot[i].clone());
         let (data, arena, turnover, hot_shards) =
             (self.data.clone(), self.arena.clone(), self.turnover.clone(), self.hot_shards.clone());
@@ -114,7 +143,17 @@ impl Promotions {
         let path = meta.path.clone();
         tokio::spawn(async move {
             // Ends the promotion however the task ends (a panic included), once its result is installed.
-            let _running = Running { state: state.clone(), _permit: permit };
+            let mut running = Running { state: state.clone(), _permit: permit };
+            if let Some(place) = queued {
+                // The semaphore is never closed; a runtime shutting down drops this task, and the guards.
+                let Ok(permit) = budget.acquire_owned().await else { return };
+                running._permit = Some(permit);
+                drop(place);
+                if turnover.load(Relaxed).saturating_sub(now) > capacity {
+                    state.reset();
+                    return;
+                }
+            }
             let read = read_shard(&fetcher, &v, &arena, &path, &pieces, &blocks, range, object_len);
             let result = match tokio::time::timeout(WHOLE_READ_TIMEOUT, read).await {
                 Ok(r) => r,
