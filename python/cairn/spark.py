@@ -96,7 +96,13 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     gone = F.coalesce(F.col(deleted), F.lit(False)) if deleted is not None else F.lit(False)
     rows = df.select(F.col(key).alias("key"), F.col(value).alias("value"), gone.alias("deleted"))
 
-    if shards is None:
+    stored = _file_bytes(df) if shards is None else None
+    if stored is not None:
+        # Read straight from files: sized by them, as `cairn ingest` sizes by its inputs, from Spark's own
+        # listing (no job reads the data twice). The writers refuse null keys and values themselves.
+        data_bytes = stored
+        n_shards = _cairn.default_shards(data_bytes)
+    elif shards is None:
         # One pass in the JVM: the row count, the nulls, and the size as text (what `cairn ingest` sizes by).
         stats = rows.agg(
             F.count(F.lit(1)).alias("rows"),
@@ -236,6 +242,44 @@ def _root_path(store):
     if "://" in store:
         raise _cairn.InvalidInput(f"compact reads the layers with Spark: {store} is not a path or s3:// URL")
     return os.path.abspath(store).rstrip("/")
+
+
+def _file_bytes(df):
+    """The stored size of the files ``df`` reads, when it is a plain read of files (every leaf of its plan a
+    file relation, nothing that multiplies rows, such as a join): else None. From the listing Spark already
+    holds, so without a job."""
+    try:
+        plan = df._jdf.queryExecution().optimizedPlan()
+        if plan.collectLeaves().size() != 1:
+            return None
+        leaf = plan.collectLeaves().head()
+        if leaf.getClass().getSimpleName() != "LogicalRelation":
+            return None
+        relation = leaf.relation()
+        if relation.getClass().getSimpleName() != "HadoopFsRelation":
+            return None
+        if any(n.getClass().getSimpleName() not in _ROW_PRESERVING for n in _nodes(plan)):
+            return None
+        size = int(relation.location().sizeInBytes())
+        return size if size > 0 else None
+    except Exception:  # Spark Connect, or another plan API: size it with the pass
+        return None
+
+
+# Plan nodes between a file relation and the loaded rows that never make more rows than the files hold.
+_ROW_PRESERVING = {"LogicalRelation", "Project", "Filter", "Repartition", "RepartitionByExpression",
+                   "Sort", "Distinct", "Deduplicate", "Aggregate", "GlobalLimit", "LocalLimit", "Offset"}
+
+
+def _nodes(plan):
+    """Every node of a Catalyst plan (py4j), root first."""
+    out, stack = [], [plan]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        children = node.children()
+        stack.extend(children.apply(i) for i in range(children.size()))
+    return out
 
 
 def _estimated_bytes(df):

@@ -171,6 +171,36 @@ def test_null_keys_and_values_publish_nothing(spark, tmp_path):
     assert not (pathlib.Path(store) / "keyspace=default" / "CURRENT").exists()
 
 
+def test_a_dataframe_read_from_files_is_sized_by_them_without_a_pass(spark, tmp_path):
+    """As `cairn ingest` sizes by its input files, a DataFrame read straight from files is sized by Spark's
+    listing of them: no job reads it twice. Its values compress ~1000x, so the files' size and the rows'
+    size as text pick different shard counts."""
+    import pyarrow as pa
+
+    rows = [(k, "x" * 2000) for k, _ in example_rows(2_000, seed=31)]
+    files = tmp_path / "in"
+    files.mkdir()
+    for i in range(2):
+        part = rows[i::2]
+        pq.write_table(pa.table({"key": [k for k, _ in part], "value": [v for _, v in part]}), files / f"{i}.parquet")
+    stored = sum(f.stat().st_size for f in files.iterdir())
+    as_text = sum(len(k) + len(v) + 2 for k, v in rows)
+    assert cairn.default_shards(stored) != cairn.default_shards(as_text)
+    store = str(tmp_path / "store")
+    report = cairn.spark.bulk_load(spark.read.parquet(str(files)), store, "default")
+    assert report["shards"] == cairn.default_shards(stored), report
+    assert cairn.open(store).mget("default", [k for k, _ in rows[:50]]) == [v.encode() for _, v in rows[:50]]
+    # A null in such a DataFrame is refused by the writers, and nothing is published.
+    pq.write_table(pa.table({"key": ["a", None], "value": ["1", "2"]}), files / "2.parquet")
+    with pytest.raises(cairn.InvalidInput, match="^a null key$"):
+        cairn.spark.bulk_load(spark.read.parquet(str(files)), store, "default")
+    assert cairn.open(store).info("default")["version"] == report["version"]
+    # Anything but a plain read of files (here a join) is sized by the pass, as before.
+    joined = spark.read.parquet(str(files / "0.parquet")).join(spark.createDataFrame([("k",)], "other string"))
+    again = cairn.spark.bulk_load(joined.select("key", "value"), str(tmp_path / "joined"), "default")
+    assert again["shards"] == cairn.default_shards(sum(len(k) + len(v) + 2 for k, v in rows[0::2])), again
+
+
 def test_binary_columns_and_other_column_names(spark, tmp_path, serve):
     rows = [(f"user-{i:05d}".encode(), bytes([i % 256, 0, 255]) + b"\n tail") for i in range(3_000)]
     df = spark.createDataFrame(rows, "id binary, payload binary")
