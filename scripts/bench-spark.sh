@@ -39,10 +39,10 @@ for fmt in text parquet; do
   read -r wall rss < "$work/time.txt"
   echo "{\"bench\":\"cli_ingest\",\"format\":\"$fmt\",\"keys\":$keys,\"wall_s\":$wall,\"maxrss_kb\":$rss}" >> "$run"
 done
-nocompress="spark.shuffle.compress=false,spark.shuffle.spill.compress=false"
-# The count the default load picks (the text size's, as `cairn ingest` of the text), given up front.
-shards=$("$py" -c "import cairn,sys; print(cairn.default_shards(int(sys.argv[1])))" "$(stat -c %s "$work/$ds.data")")
-for run_conf in "local[1]||" "local[2]||" "local[2]|$nocompress|" "local[2]||$shards"; do
+# The count the default load picks from the Parquet file's size, given up front: a control for the default's
+# sizing (it reads the listing Spark holds, no job).
+shards=$("$py" -c "import cairn,sys; print(cairn.default_shards(int(sys.argv[1])))" "$(stat -c %s "$work/$ds.parquet")")
+for run_conf in "local[1]||" "local[2]||" "local[2]||$shards"; do
   IFS='|' read -r master conf given <<< "$run_conf"
   echo "== Spark $master $conf ${given:+shards=$given}" >&2
   rm -rf "$work/store-spark"
