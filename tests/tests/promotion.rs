@@ -216,3 +216,29 @@ async fn a_promotion_the_budget_had_no_room_for_runs_later() {
     let paths = stores[0].large_read_paths.lock().unwrap().clone();
     assert!(paths.iter().any(|p| p.contains("shard=00002")), "shard 2 was never read whole: {paths:?}");
 }
+
+/// A promotion waiting for its turn when its version stops being served gives up: a publish must not leave
+/// a queue of whole-shard reads of the version it replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_promotion_of_a_replaced_version_gives_up() {
+    let d = data(1).await;
+    let stores = faulty(&d);
+    stores[0].large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::from_secs(3))));
+    let config = EngineConfig { data_cache_bytes: 64 << 20, warm_switch_bytes: 0, ..Default::default() };
+    let e = engine(&d, &stores, config);
+    lookup_all(&e, &keys_of(&d, 0)).await;
+    lookup_all(&e, &keys_of(&d, 1)).await;
+    assert_eq!(stores[0].large_reads_asked.load(SeqCst) as usize, cairn_shared::query::PROMOTIONS_IN_FLIGHT);
+    let old = e.keyspace("hot").await.unwrap().manifest().version.clone();
+    lookup_all(&e, &keys_of(&d, 2)).await; // queued behind the two
+    // A new version of the same rows is published and served.
+    let mut opts = cairn_ingest::IngestOptions::new(d._dir.path().join("in.data"), "hot", d.roots[0].clone());
+    opts.shards = Some(48);
+    cairn_ingest::ingest(opts, Arc::new(cairn_ingest::NoProgress)).await.unwrap();
+    e.refresh();
+    assert_ne!(e.keyspace("hot").await.unwrap().manifest().version, old, "the new version is not served");
+    cairn_tests::promotions_settled(&e).await;
+    let paths = stores[0].large_read_paths.lock().unwrap().clone();
+    let stale: Vec<_> = paths.iter().filter(|p| p.contains("shard=00002") && p.contains(old.as_str())).collect();
+    assert!(stale.is_empty(), "the replaced version's shard 2 was read whole after the switch: {paths:?}");
+}

@@ -1,12 +1,12 @@
 //! The data cache: decoded blocks and whole (hot) shards under one byte budget. A hot shard's entry owns its
 //! memory; evicting it empties the slot lookups read it from.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
 
 use crate::caches::counted::{CountedCache, weight};
 use crate::format::block::Rows;
-use crate::query::layer::HotSlot;
+use crate::query::layer::HotRef;
 
 /// (version uid, shard, index piece, block in it); ([`WHOLE_SHARD`], [`WHOLE_SHARD`]) for a hot shard.
 pub(crate) type DataKey = (u64, u32, u32, u32);
@@ -16,7 +16,7 @@ pub(crate) const WHOLE_SHARD: u32 = u32::MAX;
 #[derive(Clone)]
 pub(crate) struct Cached {
     pub(crate) rows: Arc<Rows>,
-    pub(crate) slot: Option<Weak<HotSlot>>,
+    pub(crate) slot: Option<HotRef>,
 }
 
 pub(crate) type DataCache = CountedCache<DataKey, Cached>;
@@ -35,10 +35,8 @@ pub(crate) fn data_cache(bytes: u64, hot_shards: Arc<AtomicI64>) -> DataCache {
             if cause == moka::notification::RemovalCause::Replaced {
                 return;
             }
-            if let Some(slot) = v.slot.and_then(|w| w.upgrade())
-                && slot.load().as_ref().is_some_and(|r| Arc::ptr_eq(r, &v.rows))
-            {
-                slot.store(None);
+            if let Some(slot) = &v.slot {
+                slot.clear_if(&v.rows);
             }
         },
     )

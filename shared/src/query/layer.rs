@@ -3,8 +3,8 @@
 //! lookups need them) its entry and lookup state. Versions that share a layer share this object, so its
 //! caches stay warm across a delta publish.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 
 use tokio::sync::OnceCell;
 
@@ -40,6 +40,9 @@ pub struct Layer {
     /// (an ungrouped manifest is one group, loaded with it); concurrent first users share one load.
     pub(crate) groups: Vec<OnceCell<Group>>,
     pub(crate) group_shards: u32,
+    /// Set while no served version of its keyspace holds this layer (a rollback may serve it again): a
+    /// promotion still waiting for it gives up.
+    pub(crate) retired: std::sync::atomic::AtomicBool,
 }
 
 /// The shards of one manifest group, ready for lookups.
@@ -47,17 +50,42 @@ pub struct Layer {
 pub(crate) struct Group {
     pub(crate) entries: Vec<ShardEntry>,
     /// Per shard, the shard decoded whole once it is hot: read with no lock and no cache lookup. The data
-    /// cache owns the memory; evicting the entry empties the slot.
-    pub(crate) hot: Vec<Arc<HotSlot>>,
+    /// cache owns the memory; evicting the entry empties the slot. One array, so finding a slot is not a
+    /// load of its own on the warm path.
+    pub(crate) hot: Arc<[HotSlot]>,
     /// Per shard, its recent block fetches: whether reading it whole would pay.
     pub(crate) promotion: Vec<Arc<Promotion>>,
 }
 
 pub(crate) type HotSlot = ArcSwapOption<Rows>;
 
+/// One shard's slot in its group's array, as the data cache entry that owns the shard holds it (weakly: an
+/// entry outliving its version does not keep the group alive).
+#[derive(Clone)]
+pub(crate) struct HotRef {
+    slots: Weak<[HotSlot]>,
+    i: usize,
+}
+
+impl HotRef {
+    pub(crate) fn new(slots: &Arc<[HotSlot]>, i: usize) -> HotRef {
+        HotRef { slots: Arc::downgrade(slots), i }
+    }
+
+    /// Empties the slot if it still serves `rows`.
+    pub(crate) fn clear_if(&self, rows: &Arc<Rows>) {
+        if let Some(slots) = self.slots.upgrade()
+            && let Some(slot) = slots.get(self.i)
+            && slot.load().as_ref().is_some_and(|r| Arc::ptr_eq(r, rows))
+        {
+            slot.store(None);
+        }
+    }
+}
+
 impl Group {
     pub(crate) fn new(entries: Vec<ShardEntry>) -> Group {
-        let hot = entries.iter().map(|_| Arc::new(HotSlot::empty())).collect();
+        let hot = entries.iter().map(|_| HotSlot::empty()).collect();
         let promotion = entries.iter().map(|_| Arc::new(Promotion::default())).collect();
         Group { entries, hot, promotion }
     }
@@ -85,7 +113,8 @@ impl Layer {
         }
         let uid = NEXT_UID.fetch_add(1, Relaxed);
         let delta = manifest.delta.is_some();
-        Layer { filter: None, delta, manifest, placement, shard_store, replicated, uid, groups, group_shards }
+        let retired = Default::default();
+        Layer { filter: None, delta, manifest, placement, shard_store, replicated, uid, groups, group_shards, retired }
     }
 
     /// Bytes this version holds besides its cached shards: the top level, the ring, and the groups loaded

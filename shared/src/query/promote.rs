@@ -19,15 +19,15 @@ use crate::format::piece::{self, PieceRef};
 use crate::format::shard_reader::ShardMeta;
 use crate::query::data_cache::{Cached, DataCache, WHOLE_SHARD};
 use crate::query::fetch::{Fetcher, ReadKind};
-use crate::query::layer::{Group, Layer};
+use crate::query::layer::{Group, HotRef, Layer};
 
 /// Whole-shard reads running at once, per process.
 pub const IN_FLIGHT: usize = 2;
 
 /// Promotions waiting for one of the [`IN_FLIGHT`] permits, per process; beyond them the rule's choice is
 /// dropped (its shard is picked again by a later fetch). Each holds only its shard's block list meanwhile,
-/// and one that waited longer than a cache capacity of turnover gives up (the fetches that chose it are
-/// as old as the blocks they read, which are gone).
+/// and gives up when its turn comes if it waited longer than a cache capacity of turnover (the fetches that
+/// chose it are as old as the blocks they read, which are gone) or its version is no longer served.
 pub const QUEUED: usize = 1024;
 
 /// A whole-shard read (every attempt, every copy) that has not ended by then fails: reads that hang cannot
@@ -136,7 +136,7 @@ impl Promotions {
             }
         };
         let budget = self.budget.clone();
-        let (fetcher, v, state, slot) = (fetcher.clone(), v.clone(), state.clone(), group.hot[i].clone());
+        let (fetcher, v, state, slot) = (fetcher.clone(), v.clone(), state.clone(), group.hot.clone());
         let (data, arena, turnover, hot_shards) =
             (self.data.clone(), self.arena.clone(), self.turnover.clone(), self.hot_shards.clone());
         let (pieces, blocks, object_len) = (pieces.to_vec(), meta.blocks.clone(), group.entries[i].bytes);
@@ -149,7 +149,7 @@ impl Promotions {
                 let Ok(permit) = budget.acquire_owned().await else { return };
                 running._permit = Some(permit);
                 drop(place);
-                if turnover.load(Relaxed).saturating_sub(now) > capacity {
+                if turnover.load(Relaxed).saturating_sub(now) > capacity || v.retired.load(Relaxed) {
                     state.reset();
                     return;
                 }
@@ -166,10 +166,10 @@ impl Promotions {
             match result {
                 Ok(rows) => {
                     let rows = Arc::new(rows);
-                    slot.store(Some(rows.clone()));
+                    slot[i].store(Some(rows.clone()));
                     turnover.fetch_add(rows.weight() as u64, Relaxed);
                     hot_shards.fetch_add(1, Relaxed);
-                    let cached = Cached { rows, slot: Some(Arc::downgrade(&slot)) };
+                    let cached = Cached { rows, slot: Some(HotRef::new(&slot, i)) };
                     data.insert((v.uid, shard, WHOLE_SHARD, WHOLE_SHARD), cached).await;
                 }
                 Err(e) => {

@@ -47,6 +47,18 @@ impl LoadedVersion {
         self.layers.iter().map(|l| l.manifest.rows.saturating_sub(l.manifest.tombstones())).sum()
     }
 
+    /// Served in place of `old`: `old`'s layers this version does not share are retired, and its own are
+    /// not (one served again by a rollback).
+    pub(crate) fn retire_layers_of(&self, old: &LoadedVersion) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for layer in &self.layers {
+            layer.retired.store(false, Relaxed);
+        }
+        for layer in old.layers.iter().filter(|l| !self.layers.iter().any(|n| n.uid == l.uid)) {
+            layer.retired.store(true, Relaxed);
+        }
+    }
+
     /// Bytes of every layer's shard objects.
     pub fn bytes(&self) -> u64 {
         self.layers.iter().map(|l| l.manifest.bytes).sum()

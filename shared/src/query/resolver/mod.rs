@@ -181,7 +181,10 @@ impl Resolver {
         match served.get(ks) {
             Some((p, _)) if !from_primary && !current.pointer.supersedes(p) => {}
             _ => {
-                served.insert(ks.to_string(), (current.pointer.clone(), v.clone()));
+                let replaced = served.insert(ks.to_string(), (current.pointer.clone(), v.clone()));
+                if let Some((_, old)) = replaced {
+                    v.retire_layers_of(&old);
+                }
             }
         }
         Ok(Some(v))
