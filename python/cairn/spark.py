@@ -60,7 +60,8 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     ``store``: the primary store URL, as the CLI takes it (a path, ``file:///abs/path``, ``s3://bucket/prefix``
     configured by the standard AWS environment on the driver and every executor). ``replicas``: further
     store URLs that get a copy of every shard. ``key``/``value``: the columns (strings or binary). ``shards``:
-    the shard count; by default the one ``cairn ingest`` picks for this much data, which costs one more pass
+    the shard count; by default the one ``cairn ingest`` picks for this much data: for a plain read of files
+    (columns kept or renamed, nothing else) measured from Spark's listing of them, otherwise by one more pass
     over ``df`` (given, the load reads ``df`` once).
 
     Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``, and ``placement``: ``"jvm"``
@@ -245,47 +246,47 @@ def _root_path(store):
 
 
 def _file_bytes(df):
-    """The stored size of the files ``df`` reads, when it is a plain read of files (every leaf of its plan a
-    file relation, nothing that multiplies rows, such as a join): else None. From the listing Spark already
-    holds, so without a job."""
+    """The size of the files ``df`` reads, when it is a plain read of files (a listed file relation under
+    nothing but projections of its columns): Spark's own figure for the plan, the files' stored size scaled
+    to the columns kept, from the listing it already holds, so without a job. None otherwise: a filter, a
+    limit, a join or anything that changes rows makes the files' size no measure of the rows; a catalog
+    table's figure may be its (stale or missing) statistics."""
     try:
         plan = df._jdf.queryExecution().optimizedPlan()
-        if plan.collectLeaves().size() != 1:
+        node = plan
+        while node.getClass().getSimpleName() == "Project":
+            exprs = node.projectList()
+            if not all(_bare_column(exprs.apply(i)) for i in range(exprs.size())):
+                return None
+            node = node.child()
+        if node.getClass().getSimpleName() != "LogicalRelation":
             return None
-        leaf = plan.collectLeaves().head()
-        if leaf.getClass().getSimpleName() != "LogicalRelation":
+        relation = node.relation()
+        if (relation.getClass().getSimpleName() != "HadoopFsRelation"
+                or relation.location().getClass().getSimpleName() != "InMemoryFileIndex"):
             return None
-        relation = leaf.relation()
-        if relation.getClass().getSimpleName() != "HadoopFsRelation":
-            return None
-        if any(n.getClass().getSimpleName() not in _ROW_PRESERVING for n in _nodes(plan)):
-            return None
-        size = int(relation.location().sizeInBytes())
-        return size if size > 0 else None
+        size = _integer(plan.stats().sizeInBytes())
+        return size if 0 < size < (1 << 62) else None
     except Exception:  # Spark Connect, or another plan API: size it with the pass
         return None
 
 
-# Plan nodes between a file relation and the loaded rows that never make more rows than the files hold.
-_ROW_PRESERVING = {"LogicalRelation", "Project", "Filter", "Repartition", "RepartitionByExpression",
-                   "Sort", "Distinct", "Deduplicate", "Aggregate", "GlobalLimit", "LocalLimit", "Offset"}
+def _integer(big):
+    """A Scala BigInt from py4j: a Python int already (py4j converts it), or an object to print."""
+    return big if isinstance(big, int) else int(big.toString())
 
 
-def _nodes(plan):
-    """Every node of a Catalyst plan (py4j), root first."""
-    out, stack = [], [plan]
-    while stack:
-        node = stack.pop()
-        out.append(node)
-        children = node.children()
-        stack.extend(children.apply(i) for i in range(children.size()))
-    return out
+def _bare_column(expr):
+    """A column as it is, renamed or not (no expression that could change its size)."""
+    if expr.getClass().getSimpleName() == "Alias":
+        expr = expr.child()
+    return expr.getClass().getSimpleName() == "AttributeReference"
 
 
 def _estimated_bytes(df):
     """Spark's own estimate of the input's size (file sizes for files), without running anything."""
     try:
-        return int(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes().toString())
+        return _integer(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes())
     except Exception:  # Spark Connect, or another plan API
         return None
 

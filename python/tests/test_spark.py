@@ -190,6 +190,11 @@ def test_a_dataframe_read_from_files_is_sized_by_them_without_a_pass(spark, tmp_
     report = cairn.spark.bulk_load(spark.read.parquet(str(files)), store, "default")
     assert report["shards"] == cairn.default_shards(stored), report
     assert cairn.open(store).mget("default", [k for k, _ in rows[:50]]) == [v.encode() for _, v in rows[:50]]
+    # A filter makes the files' size no measure of the rows: the pass sizes what is left.
+    kept = spark.read.parquet(str(files)).filter("key < '8'")
+    left = [r for r in rows if r[0] < "8"]
+    filtered = cairn.spark.bulk_load(kept, str(tmp_path / "filtered"), "default")
+    assert filtered["shards"] == cairn.default_shards(sum(len(k) + len(v) + 2 for k, v in left)), filtered
     # A null in such a DataFrame is refused by the writers, and nothing is published.
     pq.write_table(pa.table({"key": ["a", None], "value": ["1", "2"]}), files / "2.parquet")
     with pytest.raises(cairn.InvalidInput, match="^a null key$"):

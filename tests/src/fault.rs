@@ -57,12 +57,16 @@ pub struct FaultyStore {
     pub large_read_paths: std::sync::Mutex<Vec<String>>,
     large_in_flight: AtomicU64,
     pub max_large_in_flight: AtomicU64,
+    /// Opened by [`FaultyStore::release_large_reads`]: what [`LargeRead::Held`] reads wait for.
+    large_gate: tokio::sync::watch::Sender<bool>,
 }
 
 /// What a large read meets.
 #[derive(Debug, Clone, Copy)]
 pub enum LargeRead {
     Hang,
+    /// Waits until [`FaultyStore::release_large_reads`], then answers: a test decides when, not a clock.
+    Held,
     Delay(std::time::Duration),
     Fail,
 }
@@ -117,7 +121,13 @@ impl FaultyStore {
             large_read_paths: Default::default(),
             large_in_flight: Default::default(),
             max_large_in_flight: Default::default(),
+            large_gate: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Answers every [`LargeRead::Held`] read, waiting or to come.
+    pub fn release_large_reads(&self) {
+        self.large_gate.send_replace(true);
     }
 
     /// Reads of more than `bytes` bytes meet `fault` (None: no fault).
@@ -148,6 +158,10 @@ impl FaultyStore {
         let _done = Done(&self.large_in_flight);
         match fault {
             LargeRead::Hang => std::future::pending::<()>().await,
+            LargeRead::Held => {
+                let mut open = self.large_gate.subscribe();
+                let _ = open.wait_for(|open| *open).await;
+            }
             LargeRead::Delay(d) => tokio::time::sleep(d).await,
             LargeRead::Fail => return Err(injected(location)),
         }

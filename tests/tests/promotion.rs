@@ -187,6 +187,25 @@ async fn whole_shard_reads_are_not_hedged() {
     assert!(read_twice.is_empty(), "whole-shard reads asked of more than one copy (hedged): {read_twice:?}");
 }
 
+/// Until `n` whole-shard reads were asked (they are started in the background).
+async fn asked(store: &FaultyStore, n: u64) {
+    for _ in 0..6000 {
+        if store.large_reads_asked.load(SeqCst) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("only {} whole-shard reads were asked, expected {n}", store.large_reads_asked.load(SeqCst));
+}
+
+/// The first two shards' promotions, held at their reads: the budget is full until the test releases them.
+async fn budget_held(d: &Data, stores: &[Arc<FaultyStore>], e: &Engine) {
+    stores[0].large_reads(SMALL_READ, Some(LargeRead::Held));
+    lookup_all(e, &keys_of(d, 0)).await;
+    lookup_all(e, &keys_of(d, 1)).await;
+    asked(&stores[0], cairn_shared::query::PROMOTIONS_IN_FLIGHT as u64).await;
+}
+
 /// A shard the rule picks while every permit is taken waits for one, and is read whole then. It used to be
 /// skipped, to be tried again on its next block fetch, which never comes once the lookups' blocks are all
 /// cached: such a shard stayed on the slower block path for good (the Python reader's warm lookups ran at
@@ -195,20 +214,12 @@ async fn whole_shard_reads_are_not_hedged() {
 async fn a_promotion_the_budget_had_no_room_for_runs_later() {
     let d = data(1).await;
     let stores = faulty(&d);
-    // The first two promotions hold the budget while the third shard is looked up.
-    stores[0].large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::from_secs(3))));
     let e = engine(&d, &stores, EngineConfig { data_cache_bytes: 64 << 20, ..Default::default() });
-    lookup_all(&e, &keys_of(&d, 0)).await;
-    lookup_all(&e, &keys_of(&d, 1)).await;
-    let asked = stores[0].large_reads_asked.load(SeqCst);
-    assert_eq!(
-        asked as usize,
-        cairn_shared::query::PROMOTIONS_IN_FLIGHT,
-        "the budget is not full: the test proves nothing"
-    );
+    budget_held(&d, &stores, &e).await;
     let third = keys_of(&d, 2);
     lookup_all(&e, &third).await;
-    assert_eq!(stores[0].large_reads_asked.load(SeqCst), asked, "shard 2 was read whole while the budget was full");
+    assert_eq!(stores[0].large_reads_asked.load(SeqCst), 2, "shard 2 was read whole while the budget was full");
+    stores[0].release_large_reads();
     cairn_tests::promotions_settled(&e).await;
     // Every block of shard 2 is cached now: these lookups fetch nothing, so they cannot ask again.
     lookup_all(&e, &third).await;
@@ -223,12 +234,9 @@ async fn a_promotion_the_budget_had_no_room_for_runs_later() {
 async fn a_waiting_promotion_of_a_replaced_version_gives_up() {
     let d = data(1).await;
     let stores = faulty(&d);
-    stores[0].large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::from_secs(3))));
     let config = EngineConfig { data_cache_bytes: 64 << 20, warm_switch_bytes: 0, ..Default::default() };
     let e = engine(&d, &stores, config);
-    lookup_all(&e, &keys_of(&d, 0)).await;
-    lookup_all(&e, &keys_of(&d, 1)).await;
-    assert_eq!(stores[0].large_reads_asked.load(SeqCst) as usize, cairn_shared::query::PROMOTIONS_IN_FLIGHT);
+    budget_held(&d, &stores, &e).await;
     let old = e.keyspace("hot").await.unwrap().manifest().version.clone();
     lookup_all(&e, &keys_of(&d, 2)).await; // queued behind the two
     // A new version of the same rows is published and served.
@@ -237,6 +245,7 @@ async fn a_waiting_promotion_of_a_replaced_version_gives_up() {
     cairn_ingest::ingest(opts, Arc::new(cairn_ingest::NoProgress)).await.unwrap();
     e.refresh();
     assert_ne!(e.keyspace("hot").await.unwrap().manifest().version, old, "the new version is not served");
+    stores[0].release_large_reads();
     cairn_tests::promotions_settled(&e).await;
     let paths = stores[0].large_read_paths.lock().unwrap().clone();
     let stale: Vec<_> = paths.iter().filter(|p| p.contains("shard=00002") && p.contains(old.as_str())).collect();

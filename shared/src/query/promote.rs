@@ -6,8 +6,8 @@
 //! would only be asked again by a later block fetch, and once the lookups' blocks are all cached none
 //! comes. A failure leaves the shard served block by block and backs its rule off.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 
 use object_store::GetOptions;
 
@@ -19,7 +19,7 @@ use crate::format::piece::{self, PieceRef};
 use crate::format::shard_reader::ShardMeta;
 use crate::query::data_cache::{Cached, DataCache, WHOLE_SHARD};
 use crate::query::fetch::{Fetcher, ReadKind};
-use crate::query::layer::{Group, HotRef, Layer};
+use crate::query::layer::{Group, HotRef, HotSlot, Layer};
 
 /// Whole-shard reads running at once, per process.
 pub const IN_FLIGHT: usize = 2;
@@ -122,7 +122,8 @@ impl Promotions {
         {
             return;
         }
-        if state.promoting.swap(true, Relaxed) {
+        // Lookups still running on a version that was just replaced do not start reads of it.
+        if v.retired.load(Relaxed) || state.promoting.swap(true, Relaxed) {
             return;
         }
         let permit = self.budget.clone().try_acquire_owned().ok();
@@ -136,23 +137,31 @@ impl Promotions {
             }
         };
         let budget = self.budget.clone();
-        let (fetcher, v, state, slot) = (fetcher.clone(), v.clone(), state.clone(), group.hot.clone());
-        let (data, arena, turnover, hot_shards) =
-            (self.data.clone(), self.arena.clone(), self.turnover.clone(), self.hot_shards.clone());
+        // Held weakly until the read starts: a waiting promotion keeps no engine, cache or version alive.
+        let owners = Owners {
+            fetcher: Arc::downgrade(fetcher),
+            layer: Arc::downgrade(v),
+            data: Arc::downgrade(&self.data),
+            arena: Arc::downgrade(&self.arena),
+            slots: Arc::downgrade(&group.hot),
+        };
+        let (state, turnover, hot_shards) = (state.clone(), self.turnover.clone(), self.hot_shards.clone());
         let (pieces, blocks, object_len) = (pieces.to_vec(), meta.blocks.clone(), group.entries[i].bytes);
         let path = meta.path.clone();
         tokio::spawn(async move {
             // Ends the promotion however the task ends (a panic included), once its result is installed.
             let mut running = Running { state: state.clone(), _permit: permit };
+            let waited = queued.is_some();
             if let Some(place) = queued {
                 // The semaphore is never closed; a runtime shutting down drops this task, and the guards.
                 let Ok(permit) = budget.acquire_owned().await else { return };
                 running._permit = Some(permit);
                 drop(place);
-                if turnover.load(Relaxed).saturating_sub(now) > capacity || v.retired.load(Relaxed) {
-                    state.reset();
-                    return;
-                }
+            }
+            let Some((fetcher, v, data, arena, slot)) = owners.upgrade() else { return };
+            if v.retired.load(Relaxed) || (waited && turnover.load(Relaxed).saturating_sub(now) > capacity) {
+                state.reset();
+                return;
             }
             let read = read_shard(&fetcher, &v, &arena, &path, &pieces, &blocks, range, object_len);
             let result = match tokio::time::timeout(WHOLE_READ_TIMEOUT, read).await {
@@ -177,6 +186,30 @@ impl Promotions {
                 }
             }
         });
+    }
+}
+
+/// What a promotion reads through and installs into, held weakly while it waits for its turn.
+struct Owners {
+    fetcher: Weak<Fetcher>,
+    layer: Weak<Layer>,
+    data: Weak<DataCache>,
+    arena: Weak<Arena>,
+    slots: Weak<[HotSlot]>,
+}
+
+type Owned = (Arc<Fetcher>, Arc<Layer>, Arc<DataCache>, Arc<Arena>, Arc<[HotSlot]>);
+
+impl Owners {
+    /// Each, unless one is gone (its engine dropped, or its version let go).
+    fn upgrade(&self) -> Option<Owned> {
+        Some((
+            self.fetcher.upgrade()?,
+            self.layer.upgrade()?,
+            self.data.upgrade()?,
+            self.arena.upgrade()?,
+            self.slots.upgrade()?,
+        ))
     }
 }
 

@@ -3,6 +3,7 @@
 //! layers newest first and stop at the first that holds the key (a value or a tombstone).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use crate::format::manifest::Manifest;
 use crate::query::layer::Layer;
@@ -50,11 +51,22 @@ impl LoadedVersion {
     /// Served in place of `old`: `old`'s layers this version does not share are retired, and its own are
     /// not (one served again by a rollback).
     pub(crate) fn retire_layers_of(&self, old: &LoadedVersion) {
-        use std::sync::atomic::Ordering::Relaxed;
+        self.unretire();
+        for layer in old.layers.iter().filter(|l| !self.layers.iter().any(|n| n.uid == l.uid)) {
+            layer.retired.store(true, Relaxed);
+        }
+    }
+
+    /// About to be served: none of its layers is retired.
+    pub(crate) fn unretire(&self) {
         for layer in &self.layers {
             layer.retired.store(false, Relaxed);
         }
-        for layer in old.layers.iter().filter(|l| !self.layers.iter().any(|n| n.uid == l.uid)) {
+    }
+
+    /// No longer served (its keyspace is gone): every layer is retired.
+    pub(crate) fn retire(&self) {
+        for layer in &self.layers {
             layer.retired.store(true, Relaxed);
         }
     }

@@ -314,7 +314,7 @@ impl Engine {
         }
     }
 
-    /// Whole-shard reads (promotions) running now (a small fixed budget per process).
+    /// Whole-shard reads (promotions) running now or waiting for their turn (a small fixed budget per process).
     pub fn promotions_in_flight(&self) -> usize {
         self.reads.promotions.in_flight()
     }

@@ -145,7 +145,9 @@ impl Resolver {
         let Some((current, root)) = self.read_pointer(roots, fetcher, ks).await? else {
             // The primary says there is no such keyspace: what was served is gone, and a keyspace created
             // anew under this name starts afresh.
-            self.served.lock().expect("served pointers").remove(ks);
+            if let Some((_, gone)) = self.served.lock().expect("served pointers").remove(ks) {
+                gone.retire();
+            }
             return Ok(None);
         };
         // The primary's pointer is the commit point: always taken (a keyspace restored from a backup, or
@@ -167,6 +169,9 @@ impl Resolver {
             Some(v) => v,
             None => {
                 let new = self.load_version(roots, fetcher, ks, &current, &root).await?;
+                // Its layers may be cached ones retired before (a rollback): served again from here on, and
+                // warming's promotions must not give up.
+                new.unretire();
                 // Only a refresh ahead is warmed: other readers then answer from the old version meanwhile
                 // (a reader loading without one would make them wait).
                 if let (Some(Some(old)), Some(until)) = (stale, stale_until) {
