@@ -15,7 +15,7 @@ import re
 
 import pyarrow as pa
 
-from . import _cairn
+from . import _cairn, _plan
 
 # Spark partitions are sized to about this much data (shards per partition vary; a writer holds one).
 PARTITION_BYTES = 128 << 20
@@ -97,7 +97,7 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     gone = F.coalesce(F.col(deleted), F.lit(False)) if deleted is not None else F.lit(False)
     rows = df.select(F.col(key).alias("key"), F.col(value).alias("value"), gone.alias("deleted"))
 
-    stored = _file_bytes(df) if shards is None else None
+    stored = _plan.file_bytes(df) if shards is None else None
     if stored is not None:
         # Read straight from files: sized by them, as `cairn ingest` sizes by its inputs, from Spark's own
         # listing (no job reads the data twice). The writers refuse null keys and values themselves.
@@ -245,52 +245,6 @@ def _root_path(store):
     return os.path.abspath(store).rstrip("/")
 
 
-def _file_bytes(df):
-    """The size of the files ``df`` reads, when it is a plain read of files (a listed file relation under
-    nothing but projections of its columns): Spark's own figure for the plan, the files' stored size scaled
-    to the columns kept, from the listing it already holds, so without a job. None otherwise: a filter, a
-    limit, a join or anything that changes rows makes the files' size no measure of the rows; a catalog
-    table's figure may be its (stale or missing) statistics."""
-    try:
-        plan = df._jdf.queryExecution().optimizedPlan()
-        node = plan
-        while node.getClass().getSimpleName() == "Project":
-            exprs = node.projectList()
-            if not all(_bare_column(exprs.apply(i)) for i in range(exprs.size())):
-                return None
-            node = node.child()
-        if node.getClass().getSimpleName() != "LogicalRelation":
-            return None
-        relation = node.relation()
-        if (relation.getClass().getSimpleName() != "HadoopFsRelation"
-                or relation.location().getClass().getSimpleName() != "InMemoryFileIndex"):
-            return None
-        size = _integer(plan.stats().sizeInBytes())
-        return size if 0 < size < (1 << 62) else None
-    except Exception:  # Spark Connect, or another plan API: size it with the pass
-        return None
-
-
-def _integer(big):
-    """A Scala BigInt from py4j: a Python int already (py4j converts it), or an object to print."""
-    return big if isinstance(big, int) else int(big.toString())
-
-
-def _bare_column(expr):
-    """A column as it is, renamed or not (no expression that could change its size)."""
-    if expr.getClass().getSimpleName() == "Alias":
-        expr = expr.child()
-    return expr.getClass().getSimpleName() == "AttributeReference"
-
-
-def _estimated_bytes(df):
-    """Spark's own estimate of the input's size (file sizes for files), without running anything."""
-    try:
-        return _integer(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes())
-    except Exception:  # Spark Connect, or another plan API
-        return None
-
-
 def _context(spark):
     try:
         return spark.sparkContext
@@ -357,7 +311,7 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
         parallelism = spark.sparkContext.defaultParallelism
     except Exception:  # Spark Connect has no SparkContext on the client
         parallelism = int(spark.conf.get("spark.default.parallelism", "8"))
-    size = data_bytes if data_bytes is not None else _estimated_bytes(rows)
+    size = data_bytes if data_bytes is not None else _plan.estimated_bytes(rows)
     by_size = min(math.ceil(size / PARTITION_BYTES), 1 << 20) if size is not None else 0
     # Whole waves: a last wave with fewer tasks than cores leaves cores idle while it runs.
     waves = math.ceil(max(2 * parallelism, by_size) / parallelism)

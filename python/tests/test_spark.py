@@ -176,6 +176,7 @@ def test_a_dataframe_read_from_files_is_sized_by_them_without_a_pass(spark, tmp_
     listing of them: no job reads it twice. Its values compress ~1000x, so the files' size and the rows'
     size as text pick different shard counts."""
     import pyarrow as pa
+    from pyspark.sql import functions as F
 
     rows = [(k, "x" * 2000) for k, _ in example_rows(2_000, seed=31)]
     files = tmp_path / "in"
@@ -190,7 +191,11 @@ def test_a_dataframe_read_from_files_is_sized_by_them_without_a_pass(spark, tmp_
     report = cairn.spark.bulk_load(spark.read.parquet(str(files)), store, "default")
     assert report["shards"] == cairn.default_shards(stored), report
     assert cairn.open(store).mget("default", [k for k, _ in rows[:50]]) == [v.encode() for _, v in rows[:50]]
-    # A filter makes the files' size no measure of the rows: the pass sizes what is left.
+    # Columns renamed and reordered are still a plain read; a filter makes the files' size no measure of the
+    # rows, and the pass sizes what is left.
+    renamed = spark.read.parquet(str(files)).select(F.col("value").alias("v"), F.col("key").alias("k"))
+    again = cairn.spark.bulk_load(renamed, str(tmp_path / "renamed"), "default", key="k", value="v")
+    assert again["shards"] == cairn.default_shards(stored), again
     kept = spark.read.parquet(str(files)).filter("key < '8'")
     left = [r for r in rows if r[0] < "8"]
     filtered = cairn.spark.bulk_load(kept, str(tmp_path / "filtered"), "default")

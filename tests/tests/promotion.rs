@@ -219,6 +219,7 @@ async fn a_promotion_the_budget_had_no_room_for_runs_later() {
     let third = keys_of(&d, 2);
     lookup_all(&e, &third).await;
     assert_eq!(stores[0].large_reads_asked.load(SeqCst), 2, "shard 2 was read whole while the budget was full");
+    assert_eq!(e.promotions_in_flight(), 3, "shard 2's promotion is not waiting: the test proves nothing");
     stores[0].release_large_reads();
     cairn_tests::promotions_settled(&e).await;
     // Every block of shard 2 is cached now: these lookups fetch nothing, so they cannot ask again.
@@ -239,6 +240,7 @@ async fn a_waiting_promotion_of_a_replaced_version_gives_up() {
     budget_held(&d, &stores, &e).await;
     let old = e.keyspace("hot").await.unwrap().manifest().version.clone();
     lookup_all(&e, &keys_of(&d, 2)).await; // queued behind the two
+    assert_eq!(e.promotions_in_flight(), 3, "shard 2's promotion is not waiting: the test proves nothing");
     // A new version of the same rows is published and served.
     let mut opts = cairn_ingest::IngestOptions::new(d._dir.path().join("in.data"), "hot", d.roots[0].clone());
     opts.shards = Some(48);
