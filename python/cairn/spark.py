@@ -183,7 +183,7 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
                 pass
         if isinstance(e, _cairn.Error) or not isinstance(e, Exception):
             raise
-        raise _translated(e) from e
+        raise _named(_translated(e), key, value) from e
     finally:
         if tagged:
             try:
@@ -341,6 +341,18 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
 
 def _shown(key):
     return repr(key.decode("utf-8", "replace") if isinstance(key, (bytes, bytearray)) else key)
+
+
+def _named(e, key, value):
+    """A writer's null-key or null-value error, with the column the user named (the writers see their own
+    names for them)."""
+    if isinstance(e, _cairn.InvalidInput):
+        message = str(e)
+        if message == "a null key":
+            return _cairn.InvalidInput(f"a null key (column {key!r}); nothing was published")
+        if message.startswith("a null value for key "):
+            return _cairn.InvalidInput(f"{message} (column {value!r}); nothing was published")
+    return e
 
 
 def _translated(e):
