@@ -108,6 +108,19 @@ async fn settle(e: &Engine) {
     panic!("the shared tier's writes did not finish in 30 s: {:?}", e.stats().shared_tier);
 }
 
+/// The example data ingested by the CLI into `DIR/store` (8 shards): the store's path.
+fn ingested(dir: &std::path::Path) -> std::path::PathBuf {
+    let store = dir.join("store");
+    let data = example_data();
+    let out = cairn_tests::process::cairn(
+        &["ingest", data.to_str().unwrap(), "-k", "default", "--store", store.to_str().unwrap(), "--shards", "8"],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{}", cairn_tests::process::text(&out.stderr));
+    store
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engines_share_one_tier_verify_its_entries_and_survive_its_outage() {
     let mut redis = Redis::start();
@@ -187,14 +200,7 @@ fn metric(exposition: &str, name: &str, label: &str) -> u64 {
 async fn three_servers_with_one_tier_read_each_block_from_the_store_about_once() {
     let redis = Redis::start();
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    let data = example_data();
-    let out = cairn_tests::process::cairn(
-        &["ingest", data.to_str().unwrap(), "-k", "default", "--store", store.to_str().unwrap(), "--shards", "8"],
-        None,
-        &[],
-    );
-    assert!(out.status.success(), "{}", cairn_tests::process::text(&out.stderr));
+    let (store, data) = (ingested(tmp.path()), example_data());
     let env = [("CAIRN_SHARED_CACHE", redis.url()), ("CAIRN_SHARED_CACHE_TIMEOUT", "500ms".to_string())];
     let nodes: Vec<_> =
         (0..3).map(|_| cairn_tests::process::serve(tmp.path(), &["--store", store.to_str().unwrap()], &env)).collect();
@@ -296,14 +302,7 @@ async fn a_tls_tier_with_a_password_is_used_and_a_wrong_one_costs_speed_only() {
             .chain(["--requirepass".into(), "s3cret".into()])
             .collect()
     });
-    let store = tmp.path().join("store");
-    let data = example_data();
-    let out = cairn_tests::process::cairn(
-        &["ingest", data.to_str().unwrap(), "-k", "default", "--store", store.to_str().unwrap(), "--shards", "8"],
-        None,
-        &[],
-    );
-    assert!(out.status.success(), "{}", cairn_tests::process::text(&out.stderr));
+    let (store, data) = (ingested(tmp.path()), example_data());
     // The CA given as CAIRN_SHARED_CACHE_CA, or (the second node) as SSL_CERT_FILE, its fallback.
     let node_with = |password: &str, ca_var: &'static str| {
         let env = [
