@@ -27,6 +27,7 @@ pub mod partition_writer;
 pub mod pipeline;
 pub mod progress;
 pub mod publish;
+mod read_ahead;
 mod read_phase;
 pub mod record;
 mod reduce;

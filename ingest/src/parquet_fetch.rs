@@ -2,7 +2,6 @@
 //! chunks fetched in parts, in parallel, ahead of decoding (anything else fetched on demand, as of the ETag
 //! the object was listed with).
 
-use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
 
@@ -12,6 +11,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::object_read::{Object, ObjectRead};
+use crate::read_ahead::ReadAhead;
 
 /// Largest range one request fetches: a column chunk is fetched in parts of this size, in parallel, so no
 /// request outlives the store's timeout however large the writer made its row groups.
@@ -55,7 +55,7 @@ pub(crate) async fn fetch_chunks(object: Object, ranges: Vec<Range<u64>>) -> std
 /// A row group's bytes: a local file, the fetched column chunks of an object, or an object's column chunks
 /// streamed (a row group too large to hold).
 pub(crate) enum Fetched {
-    Local(File),
+    Local(ReadAhead),
     Object(ObjectChunks),
     Streamed(crate::parquet_stream::StreamedChunks),
 }

@@ -1,8 +1,8 @@
 //! Parquet input from any writer (Spark, DuckDB, pyarrow, Polars): only the key and value columns are read
-//! (projection), one row group at a time. A local file is read page by page; an object's projected column
-//! chunks are fetched a row group at a time, the next one while the current one decodes, when a row group's
-//! projected columns are at most an eighth of the memory budget; a larger one is streamed page by page
-//! (parquet_stream.rs). Memory is bounded by the budget whatever the writer's row groups.
+//! (projection), one row group at a time. A local file is read page by page, a window ahead advised to the
+//! kernel (read_ahead.rs); an object's projected column chunks are fetched a row group at a time, the next
+//! one while the current one decodes, when a row group's projected columns are at most an eighth of the
+//! memory budget; a larger one is streamed page by page (parquet_stream.rs). Memory is bounded by the budget whatever the writer's row groups.
 //!
 //! `--value-columns a,b,c` stores as the value a JSON object of those columns (docs/INPUTS.md says exactly
 //! how each type is written); a single `--value-column` is stored byte for byte.
@@ -25,6 +25,7 @@ use crate::input::{InputFile, Location};
 use crate::json_value::encode_json;
 use crate::parquet_fetch::{Fetched, ObjectChunks, Prefetch, fetch_chunks};
 use crate::parquet_stream::StreamedChunks;
+use crate::read_ahead::ReadAhead;
 use crate::record::{Columns, Emit, Problems, ValueSpec, check_record};
 
 /// Rows per decoded batch, at most; fewer when rows are large (see [`Plan::batch_rows`]).
@@ -49,9 +50,9 @@ pub fn read_parquet(
             let f = File::open(p).map_err(IngestError::io(format!("cannot open {}", p.display())))?;
             let Some(meta) = metadata(file, &f, problems) else { return Ok(()) };
             let Some(plan) = Plan::new(file, &meta, columns, memory, problems) else { return Ok(()) };
-            let fetch = |_: usize| -> Result<Fetched, IngestError> {
+            let fetch = |rg: usize| -> Result<Fetched, IngestError> {
                 let f = f.try_clone().map_err(IngestError::io(format!("cannot read {}", p.display())))?;
-                Ok(Fetched::Local(f))
+                Ok(Fetched::Local(ReadAhead::new(f, plan.ranges(&meta, rg))))
             };
             plan.read(file, &meta, fetch, problems, emit, progress)
         }

@@ -130,6 +130,9 @@ pub(crate) fn read_runs(
             }
         }
         drop(tx);
+        let failed = stopped || !problems.list.is_empty();
+        // The last chunk is sorted here while the spiller writes the one before it.
+        let last = (!failed && !chunk.is_empty()).then(|| chunk.into_run(shards));
         let mut runs = spiller.join().expect("spill thread").map_err(IngestError::io("cannot write a sorted run"))?;
         if stopped {
             return Err(IngestError::Invalid("the ingest was stopped while reading its input".into()));
@@ -137,9 +140,7 @@ pub(crate) fn read_runs(
         if !problems.list.is_empty() {
             return Err(IngestError::BadInput(problems.list));
         }
-        if !chunk.is_empty() {
-            runs.push(chunk.into_run(shards));
-        }
+        runs.extend(last);
         Ok(Runs { runs, counts })
     })
 }
