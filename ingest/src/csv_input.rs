@@ -100,7 +100,7 @@ pub fn read(
                 problems.add(&file.path, line, format!("empty {key:?}"));
             } else {
                 match check_record(k, v) {
-                    Ok(()) => emit(k, Some(v), line),
+                    Ok(()) => emit(k, Some(v), line, None),
                     Err(why) => problems.add(&file.path, line, why),
                 }
             }

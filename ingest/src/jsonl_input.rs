@@ -33,7 +33,7 @@ pub fn read(
             Line::Read if line.iter().all(u8::is_ascii_whitespace) => continue,
             Line::Read => match parse(&line, key, value) {
                 Ok((k, v)) => match check_record(k.as_bytes(), v.as_bytes()) {
-                    Ok(()) => emit(k.as_bytes(), Some(v.as_bytes()), n),
+                    Ok(()) => emit(k.as_bytes(), Some(v.as_bytes()), n, None),
                     Err(why) => problems.add(&file.path, n, why),
                 },
                 Err(why) => problems.add(&file.path, n, why),

@@ -2,7 +2,8 @@
 //! (projection), one row group at a time. A local file is read page by page, a window ahead advised to the
 //! kernel (read_ahead.rs); an object's projected column chunks are fetched a row group at a time, the next
 //! one while the current one decodes, when a row group's projected columns are at most an eighth of the
-//! memory budget; a larger one is streamed page by page (parquet_stream.rs). Memory is bounded by the budget whatever the writer's row groups.
+//! memory budget; a larger one is streamed page by page (parquet_stream.rs). Memory is bounded by the budget
+//! whatever the writer's row groups.
 //!
 //! `--value-columns a,b,c` stores as the value a JSON object of those columns (docs/INPUTS.md says exactly
 //! how each type is written); a single `--value-column` is stored byte for byte.
@@ -14,10 +15,10 @@ use arrow_array::Array;
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_schema::DataType;
+use cairn_shared::format::ring::Placement;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::ChunkReader;
-use tokio::runtime::Handle;
 
 use crate::byte_column::{ByteColumn, readable};
 use crate::error::IngestError;
@@ -27,6 +28,7 @@ use crate::parquet_fetch::{Fetched, ObjectChunks, Prefetch, fetch_chunks};
 use crate::parquet_stream::StreamedChunks;
 use crate::read_ahead::ReadAhead;
 use crate::record::{Columns, Emit, Problems, ValueSpec, check_record};
+use crate::source::ReadContext;
 
 /// Rows per decoded batch, at most; fewer when rows are large (see [`Plan::batch_rows`]).
 const BATCH_ROWS: usize = 8192;
@@ -35,16 +37,16 @@ const BATCH_BYTES: u64 = 16 << 20;
 /// Bytes read from the end of an object for its footer: most metadata fits, so it costs one request.
 pub(crate) const FOOTER_GUESS: u64 = 64 << 10;
 
-/// Reads every row of a Parquet `file`, calling `emit(key, value, row)` (rows count from 1 over the file).
+/// Reads every row of a Parquet `file`, calling `emit(key, value, row, shard)` (rows count from 1 over the
+/// file).
 pub fn read_parquet(
     file: &InputFile,
-    columns: &Columns,
-    handle: &Handle,
-    memory: usize,
+    cx: &ReadContext<'_>,
     problems: &mut Problems,
     emit: &mut Emit<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), IngestError> {
+    let (columns, handle, memory) = (cx.columns, cx.handle, cx.memory);
     match &file.location {
         Location::Local(p) => {
             let f = File::open(p).map_err(IngestError::io(format!("cannot open {}", p.display())))?;
@@ -54,7 +56,7 @@ pub fn read_parquet(
                 let f = f.try_clone().map_err(IngestError::io(format!("cannot read {}", p.display())))?;
                 Ok(Fetched::Local(ReadAhead::new(f, plan.ranges(&meta, rg))))
             };
-            plan.read(file, &meta, fetch, problems, emit, progress)
+            plan.read(file, fetch, cx.placement, problems, emit, progress)
         }
         Location::Object(o) => {
             if o.size < 12 {
@@ -88,7 +90,7 @@ pub fn read_parquet(
                 }
                 Ok(fetched)
             };
-            plan.read(file, &meta, fetch, problems, emit, progress)
+            plan.read(file, fetch, cx.placement, problems, emit, progress)
         }
     }
 }
@@ -120,6 +122,7 @@ pub(crate) fn metadata<T: ChunkReader>(
 
 /// Which columns to read and where they land in each projected batch.
 pub(crate) struct Plan {
+    meta: ArrowReaderMetadata,
     mask: ProjectionMask,
     /// Top-level fields read, in file order.
     pub(crate) roots: Vec<usize>,
@@ -194,6 +197,7 @@ impl Plan {
             }
         }
         Some(Plan {
+            meta: meta.clone(),
             mask: ProjectionMask::roots(meta.parquet_schema(), roots.iter().copied()),
             roots,
             key: columns.key.clone(),
@@ -216,6 +220,15 @@ impl Plan {
         (self.batch_bytes / per_row.max(1)).clamp(1, BATCH_ROWS as u64) as usize
     }
 
+    /// The shard of each key of `batch`.
+    fn place(&self, batch: &RecordBatch, placement: &Placement) -> Vec<u32> {
+        let keys = batch.column(batch.schema().index_of(&self.key).expect("projected"));
+        let keys = ByteColumn::new(keys).expect("type checked");
+        let mut shards = Vec::with_capacity(batch.num_rows());
+        placement.shards_of((0..batch.num_rows()).map(|i| keys.get(i).unwrap_or_default()), &mut shards);
+        shards
+    }
+
     /// Byte ranges of row group `rg`'s projected column chunks.
     fn ranges(&self, meta: &ArrowReaderMetadata, rg: usize) -> Vec<Range<u64>> {
         let descr = meta.parquet_schema();
@@ -232,19 +245,20 @@ impl Plan {
     fn read(
         &self,
         file: &InputFile,
-        meta: &ArrowReaderMetadata,
         mut fetch: impl FnMut(usize) -> Result<Fetched, IngestError> + Send,
+        placement: &Placement,
         problems: &mut Problems,
         emit: &mut Emit<'_>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), IngestError> {
+        let meta = &self.meta;
         let groups = meta.metadata().row_groups();
         let stored: u64 =
             groups.iter().map(|g| g.compressed_size().max(0) as u64).fold(0u64, u64::saturating_add).max(1);
         let (mut row, mut reported, mut group_start) = (0u64, 0u64, 0u64);
         let mut json = Vec::new();
-        // Pages are decompressed and decoded on a thread of their own, a few batches ahead of the records'
-        // checks and placement here (the input's other CPU-heavy half). Returning early drops the receiver,
+        // Pages are decompressed and decoded, and the keys placed, on a thread of their own, a few batches
+        // ahead of the records' checks here. Returning early drops the receiver,
         // which stops it.
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded>(2);
@@ -264,7 +278,10 @@ impl Plan {
                     };
                     for batch in reader {
                         let msg = match batch {
-                            Ok(b) => Decoded::Batch(b),
+                            Ok(b) => {
+                                let shards = self.place(&b, placement);
+                                Decoded::Batch(b, shards)
+                            }
                             Err(e) if io_failure(&e, file) => Decoded::Error(IngestError::Io {
                                 context: format!("cannot read {}", file.path.display()),
                                 source: std::io::Error::other(e.to_string()),
@@ -283,8 +300,8 @@ impl Plan {
             });
             let mut rg = 0;
             for msg in rx {
-                let batch = match msg {
-                    Decoded::Batch(b) => b,
+                let (batch, shards) = match msg {
+                    Decoded::Batch(b, shards) => (b, shards),
                     Decoded::Error(e) => return Err(e),
                     Decoded::Unreadable(e) => {
                         problems.add_row(&file.path, row + 1, format!("unreadable (row group {}): {e}", rg + 1));
@@ -323,7 +340,7 @@ impl Plan {
                 };
                 let mut lines = json.split(|&b| b == b'\n');
                 let deleted = self.deleted.as_deref().map(|d| col(d).as_boolean().clone());
-                for i in 0..batch.num_rows() {
+                for (i, &shard) in shards.iter().enumerate() {
                     row += 1;
                     if let Some(d) = &deleted
                         && d.is_valid(i)
@@ -337,7 +354,7 @@ impl Plan {
                                 format!("null key ({}; column {:?})", at(row), self.key),
                             ),
                             Some(k) => match check_record(k, b"") {
-                                Ok(()) => emit(k, None, row),
+                                Ok(()) => emit(k, None, row, Some(shard)),
                                 Err(why) => problems.add_row(&file.path, row, format!("{why} ({})", at(row))),
                             },
                         }
@@ -360,7 +377,7 @@ impl Plan {
                             format!("null value ({}; column {:?})", at(row), self.value[0]),
                         ),
                         (Some(k), Some(v)) => match check_record(k, v) {
-                            Ok(()) => emit(k, Some(v), row),
+                            Ok(()) => emit(k, Some(v), row, Some(shard)),
                             Err(why) => problems.add_row(&file.path, row, format!("{why} ({})", at(row))),
                         },
                     }
@@ -383,7 +400,8 @@ impl Plan {
 
 /// What the decoding thread hands over.
 enum Decoded {
-    Batch(RecordBatch),
+    /// A batch and its keys' shards (a null key, which is never emitted, placed as the empty key).
+    Batch(RecordBatch, Vec<u32>),
     /// The current row group is done.
     GroupDone,
     /// A page could not be decoded: the file's problem.

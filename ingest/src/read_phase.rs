@@ -13,7 +13,7 @@ use crate::input::InputFile;
 use crate::progress::Progress;
 use crate::record::{Columns, Problems};
 use crate::run::{Chunk, Run};
-use crate::source::read_records;
+use crate::source::{ReadContext, read_records};
 
 /// What phase 1 reads.
 pub(crate) struct Input<'a> {
@@ -52,6 +52,7 @@ pub(crate) fn read_runs(
     let chunk_budget = run_bytes;
     let files = input.files;
     let total: u64 = files.iter().map(|f| f.size).sum();
+    let cx = ReadContext { columns: input.columns, handle: input.handle, memory: input.memory, placement };
     let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(0);
     // Spilled chunks come back emptied, their memory reused: a fresh chunk would be faulted in and zeroed
     // by the kernel again, page by page.
@@ -73,11 +74,11 @@ pub(crate) fn read_runs(
         let mut stopped = false;
         for (fi, file) in files.iter().enumerate() {
             let mut unreported = 0u64;
-            let mut emit = |k: &[u8], v: Option<&[u8]>, line: u64| {
+            let mut emit = |k: &[u8], v: Option<&[u8]>, line: u64, shard: Option<u32>| {
                 if v.is_none() && !input.delta {
                     return;
                 }
-                let s = placement.shard_of(k);
+                let s = shard.unwrap_or_else(|| placement.shard_of(k));
                 counts[s as usize] += 1;
                 unreported += 1;
                 if unreported == 1 << 16 {
@@ -104,9 +105,7 @@ pub(crate) fn read_runs(
             };
             // A reader library's panic on a hostile file is that file's problem, not the end of the process.
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                read_records(file, input.columns, input.handle, input.memory, &mut problems, &mut emit, &mut |b| {
-                    progress.advance(b)
-                })
+                read_records(file, &cx, &mut problems, &mut emit, &mut |b| progress.advance(b))
             }));
             match read {
                 Ok(r) => r?,

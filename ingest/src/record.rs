@@ -89,6 +89,7 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Receives (key, value, line) for each good record; a value of None deletes the key (a tombstone in a
-/// delta: `cairn delete`, or a row `--deleted-column` marks).
-pub type Emit<'a> = dyn FnMut(&[u8], Option<&[u8]>, u64) + 'a;
+/// Receives (key, value, line, shard) for each good record; a value of None deletes the key (a tombstone in a
+/// delta: `cairn delete`, or a row `--deleted-column` marks). `shard` is the key's shard when the reader
+/// placed it already (Parquet places a batch's keys on its decoding thread, off the thread that emits).
+pub type Emit<'a> = dyn FnMut(&[u8], Option<&[u8]>, u64, Option<u32>) + 'a;

@@ -4,6 +4,7 @@
 //! readers. Text formats may be gzip or zstd compressed and come from an object store (text_input.rs): line
 //! numbers are those of the decompressed file, exact for every format.
 
+use cairn_shared::format::ring::Placement;
 use tokio::runtime::Handle;
 
 use crate::error::IngestError;
@@ -43,19 +44,28 @@ fn parse_key_line(line: &[u8]) -> Result<(&[u8], Option<&[u8]>), String> {
     Ok((key, None))
 }
 
-/// Reads every record of `file`, calling `emit(key, value, line)` (a Parquet row number for Parquet); bad
-/// records go to `problems`. `progress(bytes)` is called as stored bytes are consumed.
+/// What a reader needs besides its file.
+pub struct ReadContext<'a> {
+    pub columns: &'a Columns,
+    pub handle: &'a Handle,
+    /// The memory budget: bounds what a Parquet object's row groups may hold.
+    pub memory: usize,
+    /// Where keys go: a reader that decodes in batches places a batch's keys where it decodes them.
+    pub placement: &'a Placement,
+}
+
+/// Reads every record of `file`, calling `emit(key, value, line, shard)` (a Parquet row number for
+/// Parquet); bad records go to `problems`. `progress(bytes)` is called as stored bytes are consumed.
 pub fn read_records(
     file: &InputFile,
-    columns: &Columns,
-    handle: &Handle,
-    memory: usize,
+    cx: &ReadContext<'_>,
     problems: &mut Problems,
     emit: &mut Emit<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), IngestError> {
+    let (columns, handle) = (cx.columns, cx.handle);
     if file.format == InputFormat::Parquet {
-        return crate::parquet_input::read_parquet(file, columns, handle, memory, problems, emit, progress);
+        return crate::parquet_input::read_parquet(file, cx, problems, emit, progress);
     }
     let value_column = match file.format {
         InputFormat::Text | InputFormat::Keys if *columns != Columns::default() => {
@@ -102,7 +112,7 @@ fn read_lines(
         if let Some(i) = memchr::memchr(b'\n', buf).filter(|&i| i <= MAX_LINE) {
             n += 1;
             match parse_line(&buf[..i]) {
-                Ok((k, v)) => emit(k, v, n),
+                Ok((k, v)) => emit(k, v, n, None),
                 Err(why) => problems.add(&file.path, n, why),
             }
             input.reader.consume(i + 1);
@@ -124,7 +134,7 @@ fn read_lines(
             Line::Read => {
                 let body = line.strip_suffix(b"\n").unwrap_or(&line);
                 match parse_line(body) {
-                    Ok((k, v)) => emit(k, v, n),
+                    Ok((k, v)) => emit(k, v, n, None),
                     Err(why) => problems.add(&file.path, n, why),
                 }
             }

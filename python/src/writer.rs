@@ -95,7 +95,10 @@ pub fn placement<'py>(
     }
     let out: Int32Array = py.detach(|| {
         let k = ByteColumn::new(&keys).expect("checked");
-        (0..keys.len()).map(|i| k.get(i).map(|key| placement.shard_of(key) as i32)).collect()
+        let mut shards = Vec::with_capacity(keys.len());
+        placement.shards_of((0..keys.len()).map(|i| k.get(i).unwrap_or_default()), &mut shards);
+        // A null key has no shard.
+        (0..keys.len()).map(|i| k.get(i).map(|_| shards[i] as i32)).collect()
     });
     to_python(py, &out)
 }
