@@ -145,7 +145,7 @@ async fn run(cli: Cli) -> Res {
         Some(Command::Health { store, keyspace, deep, json }) => {
             let store = Store::open(&store.store)?;
             let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
-            let report = cairn_shared::versions::health::check_version(&roots, &manifest, deep).await?;
+            let report = cairn_shared::versions::health::check_version(&roots, &manifest, deep).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -161,15 +161,20 @@ async fn run(cli: Cli) -> Res {
             let store = Store::open(&store.store)?;
             let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
             let mut repaired = cairn_shared::versions::repair::repair(&roots, &manifest).await?;
-            // Every layer the version stacks on, too.
-            for layer in cairn_shared::versions::health::older_layers(&roots, &manifest).await? {
+            // Every layer the version stacks on, too; one whose manifest no root holds is past repair, and
+            // the others are still mended.
+            for layer in &manifest.layers {
+                let Ok(layer) = cairn_shared::versions::health::older_layer(&roots, &keyspace, layer).await else {
+                    repaired.manifest_unrecoverable = true;
+                    continue;
+                };
                 let r = cairn_shared::versions::repair::repair(&roots, &layer).await?;
                 repaired.copied += r.copied;
                 repaired.metadata_copied += r.metadata_copied;
                 repaired.unrecoverable.extend(r.unrecoverable);
                 repaired.manifest_unrecoverable |= r.manifest_unrecoverable;
             }
-            let after = cairn_shared::versions::health::check_version(&roots, &manifest, true).await?;
+            let after = cairn_shared::versions::health::check_version(&roots, &manifest, true).await;
             println!(
                 "copied {} shard copies and {} manifest/pointer copies; {keyspace} is now {:?}",
                 repaired.copied, repaired.metadata_copied, after.status

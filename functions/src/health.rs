@@ -13,7 +13,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cairn_shared::versions::health::{Status, check};
+use cairn_shared::versions::health::{Status, check_version};
 use cairn_shared::{Engine, ErrorKind};
 use serde::Deserialize;
 use serde_json::json;
@@ -115,7 +115,8 @@ async fn shard_report(engine: &Engine, q: HealthQuery) -> Response {
             }
             Err(e) => return engine_error(e),
         };
-        let report = check(&roots, &manifest, q.deep).await;
+        // Every layer the version stacks on: a lookup needs them all.
+        let report = check_version(&roots, &manifest, q.deep).await;
         status = status.max(report.status);
         reports.push(json!(report));
     }

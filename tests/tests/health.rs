@@ -94,3 +94,63 @@ async fn health_reports_yellow_and_red_and_repair_restores_green() {
     let repaired = cairn_shared::versions::repair::repair(&roots, &m).await.unwrap();
     assert_eq!(repaired.unrecoverable, vec![3]);
 }
+
+/// A version with a delta layer is as healthy as its worst layer, everywhere health is asked: a base
+/// layer's shard lost from every root is RED over HTTP too, and a base layer whose manifest is lost from
+/// every root is reported RED (with what each root holds), not an error that hides the rest of the report;
+/// repair goes on past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layered_version_is_as_healthy_as_its_worst_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = (0..2).map(|i| dir.path().join(format!("root{i}"))).collect();
+    let roots: Vec<Store> = paths.iter().map(|p| Store::open(p.to_str().unwrap()).unwrap()).collect();
+    let mut opts = IngestOptions::new(example_data(), "default", roots[0].clone());
+    opts.replicas = roots[1..].to_vec();
+    opts.shards = Some(4);
+    let base = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let rows = read_dataset(&example_data());
+    let changed = dir.path().join("delta.txt");
+    let body: String = rows.iter().take(50).map(|(k, _)| format!("{k} changed\n")).collect();
+    std::fs::write(&changed, body).unwrap();
+    let mut opts = IngestOptions::new(changed, "default", roots[0].clone());
+    opts.replicas = roots[1..].to_vec();
+    opts.delta = true;
+    let top = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let m = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &top.version).await.unwrap();
+    let b = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &base.version).await.unwrap();
+    assert_eq!(m.layers.len(), 1);
+    let store_arg = paths[0].to_str().unwrap().to_string();
+    let server = TestServer::start(roots[0].clone(), EngineConfig { deep_health: true, ..Default::default() }).await;
+    let shards_report = || async {
+        let r = reqwest::get(server.url("/v1/health?shards=true")).await.unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(shards_report().await.0, 200);
+
+    // Every copy of one of the base layer's shards gone: lookups of its keys fail, so the keyspace is RED.
+    for p in &paths {
+        std::fs::remove_file(p.join(&b.shards[2].path)).unwrap();
+    }
+    let (code, body) = shards_report().await;
+    assert_eq!((code, &body["status"]), (503, &serde_json::json!("RED")), "{body}");
+    let out = cairn(&["health", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}{}", text(&out.stdout), text(&out.stderr));
+
+    // The base layer's manifest gone from every root as well: still a report, RED, naming that layer.
+    for p in &paths {
+        std::fs::remove_file(p.join(b.path().as_ref())).unwrap();
+    }
+    let report = health::check_version(&roots, &m, false).await;
+    assert_eq!(report.status, Status::Red);
+    assert_eq!(report.layers.len(), 1);
+    assert_eq!(report.layers[0].version, base.version);
+    assert!(report.layers[0].manifest.iter().all(|c| c.state == CopyState::Missing), "{:?}", report.layers[0]);
+    let out = cairn(&["health", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}{}", text(&out.stdout), text(&out.stderr));
+    // Repair still mends the layer it can: a lost copy of the delta's shard comes back.
+    std::fs::remove_file(paths[1].join(&m.shards[0].path)).unwrap();
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert!(paths[1].join(&m.shards[0].path).exists(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("no root holds an intact copy of the manifest"), "{}", text(&out.stdout));
+    assert_eq!(out.status.code(), Some(1));
+}

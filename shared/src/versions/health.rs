@@ -10,8 +10,9 @@ use object_store::path::Path;
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::format::checksum::ObjectRef;
+use crate::format::layers::LayerRef;
 use crate::format::layout;
 use crate::format::manifest::{Manifest, ShardEntry, checksum_label, checksum_of};
 use crate::stores::url::Store;
@@ -71,40 +72,63 @@ pub struct HealthReport {
 pub async fn older_layers(roots: &[Store], manifest: &Manifest) -> Result<Vec<Manifest>> {
     let mut out = Vec::with_capacity(manifest.layers.len());
     for layer in &manifest.layers {
-        let mut found = None;
-        let mut last_error = None;
-        for root in roots {
-            match Manifest::read_with_ref(root.inner.as_ref(), &manifest.keyspace, &layer.version).await {
-                Ok((m, top)) if top == layer.manifest => {
-                    found = Some(m);
-                    break;
-                }
-                Ok(_) => {
-                    last_error = Some(crate::Error::corrupt(
-                        &layout::manifest_path(&manifest.keyspace, &layer.version),
-                        "not the layer listed",
-                    ))
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        match found {
-            Some(m) => out.push(m),
-            None => return Err(last_error.expect("at least one root")),
-        }
+        out.push(older_layer(roots, &manifest.keyspace, layer).await.map_err(|(_, e)| e)?);
     }
     Ok(out)
 }
 
-/// [`check`] of a version and every layer it stacks on.
-pub async fn check_version(roots: &[Store], manifest: &Manifest, deep: bool) -> Result<HealthReport> {
+/// An older layer's whole manifest from the first root holding a copy that matches what the version
+/// records of it; or, when no root does, what each root holds instead and the last root's error.
+pub async fn older_layer(
+    roots: &[Store],
+    keyspace: &str,
+    layer: &LayerRef,
+) -> std::result::Result<Manifest, (Vec<CopyHealth>, crate::Error)> {
+    let path = layout::manifest_path(keyspace, &layer.version);
+    let mut copies = Vec::with_capacity(roots.len());
+    let mut last_error = None;
+    for root in roots {
+        let (state, error) = match Manifest::read_with_ref(root.inner.as_ref(), keyspace, &layer.version).await {
+            Ok((m, top)) if top == layer.manifest => return Ok(m),
+            Ok((_, top)) => {
+                (CopyState::Corrupt { checksum: top.checksum }, crate::Error::corrupt(&path, "not the layer listed"))
+            }
+            Err(e) => {
+                let state = match e.kind() {
+                    ErrorKind::NotFound | ErrorKind::DataLoss => CopyState::Missing,
+                    _ => CopyState::Unreachable { error: e.to_string() },
+                };
+                (state, e)
+            }
+        };
+        copies.push(CopyHealth { root: root.url.clone(), state });
+        last_error = Some(error);
+    }
+    Err((copies, last_error.expect("at least one root")))
+}
+
+/// [`check`] of a version and every layer it stacks on: as healthy as its worst layer. A layer whose
+/// manifest no root holds intact is RED, its report listing what each root holds.
+pub async fn check_version(roots: &[Store], manifest: &Manifest, deep: bool) -> HealthReport {
     let mut report = check(roots, manifest, deep).await;
-    for layer in older_layers(roots, manifest).await? {
-        let r = check(roots, &layer, deep).await;
+    for layer in &manifest.layers {
+        let r = match older_layer(roots, &manifest.keyspace, layer).await {
+            Ok(m) => check(roots, &m, deep).await,
+            Err((copies, _)) => HealthReport {
+                keyspace: manifest.keyspace.clone(),
+                version: layer.version.clone(),
+                status: Status::Red,
+                deep,
+                copies_per_shard: roots.len(),
+                manifest: copies,
+                shards: Vec::new(),
+                layers: Vec::new(),
+            },
+        };
         report.status = report.status.max(r.status);
         report.layers.push(r);
     }
-    Ok(report)
+    report
 }
 
 /// `xxh3-64:<hex>` of a whole object, streamed.
