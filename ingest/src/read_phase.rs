@@ -129,7 +129,7 @@ pub(crate) fn read_runs(
             }
         }
         drop(tx);
-        let failed = stopped || !problems.list.is_empty();
+        let failed = stopped || send_failed || !problems.list.is_empty();
         // The last chunk is sorted here while the spiller writes the one before it.
         let last = (!failed && !chunk.is_empty()).then(|| chunk.into_run(shards));
         let mut runs = spiller.join().expect("spill thread").map_err(IngestError::io("cannot write a sorted run"))?;

@@ -319,6 +319,7 @@ mod tests {
             PlacementSpec::jump(MAX_SHARDS),
             PlacementSpec::ring(7, 16),
             PlacementSpec::jump(1000).nested(10),
+            PlacementSpec::ring(7, 16).nested(3),
         ];
         // Lengths that are not a multiple of the lanes, keys of every length up to past a stripe.
         let keys: Vec<Vec<u8>> = (0..1003u32).map(|i| i.to_le_bytes().repeat(i as usize % 40)).collect();
