@@ -96,6 +96,18 @@ impl Chunk {
         &self.data[r.off as usize..(r.off + r.klen) as usize]
     }
 
+    /// Asks for the bytes of the record `i` places into the sorted order, ahead of their reading: the
+    /// records are read in sorted order but lie in the arena in arrival order, a cache miss each, and
+    /// asked for [`AHEAD`] records early the misses overlap instead of stalling one by one.
+    #[inline]
+    fn prefetch(&self, i: usize) {
+        if let Some(r) = self.recs.get(i) {
+            let start = self.data.as_ptr().wrapping_add(r.off as usize);
+            prefetch(start);
+            prefetch(start.wrapping_add((r.klen + r.vlen).saturating_sub(1) as usize));
+        }
+    }
+
     fn record(&self, r: &Rec) -> Record<'_> {
         let k = r.off as usize + r.klen as usize;
         Record {
@@ -150,7 +162,8 @@ impl Run {
         let Run::Memory { mut chunk, starts } = self else { return Ok((self, None)) };
         let shards = (starts.len() - 1) as u32;
         let mut w = RunWriter::create(run_path(dir, id), shards)?;
-        for r in &chunk.recs {
+        for (i, r) in chunk.recs.iter().enumerate() {
+            chunk.prefetch(i + AHEAD);
             w.push(&chunk.record(r))?;
         }
         chunk.data.clear();
@@ -203,6 +216,24 @@ impl Cursor for MemCursor<'_> {
 
     fn advance(&mut self) -> io::Result<()> {
         self.pos += 1;
+        if self.pos + AHEAD < self.end {
+            self.chunk.prefetch(self.pos + AHEAD);
+        }
         Ok(())
     }
+}
+
+/// Records asked for ahead of their reading, in sorted order (see [`Chunk::prefetch`]).
+const AHEAD: usize = 16;
+
+/// A hint to the CPU: the cache line holding `p` is read soon. Never faults, whatever `p` is.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it reads nothing and cannot fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
