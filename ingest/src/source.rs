@@ -4,6 +4,8 @@
 //! readers. Text formats may be gzip or zstd compressed and come from an object store (text_input.rs): line
 //! numbers are those of the decompressed file, exact for every format.
 
+use std::ops::Range;
+
 use cairn_shared::format::ring::Placement;
 use tokio::runtime::Handle;
 
@@ -80,7 +82,9 @@ pub fn read_records(
     };
     let mut input = TextInput::open(file, handle, progress)?;
     match file.format {
-        InputFormat::Text | InputFormat::Keys | InputFormat::Parquet => read_lines(file, &mut input, problems, emit),
+        InputFormat::Text | InputFormat::Keys | InputFormat::Parquet => {
+            read_lines(file, &mut input, cx.placement, problems, emit)
+        }
         InputFormat::JsonLines => {
             crate::jsonl_input::read(file, &mut input, (&columns.key, value_column), problems, emit)
         }
@@ -92,15 +96,20 @@ pub fn read_records(
 fn read_lines(
     file: &InputFile,
     input: &mut TextInput<'_>,
+    placement: &Placement,
     problems: &mut Problems,
     emit: &mut Emit<'_>,
 ) -> Result<(), IngestError> {
     let parse_line = if file.format == InputFormat::Keys { parse_key_line } else { parse_record_line };
     let mut line = Vec::with_capacity(256);
     let mut n = 0u64;
+    // The good lines of a batch (key and value as offsets into the reader's buffer, and the line number),
+    // and their shards: placed together, which is faster per key (`Placement::shards_of`).
+    let mut batch: Vec<(Range<usize>, Option<Range<usize>>, u64)> = Vec::new();
+    let mut shards = Vec::new();
     loop {
-        // A line whole in the reader's buffer is parsed where it lies; one that straddles the buffer's end
-        // (or is too long) is copied out by `next_line`.
+        // The lines whole in the reader's buffer are parsed where they lie; one that straddles the buffer's
+        // end (or is too long) is copied out by `next_line`.
         let buf = match input.reader.fill_buf() {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -109,13 +118,26 @@ fn read_lines(
         if buf.is_empty() {
             return Ok(());
         }
-        if let Some(i) = memchr::memchr(b'\n', buf).filter(|&i| i <= MAX_LINE) {
+        let mut used = 0;
+        batch.clear();
+        while let Some(i) = memchr::memchr(b'\n', &buf[used..]).filter(|&i| i <= MAX_LINE) {
             n += 1;
-            match parse_line(&buf[..i]) {
-                Ok((k, v)) => emit(k, v, n, None),
+            let body = &buf[used..used + i];
+            match parse_line(body) {
+                Ok((k, v)) => batch.push((offsets(buf, k), v.map(|v| offsets(buf, v)), n)),
                 Err(why) => problems.add(&file.path, n, why),
             }
-            input.reader.consume(i + 1);
+            used += i + 1;
+            if problems.full() || batch.len() == LINE_BATCH {
+                break;
+            }
+        }
+        if used > 0 {
+            placement.shards_of(batch.iter().map(|(k, _, _)| &buf[k.clone()]), &mut shards);
+            for ((k, v, n), &shard) in batch.iter().zip(&shards) {
+                emit(&buf[k.clone()], v.clone().map(|v| &buf[v]), *n, Some(shard));
+            }
+            input.reader.consume(used);
             if problems.full() {
                 return Ok(());
             }
@@ -143,6 +165,15 @@ fn read_lines(
             return Ok(());
         }
     }
+}
+
+/// Lines placed together at most.
+const LINE_BATCH: usize = 4096;
+
+/// Where `part` lies in `buf` (of which it is a slice).
+fn offsets(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
 }
 
 #[cfg(test)]
