@@ -164,11 +164,17 @@ async fn run(cli: Cli) -> Res {
             // Every layer the version stacks on, too; one whose manifest no root holds is past repair, and
             // the others are still mended.
             for layer in &manifest.layers {
-                let Ok(layer) = cairn_shared::versions::health::older_layer(&roots, &keyspace, layer).await else {
-                    repaired.manifest_unrecoverable = true;
-                    continue;
+                let older = match cairn_shared::versions::health::older_layer(&roots, &keyspace, layer).await {
+                    Ok(m) => m,
+                    // A store that failed may answer the next run: not a verdict on the data.
+                    Err((_, e)) if e.kind() == cairn_shared::ErrorKind::Unavailable => return Err(e.into()),
+                    Err((_, e)) => {
+                        println!("layer {}: {e}", layer.version);
+                        repaired.manifest_unrecoverable = true;
+                        continue;
+                    }
                 };
-                let r = cairn_shared::versions::repair::repair(&roots, &layer).await?;
+                let r = cairn_shared::versions::repair::repair_layer(&roots, &older, &layer.manifest).await?;
                 repaired.copied += r.copied;
                 repaired.metadata_copied += r.metadata_copied;
                 repaired.unrecoverable.extend(r.unrecoverable);

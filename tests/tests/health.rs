@@ -127,6 +127,22 @@ async fn a_layered_version_is_as_healthy_as_its_worst_layer() {
     };
     assert_eq!(shards_report().await.0, 200);
 
+    // The primary's copy of the base layer's manifest changed but still parsing as that version: not the
+    // copy the version records, so YELLOW, and repair copies the intact one over it (never the reverse).
+    let base_manifest = |i: usize| paths[i].join(b.path().as_ref());
+    let intact = std::fs::read(base_manifest(0)).unwrap();
+    let text_of = String::from_utf8(intact.clone()).unwrap();
+    let rows = format!("\"rows\": {}", b.rows);
+    assert!(text_of.contains(&rows), "{text_of}");
+    std::fs::write(base_manifest(0), text_of.replacen(&rows, &format!("\"rows\": {}", b.rows + 1), 1)).unwrap();
+    let report = health::check_version(&roots, &m, false).await;
+    assert_eq!(report.status, Status::Yellow, "{report:?}");
+    assert!(matches!(report.layers[0].manifest[0].state, CopyState::Corrupt { .. }), "{:?}", report.layers[0]);
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(std::fs::read(base_manifest(1)).unwrap(), intact, "the intact copy was kept");
+    assert_eq!(std::fs::read(base_manifest(0)).unwrap(), intact, "the changed copy was replaced");
+
     // Every copy of one of the base layer's shards gone: lookups of its keys fail, so the keyspace is RED.
     for p in &paths {
         std::fs::remove_file(p.join(&b.shards[2].path)).unwrap();

@@ -94,15 +94,20 @@ pub async fn older_layer(
                 (CopyState::Corrupt { checksum: top.checksum }, crate::Error::corrupt(&path, "not the layer listed"))
             }
             Err(e) => {
+                // Only an absent top level is "missing"; a lost group or listing, or bytes that do not parse,
+                // are told by the error itself.
                 let state = match e.kind() {
-                    ErrorKind::NotFound | ErrorKind::DataLoss => CopyState::Missing,
+                    ErrorKind::NotFound => CopyState::Missing,
                     _ => CopyState::Unreachable { error: e.to_string() },
                 };
                 (state, e)
             }
         };
         copies.push(CopyHealth { root: root.url.clone(), state });
-        last_error = Some(error);
+        // A store that failed says nothing of the data: its error is the one returned.
+        if !last_error.as_ref().is_some_and(|e: &crate::Error| e.kind() == ErrorKind::Unavailable) {
+            last_error = Some(error);
+        }
     }
     Err((copies, last_error.expect("at least one root")))
 }
@@ -113,7 +118,8 @@ pub async fn check_version(roots: &[Store], manifest: &Manifest, deep: bool) -> 
     let mut report = check(roots, manifest, deep).await;
     for layer in &manifest.layers {
         let r = match older_layer(roots, &manifest.keyspace, layer).await {
-            Ok(m) => check(roots, &m, deep).await,
+            // Its copies judged by the checksum the version records for it, as readers judge them.
+            Ok(m) => check_vouched(roots, &m, deep, Some(layer.manifest.clone())).await,
             Err((copies, _)) => HealthReport {
                 keyspace: manifest.keyspace.clone(),
                 version: layer.version.clone(),
@@ -170,6 +176,18 @@ async fn check_shard(roots: Vec<Store>, entry: ShardEntry, deep: bool) -> ShardH
 
 /// Checks every copy of every shard of `manifest` under `roots` (primary first).
 pub async fn check(roots: &[Store], manifest: &Manifest, deep: bool) -> HealthReport {
+    check_vouched(roots, manifest, deep, vouched_top(roots, manifest).await).await
+}
+
+/// [`check`], with the manifest top level's intact copy named by `vouched` (the pointer's record for the
+/// current version, the version's record for an older layer; without it, any copy that parses as this
+/// version counts as intact).
+pub async fn check_vouched(
+    roots: &[Store],
+    manifest: &Manifest,
+    deep: bool,
+    vouched: Option<ObjectRef>,
+) -> HealthReport {
     // Owned inputs per task: borrowing into the futures trips the Send-ness of callers' futures (axum).
     let shards: Vec<ShardHealth> = futures::stream::iter(manifest.shards.clone())
         .map(|entry| {
@@ -179,7 +197,7 @@ pub async fn check(roots: &[Store], manifest: &Manifest, deep: bool) -> HealthRe
         .buffered(16)
         .collect()
         .await;
-    let manifest_copies = check_manifest(roots, manifest).await;
+    let manifest_copies = check_manifest(roots, manifest, vouched.as_ref()).await;
     let manifest_good = manifest_copies.iter().filter(|c| c.state == CopyState::Ok).count();
     let status = if shards.iter().any(|s| s.good == 0) || manifest_good == 0 {
         Status::Red
@@ -216,14 +234,13 @@ pub(crate) fn intact_top(manifest: &Manifest, vouched: Option<&ObjectRef>, bytes
     }
 }
 
-async fn check_manifest(roots: &[Store], manifest: &Manifest) -> Vec<CopyHealth> {
-    let vouched = vouched_top(roots, manifest).await;
+async fn check_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&ObjectRef>) -> Vec<CopyHealth> {
     let path = manifest.path();
     let mut out = Vec::with_capacity(roots.len());
     for root in roots {
         let state = match root.inner.get(&path).await {
             Ok(got) => match got.bytes().await {
-                Ok(b) if intact_top(manifest, vouched.as_ref(), &b) => CopyState::Ok,
+                Ok(b) if intact_top(manifest, vouched, &b) => CopyState::Ok,
                 Ok(b) => CopyState::Corrupt { checksum: checksum_of(&b) },
                 Err(e) => CopyState::Unreachable { error: e.to_string() },
             },

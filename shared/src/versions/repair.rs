@@ -12,7 +12,7 @@ use crate::format::checksum::{ObjectRef, checksum_of};
 use crate::format::layout;
 use crate::format::manifest::Manifest;
 use crate::stores::url::Store;
-use crate::versions::health::{CopyState, check, intact_top, vouched_top};
+use crate::versions::health::{CopyState, check_vouched, intact_top, vouched_top};
 use crate::versions::pointer;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -29,7 +29,17 @@ pub struct RepairReport {
 
 /// Repairs `manifest`'s version under `roots` (primary first).
 pub async fn repair(roots: &[Store], manifest: &Manifest) -> Result<RepairReport> {
-    let report = check(roots, manifest, true).await;
+    repair_vouched(roots, manifest, vouched_top(roots, manifest).await).await
+}
+
+/// [`repair`] of a version's older layer: its manifest copies judged by the checksum the version records
+/// for it (`vouched`), so a copy that merely parses is never copied over the intact one.
+pub async fn repair_layer(roots: &[Store], layer: &Manifest, vouched: &ObjectRef) -> Result<RepairReport> {
+    repair_vouched(roots, layer, Some(vouched.clone())).await
+}
+
+async fn repair_vouched(roots: &[Store], manifest: &Manifest, vouched: Option<ObjectRef>) -> Result<RepairReport> {
+    let report = check_vouched(roots, manifest, true, vouched.clone()).await;
     let mut out = RepairReport::default();
     for shard in &report.shards {
         if shard.good == roots.len() {
@@ -58,7 +68,7 @@ pub async fn repair(roots: &[Store], manifest: &Manifest) -> Result<RepairReport
     // copy the pointer vouches for), and each replica's pointer copy while `manifest` is the current version.
     let ks = &manifest.keyspace;
     let current = pointer::read(roots[0].inner.as_ref(), ks).await?.filter(|c| c.pointer.version == manifest.version);
-    match repair_manifest(roots, manifest, vouched_top(roots, manifest).await.as_ref()).await? {
+    match repair_manifest(roots, manifest, vouched.as_ref()).await? {
         Some(written) => out.metadata_copied += written,
         None => out.manifest_unrecoverable = true,
     }
