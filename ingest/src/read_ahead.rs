@@ -3,7 +3,8 @@
 //! between distant offsets and reads little ahead, so a cold file was read mostly synchronously (Parquet
 //! then lost to the same rows as text, which reads forward). Each projected chunk is advised
 //! (`POSIX_FADV_WILLNEED`) a bounded window ahead of where its pages are read: the page cache fills while
-//! the previous pages decode, and no more than [`AHEAD`] of the file is asked for at once.
+//! the previous pages decode, and no more than [`AHEAD`] of the file is asked for at once (or 64 KiB a
+//! chunk, past 512 projected chunks).
 
 use std::fs::File;
 use std::ops::Range;

@@ -1,7 +1,8 @@
-//! Parquet keys are placed on the reader's decoding thread, a batch at a time (`Placement::shards_of`);
-//! text keys one at a time as they are emitted. The same rows must land on the same shards either way, for
-//! every kind of placement, and a Parquet delta's rows (deletions through `--deleted-column` included) on
-//! the shards nested in its base's.
+//! Readers place keys a batch at a time (`Placement::shards_of`: Parquet on its decoding thread, text per
+//! buffer of lines), lookups one at a time (`Placement::shard_of`). The same rows must land on the same
+//! shards from text and from Parquet, and every key be found where a lookup places it, for every kind of
+//! placement; a Parquet delta's rows (deletions through `--deleted-column` included) on the shards nested in
+//! its base's.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -79,8 +80,7 @@ async fn parquet_rows_land_on_the_shards_text_puts_them_on() {
         let gone: Vec<bool> = (0..changes.len()).map(|i| i % 7 == 0).collect();
         let delta = dir.path().join(format!("{name}-delta.parquet"));
         write_parquet(&delta, &changes, Some(&gone));
-        let mut o = options(&delta, &from_parquet, 3, None);
-        o.shards = None;
+        let mut o = IngestOptions::new(&delta, "ks", from_parquet.clone());
         o.delta = true;
         o.columns = Columns { deleted: Some("gone".into()), ..Columns::default() };
         cairn_ingest::ingest(o, Arc::new(NoProgress)).await.unwrap();
