@@ -170,3 +170,37 @@ async fn a_layered_version_is_as_healthy_as_its_worst_layer() {
     assert!(text(&out.stdout).contains("no root holds an intact copy of the manifest"), "{}", text(&out.stdout));
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// An older layer whose manifest parts are spread over the roots (the top level on one, a group on the
+/// other) is read as readers read it, part by part, and repair makes every root whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_layer_read_from_parts_on_different_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = (0..2).map(|i| dir.path().join(format!("root{i}"))).collect();
+    let roots: Vec<Store> = paths.iter().map(|p| Store::open(p.to_str().unwrap()).unwrap()).collect();
+    let mut opts = IngestOptions::new(example_data(), "default", roots[0].clone());
+    opts.replicas = roots[1..].to_vec();
+    opts.shards = Some(manifest::GROUP_ABOVE as u32 + 1);
+    let base = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let changed = dir.path().join("delta.txt");
+    let rows = read_dataset(&example_data());
+    std::fs::write(&changed, rows.iter().take(20).map(|(k, _)| format!("{k} changed\n")).collect::<String>()).unwrap();
+    let mut opts = IngestOptions::new(changed, "default", roots[0].clone());
+    opts.replicas = roots[1..].to_vec();
+    opts.delta = true;
+    let top = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let m = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &top.version).await.unwrap();
+    let b = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &base.version).await.unwrap();
+    let group = cairn_shared::format::layout::group_path("default", &base.version, 0);
+    std::fs::remove_file(paths[0].join(group.as_ref())).unwrap();
+    std::fs::remove_file(paths[1].join(b.path().as_ref())).unwrap();
+
+    let report = health::check_version(&roots, &m, false).await;
+    assert_eq!(report.status, Status::Yellow, "{:?}", report.layers[0].manifest);
+    assert_eq!(report.layers[0].shards.len(), b.shards.len(), "the layer was read: its shards are checked");
+    let store_arg = paths[0].to_str().unwrap().to_string();
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(paths[0].join(group.as_ref()).exists() && paths[1].join(b.path().as_ref()).exists());
+    assert_eq!(health::check_version(&roots, &m, true).await.status, Status::Green);
+}

@@ -15,6 +15,7 @@ use crate::format::checksum::ObjectRef;
 use crate::format::layers::LayerRef;
 use crate::format::layout;
 use crate::format::manifest::{Manifest, ShardEntry, checksum_label, checksum_of};
+use crate::stores::replicated::{FailoverConfig, ReplicatedStore};
 use crate::stores::url::Store;
 use crate::versions::pointer;
 
@@ -109,7 +110,15 @@ pub async fn older_layer(
             last_error = Some(error);
         }
     }
-    Err((copies, last_error.expect("at least one root")))
+    // No root holds the whole of it; readers take each part from whichever root has it, and so does this.
+    let across = ReplicatedStore::new(
+        roots.iter().map(|r| r.inner.clone()).collect(),
+        FailoverConfig { hedging: false, ..Default::default() },
+    );
+    match Manifest::read_with_ref(&across, keyspace, &layer.version).await {
+        Ok((m, top)) if top == layer.manifest => Ok(m),
+        _ => Err((copies, last_error.expect("at least one root"))),
+    }
 }
 
 /// [`check`] of a version and every layer it stacks on: as healthy as its worst layer. A layer whose
