@@ -117,6 +117,8 @@ pub async fn older_layer(
     );
     match Manifest::read_with_ref(&across, keyspace, &layer.version).await {
         Ok((m, top)) if top == layer.manifest => Ok(m),
+        // A store that failed now says nothing of the data either.
+        Err(e) if e.kind() == ErrorKind::Unavailable => Err((copies, e)),
         _ => Err((copies, last_error.expect("at least one root"))),
     }
 }
