@@ -22,6 +22,7 @@ pub mod options;
 pub mod owner;
 mod parquet_fetch;
 pub mod parquet_input;
+mod parquet_plan;
 mod parquet_stream;
 pub mod partition_writer;
 pub mod pipeline;

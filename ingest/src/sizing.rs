@@ -14,7 +14,8 @@ use crate::error::IngestError;
 use crate::input::{Compression, InputFile, InputFormat, Location};
 use crate::options::COMPRESSED_EXPANSION;
 use crate::parquet_fetch::ObjectChunks;
-use crate::parquet_input::{FOOTER_GUESS, Plan, metadata, read_error};
+use crate::parquet_input::{FOOTER_GUESS, metadata, read_error};
+use crate::parquet_plan::Plan;
 use crate::record::{Columns, Problems};
 
 /// Files of each kind measured; the rest are assumed alike.

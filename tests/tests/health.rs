@@ -1,6 +1,7 @@
 //! Health (GREEN / YELLOW / RED) and repair, through the library, the CLI (exit codes) and `GET /v1/health`,
 //! with copies deleted and corrupted on disk; repair runs while lookups are being served.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_ingest::{IngestOptions, NoProgress};
@@ -11,15 +12,28 @@ use cairn_shared::{Engine, format::manifest};
 use cairn_tests::process::{cairn, text};
 use cairn_tests::{TestServer, example_data, read_dataset};
 
+/// `n` local roots under `dir`: their paths and stores, the primary first.
+fn local_roots(dir: &Path, n: usize) -> (Vec<PathBuf>, Vec<Store>) {
+    let paths: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("root{i}"))).collect();
+    let roots = paths.iter().map(|p| Store::open(p.to_str().unwrap()).unwrap()).collect();
+    (paths, roots)
+}
+
+/// Ingests `input` into keyspace "default" on every root (`shards` of them, or a delta layer over what is
+/// published when `shards` is None).
+async fn ingest_into(roots: &[Store], input: PathBuf, shards: Option<u32>) -> cairn_ingest::IngestReport {
+    let mut opts = IngestOptions::new(input, "default", roots[0].clone());
+    opts.replicas = roots[1..].to_vec();
+    opts.shards = shards;
+    opts.delta = shards.is_none();
+    cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_yellow_and_red_and_repair_restores_green() {
     let dir = tempfile::tempdir().unwrap();
-    let paths: Vec<_> = (0..3).map(|i| dir.path().join(format!("root{i}"))).collect();
-    let roots: Vec<Store> = paths.iter().map(|p| Store::open(p.to_str().unwrap()).unwrap()).collect();
-    let mut opts = IngestOptions::new(example_data(), "default", roots[0].clone());
-    opts.replicas = roots[1..].to_vec();
-    opts.shards = Some(4);
-    let report = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let (paths, roots) = local_roots(dir.path(), 3);
+    let report = ingest_into(&roots, example_data(), Some(4)).await;
     let m = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &report.version).await.unwrap();
     let store_arg = paths[0].to_str().unwrap().to_string();
     let cli_health = |deep: bool| {
@@ -102,20 +116,13 @@ async fn health_reports_yellow_and_red_and_repair_restores_green() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layered_version_is_as_healthy_as_its_worst_layer() {
     let dir = tempfile::tempdir().unwrap();
-    let paths: Vec<_> = (0..2).map(|i| dir.path().join(format!("root{i}"))).collect();
-    let roots: Vec<Store> = paths.iter().map(|p| Store::open(p.to_str().unwrap()).unwrap()).collect();
-    let mut opts = IngestOptions::new(example_data(), "default", roots[0].clone());
-    opts.replicas = roots[1..].to_vec();
-    opts.shards = Some(4);
-    let base = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let (paths, roots) = local_roots(dir.path(), 2);
+    let base = ingest_into(&roots, example_data(), Some(4)).await;
     let rows = read_dataset(&example_data());
     let changed = dir.path().join("delta.txt");
     let body: String = rows.iter().take(50).map(|(k, _)| format!("{k} changed\n")).collect();
     std::fs::write(&changed, body).unwrap();
-    let mut opts = IngestOptions::new(changed, "default", roots[0].clone());
-    opts.replicas = roots[1..].to_vec();
-    opts.delta = true;
-    let top = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let top = ingest_into(&roots, changed, None).await;
     let m = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &top.version).await.unwrap();
     let b = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &base.version).await.unwrap();
     assert_eq!(m.layers.len(), 1);
@@ -176,19 +183,12 @@ async fn a_layered_version_is_as_healthy_as_its_worst_layer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_layer_read_from_parts_on_different_roots() {
     let dir = tempfile::tempdir().unwrap();
-    let paths: Vec<_> = (0..2).map(|i| dir.path().join(format!("root{i}"))).collect();
-    let roots: Vec<Store> = paths.iter().map(|p| Store::open(p.to_str().unwrap()).unwrap()).collect();
-    let mut opts = IngestOptions::new(example_data(), "default", roots[0].clone());
-    opts.replicas = roots[1..].to_vec();
-    opts.shards = Some(manifest::GROUP_ABOVE as u32 + 1);
-    let base = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let (paths, roots) = local_roots(dir.path(), 2);
+    let base = ingest_into(&roots, example_data(), Some(manifest::GROUP_ABOVE as u32 + 1)).await;
     let changed = dir.path().join("delta.txt");
     let rows = read_dataset(&example_data());
     std::fs::write(&changed, rows.iter().take(20).map(|(k, _)| format!("{k} changed\n")).collect::<String>()).unwrap();
-    let mut opts = IngestOptions::new(changed, "default", roots[0].clone());
-    opts.replicas = roots[1..].to_vec();
-    opts.delta = true;
-    let top = cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
+    let top = ingest_into(&roots, changed, None).await;
     let m = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &top.version).await.unwrap();
     let b = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &base.version).await.unwrap();
     let group = cairn_shared::format::layout::group_path("default", &base.version, 0);
