@@ -203,4 +203,28 @@ async fn an_older_layer_read_from_parts_on_different_roots() {
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(paths[0].join(group.as_ref()).exists() && paths[1].join(b.path().as_ref()).exists());
     assert_eq!(health::check_version(&roots, &m, true).await.status, Status::Green);
+
+    // Every group damaged in place on the root that has the top level, the top level gone from the other:
+    // each part must come from the root whose copy is the one the top level lists, whichever is asked first.
+    let groups: Vec<PathBuf> = (0..)
+        .map(|g| paths[0].join(cairn_shared::format::layout::group_path("default", &base.version, g).as_ref()))
+        .take_while(|p| p.exists())
+        .collect();
+    assert!(groups.len() > 1, "{groups:?}");
+    for g in &groups {
+        let mut bytes = std::fs::read(g).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(g, bytes).unwrap();
+    }
+    std::fs::remove_file(paths[1].join(b.path().as_ref())).unwrap();
+    let report = health::check_version(&roots, &m, false).await;
+    assert_eq!(report.status, Status::Yellow, "{:?}", report.layers[0].manifest);
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(health::check_version(&roots, &m, true).await.status, Status::Green);
+    for g in &groups {
+        let other = paths[1].join(g.strip_prefix(&paths[0]).unwrap());
+        assert_eq!(std::fs::read(g).unwrap(), std::fs::read(other).unwrap(), "{} repaired", g.display());
+    }
 }

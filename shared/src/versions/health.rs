@@ -5,6 +5,7 @@
 //! each). repair.rs mends what this finds.
 
 use futures::StreamExt;
+use object_store::GetOptions;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::Serialize;
@@ -15,7 +16,7 @@ use crate::format::checksum::ObjectRef;
 use crate::format::layers::LayerRef;
 use crate::format::layout;
 use crate::format::manifest::{Manifest, ShardEntry, checksum_label, checksum_of};
-use crate::stores::replicated::{FailoverConfig, ReplicatedStore};
+use crate::stores::replicated::{FailoverConfig, ReplicatedStore, is_corrupt};
 use crate::stores::url::Store;
 use crate::versions::pointer;
 
@@ -110,17 +111,59 @@ pub async fn older_layer(
             last_error = Some(error);
         }
     }
-    // No root holds the whole of it; readers take each part from whichever root has it, and so does this.
+    match read_across(roots, keyspace, layer).await {
+        Ok(m) => Ok(m),
+        // A store that failed now says nothing of the data either.
+        Err(e) if e.kind() == ErrorKind::Unavailable => Err((copies, e)),
+        Err(_) => Err((copies, last_error.expect("at least one root"))),
+    }
+}
+
+/// Whether a copy's bytes are the ones expected.
+type Check = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// No root holds the whole of an older layer's manifest: read as readers read it, each part (top level,
+/// input listing, groups) from the first root whose copy is the one expected (the top level: the checksum
+/// the version records; the others: what the top level lists).
+async fn read_across(roots: &[Store], keyspace: &str, layer: &LayerRef) -> Result<Manifest> {
     let across = ReplicatedStore::new(
         roots.iter().map(|r| r.inner.clone()).collect(),
         FailoverConfig { hedging: false, ..Default::default() },
     );
-    match Manifest::read_with_ref(&across, keyspace, &layer.version).await {
-        Ok((m, top)) if top == layer.manifest => Ok(m),
-        // A store that failed now says nothing of the data either.
-        Err(e) if e.kind() == ErrorKind::Unavailable => Err((copies, e)),
-        _ => Err((copies, last_error.expect("at least one root"))),
+    let get = |path: Path, valid: Check| {
+        let across = &across;
+        async move {
+            across.get_verified(&path, GetOptions::default(), &*valid).await.map_err(|e| match e {
+                object_store::Error::NotFound { .. } => crate::Error::Missing { path },
+                e if is_corrupt(&e) => crate::Error::corrupt(&path, format!("no copy is the one expected: {e}")),
+                e => crate::Error::Store(e),
+            })
+        }
+    };
+    let path = layout::manifest_path(keyspace, &layer.version);
+    let want = layer.manifest.clone();
+    let top = get(path.clone(), Box::new(move |b| want.matches(b))).await?;
+    let mut m = Manifest::parse(&path, &top)?;
+    let expected = |bytes: u64, checksum: String| -> Check {
+        Box::new(move |b| b.len() as u64 == bytes && checksum_of(b) == checksum)
+    };
+    if let Some(listing) = m.source.listing.take() {
+        let bytes =
+            get(layout::sources_path(keyspace, &layer.version), expected(listing.bytes, listing.checksum.clone()))
+                .await?;
+        m.source.files = m.parse_sources(&listing, &bytes)?;
     }
+    if !m.groups.is_empty() {
+        let mut shards = Vec::with_capacity(m.shards.len());
+        for (g, want) in m.groups.iter().enumerate() {
+            let bytes = get(m.group_path(g), expected(want.bytes, want.checksum.clone())).await?;
+            shards.extend(m.parse_group(g, &bytes)?);
+        }
+        // Whole now, as `Manifest::read` leaves it.
+        m.shards = shards;
+        m.groups.clear();
+    }
+    Ok(m)
 }
 
 /// [`check`] of a version and every layer it stacks on: as healthy as its worst layer. A layer whose
