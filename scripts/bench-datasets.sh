@@ -10,3 +10,9 @@ bench_datasets() {
     for c in 0 1 2 3 5 6 7 8 9 a; do LC_ALL=C sed "s/^\(.\{14\}\)./\1$c/" "$work/10m.data"; done > "$work/100m.data"
   fi
 }
+
+# The Parquet copy of a dataset (pyarrow, snappy, 1Mi-row row groups), made once with the Python at $py.
+#   bench_parquet SIZE
+bench_parquet() {
+  [ -f "$work/$1.parquet" ] || "$py" scripts/to-parquet.py "$work/$1.data" "$work/$1.parquet"
+}

@@ -23,7 +23,7 @@ tag() { python3 scripts/bench_report.py tag "$@"; }
 source scripts/bench-datasets.sh
 bench_datasets $sizes
 for ds in $sizes; do
-  [ -f "$work/$ds.parquet" ] || "$py" scripts/to-parquet.py "$work/$ds.data" "$work/$ds.parquet"
+  bench_parquet "$ds"
   if [ "$ds" != 100m ] && [ ! -f "$work/$ds.data.gz" ]; then gzip -6 -c "$work/$ds.data" > "$work/$ds.data.gz"; fi
 done
 

@@ -22,7 +22,7 @@ source scripts/bench-datasets.sh
 bench_datasets $sizes
 for ds in $sizes; do
   [ -f "$work/$ds.data.gz" ] || gzip -6 -c "$work/$ds.data" > "$work/$ds.data.gz"
-  [ -f "$work/$ds.parquet" ] || "$py" scripts/to-parquet.py "$work/$ds.data" "$work/$ds.parquet"
+  bench_parquet "$ds"
 done
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

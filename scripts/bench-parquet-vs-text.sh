@@ -15,7 +15,7 @@ cargo build --release --locked -p cairn >&2
 bin="$CARGO_TARGET_DIR/release/cairn"
 source scripts/bench-datasets.sh
 bench_datasets "$size"
-[ -f "$work/$size.parquet" ] || "$py" scripts/to-parquet.py "$work/$size.data" "$work/$size.parquet"
+bench_parquet "$size"
 store="$work/parquet-vs-text-store" tmp="$work/parquet-vs-text-tmp"
 trap 'rm -rf "$store" "$tmp"' EXIT
 out=$(mktemp); trap 'rm -rf "$store" "$tmp" "$out"' EXIT

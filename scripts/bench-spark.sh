@@ -26,7 +26,7 @@ cargo build --release --locked -p cairn >&2
 bin="$CARGO_TARGET_DIR/release/cairn"
 source scripts/bench-datasets.sh
 bench_datasets "$ds"
-[ -f "$work/$ds.parquet" ] || "$py" scripts/to-parquet.py "$work/$ds.data" "$work/$ds.parquet"
+bench_parquet "$ds"
 keys=$(wc -l < "$work/$ds.data")
 run="$work/spark-run.jsonl"
 echo "{\"bench\":\"meta\",\"date\":\"$(date -u +%Y-%m-%d)\",\"rows\":$keys}" > "$run"
