@@ -3,6 +3,7 @@
 //! pointer switch. Checkpointed in the store, so a rerun after a crash resumes (at-least-once writes,
 //! exactly-once result).
 
+pub mod batch_rows;
 pub mod build;
 pub mod byte_column;
 pub mod checkpoint;
@@ -38,6 +39,8 @@ pub mod scratch;
 pub mod shard_object;
 mod sizing;
 pub mod source;
+pub mod staged_merge;
+pub mod staged_run;
 mod text_input;
 mod write_phase;
 
@@ -51,3 +54,5 @@ pub use pipeline::{IngestOptions, IngestReport, auto_shards, ingest};
 pub use progress::{NoProgress, Progress};
 pub use record::{Columns, ValueSpec};
 pub use shard_object::{ShardObject, VersionTarget};
+pub use staged_merge::{discard_staged, merge_staged};
+pub use staged_run::{RunStager, StagedRun};

@@ -15,11 +15,10 @@ use cairn_shared::format::ring::Placement;
 use cairn_shared::format::shard_writer::ShardFormat;
 use cairn_shared::stores::Store;
 
-use crate::byte_column::{ByteColumn, readable};
+use crate::batch_rows::BatchRows;
 use crate::error::IngestError;
 use crate::merge::{Merge, MergeError};
 use crate::options::DEFAULT_RUN_BYTES;
-use crate::record::check_record;
 use crate::run::{Chunk, Run};
 use crate::shard_object::{ShardObject, VersionTarget};
 
@@ -85,36 +84,13 @@ impl PartitionWriter {
     /// Appends a batch: `shards` (Int32, Int64 or UInt32), `keys` (strings, or UTF-8 bytes) and `values`
     /// (strings or bytes), sorted by (shard, key) and continuing the previous batch.
     pub async fn write(&mut self, shards: &ArrayRef, keys: &ArrayRef, values: &ArrayRef) -> Result<(), IngestError> {
-        if shards.len() != keys.len() || keys.len() != values.len() {
-            return Err(invalid(format!(
-                "columns of different lengths: {} shards, {} keys, {} values",
-                shards.len(),
-                keys.len(),
-                values.len()
-            )));
+        if shards.len() != keys.len() {
+            return Err(invalid(format!("columns of different lengths: {} shards, {} keys", shards.len(), keys.len())));
         }
-        let type_err =
-            |what: &str, dt: &DataType| invalid(format!("the {what} column is {dt}; expected strings or binary"));
-        if !readable(keys.data_type(), true) {
-            return Err(type_err("key", keys.data_type()));
-        }
-        if !readable(values.data_type(), true) {
-            return Err(type_err("value", values.data_type()));
-        }
-        let (k, v) = (ByteColumn::new(keys).expect("checked"), ByteColumn::new(values).expect("checked"));
+        let rows = BatchRows::new(keys, values, self.target.delta)?;
         let shard_at = shard_column(shards)?;
-        for i in 0..keys.len() {
-            let key = k.get(i).ok_or_else(|| invalid("a null key".into()))?;
-            if key.is_empty() {
-                return Err(invalid("an empty key".into()));
-            }
-            let shown = || String::from_utf8_lossy(key);
-            let value = v.get(i).ok_or_else(|| invalid(format!("a null value for key {:?}", shown())))?;
-            // The same rules as `cairn ingest`'s inputs, on the value without a delta's tag (ShardObject checks
-            // the tag itself).
-            let untagged = if self.target.delta { value.get(1..).unwrap_or_default() } else { value };
-            check_record(key, untagged).map_err(|why| invalid(format!("key {:?}: {why}", shown())))?;
-            let key = std::str::from_utf8(key).expect("check_record checks UTF-8");
+        for i in 0..rows.len() {
+            let (key, value) = rows.row(i)?;
             let shard = shard_at(i).ok_or_else(|| invalid(format!("no shard for key {key:?}")))?;
             let placed = self.placement.shard_of(key.as_bytes());
             if placed as i64 != shard {
@@ -186,8 +162,13 @@ impl PartitionWriter {
             let spilled = s.runs.iter().filter(|r| r.is_file()).count();
             if spilled > width.fanin {
                 let stop = std::sync::atomic::AtomicBool::new(false);
-                let reduce =
-                    crate::reduce::Reduce { dir: self.dir.path(), shards, fanin: width.fanin, threads: 1, stop: &stop };
+                let reduce = crate::reduce::Reduce {
+                    dir: self.dir.path(),
+                    shards: 0..shards,
+                    fanin: width.fanin,
+                    threads: 1,
+                    stop: &stop,
+                };
                 let runs = std::mem::take(&mut s.runs);
                 s.runs = reduce.run(runs, spilled + 1).map_err(IngestError::io("cannot merge sorted runs"))?.0;
             }

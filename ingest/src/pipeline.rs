@@ -232,7 +232,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             progress.note(&format!("merging {spilled} sorted runs, {} at a time", width.fanin));
             let reduce = Reduce {
                 dir: tmp.path(),
-                shards: placement.shards(),
+                shards: 0..placement.shards(),
                 fanin: width.fanin,
                 threads: width.threads,
                 stop: &stop,

@@ -4,6 +4,7 @@
 //! positions): the final merge reports them.
 
 use std::io;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,8 @@ use crate::run_file::RunWriter;
 
 pub struct Reduce<'a> {
     pub dir: &'a Path,
-    pub shards: u32,
+    /// The shards of the runs' records.
+    pub shards: Range<u32>,
     pub fanin: usize,
     pub threads: usize,
     /// Set when the ingest is stopped: merging ends at the next batch of records.
@@ -84,8 +86,8 @@ impl Reduce<'_> {
     }
 
     fn merge_group(&self, id: usize, group: &[Run]) -> io::Result<Run> {
-        let mut merge = Merge::open(group, 0..self.shards)?;
-        let mut w = RunWriter::create(run_path(self.dir, id), self.shards)?;
+        let mut merge = Merge::open(group, self.shards.clone())?;
+        let mut w = RunWriter::create(run_path(self.dir, id), self.shards.clone())?;
         let mut n = 0u64;
         while let Some(rec) = merge.peek() {
             w.push(&rec)?;
@@ -134,7 +136,7 @@ mod tests {
             want.push((1, "twice".into()));
         }
         let stop = AtomicBool::new(false);
-        let reduce = Reduce { dir: dir.path(), shards, fanin: 4, threads: 2, stop: &stop };
+        let reduce = Reduce { dir: dir.path(), shards: 0..shards, fanin: 4, threads: 2, stop: &stop };
         let (runs, merges) = reduce.run(runs, 1000).unwrap();
         assert!(runs.len() <= 4, "{} runs left", runs.len());
         assert!(merges >= 7, "{merges} merges");

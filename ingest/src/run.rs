@@ -144,14 +144,12 @@ impl Chunk {
 /// A sorted run, in memory or in a run file.
 pub enum Run {
     /// `starts[s]..starts[s+1]` are shard s's records.
-    Memory {
-        chunk: Chunk,
-        starts: Vec<usize>,
-    },
+    Memory { chunk: Chunk, starts: Vec<usize> },
     File {
         path: PathBuf,
         bytes: u64,
-        shards: u32,
+        /// The shards its footer indexes: all of them, or those of a slice fetched from a store.
+        shards: Range<u32>,
     },
 }
 
@@ -161,7 +159,7 @@ impl Run {
     pub fn spill(self, dir: &Path, id: usize) -> io::Result<(Run, Option<Chunk>)> {
         let Run::Memory { mut chunk, starts } = self else { return Ok((self, None)) };
         let shards = (starts.len() - 1) as u32;
-        let mut w = RunWriter::create(run_path(dir, id), shards)?;
+        let mut w = RunWriter::create(run_path(dir, id), 0..shards)?;
         for (i, r) in chunk.recs.iter().enumerate() {
             chunk.prefetch(i + AHEAD);
             w.push(&chunk.record(r))?;
@@ -189,7 +187,9 @@ impl Run {
             Run::Memory { chunk, starts } => {
                 Ok(Box::new(MemCursor { chunk, pos: starts[shards.start as usize], end: starts[shards.end as usize] }))
             }
-            Run::File { path, bytes, shards: n } => Ok(Box::new(FileCursor::open(path, *bytes, *n, shards)?)),
+            Run::File { path, bytes, shards: indexed } => {
+                Ok(Box::new(FileCursor::open(path, *bytes, indexed, shards)?))
+            }
         }
     }
 }

@@ -1,7 +1,11 @@
 //! A spilled run on disk: records in (shard, key) order, each `klen vlen file shard line` (LEB128 varints)
 //! then key and value, packed into blocks of about [`BLOCK_BYTES`], each block zstd-compressed on its own
-//! and written as `[compressed len u32][raw len u32][bytes]`; then a footer of `shards + 1` entries
-//! `(block offset u64, offset in the block u32)`, entry s being where shard s's records start. Spilled data
+//! and written as `[compressed len u32][raw len u32][bytes]` (each frame with zstd's checksum: a run may
+//! come back from a store); then a footer of one entry `(block offset u64, offset in the block u32, check
+//! u32)` per shard of the range it indexes plus one, entry s being where shard s's records start, its check
+//! the low half of an XXH3 of the shard number and the two offsets (a damaged entry is found, not followed).
+//! A whole run indexes every shard; a slice of one (a bulk load's reducer fetches only its shards,
+//! `staged_merge.rs`) only its own. Spilled data
 //! is written once and read once: compressing it halves what a large ingest moves through the disk, which
 //! is what bounds it. Nothing but the path and two numbers stays in memory per run: a cursor reads the entry
 //! it needs from the footer when it opens, and stops at the first record past its shards.
@@ -18,13 +22,16 @@ use crate::run::{Cursor, Record, Run};
 pub const BLOCK_BYTES: usize = 64 << 10;
 /// zstd's fastest regular level: a spilled run is read back once, soon.
 const LEVEL: i32 = 1;
-const ENTRY: u64 = 12;
+pub const ENTRY: u64 = 16;
+/// A block's header: compressed and raw lengths.
+pub const BLOCK_HEAD: u64 = 8;
 
 pub struct RunWriter {
     w: BufWriter<File>,
     path: PathBuf,
-    shards: u32,
-    /// (block offset, offset in block) where each shard so far starts.
+    /// The shards the footer indexes (every record's shard is in it).
+    shards: Range<u32>,
+    /// (block offset, offset in block) where each shard so far starts, from `shards.start`.
     starts: Vec<(u64, u32)>,
     block: Vec<u8>,
     packed: Vec<u8>,
@@ -34,24 +41,28 @@ pub struct RunWriter {
 }
 
 impl RunWriter {
-    pub fn create(path: PathBuf, shards: u32) -> io::Result<RunWriter> {
+    pub fn create(path: PathBuf, shards: Range<u32>) -> io::Result<RunWriter> {
         let w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        let mut compressor = zstd::bulk::Compressor::new(LEVEL)?;
+        compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
         Ok(RunWriter {
             w,
             path,
+            starts: Vec::with_capacity(shards.len() + 1),
             shards,
-            starts: Vec::with_capacity(shards as usize + 1),
             block: Vec::with_capacity(BLOCK_BYTES + 4096),
             packed: Vec::new(),
-            compressor: zstd::bulk::Compressor::new(LEVEL)?,
+            compressor,
             pos: 0,
         })
     }
 
     /// Appends a record; records must come in (shard, key) order.
     pub fn push(&mut self, rec: &Record<'_>) -> io::Result<()> {
-        debug_assert!(rec.shard < self.shards && self.starts.len() <= rec.shard as usize + 1);
-        while self.starts.len() <= rec.shard as usize {
+        debug_assert!(self.shards.contains(&rec.shard));
+        let at = (rec.shard - self.shards.start) as usize;
+        debug_assert!(self.starts.len() <= at + 1);
+        while self.starts.len() <= at {
             self.starts.push((self.pos, self.block.len() as u32));
         }
         for n in [rec.key.len() as u64, rec.value.len() as u64, rec.file as u64, rec.shard as u64, rec.line] {
@@ -82,16 +93,40 @@ impl RunWriter {
 
     pub fn finish(mut self) -> io::Result<Run> {
         self.flush_block()?;
-        while self.starts.len() <= self.shards as usize {
+        while self.starts.len() <= self.shards.len() {
             self.starts.push((self.pos, 0));
         }
-        for (block, at) in &self.starts {
-            self.w.write_all(&block.to_le_bytes())?;
-            self.w.write_all(&at.to_le_bytes())?;
+        let mut footer = Vec::with_capacity(self.starts.len() * ENTRY as usize);
+        for (s, (block, at)) in (self.shards.start..).zip(&self.starts) {
+            put_footer_entry(&mut footer, s, *block, *at);
         }
+        self.w.write_all(&footer)?;
         self.w.flush()?;
         Ok(Run::File { path: self.path, bytes: self.pos, shards: self.shards })
     }
+}
+
+fn entry_check(shard: u32, block: u64, at: u32) -> u32 {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&shard.to_le_bytes());
+    b[4..12].copy_from_slice(&block.to_le_bytes());
+    b[12..].copy_from_slice(&at.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&b) as u32
+}
+
+/// Shard `shard`'s footer entry: where its records start (block offset, offset in that block); None if
+/// the entry is damaged.
+pub fn footer_entry(entry: &[u8], shard: u32) -> Option<(u64, u32)> {
+    let block = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
+    let at = u32::from_le_bytes(entry[8..12].try_into().expect("4 bytes"));
+    let check = u32::from_le_bytes(entry[12..16].try_into().expect("4 bytes"));
+    (check == entry_check(shard, block, at)).then_some((block, at))
+}
+
+pub fn put_footer_entry(out: &mut Vec<u8>, shard: u32, block: u64, at: u32) {
+    out.extend_from_slice(&block.to_le_bytes());
+    out.extend_from_slice(&at.to_le_bytes());
+    out.extend_from_slice(&entry_check(shard, block, at).to_le_bytes());
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -128,14 +163,18 @@ fn damaged(path: &Path, why: &str) -> io::Error {
 }
 
 impl FileCursor {
-    /// Opens the records of `shards` of the run file at `path` (`bytes` of blocks, `n` shards).
-    pub fn open(path: &Path, bytes: u64, n: u32, shards: Range<u32>) -> io::Result<FileCursor> {
-        assert!(shards.start <= shards.end && shards.end <= n, "shards {shards:?} of a run of {n}");
+    /// Opens the records of `shards` of the run file at `path` (`bytes` of blocks, a footer indexing
+    /// `indexed`).
+    pub fn open(path: &Path, bytes: u64, indexed: &Range<u32>, shards: Range<u32>) -> io::Result<FileCursor> {
+        assert!(
+            shards.start <= shards.end && indexed.start <= shards.start && shards.end <= indexed.end,
+            "shards {shards:?} of a run indexing {indexed:?}"
+        );
         let file = File::open(path)?;
         let mut entry = [0u8; ENTRY as usize];
-        file.read_exact_at(&mut entry, bytes + ENTRY * shards.start as u64)?;
-        let block = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
-        let at = u32::from_le_bytes(entry[8..].try_into().expect("4 bytes")) as usize;
+        file.read_exact_at(&mut entry, bytes + ENTRY * (shards.start - indexed.start) as u64)?;
+        let (block, at) = footer_entry(&entry, shards.start).ok_or_else(|| damaged(path, "its footer"))?;
+        let at = at as usize;
         if block > bytes {
             return Err(damaged(path, "a shard starts past the blocks"));
         }

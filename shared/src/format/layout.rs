@@ -4,6 +4,7 @@
 //! keyspace=<ks>/CURRENT                                 pointer to the published version (conditional writes)
 //! keyspace=<ks>/manifests/<version>.json                one immutable manifest per version
 //! keyspace=<ks>/groups/<version>/<nnnnn>.json           its shard entries, 128 to an object (over 1,024 shards)
+//! keyspace=<ks>/groups/<version>/runs/<name>.run        sorted runs a Spark bulk load exchanges (while it runs)
 //! keyspace=<ks>/shard=<nnnnn>/<version>.parquet         one sorted Parquet object per shard and version
 //! keyspace=<ks>/_ingest/<ingest-id>.json                checkpoint of an unfinished ingest
 //! ```
@@ -42,6 +43,16 @@ pub fn sources_path(ks: &str, version: &str) -> Path {
 /// A delta layer's key filter (beside its groups: gc and discard take it with them).
 pub fn filter_path(ks: &str, version: &str) -> Path {
     Path::from(format!("keyspace={ks}/groups/{version}/filter.bin"))
+}
+
+/// The sorted runs a bulk load's map tasks stage for its reducers (beside its groups: gc and discard take
+/// them with them; the load deletes them once published).
+pub fn runs_dir(ks: &str, version: &str) -> Path {
+    Path::from(format!("keyspace={ks}/groups/{version}/runs"))
+}
+
+pub fn staged_run_path(ks: &str, version: &str, name: &str) -> Path {
+    Path::from(format!("keyspace={ks}/groups/{version}/runs/{name}.run"))
 }
 
 pub fn groups_dir(ks: &str, version: &str) -> Path {

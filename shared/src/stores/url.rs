@@ -101,6 +101,13 @@ impl Store {
         let inner = Arc::new(LocalConditional::new(Arc::new(fs), path.clone()));
         Ok(Store { url: format!("file://{}", path.display()), inner })
     }
+
+    /// The file an object of a local store is kept in (None for other stores): for data this process
+    /// reads and writes itself, where going through the store would only copy it (a bulk load's staged runs).
+    pub fn local_file(&self, location: &object_store::path::Path) -> Option<PathBuf> {
+        let root = self.url.strip_prefix("file://")?;
+        Some(location.parts().fold(PathBuf::from(root), |p, part| p.join(part.as_ref())))
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,12 @@ fn kind(ks_dir: &str, path: &Path) -> Kind {
         (Some("groups"), Some(v), Some(f)) if (f.ends_with(".json") || f == "filter.bin") && parts.next().is_none() => {
             Kind::Shard(v.into())
         }
+        // A run a bulk load staged for its reducers (left by one that stopped before deleting them).
+        (Some("groups"), Some(v), Some("runs"))
+            if parts.next().is_some_and(|f| f.ends_with(".run")) && parts.next().is_none() =>
+        {
+            Kind::Shard(v.into())
+        }
         // A shard object, or one staged for a conditional copy into place (`<version>.parquet.staging-<id>`,
         // left by a writer that crashed between the two): it goes with its version.
         (Some(dir), Some(f), None) if dir.starts_with("shard=") => match f.split_once(".parquet.staging-") {
@@ -375,6 +381,7 @@ mod tests {
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet"), "s:v1");
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet.staging-x"), "s:v1");
         assert_eq!(v("keyspace=ks/groups/v1/filter.bin"), "s:v1");
+        assert_eq!(v("keyspace=ks/groups/v1/runs/p00003-a1-00000.run"), "s:v1");
         assert_eq!(v("keyspace=ks/groups/v1/00001.json"), "s:v1");
         for other in [
             "keyspace=ks/CURRENT",
