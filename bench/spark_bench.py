@@ -40,23 +40,37 @@ def load(master, parquet, store):
         spark = spark.config(k, v)
     spark = spark.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    started = time.time()
     df = spark.read.parquet(parquet)
     given = os.environ.get("CAIRN_BENCH_SHARDS")
-    report = cairn.spark.bulk_load(df, store, "bench", shards=int(given) if given else None)
-    done = time.time()
-    # Spark's own sorted write of the same rows in the same session: the ceiling of a shuffle-based build.
     par = spark.sparkContext.defaultParallelism
     parts = max(2 * par, math.ceil(os.path.getsize(parquet) / (128 << 20)))
     parts = math.ceil(parts / par) * par
-    t1 = time.time()
-    (df.repartition(parts, "key").sortWithinPartitions("key").write.mode("overwrite")
-     .parquet(store.rstrip("/") + "-spark-own"))
-    own = time.time() - t1
+
+    def load_once():
+        t = time.time()
+        out = cairn.spark.bulk_load(df, store, "bench", shards=int(given) if given else None)
+        return time.time() - t, out
+
+    def own_once():
+        # Spark's own sorted write of the same rows in the same session: the ceiling of a shuffle-based build.
+        t = time.time()
+        (df.repartition(parts, "key").sortWithinPartitions("key").write.mode("overwrite")
+         .parquet(store.rstrip("/") + "-spark-own"))
+        return time.time() - t
+
+    # Two rounds in opposite orders, the best of each kept: the session's first job also warms the JVM
+    # (its JIT, the Python workers), which would otherwise be charged to whichever ran first.
+    started = time.time()
+    own_a = own_once()
+    load_a, report = load_once()
+    load_b, report = load_once()
+    own_b = own_once()
+    own, job = min(own_a, own_b), min(load_a, load_b)
     jvm_kb = _hwm_kb(spark.sparkContext._gateway.proc.pid) if hasattr(spark.sparkContext._gateway, "proc") else 0
     spark.stop()
     print(json.dumps({"bench": "spark_load", "master": master, "conf": os.environ.get("CAIRN_SPARK_CONF", "") + (f"shards={given} given" if given else ""), "keys": report["rows"], "shards": report["shards"],
-                      "job_s": done - started, "session_s": started - t0, "own_write_s": own,
+                      "job_s": job, "session_s": started - t0, "own_write_s": own,
+                      "load_runs_s": [load_a, load_b], "own_runs_s": [own_a, own_b],
                       "placement": report.get("placement", "python"), "jvm_hwm_kb": jvm_kb,
                       "driver_hwm_kb": _hwm_kb(os.getpid())}))
 
@@ -123,7 +137,12 @@ def reader(store, data):
 
 def report(run, md):
     rows = [json.loads(line) for line in open(run) if line.strip().startswith("{")]
-    cli = [r for r in rows if r["bench"] == "cli_ingest"]
+    # The best run of each format (the script runs each twice).
+    cli = {}
+    for r in rows:
+        if r["bench"] == "cli_ingest" and (r["format"] not in cli or r["wall_s"] < cli[r["format"]]["wall_s"]):
+            cli[r["format"]] = r
+    cli = list(cli.values())
     spark = {(r["master"] + (" " + r["conf"] if r.get("conf") else "")): r for r in rows if r["bench"] == "spark_load"}
     rd = next(r for r in rows if r["bench"] == "python_reader")
     best_cli = max(cli, key=lambda r: r["keys"] / r["wall_s"])
@@ -133,7 +152,9 @@ def report(run, md):
         "",
         f"One run of `scripts/bench-spark.sh` on {rows[0].get('date', '?')}, 10M example-shaped rows, on this",
         "2-core machine. Ratios are against the strongest baseline of the same run: the fastest `cairn ingest`",
-        "for loads, a Python `dict` for lookups.",
+        "for loads, a Python `dict` for lookups. Each load is the best of two runs: `cairn ingest` twice per",
+        "format; in each Spark session its own write, `bulk_load` twice, its own write again (the session's",
+        "first job warms the JVM, which would otherwise be charged to whichever ran first).",
         "",
         "| load | keys/s | vs best `cairn ingest` | vs Spark's own sorted write | wall s | peak RSS MiB |",
         "|---|---|---|---|---|---|",
@@ -145,8 +166,7 @@ def report(run, md):
     for m, r in spark.items():
         master, _, conf = m.partition(" ")
         kps = r["keys"] / r["job_s"]
-        what = (f"Spark `{master}` `bulk_load` from Parquet, placement in {r.get('placement', 'python')}"
-                + (f", `{conf}`" if conf else ""))
+        what = f"Spark `{master}` `bulk_load` from Parquet" + (f", `{conf}`" if conf else "")
         own = f"{r['own_write_s'] / r['job_s']:.2f}×" if r.get("own_write_s") else "-"
         rss = r.get("jvm_hwm_kb") or r.get("maxrss_kb", 0)
         lines.append(f"| {what} (job only; +{r['session_s']:.0f} s session start) | "

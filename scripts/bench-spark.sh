@@ -31,7 +31,7 @@ keys=$(wc -l < "$work/$ds.data")
 run="$work/spark-run.jsonl"
 echo "{\"bench\":\"meta\",\"date\":\"$(date -u +%Y-%m-%d)\",\"rows\":$keys}" > "$run"
 
-for fmt in text parquet; do
+for fmt in text parquet text parquet; do
   f="$ds.data"; [ "$fmt" = parquet ] && f="$ds.parquet"
   echo "== cairn ingest ($fmt)" >&2
   rm -rf "$work/store-spark-cli"

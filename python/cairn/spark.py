@@ -1,11 +1,11 @@
 """Bulk-load a Spark DataFrame into a cairn keyspace (PySpark 3.5+ and 4.x).
 
-Spark does the distributed work: each row's shard is computed with cairn's placement (the rule
-``cairn ingest`` uses; inside the JVM when cairn's jar is on Spark's classpath), rows are shuffled so that
-each shard's rows meet in one task, and the executors sort them and write every shard object straight to
-the store with cairn's own writer. The driver then
-publishes the version atomically (manifest, conditional pointer switch, replica copies), so readers see
-all of it or none of it. See docs/SPARK.md.
+Spark schedules the distributed work; the rows move through cairn's own exchange instead of a Spark
+shuffle. Each input partition's rows are handed to cairn once: it places them on their shards (the rule
+``cairn ingest`` uses), sorts them in runs as ``cairn ingest`` does, and stages the runs in the store. Then
+each task of a second job merges a range of shards from every staged run and writes those shard objects
+straight to the store. The driver then publishes the version atomically (manifest, conditional pointer
+switch, replica copies), so readers see all of it or none of it. See docs/SPARK.md.
 """
 
 import json
@@ -25,14 +25,15 @@ _JAR = os.path.join(os.path.dirname(__file__), "jars", "cairn-spark.jar")
 
 def jar_path():
     """The jar holding cairn's placement as Spark SQL UDFs (python/build-jar.sh builds it into the package), or
-    None. Start Spark with ``spark.jars`` naming it (``--jars`` for spark-submit) and ``bulk_load`` places rows
-    inside the JVM, so they cross into Python once (to the writer) instead of twice."""
+    None. ``bulk_load`` does not need it (its stagers place rows); with ``spark.jars`` naming it
+    (``--jars`` for spark-submit), ``cairn_shard_of_string(key, shards)`` and ``cairn_shard_of_binary`` give
+    a key's shard in SQL, for looking at how a dataset spreads before loading it."""
     return _JAR if os.path.exists(_JAR) else None
 
 
 def _jvm_placement(spark, binary):
     """Registers the JVM placement UDF for string or binary keys and returns its name; None when the jar is
-    not on Spark's classpath (or under Spark Connect), and rows are placed in Python workers instead."""
+    not on Spark's classpath (or under Spark Connect)."""
     from pyspark.sql.types import IntegerType
 
     name, cls = (("cairn_shard_of_binary", "cairn.spark.ShardOfBinary") if binary
@@ -64,9 +65,8 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     (columns kept or renamed, nothing else) measured from Spark's listing of them, otherwise by one more pass
     over ``df`` (given, the load reads ``df`` once).
 
-    Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``, and ``placement``: ``"jvm"``
-    when each row's shard was computed inside Spark (the jar of :func:`jar_path` on its classpath),
-    ``"python"`` when rows went to Python workers for it. A duplicate key, a null key
+    Returns a dict: ``version``, ``rows``, ``shards``, ``bytes``, ``imbalance``, and ``placement``:
+    ``"writer"`` (rows are placed by cairn's stagers, where they are handed over once). A duplicate key, a null key
     or value, or a failed job raises a ``cairn.Error`` subclass and publishes nothing. So does a DataFrame
     with no rows, unless ``allow_empty=True``: an empty version answers "not found" for every key of the
     keyspace it replaces, which is rarely what an empty input meant.
@@ -75,7 +75,8 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     are cancelled, and their tasks waited for (at most 60 s), before the version is deleted.
 
     ``_fail_first_attempt`` (tests only): ``"before"`` or ``"after"`` makes the first attempt of the first
-    writer task fail before it writes or after it has written its shards.
+    writer task fail before it writes or after it has written its shards; ``"staged"`` makes the first
+    attempt of the first map task fail after it staged its runs.
     """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -165,6 +166,10 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
         reported = {e["shard"] for e in entries}
         empty = [s for s in range(n_shards) if s not in reported]
         published = build.publish(entries, files=files, empty=empty, allow_empty=allow_empty)
+        try:
+            _cairn.discard_staged(build.target)
+        except _cairn.Error:  # left under the version's own prefix: gc collects them with it
+            pass
         published["placement"] = where
         published["layers"] = published.get("layers", 1)
         return published
@@ -267,46 +272,10 @@ def _stop_jobs(sc, tag, timeout=60.0):
 
 
 def _write(rows, target, n_shards, data_bytes, spark, fail):
-    """Runs the job: placement, shuffle by shard, and the writers (which sort). Returns their entries and
-    where rows were placed."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import BinaryType
-
-    spec = json.loads(target)["placement"]
-    # A delta's placement nests in its base's: shard = base shard × shards / base shards (docs/FORMAT.md).
-    base = spec.get("base", spec) if spec.get("algorithm") == "nested" else spec
-    base_shards = int(base.get("shards", 0))
-    # The JVM UDFs implement the default rule (jump hashing of XXH64, seed 0), the only one bulk_load makes.
-    jump = (base.get("algorithm"), base.get("hash"), base.get("seed")) == ("jump", "xxhash64", 0) and \
-        int(spec.get("shards", 0)) == int(n_shards)
-    jvm = _jvm_placement(spark, isinstance(rows.schema["key"].dataType, BinaryType)) if jump else None
-    if jvm is not None:
-        # In the JVM, inside the query: no row goes to Python for its shard.
-        shard = f"{jvm}(key, {base_shards})"
-        if base is not spec:
-            shard = f"cast((cast({shard} as bigint) * {int(n_shards)}) div {base_shards} as int)"
-        placed = rows.withColumn("shard", F.expr(shard))
-    elif hasattr(F, "arrow_udf"):
-        # Spark 4.1+: only the keys go to Python for placement, and the shard comes back.
-        @F.arrow_udf("int")
-        def shard_of(keys: pa.Array) -> pa.Array:
-            return _cairn.placement(keys, spec=target)
-
-        placed = rows.withColumn("shard", shard_of("key"))
-    else:
-        from pyspark.sql.types import IntegerType, StructField, StructType
-
-        # Nullable: a null key has no shard, and the writer reports it as the null key it is.
-        schema = StructType(rows.schema.fields + [StructField("shard", IntegerType(), True)])
-
-        def add_shard(batches):
-            for b in batches:
-                keys = b.column(0)
-                yield pa.RecordBatch.from_arrays(
-                    [keys, b.column(1), _cairn.placement(keys, spec=target)], names=["key", "value", "shard"])
-
-        placed = rows.mapInArrow(add_shard, schema)
-
+    """Runs the load's two jobs, cairn's own exchange in place of a Spark shuffle and sort: each input
+    partition's rows go to a cairn stager once, which places them on their shards, sorts them in runs and
+    stages the runs in the store; then each reduce task merges a range of shards from every run and writes
+    those shards. Returns the shards' entries and where rows were placed."""
     try:
         parallelism = spark.sparkContext.defaultParallelism
     except Exception:  # Spark Connect has no SparkContext on the client
@@ -317,26 +286,44 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
     waves = math.ceil(max(2 * parallelism, by_size) / parallelism)
     partitions = max(1, min(n_shards, waves * parallelism))
 
-    def write_partition(batches):
+    def stage(batches):
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        stager = _cairn.RunStager(target, ctx.partitionId(), ctx.taskAttemptId())
+        for batch in batches:
+            stager.write_batch(batch)
+        runs = stager.finish()
+        if fail == "staged" and ctx.attemptNumber() == 0 and ctx.partitionId() == 0:
+            raise RuntimeError("injected failure of the first attempt, after staging its runs")
+        yield pa.RecordBatch.from_arrays([pa.array(runs, pa.string())], names=["run"])
+
+    # A run's JSON, from the attempt of each map task that succeeded (a failed or duplicate attempt's runs
+    # stay unread, and go with the staging area).
+    runs = [r["run"] for r in rows.mapInArrow(stage, "run string").collect()]
+    # Jump hashing spreads keys evenly over shards, so equal shard ranges are equal work.
+    ranges = [(i * n_shards // partitions, (i + 1) * n_shards // partitions) for i in range(partitions)]
+
+    def merge(batches):
         from pyspark import TaskContext
 
         ctx = TaskContext.get()
         injected = fail is not None and ctx is not None and ctx.attemptNumber() == 0 and ctx.partitionId() == 0
         if injected and fail == "before":
             raise RuntimeError("injected failure of the first attempt, before writing")
-        # The writer sorts each shard's rows itself (as `cairn ingest` does): Spark only groups them.
-        writer = _cairn.PartitionWriter(target, sorted=False)
         for batch in batches:
-            writer.write_batch(batch)
-        written = writer.finish()
-        if injected and fail == "after":
-            raise RuntimeError("injected failure of the first attempt, after writing its shards")
-        if written:
-            yield pa.RecordBatch.from_arrays([pa.array([json.dumps(e) for e in written], pa.string())],
-                                             names=["entry"])
+            for i in batch.column(0).to_pylist():
+                start, end = ranges[i]
+                written = _cairn.merge_staged(target, runs, start, end)
+                if injected and fail == "after":
+                    raise RuntimeError("injected failure of the first attempt, after writing its shards")
+                if written:
+                    yield pa.RecordBatch.from_arrays([pa.array([json.dumps(e) for e in written], pa.string())],
+                                                     names=["entry"])
 
-    out = placed.repartition(partitions, "shard").mapInArrow(write_partition, "entry string")
-    return [json.loads(r["entry"]) for r in out.collect()], "jvm" if jvm is not None else "python"
+    # One range to a task: spark.range splits 0..partitions evenly over as many partitions.
+    out = rows.sparkSession.range(0, partitions, 1, partitions).mapInArrow(merge, "entry string")
+    return [json.loads(r["entry"]) for r in out.collect()], "writer"
 
 
 def _shown(key):

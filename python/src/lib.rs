@@ -4,6 +4,7 @@
 
 mod arrow;
 mod errors;
+mod exchange;
 mod layers;
 mod reader;
 mod runtime;
@@ -22,6 +23,9 @@ fn _cairn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reader::Store>()?;
     m.add_class::<writer::Build>()?;
     m.add_class::<writer::PartitionWriter>()?;
+    m.add_class::<exchange::RunStager>()?;
+    m.add_function(wrap_pyfunction!(exchange::merge_staged, m)?)?;
+    m.add_function(wrap_pyfunction!(exchange::discard_staged, m)?)?;
     m.add_function(wrap_pyfunction!(reader::open, m)?)?;
     m.add_function(wrap_pyfunction!(writer::placement, m)?)?;
     m.add_function(wrap_pyfunction!(writer::default_shards, m)?)?;

@@ -43,7 +43,7 @@ fn open_store(url: &str) -> PyResult<Store> {
     Ok(store)
 }
 
-fn parse_target(target: &str) -> PyResult<(VersionTarget, Vec<Store>)> {
+pub(crate) fn parse_target(target: &str) -> PyResult<(VersionTarget, Vec<Store>)> {
     let t: VersionTarget =
         serde_json::from_str(target).map_err(|e| errors::invalid(format!("not a build target ({e})")))?;
     let roots = t.roots.iter().map(|u| open_store(u)).collect::<PyResult<Vec<_>>>()?;
@@ -70,7 +70,7 @@ fn spec_of(shards: Option<u32>, vnodes: Option<u32>, spec: Option<&str>) -> PyRe
     }
 }
 
-fn json_to_py<'py>(py: Python<'py>, v: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn json_to_py<'py>(py: Python<'py>, v: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
     let s = serde_json::to_string(v).map_err(|e| errors::invalid(e.to_string()))?;
     py.import("json")?.call_method1("loads", (s,))
 }

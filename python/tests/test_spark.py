@@ -103,20 +103,22 @@ def test_the_jvm_placement_is_cairns(spark):
             assert [got[i] for i in range(len(keys))] == want.to_pylist(), (kind, shards)
 
 
-def test_bulk_load_places_rows_in_the_jvm_like_cairn_ingest(spark, tmp_path):
+def test_bulk_load_places_rows_in_its_stagers_like_cairn_ingest(spark, tmp_path):
     rows = example_rows(6_000, seed=6)
     data = tmp_path / "rows.data"
     data.write_text("".join(f"{k} {v}\n" for k, v in rows))
     by_cli, by_spark = str(tmp_path / "cli"), str(tmp_path / "spark")
     run("ingest", str(data), "--store", by_cli, "-k", "default", "--shards", "7")
     loaded = cairn.spark.bulk_load(frame(spark, rows, 3), by_spark, "default", shards=7)
-    assert loaded["placement"] == "jvm"
+    assert loaded["placement"] == "writer"
+    # The runs it staged for its reducers are gone once it is published.
+    assert list(pathlib.Path(by_spark).glob("keyspace=default/groups/*/runs/*")) == []
     cli_m, cli_rows = shard_rows(by_cli, cairn.open(by_cli).info("default")["version"])
     spark_m, spark_rows = shard_rows(by_spark, loaded["version"])
     assert spark_m["placement"] == cli_m["placement"] and spark_rows == cli_rows
 
 
-@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("when", ["staged", "before", "after"])
 def test_a_task_that_fails_its_first_attempt_is_retried_and_the_data_is_right(spark, tmp_path, when):
     rows = example_rows(6_000, seed=11)
     store = str(tmp_path / "store")
@@ -148,6 +150,7 @@ def test_a_duplicate_key_fails_the_job_names_the_key_and_publishes_nothing(spark
     versions = {p.stem for p in pathlib.Path(store).glob("keyspace=default/shard=*/*.parquet")}
     assert versions == {first["version"]}
     assert list(pathlib.Path(store).glob("keyspace=default/_ingest/*")) == []
+    assert list(pathlib.Path(store).glob("keyspace=default/groups/*/runs/*")) == []
 
 
 def test_null_keys_and_values_publish_nothing(spark, tmp_path):
