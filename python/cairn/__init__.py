@@ -9,7 +9,9 @@ Read a published keyspace in-process with the same engine as ``cairn serve``::
 
 Build keyspaces beyond one machine with Spark (``cairn.spark.bulk_load``), or from the building blocks
 it is made of: ``placement`` (key -> shard, as ``cairn ingest`` places keys), ``begin`` (a new version),
-``write_shard`` / ``PartitionWriter`` (shard objects from sorted rows) and ``Build.publish``.
+``write_shard`` / ``PartitionWriter`` (shard objects from sorted rows), ``RunStager`` / ``merge_staged``
+(cairn's exchange: rows in any order staged as sorted runs, then merged a range of shards at a time) and
+``Build.publish``.
 See docs/PYTHON.md and docs/SPARK.md.
 """
 
@@ -22,11 +24,14 @@ from ._cairn import (  # noqa: F401
     InvalidInput,
     NotFound,
     PartitionWriter,
+    RunStager,
     Store,
     Unavailable,
     __version__,
     begin,
     default_shards,
+    discard_staged,
+    merge_staged,
     open,
     placement,
     write_shard,
@@ -41,10 +46,13 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PartitionWriter",
+    "RunStager",
     "Store",
     "Unavailable",
     "begin",
     "default_shards",
+    "discard_staged",
+    "merge_staged",
     "open",
     "placement",
     "write_shard",

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 
-use cairn_ingest::{Build, NoProgress, ShardObject};
+use arrow_array::{ArrayRef, BinaryArray, StringArray};
+use cairn_ingest::{Build, NoProgress, PublishOptions, RunStager, ShardObject};
 use cairn_shared::format::manifest::ShardEntry;
 use cairn_shared::format::ring::{Placement, PlacementSpec};
 use cairn_shared::stores::Store;
@@ -112,6 +113,37 @@ pub async fn builder(w: Arc<World>) {
     }
 }
 
+/// A build's shards through cairn's exchange, as `bulk_load` makes them: two map tasks stage the rows as
+/// sorted runs through the faulty roots (in scenario 5 a failed attempt of the first also stages runs that
+/// nobody reports), then two merge tasks write half of the shards each from every reported run.
+async fn exchange(
+    w: &World,
+    target: &cairn_ingest::VersionTarget,
+    d: usize,
+    scenario: u64,
+) -> Result<Vec<ShardEntry>, String> {
+    let data = &w.datasets[d];
+    let mut runs = Vec::new();
+    for (task, attempt) in [(0u32, 1u64), (1, 2)].into_iter().chain((scenario == 5).then_some((0, 3))) {
+        let mine: Vec<&String> = data.keys.iter().skip(task as usize).step_by(2).collect();
+        let keys: ArrayRef = Arc::new(StringArray::from_iter_values(&mine));
+        let values: ArrayRef = Arc::new(BinaryArray::from_iter_values(mine.iter().map(|k| &data.rows[*k])));
+        let mut stager = RunStager::new(target.clone(), w.roots.clone(), (task, attempt), Some(64 << 10))
+            .map_err(|e| e.to_string())?;
+        stager.write(&keys, &values).await.map_err(|e| e.to_string())?;
+        let staged = stager.finish().await.map_err(|e| e.to_string())?;
+        if attempt != 3 {
+            runs.extend(staged);
+        }
+    }
+    let n = target.placement.shards();
+    let mut entries = Vec::new();
+    for range in [0..n / 2, n / 2..n] {
+        entries.extend(cairn_ingest::merge_staged(target, &w.roots, &runs, range).await.map_err(|e| e.to_string())?);
+    }
+    Ok(entries)
+}
+
 async fn build_once(w: &World, d: usize, shards: u32, scenario: u64) -> Result<String, String> {
     let build = Build::begin(KS, w.roots.clone(), PlacementSpec::jump(shards), Duration::from_secs(30))
         .await
@@ -119,10 +151,20 @@ async fn build_once(w: &World, d: usize, shards: u32, scenario: u64) -> Result<S
     let target = build.target().clone();
     w.built.lock().unwrap().insert(target.version.clone(), d);
     // Scenario 0-1: the last shard's task reports late; 2: abort, then a task writes; 3: a zombie after
-    // the publish; else all report.
+    // the publish; 4-5: the shards come through the exchange; else all report.
     let late = (scenario < 2).then_some(shards - 1);
+    let exchanged = (4..=5).contains(&scenario);
     let mut entries = Vec::new();
-    for s in 0..shards {
+    if exchanged {
+        match exchange(w, &target, d, scenario).await {
+            Ok(e) => entries = e,
+            Err(e) => {
+                build.abort().await;
+                return Err(format!("the exchange failed ({e}); aborted"));
+            }
+        }
+    }
+    for s in (0..shards).filter(|_| !exchanged) {
         if Some(s) == late {
             continue;
         }
@@ -139,7 +181,10 @@ async fn build_once(w: &World, d: usize, shards: u32, scenario: u64) -> Result<S
         let after = write_shard(w, &target, d, 0, &w.roots).await;
         return Ok(format!("aborted {}; a task wrote after the abort: {after:?}", target.version));
     }
-    let published = build.publish(entries, vec![]).await;
+    // The exchange writes no object for a shard without rows: the publish writes those empty.
+    let empty = (0..shards).filter(|s| exchanged && !entries.iter().any(|e| e.shard == *s)).collect();
+    let published =
+        build.publish_with(entries, vec![], &PublishOptions { allow_empty: false, empty_shards: empty }).await;
     if let Some(s) = late {
         let wrote = write_shard(w, &target, d, s, &w.roots).await.map(|_| "written");
         return match published {
@@ -169,6 +214,10 @@ async fn build_once(w: &World, d: usize, shards: u32, scenario: u64) -> Result<S
         }
     };
     w.published.fetch_add(1, Relaxed);
+    if exchanged {
+        // What is left (a fault, the failed attempt's runs beyond it) goes with the version (gc).
+        let _ = cairn_ingest::discard_staged(&target, &w.roots).await;
+    }
     if d == w.empty() {
         w.violation(format!("(e) builder: an empty build was published over the keyspace as {}", report.version));
     }
