@@ -1,5 +1,6 @@
 //! Scratch space on local disk: a directory of an ingest's spilled runs and shard files (`cairn-ingest-*`),
-//! or of an external writer's shard files (`cairn-partition-*`), removed when dropped. Each holds an
+//! or of an external writer's shard files (`cairn-partition-*`), or of a bulk load's map or merge task
+//! (`cairn-stage-*`, `cairn-merge-*`), removed when dropped. Each holds an
 //! exclusive `flock` on a lock file inside it for as long as it exists, which the kernel lets go of when its
 //! process ends however it ends: creating one first sweeps the scratch directories in the same place whose
 //! lock nobody holds (what a killed process left), so a crash costs disk space only until the next run.
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 const LOCK: &str = ".lock";
 /// Scratch kinds swept; each is a name prefix.
-const KINDS: [&str; 2] = ["cairn-ingest-", "cairn-partition-"];
+const KINDS: [&str; 4] = ["cairn-ingest-", "cairn-partition-", "cairn-stage-", "cairn-merge-"];
 /// A scratch directory with no lock file older than this is one an older build left (they had none), or one
 /// whose creator died before renaming it into place.
 const UNLOCKED_GRACE: Duration = Duration::from_secs(3600);

@@ -25,6 +25,8 @@ use crate::staged_run::StagedRun;
 
 /// Runs fetched at once.
 const FETCHES: usize = 8;
+/// More than any run holds (a run is one task's memory load, at most a GiB of records, compressed).
+const MAX_RUN_OBJECT: u64 = 1 << 40;
 
 /// Writes the objects of the shards in `shards` that have rows, from `runs`; returns their entries in shard
 /// order. A key twice (in one run or two) fails it, naming the key.
@@ -40,6 +42,10 @@ pub async fn merge_staged(
     }
     if let Some(r) = runs.iter().find(|r| r.shards != n) {
         return Err(IngestError::Invalid(format!("run {} indexes {} shards, the placement has {n}", r.path, r.shards)));
+    }
+    // A description from elsewhere (the Python API takes them as JSON) with offsets no run could have.
+    if let Some(r) = runs.iter().find(|r| r.blocks > MAX_RUN_OBJECT) {
+        return Err(IngestError::Invalid(format!("run {} claims {} bytes of blocks", r.path, r.blocks)));
     }
     let primary = roots.first().ok_or_else(|| IngestError::Invalid("a build target names no store".into()))?;
     let dir = Scratch::create_async(std::env::temp_dir(), "cairn-merge-")
@@ -87,25 +93,35 @@ pub async fn merge_staged(
 /// the store (a local store syncs every object to disk), and the merge need not wait with it.
 #[derive(Default)]
 struct Uploads {
-    pending: VecDeque<tokio::task::JoinHandle<Result<ShardEntry, IngestError>>>,
+    /// Each upload, and the bytes of rows its object holds (what finishing it may hold in memory).
+    pending: VecDeque<(tokio::task::JoinHandle<Result<ShardEntry, IngestError>>, u64)>,
+    bytes: u64,
     done: Vec<ShardEntry>,
 }
 
-/// Uploads in flight at once per merging task.
+/// Uploads in flight at once per merging task, and the rows' bytes they may hold together: a few small
+/// shards overlap, a large one waits for the ones before it.
 const UPLOADS: usize = 4;
+const UPLOAD_BYTES: u64 = 64 << 20;
 
 impl Uploads {
-    async fn push(&mut self, object: ShardObject, roots: &[Store]) -> Result<(), IngestError> {
-        let roots = roots.to_vec();
-        self.pending.push_back(tokio::spawn(async move { object.finish_exclusive(&roots).await }));
-        if self.pending.len() >= UPLOADS {
+    async fn push(&mut self, object: ShardObject, rows_bytes: u64, roots: &[Store]) -> Result<(), IngestError> {
+        while !self.pending.is_empty() && (self.pending.len() >= UPLOADS || self.bytes + rows_bytes > UPLOAD_BYTES) {
             self.wait_oldest().await?;
         }
+        let roots = roots.to_vec();
+        // Finishing encodes the Parquet footer and reads the local copy back: blocking work, kept off the
+        // runtime's workers.
+        let handle = tokio::runtime::Handle::current();
+        let upload = tokio::task::spawn_blocking(move || handle.block_on(object.finish_exclusive(&roots)));
+        self.pending.push_back((upload, rows_bytes));
+        self.bytes += rows_bytes;
         Ok(())
     }
 
     async fn wait_oldest(&mut self) -> Result<(), IngestError> {
-        let Some(h) = self.pending.pop_front() else { return Ok(()) };
+        let Some((h, bytes)) = self.pending.pop_front() else { return Ok(()) };
+        self.bytes -= bytes;
         match h.await {
             Ok(entry) => self.done.push(entry?),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -125,7 +141,8 @@ impl Uploads {
     }
 
     fn abort(&mut self) {
-        for h in self.pending.drain(..) {
+        // A blocking upload cannot be stopped: it finishes, and the object goes with the version.
+        for (h, _) in self.pending.drain(..) {
             h.abort();
         }
     }
@@ -143,7 +160,9 @@ async fn write_shards(
     let mut merge = Merge::open(runs, shards).map_err(IngestError::io("cannot read a sorted run"))?;
     while let Some(shard) = merge.peek().map(|r| r.shard) {
         let mut object = ShardObject::create(target, &format, shard, dir)?;
+        let mut rows_bytes = 0u64;
         let drained = merge.drain_shard(shard, |rec| {
+            rows_bytes += (rec.key.len() + rec.value.len()) as u64;
             let key = std::str::from_utf8(rec.key).map_err(|_| {
                 IngestError::Invalid(format!("a staged run holds a key that is not UTF-8 (shard {shard})"))
             })?;
@@ -157,7 +176,7 @@ async fn write_shards(
                 return Err(IngestError::Invalid(format!("duplicate key {:?}", String::from_utf8_lossy(&d.key))));
             }
         }
-        uploads.push(object, roots).await?;
+        uploads.push(object, rows_bytes, roots).await?;
     }
     Ok(())
 }

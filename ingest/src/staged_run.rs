@@ -123,14 +123,22 @@ impl RunStager {
         let mut w = object_store::buffered::BufWriter::with_capacity(self.primary.inner.clone(), dest.clone(), 8 << 20)
             .with_max_concurrency(2);
         let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = std::io::Read::read(&mut file, &mut buf).map_err(io_err("cannot read the local copy of"))?;
-            if n == 0 {
-                break;
+        let sent: Result<(), IngestError> = async {
+            loop {
+                let n = std::io::Read::read(&mut file, &mut buf).map_err(io_err("cannot read the local copy of"))?;
+                if n == 0 {
+                    break;
+                }
+                w.write_all(&buf[..n]).await.map_err(io_err("cannot upload"))?;
             }
-            w.write_all(&buf[..n]).await.map_err(io_err("cannot upload"))?;
+            w.shutdown().await.map_err(io_err("cannot upload"))
         }
-        w.shutdown().await.map_err(io_err("cannot upload"))?;
+        .await;
+        if let Err(e) = sent {
+            // A multipart upload's parts are invisible to listings (and so to gc) until aborted.
+            let _ = w.abort().await;
+            return Err(e);
+        }
         drop(file);
         std::fs::remove_file(&path).map_err(io_err("cannot remove the local copy of"))?;
         Ok(())

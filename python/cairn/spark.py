@@ -168,8 +168,11 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
         published = build.publish(entries, files=files, empty=empty, allow_empty=allow_empty)
         try:
             _cairn.discard_staged(build.target)
-        except _cairn.Error:  # left under the version's own prefix: gc collects them with it
-            pass
+        except _cairn.Error as e:  # left under the version's own prefix: gc collects them with it
+            import warnings
+
+            warnings.warn(f"cairn: the staged runs of {build.version} were not all deleted ({e}); "
+                          "`cairn gc` deletes them with the version")
         published["placement"] = where
         published["layers"] = published.get("layers", 1)
         return published
@@ -301,6 +304,7 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
     # A run's JSON, from the attempt of each map task that succeeded (a failed or duplicate attempt's runs
     # stay unread, and go with the staging area).
     runs = [r["run"] for r in rows.mapInArrow(stage, "run string").collect()]
+    staged_rows = sum(json.loads(r)["rows"] for r in runs)
     # Jump hashing spreads keys evenly over shards, so equal shard ranges are equal work.
     ranges = [(i * n_shards // partitions, (i + 1) * n_shards // partitions) for i in range(partitions)]
 
@@ -323,7 +327,13 @@ def _write(rows, target, n_shards, data_bytes, spark, fail):
 
     # One range to a task: spark.range splits 0..partitions evenly over as many partitions.
     out = rows.sparkSession.range(0, partitions, 1, partitions).mapInArrow(merge, "entry string")
-    return [json.loads(r["entry"]) for r in out.collect()], "writer"
+    entries = [json.loads(r["entry"]) for r in out.collect()]
+    # Every staged row must be in a shard: a check of the whole exchange before anything is published.
+    written = sum(e["rows"] for e in entries)
+    if written != staged_rows:
+        raise _cairn.Error(f"the map tasks staged {staged_rows} rows but the shards hold {written}; nothing was "
+                           "published")
+    return entries, "writer"
 
 
 def _shown(key):

@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet"), "s:v1");
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet.staging-x"), "s:v1");
         assert_eq!(v("keyspace=ks/groups/v1/filter.bin"), "s:v1");
-        assert_eq!(v("keyspace=ks/groups/v1/runs/p00003-a1-00000.run"), "s:v1");
+        assert_eq!(v("keyspace=ks/groups/v1/runs/p00003-t17-00000.run"), "s:v1");
         assert_eq!(v("keyspace=ks/groups/v1/00001.json"), "s:v1");
         for other in [
             "keyspace=ks/CURRENT",
