@@ -127,18 +127,19 @@ impl RunStager {
             loop {
                 let n = std::io::Read::read(&mut file, &mut buf).map_err(io_err("cannot read the local copy of"))?;
                 if n == 0 {
-                    break;
+                    return Ok(());
                 }
                 w.write_all(&buf[..n]).await.map_err(io_err("cannot upload"))?;
             }
-            w.shutdown().await.map_err(io_err("cannot upload"))
         }
         .await;
         if let Err(e) = sent {
-            // A multipart upload's parts are invisible to listings (and so to gc) until aborted.
+            // A multipart upload's parts are invisible to listings (and so to gc) until aborted. (Only before
+            // the shutdown: object_store's writer panics on an abort after it.)
             let _ = w.abort().await;
             return Err(e);
         }
+        w.shutdown().await.map_err(io_err("cannot upload"))?;
         drop(file);
         std::fs::remove_file(&path).map_err(io_err("cannot remove the local copy of"))?;
         Ok(())
