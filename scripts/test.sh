@@ -38,11 +38,11 @@ if ! command -v redis-server >/dev/null || ! command -v openssl >/dev/null; then
   $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq redis-server openssl >/dev/null
 fi
 
-if ! "$venv/bin/python" -c "import pyarrow, duckdb, pyspark, pandas, pytest" 2>/dev/null || [ ! -x "$venv/bin/maturin" ]; then
-  echo "== installing pyarrow, duckdb, pyspark, pandas, pytest and maturin into $venv"
+if ! "$venv/bin/python" -c "import pyarrow, duckdb, pyspark, pandas, pytest, grpc" 2>/dev/null || [ ! -x "$venv/bin/maturin" ]; then
+  echo "== installing pyarrow, duckdb, pyspark (with Spark Connect), pandas, pytest and maturin into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyarrow==26.0.1' 'duckdb==2.0.0' \
-    'pyspark==4.3.0' 'pandas>=2.2,<3' 'pytest>=8' 'maturin>=1.7,<2'
+    'pyspark[connect]==4.3.0' 'pandas>=2.2,<3' 'pytest>=8' 'maturin>=1.7,<2'
 fi
 # Spark 3.5 too: bulk_load has a placement path of its own there (no arrow_udf before 4.1).
 venv35="${CAIRN_SPARK35_VENV:-$HOME/.cache/cairn/spark35-venv}"

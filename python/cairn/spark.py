@@ -72,7 +72,8 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     keyspace it replaces, which is rarely what an empty input meant.
 
     The load's Spark jobs carry the tag ``cairn-bulk-load-<version>`` (Spark 3.5+); if the load fails they
-    are cancelled, and their tasks waited for (at most 60 s), before the version is deleted.
+    are cancelled, and their tasks waited for (at most 60 s), before the version is deleted. Under Spark
+    Connect the session's operations carry the tag, and are interrupted (not waited for).
 
     ``_fail_first_attempt`` (tests only): ``"before"`` or ``"after"`` makes the first attempt of the first
     writer task fail before it writes or after it has written its shards; ``"staged"`` makes the first
@@ -154,8 +155,12 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
     sc = _context(df.sparkSession)
     tag = f"cairn-bulk-load-{build.version}"
     tagged = sc is not None and hasattr(sc, "addJobTag")
+    # Spark Connect: no SparkContext on the client; the session tags its operations instead.
+    connect = None if sc is not None or not hasattr(df.sparkSession, "interruptTag") else df.sparkSession
     if tagged:
         sc.addJobTag(tag)
+    elif connect is not None:
+        connect.addTag(tag)
     try:
         entries, where = _write(rows, build.target, n_shards, data_bytes, df.sparkSession, _fail_first_attempt)
         try:
@@ -182,6 +187,8 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
             # (anything written after it is an orphan that `cairn gc` collects).
             if tagged:
                 _stop_jobs(sc, tag)
+            elif connect is not None:
+                connect.interruptTag(tag)
         except Exception:  # a dying SparkContext: clean up what can be cleaned up anyway
             pass
         finally:
@@ -193,11 +200,13 @@ def bulk_load(df, store, keyspace, key="key", value="value", shards=None, replic
             raise
         raise _named(_translated(e), key, value) from e
     finally:
-        if tagged:
-            try:
+        try:
+            if tagged:
                 sc.removeJobTag(tag)
-            except Exception:  # a stopped SparkContext: nothing left to untag
-                pass
+            elif connect is not None:
+                connect.removeTag(tag)
+        except Exception:  # a stopped session: nothing left to untag
+            pass
 
 
 def compact(spark, store, keyspace):
