@@ -220,6 +220,10 @@ async fn run(cli: Cli) -> Res {
             for id in &r.expired_checkpoints {
                 println!("  expired checkpoint of an abandoned ingest: {id}");
             }
+            if r.staged_runs_deleted > 0 {
+                let verb = if r.dry_run { "would delete" } else { "deleted" };
+                println!("  {verb} {} runs staged by bulk loads of published versions", r.staged_runs_deleted);
+            }
             for f in &r.failed {
                 eprintln!("  could not delete (still marked; the next run retries): {f}");
             }

@@ -211,3 +211,35 @@ async fn a_damaged_run_fails_the_merge_and_never_panics() {
         build.abort().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_deletes_runs_a_late_task_stages_after_the_publish_and_keeps_a_running_loads() {
+    let _alone = low_file_limit().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+    exchange_serves_every_key(store.clone(), 2_000).await;
+    let published = cairn_shared::versions::pointer::read(store.inner.as_ref(), "ks").await.unwrap().unwrap();
+    let version = published.pointer.version.clone();
+    // A map task's zombie attempt stages its runs after the publish (the load deleted its own already).
+    let late_target = VersionTarget { version: version.clone(), ..begin(&store, 23).await.target().clone() };
+    let late = stage(&late_target, &store, &rows(500, 9), 1).await;
+    assert!(!late.is_empty());
+    // And another load is running: its runs are still to be merged.
+    let running = begin(&store, 23).await;
+    let theirs = stage(running.target(), &store, &rows(500, 10), 1).await;
+    let opts = cairn_shared::versions::gc::GcOptions { min_age: std::time::Duration::ZERO, ..Default::default() };
+    let report = cairn_shared::versions::gc::collect(std::slice::from_ref(&store), "ks", &opts).await.unwrap();
+    assert_eq!(report.staged_runs_deleted, late.len(), "{report:?}");
+    assert!(report.kept_versions.contains(&version), "{report:?}");
+    let runs_of = |v: &str| {
+        let dir = dir.path().join(format!("keyspace=ks/groups/{v}/runs"));
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    };
+    assert_eq!(runs_of(&version), 0, "the late runs are gone");
+    assert_eq!(runs_of(&running.target().version), theirs.len(), "a running load's runs were deleted");
+    let merged = cairn_ingest::merge_staged(running.target(), std::slice::from_ref(&store), &theirs, 0..23).await;
+    assert_eq!(merged.unwrap().iter().map(|e| e.rows).sum::<u64>(), 500);
+    running.abort().await;
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    assert!(engine.get("ks", &rows(2_000, 7)[0].0).await.unwrap().is_some());
+}

@@ -48,6 +48,8 @@ pub struct GcReport {
     pub bytes_deleted: u64,
     /// Objects of versions left because they stopped being current (or were written) less than `min_age` ago.
     pub young_objects_kept: usize,
+    /// Runs staged by bulk loads of versions that are published and kept (never read again), deleted.
+    pub staged_runs_deleted: usize,
     /// Checkpoints of abandoned ingests (no heartbeat until their expiry) deleted, by ingest id.
     pub expired_checkpoints: Vec<String>,
     /// Versions some object of which could not be deleted (with the first error): still marked in the
@@ -63,6 +65,9 @@ const DELETE_CONCURRENCY: usize = 32;
 enum Kind {
     Manifest(String),
     Shard(String),
+    /// A run a bulk load staged: it goes with its version, and before, once the version has a manifest
+    /// (its shards are written; a late map task's run is never read).
+    Staged(String),
     Other,
 }
 
@@ -80,7 +85,7 @@ fn kind(ks_dir: &str, path: &Path) -> Kind {
         (Some("groups"), Some(v), Some("runs"))
             if parts.next().is_some_and(|f| f.ends_with(".run")) && parts.next().is_none() =>
         {
-            Kind::Shard(v.into())
+            Kind::Staged(v.into())
         }
         // A shard object, or one staged for a conditional copy into place (`<version>.parquet.staging-<id>`,
         // left by a writer that crashed between the two): it goes with its version.
@@ -216,12 +221,17 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     let ks_dir = layout::keyspace_dir(ks);
     let Pins { pinned, by_replica, expired } = pins(roots, ks, now).await?;
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    let mut staged: Vec<(String, usize, ObjectMeta)> = Vec::new();
     for (i, root) in roots.iter().enumerate() {
         let objects: Vec<ObjectMeta> = root.inner.list(Some(&ks_dir)).try_collect().await?;
         for meta in objects {
             let (version, is_manifest) = match kind(ks_dir.as_ref(), &meta.location) {
                 Kind::Manifest(v) => (v, true),
                 Kind::Shard(v) => (v, false),
+                Kind::Staged(v) => {
+                    staged.push((v.clone(), i, meta.clone()));
+                    (v, false)
+                }
                 Kind::Other => continue,
             };
             let f = found.entry(version).or_default();
@@ -362,6 +372,22 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     report.deleted_versions =
         doomed.iter().filter(|v| found.contains_key(*v) && !failed.contains_key(*v)).cloned().collect();
     report.failed = failed.into_iter().map(|(v, why)| format!("{v}: {why}")).collect();
+    // Staged runs of published versions that stay: their load wrote every shard before the manifest.
+    for (v, i, meta) in staged {
+        if doomed.contains(&v) || !found.get(&v).is_some_and(|f| f.has_manifest) {
+            continue;
+        }
+        if !opts.dry_run {
+            match roots[i].inner.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    report.failed.push(format!("{v}: {}: {e} (a staged run; the next run retries)", meta.location));
+                    continue;
+                }
+            }
+        }
+        report.staged_runs_deleted += 1;
+    }
     Ok(report)
 }
 
@@ -375,13 +401,14 @@ mod tests {
         let v = |p: &str| match kind(dir, &Path::from(p)) {
             Kind::Manifest(v) => format!("m:{v}"),
             Kind::Shard(v) => format!("s:{v}"),
+            Kind::Staged(v) => format!("r:{v}"),
             Kind::Other => "other".into(),
         };
         assert_eq!(v("keyspace=ks/manifests/v1.json"), "m:v1");
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet"), "s:v1");
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet.staging-x"), "s:v1");
         assert_eq!(v("keyspace=ks/groups/v1/filter.bin"), "s:v1");
-        assert_eq!(v("keyspace=ks/groups/v1/runs/p00003-t17-00000.run"), "s:v1");
+        assert_eq!(v("keyspace=ks/groups/v1/runs/p00003-t17-00000.run"), "r:v1");
         assert_eq!(v("keyspace=ks/groups/v1/00001.json"), "s:v1");
         for other in [
             "keyspace=ks/CURRENT",
