@@ -1,9 +1,10 @@
 //! A spilled run on disk: records in (shard, key) order, each `klen vlen file shard line` (LEB128 varints)
 //! then key and value, packed into blocks of about [`BLOCK_BYTES`], each block zstd-compressed on its own
 //! and written as `[compressed len u32][raw len u32][bytes]` (each frame with zstd's checksum: a run may
-//! come back from a store); then a footer of one entry `(block offset u64, offset in the block u32, check
-//! u32)` per shard of the range it indexes plus one, entry s being where shard s's records start, its check
-//! the low half of an XXH3 of the shard number and the two offsets (a damaged entry is found, not followed).
+//! come back from a store); then a footer of one entry `(block offset u64, offset in the block u32, that
+//! block's length u32, check u32)` per shard of the range it indexes plus one, entry s being where shard
+//! s's records start (so a reader of a range of shards knows the bytes to fetch from two entries), its
+//! check the low half of an XXH3 of the shard number and the rest (a damaged entry is found, not followed).
 //! A whole run indexes every shard; a slice of one (a bulk load's reducer fetches only its shards,
 //! `staged_merge.rs`) only its own. Spilled data
 //! is written once and read once: compressing it halves what a large ingest moves through the disk, which
@@ -22,7 +23,7 @@ use crate::run::{Cursor, Record, Run};
 pub const BLOCK_BYTES: usize = 64 << 10;
 /// zstd's fastest regular level: a spilled run is read back once, soon.
 const LEVEL: i32 = 1;
-pub const ENTRY: u64 = 16;
+pub const ENTRY: u64 = 20;
 /// A block's header: compressed and raw lengths.
 pub const BLOCK_HEAD: u64 = 8;
 
@@ -33,6 +34,8 @@ pub struct RunWriter {
     shards: Range<u32>,
     /// (block offset, offset in block) where each shard so far starts, from `shards.start`.
     starts: Vec<(u64, u32)>,
+    /// Each block written so far: its offset and length (header included).
+    blocks: Vec<(u64, u32)>,
     block: Vec<u8>,
     packed: Vec<u8>,
     compressor: zstd::bulk::Compressor<'static>,
@@ -49,6 +52,7 @@ impl RunWriter {
             w,
             path,
             starts: Vec::with_capacity(shards.len() + 1),
+            blocks: Vec::new(),
             shards,
             block: Vec::with_capacity(BLOCK_BYTES + 4096),
             packed: Vec::new(),
@@ -86,7 +90,8 @@ impl RunWriter {
         self.w.write_all(&(self.packed.len() as u32).to_le_bytes())?;
         self.w.write_all(&(self.block.len() as u32).to_le_bytes())?;
         self.w.write_all(&self.packed)?;
-        self.pos += 8 + self.packed.len() as u64;
+        self.blocks.push((self.pos, (BLOCK_HEAD as usize + self.packed.len()) as u32));
+        self.pos += BLOCK_HEAD + self.packed.len() as u64;
         self.block.clear();
         Ok(())
     }
@@ -97,8 +102,14 @@ impl RunWriter {
             self.starts.push((self.pos, 0));
         }
         let mut footer = Vec::with_capacity(self.starts.len() * ENTRY as usize);
-        for (s, (block, at)) in (self.shards.start..).zip(&self.starts) {
-            put_footer_entry(&mut footer, s, *block, *at);
+        let mut b = 0;
+        for (s, &(block, at)) in (self.shards.start..).zip(&self.starts) {
+            // Starts ascend, so the blocks they start in are found in one pass.
+            while b < self.blocks.len() && self.blocks[b].0 < block {
+                b += 1;
+            }
+            let len = self.blocks.get(b).filter(|x| x.0 == block).map_or(0, |x| x.1);
+            put_footer_entry(&mut footer, s, Start { block, at, len });
         }
         self.w.write_all(&footer)?;
         self.w.flush()?;
@@ -106,27 +117,36 @@ impl RunWriter {
     }
 }
 
-fn entry_check(shard: u32, block: u64, at: u32) -> u32 {
-    let mut b = [0u8; 16];
+/// Where a shard's records start: a block's offset and the offset in it, and the block's length (header
+/// included; 0 for the end of the blocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    pub block: u64,
+    pub at: u32,
+    pub len: u32,
+}
+
+fn entry_check(shard: u32, e: &Start) -> u32 {
+    let mut b = [0u8; 20];
     b[..4].copy_from_slice(&shard.to_le_bytes());
-    b[4..12].copy_from_slice(&block.to_le_bytes());
-    b[12..].copy_from_slice(&at.to_le_bytes());
+    b[4..12].copy_from_slice(&e.block.to_le_bytes());
+    b[12..16].copy_from_slice(&e.at.to_le_bytes());
+    b[16..].copy_from_slice(&e.len.to_le_bytes());
     xxhash_rust::xxh3::xxh3_64(&b) as u32
 }
 
-/// Shard `shard`'s footer entry: where its records start (block offset, offset in that block); None if
-/// the entry is damaged.
-pub fn footer_entry(entry: &[u8], shard: u32) -> Option<(u64, u32)> {
-    let block = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
-    let at = u32::from_le_bytes(entry[8..12].try_into().expect("4 bytes"));
-    let check = u32::from_le_bytes(entry[12..16].try_into().expect("4 bytes"));
-    (check == entry_check(shard, block, at)).then_some((block, at))
+/// Shard `shard`'s footer entry; None if it is damaged.
+pub fn footer_entry(entry: &[u8], shard: u32) -> Option<Start> {
+    let word = |i: usize| u32::from_le_bytes(entry[i..i + 4].try_into().expect("4 bytes"));
+    let e = Start { block: u64::from_le_bytes(entry[..8].try_into().expect("8 bytes")), at: word(8), len: word(12) };
+    (word(16) == entry_check(shard, &e)).then_some(e)
 }
 
-pub fn put_footer_entry(out: &mut Vec<u8>, shard: u32, block: u64, at: u32) {
-    out.extend_from_slice(&block.to_le_bytes());
-    out.extend_from_slice(&at.to_le_bytes());
-    out.extend_from_slice(&entry_check(shard, block, at).to_le_bytes());
+pub fn put_footer_entry(out: &mut Vec<u8>, shard: u32, e: Start) {
+    out.extend_from_slice(&e.block.to_le_bytes());
+    out.extend_from_slice(&e.at.to_le_bytes());
+    out.extend_from_slice(&e.len.to_le_bytes());
+    out.extend_from_slice(&entry_check(shard, &e).to_le_bytes());
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -173,7 +193,7 @@ impl FileCursor {
         let file = File::open(path)?;
         let mut entry = [0u8; ENTRY as usize];
         file.read_exact_at(&mut entry, bytes + ENTRY * (shards.start - indexed.start) as u64)?;
-        let (block, at) = footer_entry(&entry, shards.start).ok_or_else(|| damaged(path, "its footer"))?;
+        let Start { block, at, .. } = footer_entry(&entry, shards.start).ok_or_else(|| damaged(path, "its footer"))?;
         let at = at as usize;
         if block > bytes {
             return Err(damaged(path, "a shard starts past the blocks"));

@@ -18,7 +18,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use crate::error::IngestError;
 use crate::merge::{Merge, MergeError};
 use crate::run::Run;
-use crate::run_file::{BLOCK_HEAD, ENTRY, footer_entry, put_footer_entry};
+use crate::run_file::{BLOCK_HEAD, ENTRY, Start, footer_entry, put_footer_entry};
 use crate::scratch::Scratch;
 use crate::shard_object::{ShardObject, VersionTarget};
 use crate::staged_run::StagedRun;
@@ -217,33 +217,34 @@ async fn fetch_slice(
     }
     let footer = run.blocks + ENTRY * shards.start as u64..run.blocks + ENTRY * (shards.end as u64 + 1);
     let footer = get_range(store, &path, footer).await?;
-    let entries: Vec<(u64, u32)> = footer
+    let entries: Vec<Start> = footer
         .chunks_exact(ENTRY as usize)
         .zip(shards.start..)
         .map(|(e, s)| footer_entry(e, s))
         .collect::<Option<_>>()
         .ok_or_else(|| damaged(run, "its footer"))?;
-    if entries.windows(2).any(|w| w[1] < w[0]) || entries.iter().any(|e| e.0 > run.blocks) {
+    let at = |e: &Start| (e.block, e.at);
+    if entries.windows(2).any(|w| at(&w[1]) < at(&w[0])) || entries.iter().any(|e| e.block > run.blocks) {
         return Err(damaged(run, "its footer"));
     }
     let (first, last) = (entries[0], *entries.last().expect("one entry at least"));
-    if first == last {
+    if at(&first) == at(&last) {
         return Ok(None);
     }
-    // The block where the next shard starts holds the end of this range's records too, unless it starts it.
-    let end = if last.1 == 0 {
-        last.0
-    } else if last.0 >= run.blocks {
+    // The block where the next shard starts holds the end of this range's records too, unless it starts it;
+    // its entry says how long it is.
+    let end = if last.at == 0 {
+        last.block
+    } else if last.block >= run.blocks || (last.len as u64) <= BLOCK_HEAD {
         return Err(damaged(run, "a shard starts past the blocks"));
     } else {
-        let head = get_range(store, &path, last.0..last.0 + BLOCK_HEAD).await?;
-        let packed = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as u64;
-        last.0 + BLOCK_HEAD + packed
+        last.block + last.len as u64
     };
     if end > run.blocks {
         return Err(damaged(run, "a block runs past the blocks"));
     }
-    let got = store.get_opts(&path, GetOptions { range: Some(GetRange::Bounded(first.0..end)), ..Default::default() });
+    let got =
+        store.get_opts(&path, GetOptions { range: Some(GetRange::Bounded(first.block..end)), ..Default::default() });
     let mut body = got.await?.into_stream();
     let mut out = tokio::fs::File::create(&local).await.map_err(local_err(&local))?;
     let mut written = 0u64;
@@ -252,16 +253,16 @@ async fn fetch_slice(
         written += chunk.len() as u64;
         tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await.map_err(local_err(&local))?;
     }
-    if written != end - first.0 {
+    if written != end - first.block {
         return Err(damaged(run, "shorter than its footer says"));
     }
     let mut tail = Vec::with_capacity(entries.len() * ENTRY as usize);
-    for ((block, at), s) in entries.into_iter().zip(shards.start..) {
-        put_footer_entry(&mut tail, s, block - first.0, at);
+    for (e, s) in entries.into_iter().zip(shards.start..) {
+        put_footer_entry(&mut tail, s, Start { block: e.block - first.block, ..e });
     }
     tokio::io::AsyncWriteExt::write_all(&mut out, &tail).await.map_err(local_err(&local))?;
     tokio::io::AsyncWriteExt::flush(&mut out).await.map_err(local_err(&local))?;
-    Ok(Some(Run::File { path: local, bytes: end - first.0, shards: shards.clone() }))
+    Ok(Some(Run::File { path: local, bytes: end - first.block, shards: shards.clone() }))
 }
 
 fn local_err(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError {

@@ -1,8 +1,13 @@
 //! The map side of a bulk load's exchange (cairn's own shuffle, in place of Spark's shuffle and sort): one
 //! task's rows, checked and placed on their shards as `cairn ingest` places them, sorted in runs of bounded
-//! size as it sorts them, each run staged in the primary store (`layout::staged_run_path`) for the tasks
-//! that merge a range of shards each (staged_merge.rs). Rows cross from Spark to cairn once, and no
-//! Spark-side sort or shuffle of whole rows is needed.
+//! size as it sorts them (spilled to local disk), and merged at the end into the one run the task stages
+//! in the primary store (`layout::staged_run_path`) for the tasks that merge a range of shards each
+//! (staged_merge.rs). One run per task, however much it was given: every merge task reads a slice of every
+//! staged run, so their number multiplies the reads. Rows cross from Spark to cairn once, and no Spark-side
+//! sort or shuffle of whole rows is needed.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 use arrow_array::ArrayRef;
 use cairn_shared::format::layout;
@@ -12,8 +17,11 @@ use tokio::io::AsyncWriteExt;
 
 use crate::batch_rows::BatchRows;
 use crate::error::IngestError;
+use crate::merge::Merge;
 use crate::options::{DEFAULT_RUN_BYTES, MAX_RUN_BYTES, MIN_RUN_BYTES};
-use crate::run::{Chunk, Run};
+use crate::reduce::Reduce;
+use crate::run::{Chunk, Run, run_path};
+use crate::run_file::RunWriter;
 use crate::scratch::Scratch;
 use crate::shard_object::VersionTarget;
 
@@ -40,7 +48,8 @@ pub struct RunStager {
     /// overwrites a run another attempt reported.
     name: String,
     rows: u64,
-    staged: Vec<StagedRun>,
+    /// Runs spilled to local disk so far.
+    spilled: Vec<Run>,
     placed: Vec<u32>,
 }
 
@@ -67,7 +76,7 @@ impl RunStager {
             run_bytes: run_bytes.unwrap_or(DEFAULT_RUN_BYTES).clamp(MIN_RUN_BYTES, MAX_RUN_BYTES),
             name: format!("p{:05}-t{}", task.0, task.1),
             rows: 0,
-            staged: Vec::new(),
+            spilled: Vec::new(),
             placed: Vec::new(),
         })
     }
@@ -85,7 +94,7 @@ impl RunStager {
                 // The row's place in this task's input: what a duplicate's report would name.
                 self.chunk.push(shard, key.as_bytes(), &[], value, 0, self.rows);
                 if self.chunk.footprint() >= self.run_bytes {
-                    self.stage().await?;
+                    self.spill()?;
                 }
             }
             Ok(())
@@ -95,28 +104,72 @@ impl RunStager {
         result
     }
 
-    /// Sorts the buffered rows and stages them as one run.
-    async fn stage(&mut self) -> Result<(), IngestError> {
-        let shards = self.placement.shards();
-        let rows = self.chunk.len() as u64;
-        let id = self.staged.len();
+    /// Sorts the buffered rows into a local run file.
+    fn spill(&mut self) -> Result<(), IngestError> {
+        let id = self.spilled.len();
         let (run, reused) = std::mem::take(&mut self.chunk)
-            .into_run(shards)
+            .into_run(self.placement.shards())
             .spill(self.dir.path(), id)
             .map_err(IngestError::io("cannot write a sorted run"))?;
         self.chunk = reused.unwrap_or_default();
-        let Run::File { path, bytes, .. } = run else { unreachable!("a spilled run is a file") };
-        let dest =
-            layout::staged_run_path(&self.target.keyspace, &self.target.version, &format!("{}-{id:05}", self.name));
+        self.spilled.push(run);
+        Ok(())
+    }
+
+    /// The task's one run: the buffered rows alone, or merged with the runs spilled before them (more than
+    /// the open-file limit lets one merge read are merged together first).
+    fn merged(&mut self) -> Result<(PathBuf, u64), IngestError> {
+        let shards = self.placement.shards();
+        let last = std::mem::take(&mut self.chunk).into_run(shards);
+        let id = self.spilled.len() + 1;
+        let mut runs = std::mem::take(&mut self.spilled);
+        let read_err = IngestError::io("cannot read a sorted run");
+        if runs.is_empty() {
+            let (run, _) = last.spill(self.dir.path(), id).map_err(IngestError::io("cannot write a sorted run"))?;
+            let Run::File { path, bytes, .. } = run else { unreachable!("a spilled run is a file") };
+            return Ok((path, bytes));
+        }
+        let width = crate::merge_width::merge_width(1, 4 * self.run_bytes);
+        if runs.len() > width.fanin {
+            let stop = AtomicBool::new(false);
+            let reduce =
+                Reduce { dir: self.dir.path(), shards: 0..shards, fanin: width.fanin, threads: 1, stop: &stop };
+            runs = reduce.run(runs, id + 1).map_err(IngestError::io("cannot merge sorted runs"))?.0;
+        }
+        runs.push(last);
+        let path = run_path(self.dir.path(), id);
+        let mut w = RunWriter::create(path.clone(), 0..shards).map_err(IngestError::io("cannot write a sorted run"))?;
+        let mut merge = Merge::open(&runs, 0..shards).map_err(read_err)?;
+        while let Some(rec) = merge.peek() {
+            w.push(&rec).map_err(IngestError::io("cannot write a sorted run"))?;
+            merge.advance().map_err(IngestError::io("cannot read a sorted run"))?;
+        }
+        drop(merge);
+        let Run::File { bytes, .. } = w.finish().map_err(IngestError::io("cannot write a sorted run"))? else {
+            unreachable!("a run writer makes a file")
+        };
+        for r in &runs {
+            if let Run::File { path, .. } = r {
+                std::fs::remove_file(path).map_err(IngestError::io("cannot remove a sorted run"))?;
+            }
+        }
+        Ok((path, bytes))
+    }
+
+    /// Stages the task's rows as one run in the primary store.
+    async fn stage(&mut self) -> Result<StagedRun, IngestError> {
+        let shards = self.placement.shards();
+        let (path, bytes) = self.merged()?;
+        let dest = layout::staged_run_path(&self.target.keyspace, &self.target.version, &self.name);
+        let staged = StagedRun { path: dest.to_string(), blocks: bytes, shards, rows: self.rows };
         let io_err = |what: &str| IngestError::io(format!("{what} {dest}"));
-        self.staged.push(StagedRun { path: dest.to_string(), blocks: bytes, shards, rows });
         // A local store's run is moved into place: nothing reads it before the map job ends, and a crash
         // fails the load, so it needs no copy and no sync.
         if let Some(into) = self.primary.local_file(&dest) {
             let moved =
                 into.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::rename(&path, &into));
             if moved.is_ok() {
-                return Ok(());
+                return Ok(staged);
             }
         }
         let mut file = std::fs::File::open(&path).map_err(io_err("cannot read the local copy of"))?;
@@ -142,14 +195,14 @@ impl RunStager {
         w.shutdown().await.map_err(io_err("cannot upload"))?;
         drop(file);
         std::fs::remove_file(&path).map_err(io_err("cannot remove the local copy of"))?;
-        Ok(())
+        Ok(staged)
     }
 
-    /// Stages what is left and returns every run this task staged.
+    /// Stages the task's rows as one run; returns it (none for a task given no rows).
     pub async fn finish(mut self) -> Result<Vec<StagedRun>, IngestError> {
-        if !self.chunk.is_empty() {
-            self.stage().await?;
+        if self.rows == 0 {
+            return Ok(Vec::new());
         }
-        Ok(self.staged)
+        Ok(vec![self.stage().await?])
     }
 }

@@ -82,12 +82,14 @@ async fn begin(store: &Store, shards: u32) -> Build {
 }
 
 /// Stages, merges in uneven ranges (one of them empty), publishes and serves every key.
-async fn exchange_serves_every_key(store: Store, n: usize) -> usize {
+async fn exchange_serves_every_key(store: Store, n: usize, tasks: u32) -> usize {
     let shards = 23;
     let build = begin(&store, shards).await;
     let target = build.target().clone();
     let data = rows(n, 7);
-    let runs = stage(&target, &store, &data, 3).await;
+    let runs = stage(&target, &store, &data, tasks).await;
+    // One run per task, whatever it was given (its spills are merged before it stages).
+    assert_eq!(runs.len(), tasks as usize);
     assert_eq!(runs.iter().map(|r| r.rows).sum::<u64>(), n as u64);
     let mut entries: Vec<ShardEntry> = Vec::new();
     for range in [0..1, 1..9, 9..9, 9..22, 22..23] {
@@ -111,8 +113,7 @@ async fn exchange_serves_every_key(store: Store, n: usize) -> usize {
 async fn reducers_write_every_shard_from_runs_read_where_a_local_store_keeps_them() {
     let _alone = low_file_limit().await;
     let dir = tempfile::tempdir().unwrap();
-    let runs = exchange_serves_every_key(Store::open(dir.path().to_str().unwrap()).unwrap(), 10_000).await;
-    assert!(runs > 3, "{runs} runs: each task should have staged several");
+    exchange_serves_every_key(Store::open(dir.path().to_str().unwrap()).unwrap(), 10_000, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,12 +121,15 @@ async fn reducers_fetch_their_slices_and_merge_more_runs_than_the_file_limit_all
     let _alone = low_file_limit().await;
     // Not a local store: each reducer fetches the part of each run that holds its shards.
     let store = Store::open(&format!("memory://exchange-{}", std::process::id())).unwrap();
-    let runs = exchange_serves_every_key(store, 60_000).await;
+    // One task given enough rows to spill more runs than one merge reads at once under 64 open files.
+    exchange_serves_every_key(store.clone(), 60_000, 1).await;
+    // More staged runs (tasks) than one merge reads at once.
+    let runs = exchange_serves_every_key(store, 20_000, 48).await;
     // Under 64 open files a merge reads at most a few dozen runs at once.
     assert!(runs > 40, "{runs} runs: not more than one merge reads at once");
     // A local store's runs are read in place only while one merge can read them all: past that, slices.
     let dir = tempfile::tempdir().unwrap();
-    let runs = exchange_serves_every_key(Store::open(dir.path().to_str().unwrap()).unwrap(), 60_000).await;
+    let runs = exchange_serves_every_key(Store::open(dir.path().to_str().unwrap()).unwrap(), 20_000, 48).await;
     assert!(runs > 40, "{runs} runs");
 }
 
@@ -174,9 +178,10 @@ async fn a_damaged_run_fails_the_merge_and_never_panics() {
             match seed % 3 {
                 // Shard 1's footer entry where shard 0's was: followed, shard 0's rows would be skipped.
                 _ if seed == 24 => {
+                    // Entries of 20 bytes (ingest/src/run_file.rs).
                     let e = run.blocks as usize;
-                    let next = bad[e + 16..e + 32].to_vec();
-                    bad[e..e + 16].copy_from_slice(&next);
+                    let next = bad[e + 20..e + 40].to_vec();
+                    bad[e..e + 20].copy_from_slice(&next);
                 }
                 // A byte of the blocks changed.
                 0 => bad[(xxhash_rust::xxh3::xxh3_64(&seed.to_le_bytes()) % run.blocks) as usize] ^= 0x5a,
@@ -217,7 +222,7 @@ async fn gc_deletes_runs_a_late_task_stages_after_the_publish_and_keeps_a_runnin
     let _alone = low_file_limit().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-    exchange_serves_every_key(store.clone(), 2_000).await;
+    exchange_serves_every_key(store.clone(), 2_000, 3).await;
     let published = cairn_shared::versions::pointer::read(store.inner.as_ref(), "ks").await.unwrap().unwrap();
     let version = published.pointer.version.clone();
     // A map task's zombie attempt stages its runs after the publish (the load deleted its own already).
