@@ -32,10 +32,9 @@ pub struct RunWriter {
     path: PathBuf,
     /// The shards the footer indexes (every record's shard is in it).
     shards: Range<u32>,
-    /// (block offset, offset in block) where each shard so far starts, from `shards.start`.
-    starts: Vec<(u64, u32)>,
-    /// Each block written so far: its offset and length (header included).
-    blocks: Vec<(u64, u32)>,
+    /// Where each shard so far starts, from `shards.start` (a start's block length is filled in when that
+    /// block is written).
+    starts: Vec<Start>,
     block: Vec<u8>,
     packed: Vec<u8>,
     compressor: zstd::bulk::Compressor<'static>,
@@ -52,7 +51,6 @@ impl RunWriter {
             w,
             path,
             starts: Vec::with_capacity(shards.len() + 1),
-            blocks: Vec::new(),
             shards,
             block: Vec::with_capacity(BLOCK_BYTES + 4096),
             packed: Vec::new(),
@@ -67,7 +65,7 @@ impl RunWriter {
         let at = (rec.shard - self.shards.start) as usize;
         debug_assert!(self.starts.len() <= at + 1);
         while self.starts.len() <= at {
-            self.starts.push((self.pos, self.block.len() as u32));
+            self.starts.push(Start { block: self.pos, at: self.block.len() as u32, len: 0 });
         }
         for n in [rec.key.len() as u64, rec.value.len() as u64, rec.file as u64, rec.shard as u64, rec.line] {
             put_varint(&mut self.block, n);
@@ -90,7 +88,11 @@ impl RunWriter {
         self.w.write_all(&(self.packed.len() as u32).to_le_bytes())?;
         self.w.write_all(&(self.block.len() as u32).to_le_bytes())?;
         self.w.write_all(&self.packed)?;
-        self.blocks.push((self.pos, (BLOCK_HEAD as usize + self.packed.len()) as u32));
+        // The starts in this block are the last ones recorded.
+        let len = (BLOCK_HEAD as usize + self.packed.len()) as u32;
+        for s in self.starts.iter_mut().rev().take_while(|s| s.block == self.pos) {
+            s.len = len;
+        }
         self.pos += BLOCK_HEAD + self.packed.len() as u64;
         self.block.clear();
         Ok(())
@@ -99,17 +101,11 @@ impl RunWriter {
     pub fn finish(mut self) -> io::Result<Run> {
         self.flush_block()?;
         while self.starts.len() <= self.shards.len() {
-            self.starts.push((self.pos, 0));
+            self.starts.push(Start { block: self.pos, at: 0, len: 0 });
         }
         let mut footer = Vec::with_capacity(self.starts.len() * ENTRY as usize);
-        let mut b = 0;
-        for (s, &(block, at)) in (self.shards.start..).zip(&self.starts) {
-            // Starts ascend, so the blocks they start in are found in one pass.
-            while b < self.blocks.len() && self.blocks[b].0 < block {
-                b += 1;
-            }
-            let len = self.blocks.get(b).filter(|x| x.0 == block).map_or(0, |x| x.1);
-            put_footer_entry(&mut footer, s, Start { block, at, len });
+        for (s, start) in (self.shards.start..).zip(&self.starts) {
+            put_footer_entry(&mut footer, s, *start);
         }
         self.w.write_all(&footer)?;
         self.w.flush()?;
@@ -301,5 +297,56 @@ impl Cursor for FileCursor {
         (self.file_index, self.shard, self.line) = (file as u32, shard as u32, line);
         self.valid = self.shard < self.stop;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every footer entry names the block its shard starts in and that block's length, as the blocks lie in
+    /// the file: shards starting mid-block, at a block's start, several in one block, and past the last
+    /// record (the end, length 0).
+    #[test]
+    fn footer_entries_carry_the_length_of_the_block_they_start_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.run");
+        let mut w = RunWriter::create(path.clone(), 2..12).unwrap();
+        let value = vec![b'v'; BLOCK_BYTES / 3];
+        // Shards 2 and 3 share the first block; 5's records fill blocks; 6-8 have none; 9 has one; 10 and
+        // 11 none (past the end).
+        let mut line = 0;
+        for (shard, n) in [(2u32, 1), (3, 1), (5, 7), (9, 1)] {
+            for i in 0..n {
+                line += 1;
+                let key = format!("k{shard}-{i:03}");
+                w.push(&Record { shard, key: key.as_bytes(), value: &value, file: 0, line }).unwrap();
+            }
+        }
+        let Run::File { bytes, .. } = w.finish().unwrap() else { panic!("a file") };
+        let file = std::fs::read(&path).unwrap();
+        // The blocks as they lie: offset -> length, header included.
+        let mut lens = std::collections::BTreeMap::new();
+        let mut at = 0u64;
+        while at < bytes {
+            let packed = u32::from_le_bytes(file[at as usize..at as usize + 4].try_into().unwrap()) as u64;
+            lens.insert(at, (BLOCK_HEAD + packed) as u32);
+            at += BLOCK_HEAD + packed;
+        }
+        assert!(lens.len() >= 3, "{} blocks", lens.len());
+        let footer = &file[bytes as usize..];
+        assert_eq!(footer.len() as u64, ENTRY * 11);
+        for (i, shard) in (2u32..=12).enumerate() {
+            let e = footer_entry(&footer[i * ENTRY as usize..(i + 1) * ENTRY as usize], shard).expect("intact");
+            if e.block == bytes {
+                assert_eq!((e.at, e.len), (0, 0), "shard {shard} starts at the end");
+            } else {
+                assert_eq!(Some(&e.len), lens.get(&e.block), "shard {shard}: {e:?}");
+            }
+            // Every entry is checked against its own shard: another's does not pass.
+            assert!(footer_entry(&footer[i * ENTRY as usize..(i + 1) * ENTRY as usize], shard + 1).is_none());
+        }
+        let cursor = FileCursor::open(&path, bytes, &(2..12), 9..10).unwrap();
+        assert_eq!(cursor.current().map(|r| r.key.to_vec()), Some(b"k9-000".to_vec()));
     }
 }

@@ -25,7 +25,7 @@ use crate::staged_run::StagedRun;
 
 /// Runs fetched at once.
 const FETCHES: usize = 8;
-/// More than any run holds (a run is one task's memory load, at most a GiB of records, compressed).
+/// More than any run holds (a run is one map task's share of the input, compressed).
 const MAX_RUN_OBJECT: u64 = 1 << 40;
 
 /// Writes the objects of the shards in `shards` that have rows, from `runs`; returns their entries in shard
@@ -51,7 +51,7 @@ pub async fn merge_staged(
     let dir = Scratch::create_async(std::env::temp_dir(), "cairn-merge-")
         .await
         .map_err(IngestError::io("cannot create a temporary directory"))?;
-    // As many runs as there were map tasks' memory loads: merged within the open-file limit (merge_width.rs).
+    // As many runs as there were map tasks: merged within the open-file limit (merge_width.rs).
     let width = crate::merge_width::merge_width(1, 4 * crate::options::DEFAULT_RUN_BYTES);
     // The runs of a local store are read where they lie, unless there are too many to read at once (merging
     // them together first writes new runs here and deletes the ones it merged: never the store's).
@@ -258,7 +258,9 @@ async fn fetch_slice(
     }
     let mut tail = Vec::with_capacity(entries.len() * ENTRY as usize);
     for (e, s) in entries.into_iter().zip(shards.start..) {
-        put_footer_entry(&mut tail, s, Start { block: e.block - first.block, ..e });
+        // A start at the slice's end starts no block of it.
+        let len = if e.block >= end { 0 } else { e.len };
+        put_footer_entry(&mut tail, s, Start { block: e.block - first.block, at: e.at, len });
     }
     tokio::io::AsyncWriteExt::write_all(&mut out, &tail).await.map_err(local_err(&local))?;
     tokio::io::AsyncWriteExt::flush(&mut out).await.map_err(local_err(&local))?;

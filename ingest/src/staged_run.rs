@@ -129,6 +129,11 @@ impl RunStager {
             let Run::File { path, bytes, .. } = run else { unreachable!("a spilled run is a file") };
             return Ok((path, bytes));
         }
+        // The last row filled the one spilled run: it is the task's run as it is.
+        if runs.len() == 1 && last.bytes() == 0 {
+            let Some(Run::File { path, bytes, .. }) = runs.pop() else { unreachable!("spilled runs are files") };
+            return Ok((path, bytes));
+        }
         let width = crate::merge_width::merge_width(1, 4 * self.run_bytes);
         if runs.len() > width.fanin {
             let stop = AtomicBool::new(false);
@@ -148,9 +153,10 @@ impl RunStager {
         let Run::File { bytes, .. } = w.finish().map_err(IngestError::io("cannot write a sorted run"))? else {
             unreachable!("a run writer makes a file")
         };
+        // Best effort: the scratch directory goes when the stager does.
         for r in &runs {
             if let Run::File { path, .. } = r {
-                std::fs::remove_file(path).map_err(IngestError::io("cannot remove a sorted run"))?;
+                let _ = std::fs::remove_file(path);
             }
         }
         Ok((path, bytes))

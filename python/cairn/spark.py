@@ -285,8 +285,8 @@ def _stop_jobs(sc, tag, timeout=60.0):
 
 def _write(rows, target, n_shards, data_bytes, spark, fail):
     """Runs the load's two jobs, cairn's own exchange in place of a Spark shuffle and sort: each input
-    partition's rows go to a cairn stager once, which places them on their shards, sorts them in runs and
-    stages the runs in the store; then each reduce task merges a range of shards from every run and writes
+    partition's rows go to a cairn stager once, which places them on their shards, sorts them and stages
+    them in the store as one run; then each reduce task merges a range of shards from every run and writes
     those shards. Returns the shards' entries and where rows were placed."""
     try:
         parallelism = spark.sparkContext.defaultParallelism

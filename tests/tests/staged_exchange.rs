@@ -145,6 +145,13 @@ async fn a_key_staged_by_two_tasks_fails_the_merge_naming_it() {
     let runs = stage(&target, &store, &data, 2).await;
     let err = cairn_ingest::merge_staged(&target, std::slice::from_ref(&store), &runs, 0..4).await.unwrap_err();
     assert_eq!(err.to_string(), format!("duplicate key {:?}", data[777].0));
+    // Within one task too, its copies far apart in its input (so in different spilled runs, merged before
+    // it stages).
+    let mut one = rows(3_000, 5);
+    one.push((one[3].0.clone(), "again".into()));
+    let runs = stage(&target, &store, &one, 1).await;
+    let err = cairn_ingest::merge_staged(&target, std::slice::from_ref(&store), &runs, 0..4).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("duplicate key {:?}", one[3].0));
     // A null or bad key is refused by the stager, before anything is staged.
     let mut s = RunStager::new(target.clone(), vec![store.clone()], (9, 9), None).unwrap();
     let (k, v) = batch(&[("not a key\n".into(), "v".into())]);
