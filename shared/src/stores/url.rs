@@ -92,6 +92,11 @@ impl Store {
         };
         std::fs::create_dir_all(&path).map_err(|e| bad(&format!("cannot create directory {}: {e}", path.display())))?;
         let path = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
+        // The URL names the store to every process that opens it again (a build's writers) and to
+        // `local_file`: a directory that resolves to a path it cannot spell is refused.
+        if path.to_str().is_none() {
+            return Err(bad(&format!("the directory resolves to {}, which is not UTF-8", path.display())));
+        }
         // fsync every object and its directory entry: a pointer switch must never outlive, across a power
         // loss, the shard and manifest bytes it names (docs/FORMAT.md, "Durability").
         let fs = LocalFileSystem::new_with_prefix(&path)
@@ -126,5 +131,21 @@ mod tests {
         let (a, b) = (Store::open("memory://t").unwrap(), Store::open("memory://t").unwrap());
         assert!(Arc::ptr_eq(&a.inner, &b.inner));
         assert!(format!("{:?}", plain.inner).contains("fsync: true"), "the embedded store syncs: {:?}", plain.inner);
+    }
+
+    #[test]
+    fn a_directory_that_resolves_to_a_path_that_is_not_utf8_is_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        std::fs::create_dir(&odd).unwrap();
+        let link = dir.path().join("store");
+        std::os::unix::fs::symlink(&odd, &link).unwrap();
+        let err = Store::open(link.to_str().unwrap()).err().expect("opened a store it cannot name");
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        let store = Store::open(dir.path().join("fine").to_str().unwrap()).unwrap();
+        let file =
+            store.local_file(&object_store::path::Path::from("keyspace=ks/groups/v/runs/p00001-t2.run")).unwrap();
+        assert_eq!(file, dir.path().canonicalize().unwrap().join("fine/keyspace=ks/groups/v/runs/p00001-t2.run"));
     }
 }
