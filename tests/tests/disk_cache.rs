@@ -45,6 +45,21 @@ async fn settle(e: &Engine) {
     panic!("the disk tier's writes did not finish in 30 s: {:?}", e.stats().disk_tier);
 }
 
+/// Fresh engines on `cache`, each reading every row and settling, until one reads nothing but the pointer
+/// and the manifest from the store (at most 5): the GETs of each pass. The tier's writes are best effort (a
+/// full queue or a resting tier drops them, as on a loaded machine), so one pass may leave entries unwritten
+/// that the next writes; an entry that is never written, or never rewritten once damaged, fails every pass.
+async fn until_warm(store: &Store, cache: &Path, rows: &[(String, Vec<u8>)]) -> Vec<u64> {
+    let mut passes = Vec::new();
+    while passes.len() < 5 && passes.last().is_none_or(|g| *g > 2) {
+        let e = engine(store, cache, None);
+        passes.push(read_all(&e, rows).await);
+        assert!(e.stats().disk_tier.unwrap().hits > 0, "the tier answered nothing: {passes:?}");
+        settle(&e).await;
+    }
+    passes
+}
+
 /// Entry files under the tier's directory, and their total size in 4 KiB blocks (as the budget counts).
 fn entries(dir: &Path) -> (Vec<PathBuf>, u64) {
     let mut files = Vec::new();
@@ -80,12 +95,11 @@ async fn a_restart_reuses_the_disk_tier_a_damaged_entry_is_refetched_and_the_bud
     drop(first);
 
     // Restart: only the pointer and the manifest are read from the store.
-    let restarted = engine(&store, &cache, None);
-    let warm = read_all(&restarted, &rows).await;
-    assert!(warm <= 2, "a restart on the same directory read {warm} objects from the store (first run: {cold})");
-    assert!(restarted.stats().disk_tier.unwrap().hits > 0);
-    settle(&restarted).await;
-    drop(restarted);
+    let warm = until_warm(&store, &cache, &rows).await;
+    assert!(
+        warm.last() <= Some(&2),
+        "restarts on the same directory read {warm:?} objects from the store (first run: {cold})"
+    );
 
     // Damage every entry's last byte: each is caught by its checksum, read from the store, and rewritten.
     let (files, _) = entries(&cache);
@@ -100,9 +114,11 @@ async fn a_restart_reuses_the_disk_tier_a_damaged_entry_is_refetched_and_the_bud
     assert!(stats.poisoned > 0 && refetched > 2, "{refetched} GETs, {stats:?}");
     settle(&damaged).await;
     drop(damaged);
-    let healed = engine(&store, &cache, None);
-    assert!(read_all(&healed, &rows).await <= 2, "the damaged entries were rewritten with the store's bytes");
-    drop(healed);
+    let healed = until_warm(&store, &cache, &rows).await;
+    assert!(
+        healed.last() <= Some(&2),
+        "the damaged entries were not rewritten with the store's bytes: {healed:?} GETs"
+    );
 
     // A restart with a budget below what is on disk: the start-up listing counts the old files, and evicts
     // down to the budget.
