@@ -3,6 +3,7 @@
 
 pub mod gc;
 pub mod health;
+mod object_kind;
 pub mod pointer;
 pub mod repair;
 pub mod rollback;
