@@ -3,33 +3,19 @@
 //! range of shards from all of them into those shards' objects ([`merge_staged`]). See ingest's
 //! staged_run.rs and staged_merge.rs.
 
-use std::sync::Mutex;
-
-use arrow_array::ArrayRef;
 use cairn_ingest::StagedRun;
 use pyo3::prelude::*;
 
-use crate::arrow::array;
+use crate::arrow::batch_column;
 use crate::errors;
 use crate::runtime::block_on;
+use crate::slot::Slot;
 use crate::writer::{json_to_py, parse_target};
 
 /// One map task's stager: rows in any order in, sorted runs staged in the primary store out.
 #[pyclass(module = "cairn", frozen)]
 pub struct RunStager {
-    /// Taken out while it works with the GIL released, and put back only if the write succeeded (after an
-    /// error part of a batch is buffered, so it must not be finished).
-    inner: Mutex<Option<cairn_ingest::RunStager>>,
-}
-
-impl RunStager {
-    fn take(&self) -> PyResult<cairn_ingest::RunStager> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| errors::invalid("this stager is finished, failed, or in use by another thread"))
-    }
+    inner: Slot<cairn_ingest::RunStager>,
 }
 
 #[pymethods]
@@ -41,27 +27,21 @@ impl RunStager {
     fn new(target: &str, partition: u32, task: u64, _run_bytes: Option<usize>) -> PyResult<Self> {
         let (t, roots) = parse_target(target)?;
         let s = cairn_ingest::RunStager::new(t, roots, (partition, task), _run_bytes).map_err(errors::ingest)?;
-        Ok(RunStager { inner: Mutex::new(Some(s)) })
+        Ok(RunStager { inner: Slot::new(s, "stager") })
     }
 
     /// Appends a pyarrow RecordBatch with columns `key` and `value`.
     fn write_batch(&self, py: Python<'_>, batch: &Bound<'_, PyAny>) -> PyResult<()> {
-        let column = |name: &str| -> PyResult<ArrayRef> {
-            let col = batch
-                .call_method1("column", (name,))
-                .map_err(|_| errors::invalid(format!("the batch has no {name:?} column")))?;
-            array(&col)
-        };
-        let (keys, values) = (column("key")?, column("value")?);
-        let mut s = self.take()?;
+        let (keys, values) = (batch_column(batch, "key")?, batch_column(batch, "value")?);
+        let mut s = self.inner.take()?;
         block_on(py, s.write(&keys, &values)).map_err(errors::ingest)?;
-        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+        self.inner.put(s);
         Ok(())
     }
 
     /// Stages what is left; returns every run staged, each as JSON for [`merge_staged`].
     fn finish(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        let s = self.take()?;
+        let s = self.inner.take()?;
         let runs = block_on(py, s.finish()).map_err(errors::ingest)?;
         Ok(runs.iter().map(|r| serde_json::to_string(r).expect("a run serializes")).collect())
     }

@@ -8,6 +8,7 @@ mod exchange;
 mod layers;
 mod reader;
 mod runtime;
+mod slot;
 mod writer;
 
 use pyo3::prelude::*;

@@ -15,9 +15,10 @@ use cairn_shared::stores::Store;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::arrow::{array, to_python};
+use crate::arrow::{array, batch_column, to_python};
 use crate::errors;
 use crate::runtime::block_on;
+use crate::slot::Slot;
 
 /// Stores opened in this process, by URL: a Spark worker runs many tasks against the same roots and
 /// keeps one client (and its connection pool) for each.
@@ -273,26 +274,15 @@ impl Build {
 /// Writes the shard objects of one partition of rows sorted by (shard, key): a Spark task's writer.
 #[pyclass(module = "cairn", frozen)]
 pub struct PartitionWriter {
-    inner: Mutex<Option<cairn_ingest::PartitionWriter>>,
+    inner: Slot<cairn_ingest::PartitionWriter>,
 }
 
 impl PartitionWriter {
-    /// The writer is taken out of its slot while it works with the GIL released (a second thread finds the
-    /// slot empty instead of waiting on a lock it holds the GIL for), and put back only if the write
-    /// succeeded: after an error part of a batch is in the open shard, so the writer must not be finished.
     fn write_arrays(&self, py: Python<'_>, shards: ArrayRef, keys: ArrayRef, values: ArrayRef) -> PyResult<()> {
-        let mut w = self.take()?;
+        let mut w = self.inner.take()?;
         block_on(py, w.write(&shards, &keys, &values)).map_err(errors::ingest)?;
-        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
+        self.inner.put(w);
         Ok(())
-    }
-
-    fn take(&self) -> PyResult<cairn_ingest::PartitionWriter> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| errors::invalid("this writer is finished, failed, or in use by another thread"))
     }
 }
 
@@ -310,17 +300,12 @@ impl PartitionWriter {
             cairn_ingest::PartitionWriter::unsorted(t, roots, _run_bytes)
         }
         .map_err(errors::ingest)?;
-        Ok(PartitionWriter { inner: Mutex::new(Some(w)) })
+        Ok(PartitionWriter { inner: Slot::new(w, "writer") })
     }
 
     /// Appends a pyarrow RecordBatch with columns `shard`, `key` and `value`.
     fn write_batch(&self, py: Python<'_>, batch: &Bound<'_, PyAny>) -> PyResult<()> {
-        let column = |name: &str| -> PyResult<ArrayRef> {
-            let col = batch
-                .call_method1("column", (name,))
-                .map_err(|_| errors::invalid(format!("the batch has no {name:?} column")))?;
-            array(&col)
-        };
+        let column = |name| batch_column(batch, name);
         self.write_arrays(py, column("shard")?, column("key")?, column("value")?)
     }
 
@@ -337,7 +322,7 @@ impl PartitionWriter {
 
     /// Finishes the last shard; returns the entries of the shards written, as dicts.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let w = self.take()?;
+        let w = self.inner.take()?;
         let entries = block_on(py, w.finish()).map_err(errors::ingest)?;
         entries.iter().map(|e| json_to_py(py, e)).collect()
     }
