@@ -13,7 +13,7 @@ use cairn_shared::format::shard_writer::ShardFormat;
 use cairn_shared::stores::Store;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, ObjectStore};
 
 use crate::error::IngestError;
 use crate::merge::{Merge, MergeError};
@@ -277,19 +277,6 @@ pub async fn discard_staged(target: &VersionTarget, roots: &[Store]) -> Result<u
     let dir = cairn_shared::format::layout::runs_dir(&target.keyspace, &target.version);
     let listed: Vec<ObjectPath> = primary.inner.list(Some(&dir)).map_ok(|m| m.location).try_collect().await?;
     let n = listed.len();
-    let store = primary.inner.clone();
-    let deletes: Vec<_> = listed
-        .into_iter()
-        .map(|p| {
-            let store = store.clone();
-            async move {
-                match store.delete(&p).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .collect();
-    futures::stream::iter(deletes).buffer_unordered(16).try_collect::<Vec<()>>().await?;
+    crate::publish::delete_all(primary, listed).await?;
     Ok(n)
 }
