@@ -90,6 +90,12 @@ def client_nice(rows) -> str:
     return "/".join(str(n) for n in sorted({r.get("client_nice") for r in rows} - {None})) or "?"
 
 
+def cpu_us(rows) -> list:
+    """The server's CPU time per request (µs) in each half-load run that recorded it."""
+    return [int(x["server_ticks"]) / int(x["ticks_per_s"]) * 1e6 / x["requests"]
+            for x in rows if "server_ticks" in x and x.get("requests")]
+
+
 def latency_svg(res, path) -> bool:
     """Latency by percentile at 50% of each server's peak (example dataset): median over runs per point."""
     W, H, L, B = 640, 360, 60, 40
@@ -158,13 +164,13 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
           "`cairn-load` (bench/), open loop at half of the server's median peak, latency from each request's "
           f"scheduled time, run {runs} times with the client at nice {client_nice([x for v in half.values() for x in v])} (it stands in "
           f"for a client on cores of its own) and {runs} times at the default priority, alternating.\n")
-        w("| server | peak requests/s | p50 / p99 ms at peak (median) | p50 / p99 / p99.9 ms at 50% of peak (median) | p99 ms at 50% of peak, client at default priority (min / median / max) |")
-        w("|---|---|---|---|---|")
+        w("| server | peak requests/s | p50 / p99 ms at peak (median) | p50 / p99 / p99.9 ms at 50% of peak (median) | p99 ms at 50% of peak, client at default priority (min / median / max) | server CPU µs per request at 50% of peak (min / median / max) |")
+        w("|---|---|---|---|---|---|")
         for s, label in LABELS:
             rows, h = http[s], half[s]
             hl = f"{med(h, 'p50_ms'):.2f} / {med(h, 'p99_ms'):.2f} / {med(h, 'p999_ms'):.2f}" if h else "n/a"
             w(f"| {label} | {mmm([r['rps'] for r in rows])} | {med(rows, 'p50_ms'):.2f} / {med(rows, 'p99_ms'):.2f} | {hl} | "
-              f"{mmm([x['p99_ms'] for x in plain[s]], '{:.2f}')} |")
+              f"{mmm([x['p99_ms'] for x in plain[s]], '{:.2f}')} | {mmm(cpu_us(h), '{:.2f}') if cpu_us(h) else 'n/a'} |")
         c, b, r = med(http["cairn"], "rps"), med(http["baseline"], "rps"), med(http["redis"], "rps")
         p99 = med(half["cairn"], "p99_ms")
         w("")
@@ -173,6 +179,10 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
         w(f"- cairn / hash-map baseline throughput: **{c / b:.2f}x** (target >= 1.0, issue 29: {met(c / b, 1.0)})")
         w(f"- cairn p99 at 50% of peak: **{p99:.2f} ms** (target < 1 ms; p99 over runs {mmm([x['p99_ms'] for x in half['cairn']], '{:.2f}')}); "
           f"with the client at the default priority: {med(plain['cairn'], 'p99_ms'):.2f} ms")
+        cc, cb = cpu_us(half["cairn"]), cpu_us(half["baseline"])
+        if cc and cb:
+            w(f"- server CPU per request at 50% of peak, cairn / hash-map baseline: **{statistics.median(cc) / statistics.median(cb):.2f}x** "
+              "(lower is cheaper; each server at half of its own peak, so the rates differ by the peaks' ratio)")
         bad = sum(x["non_2xx"] for x in http["cairn"] + http["baseline"]) + sum(
             x["errors"] for v in (*half.values(), *plain.values()) for x in v)
         w(f"- non-2xx answers / errors during the runs: {bad} (every key requested exists)\n")

@@ -11,6 +11,8 @@ pub mod lambda;
 pub mod metrics;
 pub mod mget;
 pub mod openapi;
+mod plain_get;
+mod prefixed_io;
 pub mod readiness;
 pub mod request_metrics;
 pub mod routes;

@@ -6,10 +6,12 @@
 //! ([`ServeConfig`]): its request headers and body must arrive in time, and a response it stops reading
 //! ends its connection (deadline_io.rs).
 //!
-//! Single-key GETs skip the axum router: routing cloned a boxed service per request (an allocation made on
-//! one worker and freed on the other: docs/benchmark-notes.md, "Figures behind the code"). They go to the same
-//! [`get_value`](crate::api::get_value) the router's handler calls; anything the fast path does not
-//! recognise exactly (other methods, percent-escapes, extra segments) goes through the router.
+//! A connection starts in the plain-GET loop (plain_get.rs), which answers single-key GETs without hyper,
+//! and moves to hyper at the first request that loop does not recognise exactly. Through hyper, single-key
+//! GETs still skip the axum router: routing cloned a boxed service per request (an allocation made on one
+//! worker and freed on the other: docs/benchmark-notes.md, "Figures behind the code"). Both call the same
+//! [`get_value`](crate::api::get_value) as the router's handler; anything the fast paths do not recognise
+//! exactly (other methods, percent-escapes, extra segments) goes through the router.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -111,8 +113,11 @@ async fn serve(
         .max_buf_size(2 << 20)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let http = Arc::new(http);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let (drain, draining) = tokio::sync::watch::channel(false);
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let (write_timeout, header_timeout) = (limits.write_timeout, limits.header_timeout);
     tokio::pin!(stop);
     loop {
         let permit = tokio::select! {
@@ -132,16 +137,21 @@ async fn serve(
             _ = &mut stop => break,
         };
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |req| app.clone().handle(req));
-        let io = crate::deadline_io::DeadlineIo::new(tcp, limits.write_timeout);
-        let conn = http.serve_connection(TokioIo::new(io), service);
-        let conn = graceful.watch(conn);
+        let (app, http, draining) = (app.clone(), http.clone(), draining.clone());
+        // Taken now, before any drain: shutdown waits for this connection however it is served.
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = conn.await;
+            let io = crate::deadline_io::DeadlineIo::new(tcp, write_timeout);
+            let plain =
+                crate::plain_get::PlainGets { engine: &app.engine, requests: &app.requests, header_timeout, draining };
+            if let Some(io) = crate::plain_get::serve(io, plain).await {
+                let service = hyper::service::service_fn(|req| app.clone().handle(req));
+                let _ = watcher.watch(http.serve_connection(TokioIo::new(io), service)).await;
+            }
             drop(permit);
         });
     }
+    let _ = drain.send(true);
     readiness.drain();
     drop(listener);
     tracing::info!(grace = ?limits.drain_timeout, "stopping: not ready, listener closed, draining requests in flight");

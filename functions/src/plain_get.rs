@@ -1,0 +1,298 @@
+//! `cairn serve`'s connections start here. Their single-key GETs, the request nearly every client sends and
+//! the one measured against a bare hash map, are parsed with httparse and answered by this loop: the
+//! pipelined requests a read brings answered into one buffer and written with one call, and none of
+//! hyper's per-request work (a header map, a timer, a body channel, a service future). The first request
+//! that is anything else (another method or route, a body, a `Connection`, `Expect` or `Upgrade` header,
+//! HTTP/1.0, a key or keyspace with anything but unreserved URI characters, a head that is malformed or
+//! large) hands the connection, that request's bytes included, to hyper and the router for the rest of its
+//! life. So this file only ever answers what it recognises exactly, through the same
+//! [`get_value`](crate::api::get_value) as the router, with the same bytes hyper writes.
+//!
+//! The limits are hyper's: a request head must arrive within `CAIRN_HEADER_TIMEOUT` of the server waiting
+//! for it (an idle keep-alive connection included), responses are written through the write deadline
+//! (deadline_io.rs), and a drain closes an idle connection at once and a busy one after its answer.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Response};
+use bytes::{Buf, Bytes, BytesMut};
+use cairn_shared::Engine;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::prefixed_io::PrefixedIo;
+use crate::request_metrics::RequestMetrics;
+use crate::routes::{GET_ROUTE, VERSION_HEADER};
+
+/// A head not complete within this many bytes is hyper's to judge (its own limits are larger).
+const MAX_HEAD: usize = 16 << 10;
+/// Answers gathered before they are written, when a read brought many pipelined requests.
+const MAX_BATCH: usize = 64 << 10;
+/// A value at least this large is written from where it lies instead of copied behind its head.
+const COPY_LIMIT: usize = 16 << 10;
+
+/// What the loop needs from the server.
+pub(crate) struct PlainGets<'a> {
+    pub engine: &'a Engine,
+    pub requests: &'a RequestMetrics,
+    pub header_timeout: Duration,
+    /// Becomes true when the server drains.
+    pub draining: watch::Receiver<bool>,
+}
+
+/// Serves `io` until the client closes it, it fails or times out (None), or a request arrives that this
+/// loop does not serve: then the connection, with that request's bytes in front, is returned for hyper.
+pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, mut s: PlainGets<'_>) -> Option<PrefixedIo<T>> {
+    let mut buf = BytesMut::with_capacity(8 << 10);
+    let mut out = Vec::with_capacity(8 << 10);
+    let mut timer = Box::pin(tokio::time::sleep(s.header_timeout));
+    loop {
+        let mut close = false;
+        loop {
+            let (len, ks, key) = match parse(&buf) {
+                Head::Get { len, ks, key } => (len, ks, key),
+                Head::Incomplete => break,
+                Head::Other => {
+                    write(&mut io, &mut out).await.ok()?;
+                    return Some(PrefixedIo::new(buf.freeze(), io));
+                }
+            };
+            let started = std::time::Instant::now();
+            close = *s.draining.borrow();
+            let status = match crate::api::get_value(s.engine, ks, key).await {
+                Ok((value, version)) => {
+                    let head = Head200 { len: value.len(), version: version.as_ref(), close };
+                    head.write(&mut out);
+                    if value.len() >= COPY_LIMIT {
+                        write(&mut io, &mut out).await.ok()?;
+                        io.write_all(&value).await.ok()?;
+                    } else {
+                        out.extend_from_slice(&value);
+                    }
+                    200
+                }
+                Err(response) => write_answer(&mut out, response, close).await,
+            };
+            s.requests.record(GET_ROUTE, status, started.elapsed());
+            buf.advance(len);
+            if close {
+                break;
+            }
+            if out.len() >= MAX_BATCH {
+                write(&mut io, &mut out).await.ok()?;
+            }
+        }
+        write(&mut io, &mut out).await.ok()?;
+        if close || (buf.is_empty() && *s.draining.borrow()) {
+            return None;
+        }
+        // The head's deadline starts now. The timer is moved only when it fires early, so waiting for a
+        // request costs no timer work.
+        let deadline = Instant::now() + s.header_timeout;
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(8 << 10);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                read = io.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => break,
+                },
+                _ = &mut timer => {
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+                _ = s.draining.changed(), if buf.is_empty() => return None,
+            }
+        }
+    }
+}
+
+/// Writes and empties `out`.
+async fn write<T: AsyncWrite + Unpin>(io: &mut T, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+enum Head<'a> {
+    /// A plain single-key GET whose head is `len` bytes.
+    Get {
+        len: usize,
+        ks: &'a str,
+        key: &'a str,
+    },
+    Incomplete,
+    /// Anything hyper should answer.
+    Other,
+}
+
+fn parse(buf: &[u8]) -> Head<'_> {
+    if buf.is_empty() {
+        return Head::Incomplete;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Head::Incomplete,
+        _ => return Head::Other,
+    };
+    if req.method != Some("GET") || req.version != Some(1) || req.headers.iter().any(|h| changes_framing(h.name)) {
+        return Head::Other;
+    }
+    let path = req.path.unwrap_or_default();
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    match single_key(path) {
+        Some((ks, key)) => Head::Get { len, ks, key },
+        None => Head::Other,
+    }
+}
+
+/// Headers after which the request is not a plain one: a body, the connection's fate, an interim answer
+/// or another protocol.
+fn changes_framing(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "expect", "upgrade", "te"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// `/v1/keyspaces/{ks}/keys/{key}`, both segments non-empty and of unreserved URI characters only, which
+/// no URI parser reads in two ways.
+fn single_key(path: &str) -> Option<(&str, &str)> {
+    let (ks, key) = path.strip_prefix("/v1/keyspaces/")?.split_once("/keys/")?;
+    let plain = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    };
+    (plain(ks) && plain(key)).then_some((ks, key))
+}
+
+/// A 200's head as hyper writes it for the same response.
+struct Head200<'a> {
+    len: usize,
+    version: Option<&'a HeaderValue>,
+    close: bool,
+}
+
+impl Head200<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n");
+        if let Some(v) = self.version {
+            header(out, VERSION_HEADER.as_bytes(), v.as_bytes());
+        }
+        tail(out, self.len, self.close);
+    }
+}
+
+/// Any other answer of the router's (an error: a small JSON body) as hyper would write it; its status.
+async fn write_answer(out: &mut Vec<u8>, response: Response<Body>, close: bool) -> u16 {
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_else(|_| Bytes::new());
+    let status = parts.status;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_LENGTH {
+            header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    tail(out, body.len(), close);
+    out.extend_from_slice(&body);
+    status.as_u16()
+}
+
+fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Content length, `connection: close` when the connection ends after this answer, the date, the blank line.
+fn tail(out: &mut Vec<u8>, len: usize, close: bool) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa(len, &mut [0u8; 20]));
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    date(|d| out.extend_from_slice(d));
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+fn itoa(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// The `date` header's value (RFC 9110's IMF-fixdate), formatted once a second per thread.
+fn date(f: impl FnOnce(&[u8])) {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        f(text.as_bytes())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Head, parse};
+
+    fn is_get(raw: &str) -> bool {
+        matches!(parse(raw.as_bytes()), Head::Get { .. })
+    }
+
+    #[test]
+    fn only_plain_single_key_gets_are_served_here() {
+        assert!(is_get("GET /v1/keyspaces/ks/keys/k-1.a_b~ HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(is_get("GET /v1/keyspaces/ks/keys/k?x=1 HTTP/1.1\r\n\r\n"));
+        for other in [
+            "HEAD /v1/keyspaces/ks/keys/k HTTP/1.1\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k HTTP/1.0\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k%41 HTTP/1.1\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/a/b HTTP/1.1\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/ HTTP/1.1\r\n\r\n",
+            "GET /v1/keyspaces//keys/k HTTP/1.1\r\n\r\n",
+            "GET /v1/keyspaces/ks HTTP/1.1\r\n\r\n",
+            "GET http://h/v1/keyspaces/ks/keys/k HTTP/1.1\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k\0 HTTP/1.1\r\n\r\n",
+            "\r\n\r\nGARBAGE\r\n\r\n",
+        ] {
+            assert!(matches!(parse(other.as_bytes()), Head::Other), "{other:?} was served by the plain loop");
+        }
+        assert!(matches!(parse(b"GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nHost:"), Head::Incomplete));
+        assert!(matches!(parse(b""), Head::Incomplete));
+        let huge = format!("GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nX: {}", "a".repeat(super::MAX_HEAD));
+        assert!(matches!(parse(huge.as_bytes()), Head::Other));
+    }
+}
