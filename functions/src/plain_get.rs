@@ -8,9 +8,11 @@
 //! life. So this file only ever answers what it recognises exactly, through the same
 //! [`get_value`](crate::api::get_value) as the router, with the same bytes hyper writes.
 //!
-//! The limits are hyper's: a request head must arrive within `CAIRN_HEADER_TIMEOUT` of the server waiting
-//! for it (an idle keep-alive connection included), responses are written through the write deadline
-//! (deadline_io.rs), and a drain closes an idle connection at once and a busy one after its answer.
+//! The limits are hyper's: a request head must arrive within `CAIRN_HEADER_TIMEOUT` of the server starting
+//! to wait for it (an idle keep-alive connection included; the reads that bring it piecemeal do not extend
+//! it; a head past 16 KiB goes to hyper, whose own timeout then starts), responses are written through the
+//! write deadline (deadline_io.rs), and a drain closes an idle connection at once and a busy one after its
+//! answer, which says `connection: close`.
 
 use std::time::Duration;
 
@@ -48,6 +50,9 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, mut s: P
     let mut buf = BytesMut::with_capacity(8 << 10);
     let mut out = Vec::with_capacity(8 << 10);
     let mut timer = Box::pin(tokio::time::sleep(s.header_timeout));
+    // When the head being waited for must have arrived: set when the wait for a new head starts, kept
+    // across the reads that bring it a piece at a time (as hyper's header timeout is).
+    let mut head_deadline: Option<Instant> = None;
     loop {
         let mut close = false;
         loop {
@@ -56,27 +61,33 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, mut s: P
                 Head::Incomplete => break,
                 Head::Other => {
                     write(&mut io, &mut out).await.ok()?;
-                    return Some(PrefixedIo::new(buf.freeze(), io));
+                    return Some(PrefixedIo::new(Bytes::copy_from_slice(&buf), io));
                 }
             };
+            head_deadline = None;
             let started = std::time::Instant::now();
+            let answer = crate::api::get_value(s.engine, ks, key).await;
+            // Read after the lookup: a stop that began while it waited on the store ends this connection too.
             close = *s.draining.borrow();
-            let status = match crate::api::get_value(s.engine, ks, key).await {
+            let (status, large) = match answer {
                 Ok((value, version)) => {
-                    let head = Head200 { len: value.len(), version: version.as_ref(), close };
-                    head.write(&mut out);
-                    if value.len() >= COPY_LIMIT {
-                        write(&mut io, &mut out).await.ok()?;
-                        io.write_all(&value).await.ok()?;
-                    } else {
+                    Head200 { len: value.len(), version: version.as_ref(), close }.write(&mut out);
+                    if value.len() < COPY_LIMIT {
                         out.extend_from_slice(&value);
+                        (200, None)
+                    } else {
+                        (200, Some(value))
                     }
-                    200
                 }
-                Err(response) => write_answer(&mut out, response, close).await,
+                Err(response) => (write_answer(&mut out, response, close).await, None),
             };
+            // Counted before it is written, as the router counts: a slow reader is not the lookup's time.
             s.requests.record(GET_ROUTE, status, started.elapsed());
             buf.advance(len);
+            if let Some(value) = large {
+                write(&mut io, &mut out).await.ok()?;
+                io.write_all(&value).await.ok()?;
+            }
             if close {
                 break;
             }
@@ -88,9 +99,8 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, mut s: P
         if close || (buf.is_empty() && *s.draining.borrow()) {
             return None;
         }
-        // The head's deadline starts now. The timer is moved only when it fires early, so waiting for a
-        // request costs no timer work.
-        let deadline = Instant::now() + s.header_timeout;
+        // The timer is moved only when it fires early, so waiting for a request costs no timer work.
+        let deadline = *head_deadline.get_or_insert_with(|| Instant::now() + s.header_timeout);
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(8 << 10);
         }
@@ -145,32 +155,39 @@ fn parse(buf: &[u8]) -> Head<'_> {
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Head::Incomplete,
         _ => return Head::Other,
     };
-    if req.method != Some("GET") || req.version != Some(1) || req.headers.iter().any(|h| changes_framing(h.name)) {
+    if req.method != Some("GET") || req.version != Some(1) || !req.headers.iter().all(plain_header) {
         return Head::Other;
     }
-    let path = req.path.unwrap_or_default();
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let target = req.path.unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if !query.bytes().all(|b| unreserved(b) || b"!$&'()*+,;=:@/?%".contains(&b)) {
+        return Head::Other; // RFC 3986's query characters only: hyper refuses some that httparse lets by
+    }
     match single_key(path) {
         Some((ks, key)) => Head::Get { len, ks, key },
         None => Head::Other,
     }
 }
 
-/// Headers after which the request is not a plain one: a body, the connection's fate, an interim answer
-/// or another protocol.
-fn changes_framing(name: &str) -> bool {
-    ["content-length", "transfer-encoding", "connection", "expect", "upgrade", "te"]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
+/// A header that leaves the request plain. Not: a body, the connection's fate (`keep-alive` aside, which
+/// HTTP/1.1 already means), an interim answer or another protocol.
+fn plain_header(h: &httparse::Header<'_>) -> bool {
+    let is = |name: &str| h.name.eq_ignore_ascii_case(name);
+    if is("connection") {
+        return h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive");
+    }
+    !["content-length", "transfer-encoding", "expect", "upgrade", "te"].iter().any(|n| is(n))
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// `/v1/keyspaces/{ks}/keys/{key}`, both segments non-empty and of unreserved URI characters only, which
 /// no URI parser reads in two ways.
 fn single_key(path: &str) -> Option<(&str, &str)> {
     let (ks, key) = path.strip_prefix("/v1/keyspaces/")?.split_once("/keys/")?;
-    let plain = |s: &str| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-    };
+    let plain = |s: &str| !s.is_empty() && s.bytes().all(unreserved);
     (plain(ks) && plain(key)).then_some((ks, key))
 }
 
@@ -218,14 +235,14 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Content length, `connection: close` when the connection ends after this answer, the date, the blank line.
+/// `connection: close` when the connection ends after this answer, the length, the date, the blank line.
 fn tail(out: &mut Vec<u8>, len: usize, close: bool) {
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa(len, &mut [0u8; 20]));
-    out.extend_from_slice(b"\r\n");
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa(len, &mut [0u8; 20]));
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(b"date: ");
     date(|d| out.extend_from_slice(d));
     out.extend_from_slice(b"\r\n\r\n");
@@ -270,7 +287,8 @@ mod tests {
     #[test]
     fn only_plain_single_key_gets_are_served_here() {
         assert!(is_get("GET /v1/keyspaces/ks/keys/k-1.a_b~ HTTP/1.1\r\nHost: x\r\n\r\n"));
-        assert!(is_get("GET /v1/keyspaces/ks/keys/k?x=1 HTTP/1.1\r\n\r\n"));
+        assert!(is_get("GET /v1/keyspaces/ks/keys/k?x=1&y=%20:@/? HTTP/1.1\r\n\r\n"));
+        assert!(is_get("GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nConnection:  Keep-Alive \r\n\r\n"));
         for other in [
             "HEAD /v1/keyspaces/ks/keys/k HTTP/1.1\r\n\r\n",
             "GET /v1/keyspaces/ks/keys/k HTTP/1.0\r\n\r\n",
@@ -283,6 +301,10 @@ mod tests {
             "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
             "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
             "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nConnection: keep-alive, upgrade\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k?a=<b> HTTP/1.1\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k?a=\"b\" HTTP/1.1\r\n\r\n",
+            "GET /v1/keyspaces/ks/keys/k+1 HTTP/1.1\r\n\r\n",
             "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
             "GET /v1/keyspaces/ks/keys/k HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
             "GET /v1/keyspaces/ks/keys/k\0 HTTP/1.1\r\n\r\n",

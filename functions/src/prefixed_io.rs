@@ -28,6 +28,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for PrefixedIo<T> {
         let n = self.prefix.len().min(buf.remaining());
         buf.put_slice(&self.prefix[..n]);
         self.prefix.advance(n);
+        if self.prefix.is_empty() {
+            self.prefix = Bytes::new(); // its buffer is not kept for the connection's life
+        }
         Poll::Ready(Ok(()))
     }
 }

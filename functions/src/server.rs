@@ -138,20 +138,26 @@ async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let (app, http, draining) = (app.clone(), http.clone(), draining.clone());
-        // Taken now, before any drain: shutdown waits for this connection however it is served.
-        let watcher = graceful.watcher();
+        // Taken now, before any drain: the stop waits for this connection (until it drops this) however it
+        // is served.
+        let in_flight = graceful.watcher();
         tokio::spawn(async move {
             let io = crate::deadline_io::DeadlineIo::new(tcp, write_timeout);
-            let plain =
-                crate::plain_get::PlainGets { engine: &app.engine, requests: &app.requests, header_timeout, draining };
+            let plain = crate::plain_get::PlainGets {
+                engine: &app.engine,
+                requests: &app.requests,
+                header_timeout,
+                draining: draining.clone(),
+            };
             if let Some(io) = crate::plain_get::serve(io, plain).await {
                 let service = hyper::service::service_fn(|req| app.clone().handle(req));
-                let _ = watcher.watch(http.serve_connection(TokioIo::new(io), service)).await;
+                hyper_until_drained(http.serve_connection(TokioIo::new(io), service), draining).await;
             }
+            drop(in_flight);
             drop(permit);
         });
     }
-    let _ = drain.send(true);
+    let _ = drain.send(true); // plain-GET loops and connections handed to hyper
     readiness.drain();
     drop(listener);
     tracing::info!(grace = ?limits.drain_timeout, "stopping: not ready, listener closed, draining requests in flight");
@@ -159,6 +165,27 @@ async fn serve(
         tracing::warn!(grace = ?limits.drain_timeout, "requests still in flight after the drain timeout: stopping anyway");
     }
     Ok(())
+}
+
+/// Serves a connection handed over by the plain-GET loop, shutting it down gracefully once the server
+/// drains. hyper closes a connection whose shutdown comes before it has read anything, and this one's
+/// request was already read from the socket (it waits in front, prefixed_io.rs): so hyper is polled once
+/// first, which takes that request in, and a shutdown then answers it with `connection: close`.
+async fn hyper_until_drained<C>(conn: C, mut draining: tokio::sync::watch::Receiver<bool>)
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+{
+    tokio::pin!(conn);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(conn.as_mut().poll(cx))).await;
+    if first.is_ready() {
+        return;
+    }
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = draining.wait_for(|d| *d) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 async fn shutdown() {

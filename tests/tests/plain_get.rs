@@ -132,6 +132,12 @@ async fn every_answer_is_byte_for_byte_what_hyper_answers() {
     assert_eq!((found.status(), &found.body), (200, value));
     assert!(found.head.contains("\nx-cairn-version: "), "{}", found.head);
     assert_eq!(fresh(s.addr, &requests[2]).await.status(), 404);
+    // A HEAD's answer has no body: the next answer on the connection starts right after its head.
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(format!("{}{}", requests.last().unwrap(), requests[0]).as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    assert_eq!(answer_to(&mut tcp, &mut pending, true).await.status(), 200);
+    assert_eq!(answer(&mut tcp, &mut pending).await.body, *value);
 }
 
 /// One write of 50 GETs, an MGET with a body, 50 more GETs and a route of the router's: every answer comes,
@@ -176,6 +182,13 @@ async fn pipelined_requests_are_answered_in_order_across_the_hand_off() {
 /// answered or closed, never hangs or panics the server, and a good request is still answered after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bytes_never_take_the_server_down() {
+    // A panic in a connection's task would only end that task: count them.
+    static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        default(info)
+    }));
     let s = served(ServeConfig::default()).await;
     let good = get(&format!("/v1/keyspaces/ex/keys/{}", s.rows[0].0)).into_bytes();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -218,6 +231,7 @@ async fn hostile_bytes_never_take_the_server_down() {
             c.await.unwrap();
         }
         assert!(!s.serving.is_finished(), "the server stopped at round {round}");
+        assert_eq!(PANICS.load(std::sync::atomic::Ordering::SeqCst), 0, "a panic by round {round}");
     }
     let a = fresh(s.addr, std::str::from_utf8(&good).unwrap()).await;
     assert_eq!((a.status(), &a.body), (200, &s.rows[0].1));
@@ -252,4 +266,57 @@ async fn an_idle_connection_is_closed_at_the_header_timeout_and_at_a_stop() {
     s.stop.take().unwrap().send(()).unwrap();
     assert!(closes(tcp).await, "an idle connection stayed open through a stop");
     tokio::time::timeout(PATIENCE, &mut s.serving).await.expect("the stop waited for an idle connection").unwrap();
+}
+
+/// A head sent a byte at a time, each well within the header timeout: the timeout bounds the whole head,
+/// as hyper's does, so the client cannot hold its connection by trickling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickled_a_byte_at_a_time_is_cut_off_at_the_header_timeout() {
+    let limits = ServeConfig { header_timeout: Duration::from_millis(500), ..ServeConfig::default() };
+    let s = served(limits).await;
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(b"GET /v1/keyspaces/ex/keys/k HTTP/1.1\r\nX-Slow: ").await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 64];
+    // Ends when the server closes (a read of 0 or an error) or after PATIENCE; one byte each 100 ms.
+    let closed = loop {
+        if started.elapsed() > PATIENCE {
+            break false;
+        }
+        if tcp.write_all(b"a").await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => panic!("an answer to half a head"),
+            Err(_) => {}
+        }
+    };
+    assert!(closed, "a trickled head held its connection for {PATIENCE:?} past a 500 ms header timeout");
+}
+
+/// A request the plain loop does not serve, whose head was half read when the stop began, is handed to
+/// hyper after the drain started: it is answered (with `connection: close`), not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_handed_to_hyper_during_a_stop_is_answered() {
+    let long = ServeConfig { drain_timeout: Duration::from_secs(3600), ..ServeConfig::default() };
+    let mut s = served(long).await;
+    let body = format!(r#"["{}"]"#, s.rows[3].0);
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(b"POST /v1/keyspaces/ex/mget HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    s.stop.take().unwrap().send(()).unwrap();
+    // The listener closes after the drain signal is sent: once a connect is refused, the loop has it.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(s.addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "the listener stayed open through a stop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rest = format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    tcp.write_all(rest.as_bytes()).await.unwrap();
+    let a = answer(&mut tcp, &mut Vec::new()).await;
+    assert_eq!(a.status(), 200, "{}", a.head);
+    assert!(a.head.contains("\nconnection: close"), "{}", a.head);
+    let list: Vec<Option<String>> = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(list, vec![Some(String::from_utf8(s.rows[3].1.clone()).unwrap())]);
+    tokio::time::timeout(PATIENCE, &mut s.serving).await.expect("the stop did not end").unwrap();
 }

@@ -82,3 +82,25 @@ fn clients_that_never_read_their_response_do_not_hold_the_server() {
     answered(&served.url, &keys[0]);
     drop(stuck);
 }
+
+/// The same through the plain-GET loop (functions/src/plain_get.rs), which writes its answers itself:
+/// pipelined GETs of 32 KiB values whose answers are never read.
+#[test]
+fn clients_that_never_read_their_plain_gets_do_not_hold_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = data(dir.path(), 1_000, 32 << 10);
+    let served = process::serve(dir.path(), &["d.data"], &limits(&[]));
+    let addr = served.url.trim_start_matches("http://").to_string();
+    let gets: String =
+        keys.iter().map(|k| format!("GET /v1/keyspaces/default/keys/{k} HTTP/1.1\r\nhost: x\r\n\r\n")).collect();
+    let mut stuck = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        // Fails once the server gives up on the connection, if it has not all been sent by then.
+        let _ = s.write_all(gets.as_bytes());
+        stuck.push(s); // never read
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    answered(&served.url, &keys[0]);
+    drop(stuck);
+}
