@@ -56,16 +56,25 @@ request = function()
 end
 LUA
 
-# http_server DATASET NAME PORT: wrk at full speed RUNS times, then the open-loop generator at 50% of the
-# median peak RUNS times.
-http_server() {
-  local ds="$1" name="$2" port="$3"
+# http_pair DATASET CAIRN_PID BASELINE_PID: cairn (port 7971) and the baseline (7972) run side by side and
+# are measured in turn: wrk at full speed RUNS times each, alternating, then the open-loop generator at 50%
+# of each one's median peak, alternating. Measured one after the other, a drift of this VM between minutes
+# moved the ratio by as much as the servers differ (docs/benchmark-notes.md).
+http_pair() {
+  local ds="$1" cairn_pid="$2" baseline_pid="$3"
   for i in $(seq 1 "$runs"); do
-    KEYS_FILE="$keys" wrk -t2 -c50 -d"${secs}s" --latency -s "$work/random-key.lua" "http://127.0.0.1:$port" \
-      | python3 scripts/bench_report.py parse-wrk "$name" | tag "$ds"
+    for s in cairn:7971 baseline:7972; do
+      KEYS_FILE="$keys" wrk -t2 -c50 -d"${secs}s" --latency -s "$work/random-key.lua" "http://127.0.0.1:${s#*:}" \
+        | python3 scripts/bench_report.py parse-wrk "${s%%:*}" | tag "$ds"
+    done
   done
-  local half; half=$(median_of "$ds" http "$name" rps | awk '{printf "%d", $1 / 2}')
-  half_load http "$port" "$half" "$name"
+  local c b
+  c=$(median_of "$ds" http cairn rps | awk '{printf "%d", $1 / 2}')
+  b=$(median_of "$ds" http baseline rps | awk '{printf "%d", $1 / 2}')
+  for i in $(seq 1 "$runs"); do
+    half_load http 7971 "$c" cairn "$cairn_pid"
+    half_load http 7972 "$b" baseline "$baseline_pid"
+  done
 }
 
 # scrape_cost DATASET PORT: wrk at full speed RUNS times without and RUNS times with a scraper fetching
@@ -84,20 +93,18 @@ scrape_cost() {
   curl -s -H 'Accept: application/openmetrics-text' "http://127.0.0.1:$port/metrics" > "$work/metrics-$ds.txt"
 }
 
-# half_load PROTO PORT RATE NAME: the open-loop generator RUNS times at nice -10 (bench=half_load: stands in
-# for a client on cores of its own, so its own scheduling delays are not charged to the server) and RUNS times
-# at the default priority (bench=half_load_plain), alternating.
+# half_load PROTO PORT RATE NAME PID: the open-loop generator once at nice -10 (bench=half_load: stands in
+# for a client on cores of its own, so its own scheduling delays are not charged to the server) and once at
+# the default priority (bench=half_load_plain).
 # The nice -10 runs also record the server's CPU time (user + system, clock ticks from /proc) over the run:
 # CPU per request at a fixed rate is the server's own cost, which the peak on these shared cores only
 # partly shows (the client takes what the server leaves).
 half_load() {
-  local pid="${pids[-1]}" before
-  for i in $(seq 1 "$runs"); do
-    before=$(cpu_ticks "$pid")
-    result=$(nice -n -10 "$bin/cairn-load" "$1" "$2" "$keys" "$3" "$secs")
-    echo "$result" | tag "$ds" bench=half_load "server=$4" "server_ticks=$(( $(cpu_ticks "$pid") - before ))" "ticks_per_s=$(getconf CLK_TCK)"
-    "$bin/cairn-load" "$1" "$2" "$keys" "$3" "$secs" | tag "$ds" bench=half_load_plain "server=$4"
-  done
+  local pid="$5" before result
+  before=$(cpu_ticks "$pid")
+  result=$(nice -n -10 "$bin/cairn-load" "$1" "$2" "$keys" "$3" "$secs")
+  echo "$result" | tag "$ds" bench=half_load "server=$4" "server_ticks=$(( $(cpu_ticks "$pid") - before ))" "ticks_per_s=$(getconf CLK_TCK)"
+  "$bin/cairn-load" "$1" "$2" "$keys" "$3" "$secs" | tag "$ds" bench=half_load_plain "server=$4"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -130,17 +137,16 @@ bench_dataset() {
   # huge_kb: how much of it is on 2 MiB pages (the hot-shard arena; 0 where the kernel offers none).
   huge=$(awk '/^AnonHugePages:/ {print $2}' "/proc/${pids[-1]}/smaps_rollup" 2>/dev/null || echo 0)
   echo "{\"bench\":\"rss\",\"server\":\"cairn\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}"),\"huge_kb\":${huge:-0}}" | tag "$ds"
-  http_server "$ds" cairn 7971
-  scrape_cost "$ds" 7971
-  kill "${pids[-1]}"
+  local cairn_pid="${pids[-1]}"
 
-  echo "== [$ds] hash-map baseline server" >&2
-  drop_caches
+  echo "== [$ds] hash-map baseline server, then both in turn" >&2
   CAIRN_WORKERS="$workers" place "$bin/baseline-server" "$data" 7972 2> /dev/null & pids+=($!)
   wait_port 7972
   echo "{\"bench\":\"rss\",\"server\":\"baseline\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"
-  http_server "$ds" baseline 7972
+  http_pair "$ds" "$cairn_pid" "${pids[-1]}"
   kill "${pids[-1]}"
+  scrape_cost "$ds" 7971
+  kill "$cairn_pid"
 
   echo "== [$ds] redis-server" >&2
   drop_caches
@@ -160,7 +166,7 @@ for i, line in enumerate(open(sys.argv[1], "rb")):
       | python3 scripts/bench_report.py parse-redis | tag "$ds"
   done
   local half; half=$(median_of "$ds" http redis rps | awk '{printf "%d", $1 / 2}')
-  half_load resp 7973 "$half" redis
+  for i in $(seq 1 "$runs"); do half_load resp 7973 "$half" redis "${pids[-1]}"; done
   kill "${pids[-1]}"
 }
 
