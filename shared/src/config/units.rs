@@ -7,10 +7,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e} (expected e.g. 5s or 500ms)"))
 }
 
-/// A duration that must be above zero (a timeout of 0 would fail everything at once).
+/// The longest timeout: it is added to clock readings, and one past what they hold panicked every request.
+const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
+
+/// A duration above zero (a timeout of 0 would fail everything at once) and at most a year.
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err(format!("{s:?}: a timeout must be above 0")),
+        d if d > MAX_TIMEOUT => Err(format!("{s:?}: a timeout must be at most 365days")),
         d => Ok(d),
     }
 }
@@ -74,6 +78,9 @@ mod tests {
         assert!(parse_timeout("0s").unwrap_err().contains("above 0"));
         assert!(parse_timeout("-1s").is_err());
         assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        // Added to a clock reading when used: past what an `Instant` holds, every connection would panic.
+        assert!(parse_timeout("1000000000years").unwrap_err().contains("at most"));
+        assert_eq!(parse_timeout("365days"), Ok(Duration::from_secs(365 * 86_400)));
         assert!(parse_count("0").is_err() && parse_count("-3").is_err());
         assert_eq!(parse_switch("on"), Ok(true));
     }
