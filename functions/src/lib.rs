@@ -20,3 +20,5 @@ pub mod server;
 pub mod telemetry;
 
 pub use api::{router, router_for, router_with, router_with_access_log};
+#[doc(hidden)]
+pub use plain_get::plain_get_head;

@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("manifest_pointer", manifest_pointer),
     ("key", key),
     ("http_routes", http_routes),
+    ("plain_get", plain_get),
 ];
 
 fn u64_at(data: &[u8], at: usize) -> u64 {
@@ -246,4 +247,24 @@ pub fn http_routes(data: &[u8]) {
         status
     });
     assert!(!status.is_server_error(), "a request got {status}: {target:?}");
+}
+
+/// The plain-GET loop of `cairn serve` answers a request itself only if hyper would have routed it to the
+/// same key: its head parses completely, as a GET whose target `http`'s URI parser (hyper's) accepts, with
+/// the path `/v1/keyspaces/{ks}/keys/{key}`.
+pub fn plain_get(data: &[u8]) {
+    let Some((len, ks, key)) = cairn_functions::plain_get_head(data) else { return };
+    assert!(len <= data.len(), "a head longer than the input");
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    assert_eq!(
+        req.parse(&data[..len]).ok(),
+        Some(httparse::Status::Complete(len)),
+        "{:?}",
+        String::from_utf8_lossy(data)
+    );
+    assert_eq!(req.method, Some("GET"));
+    let target = req.path.expect("a target");
+    let uri: http::Uri = target.parse().unwrap_or_else(|e| panic!("served a target hyper refuses ({e}): {target:?}"));
+    assert_eq!(uri.path(), format!("/v1/keyspaces/{ks}/keys/{key}"), "{target:?}");
 }
