@@ -96,7 +96,7 @@ impl App {
 /// `/v1/keyspaces/{ks}/keys/{key}` with both segments non-empty and free of `%` (escaped paths take the
 /// router, which decodes them).
 fn single_key(path: &str) -> Option<(&str, &str)> {
-    let (ks, key) = path.strip_prefix("/v1/keyspaces/")?.split_once("/keys/")?;
+    let (ks, key) = crate::routes::single_key_segments(path)?;
     let plain = |s: &str| !s.is_empty() && !s.contains(['/', '%']);
     (plain(ks) && plain(key)).then_some((ks, key))
 }
@@ -113,7 +113,11 @@ async fn serve(
         .max_buf_size(2 << 20)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    let http = Arc::new(http);
+    // A connection handed to hyper once the stop has begun answers its request with `connection: close`,
+    // even one hyper finishes in the first poll, before a graceful shutdown could reach it.
+    let mut closing = http.clone();
+    closing.keep_alive(false);
+    let http = Arc::new((http, closing));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let (drain, draining) = tokio::sync::watch::channel(false);
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
@@ -151,7 +155,8 @@ async fn serve(
             };
             if let Some(io) = crate::plain_get::serve(io, plain).await {
                 let service = hyper::service::service_fn(|req| app.clone().handle(req));
-                hyper_until_drained(http.serve_connection(TokioIo::new(io), service), draining).await;
+                let builder = if *draining.borrow() { &http.1 } else { &http.0 };
+                hyper_until_drained(builder.serve_connection(TokioIo::new(io), service), draining).await;
             }
             drop(in_flight);
             drop(permit);
