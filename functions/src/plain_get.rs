@@ -196,7 +196,7 @@ fn unreserved(b: u8) -> bool {
 /// `/v1/keyspaces/{ks}/keys/{key}`, both segments non-empty and of unreserved URI characters only, which
 /// no URI parser reads in two ways.
 fn single_key(path: &str) -> Option<(&str, &str)> {
-    let (ks, key) = path.strip_prefix("/v1/keyspaces/")?.split_once("/keys/")?;
+    let (ks, key) = crate::routes::single_key_segments(path)?;
     let plain = |s: &str| !s.is_empty() && s.bytes().all(unreserved);
     (plain(ks) && plain(key)).then_some((ks, key))
 }
@@ -251,23 +251,11 @@ fn tail(out: &mut Vec<u8>, len: usize, close: bool) {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa(len, &mut [0u8; 20]));
+    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(b"date: ");
     date(|d| out.extend_from_slice(d));
     out.extend_from_slice(b"\r\n\r\n");
-}
-
-fn itoa(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// The `date` header's value (RFC 9110's IMF-fixdate), formatted once a second per thread.

@@ -18,6 +18,13 @@ pub const ROUTES: [&str; 9] = [
 pub const GET_ROUTE: usize = 3;
 const _: () = assert!(matches!(ROUTES[GET_ROUTE].as_bytes(), b"/v1/keyspaces/{ks}/keys/{key}"));
 
+/// The keyspace and key segments of a single-key GET's path, `/v1/keyspaces/{ks}/keys/{key}`, before the
+/// caller's own check of which characters it serves them with (the fast paths of server.rs and
+/// plain_get.rs; the router matches the route itself).
+pub(crate) fn single_key_segments(path: &str) -> Option<(&str, &str)> {
+    path.strip_prefix("/v1/keyspaces/")?.split_once("/keys/")
+}
+
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Keys per MGET.
