@@ -46,10 +46,16 @@ pub(crate) struct PlainGets<'a> {
 
 /// Serves `io` until the client closes it, it fails or times out (None), or a request arrives that this
 /// loop does not serve: then the connection, with that request's bytes in front, is returned for hyper.
-pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, mut s: PlainGets<'_>) -> Option<PrefixedIo<T>> {
+pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, s: PlainGets<'_>) -> Option<PrefixedIo<T>> {
     let mut buf = BytesMut::with_capacity(8 << 10);
     let mut out = Vec::with_capacity(8 << 10);
     let mut timer = Box::pin(tokio::time::sleep(s.header_timeout));
+    // One wait for the drain for the connection's life: made per request, it took two locks of the
+    // channel's waiter list each time.
+    let mut drained = std::pin::pin!({
+        let mut draining = s.draining.clone();
+        async move { draining.wait_for(|d| *d).await.is_ok() }
+    });
     // When the head being waited for must have arrived: set when the wait for a new head starts, kept
     // across the reads that bring it a piece at a time (as hyper's header timeout is).
     let mut head_deadline: Option<Instant> = None;
@@ -117,7 +123,7 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, mut s: P
                     }
                     timer.as_mut().reset(deadline);
                 }
-                _ = s.draining.changed(), if buf.is_empty() => return None,
+                _ = &mut drained, if buf.is_empty() => return None,
             }
         }
     }
@@ -158,9 +164,10 @@ fn parse(buf: &[u8]) -> Head<'_> {
     if buf.is_empty() {
         return Head::Incomplete;
     }
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Left uninitialised: httparse writes what it finds, and initialising 32 headers cost more than parsing.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; 32];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Head::Incomplete,
         _ => return Head::Other,
@@ -170,7 +177,7 @@ fn parse(buf: &[u8]) -> Head<'_> {
     }
     let target = req.path.unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if !query.bytes().all(|b| unreserved(b) || b"!$&'()*+,;=:@/?%".contains(&b)) {
+    if !query.bytes().all(|b| CLASS[b as usize] & QUERY != 0) {
         return Head::Other; // RFC 3986's query characters only: hyper refuses some that httparse lets by
     }
     match single_key(path) {
@@ -189,15 +196,46 @@ fn plain_header(h: &httparse::Header<'_>) -> bool {
     !["content-length", "transfer-encoding", "expect", "upgrade", "te"].iter().any(|n| is(n))
 }
 
-fn unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
+/// RFC 3986's classes of the bytes a target may hold, looked up rather than tested range by range.
+const UNRESERVED: u8 = 1;
+const QUERY: u8 = 2;
+static CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+            class[b] = UNRESERVED | QUERY;
+        } else if matches!(
+            c,
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+                | b'%'
+        ) {
+            class[b] = QUERY;
+        }
+        b += 1;
+    }
+    class
+};
 
 /// `/v1/keyspaces/{ks}/keys/{key}`, both segments non-empty and of unreserved URI characters only, which
 /// no URI parser reads in two ways.
 fn single_key(path: &str) -> Option<(&str, &str)> {
     let (ks, key) = crate::routes::single_key_segments(path)?;
-    let plain = |s: &str| !s.is_empty() && s.bytes().all(unreserved);
+    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| CLASS[b as usize] & UNRESERVED != 0);
     (plain(ks) && plain(key)).then_some((ks, key))
 }
 
@@ -276,7 +314,17 @@ fn date(f: impl FnOnce(&[u8])) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Head, parse};
+    use super::{CLASS, Head, QUERY, UNRESERVED, parse};
+
+    #[test]
+    fn the_byte_classes_are_rfc_3986s() {
+        for b in 0..=255u8 {
+            let unreserved = b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+            let query = unreserved || b"!$&'()*+,;=:@/?%".contains(&b);
+            assert_eq!(CLASS[b as usize] & UNRESERVED != 0, unreserved, "{b}");
+            assert_eq!(CLASS[b as usize] & QUERY != 0, query, "{b}");
+        }
+    }
 
     fn is_get(raw: &str) -> bool {
         matches!(parse(raw.as_bytes()), Head::Get { .. })
