@@ -8,7 +8,7 @@
 #   2. starts one LocalStack on a free 127.0.0.1 port for the whole run (CAIRN_TEST_S3_ENDPOINT; set that
 #      variable yourself to use another endpoint, e.g. the docker-compose one),
 #   3. builds the `cairn` binary the CLI tests drive and runs the whole workspace's tests (unit, embedded,
-#      LocalStack, interop, CLI),
+#      LocalStack, interop, CLI, and the replay of the fuzz corpus: tests/fuzz is a member),
 #   4. builds the Python package (python/, a maturin wheel) and runs its pytest suite: the embedded reader,
 #      the write-side building blocks, and cairn.spark.bulk_load on a local[2] Spark against the local store
 #      and LocalStack (PySpark 4.3, then the Spark tests again on PySpark 3.5 in a venv of their own),
@@ -17,7 +17,6 @@
 #   6. validates the deployment (scripts/check-deploy.sh: Kubernetes manifests, ECS task definitions, the
 #      CloudFormation template) and builds the container image from the debug binary (podman, installed
 #      with apt if missing) and serves the example data from its filesystem (scripts/check-image.sh),
-#   6b. replays the fuzz corpus through its targets (tests/fuzz; stable, no fuzzer needed),
 #   7. trims the build cache of what this run did not use (stale test executables, incremental state), and
 #      stops LocalStack. Exits non-zero on any failure.
 # The cargo target dir is kept between runs (~/.cache/cairn/target) so repeated runs, CI included, only
@@ -100,9 +99,9 @@ scripts/check-deploy.sh
 echo "== the container image: built with podman, served from the image's own filesystem"
 img="$(CAIRN_BIN="$CARGO_TARGET_DIR/debug/cairn" scripts/image.sh | tail -n1)"
 scripts/check-image.sh "$img"
-echo "== replaying the fuzz corpus (tests/fuzz, docs/fuzzing.md)"
-# Its own workspace and target dir: cargo-fuzz builds it with nightly flags, and its lock is separate.
-CARGO_TARGET_DIR="$HOME/.cache/cairn/fuzz-target" cargo test --locked --manifest-path tests/fuzz/Cargo.toml
+# The fuzz corpus (tests/fuzz, docs/fuzzing.md) is replayed by the workspace's tests above: cairn-fuzz is
+# a member. A target dir it had of its own (every dependency built twice) is removed.
+rm -rf "$HOME/.cache/cairn/fuzz-target"
 echo "== trimming the build cache (what this run's configuration no longer uses)"
 # Every differently-featured `cargo test -p ...` leaves test executables of its own (~50 MB each) and
 # incremental state: kept, they filled ~/.cache/cairn past 50 GB. Keep this configuration's executables and

@@ -141,7 +141,7 @@ mod tests {
         std::fs::create_dir(&odd).unwrap();
         let link = dir.path().join("store");
         std::os::unix::fs::symlink(&odd, &link).unwrap();
-        let err = Store::open(link.to_str().unwrap()).err().expect("opened a store it cannot name");
+        let err = Store::open(link.to_str().unwrap()).expect_err("opened a store it cannot name");
         assert!(err.to_string().contains("not UTF-8"), "{err}");
         let store = Store::open(dir.path().join("fine").to_str().unwrap()).unwrap();
         let file =
