@@ -25,6 +25,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
+# The fuzz corpus (tests/fuzz, docs/fuzzing.md) is replayed by the workspace's tests: cairn-fuzz is a member.
+# The target dir it had when it was a workspace of its own (every dependency built twice) goes.
+rm -rf "$HOME/.cache/cairn/fuzz-target"
 # When this run began: the build cache it did not touch is trimmed at the end.
 run_started="$(mktemp)"
 venv="${CAIRN_VENV:-$HOME/.cache/cairn/pyenv}"
@@ -99,9 +102,6 @@ scripts/check-deploy.sh
 echo "== the container image: built with podman, served from the image's own filesystem"
 img="$(CAIRN_BIN="$CARGO_TARGET_DIR/debug/cairn" scripts/image.sh | tail -n1)"
 scripts/check-image.sh "$img"
-# The fuzz corpus (tests/fuzz, docs/fuzzing.md) is replayed by the workspace's tests above: cairn-fuzz is
-# a member. A target dir it had of its own (every dependency built twice) is removed.
-rm -rf "$HOME/.cache/cairn/fuzz-target"
 echo "== trimming the build cache (what this run's configuration no longer uses)"
 # Every differently-featured `cargo test -p ...` leaves test executables of its own (~50 MB each) and
 # incremental state: kept, they filled ~/.cache/cairn past 50 GB. Keep this configuration's executables and
