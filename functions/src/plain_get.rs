@@ -203,30 +203,21 @@ static CLASS: [u8; 256] = {
     let mut class = [0u8; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+        if (b as u8).is_ascii_alphanumeric() {
             class[b] = UNRESERVED | QUERY;
-        } else if matches!(
-            c,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-                | b'/'
-                | b'?'
-                | b'%'
-        ) {
-            class[b] = QUERY;
         }
         b += 1;
+    }
+    let (unreserved, query_only) = (b"-._~", b"!$&'()*+,;=:@/?%");
+    let mut i = 0;
+    while i < unreserved.len() {
+        class[unreserved[i] as usize] = UNRESERVED | QUERY;
+        i += 1;
+    }
+    i = 0;
+    while i < query_only.len() {
+        class[query_only[i] as usize] = QUERY;
+        i += 1;
     }
     class
 };
