@@ -4,9 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cairn_ingest::{IngestOptions, IngestReport};
+use cairn_shared::Error;
 use cairn_shared::format::manifest::Manifest;
 use cairn_shared::stores::Store;
-use cairn_shared::{Error, versions::pointer};
+use cairn_shared::versions::{manifest_copies, pointer};
 
 pub const SERVE_KEYSPACE: &str = "default";
 
@@ -65,14 +66,23 @@ pub async fn rollback(store: &Store, ks: &str, to: Option<&str>) -> Result<(Stri
     Ok((done.from, done.to))
 }
 
-/// The current manifest of `ks` and every root holding its shards (primary first).
-pub async fn keyspace_roots(store: &Store, ks: &str) -> Result<(Manifest, Vec<Store>), Error> {
+/// The published version of `ks` (the pointer, with what it records of the version's top level) and its
+/// roots: the primary, then the replicas the primary's copy of the top level lists.
+pub async fn published_roots(store: &Store, ks: &str) -> Result<(pointer::Pointer, Vec<Store>), Error> {
     let cur = pointer::read(store.inner.as_ref(), ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.into()))?;
-    let manifest = Manifest::read(store.inner.as_ref(), ks, &cur.pointer.version).await?;
+    let top = Manifest::read_top(store.inner.as_ref(), ks, &cur.pointer.version).await?;
     let mut roots = vec![store.clone()];
-    for url in &manifest.replicas {
+    for url in &top.replicas {
         roots.push(Store::open(url)?);
     }
+    Ok((cur.pointer, roots))
+}
+
+/// [`published_roots`], with the version's manifest: every shard entry, read as readers read it (each part
+/// from whichever root holds it intact), so health and repair work when the primary has lost a group.
+pub async fn keyspace_roots(store: &Store, ks: &str) -> Result<(Manifest, Vec<Store>), Error> {
+    let (current, roots) = published_roots(store, ks).await?;
+    let manifest = manifest_copies::read_whole(&roots, ks, &current.version, current.manifest.as_ref()).await?;
     Ok((manifest, roots))
 }
 
@@ -96,7 +106,10 @@ fn print_layer_health(r: &cairn_shared::versions::health::HealthReport) {
         if r.deep { ", checksums verified" } else { ", presence and size" }
     );
     for c in r.manifest.iter().filter(|c| c.state != CopyState::Ok) {
-        println!("  manifest {}: {:?}", c.root, c.state);
+        match &c.part {
+            Some(part) => println!("  manifest {} ({part}): {:?}", c.root, c.state),
+            None => println!("  manifest {}: {:?}", c.root, c.state),
+        }
     }
     for s in r.shards.iter().filter(|s| s.good < r.copies_per_shard) {
         for c in s.copies.iter().filter(|c| c.state != CopyState::Ok) {

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use cairn_ingest::IngestOptions;
 use cairn_shared::config::EngineConfig;
 use cairn_shared::stores::Store;
-use cairn_shared::{Engine, format::manifest, versions::pointer};
+use cairn_shared::versions::{manifest_copies, pointer};
+use cairn_shared::{Engine, format::manifest};
 use clap::Parser;
 
 use args::{Cli, Command, IngestArgs};
@@ -144,7 +145,23 @@ async fn run(cli: Cli) -> Res {
         }
         Some(Command::Health { store, keyspace, deep, json }) => {
             let store = Store::open(&store.store)?;
-            let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
+            let (current, roots) = admin::published_roots(&store, &keyspace).await?;
+            let vouched = current.manifest.as_ref();
+            let manifest = match manifest_copies::read_whole(&roots, &keyspace, &current.version, vouched).await {
+                Ok(m) => m,
+                // No root holds some part of the published version's manifest intact: its lookups fail, so
+                // the keyspace is RED (as `GET /v1/health?shards=true` says), not a failed check.
+                Err(e) if matches!(e.kind(), cairn_shared::ErrorKind::DataLoss | cairn_shared::ErrorKind::Corrupt) => {
+                    if json {
+                        let red = serde_json::json!({ "keyspace": keyspace, "status": "RED", "error": e.to_string() });
+                        println!("{}", serde_json::to_string_pretty(&red)?);
+                    } else {
+                        println!("{keyspace}: RED: {e}");
+                    }
+                    return Ok(4);
+                }
+                Err(e) => return Err(e.into()),
+            };
             let report = cairn_shared::versions::health::check_version(&roots, &manifest, deep).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -164,7 +181,7 @@ async fn run(cli: Cli) -> Res {
             // Every layer the version stacks on, too; one whose manifest no root holds is past repair, and
             // the others are still mended.
             for layer in &manifest.layers {
-                let older = match cairn_shared::versions::health::older_layer(&roots, &keyspace, layer).await {
+                let older = match manifest_copies::older_layer(&roots, &keyspace, layer).await {
                     Ok(m) => m,
                     // A store that failed may answer the next run: not a verdict on the data.
                     Err((_, e)) if e.kind() == cairn_shared::ErrorKind::Unavailable => return Err(e.into()),
@@ -190,7 +207,8 @@ async fn run(cli: Cli) -> Res {
             }
             if repaired.manifest_unrecoverable {
                 println!(
-                    "no root holds an intact copy of the manifest (or of one of its groups): re-ingest or roll back"
+                    "no root holds an intact copy of the manifest or of an object it lists (a group, the input \
+                     listing, a delta's key filter): re-ingest or roll back"
                 );
             }
             Ok(if after.status == cairn_shared::versions::health::Status::Green { 0 } else { 1 })

@@ -20,7 +20,7 @@ pub fn layers(py: Python<'_>, store: &str, keyspace: &str) -> PyResult<String> {
             .await?
             .ok_or_else(|| cairn_shared::Error::KeyspaceNotFound(ks.clone()))?;
         let top = Manifest::read(root.inner.as_ref(), &ks, &cur.pointer.version).await?;
-        let older = cairn_shared::versions::health::older_layers(std::slice::from_ref(&root), &top).await?;
+        let older = cairn_shared::versions::manifest_copies::older_layers(std::slice::from_ref(&root), &top).await?;
         let layer = |m: &Manifest| {
             serde_json::json!({
                 "version": m.version,

@@ -228,3 +228,110 @@ async fn an_older_layer_read_from_parts_on_different_roots() {
         assert_eq!(std::fs::read(g).unwrap(), std::fs::read(other).unwrap(), "{} repaired", g.display());
     }
 }
+
+/// Every object a root's manifest copy is made of counts, not only its top level: a replica that lost a
+/// group (or holds a damaged one) serves nothing from it when the primary fails, so health must not say
+/// GREEN, must name the object, and repair must bring it back; a group with no intact copy on any root is
+/// RED. The same holds for an older layer's groups and for a delta layer's key filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_part_of_each_roots_manifest_copy_is_checked() {
+    use cairn_shared::format::layout;
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, roots) = local_roots(dir.path(), 2);
+    let base = ingest_into(&roots, example_data(), Some(manifest::GROUP_ABOVE as u32 + 1)).await;
+    let m = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &base.version).await.unwrap();
+    assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
+    let group = |g: u32| layout::group_path("default", &base.version, g);
+    let on = |root: usize, p: &object_store::path::Path| paths[root].join(p.as_ref());
+    let flip = |file: PathBuf| {
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&file, bytes).unwrap();
+    };
+
+    // The replica's copy of group 1 gone: YELLOW, naming it, shallow or deep.
+    std::fs::remove_file(on(1, &group(1))).unwrap();
+    for deep in [false, true] {
+        let report = health::check(&roots, &m, deep).await;
+        assert_eq!(report.status, Status::Yellow, "deep {deep}: {:?}", report.manifest);
+        assert_eq!(report.manifest[0].state, CopyState::Ok);
+        assert_eq!(report.manifest[1].state, CopyState::Missing, "{:?}", report.manifest);
+        assert_eq!(report.manifest[1].part.as_deref(), Some(group(1).as_ref()));
+    }
+    let store_arg = paths[0].to_str().unwrap().to_string();
+    let out = cairn(&["health", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains(group(1).as_ref()), "{}", text(&out.stdout));
+
+    // The primary's group 0 damaged in place (same size): only a deep check sees it.
+    flip(on(0, &group(0)));
+    let deep = health::check(&roots, &m, true).await;
+    assert!(matches!(deep.manifest[0].state, CopyState::Corrupt { .. }), "{:?}", deep.manifest);
+    assert_eq!(deep.manifest[0].part.as_deref(), Some(group(0).as_ref()));
+    assert_eq!(deep.status, Status::Yellow, "each group still has an intact copy");
+    assert_eq!(health::check(&roots, &m, false).await.manifest[0].state, CopyState::Ok);
+    // The CLI reads the manifest as readers do, part by part, so a primary's damaged group is reported (it
+    // used to read the primary's copy alone and fail).
+    let out = cairn(&["health", "-k", "default", "--store", &store_arg, "--deep"], None, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains(group(0).as_ref()), "{}", text(&out.stdout));
+
+    // Repair restores both, byte for byte from the intact copy.
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(std::fs::read(on(0, &group(0))).unwrap(), std::fs::read(on(1, &group(0))).unwrap());
+    assert_eq!(std::fs::read(on(0, &group(1))).unwrap(), std::fs::read(on(1, &group(1))).unwrap());
+    assert_eq!(health::check(&roots, &m, true).await.status, Status::Green);
+
+    // No intact copy of group 1 anywhere: its shards cannot be found, RED.
+    std::fs::remove_file(on(0, &group(1))).unwrap();
+    flip(on(1, &group(1)));
+    let report = health::check(&roots, &m, true).await;
+    assert_eq!(report.status, Status::Red, "{:?}", report.manifest);
+    let out = cairn(&["health", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("RED"), "{}", text(&out.stdout));
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+
+    // Layers, in a store of their own: a base of groups and a delta over it, whose key filter counts too.
+    let (paths, roots) = local_roots(&dir.path().join("layered"), 2);
+    let base = ingest_into(&roots, example_data(), Some(manifest::GROUP_ABOVE as u32 + 1)).await;
+    let rows = read_dataset(&example_data());
+    let changed = dir.path().join("delta.txt");
+    std::fs::write(&changed, rows.iter().take(20).map(|(k, _)| format!("{k} changed\n")).collect::<String>()).unwrap();
+    let top = ingest_into(&roots, changed, None).await;
+    let m = manifest::Manifest::read(roots[0].inner.as_ref(), "default", &top.version).await.unwrap();
+    assert!(m.delta.is_some(), "a delta layer");
+    assert_eq!(health::check_version(&roots, &m, true).await.status, Status::Green);
+    let base_group = layout::group_path("default", &base.version, 0);
+    let filter = layout::filter_path("default", &top.version);
+    std::fs::remove_file(paths[1].join(base_group.as_ref())).unwrap();
+    std::fs::remove_file(paths[0].join(filter.as_ref())).unwrap();
+    let report = health::check_version(&roots, &m, false).await;
+    assert_eq!(report.status, Status::Yellow, "{report:?}");
+    assert_eq!(report.manifest[0].part.as_deref(), Some(filter.as_ref()), "{:?}", report.manifest);
+    assert_eq!(report.layers[0].manifest[1].state, CopyState::Missing, "{:?}", report.layers[0].manifest);
+    assert_eq!(report.layers[0].manifest[1].part.as_deref(), Some(base_group.as_ref()));
+    let store_arg = paths[0].to_str().unwrap().to_string();
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(paths[1].join(base_group.as_ref()).exists() && paths[0].join(filter.as_ref()).exists());
+    assert_eq!(health::check_version(&roots, &m, true).await.status, Status::Green);
+
+    // The delta's filter gone from every root: lookups read the layer without one, so YELLOW, not RED, and
+    // repair says it cannot bring it back.
+    for p in &paths {
+        std::fs::remove_file(p.join(filter.as_ref())).unwrap();
+    }
+    assert_eq!(health::check_version(&roots, &m, false).await.status, Status::Yellow);
+    let engine = Engine::new(roots[0].clone(), EngineConfig::default());
+    let (k, _) = &rows[0];
+    assert_eq!(engine.get("default", k).await.unwrap().as_deref(), Some(&b"changed"[..]));
+    let out = cairn(&["health", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = cairn(&["repair", "-k", "default", "--store", &store_arg], None, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("no root holds an intact copy"), "{}", text(&out.stdout));
+}

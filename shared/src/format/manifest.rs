@@ -193,9 +193,20 @@ impl Manifest {
 
     /// [`Manifest::read`], with what a pointer records of the top level read.
     pub async fn read_with_ref(store: &dyn ObjectStore, ks: &str, version: &str) -> Result<(Manifest, ObjectRef)> {
+        Self::read_parts(store, ks, version, true).await
+    }
+
+    /// [`Manifest::read_with_ref`], reading the input listing only with `listing` (without, `source.files`
+    /// keeps the top level's first files): health and repair need the shard entries, readers no listing.
+    pub async fn read_parts(
+        store: &dyn ObjectStore,
+        ks: &str,
+        version: &str,
+        listing: bool,
+    ) -> Result<(Manifest, ObjectRef)> {
         use futures::{StreamExt, TryStreamExt};
         let (mut m, top) = Self::read_top_ref(store, ks, version).await?;
-        if let Some(listing) = m.source.listing.take() {
+        if let Some(listing) = m.source.listing.take_if(|_| listing) {
             let path = layout::sources_path(ks, version);
             let bytes = match store.get(&path).await {
                 Ok(r) => r.bytes().await?,

@@ -1,8 +1,10 @@
 //! A keyspace's versions: the pointer that names the published one, and what changes or checks them —
 //! rollback, gc, health and repair.
 
+pub mod copies;
 pub mod gc;
 pub mod health;
+pub mod manifest_copies;
 mod object_kind;
 pub mod pointer;
 pub mod repair;

@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::format::checksum::{ObjectRef, checksum_of};
-use crate::format::layout;
 use crate::format::manifest::Manifest;
 use crate::stores::url::Store;
-use crate::versions::health::{CopyState, check_vouched, intact_top, vouched_top};
+use crate::versions::copies::CopyState;
+use crate::versions::health::check_vouched;
+use crate::versions::manifest_copies::{intact_top, manifest_parts, vouched_top};
 use crate::versions::pointer;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -22,8 +23,8 @@ pub struct RepairReport {
     pub metadata_copied: usize,
     /// Shards with no good copy left: nothing to copy from (re-ingest or roll back).
     pub unrecoverable: Vec<u32>,
-    /// No root holds an intact copy of the manifest's top level or of one of its groups (re-ingest or roll
-    /// back).
+    /// No root holds an intact copy of the manifest's top level or of an object it lists (a group, the input
+    /// listing, a delta's key filter): re-ingest or roll back.
     pub manifest_unrecoverable: bool,
 }
 
@@ -68,10 +69,9 @@ async fn repair_vouched(roots: &[Store], manifest: &Manifest, vouched: Option<Ob
     // copy the pointer vouches for), and each replica's pointer copy while `manifest` is the current version.
     let ks = &manifest.keyspace;
     let current = pointer::read(roots[0].inner.as_ref(), ks).await?.filter(|c| c.pointer.version == manifest.version);
-    match repair_manifest(roots, manifest, vouched.as_ref()).await? {
-        Some(written) => out.metadata_copied += written,
-        None => out.manifest_unrecoverable = true,
-    }
+    let (written, whole) = repair_manifest(roots, manifest, vouched.as_ref()).await?;
+    out.metadata_copied += written;
+    out.manifest_unrecoverable = !whole;
     if let Some(cur) = &current {
         for root in &roots[1..] {
             let copy = pointer::read(root.inner.as_ref(), ks).await.ok().flatten().map(|c| c.pointer);
@@ -84,44 +84,29 @@ async fn repair_vouched(roots: &[Store], manifest: &Manifest, vouched: Option<Ob
     Ok(out)
 }
 
-/// Gives every root an intact copy of `manifest`'s top level, groups and input listing, copied byte for byte from roots
-/// whose copies are intact: the top level the one `vouched` names (the pointer's; without it, one that parses
-/// as this version), each group the one that top level lists (size and checksum). Returns the roots
-/// written, or None when some part has no intact copy anywhere.
-async fn repair_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&ObjectRef>) -> Result<Option<usize>> {
+/// Gives every root an intact copy of `manifest`'s top level and of every object it lists, copied byte for
+/// byte from roots whose copies are intact: the top level the one `vouched` names (the pointer's; without it,
+/// one that parses as this version), each part the one that top level lists (size and checksum). Returns the
+/// roots written, and whether every part has an intact copy somewhere (the others are mended either way).
+async fn repair_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&ObjectRef>) -> Result<(usize, bool)> {
     let path = manifest.path();
     let tops = read_all(roots, &path).await?;
     let Some(top) = tops.iter().flatten().find(|t| intact_top(manifest, vouched, t)).cloned() else {
-        return Ok(None);
+        return Ok((0, false));
     };
     let listed = Manifest::parse(&path, &top)?;
-    let mut fixed = vec![false; roots.len()];
+    let (mut fixed, mut whole) = (vec![false; roots.len()], true);
     // Groups (the input listing, a delta's key filter) first: a reader that finds the top level finds every object it lists.
-    let mut parts: Vec<(Path, u64, &str)> = listed
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(g, want)| {
-            (layout::group_path(&manifest.keyspace, &manifest.version, g as u32), want.bytes, want.checksum.as_str())
-        })
-        .collect();
-    if let Some(want) = &listed.source.listing {
-        parts.push((layout::sources_path(&manifest.keyspace, &manifest.version), want.bytes, &want.checksum));
-    }
-    if let Some(delta) = &listed.delta {
-        parts.push((
-            layout::filter_path(&manifest.keyspace, &manifest.version),
-            delta.filter.bytes,
-            &delta.filter.checksum,
-        ));
-    }
-    for (part, bytes, checksum) in parts {
-        let copies = read_all(roots, &part).await?;
-        let intact = |b: &[u8]| b.len() as u64 == bytes && checksum_of(b) == checksum;
-        let Some(good) = copies.iter().flatten().find(|c| intact(c)).cloned() else { return Ok(None) };
+    for part in manifest_parts(&listed) {
+        let copies = read_all(roots, &part.path).await?;
+        let intact = |b: &[u8]| b.len() as u64 == part.bytes && checksum_of(b) == part.checksum;
+        let Some(good) = copies.iter().flatten().find(|c| intact(c)).cloned() else {
+            whole = false;
+            continue;
+        };
         for (i, copy) in copies.iter().enumerate() {
             if !copy.as_deref().is_some_and(intact) {
-                roots[i].inner.put(&part, PutPayload::from(good.clone())).await?;
+                roots[i].inner.put(&part.path, PutPayload::from(good.clone())).await?;
                 fixed[i] = true;
             }
         }
@@ -132,7 +117,7 @@ async fn repair_manifest(roots: &[Store], manifest: &Manifest, vouched: Option<&
             fixed[i] = true;
         }
     }
-    Ok(Some(fixed.into_iter().filter(|f| *f).count()))
+    Ok((fixed.into_iter().filter(|f| *f).count(), whole))
 }
 
 /// Each root's bytes at `path` (None where it has none).

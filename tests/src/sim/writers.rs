@@ -172,7 +172,9 @@ pub async fn repairer(w: Arc<World>) {
         let outcome = async {
             let cur =
                 pointer::read(primary.as_ref(), KS).await?.ok_or(cairn_shared::Error::KeyspaceNotFound(KS.into()))?;
-            let m = Manifest::read(primary.as_ref(), KS, &cur.pointer.version).await?;
+            // As `cairn repair` reads it: part by part from the roots when the primary's copy is not whole.
+            let (version, vouched) = (&cur.pointer.version, cur.pointer.manifest.as_ref());
+            let m = cairn_shared::versions::manifest_copies::read_whole(&w.roots, KS, version, vouched).await?;
             cairn_shared::versions::repair::repair(&w.roots, &m).await
         }
         .await;
