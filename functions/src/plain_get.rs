@@ -10,9 +10,9 @@
 //!
 //! The limits are hyper's: a request head must arrive within `CAIRN_HEADER_TIMEOUT` of the server starting
 //! to wait for it (an idle keep-alive connection included; the reads that bring it piecemeal do not extend
-//! it; a head past 16 KiB goes to hyper, whose own timeout then starts), responses are written through the
-//! write deadline (deadline_io.rs), and a drain closes an idle connection at once and a busy one after its
-//! answer, which says `connection: close`.
+//! it; a head still arriving past 16 KiB goes to hyper with what is left of that time), responses are
+//! written through the write deadline (deadline_io.rs), and a drain closes an idle connection at once and a
+//! busy one after its answer, which says `connection: close`.
 
 use std::time::Duration;
 
@@ -44,9 +44,13 @@ pub(crate) struct PlainGets<'a> {
     pub draining: watch::Receiver<bool>,
 }
 
+/// A connection this loop hands to hyper: that request's bytes in front, and when its head is still
+/// arriving, the instant it must have arrived by (hyper's own header timeout would start again).
+pub(crate) type Handoff<T> = (PrefixedIo<T>, Option<Instant>);
+
 /// Serves `io` until the client closes it, it fails or times out (None), or a request arrives that this
-/// loop does not serve: then the connection, with that request's bytes in front, is returned for hyper.
-pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, s: PlainGets<'_>) -> Option<PrefixedIo<T>> {
+/// loop does not serve: then the connection is returned for hyper.
+pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, s: PlainGets<'_>) -> Option<Handoff<T>> {
     let mut buf = BytesMut::with_capacity(8 << 10);
     let mut out = Vec::with_capacity(8 << 10);
     let mut timer = Box::pin(tokio::time::sleep(s.header_timeout));
@@ -67,7 +71,11 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, s: Plain
                 Head::Incomplete => break,
                 Head::Other => {
                     write(&mut io, &mut out).await.ok()?;
-                    return Some(PrefixedIo::new(Bytes::copy_from_slice(&buf), io));
+                    return Some((PrefixedIo::new(Bytes::copy_from_slice(&buf), io), None));
+                }
+                Head::Unfinished => {
+                    write(&mut io, &mut out).await.ok()?;
+                    return Some((PrefixedIo::new(Bytes::copy_from_slice(&buf), io), head_deadline));
                 }
             };
             head_deadline = None;
@@ -156,6 +164,8 @@ enum Head<'a> {
         key: &'a str,
     },
     Incomplete,
+    /// A head still incomplete at [`MAX_HEAD`] bytes: hyper's to judge, by the deadline it already has.
+    Unfinished,
     /// Anything hyper should answer.
     Other,
 }
@@ -170,7 +180,8 @@ fn parse(buf: &[u8]) -> Head<'_> {
     let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Head::Incomplete,
-        _ => return Head::Other,
+        Ok(httparse::Status::Partial) => return Head::Unfinished,
+        Err(_) => return Head::Other,
     };
     if req.method != Some("GET") || req.version != Some(1) || !req.headers.iter().all(plain_header) {
         return Head::Other;

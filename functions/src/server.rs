@@ -23,6 +23,7 @@ use cairn_shared::Engine;
 use cairn_shared::config::ServeConfig;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -57,12 +58,8 @@ pub async fn bind_until(
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let requests = Arc::new(crate::request_metrics::RequestMetrics::default());
-    let api = crate::mget::Limits { function_url: false, body_timeout: Some(limits.body_timeout) };
-    let readiness = Readiness::starting(&limits.warm_keyspaces);
-    tokio::spawn(crate::readiness::load(engine.clone(), readiness.clone(), Duration::from_secs(1)));
-    let router = crate::router_for(engine.clone(), requests.clone(), None, api, readiness.clone());
-    let app = Arc::new(App { router, engine, requests });
+    let (app, readiness) = App::new(engine.clone(), &limits);
+    tokio::spawn(crate::readiness::load(engine, readiness.clone(), Duration::from_secs(1)));
     Ok((local, serve(listener, app, limits, readiness, stop)))
 }
 
@@ -77,6 +74,15 @@ struct App {
 }
 
 impl App {
+    /// The app and the readiness it answers, which the caller loads.
+    fn new(engine: Arc<Engine>, limits: &ServeConfig) -> (Arc<App>, Arc<Readiness>) {
+        let requests = Arc::new(crate::request_metrics::RequestMetrics::default());
+        let api = crate::mget::Limits { function_url: false, body_timeout: Some(limits.body_timeout) };
+        let readiness = Readiness::starting(&limits.warm_keyspaces);
+        let router = crate::router_for(engine.clone(), requests.clone(), None, api, readiness.clone());
+        (Arc::new(App { router, engine, requests }), readiness)
+    }
+
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Answer>, std::convert::Infallible> {
         if req.method() == Method::GET
             && let Some((ks, key)) = single_key(req.uri().path())
@@ -108,16 +114,7 @@ async fn serve(
     readiness: Arc<Readiness>,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.writev(false)
-        .max_buf_size(2 << 20)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    // A connection handed to hyper once the stop has begun answers its request with `connection: close`,
-    // even one hyper finishes in the first poll, before a graceful shutdown could reach it.
-    let mut closing = http.clone();
-    closing.keep_alive(false);
-    let http = Arc::new((http, closing));
+    let http = Arc::new(hyper_builders(limits.header_timeout));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let (drain, draining) = tokio::sync::watch::channel(false);
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
@@ -147,17 +144,7 @@ async fn serve(
         let in_flight = graceful.watcher();
         tokio::spawn(async move {
             let io = crate::deadline_io::DeadlineIo::new(tcp, write_timeout);
-            let plain = crate::plain_get::PlainGets {
-                engine: &app.engine,
-                requests: &app.requests,
-                header_timeout,
-                draining: draining.clone(),
-            };
-            if let Some(io) = crate::plain_get::serve(io, plain).await {
-                let service = hyper::service::service_fn(|req| app.clone().handle(req));
-                let builder = if *draining.borrow() { &http.1 } else { &http.0 };
-                hyper_until_drained(builder.serve_connection(TokioIo::new(io), service), draining).await;
-            }
+            connection(io, app, http, draining, header_timeout).await;
             drop(in_flight);
             drop(permit);
         });
@@ -170,6 +157,59 @@ async fn serve(
         tracing::warn!(grace = ?limits.drain_timeout, "requests still in flight after the drain timeout: stopping anyway");
     }
     Ok(())
+}
+
+/// hyper's connection settings: one for connections it serves until the stop, one for those handed to it
+/// once the stop has begun, which answer their request with `connection: close`, even one hyper finishes in
+/// the first poll, before a graceful shutdown could reach it.
+fn hyper_builders(header_timeout: Duration) -> (http1::Builder, http1::Builder) {
+    let mut http = http1::Builder::new();
+    http.writev(false)
+        .max_buf_size(2 << 20)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let mut closing = http.clone();
+    closing.keep_alive(false);
+    (http, closing)
+}
+
+/// One connection's life: the plain-GET loop, then hyper if that loop hands it over.
+async fn connection<T>(
+    io: T,
+    app: Arc<App>,
+    http: Arc<(http1::Builder, http1::Builder)>,
+    draining: tokio::sync::watch::Receiver<bool>,
+    header_timeout: Duration,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let plain = crate::plain_get::PlainGets {
+        engine: &app.engine,
+        requests: &app.requests,
+        header_timeout,
+        draining: draining.clone(),
+    };
+    let Some((io, head_due)) = crate::plain_get::serve(io, plain).await else { return };
+    // A head still arriving keeps the deadline it had in the loop, not a new header timeout from hyper; the
+    // connection's later heads get hyper's own, as usual.
+    let taken = std::sync::atomic::AtomicBool::new(false);
+    let service = hyper::service::service_fn(|req| {
+        taken.store(true, std::sync::atomic::Ordering::Relaxed);
+        app.clone().handle(req)
+    });
+    let builder = if *draining.borrow() { &http.1 } else { &http.0 };
+    let served = hyper_until_drained(builder.serve_connection(TokioIo::new(io), service), draining);
+    tokio::pin!(served);
+    if let Some(due) = head_due {
+        tokio::select! {
+            _ = &mut served => return,
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        if !taken.load(std::sync::atomic::Ordering::Relaxed) {
+            return; // closed, as hyper closes a connection whose head is late
+        }
+    }
+    served.await;
 }
 
 /// Serves a connection handed over by the plain-GET loop, shutting it down gracefully once the server
@@ -203,4 +243,87 @@ async fn shutdown() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::time::Instant;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A connection as the server serves it, over an in-memory pipe: the client's end, and the task serving
+    /// the other one.
+    fn connected() -> (DuplexStream, tokio::task::JoinHandle<()>) {
+        let limits = ServeConfig { header_timeout: TIMEOUT, ..ServeConfig::default() };
+        let store = cairn_shared::stores::Store::open("memory://large-head").unwrap();
+        let (app, _) = App::new(Arc::new(Engine::new(store, Default::default())), &limits);
+        let (drain, draining) = tokio::sync::watch::channel(false);
+        std::mem::forget(drain); // never drains
+        let (client, server) = tokio::io::duplex(64 << 10);
+        let http = Arc::new(hyper_builders(TIMEOUT));
+        (client, tokio::spawn(connection(server, app, http, draining, TIMEOUT)))
+    }
+
+    /// Sends a head of `GET /v1/live` with a header of `pad` bytes, the first 10 KiB now and the rest (past
+    /// the 16 KiB the loop reads before it hands the connection to hyper) after `wait`; then its end if `end`.
+    async fn large_head(client: &mut DuplexStream, wait: Duration, pad: usize, end: bool) {
+        client.write_all(b"GET /v1/live HTTP/1.1\r\nhost: x\r\nx-big: ").await.unwrap();
+        client.write_all(&vec![b'a'; 10 << 10]).await.unwrap();
+        tokio::time::sleep(wait).await;
+        client.write_all(&vec![b'a'; pad - (10 << 10)]).await.unwrap();
+        // Read by the loop before the head ends, so that hyper gets it unfinished.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if end {
+            client.write_all(b"\r\n\r\n").await.unwrap();
+        }
+    }
+
+    /// Reads one answer's head and body (by its content-length).
+    async fn answer(client: &mut DuplexStream) -> String {
+        let mut got = Vec::new();
+        loop {
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len =
+                    text.lines().find_map(|l| l.strip_prefix("content-length: ")).map_or(0, |n| n.parse().unwrap());
+                if got.len() >= end + 4 + len {
+                    return text;
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before an answer: {text}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// A head still arriving when it passes 16 KiB goes from the plain-GET loop to hyper, whose own header
+    /// timeout used to start again there: the head could take up to twice `CAIRN_HEADER_TIMEOUT`. It keeps
+    /// the deadline it had. Virtual time: the instant the connection ends is exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_large_head_handed_to_hyper_keeps_its_deadline() {
+        let (mut client, served) = connected();
+        let started = Instant::now();
+        large_head(&mut client, TIMEOUT * 9 / 10, 18 << 10, false).await;
+        let _ = client.read_to_end(&mut Vec::new()).await; // until the server lets go of its end
+        served.await.unwrap();
+        let took = started.elapsed();
+        assert!(took >= TIMEOUT && took <= TIMEOUT + Duration::from_millis(5), "closed {took:?} after the head began");
+    }
+
+    /// ...and only that head: one that arrives in time is answered, and the connection's next head, sent
+    /// after that deadline, gets the whole header timeout again.
+    #[tokio::test(start_paused = true)]
+    async fn after_a_large_head_the_connection_keeps_the_whole_header_timeout() {
+        let (mut client, served) = connected();
+        large_head(&mut client, TIMEOUT * 9 / 10, 18 << 10, true).await;
+        assert!(answer(&mut client).await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(TIMEOUT / 2).await;
+        client.write_all(b"GET /v1/live HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert!(answer(&mut client).await.starts_with("HTTP/1.1 200"));
+        drop(client);
+        served.await.unwrap();
+    }
 }
