@@ -10,8 +10,7 @@ use std::rc::Rc;
 
 use crate::error::IngestError;
 use crate::input::InputFile;
-use crate::record::{Emit, Problems, check_record};
-use crate::source::MAX_LINE;
+use crate::record::{Emit, MAX_LINE, Problems, check_record};
 use crate::text_input::TextInput;
 
 /// Longest CSV record read: a key and a value at their limits, quoted (doubled quotes), with room to spare.

@@ -6,8 +6,7 @@ use serde_json::Value;
 
 use crate::error::IngestError;
 use crate::input::InputFile;
-use crate::record::{Emit, Problems, check_record};
-use crate::source::MAX_LINE;
+use crate::record::{Emit, MAX_LINE, Problems, check_record};
 use crate::text_input::{Line, TextInput, next_line};
 
 pub fn read(

@@ -9,6 +9,7 @@ pub mod byte_column;
 pub mod checkpoint;
 pub mod compact;
 mod csv_input;
+pub mod cursor;
 pub mod delta;
 pub mod error;
 pub mod input;

@@ -5,7 +5,8 @@
 use std::io;
 use std::ops::Range;
 
-use crate::run::{Cursor, Record, Run};
+use crate::cursor::{Cursor, Record};
+use crate::run::Run;
 
 /// A key that appears twice: where (file index, line) of both occurrences.
 #[derive(Debug)]

@@ -17,6 +17,10 @@ use tokio::task::JoinHandle;
 pub const READ_AHEAD_BYTES: u64 = 8 << 20;
 /// Range requests kept in flight ahead of a sequential reader.
 pub const READ_AHEAD_REQUESTS: usize = 4;
+/// Largest range one request of a Parquet row group's fetch asks for: a column chunk is fetched in parts of
+/// this size, in parallel, so no request outlives the store's timeout however large the writer made its row
+/// groups.
+pub(crate) const FETCH_PART: u64 = 8 << 20;
 
 /// One object as listed: the store, its key, size and ETag.
 #[derive(Clone)]

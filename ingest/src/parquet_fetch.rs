@@ -10,12 +10,9 @@ use parquet::file::reader::{ChunkReader, Length};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::object_read::{Object, ObjectRead};
+use crate::object_read::{FETCH_PART, Object, ObjectRead};
 use crate::read_ahead::ReadAhead;
 
-/// Largest range one request fetches: a column chunk is fetched in parts of this size, in parallel, so no
-/// request outlives the store's timeout however large the writer made its row groups.
-pub(crate) const FETCH_PART: u64 = 8 << 20;
 /// Parts of one row group fetched at a time.
 pub(crate) const FETCH_PARALLEL: usize = 8;
 

@@ -25,8 +25,7 @@ use crate::parquet_fetch::{Fetched, ObjectChunks, Prefetch, fetch_chunks};
 use crate::parquet_plan::Plan;
 use crate::parquet_stream::StreamedChunks;
 use crate::read_ahead::ReadAhead;
-use crate::record::{Emit, Problems, check_record};
-use crate::source::ReadContext;
+use crate::record::{Emit, Problems, ReadContext, check_record};
 
 /// Bytes read from the end of an object for its footer: most metadata fits, so it costs one request.
 pub(crate) const FOOTER_GUESS: u64 = 64 << 10;

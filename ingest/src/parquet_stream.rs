@@ -13,8 +13,7 @@ use parquet::file::reader::{ChunkReader, Length};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::object_read::{Object, ObjectRead};
-use crate::parquet_fetch::FETCH_PART;
+use crate::object_read::{FETCH_PART, Object, ObjectRead};
 
 /// Bytes made available past a page header's start: more than any header needs.
 const HEADER_BYTES: u64 = 64 << 10;

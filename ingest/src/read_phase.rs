@@ -11,9 +11,9 @@ use cairn_shared::format::ring::Placement;
 use crate::error::IngestError;
 use crate::input::InputFile;
 use crate::progress::Progress;
-use crate::record::{Columns, Problems};
+use crate::record::{Columns, Problems, ReadContext};
 use crate::run::{Chunk, Run};
-use crate::source::{ReadContext, read_records};
+use crate::source::read_records;
 
 /// What phase 1 reads.
 pub(crate) struct Input<'a> {

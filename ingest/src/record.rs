@@ -3,13 +3,18 @@
 
 use std::path::Path;
 
+use cairn_shared::format::ring::Placement;
 use cairn_shared::key::key_problem;
+use tokio::runtime::Handle;
 
 use crate::error::{IngestError, InputError};
 use crate::input::InputFile;
 
 /// Largest value accepted: a Lambda function URL response is at most 6 MB, base64 adds a third.
 pub const MAX_VALUE_LEN: usize = 4 << 20;
+
+/// Longest text line read: a key at its limit, a space, a value at its limit, the newline.
+pub(crate) const MAX_LINE: usize = cairn_shared::key::MAX_KEY_LEN + 1 + MAX_VALUE_LEN + 1;
 /// Which columns hold the key and the value (Parquet, CSV, JSON Lines; text has no columns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Columns {
@@ -93,3 +98,13 @@ pub fn check_record(key: &[u8], value: &[u8]) -> Result<(), String> {
 /// delta: `cairn delete`, or a row `--deleted-column` marks). `shard` is the key's shard when the reader
 /// placed it already (Parquet places a batch's keys on its decoding thread, off the thread that emits).
 pub type Emit<'a> = dyn FnMut(&[u8], Option<&[u8]>, u64, Option<u32>) + 'a;
+
+/// What a reader needs besides its file.
+pub struct ReadContext<'a> {
+    pub columns: &'a Columns,
+    pub handle: &'a Handle,
+    /// The memory budget: bounds what a Parquet object's row groups may hold.
+    pub memory: usize,
+    /// Where keys go: a reader that decodes in batches places a batch's keys where it decodes them.
+    pub placement: &'a Placement,
+}

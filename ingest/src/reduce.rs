@@ -97,7 +97,7 @@ impl Reduce<'_> {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "the ingest was stopped"));
             }
         }
-        let run = w.finish()?;
+        let run = w.finish()?.into();
         drop(merge);
         for r in group {
             if let Run::File { path, .. } = r {

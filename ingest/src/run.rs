@@ -7,7 +7,8 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::run_file::{FileCursor, RunWriter};
+use crate::cursor::{Cursor, Record};
+use crate::run_file::{FileCursor, RunFile, RunWriter};
 
 /// Bytes of bookkeeping per record, counted against the memory budget.
 const REC_OVERHEAD: usize = std::mem::size_of::<Rec>();
@@ -34,25 +35,6 @@ pub(crate) fn prefix_of(key: &[u8]) -> u64 {
     let n = key.len().min(8);
     b[..n].copy_from_slice(&key[..n]);
     u64::from_be_bytes(b)
-}
-
-/// One record as the merge sees it: where it goes (shard) and where it came from (input file, line or row).
-#[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
-    pub shard: u32,
-    pub key: &'a [u8],
-    pub value: &'a [u8],
-    pub file: u32,
-    pub line: u64,
-}
-
-impl Record<'_> {
-    /// Merge order: (shard, key), then input position, so that of two equal keys the earlier one in the input
-    /// comes first whatever runs they were sorted into.
-    #[inline]
-    pub fn cmp_order(&self, other: &Record<'_>) -> std::cmp::Ordering {
-        (self.shard, self.key, self.file, self.line).cmp(&(other.shard, other.key, other.file, other.line))
-    }
 }
 
 #[derive(Default)]
@@ -153,6 +135,12 @@ pub enum Run {
     },
 }
 
+impl From<RunFile> for Run {
+    fn from(f: RunFile) -> Run {
+        Run::File { path: f.path, bytes: f.bytes, shards: f.shards }
+    }
+}
+
 impl Run {
     /// Writes a memory run to `dir` as run file `id`: the file-backed run, and the chunk emptied (its
     /// memory kept for reuse).
@@ -166,7 +154,7 @@ impl Run {
         }
         chunk.data.clear();
         chunk.recs.clear();
-        Ok((w.finish()?, Some(chunk)))
+        Ok((w.finish()?.into(), Some(chunk)))
     }
 
     /// Bytes of records (what merging this run costs).
@@ -196,11 +184,6 @@ impl Run {
 
 pub fn run_path(dir: &Path, id: usize) -> PathBuf {
     dir.join(format!("run-{id:06}.bin"))
-}
-
-pub trait Cursor: Send {
-    fn current(&self) -> Option<Record<'_>>;
-    fn advance(&mut self) -> io::Result<()>;
 }
 
 struct MemCursor<'a> {

@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::run::{Cursor, Record, Run};
+use crate::cursor::{Cursor, Record};
 
 /// Uncompressed bytes per block: what a cursor holds (twice: compressed and not) per run it reads.
 pub const BLOCK_BYTES: usize = 64 << 10;
@@ -26,6 +26,13 @@ const LEVEL: i32 = 1;
 pub const ENTRY: u64 = 20;
 /// A block's header: compressed and raw lengths.
 pub const BLOCK_HEAD: u64 = 8;
+
+/// A finished run file: where it is, its bytes of blocks (the footer follows), and the shards it indexes.
+pub struct RunFile {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub shards: Range<u32>,
+}
 
 pub struct RunWriter {
     w: BufWriter<File>,
@@ -98,7 +105,7 @@ impl RunWriter {
         Ok(())
     }
 
-    pub fn finish(mut self) -> io::Result<Run> {
+    pub fn finish(mut self) -> io::Result<RunFile> {
         self.flush_block()?;
         while self.starts.len() <= self.shards.len() {
             self.starts.push(Start { block: self.pos, at: 0, len: 0 });
@@ -109,7 +116,7 @@ impl RunWriter {
         }
         self.w.write_all(&footer)?;
         self.w.flush()?;
-        Ok(Run::File { path: self.path, bytes: self.pos, shards: self.shards })
+        Ok(RunFile { path: self.path, bytes: self.pos, shards: self.shards })
     }
 }
 
@@ -323,7 +330,7 @@ mod tests {
                 w.push(&Record { shard, key: key.as_bytes(), value: &value, file: 0, line }).unwrap();
             }
         }
-        let Run::File { bytes, .. } = w.finish().unwrap() else { panic!("a file") };
+        let RunFile { bytes, .. } = w.finish().unwrap();
         let file = std::fs::read(&path).unwrap();
         // The blocks as they lie: offset -> length, header included.
         let mut lens = std::collections::BTreeMap::new();

@@ -7,15 +7,11 @@
 use std::ops::Range;
 
 use cairn_shared::format::ring::Placement;
-use tokio::runtime::Handle;
 
 use crate::error::IngestError;
 use crate::input::{InputFile, InputFormat};
-use crate::record::{Columns, Emit, MAX_VALUE_LEN, Problems, check_record};
+use crate::record::{Columns, Emit, MAX_LINE, Problems, ReadContext, check_record};
 use crate::text_input::{Line, TextInput, next_line};
-
-/// Longest text line read: a key at its limit, a space, a value at its limit, the newline.
-pub(crate) const MAX_LINE: usize = cairn_shared::key::MAX_KEY_LEN + 1 + MAX_VALUE_LEN + 1;
 
 /// Splits one text line (without its `\n`) into key and value, or says what is wrong with it.
 pub fn parse_line(line: &[u8]) -> Result<(&[u8], &[u8]), String> {
@@ -44,16 +40,6 @@ fn parse_key_line(line: &[u8]) -> Result<(&[u8], Option<&[u8]>), String> {
     }
     check_record(key, b"").map_err(|why| why.replace(" (the line starts with a space)", ""))?;
     Ok((key, None))
-}
-
-/// What a reader needs besides its file.
-pub struct ReadContext<'a> {
-    pub columns: &'a Columns,
-    pub handle: &'a Handle,
-    /// The memory budget: bounds what a Parquet object's row groups may hold.
-    pub memory: usize,
-    /// Where keys go: a reader that decodes in batches places a batch's keys where it decodes them.
-    pub placement: &'a Placement,
 }
 
 /// Reads every record of `file`, calling `emit(key, value, line, shard)` (a Parquet row number for

@@ -150,9 +150,7 @@ impl RunStager {
             merge.advance().map_err(IngestError::io("cannot read a sorted run"))?;
         }
         drop(merge);
-        let Run::File { bytes, .. } = w.finish().map_err(IngestError::io("cannot write a sorted run"))? else {
-            unreachable!("a run writer makes a file")
-        };
+        let bytes = w.finish().map_err(IngestError::io("cannot write a sorted run"))?.bytes;
         // Best effort: the scratch directory goes when the stager does.
         for r in &runs {
             if let Run::File { path, .. } = r {
