@@ -6,16 +6,14 @@
 //! whole with `deep`), as readers fetch each of them from any root. repair.rs mends what this finds.
 
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::Serialize;
-use xxhash_rust::xxh3::Xxh3;
 
-use crate::error::Result;
 use crate::format::checksum::ObjectRef;
-use crate::format::manifest::{Manifest, ShardEntry, checksum_label};
+use crate::format::manifest::{Manifest, ShardEntry};
 use crate::stores::url::Store;
-pub use crate::versions::copies::{CopyHealth, CopyState};
+use crate::versions::copies::check_object;
+pub use crate::versions::copies::{CopyHealth, CopyState, object_checksum};
 use crate::versions::manifest_copies::{check_manifest, older_layer, vouched_top};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -75,38 +73,14 @@ pub async fn check_version(roots: &[Store], manifest: &Manifest, deep: bool) -> 
     report
 }
 
-/// `xxh3-64:<hex>` of a whole object, streamed.
-pub async fn object_checksum(store: &Store, path: &Path) -> Result<String> {
-    let mut stream = store.inner.get(path).await?.into_stream();
-    let mut h = Xxh3::new();
-    while let Some(chunk) = stream.next().await {
-        h.update(&chunk?);
-    }
-    Ok(checksum_label(h.digest()))
-}
-
-async fn check_copy(root: &Store, entry: &ShardEntry, deep: bool) -> CopyState {
-    let path = Path::from(entry.path.as_str());
-    match root.inner.head(&path).await {
-        Ok(meta) if meta.size != entry.bytes => return CopyState::WrongSize { bytes: meta.size },
-        Ok(_) => {}
-        Err(object_store::Error::NotFound { .. }) => return CopyState::Missing,
-        Err(e) => return CopyState::Unreachable { error: e.to_string() },
-    }
-    if !deep {
-        return CopyState::Ok;
-    }
-    match object_checksum(root, &path).await {
-        Ok(sum) if sum == entry.checksum => CopyState::Ok,
-        Ok(sum) => CopyState::Corrupt { checksum: sum },
-        Err(e) => CopyState::Unreachable { error: e.to_string() },
-    }
-}
-
 async fn check_shard(roots: Vec<Store>, entry: ShardEntry, deep: bool) -> ShardHealth {
     let mut copies = Vec::with_capacity(roots.len());
     for root in &roots {
-        copies.push(CopyHealth { root: root.url.clone(), state: check_copy(root, &entry, deep).await, part: None });
+        copies.push(CopyHealth {
+            root: root.url.clone(),
+            state: check_object(root, &Path::from(entry.path.as_str()), entry.bytes, &entry.checksum, deep).await,
+            part: None,
+        });
     }
     let good = copies.iter().filter(|c| c.state == CopyState::Ok).count();
     ShardHealth { shard: entry.shard, good, copies }

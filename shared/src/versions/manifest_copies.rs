@@ -15,7 +15,7 @@ use crate::format::layout;
 use crate::format::manifest::{Manifest, checksum_of};
 use crate::stores::replicated::{FailoverConfig, ReplicatedStore, is_corrupt};
 use crate::stores::url::Store;
-use crate::versions::copies::{CopyHealth, CopyState};
+use crate::versions::copies::{CopyHealth, CopyState, check_object};
 use crate::versions::pointer;
 
 /// The whole manifest of every older layer `manifest` stacks on, newest first, each from the first root
@@ -196,24 +196,7 @@ pub(crate) fn manifest_parts(listed: &Manifest) -> Vec<Part> {
 }
 
 async fn check_part(root: Store, part: Part, deep: bool) -> CopyState {
-    if !deep {
-        return match root.inner.head(&part.path).await {
-            Ok(meta) if meta.size != part.bytes => CopyState::WrongSize { bytes: meta.size },
-            Ok(_) => CopyState::Ok,
-            Err(object_store::Error::NotFound { .. }) => CopyState::Missing,
-            Err(e) => CopyState::Unreachable { error: e.to_string() },
-        };
-    }
-    match root.inner.get(&part.path).await {
-        Ok(got) => match got.bytes().await {
-            Ok(b) if b.len() as u64 != part.bytes => CopyState::WrongSize { bytes: b.len() as u64 },
-            Ok(b) if checksum_of(&b) != part.checksum => CopyState::Corrupt { checksum: checksum_of(&b) },
-            Ok(_) => CopyState::Ok,
-            Err(e) => CopyState::Unreachable { error: e.to_string() },
-        },
-        Err(object_store::Error::NotFound { .. }) => CopyState::Missing,
-        Err(e) => CopyState::Unreachable { error: e.to_string() },
-    }
+    check_object(&root, &part.path, part.bytes, &part.checksum, deep).await
 }
 
 /// Each root's copy of the manifest: its top level, then every object that lists (a root's copy is named by
