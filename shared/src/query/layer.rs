@@ -55,6 +55,9 @@ pub(crate) struct Group {
     pub(crate) hot: Arc<[HotSlot]>,
     /// Per shard, its recent block fetches: whether reading it whole would pay.
     pub(crate) promotion: Vec<Arc<Promotion>>,
+    /// Bytes it holds, weighed once: the version is weighed again at every group load, and walking every
+    /// loaded group's entries each time made loading a keyspace's groups quadratic in their number.
+    weight: usize,
 }
 
 pub(crate) type HotSlot = ArcSwapOption<Rows>;
@@ -87,13 +90,9 @@ impl Group {
     pub(crate) fn new(entries: Vec<ShardEntry>) -> Group {
         let hot = entries.iter().map(|_| HotSlot::empty()).collect();
         let promotion = entries.iter().map(|_| Arc::new(Promotion::default())).collect();
-        Group { entries, hot, promotion }
-    }
-
-    fn weight(&self) -> usize {
-        let entries: usize = self.entries.iter().map(|s| 160 + s.path.len()).sum();
-        let pieces: usize = self.entries.iter().map(|s| s.pieces.iter().map(|p| 48 + p.key.len()).sum::<usize>()).sum();
-        entries + pieces + self.hot.len() * 112
+        let pieces: usize = entries.iter().map(|s| s.pieces.iter().map(|p| 48 + p.key.len()).sum::<usize>()).sum();
+        let weight = entries.iter().map(|s| 160 + 112 + s.path.len()).sum::<usize>() + pieces;
+        Group { entries, hot, promotion, weight }
     }
 }
 
@@ -120,7 +119,7 @@ impl Layer {
     /// Bytes this version holds besides its cached shards: the top level, the ring, and the groups loaded
     /// so far (the version is weighed again, by re-inserting it in its cache, whenever a group loads).
     pub(crate) fn weight(&self) -> usize {
-        let groups: usize = self.groups.iter().filter_map(|g| g.get()).map(Group::weight).sum();
+        let groups: usize = self.groups.iter().filter_map(|g| g.get()).map(|g| g.weight).sum();
         let filter = self.filter.as_ref().map_or(0, LayerFilter::weight);
         1024 + self.manifest.groups.len() * 96 + groups + self.placement.weight() + filter
     }
