@@ -121,6 +121,42 @@ async fn a_hot_shard_stays_hot_in_a_full_cache() {
     assert_eq!(whole, 1, "shard {shard} was read whole {whole} times (bytes per pass: {fetched:?})");
 }
 
+/// A cache with room for every shard: a shard whose blocks are fetched only now and then is promoted after a
+/// few fetches all the same. It used to wait for its fetches to come fast against the cache's turnover, and
+/// other shards' promotions advance that clock by a whole shard each: under skewed lookups, the shards of
+/// the tail stayed on the block path for tens of thousands of lookups (docs/benchmark-notes.md, latency
+/// behind S3's timing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rarely_read_shard_is_promoted_while_the_cache_has_room() {
+    let d = data(1).await;
+    let stores = faulty(&d);
+    let e = engine(&d, &stores, EngineConfig { data_cache_bytes: 64 << 20, ..Default::default() });
+    stores[0].large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::ZERO)));
+    let target = 47;
+    let mut rare = keys_of(&d, target);
+    rare.sort();
+    // Four keys far apart in the shard: four blocks.
+    let picks: Vec<String> = (0..4).map(|q| rare[q * rare.len() / 4].clone()).collect();
+    for (n, key) in picks.iter().enumerate() {
+        lookup_all(&e, std::slice::from_ref(key)).await;
+        if n < 3 {
+            // Between two of its fetches, six other shards are read through and promoted.
+            for other in 6 * n as u32..6 * n as u32 + 6 {
+                lookup_all(&e, &keys_of(&d, other)).await;
+            }
+            cairn_tests::promotions_settled(&e).await;
+        }
+    }
+    cairn_tests::promotions_settled(&e).await;
+    assert!(e.telemetry().hot_shards >= 18, "the other shards were not promoted: the test proves nothing");
+    let paths = stores[0].large_read_paths.lock().unwrap().clone();
+    let name = format!("shard={target:05}");
+    assert!(paths.iter().any(|p| p.split('/').any(|part| part == name)), "shard {target} was never read whole");
+    let before = e.counters().bytes_fetched;
+    lookup_all(&e, &rare).await;
+    assert_eq!(e.counters().bytes_fetched - before, 0, "the whole of shard {target}, hot, fetched bytes");
+}
+
 /// A whole-shard read that never answers holds no request: promotion is not on the request path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_shard_read_never_holds_a_request() {

@@ -150,6 +150,11 @@ where
         self.capacity
     }
 
+    /// Bytes held, as of moka's last housekeeping.
+    pub fn used(&self) -> u64 {
+        self.inner.weighted_size()
+    }
+
     /// Applies what moka has pending (evictions, removal notices): before a figure must be exact.
     pub async fn sync(&self) {
         self.inner.run_pending_tasks().await;

@@ -39,11 +39,32 @@ const WHOLE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 struct Running {
     state: Arc<crate::caches::promotion::Promotion>,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    _reserved: Reserved,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.state.promoting.store(false, Relaxed);
+    }
+}
+
+/// A decoded shard weighs more than its bytes (it holds a hash table too): the room a promotion is asked to
+/// fit, and reserves while it runs, is this many times its bytes.
+const RESERVE: u64 = 2;
+
+/// Data cache room a promotion asked holds until it ends (then its shard is in the cache's own figure).
+struct Reserved(Arc<AtomicU64>, u64);
+
+impl Reserved {
+    fn new(total: &Arc<AtomicU64>, bytes: u64) -> Reserved {
+        total.fetch_add(bytes, Relaxed);
+        Reserved(total.clone(), bytes)
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Relaxed);
     }
 }
 
@@ -62,6 +83,8 @@ pub(crate) struct Promotions {
     queued: Arc<AtomicUsize>,
     /// Bytes inserted into the data cache so far: the clock promotion decisions are measured in.
     turnover: Arc<AtomicU64>,
+    /// Room in the data cache the promotions asked will take ([`Reserved`]).
+    reserved: Arc<AtomicU64>,
     /// Whole shards in the data cache (a gauge `/metrics` reports).
     hot_shards: Arc<AtomicI64>,
     /// Where promoted shards go, and the memory they live in.
@@ -75,6 +98,7 @@ impl Promotions {
             budget: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
             queued: Arc::default(),
             turnover: Arc::default(),
+            reserved: Arc::default(),
             hot_shards,
             data,
             arena,
@@ -114,12 +138,12 @@ impl Promotions {
                 None => return,
             },
         };
-        let capacity = self.data.capacity();
+        let (capacity, size) = (self.data.capacity(), range.end - range.start);
         let state = &group.promotion[i];
         let now = self.turnover.load(Relaxed);
-        if !state.note_fetch(now, block_len, range.end - range.start, capacity)
-            || range.end - range.start > capacity / 8
-        {
+        // What the cache has unused, less what the promotions already asked will take, in shard bytes.
+        let free = capacity.saturating_sub(self.data.used()).saturating_sub(self.reserved.load(Relaxed)) / RESERVE;
+        if !state.note_fetch(now, block_len, size, (capacity, free)) || size > capacity / 8 {
             return;
         }
         // Lookups still running on a version that was just replaced do not start reads of it.
@@ -136,6 +160,7 @@ impl Promotions {
                 return;
             }
         };
+        let reserved = Reserved::new(&self.reserved, RESERVE * size);
         let budget = self.budget.clone();
         // Held weakly until the read starts: a waiting promotion keeps no engine, cache or version alive.
         let owners = Owners {
@@ -150,7 +175,7 @@ impl Promotions {
         let path = meta.path.clone();
         tokio::spawn(async move {
             // Ends the promotion however the task ends (a panic included), once its result is installed.
-            let mut running = Running { state: state.clone(), _permit: permit };
+            let mut running = Running { state: state.clone(), _permit: permit, _reserved: reserved };
             let waited = queued.is_some();
             if let Some(place) = queued {
                 // The semaphore is never closed; a runtime shutting down drops this task, and the guards.
