@@ -44,6 +44,16 @@ pub struct StoreArg {
     pub store: String,
 }
 
+/// Where to look for the published manifest's top level when the primary's copy is missing or damaged (it
+/// lists the replica roots, so it cannot name them itself).
+#[derive(Args, Debug)]
+pub struct KnownReplicas {
+    /// Replica roots to read the manifest's top level from if the primary's copy is missing or damaged,
+    /// comma-separated. Tried after the roots earlier versions' manifests name; not needed otherwise.
+    #[arg(long, env = "CAIRN_REPLICAS", value_delimiter = ',')]
+    pub replicas: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the HTTP API. With FILE, ingest it first into keyspace `default` (reused if already ingested).
@@ -132,6 +142,8 @@ pub enum Command {
     Health {
         #[command(flatten)]
         store: StoreArg,
+        #[command(flatten)]
+        replicas: KnownReplicas,
         #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
         keyspace: String,
         /// Read every copy and verify its checksum (default: presence and size only, one HEAD per copy).
@@ -146,6 +158,8 @@ pub enum Command {
     Repair {
         #[command(flatten)]
         store: StoreArg,
+        #[command(flatten)]
+        replicas: KnownReplicas,
         #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
         keyspace: String,
     },
@@ -166,6 +180,8 @@ pub enum Command {
     Gc {
         #[command(flatten)]
         store: StoreArg,
+        #[command(flatten)]
+        replicas: KnownReplicas,
         #[arg(long, short = 'k', env = "CAIRN_KEYSPACE")]
         keyspace: String,
         /// Newest versions to keep besides the current one and its predecessor.

@@ -143,11 +143,15 @@ async fn run(cli: Cli) -> Res {
             }
             Ok(0)
         }
-        Some(Command::Health { store, keyspace, deep, json }) => {
+        Some(Command::Health { store, replicas, keyspace, deep, json }) => {
             let store = Store::open(&store.store)?;
-            let (current, roots) = admin::published_roots(&store, &keyspace).await?;
-            let vouched = current.manifest.as_ref();
-            let manifest = match manifest_copies::read_whole(&roots, &keyspace, &current.version, vouched).await {
+            let read = async {
+                let (current, roots) = admin::published_roots(&store, &keyspace, &replicas.replicas).await?;
+                let vouched = current.manifest.as_ref();
+                let m = manifest_copies::read_whole(&roots, &keyspace, &current.version, vouched).await?;
+                Ok::<_, cairn_shared::Error>((m, roots))
+            };
+            let (manifest, roots) = match read.await {
                 Ok(m) => m,
                 // No root holds some part of the published version's manifest intact: its lookups fail, so
                 // the keyspace is RED (as `GET /v1/health?shards=true` says), not a failed check.
@@ -174,9 +178,9 @@ async fn run(cli: Cli) -> Res {
                 cairn_shared::versions::health::Status::Red => 4,
             })
         }
-        Some(Command::Repair { store, keyspace }) => {
+        Some(Command::Repair { store, replicas, keyspace }) => {
             let store = Store::open(&store.store)?;
-            let (manifest, roots) = admin::keyspace_roots(&store, &keyspace).await?;
+            let (manifest, roots) = admin::keyspace_roots(&store, &keyspace, &replicas.replicas).await?;
             let mut repaired = cairn_shared::versions::repair::repair(&roots, &manifest).await?;
             // Every layer the version stacks on, too; one whose manifest no root holds is past repair, and
             // the others are still mended.
@@ -213,9 +217,9 @@ async fn run(cli: Cli) -> Res {
             }
             Ok(if after.status == cairn_shared::versions::health::Status::Green { 0 } else { 1 })
         }
-        Some(Command::Gc { store, keyspace, keep, min_age, dry_run }) => {
+        Some(Command::Gc { store, replicas, keyspace, keep, min_age, dry_run }) => {
             let store = Store::open(&store.store)?;
-            let (_, roots) = admin::keyspace_roots(&store, &keyspace).await?;
+            let (_, roots) = admin::keyspace_roots(&store, &keyspace, &replicas.replicas).await?;
             let opts = cairn_shared::versions::gc::GcOptions { keep, min_age, dry_run };
             let r = cairn_shared::versions::gc::collect(&roots, &keyspace, &opts).await?;
             let verb = if dry_run { "would delete" } else { "deleted" };

@@ -335,3 +335,51 @@ async fn every_part_of_each_roots_manifest_copy_is_checked() {
     assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("no root holds an intact copy"), "{}", text(&out.stdout));
 }
+
+/// A primary that lost, or holds a damaged copy of, the published version's manifest top level (where the
+/// replicas are listed): health and repair read it from another root, one `--replicas` names or one an
+/// earlier version's manifest names, report the primary's copy, and repair restores it. They used to read
+/// the primary's copy alone, and so failed ("version not found") on the one root that needed mending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_lost_its_manifest_top_level_is_checked_and_repaired() {
+    use cairn_shared::format::layout::manifest_path;
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, roots) = local_roots(dir.path(), 2);
+    let top = |root: usize, v: &str| paths[root].join(manifest_path("default", v).as_ref());
+    let (store_arg, replica_arg) = (paths[0].to_str().unwrap().to_string(), paths[1].to_str().unwrap().to_string());
+    let run = |cmd: &str, more: &[&str]| {
+        let mut args = vec![cmd, "-k", "default", "--store", &store_arg];
+        args.extend(more);
+        let out = cairn(&args, None, &[]);
+        (out.status.code(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    };
+
+    // The only version: nothing but --replicas says where the other root is.
+    let first = ingest_into(&roots, example_data(), Some(4)).await;
+    std::fs::remove_file(top(0, &first.version)).unwrap();
+    let (code, out) = run("health", &[]);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("RED") && out.contains("--replicas"), "{out}");
+    let (code, out) = run("health", &["--replicas", &replica_arg]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("manifest") && out.contains("Missing"), "{out}");
+    let (code, out) = run("repair", &["--replicas", &replica_arg]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(std::fs::read(top(0, &first.version)).unwrap(), std::fs::read(top(1, &first.version)).unwrap());
+    assert_eq!(run("health", &["--deep"]).0, Some(0));
+
+    // A later version whose top level is damaged on the primary: the first version's manifest names the
+    // replica, and a copy that is not the one the pointer names is not believed.
+    let second = ingest_into(&roots, example_data(), Some(5)).await;
+    let mut bytes = std::fs::read(top(0, &second.version)).unwrap();
+    let at = bytes.iter().position(|b| *b == b'4').expect("a digit to change");
+    bytes[at] = b'5';
+    std::fs::write(top(0, &second.version), &bytes).unwrap();
+    let (code, out) = run("health", &[]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("manifest"), "{out}");
+    let (code, out) = run("repair", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(std::fs::read(top(0, &second.version)).unwrap(), std::fs::read(top(1, &second.version)).unwrap());
+    assert_eq!(run("health", &["--deep"]).0, Some(0));
+}
