@@ -49,7 +49,7 @@ pub struct StoreArg {
 #[derive(Args, Debug)]
 pub struct KnownReplicas {
     /// Replica roots to read the manifest's top level from if the primary's copy is missing or damaged,
-    /// comma-separated. Tried after the roots earlier versions' manifests name; not needed otherwise.
+    /// comma-separated. Tried before the roots earlier versions' manifests name; not needed otherwise.
     #[arg(long, env = "CAIRN_REPLICAS", value_delimiter = ',')]
     pub replicas: Vec<String>,
 }
