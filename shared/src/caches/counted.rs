@@ -155,6 +155,11 @@ where
         self.inner.weighted_size()
     }
 
+    /// Entries removed to stay within capacity so far, as of moka's last housekeeping.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Relaxed)
+    }
+
     /// Applies what moka has pending (evictions, removal notices): before a figure must be exact.
     pub async fn sync(&self) {
         self.inner.run_pending_tasks().await;

@@ -24,6 +24,38 @@ pub const MIN_FETCHES: u32 = 4;
 const BACKOFF_CAPACITIES: u64 = 1;
 const MAX_BACKOFF_DOUBLINGS: u32 = 4;
 
+/// A decoded shard weighs more than its bytes (it holds a hash table too): the room a promotion asks for,
+/// and reserves while it runs, is this many times its bytes.
+pub const RESERVE: u64 = 2;
+
+/// What free room in the data cache [`Promotion::note_fetch`] may count on: some only while the cache is
+/// filling. Once it evicts, its free room is the gap an eviction just left, and filling that with a shard
+/// whose fetches came slowly would evict the next entry in turn (a shard that weighs more than [`RESERVE`]
+/// times its bytes would keep the cycle going): until a capacity of turnover passes with no eviction, the
+/// rate alone decides.
+#[derive(Debug, Default)]
+pub struct Room {
+    evictions: AtomicU64,
+    /// Turnover + 1 when an eviction was last seen (0: never).
+    evicted_at: AtomicU64,
+}
+
+impl Room {
+    /// Bytes of shard (as read) that promoting may take as free, in a cache of `capacity` bytes holding
+    /// `used`, `reserved` of it promised to promotions in flight, that has evicted `evictions` entries so
+    /// far, at turnover `now`.
+    pub fn free(&self, capacity: u64, used: u64, reserved: u64, evictions: u64, now: u64) -> u64 {
+        if self.evictions.swap(evictions, Relaxed) != evictions {
+            self.evicted_at.store(now.saturating_add(1), Relaxed);
+        }
+        let at = self.evicted_at.load(Relaxed);
+        if at != 0 && now.saturating_sub(at - 1) <= capacity {
+            return 0;
+        }
+        capacity.saturating_sub(used).saturating_sub(reserved) / RESERVE
+    }
+}
+
 /// A shard's recent block fetches, counted over a window of turnover.
 #[derive(Debug, Default)]
 pub struct Promotion {
@@ -88,10 +120,11 @@ mod tests {
 
     /// Replays lookups over `shards` shards of `blocks` blocks each through the rule. A lookup on a shard
     /// that is not hot fetches its block (every block misses: the worst case); the clock moves by the bytes
-    /// fetched; hot shards live in an LRU of `capacity_shards`. Returns the promotions and the bytes fetched
-    /// per lookup, in blocks.
+    /// fetched; hot shards live in an LRU of `capacity_shards` shards' bytes, each weighing its bytes times
+    /// `tenths` / 10 once decoded, free room counted as promote.rs counts it. Returns the promotions and the
+    /// bytes fetched per lookup, in blocks.
     fn replay(shards: u64, blocks: u64, capacity_shards: u64, lookups: u64, skew: bool) -> (u64, f64) {
-        replay_with(Promotion::note_fetch, shards, blocks, capacity_shards, lookups, skew)
+        replay_with(Promotion::note_fetch, shards, blocks, capacity_shards, lookups, skew, 10)
     }
 
     type Rule = fn(&Promotion, u64, u64, u64, (u64, u64)) -> bool;
@@ -102,13 +135,22 @@ mod tests {
         p.fetches.fetch_add(1, Relaxed) + 1 >= (shard / block / 8).max(4) as u32
     }
 
-    fn replay_with(rule: Rule, shards: u64, blocks: u64, capacity_shards: u64, lookups: u64, skew: bool) -> (u64, f64) {
+    fn replay_with(
+        rule: Rule,
+        shards: u64,
+        blocks: u64,
+        capacity_shards: u64,
+        lookups: u64,
+        skew: bool,
+        tenths: u64,
+    ) -> (u64, f64) {
         let (block, shard) = (10_000u64, 10_000 * blocks);
-        let capacity = capacity_shards * shard;
+        let (capacity, weight) = (capacity_shards * shard, shard * tenths / 10);
         let state: Vec<Promotion> = (0..shards).map(|_| Promotion::default()).collect();
+        let room = Room::default();
         // Per shard, when it was last used while hot (None: not hot).
         let mut hot: Vec<Option<u64>> = vec![None; shards as usize];
-        let mut resident = 0u64;
+        let (mut used, mut evictions) = (0u64, 0u64);
         let (mut clock, mut promoted, mut x) = (0u64, 0u64, 0x9e3779b97f4a7c15u64);
         for t in 0..lookups {
             x ^= x << 13;
@@ -116,21 +158,23 @@ mod tests {
             x ^= x << 17;
             // Skewed: half the lookups go to 1% of the shards.
             let s = if skew && x & 1 == 0 { (x >> 1) % (shards / 100).max(1) } else { (x >> 1) % shards } as usize;
-            if let Some(used) = &mut hot[s] {
-                *used = t;
+            if let Some(last) = &mut hot[s] {
+                *last = t;
                 continue;
             }
             clock += block;
-            if rule(&state[s], clock, block, shard, (capacity, capacity - resident * shard)) {
+            let free = room.free(capacity, used, 0, evictions, clock);
+            if rule(&state[s], clock, block, shard, (capacity, free)) {
                 state[s].reset();
-                clock += shard;
-                if resident == capacity_shards {
+                clock += weight;
+                while used + weight > capacity {
                     let lru = (0..hot.len()).filter(|&i| hot[i].is_some()).min_by_key(|&i| hot[i]).unwrap();
                     hot[lru] = None;
-                    resident -= 1;
+                    used -= weight;
+                    evictions += 1;
                 }
                 hot[s] = Some(t);
-                resident += 1;
+                used += weight;
                 promoted += 1;
             }
         }
@@ -165,7 +209,7 @@ mod tests {
         let (n, per_lookup) = replay(1000, 40, 100, 400_000, false);
         println!("uniform, 10x the cache: {n} promotions, {per_lookup:.3} blocks per lookup");
         assert!(per_lookup <= 1.1, "{per_lookup:.3} blocks per lookup ({n} promotions)");
-        let (n, old) = replay_with(count_only, 1000, 40, 100, 400_000, false);
+        let (n, old) = replay_with(count_only, 1000, 40, 100, 400_000, false, 10);
         println!("  the count-only rule: {n} promotions, {old:.3} blocks per lookup");
         assert!(old > 3.0, "the replay tells the rules apart");
         // A cache that holds them all: each shard is promoted about once, and lookups then cost nothing.
@@ -194,12 +238,31 @@ mod tests {
         // promotions' whole-shard reads.
         let misses = |(n, per_lookup): (u64, f64)| (per_lookup * lookups as f64).round() as u64 - n * 40;
         let (n, per_lookup) = replay(1000, 40, 1000, lookups, true);
-        let rate = replay_with(rate_only, 1000, 40, 1000, lookups, true);
+        let rate = replay_with(rate_only, 1000, 40, 1000, lookups, true, 10);
         let (ours, theirs) = (misses((n, per_lookup)), misses(rate));
         println!("skewed, fits: {n} promotions, {ours} lookups from blocks; on the rate alone: {}, {theirs}", rate.0);
         assert!(n <= 1000, "{n} promotions of 1,000 shards that all fit");
         // About MIN_FETCHES per shard (a window older than a capacity of turnover starts over).
         assert!(ours < 1000 * (MIN_FETCHES as u64 + 1), "{ours} lookups from blocks for 1,000 shards");
         assert!(ours * 4 < theirs, "{ours} lookups from blocks, against {theirs} on the rate alone");
+    }
+
+    /// A full cache, whose free room is only the gap an eviction leaves: that room does not promote, or a
+    /// shard weighing more than twice its bytes once decoded would leave a gap that promotes the next shard
+    /// in turn, for as long as lookups go on (a working set larger than the cache would be read whole again
+    /// and again).
+    #[test]
+    fn an_evicting_cache_promotes_on_the_rate_alone() {
+        // 45 shards of 2.2x their bytes fill 99 of the 101 shards' bytes: each eviction leaves a gap of twice
+        // a shard's bytes, free room enough for one more.
+        for lookups in [200_000, 800_000] {
+            let (n, per_lookup) = replay_with(Promotion::note_fetch, 1000, 40, 101, lookups, false, 22);
+            let (n_rate, per_lookup_rate) = replay_with(rate_only, 1000, 40, 101, lookups, false, 22);
+            println!(
+                "uniform, 10x the cache, 2.2x heavier: {n} promotions, {per_lookup:.3}; rate alone {n_rate}, {per_lookup_rate:.3}"
+            );
+            // The cache's first filling may promote up to a capacity of shards on free room; no more.
+            assert!(n <= n_rate + 100, "{n} promotions in {lookups} lookups, against {n_rate} on the rate alone");
+        }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 use object_store::GetOptions;
 
 use crate::caches::arena::Arena;
+use crate::caches::promotion::{RESERVE, Room};
 use crate::error::{Error, Result};
 use crate::format::block::{BlockRef, Rows, Search};
 use crate::format::checksum::block_checksum;
@@ -48,10 +49,6 @@ impl Drop for Running {
     }
 }
 
-/// A decoded shard weighs more than its bytes (it holds a hash table too): the room a promotion is asked to
-/// fit, and reserves while it runs, is this many times its bytes.
-const RESERVE: u64 = 2;
-
 /// Data cache room a promotion asked holds until it ends (then its shard is in the cache's own figure).
 struct Reserved(Arc<AtomicU64>, u64);
 
@@ -85,6 +82,7 @@ pub(crate) struct Promotions {
     turnover: Arc<AtomicU64>,
     /// Room in the data cache the promotions asked will take ([`Reserved`]).
     reserved: Arc<AtomicU64>,
+    room: Room,
     /// Whole shards in the data cache (a gauge `/metrics` reports).
     hot_shards: Arc<AtomicI64>,
     /// Where promoted shards go, and the memory they live in.
@@ -99,6 +97,7 @@ impl Promotions {
             queued: Arc::default(),
             turnover: Arc::default(),
             reserved: Arc::default(),
+            room: Room::default(),
             hot_shards,
             data,
             arena,
@@ -141,8 +140,8 @@ impl Promotions {
         let (capacity, size) = (self.data.capacity(), range.end - range.start);
         let state = &group.promotion[i];
         let now = self.turnover.load(Relaxed);
-        // What the cache has unused, less what the promotions already asked will take, in shard bytes.
-        let free = capacity.saturating_sub(self.data.used()).saturating_sub(self.reserved.load(Relaxed)) / RESERVE;
+        let (used, reserved) = (self.data.used(), self.reserved.load(Relaxed));
+        let free = self.room.free(capacity, used, reserved, self.data.evictions(), now);
         if !state.note_fetch(now, block_len, size, (capacity, free)) || size > capacity / 8 {
             return;
         }
@@ -170,12 +169,14 @@ impl Promotions {
             arena: Arc::downgrade(&self.arena),
             slots: Arc::downgrade(&group.hot),
         };
+        // Built before the task: a task the runtime drops before it first runs still ends the promotion.
+        let running = Running { state: state.clone(), _permit: permit, _reserved: reserved };
         let (state, turnover, hot_shards) = (state.clone(), self.turnover.clone(), self.hot_shards.clone());
         let (pieces, blocks, object_len) = (pieces.to_vec(), meta.blocks.clone(), group.entries[i].bytes);
         let path = meta.path.clone();
         tokio::spawn(async move {
             // Ends the promotion however the task ends (a panic included), once its result is installed.
-            let mut running = Running { state: state.clone(), _permit: permit, _reserved: reserved };
+            let mut running = running;
             let waited = queued.is_some();
             if let Some(place) = queued {
                 // The semaphore is never closed; a runtime shutting down drops this task, and the guards.
@@ -205,6 +206,9 @@ impl Promotions {
                     hot_shards.fetch_add(1, Relaxed);
                     let cached = Cached { rows, slot: Some(HotRef::new(&slot, i)) };
                     data.insert((v.uid, shard, WHOLE_SHARD, WHOLE_SHARD), cached).await;
+                    // Into the cache's own figure of bytes held before its reservation is let go, or the next
+                    // promotion would count the same room free.
+                    data.sync().await;
                 }
                 Err(e) => {
                     tracing::warn!(shard = %path, error = %e, "could not load the whole shard; serving it block by block")
