@@ -4,12 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cairn_ingest::{IngestOptions, IngestReport};
-use cairn_shared::format::checksum::ObjectRef;
-use cairn_shared::format::layout;
+use cairn_shared::Error;
 use cairn_shared::format::manifest::Manifest;
 use cairn_shared::stores::Store;
-use cairn_shared::versions::{manifest_copies, pointer};
-use cairn_shared::{Error, ErrorKind};
+use cairn_shared::versions::pointer;
 
 pub const SERVE_KEYSPACE: &str = "default";
 
@@ -66,88 +64,6 @@ pub async fn rollback(store: &Store, ks: &str, to: Option<&str>) -> Result<(Stri
         eprintln!("warning: replica {url}: its pointer copy failed and still names the previous version");
     }
     Ok((done.from, done.to))
-}
-
-/// The published version of `ks` (the pointer, with what it records of the version's top level) and its
-/// roots: the primary, then the replicas the version's top level lists. That is the primary's copy when it
-/// is the one the pointer names; otherwise the first such copy on a root `replicas` or an earlier version's
-/// manifest names, so a primary that lost or damaged it can still be checked and mended.
-pub async fn published_roots(
-    store: &Store,
-    ks: &str,
-    replicas: &[String],
-) -> Result<(pointer::Pointer, Vec<Store>), Error> {
-    let cur = pointer::read(store.inner.as_ref(), ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.into()))?;
-    let p = cur.pointer;
-    let named = |r: &ObjectRef| p.manifest.as_ref().is_none_or(|want| want == r);
-    let top = match Manifest::read_top_ref(store.inner.as_ref(), ks, &p.version).await {
-        Ok((m, r)) if named(&r) => m,
-        Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
-        primary => {
-            let why = primary.map_or_else(|e| e.to_string(), |_| "not the copy the pointer names".into());
-            match top_elsewhere(store, ks, &p, replicas).await? {
-                Some((m, url)) => {
-                    eprintln!("warning: the primary's manifest top level of {ks}/{}: {why}; read {url}'s", p.version);
-                    m
-                }
-                None => {
-                    let path = layout::manifest_path(ks, &p.version);
-                    let why = format!(
-                        "the primary's copy: {why}; no other root known holds the one the pointer names (name \
-                         the replica roots with --replicas)"
-                    );
-                    return Err(Error::corrupt(&path, why));
-                }
-            }
-        }
-    };
-    let mut roots = vec![store.clone()];
-    for url in &top.replicas {
-        roots.push(Store::open(url)?);
-    }
-    Ok((p, roots))
-}
-
-/// Earlier versions whose manifests are asked which replica roots they named.
-const EARLIER_VERSIONS: usize = 8;
-
-/// The top level of the published version `p` names, from a root other than `primary`: the roots `replicas`
-/// gives first, then those earlier versions' manifests (on the primary) name. None when none holds it.
-async fn top_elsewhere(
-    primary: &Store,
-    ks: &str,
-    p: &pointer::Pointer,
-    replicas: &[String],
-) -> Result<Option<(Manifest, String)>, Error> {
-    let mut urls: Vec<String> = replicas.to_vec();
-    let earlier = p.previous.iter().chain(p.history.iter().map(|r| &r.version)).filter(|v| **v != p.version);
-    for v in earlier.take(EARLIER_VERSIONS) {
-        if let Ok(m) = Manifest::read_top(primary.inner.as_ref(), ks, v).await {
-            urls.extend(m.replicas);
-        }
-    }
-    let mut tried = vec![primary.url.clone()];
-    for url in urls {
-        if tried.contains(&url) {
-            continue;
-        }
-        tried.push(url.clone());
-        let root = Store::open(&url)?;
-        match Manifest::read_top_ref(root.inner.as_ref(), ks, &p.version).await {
-            Ok((m, r)) if p.manifest.as_ref().is_none_or(|want| *want == r) => return Ok(Some((m, url))),
-            Err(e) if e.kind() == ErrorKind::Unavailable => eprintln!("warning: {url}: {e}"),
-            _ => {}
-        }
-    }
-    Ok(None)
-}
-
-/// [`published_roots`], with the version's manifest: every shard entry, read as readers read it (each part
-/// from whichever root holds it intact), so health and repair work when the primary has lost a group.
-pub async fn keyspace_roots(store: &Store, ks: &str, replicas: &[String]) -> Result<(Manifest, Vec<Store>), Error> {
-    let (current, roots) = published_roots(store, ks, replicas).await?;
-    let manifest = manifest_copies::read_whole(&roots, ks, &current.version, current.manifest.as_ref()).await?;
-    Ok((manifest, roots))
 }
 
 pub fn print_health(r: &cairn_shared::versions::health::HealthReport) {

@@ -8,6 +8,7 @@ mod interrupt;
 mod layers;
 mod output;
 mod progress;
+mod published;
 mod repl;
 mod sigv4;
 
@@ -145,24 +146,34 @@ async fn run(cli: Cli) -> Res {
         }
         Some(Command::Health { store, replicas, keyspace, deep, json }) => {
             let store = Store::open(&store.store)?;
-            let read = async {
-                let (current, roots) = admin::published_roots(&store, &keyspace, &replicas.replicas).await?;
-                let vouched = current.manifest.as_ref();
-                let m = manifest_copies::read_whole(&roots, &keyspace, &current.version, vouched).await?;
-                Ok::<_, cairn_shared::Error>((m, roots))
+            // A top level no root holds (as the pointer names it), or groups no root holds intact: lookups
+            // fail, so the keyspace is RED (as `GET /v1/health?shards=true` says), not a failed check.
+            let red = |e: &cairn_shared::Error, hint: &str| -> Res {
+                if json {
+                    let red =
+                        serde_json::json!({ "keyspace": keyspace, "status": "RED", "error": format!("{e}{hint}") });
+                    println!("{}", serde_json::to_string_pretty(&red)?);
+                } else {
+                    println!("{keyspace}: RED: {e}{hint}");
+                }
+                Ok(4)
             };
-            let (manifest, roots) = match read.await {
+            let published = match published::published_roots(&store, &keyspace, &replicas.replicas).await {
+                Ok(p) => p,
+                Err(e) if e.kind() == cairn_shared::ErrorKind::DataLoss => {
+                    return red(
+                        &e,
+                        " (asked: the primary, the roots --replicas names and those earlier versions name)",
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let (roots, current) = (published.roots, published.pointer);
+            let vouched = current.manifest.as_ref();
+            let manifest = match manifest_copies::read_whole(&roots, &keyspace, &current.version, vouched).await {
                 Ok(m) => m,
-                // No root holds some part of the published version's manifest intact: its lookups fail, so
-                // the keyspace is RED (as `GET /v1/health?shards=true` says), not a failed check.
                 Err(e) if matches!(e.kind(), cairn_shared::ErrorKind::DataLoss | cairn_shared::ErrorKind::Corrupt) => {
-                    if json {
-                        let red = serde_json::json!({ "keyspace": keyspace, "status": "RED", "error": e.to_string() });
-                        println!("{}", serde_json::to_string_pretty(&red)?);
-                    } else {
-                        println!("{keyspace}: RED: {e}");
-                    }
-                    return Ok(4);
+                    return red(&e, "");
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -180,7 +191,8 @@ async fn run(cli: Cli) -> Res {
         }
         Some(Command::Repair { store, replicas, keyspace }) => {
             let store = Store::open(&store.store)?;
-            let (manifest, roots) = admin::keyspace_roots(&store, &keyspace, &replicas.replicas).await?;
+            let (manifest, published) = published::keyspace_roots(&store, &keyspace, &replicas.replicas).await?;
+            let roots = published.roots;
             let mut repaired = cairn_shared::versions::repair::repair(&roots, &manifest).await?;
             // Every layer the version stacks on, too; one whose manifest no root holds is past repair, and
             // the others are still mended.
@@ -219,7 +231,17 @@ async fn run(cli: Cli) -> Res {
         }
         Some(Command::Gc { store, replicas, keyspace, keep, min_age, dry_run }) => {
             let store = Store::open(&store.store)?;
-            let (_, roots) = admin::keyspace_roots(&store, &keyspace, &replicas.replicas).await?;
+            let (_, published) = published::keyspace_roots(&store, &keyspace, &replicas.replicas).await?;
+            // gc reads the current version's layers from the roots' copies of its top level: not while the
+            // primary's is missing or damaged.
+            if !published.primary_intact {
+                return Err(format!(
+                    "the primary's copy of {keyspace}'s current manifest top level is missing or damaged: run \
+                     `cairn repair` before `cairn gc`"
+                )
+                .into());
+            }
+            let roots = published.roots;
             let opts = cairn_shared::versions::gc::GcOptions { keep, min_age, dry_run };
             let r = cairn_shared::versions::gc::collect(&roots, &keyspace, &opts).await?;
             let verb = if dry_run { "would delete" } else { "deleted" };

@@ -368,18 +368,25 @@ async fn a_primary_that_lost_its_manifest_top_level_is_checked_and_repaired() {
     assert_eq!(std::fs::read(top(0, &first.version)).unwrap(), std::fs::read(top(1, &first.version)).unwrap());
     assert_eq!(run("health", &["--deep"]).0, Some(0));
 
-    // A later version whose top level is damaged on the primary: the first version's manifest names the
-    // replica, and a copy that is not the one the pointer names is not believed.
+    // A later version whose top level on the primary parses as its own but lists another replica root: the
+    // pointer does not name that copy, so it is not believed (the decoy root is never opened, let alone
+    // written), gc refuses to run on it, and repair puts the intact copy back. The first version's manifest
+    // names the replica.
     let second = ingest_into(&roots, example_data(), Some(5)).await;
-    let mut bytes = std::fs::read(top(0, &second.version)).unwrap();
-    let at = bytes.iter().position(|b| *b == b'4').expect("a digit to change");
-    bytes[at] = b'5';
-    std::fs::write(top(0, &second.version), &bytes).unwrap();
-    let (code, out) = run("health", &[]);
+    let decoy = dir.path().join("root9");
+    let bytes = String::from_utf8(std::fs::read(top(0, &second.version)).unwrap()).unwrap();
+    assert!(bytes.contains("root1"), "{bytes}");
+    std::fs::write(top(0, &second.version), bytes.replace("root1", "root9")).unwrap();
+    let (code, out) = run("health", &["--deep"]);
     assert_eq!(code, Some(3), "{out}");
-    assert!(out.contains("manifest"), "{out}");
+    assert!(out.lines().any(|l| l.trim_start().starts_with("manifest ") && l.contains("Corrupt")), "{out}");
+    let (code, out) = run("gc", &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cairn repair"), "{out}");
     let (code, out) = run("repair", &[]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(std::fs::read(top(0, &second.version)).unwrap(), std::fs::read(top(1, &second.version)).unwrap());
     assert_eq!(run("health", &["--deep"]).0, Some(0));
+    assert_eq!(run("gc", &[]).0, Some(0));
+    assert!(!decoy.exists(), "the decoy root the damaged copy names was opened");
 }
