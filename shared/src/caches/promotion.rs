@@ -10,10 +10,10 @@
 //!
 //! While the cache is still filling ([`Room`]) and has room for the shard, promoting it evicts nothing, and
 //! an entry stays resident far longer than one capacity of turnover: the shard is promoted once it has seen
-//! [`MIN_FETCHES`] fetches,
-//! however slowly they came. Without this, a keyspace that fits the cache under skewed lookups took tens of
-//! thousands of lookups to become all hot: each promotion's own bytes advance the clock, so the rarely
-//! looked-up shards' fetches always seemed too slow (docs/benchmark-notes.md, latency behind S3's timing).
+//! [`MIN_FETCHES`] fetches, however slowly they came. Without this, a keyspace that fits the cache under
+//! skewed lookups took tens of thousands of lookups to become all hot: each promotion's own bytes advance
+//! the clock, so the rarely looked-up shards' fetches always seemed too slow (docs/benchmark-notes.md,
+//! latency behind S3's timing).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
