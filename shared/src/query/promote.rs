@@ -6,7 +6,7 @@
 //! would only be asked again by a later block fetch, and once the lookups' blocks are all cached none
 //! comes. A failure leaves the shard served block by block and backs its rule off.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 
 use object_store::GetOptions;
@@ -40,7 +40,7 @@ const WHOLE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 struct Running {
     state: Arc<crate::caches::promotion::Promotion>,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    _reserved: Reserved,
+    _reserved: Held,
 }
 
 impl Drop for Running {
@@ -49,38 +49,30 @@ impl Drop for Running {
     }
 }
 
-/// Data cache room a promotion asked holds until it ends (then its shard is in the cache's own figure).
-struct Reserved(Arc<AtomicU64>, u64);
+/// A share of a running total (the data cache room promotions reserved, the promotions waiting for a
+/// permit), given back however the promotion ends.
+struct Held(Arc<AtomicU64>, u64);
 
-impl Reserved {
-    fn new(total: &Arc<AtomicU64>, bytes: u64) -> Reserved {
-        total.fetch_add(bytes, Relaxed);
-        Reserved(total.clone(), bytes)
+impl Held {
+    /// Adds `n` to `total`; also returns what it held before.
+    fn new(total: &Arc<AtomicU64>, n: u64) -> (Held, u64) {
+        (Held(total.clone(), n), total.fetch_add(n, Relaxed))
     }
 }
 
-impl Drop for Reserved {
+impl Drop for Held {
     fn drop(&mut self) {
         self.0.fetch_sub(self.1, Relaxed);
-    }
-}
-
-/// A place in the queue of promotions waiting for a permit, given back however the wait ends.
-struct Queued(Arc<AtomicUsize>);
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
     }
 }
 
 pub(crate) struct Promotions {
     budget: Arc<tokio::sync::Semaphore>,
     /// Promotions waiting for a permit.
-    queued: Arc<AtomicUsize>,
+    queued: Arc<AtomicU64>,
     /// Bytes inserted into the data cache so far: the clock promotion decisions are measured in.
     turnover: Arc<AtomicU64>,
-    /// Room in the data cache the promotions asked will take ([`Reserved`]).
+    /// Room in the data cache the promotions asked will take.
     reserved: Arc<AtomicU64>,
     room: Room,
     /// Whole shards in the data cache (a gauge `/metrics` reports).
@@ -106,7 +98,7 @@ impl Promotions {
 
     /// Whole-shard reads running now, or waiting for their turn.
     pub(crate) fn in_flight(&self) -> usize {
-        IN_FLIGHT - self.budget.available_permits() + self.queued.load(Relaxed)
+        IN_FLIGHT - self.budget.available_permits() + self.queued.load(Relaxed) as usize
     }
 
     /// Counts `bytes` inserted into the data cache.
@@ -152,14 +144,15 @@ impl Promotions {
         let permit = self.budget.clone().try_acquire_owned().ok();
         let queued = match permit {
             Some(_) => None,
-            None if self.queued.fetch_add(1, Relaxed) < QUEUED => Some(Queued(self.queued.clone())),
-            None => {
-                self.queued.fetch_sub(1, Relaxed);
-                state.promoting.store(false, Relaxed);
-                return;
-            }
+            None => match Held::new(&self.queued, 1) {
+                (place, before) if before < QUEUED as u64 => Some(place),
+                _ => {
+                    state.promoting.store(false, Relaxed);
+                    return;
+                }
+            },
         };
-        let reserved = Reserved::new(&self.reserved, RESERVE * size);
+        let (reserved, _) = Held::new(&self.reserved, RESERVE * size);
         let budget = self.budget.clone();
         // Held weakly until the read starts: a waiting promotion keeps no engine, cache or version alive.
         let owners = Owners {
