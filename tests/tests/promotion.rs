@@ -289,3 +289,56 @@ async fn a_waiting_promotion_of_a_replaced_version_gives_up() {
     let stale: Vec<_> = paths.iter().filter(|p| p.contains("shard=00002") && p.contains(old.as_str())).collect();
     assert!(stale.is_empty(), "the replaced version's shard 2 was read whole after the switch: {paths:?}");
 }
+
+/// After a publish, the replaced version's blocks and hot shards leave the data cache (in the background),
+/// so the new version's shards are promoted as in a cache that is filling. They used to stay until evicted:
+/// the cache stayed full and evicting, and the new version's rarely read shards waited for their fetches to
+/// come fast, as under a working set larger than the cache, after every publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_versions_shards_are_promoted_in_the_room_the_old_one_leaves() {
+    let d = data(1).await;
+    let stores = faulty(&d);
+    let config = EngineConfig { data_cache_bytes: 24 << 20, warm_switch_bytes: 0, ..Default::default() };
+    let e = engine(&d, &stores, config);
+    stores[0].large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::ZERO)));
+    // The old version fills the cache: every shard read through and most promoted, until it evicts.
+    for _ in 0..2 {
+        lookup_all(&e, &d.keys).await;
+        cairn_tests::promotions_settled(&e).await;
+    }
+    e.sync_caches().await;
+    assert!(e.telemetry().hot_shards > 0, "the old version has no hot shard: the test proves nothing");
+    let data_cache = |e: &Engine| e.stats().caches.into_iter().find(|c| c.name == "data").unwrap();
+    assert!(data_cache(&e).evictions > 0, "the old version never filled the cache: the test proves nothing");
+    let old = e.keyspace("hot").await.unwrap().manifest().version.clone();
+    // A new version of the same rows is published and served.
+    let mut opts = cairn_ingest::IngestOptions::new(d._dir.path().join("in.data"), "hot", d.roots[0].clone());
+    opts.shards = Some(48);
+    cairn_ingest::ingest(opts, Arc::new(cairn_ingest::NoProgress)).await.unwrap();
+    e.refresh();
+    let new = e.keyspace("hot").await.unwrap().manifest().version.clone();
+    assert_ne!(new, old, "the new version is not served");
+    e.retired_removed().await; // the old version's entries, removed in the background
+    assert_eq!(e.telemetry().hot_shards, 0, "the replaced version's hot shards are still held");
+    // As in the test above: four fetches of one shard, far apart, with six other shards read through
+    // between two of them.
+    let target = 47;
+    let mut rare = keys_of(&d, target);
+    rare.sort();
+    let picks: Vec<String> = (0..4).map(|q| rare[q * rare.len() / 4].clone()).collect();
+    for (n, key) in picks.iter().enumerate() {
+        lookup_all(&e, std::slice::from_ref(key)).await;
+        if n < 3 {
+            for other in 6 * n as u32..6 * n as u32 + 6 {
+                lookup_all(&e, &keys_of(&d, other)).await;
+            }
+            cairn_tests::promotions_settled(&e).await;
+        }
+    }
+    cairn_tests::promotions_settled(&e).await;
+    let name = format!("shard={target:05}");
+    let paths = stores[0].large_read_paths.lock().unwrap().clone();
+    let whole = |v: &str| paths.iter().any(|p| p.contains(v) && p.split('/').any(|part| part == name));
+    assert!(whole(&old), "the old version's shard {target} was never hot: the test proves nothing");
+    assert!(whole(&new), "the new version's shard {target} was not promoted: {} evictions", data_cache(&e).evictions);
+}

@@ -1,8 +1,9 @@
 //! A publish reaching a running reader (issue 29, serving defect 7). The switch used to walk every cached
 //! entry of the version it replaced, synchronously, before installing the new one (a worker stalled for as
 //! long as that took), and lookups still running on the replaced version then refetched what it had just
-//! dropped. Now the replaced version's entries simply age out of the caches: the switch does no per-entry
-//! work, and a lookup in flight on the old version is still answered from the cache.
+//! dropped. Now the switch does no per-entry work: the replaced version's entries are removed in the
+//! background once no lookup holds that version, so a lookup in flight on it is still answered from the
+//! cache, and the memory is then free for the new version (tests/promotion.rs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,4 +39,10 @@ async fn lookups_in_flight_on_a_replaced_version_keep_their_cache() {
     }
     let refetched = engine.counters().object_gets - before;
     assert_eq!(refetched, 0, "lookups on the replaced version refetched {refetched} objects the switch dropped");
+    // Once no lookup holds it, its entries leave the caches.
+    engine.sync_caches().await;
+    assert!(engine.telemetry().hot_shards > 0, "the replaced version had no hot shard: the test proves nothing");
+    drop(old);
+    engine.retired_removed().await;
+    assert_eq!(engine.telemetry().hot_shards, 0, "the replaced version's hot shards are still held");
 }

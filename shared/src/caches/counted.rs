@@ -160,6 +160,19 @@ where
         self.evictions.load(Relaxed)
     }
 
+    /// Removes every entry whose key `doomed` picks (invalidated, so not counted as evictions), yielding to
+    /// the runtime every few hundred entries: a walk of the whole cache, for a task in the background.
+    pub async fn remove_where(&self, doomed: impl Fn(&K) -> bool) {
+        for (seen, (k, _)) in self.inner.iter().enumerate() {
+            if doomed(&k) {
+                self.inner.invalidate(&*k).await;
+            }
+            if seen % 256 == 255 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
     /// Applies what moka has pending (evictions, removal notices): before a figure must be exact.
     pub async fn sync(&self) {
         self.inner.run_pending_tasks().await;

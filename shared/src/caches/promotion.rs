@@ -55,6 +55,13 @@ impl Room {
         }
         capacity.saturating_sub(used).saturating_sub(reserved) / RESERVE
     }
+
+    /// The cache was emptied of what no reader wants (a replaced version's entries): its free room is no
+    /// longer the gap an eviction left. `evictions` is its count so far.
+    pub fn forget_evictions(&self, evictions: u64) {
+        self.evictions.store(evictions, Relaxed);
+        self.evicted_at.store(0, Relaxed);
+    }
 }
 
 /// A shard's recent block fetches, counted over a window of turnover.

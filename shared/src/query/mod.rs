@@ -11,6 +11,7 @@ pub mod layer;
 pub(crate) mod promote;
 pub(crate) mod recent_keys;
 pub(crate) mod resolver;
+pub(crate) mod retired;
 pub mod roots;
 pub(crate) mod shard_reads;
 pub mod telemetry;

@@ -74,7 +74,7 @@ pub(crate) struct Promotions {
     turnover: Arc<AtomicU64>,
     /// Room in the data cache the promotions asked will take.
     reserved: Arc<AtomicU64>,
-    room: Room,
+    pub(crate) room: Arc<Room>,
     /// Whole shards in the data cache (a gauge `/metrics` reports).
     hot_shards: Arc<AtomicI64>,
     /// Where promoted shards go, and the memory they live in.
@@ -89,7 +89,7 @@ impl Promotions {
             queued: Arc::default(),
             turnover: Arc::default(),
             reserved: Arc::default(),
-            room: Room::default(),
+            room: Arc::default(),
             hot_shards,
             data,
             arena,

@@ -23,9 +23,7 @@ use crate::query::data_cache::{Cached, DataCache, WHOLE_SHARD, data_cache};
 use crate::query::fetch::{Fetcher, ReadKind};
 use crate::query::layer::{Group, Layer};
 use crate::query::promote::Promotions;
-
-/// (version uid, shard, index piece; 0 for a format-2 shard's one index).
-type PieceKey = (u64, u32, u32);
+use crate::query::retired::{PieceLists, Pieces, Retired};
 
 // One hot-shard lookup in TOUCH_EVERY refreshes the shard's recency in the data cache.
 thread_local! {
@@ -35,14 +33,15 @@ thread_local! {
 pub(crate) struct ShardReads {
     /// (version uid, shard) → the pieces a shard lists in its object (shards with more than a manifest
     /// entry lists).
-    piece_lists: CountedCache<(u64, u32), Arc<Vec<PieceRef>>>,
+    piece_lists: Arc<PieceLists>,
     /// (version uid, shard, piece) → the blocks an index piece lists.
-    pieces: CountedCache<PieceKey, Arc<ShardMeta>>,
+    pieces: Arc<Pieces>,
     /// Decoded blocks and whole (hot) shards, under one byte budget.
     pub(crate) data: Arc<DataCache>,
     /// Where hot shards live (on huge pages), sized like the data cache that owns them.
     pub(crate) arena: Arc<Arena>,
     pub(crate) promotions: Promotions,
+    retired: Retired,
 }
 
 impl ShardReads {
@@ -50,15 +49,14 @@ impl ShardReads {
     pub(crate) fn new(metadata: u64, data: u64, hot_shards: Arc<std::sync::atomic::AtomicI64>) -> ShardReads {
         let data_cache = Arc::new(data_cache(data, hot_shards.clone()));
         let arena = Arena::new(data as usize);
-        ShardReads {
-            piece_lists: CountedCache::new("shard_roots", metadata / 5, |_, v| {
-                weight(64 + v.iter().map(|p| 48 + p.key.len()).sum::<usize>())
-            }),
-            pieces: CountedCache::new("shard_metadata", metadata - metadata / 5, |_, v| weight(v.weight())),
-            promotions: Promotions::new(data_cache.clone(), arena.clone(), hot_shards),
-            data: data_cache,
-            arena,
-        }
+        let piece_lists: Arc<PieceLists> = Arc::new(CountedCache::new("shard_roots", metadata / 5, |_, v| {
+            weight(64 + v.iter().map(|p| 48 + p.key.len()).sum::<usize>())
+        }));
+        let pieces: Arc<Pieces> =
+            Arc::new(CountedCache::new("shard_metadata", metadata - metadata / 5, |_, v| weight(v.weight())));
+        let promotions = Promotions::new(data_cache.clone(), arena.clone(), hot_shards);
+        let retired = Retired::new(piece_lists.clone(), pieces.clone(), data_cache.clone(), promotions.room.clone());
+        ShardReads { piece_lists, pieces, data: data_cache, arena, promotions, retired }
     }
 
     /// `key`'s value in shard `shard` of `v` (entry `i` of `group`).
@@ -172,6 +170,11 @@ impl ShardReads {
 
     pub(crate) fn counts(&self) -> [(u64, u64); 3] {
         [self.piece_lists.counts(), self.pieces.counts(), self.data.counts()]
+    }
+
+    /// What removes retired layers from these caches.
+    pub(crate) fn retired(&self) -> Retired {
+        self.retired.clone()
     }
 
     pub(crate) fn stats(&self) -> [CacheStats; 3] {

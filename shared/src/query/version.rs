@@ -49,12 +49,15 @@ impl LoadedVersion {
     }
 
     /// Served in place of `old`: `old`'s layers this version does not share are retired, and its own are
-    /// not (one served again by a rollback).
-    pub(crate) fn retire_layers_of(&self, old: &LoadedVersion) {
+    /// not (one served again by a rollback). The uids of those it retired.
+    pub(crate) fn retire_layers_of(&self, old: &LoadedVersion) -> Vec<u64> {
         self.unretire();
-        for layer in old.layers.iter().filter(|l| !self.layers.iter().any(|n| n.uid == l.uid)) {
+        let gone = old.layers.iter().filter(|l| !self.layers.iter().any(|n| n.uid == l.uid));
+        gone.map(|layer| {
             layer.retired.store(true, Relaxed);
-        }
+            layer.uid
+        })
+        .collect()
     }
 
     /// About to be served: none of its layers is retired.
@@ -64,11 +67,12 @@ impl LoadedVersion {
         }
     }
 
-    /// No longer served (its keyspace is gone): every layer is retired.
-    pub(crate) fn retire(&self) {
+    /// No longer served (its keyspace is gone): every layer is retired. Their uids.
+    pub(crate) fn retire(&self) -> Vec<u64> {
         for layer in &self.layers {
             layer.retired.store(true, Relaxed);
         }
+        self.layers.iter().map(|l| l.uid).collect()
     }
 
     /// Bytes of every layer's shard objects.

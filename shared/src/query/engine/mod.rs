@@ -44,10 +44,11 @@ impl Engine {
         let telemetry = Arc::new(EngineTelemetry::default());
         let roots = Roots::new(store, config.replicas.clone(), config.max_concurrent_gets, telemetry.clone());
         let budget = config.metadata_cache_bytes;
+        // The metadata budget is split: an eighth for loaded versions, the rest for shard index pieces.
+        let reads = ShardReads::new(budget - budget / 8, config.data_cache_bytes, telemetry.hot_shards.clone());
         Engine {
-            // The metadata budget is split: an eighth for loaded versions, the rest for shard index pieces.
-            resolver: Resolver::new(&config, budget / 8, telemetry.clone()),
-            reads: ShardReads::new(budget - budget / 8, config.data_cache_bytes, telemetry.hot_shards.clone()),
+            resolver: Resolver::new(&config, budget / 8, telemetry.clone(), reads.retired()),
+            reads,
             fetcher: Arc::new(Fetcher::new(telemetry.clone(), tiers(&config))),
             roots,
             config,
@@ -317,6 +318,13 @@ impl Engine {
     /// Whole-shard reads (promotions) running now or waiting for their turn (a small fixed budget per process).
     pub fn promotions_in_flight(&self) -> usize {
         self.reads.promotions.in_flight()
+    }
+
+    /// Until the caches are emptied of the versions replaced so far (it waits for the lookups still
+    /// running on them: retired.rs), then [`Self::sync_caches`].
+    pub async fn retired_removed(&self) {
+        self.reads.retired().settled().await;
+        self.sync_caches().await;
     }
 
     /// Applies what the caches have pending (evictions, removal notices).

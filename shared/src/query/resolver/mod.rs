@@ -21,6 +21,7 @@ use crate::format::ring::Placement;
 use crate::key::validate_keyspace;
 use crate::query::fetch::{Fetcher, ReadKind};
 use crate::query::layer::{Group, Layer};
+use crate::query::retired::Retired;
 use crate::query::roots::Roots;
 use crate::query::telemetry::ServedKeyspace;
 use crate::query::version::LoadedVersion;
@@ -55,6 +56,8 @@ pub(crate) struct Resolver {
     versions: CountedCache<VersionId, Arc<Layer>>,
     failover: FailoverConfig,
     telemetry: Arc<crate::query::telemetry::EngineTelemetry>,
+    /// Empties the read side's caches of the layers a switch retires.
+    retired: Retired,
 }
 
 impl Resolver {
@@ -62,6 +65,7 @@ impl Resolver {
         config: &EngineConfig,
         budget: u64,
         telemetry: Arc<crate::query::telemetry::EngineTelemetry>,
+        retired: Retired,
     ) -> Resolver {
         Resolver {
             pointers: TtlMap::new("pointer", config.pointer_ttl, 4096),
@@ -70,6 +74,7 @@ impl Resolver {
             versions: CountedCache::new("manifest", budget, |_, v| weight(v.weight())),
             failover: config.failover.clone(),
             telemetry,
+            retired,
         }
     }
 
@@ -145,8 +150,9 @@ impl Resolver {
         let Some((current, root)) = self.read_pointer(roots, fetcher, ks).await? else {
             // The primary says there is no such keyspace: what was served is gone, and a keyspace created
             // anew under this name starts afresh.
-            if let Some((_, gone)) = self.served.lock().expect("served pointers").remove(ks) {
-                gone.retire();
+            let gone = self.served.lock().expect("served pointers").remove(ks);
+            if let Some((_, gone)) = gone {
+                self.retired.forget(gone.retire(), Arc::downgrade(&gone));
             }
             return Ok(None);
         };
@@ -180,17 +186,17 @@ impl Resolver {
                 new
             }
         };
-        // Installed as it is: the replaced version's cache entries are not walked (lookups still running on
-        // it keep using them); they age out of the caches like any entry nobody reads.
-        let mut served = self.served.lock().expect("served pointers");
-        match served.get(ks) {
-            Some((p, _)) if !from_primary && !current.pointer.supersedes(p) => {}
-            _ => {
-                let replaced = served.insert(ks.to_string(), (current.pointer.clone(), v.clone()));
-                if let Some((_, old)) = replaced {
-                    v.retire_layers_of(&old);
-                }
+        // Installed at once: the replaced version's cache entries are removed afterwards, in the background,
+        // once the lookups still running on it have ended (retired.rs).
+        let replaced = {
+            let mut served = self.served.lock().expect("served pointers");
+            match served.get(ks) {
+                Some((p, _)) if !from_primary && !current.pointer.supersedes(p) => None,
+                _ => served.insert(ks.to_string(), (current.pointer.clone(), v.clone())),
             }
+        };
+        if let Some((_, old)) = replaced {
+            self.retired.forget(v.retire_layers_of(&old), Arc::downgrade(&old));
         }
         Ok(Some(v))
     }
