@@ -56,24 +56,30 @@ request = function()
 end
 LUA
 
-# http_pair DATASET CAIRN_PID BASELINE_PID: cairn (port 7971) and the baseline (7972) run side by side and
-# are measured in turn: wrk at full speed RUNS times each, alternating, then the open-loop generator at 50%
-# of each one's median peak, alternating. Measured one after the other, a drift of this VM between minutes
-# moved the ratio by as much as the servers differ (docs/benchmark-notes.md).
-http_pair() {
-  local ds="$1" cairn_pid="$2" baseline_pid="$3"
+# http_trio DATASET CAIRN_PID BASELINE_PID REDIS_PID: cairn (port 7971), the baseline (7972) and redis-server
+# (7973) run side by side and are measured in turn: each at full speed RUNS times, one run of each in turn,
+# then the open-loop generator at 50% of each one's median peak, in turn. Measured one after the other, a
+# drift of this VM between minutes moved a ratio by as much as the servers differ (docs/benchmark-notes.md).
+http_trio() {
+  local ds="$1" cairn_pid="$2" baseline_pid="$3" redis_pid="$4"
+  # redis-benchmark runs a count of requests, not a time: 100k per second of SECS (as long as wrk's runs at
+  # ~100k requests/s).
   for i in $(seq 1 "$runs"); do
     for s in cairn:7971 baseline:7972; do
       KEYS_FILE="$keys" wrk -t2 -c50 -d"${secs}s" --latency -s "$work/random-key.lua" "http://127.0.0.1:${s#*:}" \
         | python3 scripts/bench_report.py parse-wrk "${s%%:*}" | tag "$ds"
     done
+    redis-benchmark -p 7973 -c 50 -n $((100000 * secs)) -r 1000000 -t get --csv 2>/dev/null \
+      | python3 scripts/bench_report.py parse-redis | tag "$ds"
   done
-  local c b
+  local c b r
   c=$(median_of "$ds" http cairn rps | awk '{printf "%d", $1 / 2}')
   b=$(median_of "$ds" http baseline rps | awk '{printf "%d", $1 / 2}')
+  r=$(median_of "$ds" http redis rps | awk '{printf "%d", $1 / 2}')
   for i in $(seq 1 "$runs"); do
     half_load http 7971 "$c" cairn "$cairn_pid"
     half_load http 7972 "$b" baseline "$baseline_pid"
+    half_load resp 7973 "$r" redis "$redis_pid"
   done
 }
 
@@ -139,17 +145,11 @@ bench_dataset() {
   echo "{\"bench\":\"rss\",\"server\":\"cairn\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}"),\"huge_kb\":${huge:-0}}" | tag "$ds"
   local cairn_pid="${pids[-1]}"
 
-  echo "== [$ds] hash-map baseline server, then both in turn" >&2
+  echo "== [$ds] hash-map baseline server and redis-server, then the three in turn" >&2
   CAIRN_WORKERS="$workers" place "$bin/baseline-server" "$data" 7972 2> /dev/null & pids+=($!)
   wait_port 7972
   echo "{\"bench\":\"rss\",\"server\":\"baseline\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"
-  http_pair "$ds" "$cairn_pid" "${pids[-1]}"
-  kill "${pids[-1]}"
-  scrape_cost "$ds" 7971
-  kill "$cairn_pid"
-
-  echo "== [$ds] redis-server" >&2
-  drop_caches
+  local baseline_pid="${pids[-1]}"
   place redis-server --port 7973 --bind 127.0.0.1 --save '' --appendonly no --daemonize no > /dev/null & pids+=($!)
   wait_port 7973
   # The same 1M values under redis-benchmark's key pattern (key:<12 digits>).
@@ -161,13 +161,11 @@ for i, line in enumerate(open(sys.argv[1], "rb")):
     sys.stdout.buffer.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
 ' "$data" | redis-cli -p 7973 --pipe > /dev/null
   echo "{\"bench\":\"rss\",\"server\":\"redis\",\"rss_kb\":$(ps -o rss= -p "${pids[-1]}")}" | tag "$ds"
-  for i in $(seq 1 "$runs"); do
-    redis-benchmark -p 7973 -c 50 -n 1000000 -r 1000000 -t get --csv 2>/dev/null \
-      | python3 scripts/bench_report.py parse-redis | tag "$ds"
-  done
-  local half; half=$(median_of "$ds" http redis rps | awk '{printf "%d", $1 / 2}')
-  for i in $(seq 1 "$runs"); do half_load resp 7973 "$half" redis "${pids[-1]}"; done
-  kill "${pids[-1]}"
+  local redis_pid="${pids[-1]}"
+  http_trio "$ds" "$cairn_pid" "$baseline_pid" "$redis_pid"
+  kill "$baseline_pid" "$redis_pid"
+  scrape_cost "$ds" 7971
+  kill "$cairn_pid"
 }
 
 bench_dataset example "$work/1m.data" 256MiB

@@ -160,8 +160,8 @@ def report(runs: str, secs: str, md_path: str, svg_path: str) -> None:
         if not any(http.values()):
             continue
         w(f"## HTTP GET, {title}: random keys, 50 connections\n")
-        w("`cairn serve` and the baseline run side by side and are measured in turn, each run of one followed by a run "
-          "of the other, so a drift of the machine between minutes moves both alike; redis-server runs after them. "
+        w("`cairn serve`, the baseline and redis-server run side by side and are measured in turn, a run of each "
+          "followed by a run of the next, so a drift of the machine between minutes moves all three alike. "
           "Peak: `wrk -t2 -c50 --latency` (HTTP), `redis-benchmark -c 50 -r 1000000 -t get` (RESP). At 50% load: "
           "`cairn-load` (bench/), open loop at half of the server's median peak, latency from each request's "
           f"scheduled time, run {runs} times with the client at nice {client_nice([x for v in half.values() for x in v])} (it stands in "
