@@ -46,3 +46,40 @@ async fn lookups_in_flight_on_a_replaced_version_keep_their_cache() {
     engine.retired_removed().await;
     assert_eq!(engine.telemetry().hot_shards, 0, "the replaced version's hot shards are still held");
 }
+
+/// A rollback while the replaced version's removal waits for a lookup still holding it: the version served
+/// again keeps what the caches hold of it. The removal used to take every entry of the layers it was
+/// started for, served again or not, leaving a rolled-back version cold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_keeps_the_cache_of_the_version_it_serves_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("st").to_str().unwrap()).unwrap();
+    let keys: Vec<String> = (0..20_000).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let write = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, keys.iter().map(|k| format!("{k} {name}\n")).collect::<String>()).unwrap();
+        p
+    };
+    cairn_tests::ingest(&write("one"), "ks", &store, Some(16)).await.unwrap();
+    let config = EngineConfig { pointer_ttl: Duration::from_secs(3600), warm_switch_bytes: 0, ..Default::default() };
+    let engine = Arc::new(Engine::new(store.clone(), config));
+    let held = engine.keyspace("ks").await.unwrap();
+    for k in &keys {
+        assert_eq!(engine.get("ks", k).await.unwrap().as_deref(), Some(&b"one"[..]));
+    }
+    cairn_tests::ingest(&write("two"), "ks", &store, Some(16)).await.unwrap();
+    engine.refresh();
+    assert_eq!(engine.get("ks", &keys[0]).await.unwrap().as_deref(), Some(&b"two"[..]), "the new version");
+    // Rolled back while a lookup still holds the first version: its removal is waiting.
+    cairn_shared::versions::rollback::rollback(&store, "ks", None, &|u: &str| Store::open(u)).await.unwrap();
+    engine.refresh();
+    assert_eq!(engine.get("ks", &keys[0]).await.unwrap().as_deref(), Some(&b"one"[..]), "the rollback");
+    drop(held);
+    engine.retired_removed().await;
+    let before = engine.counters().object_gets;
+    for k in &keys {
+        assert_eq!(engine.get("ks", k).await.unwrap().as_deref(), Some(&b"one"[..]));
+    }
+    let refetched = engine.counters().object_gets - before;
+    assert_eq!(refetched, 0, "the version served again refetched {refetched} objects");
+}

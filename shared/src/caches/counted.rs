@@ -173,6 +173,11 @@ where
         }
     }
 
+    /// Removes `k` (invalidated, not counted as an eviction).
+    pub async fn invalidate(&self, k: &K) {
+        self.inner.invalidate(k).await;
+    }
+
     /// Applies what moka has pending (evictions, removal notices): before a figure must be exact.
     pub async fn sync(&self) {
         self.inner.run_pending_tasks().await;

@@ -198,7 +198,13 @@ impl Promotions {
                     turnover.fetch_add(rows.weight() as u64, Relaxed);
                     hot_shards.fetch_add(1, Relaxed);
                     let cached = Cached { rows, slot: Some(HotRef::new(&slot, i)) };
-                    data.insert((v.uid, shard, WHOLE_SHARD, WHOLE_SHARD), cached).await;
+                    let key = (v.uid, shard, WHOLE_SHARD, WHOLE_SHARD);
+                    data.insert(key, cached).await;
+                    // Its version was replaced while it read: the removal of its entries (retired.rs) may
+                    // have run already.
+                    if v.retired.load(Relaxed) {
+                        data.invalidate(&key).await;
+                    }
                     // Into the cache's own figure of bytes held before its reservation is let go, or the next
                     // promotion would count the same room free.
                     data.sync().await;

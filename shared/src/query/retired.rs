@@ -3,16 +3,18 @@
 //! the version served now. Left to age out, it kept the data cache full and evicting after every publish,
 //! and the new version's shards were then promoted only as fast as under a working set larger than the
 //! cache. The removal waits until no lookup holds the replaced version (a request that resolved it before
-//! the switch finishes from the cache), for at most [`HOLD_WAIT`]. A rollback to a layer removed here reads
-//! it again, as it would after those entries aged out.
+//! the switch finishes from the cache), for at most [`HOLD_WAIT`]; it skips a layer served again meanwhile
+//! (a rollback); and removals due together share one walk of the caches. A rollback to a layer removed here
+//! reads it again, as it would after those entries aged out.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::caches::counted::CountedCache;
 use crate::caches::promotion::Room;
 use crate::query::data_cache::DataCache;
+use crate::query::layer::Layer;
 use crate::query::version::LoadedVersion;
 
 /// Longest a removal waits for lookups still running on the replaced version.
@@ -29,7 +31,11 @@ pub(crate) struct Retired {
     pub(crate) pieces: Arc<Pieces>,
     pub(crate) data: Arc<DataCache>,
     pub(crate) room: Arc<Room>,
-    /// Removals running.
+    /// Layers no lookup holds any more, waiting for the next walk.
+    due: Arc<Mutex<Vec<(u64, Weak<Layer>)>>>,
+    /// One walk at a time.
+    walking: Arc<tokio::sync::Mutex<()>>,
+    /// Removals started and not ended.
     running: Arc<AtomicUsize>,
 }
 
@@ -40,13 +46,21 @@ impl Retired {
         data: Arc<DataCache>,
         room: Arc<Room>,
     ) -> Self {
-        Retired { piece_lists, pieces, data, room, running: Arc::default() }
+        Retired {
+            piece_lists,
+            pieces,
+            data,
+            room,
+            due: Arc::default(),
+            walking: Arc::default(),
+            running: Arc::default(),
+        }
     }
 
-    /// Removes what the caches hold of the layers `uids` of `replaced`, once no lookup holds it, in a task
-    /// of the runtime this is called on (off any runtime, nothing is removed: the entries age out).
-    pub(crate) fn forget(&self, uids: Vec<u64>, replaced: Weak<LoadedVersion>) {
-        if uids.is_empty() {
+    /// Removes what the caches hold of `layers` of `replaced`, once no lookup holds it, in a task of the
+    /// runtime this is called on (off any runtime, nothing is removed: the entries age out).
+    pub(crate) fn forget(&self, layers: Vec<(u64, Weak<Layer>)>, replaced: Weak<LoadedVersion>) {
+        if layers.is_empty() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
@@ -58,13 +72,35 @@ impl Retired {
             while replaced.strong_count() > 0 && since.elapsed() < HOLD_WAIT {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            let dead = |uid: &u64| uids.contains(uid);
-            this.piece_lists.remove_where(|k| dead(&k.0)).await;
-            this.pieces.remove_where(|k| dead(&k.0)).await;
-            this.data.remove_where(|k| dead(&k.0)).await;
-            this.data.sync().await;
-            this.room.forget_evictions(this.data.evictions());
+            this.due.lock().expect("due layers").extend(layers);
+            this.walk().await;
         });
+    }
+
+    /// One walk of the caches for every layer due that is still retired (a rollback serves a layer again)
+    /// or gone.
+    async fn walk(&self) {
+        let _walking = self.walking.lock().await;
+        let due = std::mem::take(&mut *self.due.lock().expect("due layers"));
+        let uids: Vec<u64> = due
+            .iter()
+            .filter(|(_, layer)| layer.upgrade().is_none_or(|l| l.retired.load(Relaxed)))
+            .map(|(uid, _)| *uid)
+            .collect();
+        if uids.is_empty() {
+            return;
+        }
+        let dead = |uid: &u64| uids.contains(uid);
+        let before = self.data.used();
+        self.piece_lists.remove_where(|k| dead(&k.0)).await;
+        self.pieces.remove_where(|k| dead(&k.0)).await;
+        self.data.remove_where(|k| dead(&k.0)).await;
+        self.data.sync().await;
+        // A removal that freed a share of the data cache leaves it filling, not evicting, whatever it
+        // evicted before; a small keyspace's does not.
+        if before.saturating_sub(self.data.used()) >= self.data.capacity() / 8 {
+            self.room.forget_evictions(self.data.evictions());
+        }
     }
 
     /// Until every removal started has ended.

@@ -2,8 +2,8 @@
 //! delta publish stacks one more over the layers of the version it was published on. Lookups visit the
 //! layers newest first and stop at the first that holds the key (a value or a tombstone).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
 
 use crate::format::manifest::Manifest;
 use crate::query::layer::Layer;
@@ -49,13 +49,13 @@ impl LoadedVersion {
     }
 
     /// Served in place of `old`: `old`'s layers this version does not share are retired, and its own are
-    /// not (one served again by a rollback). The uids of those it retired.
-    pub(crate) fn retire_layers_of(&self, old: &LoadedVersion) -> Vec<u64> {
+    /// not (one served again by a rollback). Those it retired.
+    pub(crate) fn retire_layers_of(&self, old: &LoadedVersion) -> Vec<(u64, Weak<Layer>)> {
         self.unretire();
         let gone = old.layers.iter().filter(|l| !self.layers.iter().any(|n| n.uid == l.uid));
         gone.map(|layer| {
             layer.retired.store(true, Relaxed);
-            layer.uid
+            (layer.uid, Arc::downgrade(layer))
         })
         .collect()
     }
@@ -67,12 +67,12 @@ impl LoadedVersion {
         }
     }
 
-    /// No longer served (its keyspace is gone): every layer is retired. Their uids.
-    pub(crate) fn retire(&self) -> Vec<u64> {
+    /// No longer served (its keyspace is gone): every layer is retired.
+    pub(crate) fn retire(&self) -> Vec<(u64, Weak<Layer>)> {
         for layer in &self.layers {
             layer.retired.store(true, Relaxed);
         }
-        self.layers.iter().map(|l| l.uid).collect()
+        self.layers.iter().map(|l| (l.uid, Arc::downgrade(l))).collect()
     }
 
     /// Bytes of every layer's shard objects.
