@@ -14,8 +14,7 @@ use std::time::Duration;
 use crate::caches::counted::CountedCache;
 use crate::caches::promotion::Room;
 use crate::query::data_cache::DataCache;
-use crate::query::layer::Layer;
-use crate::query::version::LoadedVersion;
+use crate::query::version::{LoadedVersion, RetiredLayer};
 
 /// Longest a removal waits for lookups still running on the replaced version.
 const HOLD_WAIT: Duration = Duration::from_secs(60);
@@ -32,7 +31,7 @@ pub(crate) struct Retired {
     pub(crate) data: Arc<DataCache>,
     pub(crate) room: Arc<Room>,
     /// Layers no lookup holds any more, waiting for the next walk.
-    due: Arc<Mutex<Vec<(u64, Weak<Layer>)>>>,
+    due: Arc<Mutex<Vec<RetiredLayer>>>,
     /// One walk at a time.
     walking: Arc<tokio::sync::Mutex<()>>,
     /// Removals started and not ended.
@@ -59,7 +58,7 @@ impl Retired {
 
     /// Removes what the caches hold of `layers` of `replaced`, once no lookup holds it, in a task of the
     /// runtime this is called on (off any runtime, nothing is removed: the entries age out).
-    pub(crate) fn forget(&self, layers: Vec<(u64, Weak<Layer>)>, replaced: Weak<LoadedVersion>) {
+    pub(crate) fn forget(&self, layers: Vec<RetiredLayer>, replaced: Weak<LoadedVersion>) {
         if layers.is_empty() {
             return;
         }

@@ -2,12 +2,15 @@
 //! delta publish stacks one more over the layers of the version it was published on. Lookups visit the
 //! layers newest first and stop at the first that holds the key (a value or a tombstone).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Weak};
 
 use crate::format::manifest::Manifest;
 use crate::query::layer::Layer;
 use crate::query::recent_keys::RecentKeys;
+
+/// A retired layer's uid, and the layer while anything holds it (query/retired.rs removes its cache entries).
+pub(crate) type RetiredLayer = (u64, std::sync::Weak<Layer>);
 
 #[derive(Debug)]
 pub struct LoadedVersion {
@@ -50,7 +53,7 @@ impl LoadedVersion {
 
     /// Served in place of `old`: `old`'s layers this version does not share are retired, and its own are
     /// not (one served again by a rollback). Those it retired.
-    pub(crate) fn retire_layers_of(&self, old: &LoadedVersion) -> Vec<(u64, Weak<Layer>)> {
+    pub(crate) fn retire_layers_of(&self, old: &LoadedVersion) -> Vec<RetiredLayer> {
         self.unretire();
         let gone = old.layers.iter().filter(|l| !self.layers.iter().any(|n| n.uid == l.uid));
         gone.map(|layer| {
@@ -68,7 +71,7 @@ impl LoadedVersion {
     }
 
     /// No longer served (its keyspace is gone): every layer is retired.
-    pub(crate) fn retire(&self) -> Vec<(u64, Weak<Layer>)> {
+    pub(crate) fn retire(&self) -> Vec<RetiredLayer> {
         for layer in &self.layers {
             layer.retired.store(true, Relaxed);
         }
