@@ -133,21 +133,7 @@ async fn a_rarely_read_shard_is_promoted_while_the_cache_has_room() {
     let e = engine(&d, &stores, EngineConfig { data_cache_bytes: 64 << 20, ..Default::default() });
     stores[0].large_reads(SMALL_READ, Some(LargeRead::Delay(Duration::ZERO)));
     let target = 47;
-    let mut rare = keys_of(&d, target);
-    rare.sort();
-    // Four keys far apart in the shard: four blocks.
-    let picks: Vec<String> = (0..4).map(|q| rare[q * rare.len() / 4].clone()).collect();
-    for (n, key) in picks.iter().enumerate() {
-        lookup_all(&e, std::slice::from_ref(key)).await;
-        if n < 3 {
-            // Between two of its fetches, six other shards are read through and promoted.
-            for other in 6 * n as u32..6 * n as u32 + 6 {
-                lookup_all(&e, &keys_of(&d, other)).await;
-            }
-            cairn_tests::promotions_settled(&e).await;
-        }
-    }
-    cairn_tests::promotions_settled(&e).await;
+    let rare = fetched_rarely(&e, &d, target).await;
     assert!(e.telemetry().hot_shards >= 18, "the other shards were not promoted: the test proves nothing");
     let paths = stores[0].large_read_paths.lock().unwrap().clone();
     let name = format!("shard={target:05}");
@@ -155,6 +141,25 @@ async fn a_rarely_read_shard_is_promoted_while_the_cache_has_room() {
     let before = e.counters().bytes_fetched;
     lookup_all(&e, &rare).await;
     assert_eq!(e.counters().bytes_fetched - before, 0, "the whole of shard {target}, hot, fetched bytes");
+}
+
+/// Four lookups of `target`'s keys far apart (four blocks), with six other shards read through (and
+/// promoted) between two of them; then until promotions settle. `target`'s keys, sorted.
+async fn fetched_rarely(e: &Engine, d: &Data, target: u32) -> Vec<String> {
+    let mut rare = keys_of(d, target);
+    rare.sort();
+    let picks: Vec<String> = (0..4).map(|q| rare[q * rare.len() / 4].clone()).collect();
+    for (n, key) in picks.iter().enumerate() {
+        lookup_all(e, std::slice::from_ref(key)).await;
+        if n < 3 {
+            for other in 6 * n as u32..6 * n as u32 + 6 {
+                lookup_all(e, &keys_of(d, other)).await;
+            }
+            cairn_tests::promotions_settled(e).await;
+        }
+    }
+    cairn_tests::promotions_settled(e).await;
+    rare
 }
 
 /// A whole-shard read that never answers holds no request: promotion is not on the request path.
@@ -320,22 +325,8 @@ async fn a_new_versions_shards_are_promoted_in_the_room_the_old_one_leaves() {
     assert_ne!(new, old, "the new version is not served");
     e.retired_removed().await; // the old version's entries, removed in the background
     assert_eq!(e.telemetry().hot_shards, 0, "the replaced version's hot shards are still held");
-    // As in the test above: four fetches of one shard, far apart, with six other shards read through
-    // between two of them.
     let target = 47;
-    let mut rare = keys_of(&d, target);
-    rare.sort();
-    let picks: Vec<String> = (0..4).map(|q| rare[q * rare.len() / 4].clone()).collect();
-    for (n, key) in picks.iter().enumerate() {
-        lookup_all(&e, std::slice::from_ref(key)).await;
-        if n < 3 {
-            for other in 6 * n as u32..6 * n as u32 + 6 {
-                lookup_all(&e, &keys_of(&d, other)).await;
-            }
-            cairn_tests::promotions_settled(&e).await;
-        }
-    }
-    cairn_tests::promotions_settled(&e).await;
+    fetched_rarely(&e, &d, target).await;
     let name = format!("shard={target:05}");
     let paths = stores[0].large_read_paths.lock().unwrap().clone();
     let whole = |v: &str| paths.iter().any(|p| p.contains(v) && p.split('/').any(|part| part == name));

@@ -12,24 +12,43 @@ use cairn_shared::Engine;
 use cairn_shared::config::EngineConfig;
 use cairn_shared::stores::Store;
 
+/// 20,000 keys in keyspace "ks" on 16 shards, each key's value the name of the version that wrote it.
+struct Keyspace {
+    dir: tempfile::TempDir,
+    store: Store,
+    keys: Vec<String>,
+}
+
+impl Keyspace {
+    /// The keyspace, its first version ("one") published.
+    async fn new() -> Keyspace {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("st").to_str().unwrap()).unwrap();
+        let keys: Vec<String> = (0..20_000).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let d = Keyspace { dir, store, keys };
+        d.publish("one").await;
+        d
+    }
+
+    /// A version whose every value is `name`.
+    async fn publish(&self, name: &str) {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, self.keys.iter().map(|k| format!("{k} {name}\n")).collect::<String>()).unwrap();
+        cairn_tests::ingest(&p, "ks", &self.store, Some(16)).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_in_flight_on_a_replaced_version_keep_their_cache() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("st").to_str().unwrap()).unwrap();
-    let keys: Vec<String> = (0..20_000).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    let write = |name: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, keys.iter().map(|k| format!("{k} {name}\n")).collect::<String>()).unwrap();
-        p
-    };
-    cairn_tests::ingest(&write("one"), "ks", &store, Some(16)).await.unwrap();
+    let d = Keyspace::new().await;
+    let (store, keys) = (&d.store, &d.keys);
     let config = EngineConfig { pointer_ttl: Duration::from_secs(3600), ..Default::default() };
     let engine = Arc::new(Engine::new(store.clone(), config));
     let old = engine.keyspace("ks").await.unwrap();
-    for k in &keys {
+    for k in keys {
         assert_eq!(engine.lookup(&old, k).await.unwrap().as_deref(), Some(&b"one"[..]));
     }
-    cairn_tests::ingest(&write("two"), "ks", &store, Some(16)).await.unwrap();
+    d.publish("two").await;
     engine.refresh();
     assert_eq!(engine.get("ks", &keys[0]).await.unwrap().as_deref(), Some(&b"two"[..]), "the new version");
     // A request that resolved the old version before the switch finishes on it, from the cache.
@@ -52,32 +71,25 @@ async fn lookups_in_flight_on_a_replaced_version_keep_their_cache() {
 /// started for, served again or not, leaving a rolled-back version cold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_keeps_the_cache_of_the_version_it_serves_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("st").to_str().unwrap()).unwrap();
-    let keys: Vec<String> = (0..20_000).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    let write = |name: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, keys.iter().map(|k| format!("{k} {name}\n")).collect::<String>()).unwrap();
-        p
-    };
-    cairn_tests::ingest(&write("one"), "ks", &store, Some(16)).await.unwrap();
+    let d = Keyspace::new().await;
+    let (store, keys) = (&d.store, &d.keys);
     let config = EngineConfig { pointer_ttl: Duration::from_secs(3600), warm_switch_bytes: 0, ..Default::default() };
     let engine = Arc::new(Engine::new(store.clone(), config));
     let held = engine.keyspace("ks").await.unwrap();
-    for k in &keys {
+    for k in keys {
         assert_eq!(engine.get("ks", k).await.unwrap().as_deref(), Some(&b"one"[..]));
     }
-    cairn_tests::ingest(&write("two"), "ks", &store, Some(16)).await.unwrap();
+    d.publish("two").await;
     engine.refresh();
     assert_eq!(engine.get("ks", &keys[0]).await.unwrap().as_deref(), Some(&b"two"[..]), "the new version");
     // Rolled back while a lookup still holds the first version: its removal is waiting.
-    cairn_shared::versions::rollback::rollback(&store, "ks", None, &|u: &str| Store::open(u)).await.unwrap();
+    cairn_shared::versions::rollback::rollback(store, "ks", None, &|u: &str| Store::open(u)).await.unwrap();
     engine.refresh();
     assert_eq!(engine.get("ks", &keys[0]).await.unwrap().as_deref(), Some(&b"one"[..]), "the rollback");
     drop(held);
     engine.retired_removed().await;
     let before = engine.counters().object_gets;
-    for k in &keys {
+    for k in keys {
         assert_eq!(engine.get("ks", k).await.unwrap().as_deref(), Some(&b"one"[..]));
     }
     let refetched = engine.counters().object_gets - before;
