@@ -36,10 +36,9 @@ fn main() {
         let stream = choose(keys.len(), FILL + CHUNK * CHUNKS, true);
         let run = |picked: &[usize]| {
             let (engine, keys, ks) = (&engine, &keys, &ks);
-            futures::stream::iter(picked.to_vec())
-                .for_each_concurrent(16, move |i| async move {
-                    engine.get(ks, &keys[i]).await.unwrap().expect("a listed key");
-                })
+            futures::stream::iter(picked.to_vec()).for_each_concurrent(16, move |i| async move {
+                engine.get(ks, &keys[i]).await.unwrap().expect("a listed key");
+            })
         };
         run(&stream[..FILL]).await;
         let before = engine.keyspace(&ks).await.unwrap().manifest().version.clone();
