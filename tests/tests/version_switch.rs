@@ -95,3 +95,45 @@ async fn a_rollback_keeps_the_cache_of_the_version_it_serves_again() {
     let refetched = engine.counters().object_gets - before;
     assert_eq!(refetched, 0, "the version served again refetched {refetched} objects");
 }
+
+/// A version replaced, served again and replaced again while lookups still hold both of its loads: the
+/// removal started by the first replacement must not take the entries the second one's lookups still use.
+/// It used to, as soon as the first load was let go: it saw the layer retired, not by which retirement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_waits_for_the_lookups_of_the_latest_retirement() {
+    let d = Keyspace::new().await;
+    let (store, keys) = (&d.store, &d.keys);
+    let config = EngineConfig { pointer_ttl: Duration::from_secs(3600), warm_switch_bytes: 0, ..Default::default() };
+    let engine = Arc::new(Engine::new(store.clone(), config));
+    let first = engine.keyspace("ks").await.unwrap();
+    let one = first.manifest().version.clone();
+    d.publish("two").await;
+    engine.refresh();
+    let two = engine.keyspace("ks").await.unwrap().manifest().version.clone();
+    // Served again (a rollback), then replaced again, a lookup holding each load of the first version.
+    cairn_shared::versions::rollback::rollback(store, "ks", Some(&one), &|u: &str| Store::open(u)).await.unwrap();
+    engine.refresh();
+    let again = engine.keyspace("ks").await.unwrap();
+    assert_eq!(again.manifest().version, one, "the rollback is not served");
+    for k in keys {
+        assert_eq!(engine.lookup(&again, k).await.unwrap().as_deref(), Some(&b"one"[..]));
+    }
+    cairn_shared::versions::rollback::rollback(store, "ks", Some(&two), &|u: &str| Store::open(u)).await.unwrap();
+    engine.refresh();
+    assert_eq!(engine.keyspace("ks").await.unwrap().manifest().version, two, "the second switch is not served");
+    // The first replacement's removal may go now; the second's waits for `again`.
+    drop(first);
+    for _ in 0..6000 {
+        if engine.retired_removals_running() <= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(engine.retired_removals_running(), 1, "the second replacement's removal is not waiting");
+    let before = engine.counters().object_gets;
+    for k in keys {
+        assert_eq!(engine.lookup(&again, k).await.unwrap().as_deref(), Some(&b"one"[..]));
+    }
+    let refetched = engine.counters().object_gets - before;
+    assert_eq!(refetched, 0, "lookups still holding the version refetched {refetched} objects");
+}

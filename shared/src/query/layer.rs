@@ -43,7 +43,13 @@ pub struct Layer {
     /// Set while no served version of its keyspace holds this layer (a rollback may serve it again): a
     /// promotion still waiting for it gives up.
     pub(crate) retired: std::sync::atomic::AtomicBool,
+    /// Times it was retired: tells a removal waiting since one retirement from a later one (retired.rs).
+    pub(crate) retirements: AtomicU64,
 }
+
+/// A layer retired (query/retired.rs removes its cache entries): its uid, the layer while anything holds it,
+/// and which of its retirements this is.
+pub(crate) type RetiredLayer = (u64, Weak<Layer>, u64);
 
 /// The shards of one manifest group, ready for lookups.
 #[derive(Debug)]
@@ -112,8 +118,20 @@ impl Layer {
         }
         let uid = NEXT_UID.fetch_add(1, Relaxed);
         let delta = manifest.delta.is_some();
-        let retired = Default::default();
-        Layer { filter: None, delta, manifest, placement, shard_store, replicated, uid, groups, group_shards, retired }
+        let (retired, retirements) = Default::default();
+        Layer {
+            filter: None,
+            delta,
+            manifest,
+            placement,
+            shard_store,
+            replicated,
+            uid,
+            groups,
+            group_shards,
+            retired,
+            retirements,
+        }
     }
 
     /// Bytes this version holds besides its cached shards: the top level, the ring, and the groups loaded
@@ -138,6 +156,13 @@ impl Layer {
     /// Process-unique: tells two loaded layers apart without comparing names.
     pub fn uid(&self) -> u64 {
         self.uid
+    }
+
+    /// No served version holds it any more: this retirement.
+    pub(crate) fn retire(self: &Arc<Self>) -> RetiredLayer {
+        let n = self.retirements.fetch_add(1, Relaxed) + 1;
+        self.retired.store(true, Relaxed);
+        (self.uid, Arc::downgrade(self), n)
     }
 
     /// How many groups are loaded.

@@ -14,7 +14,8 @@ use std::time::Duration;
 use crate::caches::counted::CountedCache;
 use crate::caches::promotion::Room;
 use crate::query::data_cache::DataCache;
-use crate::query::version::{LoadedVersion, RetiredLayer};
+use crate::query::layer::RetiredLayer;
+use crate::query::version::LoadedVersion;
 
 /// Longest a removal waits for lookups still running on the replaced version.
 const HOLD_WAIT: Duration = Duration::from_secs(60);
@@ -80,16 +81,14 @@ impl Retired {
     /// or gone.
     async fn walk(&self) {
         let _walking = self.walking.lock().await;
-        let due = std::mem::take(&mut *self.due.lock().expect("due layers"));
-        let uids: Vec<u64> = due
-            .iter()
-            .filter(|(_, layer)| layer.upgrade().is_none_or(|l| l.retired.load(Relaxed)))
-            .map(|(uid, _)| *uid)
-            .collect();
-        if uids.is_empty() {
+        let mut due = std::mem::take(&mut *self.due.lock().expect("due layers"));
+        due.retain(still_retired);
+        if due.is_empty() {
             return;
         }
-        let dead = |uid: &u64| uids.contains(uid);
+        // Asked again of each entry's layer: a rollback may serve it again while the walk runs.
+        let dead = |uid: &u64| due.iter().any(|l| l.0 == *uid && still_retired(l));
+        self.data.sync().await;
         let before = self.data.used();
         self.piece_lists.remove_where(|k| dead(&k.0)).await;
         self.pieces.remove_where(|k| dead(&k.0)).await;
@@ -102,12 +101,23 @@ impl Retired {
         }
     }
 
+    /// Removals started and not ended (each waits for the lookups holding its version first).
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Relaxed)
+    }
+
     /// Until every removal started has ended.
     pub(crate) async fn settled(&self) {
         while self.running.load(Relaxed) > 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+}
+
+/// Still retired by the retirement that made it due (a rollback serves it again, and a later switch may
+/// retire it anew, with a removal of its own that waits for its own lookups), or dropped.
+fn still_retired((_, layer, retirement): &RetiredLayer) -> bool {
+    layer.upgrade().is_none_or(|l| l.retired.load(Relaxed) && l.retirements.load(Relaxed) == *retirement)
 }
 
 /// One removal counted in [`Retired::running`] until it ends, however it ends.

@@ -6,11 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::format::manifest::Manifest;
-use crate::query::layer::Layer;
+use crate::query::layer::{Layer, RetiredLayer};
 use crate::query::recent_keys::RecentKeys;
-
-/// A retired layer's uid, and the layer while anything holds it (query/retired.rs removes its cache entries).
-pub(crate) type RetiredLayer = (u64, std::sync::Weak<Layer>);
 
 #[derive(Debug)]
 pub struct LoadedVersion {
@@ -56,11 +53,7 @@ impl LoadedVersion {
     pub(crate) fn retire_layers_of(&self, old: &LoadedVersion) -> Vec<RetiredLayer> {
         self.unretire();
         let gone = old.layers.iter().filter(|l| !self.layers.iter().any(|n| n.uid == l.uid));
-        gone.map(|layer| {
-            layer.retired.store(true, Relaxed);
-            (layer.uid, Arc::downgrade(layer))
-        })
-        .collect()
+        gone.map(|layer| layer.retire()).collect()
     }
 
     /// About to be served: none of its layers is retired.
@@ -72,10 +65,7 @@ impl LoadedVersion {
 
     /// No longer served (its keyspace is gone): every layer is retired.
     pub(crate) fn retire(&self) -> Vec<RetiredLayer> {
-        for layer in &self.layers {
-            layer.retired.store(true, Relaxed);
-        }
-        self.layers.iter().map(|l| (l.uid, Arc::downgrade(l))).collect()
+        self.layers.iter().map(|l| l.retire()).collect()
     }
 
     /// Bytes of every layer's shard objects.

@@ -320,6 +320,11 @@ impl Engine {
         self.reads.promotions.in_flight()
     }
 
+    /// Removals of replaced versions' cache entries started and not ended (query/retired.rs).
+    pub fn retired_removals_running(&self) -> usize {
+        self.reads.retired().running()
+    }
+
     /// Until the caches are emptied of the versions replaced so far (it waits for the lookups still
     /// running on them: retired.rs), then [`Self::sync_caches`].
     pub async fn retired_removed(&self) {
