@@ -30,6 +30,13 @@ impl Keyspace {
         d
     }
 
+    /// An engine whose pointer stays fresh until refreshed, switching versions unwarmed.
+    fn cold_switching_engine(&self) -> Arc<Engine> {
+        let config =
+            EngineConfig { pointer_ttl: Duration::from_secs(3600), warm_switch_bytes: 0, ..Default::default() };
+        Arc::new(Engine::new(self.store.clone(), config))
+    }
+
     /// A version whose every value is `name`.
     async fn publish(&self, name: &str) {
         let p = self.dir.path().join(name);
@@ -73,8 +80,7 @@ async fn lookups_in_flight_on_a_replaced_version_keep_their_cache() {
 async fn a_rollback_keeps_the_cache_of_the_version_it_serves_again() {
     let d = Keyspace::new().await;
     let (store, keys) = (&d.store, &d.keys);
-    let config = EngineConfig { pointer_ttl: Duration::from_secs(3600), warm_switch_bytes: 0, ..Default::default() };
-    let engine = Arc::new(Engine::new(store.clone(), config));
+    let engine = d.cold_switching_engine();
     let held = engine.keyspace("ks").await.unwrap();
     for k in keys {
         assert_eq!(engine.get("ks", k).await.unwrap().as_deref(), Some(&b"one"[..]));
@@ -103,8 +109,7 @@ async fn a_rollback_keeps_the_cache_of_the_version_it_serves_again() {
 async fn a_removal_waits_for_the_lookups_of_the_latest_retirement() {
     let d = Keyspace::new().await;
     let (store, keys) = (&d.store, &d.keys);
-    let config = EngineConfig { pointer_ttl: Duration::from_secs(3600), warm_switch_bytes: 0, ..Default::default() };
-    let engine = Arc::new(Engine::new(store.clone(), config));
+    let engine = d.cold_switching_engine();
     let first = engine.keyspace("ks").await.unwrap();
     let one = first.manifest().version.clone();
     d.publish("two").await;
