@@ -390,3 +390,37 @@ async fn a_primary_that_lost_its_manifest_top_level_is_checked_and_repaired() {
     assert_eq!(run("gc", &[]).0, Some(0));
     assert!(!decoy.exists(), "the decoy root the damaged copy names was opened");
 }
+
+/// A replica root removed whole (its directory gone, as when a replica is retired or its disk replaced):
+/// health reports it, lookups fail over past it, and `versions` lists from it, all without bringing its
+/// directory back; only repair, which writes, creates it. Opening a local root used to create its
+/// directory, so any command that read the manifest naming it left an empty one behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_replica_root_that_was_removed_does_not_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, roots) = local_roots(dir.path(), 2);
+    ingest_into(&roots, example_data(), Some(4)).await;
+    std::fs::remove_dir_all(&paths[1]).unwrap();
+    let (store_arg, replica_arg) = (paths[0].to_str().unwrap().to_string(), paths[1].to_str().unwrap().to_string());
+    let run = |cmd: &str, store: &str| {
+        let out = cairn(&[cmd, "-k", "default", "--store", store], None, &[]);
+        (out.status.code(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    };
+
+    let (code, out) = run("health", &store_arg);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("Missing"), "{out}");
+    assert!(!paths[1].exists(), "health created the removed replica's directory");
+    let (code, out) = run("versions", &replica_arg);
+    assert!(!paths[1].exists(), "versions created the directory it was pointed at: {code:?} {out}");
+
+    let engine = Engine::new(Store::open(&store_arg).unwrap(), EngineConfig::default());
+    for (k, v) in read_dataset(&example_data()).iter().step_by(7) {
+        assert_eq!(engine.get("default", k).await.unwrap().as_deref(), Some(v.as_slice()));
+    }
+    assert!(!paths[1].exists(), "a reader created the removed replica's directory");
+
+    let (code, out) = run("repair", &store_arg);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(run("health", &store_arg).0, Some(0));
+}

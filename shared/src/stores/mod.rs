@@ -2,6 +2,7 @@
 //! decorators cairn wraps them in (each honours the whole `ObjectStore` trait).
 
 pub mod conditional;
+pub mod local_root;
 pub mod metered;
 pub mod replica_stats;
 pub mod replicated;

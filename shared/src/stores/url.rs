@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 use crate::error::{Error, Result};
-use crate::stores::conditional::LocalConditional;
+use crate::stores::local_root::LocalRoot;
 
 /// Where the embedded store lives when no `--store`/`CAIRN_STORE` is given.
 pub const DEFAULT_STORE: &str = ".cairn";
@@ -28,7 +27,7 @@ pub struct Store {
 static MEMORY: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
 
 impl Store {
-    /// Opens (creating a local directory if needed) the store a URL names. S3 is configured from the
+    /// Opens the store a URL names (a local directory that does not exist is created by the first write). S3 is configured from the
     /// environment the standard AWS way (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
     pub fn open(url: &str) -> Result<Store> {
         Self::open_with(url, &[])
@@ -90,20 +89,14 @@ impl Store {
             None if url.is_empty() => return Err(bad("empty")),
             None => PathBuf::from(url),
         };
-        std::fs::create_dir_all(&path).map_err(|e| bad(&format!("cannot create directory {}: {e}", path.display())))?;
-        let path = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
+        // Resolved, not created: only a write makes the directory (local_root.rs says why).
+        let path = LocalRoot::resolve(&path).map_err(|e| bad(&e))?;
         // The URL names the store to every process that opens it again (a build's writers) and to
         // `local_file`: a directory that resolves to a path it cannot spell is refused.
         if path.to_str().is_none() {
             return Err(bad(&format!("the directory resolves to {}, which is not UTF-8", path.display())));
         }
-        // fsync every object and its directory entry: a pointer switch must never outlive, across a power
-        // loss, the shard and manifest bytes it names (docs/FORMAT.md, "Durability").
-        let fs = LocalFileSystem::new_with_prefix(&path)
-            .map_err(|e| bad(&e.to_string()))?
-            .with_automatic_cleanup(true)
-            .with_fsync(true);
-        let inner = Arc::new(LocalConditional::new(Arc::new(fs), path.clone()));
+        let inner = Arc::new(LocalRoot::new(path.clone()));
         Ok(Store { url: format!("file://{}", path.display()), inner })
     }
 
@@ -119,8 +112,9 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[test]
-    fn urls() {
+    #[tokio::test]
+    async fn urls() {
+        use object_store::ObjectStoreExt;
         let dir = tempfile::tempdir().unwrap();
         let plain = Store::open(dir.path().join("a").to_str().unwrap()).unwrap();
         assert!(plain.url.starts_with("file:///"));
@@ -130,7 +124,41 @@ mod tests {
         assert!(Store::open("s3:///nobucket").is_err());
         let (a, b) = (Store::open("memory://t").unwrap(), Store::open("memory://t").unwrap());
         assert!(Arc::ptr_eq(&a.inner, &b.inner));
+        plain.inner.put(&"x".into(), "x".into()).await.unwrap();
         assert!(format!("{:?}", plain.inner).contains("fsync: true"), "the embedded store syncs: {:?}", plain.inner);
+    }
+
+    /// Only a write creates a local root's directory: a command that reads (`health`, `versions`, a reader
+    /// opening the replica roots an old manifest names) must not leave one behind.
+    #[tokio::test]
+    async fn opening_a_local_root_creates_nothing_until_the_first_write() {
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("retired/replica");
+        let store = Store::open(missing.to_str().unwrap()).unwrap();
+        assert_eq!(
+            store.url,
+            format!("file://{}", dir.path().canonicalize().unwrap().join("retired/replica").display())
+        );
+        let location = object_store::path::Path::from("keyspace=ks/_pointer");
+        let err = store.inner.get(&location).await.expect_err("read from a root that does not exist");
+        assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
+        assert!(matches!(store.inner.head(&location).await, Err(object_store::Error::NotFound { .. })));
+        assert!(store.inner.list(None).try_collect::<Vec<_>>().await.unwrap().is_empty());
+        assert!(store.inner.list_with_delimiter(None).await.unwrap().objects.is_empty());
+        assert!(!dir.path().join("retired").exists(), "opening or reading created the directory");
+
+        store.inner.put(&location, "v1".into()).await.unwrap();
+        assert!(missing.join("keyspace=ks/_pointer").is_file());
+        let reopened = Store::open(missing.to_str().unwrap()).unwrap();
+        assert_eq!(reopened.url, store.url);
+        assert_eq!(reopened.inner.get(&location).await.unwrap().bytes().await.unwrap(), "v1");
+
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        let err = Store::open(file.to_str().unwrap()).expect_err("a file opened as a store root");
+        assert!(err.to_string().contains("not a directory"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,171 @@
+//! A local directory as a store root, opened without creating it. A command that only reads (`health`,
+//! `versions`, `serve`, a reader opening the replica roots an old manifest names) must not leave an empty
+//! directory behind where nothing was, such as a retired replica's. So until the directory exists, reads
+//! find nothing (`NotFound`, empty listings) and a conditional update fails its precondition; the first
+//! other write creates it, and from then on every call goes to the directory's store
+//! ([`LocalConditional`] over object_store's `LocalFileSystem`).
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Component, Path as FsPath, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+use crate::stores::conditional::LocalConditional;
+
+#[derive(Debug)]
+pub struct LocalRoot {
+    /// Absolute, with every existing part resolved: what [`std::fs::canonicalize`] gives once it exists.
+    path: PathBuf,
+    opened: OnceLock<Arc<dyn ObjectStore>>,
+}
+
+impl LocalRoot {
+    /// `path` resolved as far as it exists (symbolic links, `..`), and the rest appended: the name the
+    /// directory will have once a write creates it. Refused: a path that names a file, or whose missing
+    /// part holds `..` (what it would name depends on directories not yet made).
+    pub fn resolve(path: &FsPath) -> std::result::Result<PathBuf, String> {
+        let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
+        let existing = absolute.ancestors().find(|a| a.exists()).unwrap_or(FsPath::new("/"));
+        let real = existing.canonicalize().map_err(|e| format!("{}: {e}", existing.display()))?;
+        if !real.is_dir() {
+            return Err(format!("{} is not a directory", real.display()));
+        }
+        let rest = absolute.strip_prefix(existing).map_err(|e| e.to_string())?;
+        let mut resolved = real;
+        for part in rest.components() {
+            match part {
+                Component::Normal(p) => resolved.push(p),
+                Component::CurDir => {}
+                _ => return Err(format!("{}: `..` under a directory that does not exist", path.display())),
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// A root at `path`, which [`Self::resolve`] gave.
+    pub fn new(path: PathBuf) -> LocalRoot {
+        LocalRoot { path, opened: OnceLock::new() }
+    }
+
+    /// The directory's store, once the directory exists (`create`: making it first); None while it does not.
+    fn store(&self, create: bool) -> Result<Option<&Arc<dyn ObjectStore>>> {
+        if let Some(store) = self.opened.get() {
+            return Ok(Some(store));
+        }
+        if create {
+            std::fs::create_dir_all(&self.path)
+                .map_err(|e| generic(format!("creating {}: {e}", self.path.display())))?;
+        } else if !self.path.is_dir() {
+            return Ok(None);
+        }
+        // Made since it was resolved (a link put in place meanwhile): the URL would name another directory.
+        let real = self.path.canonicalize().map_err(|e| generic(format!("{}: {e}", self.path.display())))?;
+        if real != self.path {
+            return Err(generic(format!("{} now resolves to {}", self.path.display(), real.display())));
+        }
+        // fsync every object and its directory entry: a pointer switch must never outlive, across a power
+        // loss, the shard and manifest bytes it names (docs/FORMAT.md, "Durability").
+        let fs = LocalFileSystem::new_with_prefix(&self.path)?.with_automatic_cleanup(true).with_fsync(true);
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalConditional::new(Arc::new(fs), self.path.clone()));
+        Ok(Some(self.opened.get_or_init(|| store)))
+    }
+
+    fn not_found(&self, location: &Path) -> object_store::Error {
+        let why = format!("{} does not exist", self.path.display());
+        object_store::Error::NotFound { path: location.to_string(), source: why.into() }
+    }
+}
+
+fn generic(msg: String) -> object_store::Error {
+    object_store::Error::Generic { store: "LocalRoot", source: msg.into() }
+}
+
+impl fmt::Display for LocalRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocalRoot({})", self.path.display())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalRoot {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        // An update expects an object: with no directory there is none, and a failed update creates nothing.
+        let update = matches!(opts.mode, PutMode::Update(_));
+        match self.store(!update)? {
+            Some(store) => store.put_opts(location, payload, opts).await,
+            None => Err(object_store::Error::Precondition {
+                path: location.to_string(),
+                source: format!("{} does not exist", self.path.display()).into(),
+            }),
+        }
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        match self.store(true)? {
+            Some(store) => store.put_multipart_opts(location, opts).await,
+            None => Err(generic(format!("{} was not created", self.path.display()))),
+        }
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        match self.store(false)? {
+            Some(store) => store.get_opts(location, options).await,
+            None => Err(self.not_found(location)),
+        }
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        match self.store(false)? {
+            Some(store) => store.get_ranges(location, ranges).await,
+            None => Err(self.not_found(location)),
+        }
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        match self.store(false) {
+            Ok(Some(store)) => store.delete_stream(locations),
+            Ok(None) => {
+                let why = format!("{} does not exist", self.path.display());
+                locations
+                    .map(move |l| {
+                        let path = l?.to_string();
+                        Err(object_store::Error::NotFound { path, source: why.clone().into() })
+                    })
+                    .boxed()
+            }
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        match self.store(false) {
+            Ok(Some(store)) => store.list(prefix),
+            Ok(None) => stream::empty().boxed(),
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        match self.store(false)? {
+            Some(store) => store.list_with_delimiter(prefix).await,
+            None => Ok(ListResult { common_prefixes: Vec::new(), objects: Vec::new(), extensions: Default::default() }),
+        }
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        match self.store(false)? {
+            Some(store) => store.copy_opts(from, to, options).await,
+            None => Err(self.not_found(from)),
+        }
+    }
+}
