@@ -147,7 +147,11 @@ mod tests {
         assert!(matches!(store.inner.head(&location).await, Err(object_store::Error::NotFound { .. })));
         assert!(store.inner.list(None).try_collect::<Vec<_>>().await.unwrap().is_empty());
         assert!(store.inner.list_with_delimiter(None).await.unwrap().objects.is_empty());
-        assert!(!dir.path().join("retired").exists(), "opening or reading created the directory");
+        let update =
+            object_store::PutMode::Update(object_store::UpdateVersion { e_tag: Some("x".into()), version: None });
+        let err = store.inner.put_opts(&location, "v0".into(), update.into()).await.expect_err("updated nothing");
+        assert!(matches!(err, object_store::Error::Precondition { .. }), "{err}");
+        assert!(!dir.path().join("retired").exists(), "opening, reading or a failed update created the directory");
 
         store.inner.put(&location, "v1".into()).await.unwrap();
         assert!(missing.join("keyspace=ks/_pointer").is_file());
