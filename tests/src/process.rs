@@ -38,13 +38,30 @@ impl Drop for Served {
     }
 }
 
+/// A `cairn` command that inherits none of this process's `CAIRN_*` settings: a developer's exported
+/// `CAIRN_LOG_FORMAT` or `CAIRN_DATA_CACHE` must not change what a test checks. Tests pass what they mean.
+pub fn cairn_command() -> Command {
+    let mut cmd = Command::new(cairn_bin());
+    without_cairn_env(&mut cmd);
+    cmd
+}
+
+/// Removes from `cmd`'s environment every `CAIRN_*` variable this process has (see [`cairn_command`]).
+pub fn without_cairn_env(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|n| n.starts_with("CAIRN_")) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// Starts `cairn serve <args>` in `cwd` on a free port with extra `env`, and waits for "serving on".
 pub fn serve(cwd: &Path, args: &[&str], env: &[(&str, String)]) -> Served {
-    let mut child = Command::new(cairn_bin())
+    let mut child = cairn_command()
         .arg("serve")
         .args(args)
         .env("CAIRN_PORT", "0")
-        .env_remove("CAIRN_STORE")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(cwd)
         .stderr(Stdio::piped())
@@ -77,7 +94,7 @@ pub fn serve(cwd: &Path, args: &[&str], env: &[(&str, String)]) -> Served {
 
 /// Runs `cairn <args>` with `stdin` piped in and extra `env`.
 pub fn cairn(args: &[&str], stdin: Option<&str>, env: &[(&str, String)]) -> Output {
-    let mut child = Command::new(cairn_bin())
+    let mut child = cairn_command()
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
@@ -95,4 +112,31 @@ pub fn cairn(args: &[&str], stdin: Option<&str>, env: &[(&str, String)]) -> Outp
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run again as a child of itself with `CAIRN_*` settings in its environment: the commands it makes for
+    /// `cairn` must carry none of them.
+    #[test]
+    fn a_callers_cairn_settings_do_not_reach_the_commands_tests_run() {
+        const NAME: &str = "process::tests::a_callers_cairn_settings_do_not_reach_the_commands_tests_run";
+        if std::env::var_os("CAIRN_PROBE_CHILD").is_some() {
+            let out = without_cairn_env(&mut Command::new("env")).output().unwrap();
+            let leaked: Vec<String> =
+                text(&out.stdout).lines().filter(|l| l.starts_with("CAIRN_")).map(str::to_string).collect();
+            assert!(leaked.is_empty(), "reached the command: {leaked:?}");
+            return;
+        }
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--test-threads", "1"])
+            .env("CAIRN_PROBE_CHILD", "1")
+            .env("CAIRN_LOG_FORMAT", "json")
+            .output()
+            .unwrap();
+        let shown = format!("{}{}", text(&child.stdout), text(&child.stderr));
+        assert!(child.status.success() && shown.contains("1 passed"), "{shown}");
+    }
 }

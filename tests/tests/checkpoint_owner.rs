@@ -7,12 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use cairn_tests::cairn_bin;
-
 const SHARDS: usize = 16;
 
 fn ingest_cmd(input: &Path, store: &Path) -> Command {
-    let mut c = Command::new(cairn_bin());
+    let mut c = cairn_tests::process::cairn_command();
     c.args(["ingest", input.to_str().unwrap(), "-k", "pid", "--shards", &SHARDS.to_string(), "--threads", "1"])
         .args(["--store", store.to_str().unwrap()]);
     c

@@ -8,7 +8,6 @@ use std::process::Command;
 use cairn_shared::config::EngineConfig;
 use cairn_shared::stores::Store;
 use cairn_shared::{Engine, versions::pointer};
-use cairn_tests::cairn_bin;
 
 const SHARDS: usize = 8;
 
@@ -21,7 +20,7 @@ fn write_input(path: &Path) -> Vec<(String, String)> {
 }
 
 fn ingest_cmd(input: &Path, store: &Path) -> Command {
-    let mut c = Command::new(cairn_bin());
+    let mut c = cairn_tests::process::cairn_command();
     c.args([
         "ingest",
         input.to_str().unwrap(),

@@ -20,7 +20,8 @@ async fn hundreds_of_runs_under_ulimit_64_ingest_and_serve_every_key() {
     std::fs::create_dir(&tmp).unwrap();
     // 64 KiB runs of ~90-byte records (with bookkeeping): ~700 records a run, over 200 runs:
     // far more than 64 descriptors can hold open at once.
-    let out = Command::new("sh")
+    let mut sh = Command::new("sh");
+    let out = cairn_tests::process::without_cairn_env(&mut sh)
         .arg("-c")
         .arg(r#"ulimit -n 64 && exec "$0" "$@""#)
         .arg(cairn_bin())

@@ -13,7 +13,7 @@ use cairn_ingest::{IngestError, IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
 use cairn_shared::stores::Store;
 use cairn_shared::{Engine, versions::pointer};
-use cairn_tests::{TestServer, cairn_bin, encode, python_or_skip, s3, workspace_root};
+use cairn_tests::{TestServer, encode, python_or_skip, s3, workspace_root};
 use object_store::{ObjectStoreExt, PutPayload};
 
 fn make_lake(py: &Path, mode: &str, dest: &Path) -> Vec<u8> {
@@ -166,7 +166,7 @@ fn engine_store(dir: &Path) -> Store {
 }
 
 fn cairn(args: &[&str]) -> Output {
-    Command::new(cairn_bin()).args(args).envs(s3_env()).output().unwrap()
+    cairn_tests::process::cairn_command().args(args).envs(s3_env()).output().unwrap()
 }
 
 fn s3_env() -> Vec<(&'static str, String)> {
@@ -237,7 +237,7 @@ async fn a_null_key_deep_in_the_second_file_is_named_by_file_and_row_and_nothing
 const SHARDS: usize = 8;
 
 fn ingest_cmd(source: &str, store: &Path) -> Command {
-    let mut c = Command::new(cairn_bin());
+    let mut c = cairn_tests::process::cairn_command();
     c.args(["ingest", source, "-k", "lake", "--threads", "1", "--store", store.to_str().unwrap()]).envs(s3_env());
     if store.file_name().is_some_and(|n| n == "store") {
         c.args(["--shards", &SHARDS.to_string()]);

@@ -9,7 +9,7 @@ use arrow_array::{BinaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use cairn_shared::config::EngineConfig;
 use cairn_shared::{Engine, Store};
-use cairn_tests::{cairn_bin, s3};
+use cairn_tests::s3;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -114,7 +114,7 @@ async fn a_huge_row_group_on_s3_is_read_within_the_memory_budget() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let mut cmd = std::process::Command::new(cairn_bin());
+    let mut cmd = cairn_tests::process::cairn_command();
     cmd.args(["ingest", &format!("s3://{bucket}/big.parquet"), "-k", "big", "--store", store.to_str().unwrap()])
         .args(["--memory", "32MiB", "--shards", "4", "--tmp-dir", dir.path().to_str().unwrap()])
         .envs(s3::aws_settings());

@@ -8,8 +8,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cairn_tests::cairn_bin;
-
 /// An input large enough that a 16 MiB budget spills several runs.
 fn input(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("big.data");
@@ -20,7 +18,7 @@ fn input(dir: &Path) -> std::path::PathBuf {
 }
 
 fn ingest(input: &Path, store: &Path, tmp: &Path, ks: &str) -> Command {
-    let mut c = Command::new(cairn_bin());
+    let mut c = cairn_tests::process::cairn_command();
     c.args(["ingest", input.to_str().unwrap(), "-k", ks, "--memory", "16MiB", "--shards", "32", "--threads", "1"])
         .args(["--store", store.to_str().unwrap(), "--tmp-dir", tmp.to_str().unwrap()])
         .stdout(Stdio::null())
