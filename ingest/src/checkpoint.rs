@@ -120,8 +120,17 @@ impl Checkpoint {
                 Ok(r) => UpdateVersion { e_tag: r.e_tag, version: r.version },
                 // Someone else took it first, or our write applied and its answer was lost: the stored owner
                 // tells which.
-                Err(_) => match lease::read(store, &lpath).await? {
+                Err(e) => match lease::read(store, &lpath).await? {
                     Some((Some(r), tag)) if r.owner.token == live.token => tag,
+                    // No lease at all after a write that was not refused for a rival's: it failed. Looping
+                    // on it would report a race ("keeps changing hands") that never happened.
+                    None if !matches!(
+                        e,
+                        object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }
+                    ) =>
+                    {
+                        return Err(e.into());
+                    }
                     _ => continue,
                 },
             };

@@ -111,6 +111,9 @@ pub async fn compact(opts: CompactOptions, progress: Arc<dyn Progress>) -> Resul
     for url in &layers.list[0].0.replicas {
         roots.push(Store::open(url)?);
     }
+    for root in &roots {
+        root.prepare_for_writes()?;
+    }
 
     let ingest_id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(format!("compact/{ks}/{from}").as_bytes()));
     let fp = checksum_label(xxhash_rust::xxh3::xxh3_64(format!("compaction of {ks}/{from}").as_bytes()));

@@ -184,3 +184,28 @@ fn delta_delete_compact_from_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no version"), "{}", text(&out.stderr));
 }
+
+/// A store directory that cannot be created (here under /proc, which refuses new entries) or a replica root
+/// that cannot be: `cairn ingest` says so, naming the directory, before it reads any input; nothing else
+/// is left behind. The directory used to be made only by the first write, the checkpoint's lease, whose
+/// failure then read as a lost race eight times: "the ingest's checkpoint keeps changing hands".
+#[test]
+fn a_store_directory_that_cannot_be_created_is_named_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = example_data();
+    let store = dir.path().join("store");
+    let (input, store_arg) = (data.to_str().unwrap(), store.to_str().unwrap());
+    for (primary, replicas) in [("/proc/cairn-cannot-be-here", None), (store_arg, Some("/proc/cairn-nor-here"))] {
+        let mut args = vec!["ingest", input, "-k", "default", "--store", primary];
+        if let Some(r) = replicas {
+            args.extend(["--replicas", r]);
+        }
+        let out = cairn(&args, None);
+        let err = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        let named = replicas.unwrap_or(primary);
+        assert!(err.contains("cannot create directory") && err.contains(named), "{err}");
+        assert!(!err.contains("changing hands"), "{err}");
+        assert!(!store.join("keyspace=default").exists(), "the primary holds something of a failed ingest");
+    }
+}

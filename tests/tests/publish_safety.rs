@@ -303,3 +303,19 @@ async fn a_version_whose_expired_checkpoint_gc_deleted_stays_marked_until_a_late
     assert!(marked().await.is_empty());
     assert!(Manifest::read(store.inner.as_ref(), "ks", v).await.is_err());
 }
+
+/// The checkpoint's lease cannot be written (the store refuses the write; nobody else holds the lease):
+/// the ingest fails with the store's error, having changed nothing. It used to take each failure for a
+/// rival's win, retry, and end with "the ingest's checkpoint keeps changing hands", a race that never was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_cannot_be_written_is_the_stores_error_not_a_race() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (a, _) = dataset(dir.path(), "a", 100);
+    let refusing =
+        Store { url: healthy.url.clone(), inner: Arc::new(FaultyStore::new(healthy.inner.clone(), ".lease", 0)) };
+    let err = cairn_ingest::ingest(options(&a, &refusing), Arc::new(NoProgress)).await.expect_err("published");
+    assert!(matches!(err, IngestError::Store(_)), "{err}");
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    assert!(pointer::read(healthy.inner.as_ref(), "ks").await.unwrap().is_none());
+}

@@ -6,6 +6,7 @@
 //! ([`LocalConditional`] over object_store's `LocalFileSystem`).
 
 use std::fmt;
+use std::io::ErrorKind;
 use std::ops::Range;
 use std::path::{Component, Path as FsPath, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -35,7 +36,7 @@ impl LocalRoot {
     /// part holds `..` (what it would name depends on directories not yet made).
     pub fn resolve(path: &FsPath) -> std::result::Result<PathBuf, String> {
         let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
-        let existing = absolute.ancestors().find(|a| a.exists()).unwrap_or(FsPath::new("/"));
+        let existing = deepest_existing(&absolute)?;
         let real = existing.canonicalize().map_err(|e| format!("{}: {e}", existing.display()))?;
         if !real.is_dir() {
             return Err(format!("{} is not a directory", real.display()));
@@ -52,6 +53,26 @@ impl LocalRoot {
         Ok(resolved)
     }
 
+    /// Makes the directory at `path` and any missing parents, each new entry synced to disk (as
+    /// object_store syncs the directories it makes below a root): a root made by a write that reported
+    /// success is still there after a power loss.
+    pub fn create(path: &FsPath) -> std::io::Result<()> {
+        let existing = deepest_existing(path).map_err(std::io::Error::other)?.to_path_buf();
+        if existing == path {
+            return Ok(());
+        }
+        std::fs::create_dir_all(path)?;
+        // Each directory that gained an entry: the one that existed, then every new one but `path`.
+        let mut dir = existing.clone();
+        std::fs::File::open(&dir)?.sync_all()?;
+        let made: Vec<_> = path.strip_prefix(&existing).map_err(std::io::Error::other)?.components().collect();
+        for part in &made[..made.len().saturating_sub(1)] {
+            dir.push(part);
+            std::fs::File::open(&dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
     /// A root at `path`, which [`Self::resolve`] gave.
     pub fn new(path: PathBuf) -> LocalRoot {
         LocalRoot { path, opened: OnceLock::new() }
@@ -62,11 +83,16 @@ impl LocalRoot {
         if let Some(store) = self.opened.get() {
             return Ok(Some(store));
         }
-        if create {
-            std::fs::create_dir_all(&self.path)
-                .map_err(|e| generic(format!("creating {}: {e}", self.path.display())))?;
-        } else if !self.path.is_dir() {
-            return Ok(None);
+        // Only "no such directory" means nothing is there: another failure (no permission, a link loop, a
+        // mount gone) is an error, as it was when opening created the directory.
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(generic(format!("{} is not a directory", self.path.display()))),
+            Err(e) if e.kind() == ErrorKind::NotFound && !create => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Self::create(&self.path).map_err(|e| generic(format!("creating {}: {e}", self.path.display())))?
+            }
+            Err(e) => return Err(generic(format!("{}: {e}", self.path.display()))),
         }
         // Made since it was resolved (a link put in place meanwhile): the URL would name another directory.
         let real = self.path.canonicalize().map_err(|e| generic(format!("{}: {e}", self.path.display())))?;
@@ -84,6 +110,26 @@ impl LocalRoot {
         let why = format!("{} does not exist", self.path.display());
         object_store::Error::NotFound { path: location.to_string(), source: why.into() }
     }
+}
+
+/// The deepest of `path` and its ancestors that exists. A link that resolves to nothing is refused: what
+/// the path names would depend on what is made where it points.
+fn deepest_existing(path: &FsPath) -> std::result::Result<&FsPath, String> {
+    for a in path.ancestors() {
+        match std::fs::symlink_metadata(a) {
+            Ok(m) => {
+                if m.is_symlink()
+                    && let Err(e) = std::fs::metadata(a)
+                {
+                    return Err(format!("{} is a symbolic link that does not resolve: {e}", a.display()));
+                }
+                return Ok(a);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", a.display())),
+        }
+    }
+    Ok(FsPath::new("/"))
 }
 
 fn generic(msg: String) -> object_store::Error {
@@ -167,5 +213,67 @@ impl ObjectStore for LocalRoot {
             Some(store) => store.copy_opts(from, to, options).await,
             None => Err(self.not_found(from)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    use super::*;
+
+    fn is_not_found<T: fmt::Debug>(r: Result<T>) -> bool {
+        matches!(r, Err(object_store::Error::NotFound { .. }))
+    }
+
+    /// Every call on a root whose directory does not exist: nothing found, nothing made.
+    #[tokio::test]
+    async fn a_missing_root_finds_nothing_and_makes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = LocalRoot::resolve(&dir.path().join("gone/root")).unwrap();
+        let root = LocalRoot::new(path.clone());
+        let (a, b) = (Path::from("a"), Path::from("b"));
+        assert!(is_not_found(root.get_range(&a, 0..1).await));
+        assert!(is_not_found(root.get_ranges(&a, &[0..1]).await));
+        assert!(is_not_found(root.delete(&a).await));
+        assert!(is_not_found(root.copy(&a, &b).await));
+        assert!(is_not_found(root.rename(&a, &b).await));
+        assert!(root.list_with_offset(None, &a).try_collect::<Vec<_>>().await.unwrap().is_empty());
+        assert!(!dir.path().join("gone").exists());
+        root.put_multipart(&a).await.unwrap().abort().await.unwrap();
+        assert!(path.is_dir(), "a multipart upload is a write: it makes the directory");
+    }
+
+    /// Failures other than "no such directory" are errors, not an empty root: a link that resolves to
+    /// nothing, a link loop, a file where a directory should be.
+    #[tokio::test]
+    async fn what_is_not_missing_is_not_read_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+        let err = LocalRoot::resolve(&d.join("dangling")).unwrap_err();
+        assert!(err.contains("does not resolve"), "{err}");
+        assert!(LocalRoot::resolve(&d.join("dangling/below")).is_err());
+        std::os::unix::fs::symlink(d.join("loop"), d.join("loop")).unwrap();
+        assert!(LocalRoot::resolve(&d.join("loop/root")).is_err());
+        std::fs::write(d.join("file"), "x").unwrap();
+        assert!(LocalRoot::resolve(&d.join("file/root")).is_err());
+
+        // Resolved while missing; then a file takes its place: reads fail, they do not find nothing.
+        let root = LocalRoot::new(LocalRoot::resolve(&d.join("later")).unwrap());
+        std::fs::write(d.join("later"), "x").unwrap();
+        let err = root.get(&Path::from("a")).await.unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert!(root.put(&Path::from("a"), "v".into()).await.is_err());
+    }
+
+    #[test]
+    fn creating_makes_every_missing_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/c");
+        LocalRoot::create(&path).unwrap();
+        assert!(path.is_dir());
+        LocalRoot::create(&path).unwrap();
     }
 }

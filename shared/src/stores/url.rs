@@ -100,6 +100,17 @@ impl Store {
         Ok(Store { url: format!("file://{}", path.display()), inner })
     }
 
+    /// Makes a local root's directory now, so that a command about to write fails at once, naming the
+    /// directory, when it cannot be made (its first write would otherwise be where it fails); other
+    /// stores need nothing.
+    pub fn prepare_for_writes(&self) -> Result<()> {
+        let Some(path) = self.url.strip_prefix("file://") else { return Ok(()) };
+        LocalRoot::create(std::path::Path::new(path)).map_err(|e| Error::InvalidStoreUrl {
+            url: self.url.clone(),
+            why: format!("cannot create directory {path}: {e}"),
+        })
+    }
+
     /// The file an object of a local store is kept in (None for other stores): for data this process
     /// reads and writes itself, where going through the store would only copy it (a bulk load's staged runs).
     pub fn local_file(&self, location: &object_store::path::Path) -> Option<PathBuf> {
