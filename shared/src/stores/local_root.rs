@@ -235,7 +235,7 @@ mod tests {
         let root = LocalRoot::new(path.clone());
         let (a, b) = (Path::from("a"), Path::from("b"));
         assert!(is_not_found(root.get_range(&a, 0..1).await));
-        assert!(is_not_found(root.get_ranges(&a, &[0..1]).await));
+        assert!(is_not_found(root.get_ranges(&a, &[0..1, 2..3]).await));
         assert!(is_not_found(root.delete(&a).await));
         assert!(is_not_found(root.copy(&a, &b).await));
         assert!(is_not_found(root.rename(&a, &b).await));
