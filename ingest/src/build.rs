@@ -115,6 +115,9 @@ impl Build {
             Some(d) => d.placement(spec.shards().min(d.manifest.placement.base().shards()))?,
             None => spec,
         };
+        for root in &roots {
+            root.prepare_for_writes()?;
+        }
         let version = layout::new_version();
         // Each build is its own job: two builds of one keyspace race at the pointer switch, one wins.
         let ingest_id =

@@ -93,6 +93,9 @@ impl Checkpoint {
     ) -> Result<(Owned, LiveRun), IngestError> {
         let live = LiveRun::start();
         let lpath = lease_path(ks, ingest_id);
+        // Lease writes the store failed (not a rival's): a few, then the store's error.
+        let mut failed: Option<object_store::Error> = None;
+        let mut failures = 0;
         for _ in 0..8 {
             let held = lease::read(store, &lpath).await?;
             let progress = read(store, ks, ingest_id).await?;
@@ -120,19 +123,28 @@ impl Checkpoint {
                 Ok(r) => UpdateVersion { e_tag: r.e_tag, version: r.version },
                 // Someone else took it first, or our write applied and its answer was lost: the stored owner
                 // tells which.
-                Err(e) => match lease::read(store, &lpath).await? {
-                    Some((Some(r), tag)) if r.owner.token == live.token => tag,
-                    // No lease at all after a write that was not refused for a rival's: it failed. Looping
-                    // on it would report a race ("keeps changing hands") that never happened.
-                    None if !matches!(
+                Err(e) => {
+                    let refused = matches!(
                         e,
                         object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }
-                    ) =>
-                    {
-                        return Err(e.into());
+                    );
+                    match lease::read(store, &lpath).await? {
+                        Some((Some(r), tag)) if r.owner.token == live.token => tag,
+                        // The lease is as it was before the write (none, or the abandoned one): the write did not
+                        // land and nobody else acted, so the store failed it. Looping on that reported a race
+                        // ("keeps changing hands") that never was.
+                        now if !refused && now.as_ref().map(|(_, t)| t) == held.as_ref().map(|(_, t)| t) => {
+                            failures += 1;
+                            if failures == STORE_TRIES {
+                                return Err(e.into());
+                            }
+                            failed = Some(e);
+                            tokio::time::sleep(Duration::from_millis(100 << failures)).await;
+                            continue;
+                        }
+                        _ => continue,
                     }
-                    _ => continue,
-                },
+                }
             };
             let lease = Arc::new(Lease::held(lpath.clone(), record, lease_tag, lease, expiry));
             let tag = progress.map(|(_, tag)| tag);
@@ -144,7 +156,21 @@ impl Checkpoint {
             }
             return Ok((owned, live));
         }
-        Err(IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into()))
+        Err(failed.map_or_else(
+            || IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into()),
+            IngestError::from,
+        ))
+    }
+}
+
+/// Lease writes a store fails before an acquire gives up with its error.
+const STORE_TRIES: u32 = 3;
+
+/// `e` unless it is a conditional write's refusal (a rival's write came first).
+fn store_failure(e: object_store::Error) -> Option<object_store::Error> {
+    match e {
+        object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. } => None,
+        e => Some(e),
     }
 }
 
@@ -181,6 +207,7 @@ impl Owned {
     ) -> Result<(), IngestError> {
         let path = layout::checkpoint_path(&self.ckpt.keyspace, &self.ckpt.ingest_id);
         let mut mode = found.map_or(PutMode::Create, PutMode::Update);
+        let mut failed = None;
         for _ in 0..4 {
             let body = self.stamp();
             match store.put_opts(&path, PutPayload::from(body), mode.clone().into()).await {
@@ -188,7 +215,7 @@ impl Owned {
                     self.tag = UpdateVersion { e_tag: r.e_tag, version: r.version };
                     return Ok(());
                 }
-                Err(_) => match read(store, &self.ckpt.keyspace, &self.ckpt.ingest_id).await? {
+                Err(e) => match read(store, &self.ckpt.keyspace, &self.ckpt.ingest_id).await? {
                     Some((Some(c), tag)) if c.writer.as_deref() == Some(self.token.as_str()) => {
                         self.tag = tag;
                         return Ok(());
@@ -197,13 +224,21 @@ impl Owned {
                         if let Some(c) = c.filter(|c| c.version == self.ckpt.version) {
                             self.ckpt.done.extend(c.done);
                         }
+                        failed = store_failure(e);
                         mode = PutMode::Update(tag);
                     }
-                    None => mode = PutMode::Create,
+                    None => {
+                        failed = store_failure(e);
+                        mode = PutMode::Create;
+                    }
                 },
             }
         }
-        Err(IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into()))
+        // The last write failed in the store (a full disk, a refusal), not to a rival: that is the error.
+        Err(failed.map_or_else(
+            || IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into()),
+            IngestError::from,
+        ))
     }
 
     /// Writes the progress record (and renews its expiry) if this run still owns it;

@@ -47,10 +47,6 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
             (opts.memory_budget / 2).min(MAX_RUN_BYTES)
         )));
     }
-    // A root that cannot be made fails here, named, before any input is read.
-    for root in std::iter::once(&opts.store).chain(&opts.replicas) {
-        root.prepare_for_writes()?;
-    }
     let files = list_sources_with(&opts.inputs, opts.format, &opts.source_settings).await?;
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
     let stamps = {
@@ -92,6 +88,10 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     }
     if delta.is_some() && opts.ring_vnodes.is_some() {
         return Err(IngestError::Invalid("a delta is placed like the layers under it: drop --ring-vnodes".into()));
+    }
+    // A root that cannot be made fails here, named, before the first write (the checkpoint's lease).
+    for root in &roots {
+        root.prepare_for_writes()?;
     }
     let shards = match opts.shards {
         Some(n) => n,

@@ -424,3 +424,31 @@ async fn reading_a_replica_root_that_was_removed_does_not_create_it() {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(run("health", &store_arg).0, Some(0));
 }
+
+/// A replica root whose path can no longer be examined (here a link to a disk that is gone): readers open
+/// the version all the same and fail over to the primary; health reports the replica's copies. Refusing to
+/// open such a root failed the whole version, on every lookup, though the primary held it intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_a_broken_link_is_failed_over_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let link = dir.path().join("replica");
+    std::os::unix::fs::symlink(&disk, &link).unwrap();
+    let roots = vec![
+        Store::open(dir.path().join("primary").to_str().unwrap()).unwrap(),
+        Store::open(link.to_str().unwrap()).unwrap(),
+    ];
+    ingest_into(&roots, example_data(), Some(4)).await;
+    // The manifest names where the link led; now that place is behind a link to nothing.
+    std::fs::remove_dir_all(&disk).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("unmounted"), &disk).unwrap();
+
+    let engine = Engine::new(Store::open(roots[0].url.as_str()).unwrap(), EngineConfig::default());
+    for (k, v) in read_dataset(&example_data()).iter().step_by(7) {
+        assert_eq!(engine.get("default", k).await.unwrap().as_deref(), Some(v.as_slice()));
+    }
+    let out = cairn(&["health", "-k", "default", "--store", roots[0].url.as_str()], None, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!dir.path().join("unmounted").exists());
+}

@@ -319,3 +319,30 @@ async fn a_lease_that_cannot_be_written_is_the_stores_error_not_a_race() {
     assert!(err.to_string().contains("injected fault"), "{err}");
     assert!(pointer::read(healthy.inner.as_ref(), "ks").await.unwrap().is_none());
 }
+
+/// As above, when the lease is an abandoned one being taken over: a rerun's lease writes all fail in the
+/// store. The lease it reads back is the one it read before (nobody else acted), so it is the store's error,
+/// after a few tries; it used to be "keeps changing hands".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_over_a_lease_the_store_will_not_write_is_the_stores_error_not_a_race() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (a, _) = dataset(dir.path(), "a", 100);
+    // A run that publishes but cannot remove its lease: it stays behind, abandoned once the run ends.
+    let keeping = FaultyStore::new(healthy.inner.clone(), "\0never", usize::MAX);
+    keeping.refuse_deletes(Some(".lease"));
+    let keeping = Store { url: healthy.url.clone(), inner: Arc::new(keeping) };
+    cairn_ingest::ingest(options(&a, &keeping), Arc::new(NoProgress)).await.unwrap();
+    let leases: Vec<_> = std::fs::read_dir(dir.path().join("store/keyspace=ks/_ingest"))
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".lease"))
+        .collect();
+    assert_eq!(leases.len(), 1, "the abandoned lease");
+
+    let refusing = FaultyStore::new(healthy.inner.clone(), ".lease", 0);
+    let refusing = Store { url: healthy.url.clone(), inner: Arc::new(refusing) };
+    let err = cairn_ingest::ingest(options(&a, &refusing), Arc::new(NoProgress)).await.expect_err("took the lease");
+    assert!(matches!(err, IngestError::Store(_)), "{err}");
+    assert!(err.to_string().contains("injected fault"), "{err}");
+}

@@ -25,19 +25,34 @@ use crate::stores::conditional::LocalConditional;
 
 #[derive(Debug)]
 pub struct LocalRoot {
-    /// Absolute, with every existing part resolved: what [`std::fs::canonicalize`] gives once it exists.
+    /// Absolute, with every existing part resolved (what [`std::fs::canonicalize`] gives once it exists),
+    /// unless the path could not be examined when opened.
     path: PathBuf,
+    resolved: bool,
     opened: OnceLock<Arc<dyn ObjectStore>>,
+}
+
+/// A local root's path as [`LocalRoot::resolve`] found it.
+pub struct Resolved {
+    pub path: PathBuf,
+    /// False when a part of the path could not be examined (no permission, a link loop or one that
+    /// resolves to nothing, a mount gone): the path is kept as given, absolute, and every call reports
+    /// the failure, so a reader fails over past such a replica instead of failing to open its version.
+    pub resolved: bool,
 }
 
 impl LocalRoot {
     /// `path` resolved as far as it exists (symbolic links, `..`), and the rest appended: the name the
     /// directory will have once a write creates it. Refused: a path that names a file, or whose missing
     /// part holds `..` (what it would name depends on directories not yet made).
-    pub fn resolve(path: &FsPath) -> std::result::Result<PathBuf, String> {
+    pub fn resolve(path: &FsPath) -> std::result::Result<Resolved, String> {
         let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
-        let existing = deepest_existing(&absolute)?;
-        let real = existing.canonicalize().map_err(|e| format!("{}: {e}", existing.display()))?;
+        let Ok(existing) = deepest_existing(&absolute) else {
+            return Ok(Resolved { path: absolute, resolved: false });
+        };
+        let Ok(real) = existing.canonicalize() else {
+            return Ok(Resolved { path: absolute, resolved: false });
+        };
         if !real.is_dir() {
             return Err(format!("{} is not a directory", real.display()));
         }
@@ -50,16 +65,20 @@ impl LocalRoot {
                 _ => return Err(format!("{}: `..` under a directory that does not exist", path.display())),
             }
         }
-        Ok(resolved)
+        Ok(Resolved { path: resolved, resolved: true })
     }
 
     /// Makes the directory at `path` and any missing parents, each new entry synced to disk (as
     /// object_store syncs the directories it makes below a root): a root made by a write that reported
     /// success is still there after a power loss.
     pub fn create(path: &FsPath) -> std::io::Result<()> {
+        let path = &std::path::absolute(path)?;
         let existing = deepest_existing(path).map_err(std::io::Error::other)?.to_path_buf();
-        if existing == path {
-            return Ok(());
+        if existing == *path {
+            return match std::fs::metadata(path)?.is_dir() {
+                true => Ok(()),
+                false => Err(std::io::Error::other(format!("{} is not a directory", path.display()))),
+            };
         }
         std::fs::create_dir_all(path)?;
         // Each directory that gained an entry: the one that existed, then every new one but `path`.
@@ -73,9 +92,9 @@ impl LocalRoot {
         Ok(())
     }
 
-    /// A root at `path`, which [`Self::resolve`] gave.
-    pub fn new(path: PathBuf) -> LocalRoot {
-        LocalRoot { path, opened: OnceLock::new() }
+    /// A root at the path [`Self::resolve`] gave.
+    pub fn new(Resolved { path, resolved }: Resolved) -> LocalRoot {
+        LocalRoot { path, resolved, opened: OnceLock::new() }
     }
 
     /// The directory's store, once the directory exists (`create`: making it first); None while it does not.
@@ -88,7 +107,13 @@ impl LocalRoot {
         match std::fs::metadata(&self.path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(generic(format!("{} is not a directory", self.path.display()))),
-            Err(e) if e.kind() == ErrorKind::NotFound && !create => return Ok(None),
+            // Missing, unless a part of the path is what cannot be examined (a link to nothing).
+            Err(e) if e.kind() == ErrorKind::NotFound && !create => {
+                return match deepest_existing(&self.path) {
+                    Ok(_) => Ok(None),
+                    Err(why) => Err(generic(why)),
+                };
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 Self::create(&self.path).map_err(|e| generic(format!("creating {}: {e}", self.path.display())))?
             }
@@ -96,7 +121,7 @@ impl LocalRoot {
         }
         // Made since it was resolved (a link put in place meanwhile): the URL would name another directory.
         let real = self.path.canonicalize().map_err(|e| generic(format!("{}: {e}", self.path.display())))?;
-        if real != self.path {
+        if self.resolved && real != self.path {
             return Err(generic(format!("{} now resolves to {}", self.path.display(), real.display())));
         }
         // fsync every object and its directory entry: a pointer switch must never outlive, across a power
@@ -231,8 +256,9 @@ mod tests {
     #[tokio::test]
     async fn a_missing_root_finds_nothing_and_makes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let path = LocalRoot::resolve(&dir.path().join("gone/root")).unwrap();
-        let root = LocalRoot::new(path.clone());
+        let resolved = LocalRoot::resolve(&dir.path().join("gone/root")).unwrap();
+        let path = resolved.path.clone();
+        let root = LocalRoot::new(resolved);
         let (a, b) = (Path::from("a"), Path::from("b"));
         assert!(is_not_found(root.get_range(&a, 0..1).await));
         assert!(is_not_found(root.get_ranges(&a, &[0..1, 2..3]).await));
@@ -246,19 +272,26 @@ mod tests {
     }
 
     /// Failures other than "no such directory" are errors, not an empty root: a link that resolves to
-    /// nothing, a link loop, a file where a directory should be.
+    /// nothing, a link loop, a file where a directory should be. Opening such a root (a reader opening the
+    /// replicas a manifest names) succeeds; its calls fail, so a reader fails over past it.
     #[tokio::test]
     async fn what_is_not_missing_is_not_read_as_missing() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
-        let err = LocalRoot::resolve(&d.join("dangling")).unwrap_err();
-        assert!(err.contains("does not resolve"), "{err}");
-        assert!(LocalRoot::resolve(&d.join("dangling/below")).is_err());
         std::os::unix::fs::symlink(d.join("loop"), d.join("loop")).unwrap();
-        assert!(LocalRoot::resolve(&d.join("loop/root")).is_err());
         std::fs::write(d.join("file"), "x").unwrap();
-        assert!(LocalRoot::resolve(&d.join("file/root")).is_err());
+        for broken in [d.join("dangling"), d.join("dangling/below"), d.join("loop/root"), d.join("file/root")] {
+            let root = LocalRoot::new(LocalRoot::resolve(&broken).unwrap());
+            let err = root.get(&Path::from("a")).await.expect_err("read through a broken path");
+            assert!(!matches!(err, object_store::Error::NotFound { .. }), "{}: {err}", broken.display());
+            assert!(root.list(None).try_collect::<Vec<_>>().await.is_err());
+            assert!(root.put(&Path::from("a"), "v".into()).await.is_err());
+            assert!(LocalRoot::create(&broken).is_err());
+        }
+        assert!(!d.join("nowhere").exists());
+        assert!(LocalRoot::resolve(&d.join("file")).is_err(), "a file is not a root");
+        assert!(LocalRoot::create(&d.join("file")).is_err());
 
         // Resolved while missing; then a file takes its place: reads fail, they do not find nothing.
         let root = LocalRoot::new(LocalRoot::resolve(&d.join("later")).unwrap());

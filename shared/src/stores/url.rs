@@ -90,13 +90,14 @@ impl Store {
             None => PathBuf::from(url),
         };
         // Resolved, not created: only a write makes the directory (local_root.rs says why).
-        let path = LocalRoot::resolve(&path).map_err(|e| bad(&e))?;
+        let resolved = LocalRoot::resolve(&path).map_err(|e| bad(&e))?;
+        let path = resolved.path.clone();
         // The URL names the store to every process that opens it again (a build's writers) and to
         // `local_file`: a directory that resolves to a path it cannot spell is refused.
         if path.to_str().is_none() {
             return Err(bad(&format!("the directory resolves to {}, which is not UTF-8", path.display())));
         }
-        let inner = Arc::new(LocalRoot::new(path.clone()));
+        let inner = Arc::new(LocalRoot::new(resolved));
         Ok(Store { url: format!("file://{}", path.display()), inner })
     }
 
