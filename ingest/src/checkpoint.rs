@@ -124,21 +124,18 @@ impl Checkpoint {
                 // Someone else took it first, or our write applied and its answer was lost: the stored owner
                 // tells which.
                 Err(e) => {
-                    let refused = matches!(
-                        e,
-                        object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }
-                    );
+                    let failure = store_failure(e);
                     match lease::read(store, &lpath).await? {
                         Some((Some(r), tag)) if r.owner.token == live.token => tag,
                         // The lease is as it was before the write (none, or the abandoned one): the write did not
                         // land and nobody else acted, so the store failed it. Looping on that reported a race
                         // ("keeps changing hands") that never was.
-                        now if !refused && now.as_ref().map(|(_, t)| t) == held.as_ref().map(|(_, t)| t) => {
+                        now if failure.is_some() && now.as_ref().map(|(_, t)| t) == held.as_ref().map(|(_, t)| t) => {
                             failures += 1;
                             if failures == STORE_TRIES {
-                                return Err(e.into());
+                                return Err(failure.map_or_else(changing_hands, IngestError::from));
                             }
-                            failed = Some(e);
+                            failed = failure;
                             tokio::time::sleep(Duration::from_millis(100 << failures)).await;
                             continue;
                         }
@@ -156,15 +153,17 @@ impl Checkpoint {
             }
             return Ok((owned, live));
         }
-        Err(failed.map_or_else(
-            || IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into()),
-            IngestError::from,
-        ))
+        Err(failed.map_or_else(changing_hands, IngestError::from))
     }
 }
 
 /// Lease writes a store fails before an acquire gives up with its error.
 const STORE_TRIES: u32 = 3;
+
+/// What a run that kept losing the checkpoint to rivals' writes reports.
+fn changing_hands() -> IngestError {
+    IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into())
+}
 
 /// `e` unless it is a conditional write's refusal (a rival's write came first).
 fn store_failure(e: object_store::Error) -> Option<object_store::Error> {
@@ -235,10 +234,7 @@ impl Owned {
             }
         }
         // The last write failed in the store (a full disk, a refusal), not to a rival: that is the error.
-        Err(failed.map_or_else(
-            || IngestError::Busy("the ingest's checkpoint keeps changing hands; nothing was changed".into()),
-            IngestError::from,
-        ))
+        Err(failed.map_or_else(changing_hands, IngestError::from))
     }
 
     /// Writes the progress record (and renews its expiry) if this run still owns it;

@@ -27,8 +27,9 @@ pub struct Store {
 static MEMORY: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
 
 impl Store {
-    /// Opens the store a URL names (a local directory that does not exist is created by the first write). S3 is configured from the
-    /// environment the standard AWS way (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
+    /// Opens the store a URL names (a local directory that does not exist is created by its first write).
+    /// S3 is configured from the environment the standard AWS way (`AWS_REGION`, credentials,
+    /// `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
     pub fn open(url: &str) -> Result<Store> {
         Self::open_with(url, &[])
     }
