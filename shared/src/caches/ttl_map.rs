@@ -2,7 +2,10 @@
 //!
 //! Readers load a snapshot (no lock, no shared write: two cores never bounce a cache line over it) and do one
 //! hash lookup; writers, once per TTL per keyspace, copy the map. At most `max_entries` are kept, so requests
-//! naming random keyspaces cannot grow it. Hits are counted per thread (counter.rs).
+//! naming random keyspaces cannot grow it; when it is full, expired entries go first, then expendable ones
+//! (answers that a keyspace does not exist: anyone can make up names, nobody can make up keyspaces), then
+//! the oldest eighth; an expendable answer never pushes out one that is not. Hits are counted per thread
+//! (counter.rs).
 //!
 //! Refresh-ahead: an entry past its TTL is re-read by exactly one reader while the others keep using it, for
 //! up to a second TTL. Without this, every request arriving while the expired entry was being re-read started
@@ -27,8 +30,10 @@ pub struct TtlMap<V> {
     write: std::sync::Mutex<()>,
     hits: Counter,
     misses: Counter,
-    /// Entries dropped because the map was full (expired ones first).
+    /// Entries dropped because the map was full.
     evictions: AtomicU64,
+    /// What goes first when the map is full, and is not kept if nothing else can go.
+    expendable: fn(&V) -> bool,
 }
 
 #[derive(Clone)]
@@ -61,7 +66,7 @@ pub struct Load<V> {
 }
 
 impl<V: Clone> TtlMap<V> {
-    pub fn new(name: &'static str, ttl: Duration, max_entries: usize) -> Self {
+    pub fn new(name: &'static str, ttl: Duration, max_entries: usize, expendable: fn(&V) -> bool) -> Self {
         TtlMap {
             name,
             ttl,
@@ -71,6 +76,7 @@ impl<V: Clone> TtlMap<V> {
             hits: Counter::default(),
             misses: Counter::default(),
             evictions: AtomicU64::new(0),
+            expendable,
         }
     }
 
@@ -142,7 +148,21 @@ impl<V: Clone> TtlMap<V> {
             let before = map.len();
             map.retain(|_, e| e.read_at.elapsed() < self.ttl);
             if map.len() >= self.max_entries {
-                map.clear();
+                map.retain(|_, e| !(self.expendable)(&e.value));
+            }
+            if map.len() >= self.max_entries {
+                if (self.expendable)(&v) {
+                    self.evictions.fetch_add((before - map.len()) as u64, Relaxed);
+                    if map.len() < before {
+                        self.map.store(Arc::new(map));
+                    }
+                    return;
+                }
+                let mut ages: Vec<_> = map.iter().map(|(k, e)| (e.read_at, k.clone())).collect();
+                ages.sort_unstable();
+                for (_, k) in ages.iter().take((self.max_entries / 8).max(1)) {
+                    map.remove(k);
+                }
             }
             self.evictions.fetch_add((before - map.len()) as u64, Relaxed);
         }
@@ -202,7 +222,7 @@ mod tests {
 
     #[test]
     fn one_reader_refreshes_a_stale_entry_while_the_others_use_it() {
-        let m = TtlMap::new("t", TTL, 16);
+        let m = TtlMap::new("t", TTL, 16, |_| false);
         let t0 = Instant::now();
         loaded(&m, "ks", 1, t0);
         assert_eq!(used(m.get_at("ks", t0 + TTL / 2)), Some(1), "fresh");
@@ -218,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_refresh_dropped_without_a_value_lets_the_next_reader_try() {
-        let m = TtlMap::new("t", TTL, 16);
+        let m = TtlMap::new("t", TTL, 16, |_| false);
         let t0 = Instant::now();
         loaded(&m, "ks", 1, t0);
         let stale = t0 + TTL;
@@ -229,21 +249,54 @@ mod tests {
 
     #[test]
     fn past_twice_the_ttl_every_reader_loads_and_a_zero_ttl_reads_through() {
-        let m = TtlMap::new("t", TTL, 16);
+        let m = TtlMap::new("t", TTL, 16, |_| false);
         let t0 = Instant::now();
         loaded(&m, "ks", 1, t0);
         let _hung = m.get_at("ks", t0 + TTL);
         for _ in 0..2 {
             assert!(matches!(m.get_at("ks", t0 + TTL * 2), Lookup::Load(l) if l.stale.is_none()));
         }
-        let m = TtlMap::new("t", Duration::ZERO, 16);
+        let m = TtlMap::new("t", Duration::ZERO, 16, |_| false);
         loaded(&m, "ks", 1, t0);
         assert!(matches!(m.get_at("ks", t0), Lookup::Load(l) if l.stale.is_none()));
     }
 
+    /// Found by review: one client naming 4,096 keyspaces that do not exist filled the map with "absent"
+    /// answers, and the next insert cleared it whole, real keyspaces included.
+    #[test]
+    fn answers_that_nothing_exists_never_push_out_what_does() {
+        let m: TtlMap<Option<u32>> = TtlMap::new("t", TTL, 8, Option::is_none);
+        let t0 = Instant::now();
+        let load = |k: &str, v: Option<u32>| {
+            let Lookup::Load(l) = m.get_at(k, t0) else { panic!("expected a load") };
+            m.insert(l, v);
+        };
+        load("real", Some(1));
+        for i in 0..100 {
+            load(&format!("nx{i}"), None);
+        }
+        assert!(matches!(m.get_at("real", t0), Lookup::Use(Some(1))), "a flood of absent names evicted a keyspace");
+        assert!(m.stats().entries <= 8, "bounded: {}", m.stats().entries);
+    }
+
+    #[test]
+    fn a_full_map_of_live_entries_lets_go_of_the_oldest_not_all() {
+        let m: TtlMap<Option<u32>> = TtlMap::new("t", TTL, 8, Option::is_none);
+        let t0 = Instant::now();
+        for i in 0..20u32 {
+            let Lookup::Load(l) = m.get_at(&format!("ks{i}"), t0 + Duration::from_millis(i as u64)) else { panic!() };
+            m.insert(l, Some(i));
+        }
+        let now = t0 + Duration::from_millis(30);
+        assert!(m.stats().entries <= 8);
+        for i in 13..20u32 {
+            assert!(matches!(m.get_at(&format!("ks{i}"), now), Lookup::Use(Some(v)) if v == i), "ks{i} was dropped");
+        }
+    }
+
     #[test]
     fn a_slow_read_does_not_replace_a_later_one() {
-        let m = TtlMap::new("t", TTL, 16);
+        let m = TtlMap::new("t", TTL, 16, |_| false);
         let t0 = Instant::now();
         let Lookup::Load(slow) = m.get_at("ks", t0) else { panic!() };
         loaded(&m, "ks", 2, t0 + Duration::from_millis(10));

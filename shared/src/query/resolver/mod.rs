@@ -68,7 +68,7 @@ impl Resolver {
         retired: Retired,
     ) -> Resolver {
         Resolver {
-            pointers: TtlMap::new("pointer", config.pointer_ttl, 4096),
+            pointers: TtlMap::new("pointer", config.pointer_ttl, 4096, Option::is_none),
             loads: SingleFlight::default(),
             served: Mutex::default(),
             versions: CountedCache::new("manifest", budget, |_, v| weight(v.weight())),
