@@ -10,6 +10,7 @@ mod health;
 pub mod lambda;
 pub mod metrics;
 pub mod mget;
+mod mget_answer;
 pub mod openapi;
 mod plain_get;
 mod prefixed_io;

@@ -12,12 +12,10 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use bytes::Bytes;
 use cairn_shared::Engine;
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::answer::{engine_error, error, path_error, query_error};
 use crate::routes::{MAX_BODY_BYTES, MAX_MGET_KEYS};
@@ -93,20 +91,7 @@ pub(crate) async fn mget(
         Ok(v) => v,
         Err(e) => return engine_error(e),
     };
-    let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
-    let out: Vec<Value> = values
-        .iter()
-        .map(|v| match v {
-            None => Value::Null,
-            Some(v) if all_base64 => Value::String(b64(v)),
-            Some(v) => match std::str::from_utf8(v) {
-                Ok(s) => Value::String(s.to_string()),
-                Err(_) => json!({ "base64": b64(v) }),
-            },
-        })
-        .collect();
-    drop(values);
-    let encoded = serde_json::to_vec(&out).expect("JSON values serialize");
+    let size = crate::mget_answer::size(&values, all_base64);
     let cap = engine.config().mget_max_bytes;
     let too_large = |limit: String| {
         error(
@@ -115,17 +100,19 @@ pub(crate) async fn mget(
             format!("the answer would be {limit}; ask for fewer keys"),
         )
     };
-    if encoded.len() as u64 > cap {
-        return too_large(format!("{} bytes, more than the {cap} one MGET answers", encoded.len()));
+    if size.json as u64 > cap {
+        return too_large(format!("{} bytes, more than the {cap} one MGET answers", size.json));
     }
     if limits.function_url {
-        let payload = escaped_len(&encoded) + ENVELOPE;
+        let payload = size.escaped + ENVELOPE;
         if payload > FUNCTION_URL_PAYLOAD {
             return too_large(format!(
                 "{payload} bytes as the function URL sends it, more than its {FUNCTION_URL_PAYLOAD}"
             ));
         }
     }
+    let encoded = crate::mget_answer::write(&values, all_base64, size.json);
+    drop(values);
     let mut r = Json(()).into_response();
     *r.body_mut() = axum::body::Body::from(encoded);
     r
@@ -154,29 +141,5 @@ async fn read_body(body: axum::body::Body, timeout: Option<Duration>) -> Result<
         Err(e) => {
             Err(error(StatusCode::BAD_REQUEST, "invalid_body", format!("the request body could not be read: {e}")))
         }
-    }
-}
-
-/// `json`'s length once written as a JSON string (what the Lambda runtime does with a text body).
-fn escaped_len(json: &[u8]) -> usize {
-    json.len()
-        + json
-            .iter()
-            .map(|b| match b {
-                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
-                0..0x20 => 5,
-                _ => 0,
-            })
-            .sum::<usize>()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn escaped_length_is_serde_json_s() {
-        let text = "a\"b\\c\nd\u{1}e😀";
-        let json = serde_json::to_vec(&text).unwrap();
-        let as_string = serde_json::to_string(&String::from_utf8(json.clone()).unwrap()).unwrap();
-        assert_eq!(super::escaped_len(&json) + 2, as_string.len());
     }
 }
