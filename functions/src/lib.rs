@@ -11,6 +11,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod mget;
 mod mget_answer;
+mod mget_body;
 pub mod openapi;
 mod plain_get;
 mod prefixed_io;

@@ -34,13 +34,6 @@ pub struct Limits {
     pub body_timeout: Option<Duration>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum MgetBody {
-    List(Vec<String>),
-    Object { keys: Vec<String> },
-}
-
 #[derive(Deserialize, Default)]
 pub(crate) struct MgetQuery {
     /// `base64`: every value as a base64 string. Default: UTF-8 values as strings, others as {"base64": ..}.
@@ -65,17 +58,15 @@ pub(crate) async fn mget(
         Err(r) => return r,
     };
     // The body is parsed whatever its Content-Type, so `curl -d '["k1","k2"]'` works.
-    let keys = match serde_json::from_slice::<MgetBody>(&body) {
-        Ok(MgetBody::List(k) | MgetBody::Object { keys: k }) => k,
+    let keys = match crate::mget_body::MgetBody::parse(&body) {
+        Ok(b) if b.count > MAX_MGET_KEYS => {
+            let why = format!("{} keys; at most {MAX_MGET_KEYS} per MGET", b.count);
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "too_many_keys", why);
+        }
+        Ok(b) => b.keys,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", format!("expected a JSON list of keys: {e}")),
     };
-    if keys.len() > MAX_MGET_KEYS {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_keys",
-            format!("{} keys; at most {MAX_MGET_KEYS} per MGET", keys.len()),
-        );
-    }
+    drop(body);
     let all_base64 = match q.encoding.as_deref() {
         None | Some("auto") => false,
         Some("base64") => true,
@@ -118,8 +109,15 @@ pub(crate) async fn mget(
     r
 }
 
-/// The body, read within `timeout` and [`MAX_BODY_BYTES`], or the answer that refuses it.
+/// The body, read within `timeout` and [`MAX_BODY_BYTES`], or the answer that refuses it. A body declared
+/// longer than that is refused before it is asked for, so a client that sent `Expect: 100-continue` is
+/// not told to upload it.
 async fn read_body(body: axum::body::Body, timeout: Option<Duration>) -> Result<Bytes, Response> {
+    let too_large =
+        || error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body over {MAX_BODY_BYTES} bytes"));
+    if hyper::body::Body::size_hint(&body).lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
     let read = http_body_util::Limited::new(body, MAX_BODY_BYTES).collect();
     let collected = match timeout {
         Some(t) => match tokio::time::timeout(t, read).await {
@@ -133,11 +131,7 @@ async fn read_body(body: axum::body::Body, timeout: Option<Duration>) -> Result<
     };
     match collected {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body over {MAX_BODY_BYTES} bytes"),
-        )),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(e) => {
             Err(error(StatusCode::BAD_REQUEST, "invalid_body", format!("the request body could not be read: {e}")))
         }

@@ -100,6 +100,22 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     assert!(closed, "the connection is still open 3 s after a 300 ms header timeout");
 }
 
+/// Found by review: an MGET declaring a body over the limit, with `Expect: 100-continue`, was told to go on,
+/// and its client uploaded a megabyte before the 413. The declared length is now judged before the body is
+/// asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mget_declaring_a_body_over_the_limit_is_refused_before_it_is_sent() {
+    let (addr, _dir, _task) = serve_limited(ServeLimits::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head =
+        "POST /v1/keyspaces/ks/mget HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let (got, _) = read_for(&mut tcp, Duration::from_secs(2)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    assert!(got.contains("x-cairn-error: body_too_large"), "{got}");
+}
+
 /// Connections were unbounded. With a cap of 2, a third waits until one of the first two goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait_for_a_free_one() {
