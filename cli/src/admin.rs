@@ -11,15 +11,44 @@ use cairn_shared::versions::pointer;
 
 pub const SERVE_KEYSPACE: &str = "default";
 
-/// Ingests `file` into keyspace `default` unless its current version came from the same content.
+/// Ingests `file` into keyspace `default` unless it has not changed since it was last published there.
+///
+/// "Last published": the newest build of inputs among the versions the pointer knows (current, previous,
+/// history). What was done to the keyspace since (a delete or another delta, a compaction, a rollback) was
+/// meant, and a restart over the same FILE keeps it; a FILE that changed is published anew.
 pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> Result<(), Box<dyn std::error::Error>> {
     let files = cairn_ingest::list_sources(&[file.to_path_buf()], None).await?;
     let fp = tokio::task::spawn_blocking(move || cairn_ingest::fingerprint(&files)).await??;
     if let Some(cur) = pointer::read(store.inner.as_ref(), SERVE_KEYSPACE).await? {
-        let m = Manifest::read(store.inner.as_ref(), SERVE_KEYSPACE, &cur.pointer.version).await?;
+        let m = Manifest::read_top(store.inner.as_ref(), SERVE_KEYSPACE, &cur.pointer.version).await?;
         if m.source.fingerprint == fp {
             eprintln!("{} already ingested as version {} ({} keys); reusing it", file.display(), m.version, m.rows);
             return Ok(());
+        }
+        match last_build(store, &cur.pointer, m).await? {
+            Ok(built) if built.source.fingerprint == fp => {
+                eprintln!(
+                    "{} already ingested as version {}, unchanged since; serving the current version {} (changed since by a delta, compaction or rollback)",
+                    file.display(),
+                    built.version,
+                    cur.pointer.version
+                );
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(current) if !current.is_build_of_inputs() => {
+                return Err(format!(
+                    "cannot tell whether {} changed since it was published: the current version of keyspace {SERVE_KEYSPACE} ({}) was made from other versions, and the version they came from is no longer listed. To publish {} again: cairn ingest {} -k {SERVE_KEYSPACE} --store {}; to serve what is published: cairn serve --store {}",
+                    file.display(),
+                    current.version,
+                    file.display(),
+                    file.display(),
+                    store.url,
+                    store.url,
+                )
+                .into());
+            }
+            Err(_) => {}
         }
     }
     let mut opts = IngestOptions::new(file, SERVE_KEYSPACE, store.clone());
@@ -27,6 +56,39 @@ pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> R
     let report = cairn_ingest::ingest(opts, Arc::new(crate::progress::Bars::new())).await?;
     print_report(&report);
     Ok(())
+}
+
+/// The newest build of inputs among the versions `p` knows (newest by version id, which sorts by creation
+/// time), the current one (`current`, read already) included: after a rollback to an older build, a newer
+/// one is still what FILE was last published as. `Err(current)` when none is listed or readable any more.
+async fn last_build(
+    store: &Store,
+    p: &pointer::Pointer,
+    current: Manifest,
+) -> Result<Result<Manifest, Manifest>, Error> {
+    let mut known: Vec<&str> = std::iter::once(&p.version)
+        .chain(&p.previous)
+        .chain(p.history.iter().map(|h| &h.version))
+        .map(String::as_str)
+        .collect();
+    known.sort_unstable_by(|a, b| b.cmp(a));
+    known.dedup();
+    for v in known {
+        if v == current.version {
+            if current.is_build_of_inputs() {
+                return Ok(Ok(current));
+            }
+            continue;
+        }
+        match Manifest::read_top(store.inner.as_ref(), SERVE_KEYSPACE, v).await {
+            Ok(m) if m.is_build_of_inputs() => return Ok(Ok(m)),
+            Ok(_) => {}
+            // Collected by gc: it tells nothing.
+            Err(Error::VersionNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Err(current))
 }
 
 pub fn print_report(r: &IngestReport) {

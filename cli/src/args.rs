@@ -56,7 +56,8 @@ pub struct KnownReplicas {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve the HTTP API. With FILE, ingest it first into keyspace `default` (reused if already ingested).
+    /// Serve the HTTP API. With FILE, ingest it first into keyspace `default` (not again while FILE is
+    /// unchanged since it was last published there: deletes, deltas and rollbacks made since are kept).
     #[command(after_help = cairn_shared::config::vars::help())]
     Serve {
         /// Data to serve as keyspace `default`: a file or directory of `<key> <value>` lines, JSON Lines, CSV

@@ -183,7 +183,7 @@ pub async fn compact(opts: CompactOptions, progress: Arc<dyn Progress>) -> Resul
     tokio::task::spawn_blocking(move || ctx.run(&todo, threads, &handle)).await.expect("compaction task")?;
     drop(scratch);
     let entries: Vec<ShardEntry> = owned.lock().await.ckpt.done.values().cloned().collect();
-    let source = Source::new(fp, vec![format!("compaction of {from}")]);
+    let source = Source::new(fp, vec![format!("{}{from}", cairn_shared::format::manifest::COMPACTION_SOURCE)]);
     let manifest = manifest_for(&target, FORMAT_VERSION, source, entries, &ckpt.started_at);
     let rerun = "Rerun the same command: it finishes the publish or reports that it happened";
     publish_version(&roots, &owned, &stop.flag, &progress, &manifest, Some(&from), rerun).await?;

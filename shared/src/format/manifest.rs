@@ -61,6 +61,12 @@ impl Manifest {
         self.delta.is_some() || !self.layers.is_empty()
     }
 
+    /// Whether this version is a build of its inputs (`cairn ingest`, a Spark or Python build), not one
+    /// made from other versions (a delta layer over them, a compaction of them).
+    pub fn is_build_of_inputs(&self) -> bool {
+        !self.is_layered() && !self.source.files.first().is_some_and(|f| f.starts_with(COMPACTION_SOURCE))
+    }
+
     /// Tombstones in this version's own layer.
     pub fn tombstones(&self) -> u64 {
         self.delta.as_ref().map_or(0, |d| d.tombstones)
@@ -123,6 +129,9 @@ pub struct SourceListing {
     /// `xxh3-64:<hex>` of the listing object.
     pub checksum: String,
 }
+
+/// How a compaction names its source: this, then the version it compacted.
+pub const COMPACTION_SOURCE: &str = "compaction of ";
 
 /// Input files a manifest's top level names itself; past it they are listed in their own object.
 pub const SOURCE_FILES_INLINE: usize = 16;

@@ -1,0 +1,124 @@
+//! `cairn serve FILE` restarted over the store it published to: FILE is published again only when it
+//! changed. Found by review: a restart compared FILE with the current version alone, so a delete, a delta,
+//! a compaction or a rollback made since (none of which FILE's content fingerprints) was silently undone by
+//! a new full version of FILE.
+
+use cairn_tests::process::{Served, cairn, cairn_command, serve};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn get(s: &Served, key: &str) -> Option<String> {
+    let out = cairn(&["--url", &s.url, "get", key], None, &[]);
+    let v = text(&out.stdout).trim_end().to_string();
+    // Exit 1 and `(nil)` for a key not found, as redis-cli prints it.
+    assert_eq!(out.status.success(), v != "(nil)", "{v} {}", text(&out.stderr));
+    (v != "(nil)").then_some(v)
+}
+
+fn admin(dir: &std::path::Path, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    let store = dir.join(".cairn");
+    all.extend(["--store", store.to_str().unwrap()]);
+    let out = cairn(&all, None, &[]);
+    assert!(out.status.success(), "cairn {args:?}: {}", text(&out.stderr));
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+fn current(dir: &std::path::Path) -> String {
+    let shown = admin(dir, &["versions", "-k", "default"]);
+    let line = shown.lines().find(|l| l.starts_with("* ")).unwrap_or_else(|| panic!("{shown}"));
+    line.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn a_restart_keeps_what_was_done_since_file_was_published_and_publishes_file_when_it_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(get(&s, "b").as_deref(), Some("2"));
+    drop(s);
+
+    // A delete (a delta layer) survives a restart over the same FILE.
+    admin(d, &["delete", "-k", "default", "b"]);
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(get(&s, "b"), None, "a restart undid the delete:\n{}", s.log);
+    drop(s);
+
+    // So does a compaction of it.
+    admin(d, &["compact", "-k", "default"]);
+    let compacted = current(d);
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(get(&s, "b"), None, "a restart undid the compaction:\n{}", s.log);
+    assert_eq!(current(d), compacted);
+    drop(s);
+
+    // And a rollback (to the version before the delete).
+    admin(d, &["rollback", "-k", "default", "--to", &first_version(d)]);
+    let rolled_back = current(d);
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(get(&s, "b").as_deref(), Some("2"));
+    assert_eq!(current(d), rolled_back, "a restart published over a rollback:\n{}", s.log);
+    drop(s);
+
+    // FILE changed: it is published.
+    std::fs::write(d.join("d.txt"), "a 1\nb 20\nc 3\n").unwrap();
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(get(&s, "b").as_deref(), Some("20"), "a changed FILE was not published:\n{}", s.log);
+    drop(s);
+    // Rolled back to the build before it, FILE unchanged: the rollback stands.
+    admin(d, &["rollback", "-k", "default"]);
+    let rolled_back = current(d);
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(get(&s, "b").as_deref(), Some("2"), "a restart published over a rollback:\n{}", s.log);
+    assert_eq!(current(d), rolled_back);
+    drop(s);
+    // Back to the newest build: reused.
+    admin(d, &["rollback", "-k", "default"]);
+    let s = serve(d, &["d.txt"], &[]);
+    assert!(s.log.contains("already ingested"), "{}", s.log);
+    assert_eq!(get(&s, "b").as_deref(), Some("20"));
+}
+
+/// When the build FILE was published as has been collected and the current version was made from others,
+/// whether FILE changed cannot be told: serve says so and what to run, and publishes nothing.
+#[test]
+fn a_restart_that_cannot_tell_whether_file_changed_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
+    drop(serve(d, &["d.txt"], &[]));
+    admin(d, &["delete", "-k", "default", "b"]);
+    admin(d, &["compact", "-k", "default"]);
+    admin(d, &["delete", "-k", "default", "c"]);
+    admin(d, &["compact", "-k", "default"]);
+    let before = current(d);
+    admin(d, &["gc", "-k", "default", "--keep", "0", "--min-age", "0s"]);
+    let (file, store) = (d.join("d.txt"), d.join(".cairn"));
+    let args = ["serve", file.to_str().unwrap(), "--store", store.to_str().unwrap(), "--port", "0"];
+    // Spawned, not waited on for ever: a serve that published anyway would go on serving.
+    let mut child = cairn_command().args(args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("cairn serve went on serving: published anyway");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("d.txt changed since it was published") && err.contains("d.txt -k default --store"), "{err}");
+    assert_eq!(current(d), before, "published anyway");
+}
+
+/// The oldest version `cairn versions` lists.
+fn first_version(dir: &std::path::Path) -> String {
+    let shown = admin(dir, &["versions", "-k", "default"]);
+    let ids: Vec<String> =
+        shown.split_whitespace().map(|w| w.trim_start_matches('*').to_string()).filter(|w| w.contains("Z-")).collect();
+    ids.iter().min().cloned().unwrap_or_else(|| panic!("{shown}"))
+}
