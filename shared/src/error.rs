@@ -42,6 +42,10 @@ pub enum Error {
     Conflict { keyspace: String, expected: Option<String> },
     #[error("version {version:?} of keyspace {keyspace:?} is being deleted by gc; pick another")]
     Collecting { keyspace: String, version: String },
+    #[error(
+        "keyspace {keyspace:?} was published to throughout gc's {listings} listings of it; no version was deleted (run gc again)"
+    )]
+    ChangedWhileCollecting { keyspace: String, listings: usize },
     #[error("data loss: {path} is missing from every root, though the published version names it")]
     Missing { path: Path },
     #[error("the values asked for add up to more than {limit} bytes, the most one MGET returns; ask for fewer keys")]
@@ -72,7 +76,9 @@ impl Error {
             | Error::Config(_)
             | Error::TooLarge { .. } => ErrorKind::InvalidInput,
             Error::KeyspaceNotFound(_) | Error::VersionNotFound { .. } => ErrorKind::NotFound,
-            Error::Conflict { .. } | Error::Collecting { .. } => ErrorKind::Conflict,
+            Error::Conflict { .. } | Error::Collecting { .. } | Error::ChangedWhileCollecting { .. } => {
+                ErrorKind::Conflict
+            }
             Error::Missing { .. } => ErrorKind::DataLoss,
             Error::Corrupt { .. } | Error::Parquet(_) | Error::Arrow(_) | Error::Json { .. } => ErrorKind::Corrupt,
             Error::Store(_) | Error::Io(_) => ErrorKind::Unavailable,

@@ -179,11 +179,29 @@ async fn layers_of(
         .await
 }
 
+/// Listings gc makes before it gives up on a keyspace published to throughout each.
+const LISTINGS: usize = 4;
+
 /// Collects `ks` under `roots` (primary first, then every replica root).
+///
+/// gc decides on a listing, and a version published after it is not in it: neither its objects nor the
+/// layers it stacks on. So a pointer that moved during the listing to a version it lacks sends gc back to
+/// list again, before anything is marked or deleted.
 pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcReport> {
+    for _ in 0..LISTINGS {
+        if let Some(report) = collect_listed(roots, ks, opts).await? {
+            return Ok(report);
+        }
+    }
+    Err(Error::ChangedWhileCollecting { keyspace: ks.to_string(), listings: LISTINGS })
+}
+
+/// One listing's run of [`collect`]; None when the pointer moved past what the listing holds.
+async fn collect_listed(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<Option<GcReport>> {
     let now = SystemTime::now();
     let primary = roots[0].inner.as_ref();
     let ks_dir = layout::keyspace_dir(ks);
+    let before = pointer::read(primary, ks).await?.map(|c| c.pointer.seq);
     let Pins { pinned, by_replica, expired } = pins(roots, ks, now).await?;
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     let mut staged: Vec<(String, usize, ObjectMeta)> = Vec::new();
@@ -233,6 +251,13 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
         (doomed, kept)
     };
     let current = pointer::read(primary, ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))?;
+    // The current version or its predecessor (a rollback's target) published after the listing.
+    let moved_past = |p: &pointer::Pointer| {
+        before != Some(p.seq) && std::iter::once(&p.version).chain(&p.previous).any(|v| !layers.contains_key(v))
+    };
+    if moved_past(&current.pointer) {
+        return Ok(None);
+    }
     if !layers.contains_key(&current.pointer.version) {
         return Err(Error::Missing { path: layout::manifest_path(ks, &current.pointer.version) });
     }
@@ -261,11 +286,20 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
         }
         report.expired_checkpoints.push(id);
     }
+    let moved = std::sync::atomic::AtomicBool::new(false);
     let doomed: Vec<String> = if opts.dry_run {
         choose(&current.pointer).0
     } else {
-        pointer::mark_collecting(primary, ks, |p| choose(p).0).await?
+        pointer::mark_collecting(primary, ks, |p| {
+            let past = p.seq != current.pointer.seq && moved_past(p);
+            moved.store(past, std::sync::atomic::Ordering::Relaxed);
+            if past { Vec::new() } else { choose(p).0 }
+        })
+        .await?
     };
+    if moved.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(None);
+    }
     // Versions an earlier run marked are finished too: a marked version can never be switched to, so neither
     // --keep nor --min-age nor a checkpoint protects it (its ingest starts a new version); only a replica's
     // pointer copy, which failover readers may follow, does.
@@ -353,5 +387,5 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
         }
         report.staged_runs_deleted += 1;
     }
-    Ok(report)
+    Ok(Some(report))
 }
