@@ -276,7 +276,11 @@ async fn run(cli: Cli) -> Res {
         Some(Command::Rollback { store, keyspace, to }) => {
             let store = Store::open(&store.store)?;
             let (from, to) = admin::rollback(&store, &keyspace, to.as_deref()).await?;
-            println!("{keyspace}: {from} -> {to} (readers follow within the manifest TTL)");
+            if from == to {
+                println!("{keyspace}: {to} is already the current version; nothing changed");
+            } else {
+                println!("{keyspace}: {from} -> {to} (readers follow within the manifest TTL)");
+            }
             Ok(0)
         }
     }

@@ -143,6 +143,26 @@ async fn rollback_switches_back_and_readers_follow() {
     ));
 }
 
+/// Found by review: `cairn rollback --to <the current version>` was a switch to itself, whose `previous`
+/// became the current version: the real predecessor lost its place (a plain `cairn rollback` then did
+/// nothing) and gc's protection with it. It changes nothing now (a rerun of a rollback that landed).
+#[tokio::test]
+async fn a_rollback_to_the_current_version_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (f1, _) = dataset_file(dir.path(), "1.data", 10, "one");
+    let (f2, _) = dataset_file(dir.path(), "2.data", 10, "two");
+    let v1 = ingest(&f1, "rb", &store, Some(1)).await.unwrap().version;
+    let v2 = ingest(&f2, "rb", &store, Some(1)).await.unwrap().version;
+    let before = pointer::read(store.inner.as_ref(), "rb").await.unwrap().unwrap().pointer;
+    let open = |u: &str| Store::open(u);
+    let same = cairn_shared::versions::rollback::rollback(&store, "rb", Some(&v2), &open).await.unwrap();
+    assert_eq!((same.from.as_str(), same.to.as_str()), (v2.as_str(), v2.as_str()));
+    assert_eq!(pointer::read(store.inner.as_ref(), "rb").await.unwrap().unwrap().pointer, before);
+    let done = cairn_shared::versions::rollback::rollback(&store, "rb", None, &open).await.unwrap();
+    assert_eq!((done.from, done.to), (v2, v1));
+}
+
 /// Past its TTL a keyspace's pointer is re-read by one request while the requests arriving meanwhile answer
 /// from the pointer they have: no stampede of reads (it set p99 at 17-28 ms at 65k requests/s). The request
 /// that re-reads it answers from the new version.

@@ -20,7 +20,7 @@ pub struct RolledBack {
     pub replica_failures: Vec<String>,
 }
 
-/// Switches `ks` to `to` (default: the previous version). `open` opens the replica roots the target's
+/// Switches `ks` to `to` (default: the previous version); when `to` is current already, changes nothing. `open` opens the replica roots the target's
 /// manifest names, to copy the new pointer there.
 pub async fn rollback(
     primary: &Store,
@@ -37,6 +37,11 @@ pub async fn rollback(
         })?,
     };
     let from = cur.pointer.version.clone();
+    // Already there (a rerun, say): nothing to do. A switch to itself would make the current version its
+    // own predecessor, losing the real one (and gc's protection of it).
+    if target == from {
+        return Ok(RolledBack { from, to: target, pointer: cur.pointer, replica_failures: Vec::new() });
+    }
     let mut tries = 0;
     let (pointer, manifest) = loop {
         tries += 1;
