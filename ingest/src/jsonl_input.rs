@@ -20,6 +20,9 @@ pub fn read(
     let max = 2 * MAX_LINE;
     let mut line = Vec::with_capacity(256);
     let mut n = 0u64;
+    if let Err(e) = input.skip_byte_order_mark() {
+        return input.failure(file, e, 0, problems);
+    }
     loop {
         let got = match next_line(&mut input.reader, &mut line, max) {
             Ok(l) => l,

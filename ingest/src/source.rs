@@ -93,6 +93,9 @@ fn read_lines(
     // and their shards: placed together, which is faster per key (`Placement::shards_of`).
     let mut batch: Vec<(Range<usize>, Option<Range<usize>>, u64)> = Vec::new();
     let mut shards = Vec::new();
+    if let Err(e) = input.skip_byte_order_mark() {
+        return input.failure(file, e, 0, problems);
+    }
     loop {
         // The lines whole in the reader's buffer are parsed where they lie; one that straddles the buffer's
         // end (or is too long) is copied out by `next_line`.

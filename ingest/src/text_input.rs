@@ -48,6 +48,21 @@ impl<'a> TextInput<'a> {
         Ok(TextInput { reader, source_failed, compression: file.compression })
     }
 
+    /// Drops a UTF-8 byte-order mark at the start (editors on Windows and spreadsheets save files with one):
+    /// it is not part of the first key.
+    pub fn skip_byte_order_mark(&mut self) -> io::Result<()> {
+        let buf = loop {
+            match self.reader.fill_buf() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        if buf.starts_with(b"\xef\xbb\xbf") {
+            self.reader.consume(3);
+        }
+        Ok(())
+    }
+
     /// Classifies a read error met after `good_line` complete lines: bad input (added to `problems`; reading
     /// this file ends) when the decompressor refused the bytes, else an I/O error.
     pub fn failure(
