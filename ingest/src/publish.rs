@@ -121,6 +121,7 @@ async fn switch(
     base: Option<&str>,
 ) -> Published {
     let mut attempted = None;
+    let started = std::time::SystemTime::now();
     for _ in 0..8 {
         let cur = match pointer::read(primary, ks).await {
             Ok(c) => c,
@@ -140,8 +141,9 @@ async fn switch(
         let seen = cur.as_ref().map(|c| c.pointer.version.clone());
         if seen.as_deref() != base {
             // Our own earlier write can only be ruled out while the pointer's history reaches back to it.
-            return match (&attempted, cur.as_ref().and_then(|c| c.pointer.history_from.as_ref())) {
-                (Some(why), Some(_)) => Published::Unknown(format!("{why}; the pointer has moved on since")),
+            let reaches_back = cur.as_ref().is_none_or(|c| history_reaches_back(&c.pointer, started));
+            return match &attempted {
+                Some(why) if !reaches_back => Published::Unknown(format!("{why}; the pointer has moved on since")),
                 _ => Published::Lost(seen),
             };
         }
@@ -155,6 +157,19 @@ async fn switch(
         }
     }
     Published::Unknown(attempted.unwrap_or_default())
+}
+
+/// How far apart the clocks of the hosts switching one keyspace's pointer may be: its history's times are
+/// theirs.
+const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether `p`'s history lists every version replaced since `since` (so a version of ours that became
+/// current since and was replaced would be in it). A history cut before then, by more than the clocks may
+/// differ, still does: the cut is for good, but it only drops versions replaced before it.
+fn history_reaches_back(p: &pointer::Pointer, since: std::time::SystemTime) -> bool {
+    p.history_from.as_deref().is_none_or(|from| {
+        humantime::parse_rfc3339(from).is_ok_and(|from| from.checked_add(CLOCK_SKEW).is_some_and(|f| f <= since))
+    })
 }
 
 /// Removes a version this run wrote and did not publish: its manifests under every root first (so a listed

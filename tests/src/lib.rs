@@ -4,6 +4,7 @@
 pub mod chaos;
 pub mod crash;
 pub mod fault;
+pub mod hooked;
 pub mod pointer_log;
 pub mod process;
 pub mod s3;

@@ -3,119 +3,17 @@
 //! (the new current version was not in the listing), 16 of 150 runs beside ingests; and deciding on such a
 //! listing could not know the layers the new versions stack on.
 
-use std::fmt;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::config::EngineConfig;
 use cairn_shared::stores::Store;
 use cairn_shared::versions::gc::{GcOptions, collect};
 use cairn_shared::{Engine, versions::pointer};
-use futures::StreamExt;
+use cairn_tests::hooked::{Hooked, When};
 use futures::future::BoxFuture;
-use futures::stream::BoxStream;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, Result,
-};
-
-/// Runs a hook once: right after the first listing of a prefix has been read whole, or (`at_pointer`) after
-/// the first read of a pointer that follows it. A writer that lands between a lister's steps.
-struct AfterListing {
-    inner: Arc<dyn ObjectStore>,
-    prefix: Path,
-    hook: Arc<Mutex<Option<BoxFuture<'static, ()>>>>,
-    at_pointer: bool,
-    listed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl AfterListing {
-    fn new(inner: Arc<dyn ObjectStore>, hook: BoxFuture<'static, ()>, at_pointer: bool) -> AfterListing {
-        let (prefix, hook) = (Path::from("keyspace=ks"), Arc::new(Mutex::new(Some(hook))));
-        AfterListing { inner, prefix, hook, at_pointer, listed: Arc::default() }
-    }
-}
-
-impl fmt::Debug for AfterListing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AfterListing({})", self.inner)
-    }
-}
-
-impl fmt::Display for AfterListing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AfterListing({})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for AfterListing {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let got = self.inner.get_opts(location, options).await?;
-        let pointer = location.filename() == Some(cairn_shared::format::layout::POINTER);
-        if pointer && self.listed.load(std::sync::atomic::Ordering::SeqCst) {
-            // Read whole first: what the reader gets is the pointer before the hook's writes.
-            let (meta, range, attributes) = (got.meta.clone(), got.range.clone(), got.attributes.clone());
-            let extensions = got.extensions.clone();
-            let bytes = got.bytes().await?;
-            let run = self.hook.lock().unwrap().take();
-            if let Some(run) = run {
-                run.await;
-            }
-            let payload = object_store::GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed());
-            return Ok(GetResult { payload, meta, range, attributes, extensions });
-        }
-        Ok(got)
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        let listing = self.inner.list(prefix);
-        if prefix != Some(&self.prefix) {
-            return listing;
-        }
-        let (hook, listed, at_pointer) = (self.hook.clone(), self.listed.clone(), self.at_pointer);
-        futures::stream::once(async move {
-            let items: Vec<Result<ObjectMeta>> = listing.collect().await;
-            listed.store(at_pointer, std::sync::atomic::Ordering::SeqCst);
-            let run = if at_pointer { None } else { hook.lock().unwrap().take() };
-            if let Some(run) = run {
-                run.await;
-            }
-            futures::stream::iter(items)
-        })
-        .flatten()
-        .boxed()
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
 
 async fn publish(store: &Store, dir: &std::path::Path, name: &str, body: &str, delta: bool) -> String {
     let input = dir.join(name);
@@ -141,7 +39,9 @@ async fn publishes_landing_during_gc(at_pointer: bool) {
         let second = publish(&store, &d, "d2.data", "b 4\n", true).await;
         record.lock().unwrap().extend([first, second]);
     });
-    let wrapped = AfterListing::new(plain.inner.clone(), hook, at_pointer);
+    let ks_dir = Path::from("keyspace=ks");
+    let when = if at_pointer { When::PointerReadAfterListing(ks_dir) } else { When::Listed(ks_dir) };
+    let wrapped = Hooked::new(plain.inner.clone(), when, hook);
     let roots = [Store { url: plain.url.clone(), inner: Arc::new(wrapped) }];
     let opts = GcOptions { keep: 0, min_age: Duration::ZERO, dry_run: false };
     let report = collect(&roots, "ks", &opts).await.expect("gc failed while publishes landed");
