@@ -159,13 +159,18 @@ async fn serve(
     Ok(())
 }
 
+/// The most a connection buffers: a request head longer than this is refused (431), and an answer is
+/// written from at most this much buffered at once. With `CAIRN_MAX_CONNECTIONS` connections, heads hold at
+/// most that many times this.
+pub const MAX_BUFFER: usize = 64 << 10;
+
 /// hyper's connection settings: one for connections it serves until the stop, one for those handed to it
 /// once the stop has begun, which answer their request with `connection: close`, even one hyper finishes in
 /// the first poll, before a graceful shutdown could reach it.
 fn hyper_builders(header_timeout: Duration) -> (http1::Builder, http1::Builder) {
     let mut http = http1::Builder::new();
     http.writev(false)
-        .max_buf_size(2 << 20)
+        .max_buf_size(MAX_BUFFER)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout);
     let mut closing = http.clone();

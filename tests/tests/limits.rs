@@ -116,6 +116,33 @@ async fn an_mget_declaring_a_body_over_the_limit_is_refused_before_it_is_sent() 
     assert!(got.contains("x-cairn-error: body_too_large"), "{got}");
 }
 
+/// Found by review: a request head could take up to 2 MiB of a connection's buffer (2.2 MB answered 200),
+/// so 4,096 connections could hold 8 GiB in heads alone. A head over 64 KiB is refused (431).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_over_64_kib_is_refused() {
+    let (addr, _dir, _task) = serve_limited(ServeLimits::default()).await;
+    for (filler, status) in [(60 << 10, "HTTP/1.1 404"), (100 << 10, "HTTP/1.1 431")] {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!("GET /v1/keyspaces/ks HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n", "a".repeat(filler));
+        // Written in the background: a server that refuses early may stop reading.
+        let (mut read, mut write) = tcp.split();
+        let (_, (got, _)) = tokio::join!(write.write_all(head.as_bytes()), async {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            (got, ())
+        });
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with(status), "a {filler}-byte header: {got}");
+    }
+}
+
 /// Connections were unbounded. With a cap of 2, a third waits until one of the first two goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait_for_a_free_one() {

@@ -45,7 +45,7 @@ fn main() {
     rt.enable_all().build().unwrap().block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let mut http = hyper::server::conn::http1::Builder::new();
-        http.writev(false).max_buf_size(2 << 20);
+        http.writev(false).max_buf_size(cairn_functions::server::MAX_BUFFER);
         eprintln!("baseline serving on 127.0.0.1:{port}");
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
