@@ -91,7 +91,7 @@ impl Store {
         py.import("json")?.call_method1("loads", (info.to_string(),))
     }
 
-    /// The keyspaces published in this store.
+    /// The keyspaces published in this store, as of at most one pointer TTL ago.
     fn keyspaces(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         run(self, py, self.engine.list_keyspaces()).map_err(errors::shared)
     }

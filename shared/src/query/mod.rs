@@ -7,6 +7,7 @@
 pub(crate) mod data_cache;
 pub mod engine;
 pub(crate) mod fetch;
+pub(crate) mod keyspace_list;
 pub mod layer;
 pub(crate) mod promote;
 pub(crate) mod recent_keys;

@@ -9,6 +9,7 @@
 //! and kept by every switch. Within one lineage `seq` only grows, so a reader never moves back; a keyspace
 //! deleted and created anew has a newer lineage, which readers follow ([`Pointer::supersedes`]).
 
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
@@ -259,17 +260,30 @@ pub async fn copy_to_replicas(replicas: &[crate::stores::url::Store], ks: &str, 
     failed
 }
 
-/// Keyspaces that have a published pointer.
+/// Pointers checked at once when keyspaces are listed.
+const HEADS_AT_ONCE: usize = 16;
+
+/// Keyspaces that have a published pointer, sorted. A pointer the store cannot be asked about is an error,
+/// not a keyspace left out.
 pub async fn list_keyspaces(store: &dyn ObjectStore) -> Result<Vec<String>> {
     let listing = store.list_with_delimiter(None).await?;
-    let mut out = Vec::new();
-    for prefix in listing.common_prefixes {
-        if let Some(ks) = prefix.filename().and_then(layout::keyspace_of_segment)
-            && store.head(&layout::pointer_path(ks)).await.is_ok()
+    let names: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().and_then(layout::keyspace_of_segment).map(str::to_string))
+        .collect();
+    let checks = names.into_iter().map(|ks| async move {
         {
-            out.push(ks.to_string());
+            match store.head(&layout::pointer_path(&ks)).await {
+                Ok(_) => Ok(Some(ks)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
         }
-    }
+    });
+    let found: Vec<Option<String>> =
+        futures::stream::iter(checks).buffer_unordered(HEADS_AT_ONCE).try_collect().await?;
+    let mut out: Vec<String> = found.into_iter().flatten().collect();
     out.sort();
     Ok(out)
 }

@@ -25,7 +25,6 @@ use crate::query::shard_reads::ShardReads;
 use crate::query::telemetry::{EngineStats, EngineTelemetry, ServedKeyspace, Telemetry};
 use crate::query::version::LoadedVersion;
 use crate::stores::Store;
-use crate::versions::pointer;
 
 mod warm;
 
@@ -37,6 +36,7 @@ pub struct Engine {
     fetcher: Arc<Fetcher>,
     /// What `/metrics` reports besides the caches.
     telemetry: Arc<EngineTelemetry>,
+    keyspaces: crate::query::keyspace_list::KeyspaceList,
 }
 
 impl Engine {
@@ -51,6 +51,7 @@ impl Engine {
             reads,
             fetcher: Arc::new(Fetcher::new(telemetry.clone(), tiers(&config))),
             roots,
+            keyspaces: crate::query::keyspace_list::KeyspaceList::new(config.pointer_ttl),
             config,
             telemetry,
         }
@@ -271,8 +272,9 @@ impl Engine {
         }))
     }
 
+    /// Keyspaces with a published version, as of at most a pointer TTL ago.
     pub async fn list_keyspaces(&self) -> Result<Vec<String>> {
-        pointer::list_keyspaces(self.roots.primary().inner.as_ref()).await
+        Ok(self.keyspaces.get(self.roots.primary().inner.as_ref()).await?.to_vec())
     }
 
     /// The versions this engine answers from now (what it holds; no store request).
