@@ -13,9 +13,10 @@ pub const SERVE_KEYSPACE: &str = "default";
 
 /// Ingests `file` into keyspace `default` unless it has not changed since it was last published there.
 ///
-/// "Last published": the newest build of inputs among the versions the pointer knows (current, previous,
-/// history). What was done to the keyspace since (a delete or another delta, a compaction, a rollback) was
-/// meant, and a restart over the same FILE keeps it; a FILE that changed is published anew.
+/// "Last published": the newest (by version id, which sorts by when a build began) of the build the
+/// current version derives from and the builds the pointer lists. What was done to the keyspace since (a
+/// delete or another delta, a compaction, a rollback) was meant, and a restart over the same FILE keeps
+/// it; a FILE that changed is published anew.
 pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> Result<(), Box<dyn std::error::Error>> {
     let files = cairn_ingest::list_sources(&[file.to_path_buf()], None).await?;
     let fp = tokio::task::spawn_blocking(move || cairn_ingest::fingerprint(&files)).await??;
@@ -25,22 +26,21 @@ pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> R
             eprintln!("{} already ingested as version {} ({} keys); reusing it", file.display(), m.version, m.rows);
             return Ok(());
         }
+        let current = m.version.clone();
         match last_build(store, &cur.pointer, m).await? {
-            Ok(built) if built.source.fingerprint == fp => {
+            Some(built) if built.source.fingerprint == fp => {
                 eprintln!(
-                    "{} already ingested as version {}, unchanged since; serving the current version {} (changed since by a delta, compaction or rollback)",
+                    "{} already ingested as version {}, unchanged since; serving the current version {current} (changed since by a delta, compaction or rollback)",
                     file.display(),
                     built.version,
-                    cur.pointer.version
                 );
                 return Ok(());
             }
-            Ok(_) => {}
-            Err(current) if !current.is_build_of_inputs() => {
+            Some(_) => {}
+            None => {
                 return Err(format!(
-                    "cannot tell whether {} changed since it was published: the current version of keyspace {SERVE_KEYSPACE} ({}) was made from other versions, and the version they came from is no longer listed. To publish {} again: cairn ingest {} -k {SERVE_KEYSPACE} --store {}; to serve what is published: cairn serve --store {}",
+                    "cannot tell whether {} changed since it was published: the current version of keyspace {SERVE_KEYSPACE} ({current}) was made from other versions, and the build they came from is gone (collected by gc). To publish {} again: cairn ingest {} -k {SERVE_KEYSPACE} --store {}; to serve what is published: cairn serve --store {}",
                     file.display(),
-                    current.version,
                     file.display(),
                     file.display(),
                     store.url,
@@ -48,7 +48,6 @@ pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> R
                 )
                 .into());
             }
-            Err(_) => {}
         }
     }
     let mut opts = IngestOptions::new(file, SERVE_KEYSPACE, store.clone());
@@ -58,37 +57,54 @@ pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> R
     Ok(())
 }
 
-/// The newest build of inputs among the versions `p` knows (newest by version id, which sorts by creation
-/// time), the current one (`current`, read already) included: after a rollback to an older build, a newer
-/// one is still what FILE was last published as. `Err(current)` when none is listed or readable any more.
-async fn last_build(
-    store: &Store,
-    p: &pointer::Pointer,
-    current: Manifest,
-) -> Result<Result<Manifest, Manifest>, Error> {
-    let mut known: Vec<&str> = std::iter::once(&p.version)
-        .chain(&p.previous)
-        .chain(p.history.iter().map(|h| &h.version))
-        .map(String::as_str)
-        .collect();
-    known.sort_unstable_by(|a, b| b.cmp(a));
-    known.dedup();
-    for v in known {
-        if v == current.version {
-            if current.is_build_of_inputs() {
-                return Ok(Ok(current));
-            }
-            continue;
-        }
+/// The newest build of inputs among the one `current` derives from and those `p` lists (a rollback to an
+/// older build leaves newer ones in its history); None when `current` was made from other versions and the
+/// build they came from is gone.
+async fn last_build(store: &Store, p: &pointer::Pointer, current: Manifest) -> Result<Option<Manifest>, Error> {
+    let current_version = current.version.clone();
+    let mut best = origin(store, current).await?;
+    let Some(found) = &best else { return Ok(None) };
+    let mut listed: Vec<&str> =
+        p.previous.iter().chain(p.history.iter().map(|h| &h.version)).map(String::as_str).collect();
+    listed.sort_unstable_by(|a, b| b.cmp(a));
+    listed.dedup();
+    let oldest = found.version.clone();
+    // Newest first: the first build found wins, and nothing older than the origin can.
+    for v in listed.into_iter().filter(|v| *v != current_version).take_while(|v| *v > oldest.as_str()) {
         match Manifest::read_top(store.inner.as_ref(), SERVE_KEYSPACE, v).await {
-            Ok(m) if m.is_build_of_inputs() => return Ok(Ok(m)),
-            Ok(_) => {}
-            // Collected by gc: it tells nothing.
-            Err(Error::VersionNotFound { .. }) => {}
+            Ok(m) if m.is_build_of_inputs() => {
+                best = Some(m);
+                break;
+            }
+            Ok(_) | Err(Error::VersionNotFound { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(Err(current))
+    Ok(best)
+}
+
+/// Versions followed from a version back to the build it derives from, at most.
+const MAX_ANCESTRY: usize = 256;
+
+/// The build of inputs `m` derives from: itself, or its oldest layer's, or the compacted version's, followed
+/// back; None when one on the way is gone.
+async fn origin(store: &Store, mut m: Manifest) -> Result<Option<Manifest>, Error> {
+    for _ in 0..MAX_ANCESTRY {
+        if m.is_build_of_inputs() {
+            return Ok(Some(m));
+        }
+        let next = match (m.layers.last(), m.compacted_from()) {
+            (Some(base), _) => base.version.clone(),
+            (None, Some(from)) => from.to_string(),
+            (None, None) => return Ok(None),
+        };
+        m = match Manifest::read_top(store.inner.as_ref(), SERVE_KEYSPACE, &next).await {
+            Ok(m) => m,
+            Err(Error::VersionNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(None)
 }
 
 pub fn print_report(r: &IngestReport) {

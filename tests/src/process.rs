@@ -78,13 +78,18 @@ pub fn serve(cwd: &Path, args: &[&str], env: &[(&str, String)]) -> Served {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut log = String::new();
     while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            log.push_str(&line);
-            log.push('\n');
-            if let Some(rest) = line.strip_prefix("serving on ") {
-                let url = rest.split_whitespace().next().unwrap().to_string();
-                return Served { child, url, log };
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if let Some(rest) = line.strip_prefix("serving on ") {
+                    let url = rest.split_whitespace().next().unwrap().to_string();
+                    return Served { child, url, log };
+                }
             }
+            // Its stderr closed: it exited without serving.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
     }
     let _ = child.kill();

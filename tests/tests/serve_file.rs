@@ -82,6 +82,28 @@ fn a_restart_keeps_what_was_done_since_file_was_published_and_publishes_file_whe
     assert_eq!(get(&s, "b").as_deref(), Some("20"));
 }
 
+/// Found by a second review: the build was looked for only among the versions the pointer lists, which
+/// hold 64 switches: past them, a keyspace changed only by deltas made serve refuse to start. The build is
+/// now found by following the current version back (its oldest layer, a compaction's source).
+#[test]
+fn a_restart_finds_the_build_after_more_switches_than_the_pointer_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
+    drop(serve(d, &["d.txt"], &[]));
+    admin(d, &["delete", "-k", "default", "b"]);
+    admin(d, &["delete", "-k", "default", "c"]);
+    // 65 rollbacks between the two deltas: the build drops out of the pointer's history.
+    for _ in 0..65 {
+        admin(d, &["rollback", "-k", "default"]);
+    }
+    let before = current(d);
+    let s = serve(d, &["d.txt"], &[]);
+    assert!(s.log.contains("unchanged since"), "{}", s.log);
+    assert_eq!(current(d), before, "published over the deltas:\n{}", s.log);
+    assert_eq!(get(&s, "b"), None);
+}
+
 /// When the build FILE was published as has been collected and the current version was made from others,
 /// whether FILE changed cannot be told: serve says so and what to run, and publishes nothing.
 #[test]

@@ -64,7 +64,12 @@ impl Manifest {
     /// Whether this version is a build of its inputs (`cairn ingest`, a Spark or Python build), not one
     /// made from other versions (a delta layer over them, a compaction of them).
     pub fn is_build_of_inputs(&self) -> bool {
-        !self.is_layered() && !self.source.files.first().is_some_and(|f| f.starts_with(COMPACTION_SOURCE))
+        !self.is_layered() && self.compacted_from().is_none()
+    }
+
+    /// The version this one is a compaction of.
+    pub fn compacted_from(&self) -> Option<&str> {
+        self.source.files.first().and_then(|f| f.strip_prefix(COMPACTION_SOURCE))
     }
 
     /// Tombstones in this version's own layer.
