@@ -113,11 +113,14 @@ async fn run(cli: Cli) -> Res {
                     Err(stop) => return Ok(interrupted(stop)),
                 }
             } else {
-                let ks = pointer::list_keyspaces(store.inner.as_ref()).await?;
-                if ks.is_empty() {
-                    eprintln!("note: {} holds no keyspaces yet; `cairn ingest` one or pass a FILE", store.url);
-                } else {
-                    eprintln!("keyspaces in {}: {}", store.url, ks.join(", "));
+                // Said for the operator's sake: a store that cannot be listed now does not stop the server
+                // (its readers fail over to replicas, or answer once the store is back).
+                match pointer::list_keyspaces(store.inner.as_ref()).await {
+                    Ok(ks) if ks.is_empty() => {
+                        eprintln!("note: {} holds no keyspaces yet; `cairn ingest` one or pass a FILE", store.url)
+                    }
+                    Ok(ks) => eprintln!("keyspaces in {}: {}", store.url, ks.join(", ")),
+                    Err(e) => eprintln!("warning: could not list the keyspaces in {}: {e}; serving anyway", store.url),
                 }
             }
             let engine = Arc::new(Engine::new(store, EngineConfig::from_env()?));
