@@ -43,9 +43,9 @@ pub enum Error {
     #[error("version {version:?} of keyspace {keyspace:?} is being deleted by gc; pick another")]
     Collecting { keyspace: String, version: String },
     #[error(
-        "keyspace {keyspace:?} was published to throughout gc's {listings} listings of it; no version was deleted (run gc again)"
+        "keyspace {keyspace:?} was switched to new versions throughout gc's {tries} tries to mark what it deletes; no version was deleted (run gc again)"
     )]
-    ChangedWhileCollecting { keyspace: String, listings: usize },
+    ChangedWhileCollecting { keyspace: String, tries: usize },
     #[error("data loss: {path} is missing from every root, though the published version names it")]
     Missing { path: Path },
     #[error("the values asked for add up to more than {limit} bytes, the most one MGET returns; ask for fewer keys")]

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -179,29 +179,51 @@ async fn layers_of(
         .await
 }
 
-/// Listings gc makes before it gives up on a keyspace published to throughout each.
-const LISTINGS: usize = 4;
+/// Per version, the older layers it stacks on (None: its manifest is unreadable).
+type Layers = BTreeMap<String, Option<Vec<String>>>;
+
+/// Whether `p` names as current or previous a version gc knows nothing of (published after its listing).
+fn unlisted(layers: &Layers, p: &pointer::Pointer) -> bool {
+    std::iter::once(&p.version).chain(&p.previous).any(|v| !layers.contains_key(v))
+}
+
+/// Reads, for the current and previous versions of `p` that `layers` lacks, the layers they stack on. A
+/// previous version whose manifest is gone needs nothing kept; a current one stays out (the caller says it
+/// is missing).
+async fn add_unlisted(store: &dyn ObjectStore, ks: &str, p: &pointer::Pointer, layers: &mut Layers) -> Result<()> {
+    for v in std::iter::once(&p.version).chain(&p.previous) {
+        if layers.contains_key(v) {
+            continue;
+        }
+        match crate::format::manifest::Manifest::read_top(store, ks, v).await {
+            Ok(m) => {
+                layers.insert(v.clone(), Some(m.layers.into_iter().map(|l| l.version).collect()));
+            }
+            Err(e) if matches!(e.kind(), crate::error::ErrorKind::Corrupt) => {
+                layers.insert(v.clone(), None);
+            }
+            Err(Error::VersionNotFound { .. }) if *v != p.version => {
+                layers.insert(v.clone(), Some(Vec::new()));
+            }
+            Err(Error::VersionNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Marks gc tries, each on a pointer that moved to versions its listing lacks, before it gives up.
+const MARK_TRIES: usize = 8;
 
 /// Collects `ks` under `roots` (primary first, then every replica root).
 ///
-/// gc decides on a listing, and a version published after it is not in it: neither its objects nor the
-/// layers it stacks on. So a pointer that moved during the listing to a version it lacks sends gc back to
-/// list again, before anything is marked or deleted.
+/// gc decides on a listing, and a version published after it is not in it: neither its objects (which this
+/// run then never deletes) nor the layers it stacks on. So the current and previous versions of the pointer
+/// it decides on are read when the listing lacks them, and the layers they stack on are kept.
 pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcReport> {
-    for _ in 0..LISTINGS {
-        if let Some(report) = collect_listed(roots, ks, opts).await? {
-            return Ok(report);
-        }
-    }
-    Err(Error::ChangedWhileCollecting { keyspace: ks.to_string(), listings: LISTINGS })
-}
-
-/// One listing's run of [`collect`]; None when the pointer moved past what the listing holds.
-async fn collect_listed(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<Option<GcReport>> {
     let now = SystemTime::now();
     let primary = roots[0].inner.as_ref();
     let ks_dir = layout::keyspace_dir(ks);
-    let before = pointer::read(primary, ks).await?.map(|c| c.pointer.seq);
     let Pins { pinned, by_replica, expired } = pins(roots, ks, now).await?;
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     let mut staged: Vec<(String, usize, ObjectMeta)> = Vec::new();
@@ -226,9 +248,9 @@ async fn collect_listed(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<O
     }
     let newest_listed: BTreeSet<String> =
         found.iter().filter(|(_, f)| f.has_manifest).map(|(v, _)| v.clone()).rev().take(opts.keep).collect();
-    let layers = layers_of(roots, ks, &found).await?;
+    let mut layers = layers_of(roots, ks, &found).await?;
     // Which versions go, judged on one pointer: gc marks them in that same pointer (or, dry, just reads it).
-    let choose = |p: &pointer::Pointer| -> (Vec<String>, BTreeSet<String>) {
+    let choose = |layers: &Layers, p: &pointer::Pointer| -> (Vec<String>, BTreeSet<String>) {
         let mut kept: BTreeSet<String> = pinned.iter().chain(&newest_listed).cloned().collect();
         kept.insert(p.version.clone());
         kept.extend(p.previous.clone());
@@ -250,18 +272,14 @@ async fn collect_listed(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<O
         let doomed = found.keys().filter(|v| !kept.contains(*v)).cloned().collect();
         (doomed, kept)
     };
-    let current = pointer::read(primary, ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string()))?;
-    // The current version or its predecessor (a rollback's target) published after the listing.
-    let moved_past = |p: &pointer::Pointer| {
-        before != Some(p.seq) && std::iter::once(&p.version).chain(&p.previous).any(|v| !layers.contains_key(v))
-    };
-    if moved_past(&current.pointer) {
-        return Ok(None);
-    }
+    let read_current =
+        || async { pointer::read(primary, ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string())) };
+    let mut current = read_current().await?;
+    add_unlisted(primary, ks, &current.pointer, &mut layers).await?;
     if !layers.contains_key(&current.pointer.version) {
         return Err(Error::Missing { path: layout::manifest_path(ks, &current.pointer.version) });
     }
-    if let Some(v) = choose(&current.pointer).1.iter().find(|v| matches!(layers.get(*v), Some(None))) {
+    if let Some(v) = choose(&layers, &current.pointer).1.iter().find(|v| matches!(layers.get(*v), Some(None))) {
         return Err(Error::corrupt(
             &layout::manifest_path(ks, v),
             "a version gc must keep has an unreadable manifest, so the layers it needs are unknown; nothing was \
@@ -286,24 +304,36 @@ async fn collect_listed(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<O
         }
         report.expired_checkpoints.push(id);
     }
-    let moved = std::sync::atomic::AtomicBool::new(false);
-    let doomed: Vec<String> = if opts.dry_run {
-        choose(&current.pointer).0
-    } else {
-        pointer::mark_collecting(primary, ks, |p| {
-            let past = p.seq != current.pointer.seq && moved_past(p);
+    let mut doomed = Vec::new();
+    if opts.dry_run {
+        doomed = choose(&layers, &current.pointer).0;
+    }
+    for tries in 1..=if opts.dry_run { 0 } else { MARK_TRIES } {
+        let moved = std::sync::atomic::AtomicBool::new(false);
+        let picked = pointer::mark_collecting(primary, ks, |p| {
+            let past = unlisted(&layers, p);
             moved.store(past, std::sync::atomic::Ordering::Relaxed);
-            if past { Vec::new() } else { choose(p).0 }
+            if past { Vec::new() } else { choose(&layers, p).0 }
         })
-        .await?
-    };
-    if moved.load(std::sync::atomic::Ordering::Relaxed) {
-        return Ok(None);
+        .await?;
+        if !moved.load(std::sync::atomic::Ordering::Relaxed) {
+            doomed = picked;
+            break;
+        }
+        if tries == MARK_TRIES {
+            return Err(Error::ChangedWhileCollecting { keyspace: ks.to_string(), tries });
+        }
+        // Published since gc read the pointer: what the new versions stack on is read before marking again.
+        current = read_current().await?;
+        add_unlisted(primary, ks, &current.pointer, &mut layers).await?;
+        if !layers.contains_key(&current.pointer.version) {
+            return Err(Error::Missing { path: layout::manifest_path(ks, &current.pointer.version) });
+        }
     }
     // Versions an earlier run marked are finished too: a marked version can never be switched to, so neither
     // --keep nor --min-age nor a checkpoint protects it (its ingest starts a new version); only a replica's
     // pointer copy, which failover readers may follow, does.
-    let (_, kept_now) = choose(&current.pointer);
+    let (_, kept_now) = choose(&layers, &current.pointer);
     let unfinished = current.pointer.collecting.iter().filter(|v| !by_replica.contains(*v));
     let doomed: BTreeSet<String> =
         doomed.into_iter().chain(if opts.dry_run { Vec::new() } else { unfinished.cloned().collect() }).collect();
@@ -387,5 +417,5 @@ async fn collect_listed(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<O
         }
         report.staged_runs_deleted += 1;
     }
-    Ok(Some(report))
+    Ok(report)
 }
