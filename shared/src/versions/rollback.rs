@@ -37,42 +37,44 @@ pub async fn rollback(
         })?,
     };
     let from = cur.pointer.version.clone();
-    // Already there (a rerun, say): nothing to do. A switch to itself would make the current version its
-    // own predecessor, losing the real one (and gc's protection of it).
-    if target == from {
-        return Ok(RolledBack { from, to: target, pointer: cur.pointer, replica_failures: Vec::new() });
-    }
     let mut tries = 0;
-    let (pointer, manifest) = loop {
-        tries += 1;
-        // Read after the pointer the switch is conditional on: gc marks a version in the pointer before it
-        // deletes its manifest, so a manifest present now and an unchanged pointer at the switch mean whole.
-        let (manifest, top) = Manifest::read_with_ref(store, ks, &target).await?;
-        // A layered version needs every layer it stacks on: none being deleted, each manifest present.
-        if let Some(l) = manifest.layers.iter().find(|l| cur.pointer.collecting.contains(&l.version)) {
-            return Err(Error::Config(format!(
-                "{target} stacks on layer {} which gc is deleting; it cannot be rolled back to",
-                l.version
-            )));
-        }
-        for l in &manifest.layers {
-            Manifest::read_top(store, ks, &l.version).await.map_err(|e| {
-                Error::Config(format!("{target} stacks on layer {}, which cannot be read ({e})", l.version))
-            })?;
-        }
-        match pointer::switch(store, ks, &target, Some(top), Some(&cur)).await {
-            Ok(p) => break (p, manifest),
-            Err(e) => {
-                // A conflict, or an outcome we did not hear: the pointer as it is now tells which.
-                let now = read(primary, ks).await?;
-                if now.pointer.version == target && now.pointer.seq == cur.pointer.seq + 1 {
-                    break (now.pointer, manifest); // ours: the response was lost
+    // Already there (a rerun, say): no switch, which would make the current version its own predecessor,
+    // losing the real one (and gc's protection of it); the replicas' copies are written again, in case the
+    // run before could not.
+    let (pointer, manifest) = if target == from {
+        (cur.pointer.clone(), Manifest::read_top(store, ks, &target).await?)
+    } else {
+        loop {
+            tries += 1;
+            // Read after the pointer the switch is conditional on: gc marks a version in the pointer before it
+            // deletes its manifest, so a manifest present now and an unchanged pointer at the switch mean whole.
+            let (manifest, top) = Manifest::read_with_ref(store, ks, &target).await?;
+            // A layered version needs every layer it stacks on: none being deleted, each manifest present.
+            if let Some(l) = manifest.layers.iter().find(|l| cur.pointer.collecting.contains(&l.version)) {
+                return Err(Error::Config(format!(
+                    "{target} stacks on layer {} which gc is deleting; it cannot be rolled back to",
+                    l.version
+                )));
+            }
+            for l in &manifest.layers {
+                Manifest::read_top(store, ks, &l.version).await.map_err(|e| {
+                    Error::Config(format!("{target} stacks on layer {}, which cannot be read ({e})", l.version))
+                })?;
+            }
+            match pointer::switch(store, ks, &target, Some(top), Some(&cur)).await {
+                Ok(p) => break (p, manifest),
+                Err(e) => {
+                    // A conflict, or an outcome we did not hear: the pointer as it is now tells which.
+                    let now = read(primary, ks).await?;
+                    if now.pointer.version == target && now.pointer.seq == cur.pointer.seq + 1 {
+                        break (now.pointer, manifest); // ours: the response was lost
+                    }
+                    let only_marks = now.pointer.version == cur.pointer.version && now.pointer.seq == cur.pointer.seq;
+                    if !only_marks || matches!(e, Error::Collecting { .. }) || tries >= TRIES {
+                        return Err(e);
+                    }
+                    cur = now;
                 }
-                let only_marks = now.pointer.version == cur.pointer.version && now.pointer.seq == cur.pointer.seq;
-                if !only_marks || matches!(e, Error::Collecting { .. }) || tries >= TRIES {
-                    return Err(e);
-                }
-                cur = now;
             }
         }
     };
