@@ -49,16 +49,26 @@ impl<'a> TextInput<'a> {
     }
 
     /// Drops a UTF-8 byte-order mark at the start (editors on Windows and spreadsheets save files with one):
-    /// it is not part of the first key.
+    /// it is not part of the first key. Its three bytes are read one read at a time if need be (a
+    /// decompressor may hand them over in pieces); what is not a mark is put back in front.
     pub fn skip_byte_order_mark(&mut self) -> io::Result<()> {
-        let buf = loop {
-            match self.reader.fill_buf() {
+        const MARK: &[u8] = b"\xef\xbb\xbf";
+        let mut head = Vec::with_capacity(MARK.len());
+        while head.len() < MARK.len() && MARK.starts_with(&head) {
+            let buf = match self.reader.fill_buf() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other?,
+                other => other?,
+            };
+            if buf.is_empty() {
+                break;
             }
-        };
-        if buf.starts_with(b"\xef\xbb\xbf") {
-            self.reader.consume(3);
+            let n = buf.len().min(MARK.len() - head.len());
+            head.extend_from_slice(&buf[..n]);
+            self.reader.consume(n);
+        }
+        if head != MARK {
+            let rest = std::mem::replace(&mut self.reader, Box::new(io::empty()));
+            self.reader = Box::new(io::Cursor::new(head).chain(rest));
         }
         Ok(())
     }
@@ -127,4 +137,31 @@ pub fn next_line(r: &mut dyn BufRead, line: &mut Vec<u8>, max: usize) -> io::Res
         return Ok(Line::TooLong);
     }
     Ok(Line::Read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is left to read after the mark is skipped, reading `input` `chunk` bytes at a time.
+    fn after_mark(input: &[u8], chunk: usize) -> Vec<u8> {
+        let reader = BufReader::with_capacity(chunk, io::Cursor::new(input.to_vec()));
+        let mut t =
+            TextInput { reader: Box::new(reader), source_failed: Rc::default(), compression: Compression::None };
+        t.skip_byte_order_mark().unwrap();
+        let mut rest = Vec::new();
+        t.reader.read_to_end(&mut rest).unwrap();
+        rest
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_however_it_is_read_and_anything_else_is_kept() {
+        for chunk in [1, 2, 3, 64] {
+            assert_eq!(after_mark(b"\xef\xbb\xbfk v\n", chunk), b"k v\n", "chunks of {chunk}");
+            assert_eq!(after_mark(b"\xef\xbb\xbf", chunk), b"", "chunks of {chunk}");
+            for kept in [&b"k v\n"[..], b"", b"k", b"\xef", b"\xef\xbb", b"\xef\xbbX rest\n", b"\xefk v\n"] {
+                assert_eq!(after_mark(kept, chunk), kept, "{kept:?} in chunks of {chunk}");
+            }
+        }
+    }
 }
