@@ -105,8 +105,8 @@ async fn a_request_body_is_read_without_a_copy_of_its_own() {
         let text = r.text().await.unwrap();
         assert!(text.contains(says), "{text}");
         eprintln!("a {size}-byte body refused ({code}) peaked at {:.1} MiB", peak as f64 / VALUE as f64);
-        // The body as the client sends it, as the server reads (a buffer of up to 2 MiB) and collects it,
-        // and the keys kept: a few copies, where a tree of its elements took 26 times its size.
+        // The body as the client sends it, as the server reads and collects it, and the keys kept: a few
+        // copies, where a tree of its elements took 26 times its size.
         assert!(peak < 5 * size + (2 << 20), "{code}: {} KiB at the peak for a {size}-byte body", peak >> 10);
     }
 }
