@@ -10,6 +10,7 @@ mod output;
 mod progress;
 mod published;
 mod repl;
+mod serve_file;
 mod sigv4;
 
 use std::process::ExitCode;
@@ -108,7 +109,7 @@ async fn run(cli: Cli) -> Res {
             let store = Store::open(&store.store)?;
             let file_given = file.is_some();
             if let Some(file) = file {
-                match interrupt::interruptible(admin::ensure_ingested(&file, &store, allow_empty)).await {
+                match interrupt::interruptible(serve_file::ensure_ingested(&file, &store, allow_empty)).await {
                     Ok(done) => done?,
                     Err(stop) => return Ok(interrupted(stop)),
                 }

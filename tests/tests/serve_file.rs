@@ -3,7 +3,7 @@
 //! a compaction or a rollback made since (none of which FILE's content fingerprints) was silently undone by
 //! a new full version of FILE.
 
-use cairn_tests::process::{Served, cairn, cairn_command, serve};
+use cairn_tests::process::{Served, cairn, serve};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -104,10 +104,11 @@ fn a_restart_finds_the_build_after_more_switches_than_the_pointer_lists() {
     assert_eq!(get(&s, "b"), None);
 }
 
-/// When the build FILE was published as has been collected and the current version was made from others,
-/// whether FILE changed cannot be told: serve says so and what to run, and publishes nothing.
+/// When the build the current version comes from has been collected and nothing newer is known, whether
+/// FILE changed cannot be told: serve says so and how to publish FILE, serves what is published, and
+/// publishes nothing.
 #[test]
-fn a_restart_that_cannot_tell_whether_file_changed_says_so() {
+fn a_restart_that_cannot_tell_whether_file_changed_serves_what_is_published() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
@@ -118,23 +119,56 @@ fn a_restart_that_cannot_tell_whether_file_changed_says_so() {
     admin(d, &["compact", "-k", "default"]);
     let before = current(d);
     admin(d, &["gc", "-k", "default", "--keep", "0", "--min-age", "0s"]);
-    let (file, store) = (d.join("d.txt"), d.join(".cairn"));
-    let args = ["serve", file.to_str().unwrap(), "--store", store.to_str().unwrap(), "--port", "0"];
-    // Spawned, not waited on for ever: a serve that published anyway would go on serving.
-    let mut child = cairn_command().args(args).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("cairn serve went on serving: published anyway");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    let s = serve(d, &["d.txt"], &[]);
+    assert!(
+        s.log.contains("cannot tell whether d.txt changed") && s.log.contains("d.txt -k default --store"),
+        "{}",
+        s.log
+    );
+    assert_eq!(current(d), before, "published anyway:\n{}", s.log);
+    assert_eq!((get(&s, "a").as_deref(), get(&s, "b"), get(&s, "c")), (Some("1"), None, None));
+}
+
+/// Found by a third review: the builds the pointer names were looked at only when they were builds
+/// themselves, and a collected version on the current one's way back ended the search. A rollback to an
+/// older build, or to a compaction whose source was collected, was then published over when FILE was
+/// unchanged since a newer build.
+#[test]
+fn a_restart_keeps_a_rollback_away_from_the_build_file_was_last_published_as() {
+    // Deltas over the newer build push it out of the pointer's history; then a rollback to the older one.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
+    drop(serve(d, &["d.txt"], &[]));
+    let older = current(d);
+    std::fs::write(d.join("d.txt"), "a 10\nb 20\nc 30\n").unwrap();
+    drop(serve(d, &["d.txt"], &[]));
+    admin(d, &["delete", "-k", "default", "b"]);
+    admin(d, &["delete", "-k", "default", "c"]);
+    for _ in 0..65 {
+        admin(d, &["rollback", "-k", "default"]);
     }
-    let out = child.wait_with_output().unwrap();
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("d.txt changed since it was published") && err.contains("d.txt -k default --store"), "{err}");
-    assert_eq!(current(d), before, "published anyway");
+    admin(d, &["rollback", "-k", "default", "--to", &older]);
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(current(d), older, "published over a rollback:\n{}", s.log);
+    assert_eq!(get(&s, "a").as_deref(), Some("1"));
+    drop(s);
+
+    // A rollback to a compaction whose source gc collected; the newer build is still named.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
+    drop(serve(d, &["d.txt"], &[]));
+    admin(d, &["delete", "-k", "default", "b"]);
+    admin(d, &["compact", "-k", "default"]);
+    let compacted = current(d);
+    std::fs::write(d.join("d.txt"), "a 10\nb 20\nc 30\n").unwrap();
+    drop(serve(d, &["d.txt"], &[]));
+    admin(d, &["rollback", "-k", "default", "--to", &compacted]);
+    admin(d, &["gc", "-k", "default", "--keep", "0", "--min-age", "0s"]);
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(current(d), compacted, "published over a rollback:\n{}", s.log);
+    assert_eq!((get(&s, "a").as_deref(), get(&s, "b")), (Some("1"), None));
 }
 
 /// The oldest version `cairn versions` lists.
