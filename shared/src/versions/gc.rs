@@ -274,18 +274,24 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     };
     let read_current =
         || async { pointer::read(primary, ks).await?.ok_or_else(|| Error::KeyspaceNotFound(ks.to_string())) };
+    // What gc decides on must be whole: the current version's manifest present, and every version it keeps
+    // readable (else the layers those need are unknown).
+    let decidable = |layers: &Layers, p: &pointer::Pointer| -> Result<()> {
+        if !layers.contains_key(&p.version) {
+            return Err(Error::Missing { path: layout::manifest_path(ks, &p.version) });
+        }
+        match choose(layers, p).1.iter().find(|v| matches!(layers.get(*v), Some(None))) {
+            Some(v) => Err(Error::corrupt(
+                &layout::manifest_path(ks, v),
+                "a version gc must keep has an unreadable manifest, so the layers it needs are unknown; nothing \
+                 was deleted (run `cairn repair`, or delete that version by hand)",
+            )),
+            None => Ok(()),
+        }
+    };
     let mut current = read_current().await?;
     add_unlisted(primary, ks, &current.pointer, &mut layers).await?;
-    if !layers.contains_key(&current.pointer.version) {
-        return Err(Error::Missing { path: layout::manifest_path(ks, &current.pointer.version) });
-    }
-    if let Some(v) = choose(&layers, &current.pointer).1.iter().find(|v| matches!(layers.get(*v), Some(None))) {
-        return Err(Error::corrupt(
-            &layout::manifest_path(ks, v),
-            "a version gc must keep has an unreadable manifest, so the layers it needs are unknown; nothing was \
-             deleted (run `cairn repair`, or delete that version by hand)",
-        ));
-    }
+    decidable(&layers, &current.pointer)?;
     let mut report = GcReport { dry_run: opts.dry_run, ..Default::default() };
     // Expired checkpoints go first: a run that took one over since must not be able to publish its version
     // once gc has decided to delete it, and its next checkpoint write (there is one right before every
@@ -326,9 +332,7 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
         // Published since gc read the pointer: what the new versions stack on is read before marking again.
         current = read_current().await?;
         add_unlisted(primary, ks, &current.pointer, &mut layers).await?;
-        if !layers.contains_key(&current.pointer.version) {
-            return Err(Error::Missing { path: layout::manifest_path(ks, &current.pointer.version) });
-        }
+        decidable(&layers, &current.pointer)?;
     }
     // Versions an earlier run marked are finished too: a marked version can never be switched to, so neither
     // --keep nor --min-age nor a checkpoint protects it (its ingest starts a new version); only a replica's
