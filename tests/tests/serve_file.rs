@@ -104,9 +104,9 @@ fn a_restart_finds_the_build_after_more_switches_than_the_pointer_lists() {
     assert_eq!(get(&s, "b"), None);
 }
 
-/// When the build the current version comes from has been collected and nothing newer is known, whether
-/// FILE changed cannot be told: serve says so and how to publish FILE, serves what is published, and
-/// publishes nothing.
+/// With serve's record a restart tells whether FILE changed whatever gc collected; without it (a store
+/// written before the record existed), when the build the current version comes from has been collected,
+/// it cannot: serve says so and how to publish FILE, serves what is published, and publishes nothing.
 #[test]
 fn a_restart_that_cannot_tell_whether_file_changed_serves_what_is_published() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,6 +119,13 @@ fn a_restart_that_cannot_tell_whether_file_changed_serves_what_is_published() {
     admin(d, &["compact", "-k", "default"]);
     let before = current(d);
     admin(d, &["gc", "-k", "default", "--keep", "0", "--min-age", "0s"]);
+    // With serve's record, it can tell: unchanged.
+    let s = serve(d, &["d.txt"], &[]);
+    assert!(s.log.contains("unchanged since"), "{}", s.log);
+    assert_eq!(current(d), before);
+    drop(s);
+    // Without it (a store written before the record existed), it cannot.
+    std::fs::remove_file(d.join(".cairn/keyspace=default/_serve.json")).unwrap();
     let s = serve(d, &["d.txt"], &[]);
     assert!(
         s.log.contains("cannot tell whether d.txt changed") && s.log.contains("d.txt -k default --store"),
@@ -129,10 +136,9 @@ fn a_restart_that_cannot_tell_whether_file_changed_serves_what_is_published() {
     assert_eq!((get(&s, "a").as_deref(), get(&s, "b"), get(&s, "c")), (Some("1"), None, None));
 }
 
-/// Found by a third review: the builds the pointer names were looked at only when they were builds
-/// themselves, and a collected version on the current one's way back ended the search. A rollback to an
-/// older build, or to a compaction whose source was collected, was then published over when FILE was
-/// unchanged since a newer build.
+/// Found by a third review, when FILE's last publish was looked for among the versions the pointer names: a
+/// rollback to an older build, or to a compaction whose source was collected, was published over when FILE
+/// was unchanged since a newer build. serve's record of what it published decides now.
 #[test]
 fn a_restart_keeps_a_rollback_away_from_the_build_file_was_last_published_as() {
     // Deltas over the newer build push it out of the pointer's history; then a rollback to the older one.
@@ -169,6 +175,23 @@ fn a_restart_keeps_a_rollback_away_from_the_build_file_was_last_published_as() {
     let s = serve(d, &["d.txt"], &[]);
     assert_eq!(current(d), compacted, "published over a rollback:\n{}", s.log);
     assert_eq!((get(&s, "a").as_deref(), get(&s, "b")), (Some("1"), None));
+    drop(s);
+
+    // A rollback to the older build, a delete over it, and gc collecting the newer build (fourth review).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
+    drop(serve(d, &["d.txt"], &[]));
+    let older = current(d);
+    std::fs::write(d.join("d.txt"), "a 10\nb 20\nc 30\n").unwrap();
+    drop(serve(d, &["d.txt"], &[]));
+    admin(d, &["rollback", "-k", "default", "--to", &older]);
+    admin(d, &["delete", "-k", "default", "c"]);
+    let deleted = current(d);
+    admin(d, &["gc", "-k", "default", "--keep", "0", "--min-age", "0s"]);
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(current(d), deleted, "published over a rollback and a delete:\n{}", s.log);
+    assert_eq!((get(&s, "a").as_deref(), get(&s, "c")), (Some("1"), None));
 }
 
 /// The oldest version `cairn versions` lists.

@@ -7,6 +7,7 @@
 //! keyspace=<ks>/groups/<version>/runs/<name>.run        sorted runs a Spark bulk load exchanges (while it runs)
 //! keyspace=<ks>/shard=<nnnnn>/<version>.parquet         one sorted Parquet object per shard and version
 //! keyspace=<ks>/_ingest/<ingest-id>.json                checkpoint of an unfinished ingest
+//! keyspace=<ks>/_serve.json                             the fingerprint `cairn serve FILE` last published
 //! ```
 
 use object_store::path::Path;
@@ -61,6 +62,11 @@ pub fn groups_dir(ks: &str, version: &str) -> Path {
 
 pub fn shard_path(ks: &str, shard: u32, version: &str) -> Path {
     Path::from(format!("keyspace={ks}/shard={shard:05}/{version}.parquet"))
+}
+
+/// What `cairn serve FILE` last published into `ks` (gc leaves it alone).
+pub fn serve_record_path(ks: &str) -> Path {
+    Path::from(format!("keyspace={ks}/_serve.json"))
 }
 
 pub fn checkpoint_path(ks: &str, ingest_id: &str) -> Path {

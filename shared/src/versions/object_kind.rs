@@ -54,6 +54,7 @@ mod tests {
             Kind::Other => "other".into(),
         };
         assert_eq!(v("keyspace=ks/manifests/v1.json"), "m:v1");
+        assert_eq!(v("keyspace=ks/_serve.json"), "other");
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet"), "s:v1");
         assert_eq!(v("keyspace=ks/shard=00003/v1.parquet.staging-x"), "s:v1");
         assert_eq!(v("keyspace=ks/groups/v1/filter.bin"), "s:v1");
