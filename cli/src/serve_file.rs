@@ -32,10 +32,18 @@ const MAX_ANCESTRY: usize = 256;
 struct Record {
     /// FILE's content fingerprint then.
     fingerprint: String,
-    /// The version that held it.
-    version: String,
-    /// The keyspace's lineage (pointer.rs): a keyspace deleted and made anew does not inherit the record.
+    /// The version that holds it; None while serve publishes it (written before the publish, so a serve
+    /// stopped before it could write the version leaves a record that says "not known to be published").
+    version: Option<String>,
+    /// The keyspace's lineage (pointer.rs), so a keyspace deleted and made anew does not inherit the record;
+    /// None from a pointer older than lineages, which matches whatever lineage its next switch gives it.
     lineage: Option<String>,
+}
+
+impl Record {
+    fn of(&self, lineage: &Option<String>) -> bool {
+        self.lineage.is_none() || self.lineage == *lineage
+    }
 }
 
 /// Ingests `file` into keyspace `default` unless it has not changed since serve last published it there.
@@ -44,53 +52,56 @@ pub async fn ensure_ingested(file: &Path, store: &Store, allow_empty: bool) -> R
     let fp = tokio::task::spawn_blocking(move || cairn_ingest::fingerprint(&files)).await??;
     if let Some(cur) = pointer::read(store.inner.as_ref(), SERVE_KEYSPACE).await? {
         let (current, lineage) = (cur.pointer.version.clone(), cur.pointer.lineage.clone());
-        match read_record(store).await {
-            Some(r) if r.lineage == lineage && r.fingerprint == fp => {
-                if r.version == current {
-                    eprintln!("{} already ingested as version {current}; reusing it", file.display());
-                } else {
-                    eprintln!(
-                        "{} already ingested as version {}, unchanged since; serving the current version {current} (changed since by a delta, compaction, rollback or another build)",
-                        file.display(),
-                        r.version
-                    );
-                }
+        let record = read_record(store).await.filter(|r| r.of(&lineage));
+        if let Some(Record { fingerprint, version: Some(version), .. }) = &record
+            && *fingerprint == fp
+        {
+            if *version == current {
+                eprintln!("{} already ingested as version {current}; reusing it", file.display());
+            } else {
+                eprintln!(
+                    "{} already ingested as version {version}, unchanged since; serving the current version {current} (changed since by a delta, compaction, rollback or another build)",
+                    file.display(),
+                );
+            }
+            return Ok(());
+        }
+        // No record, or one that FILE differs from or whose publish was not seen to end: what the current
+        // version is made of decides (FILE published by other means, or by a serve stopped before its record).
+        match origin(store, &current).await? {
+            Origin::Build(version, built) if built == fp => {
+                eprintln!(
+                    "{} already ingested as version {version}; serving the current version {current}",
+                    file.display()
+                );
+                write_record(store, &Record { fingerprint: fp, version: Some(version), lineage }).await;
                 return Ok(());
             }
-            // FILE changed since serve published it.
-            Some(r) if r.lineage == lineage => {}
-            _ => match origin(store, &current).await? {
-                Origin::Build(version, built) if built == fp => {
-                    eprintln!(
-                        "{} already ingested as version {version}; serving the current version {current}",
-                        file.display()
-                    );
-                    write_record(store, Record { fingerprint: fp, version, lineage }).await;
-                    return Ok(());
-                }
-                Origin::Build(..) => {}
-                Origin::Unknown => {
-                    eprintln!(
-                        "warning: cannot tell whether {} changed since it was published: the current version of keyspace {SERVE_KEYSPACE} ({current}) was made from versions gc has collected. Serving what is published; to publish {} again: cairn ingest {} -k {SERVE_KEYSPACE} --store {}",
-                        file.display(),
-                        file.display(),
-                        file.display(),
-                        store.url,
-                    );
-                    return Ok(());
-                }
-            },
+            Origin::Unknown if record.is_none() => {
+                eprintln!(
+                    "warning: cannot tell whether {} changed since it was published: the current version of keyspace {SERVE_KEYSPACE} ({current}) was made from versions gc has collected. Serving what is published; to publish {} again: cairn ingest {} -k {SERVE_KEYSPACE} --store {}",
+                    file.display(),
+                    file.display(),
+                    file.display(),
+                    store.url,
+                );
+                return Ok(());
+            }
+            _ => {}
         }
     }
+    let lineage = |c: Option<pointer::Current>| c.and_then(|c| c.pointer.lineage);
+    let before = lineage(pointer::read(store.inner.as_ref(), SERVE_KEYSPACE).await?);
+    write_record(store, &Record { fingerprint: fp, version: None, lineage: before }).await;
     let mut opts = IngestOptions::new(file, SERVE_KEYSPACE, store.clone());
     opts.allow_empty = allow_empty;
     let report = cairn_ingest::ingest(opts, Arc::new(crate::progress::Bars::new())).await?;
     crate::admin::print_report(&report);
-    let lineage = match pointer::read(store.inner.as_ref(), SERVE_KEYSPACE).await {
-        Ok(Some(c)) => c.pointer.lineage,
-        _ => None,
-    };
-    write_record(store, Record { fingerprint: fp, version: report.version.clone(), lineage }).await;
+    let after = lineage(pointer::read(store.inner.as_ref(), SERVE_KEYSPACE).await.ok().flatten());
+    // The fingerprint of what the ingest read, which FILE may have changed to since it was first taken.
+    let done =
+        Record { fingerprint: report.fingerprint.clone(), version: Some(report.version.clone()), lineage: after };
+    write_record(store, &done).await;
     Ok(())
 }
 
@@ -113,10 +124,11 @@ async fn read_record(store: &Store) -> Option<Record> {
     }
 }
 
-/// Writes the record; a failure only costs the next restart the check without it.
-async fn write_record(store: &Store, record: Record) {
+/// Writes the record. A failure is reported: a record left behind by it names an older publish, which a
+/// restart checks against the current version before trusting it, or one not seen to end.
+async fn write_record(store: &Store, record: &Record) {
     let path = layout::serve_record_path(SERVE_KEYSPACE);
-    let body = serde_json::to_vec(&record).expect("the record serializes");
+    let body = serde_json::to_vec(record).expect("the record serializes");
     if let Err(e) = store.inner.put(&path, PutPayload::from(body)).await {
         eprintln!("warning: could not write {path} ({e}); the next start decides without it");
     }

@@ -80,6 +80,37 @@ fn a_restart_keeps_what_was_done_since_file_was_published_and_publishes_file_whe
     let s = serve(d, &["d.txt"], &[]);
     assert!(s.log.contains("already ingested"), "{}", s.log);
     assert_eq!(get(&s, "b").as_deref(), Some("20"));
+    drop(s);
+
+    // FILE changed and published by hand (`cairn ingest`), then a delete: serve's record is older than
+    // FILE, but the current version is made of it, so the delete stands (fifth review).
+    std::fs::write(d.join("d.txt"), "a 100\nb 200\nc 300\n").unwrap();
+    let file = d.join("d.txt");
+    admin(d, &["ingest", file.to_str().unwrap(), "-k", "default"]);
+    admin(d, &["delete", "-k", "default", "c"]);
+    let deleted = current(d);
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(current(d), deleted, "published over a delete:\n{}", s.log);
+    assert_eq!((get(&s, "a").as_deref(), get(&s, "c")), (Some("100"), None));
+    drop(s);
+
+    // A serve stopped after its publish and before its record: the record says the publish was not seen to
+    // end, and a FILE changed back since is published, not taken for the one recorded before.
+    std::fs::write(d.join(".cairn/keyspace=default/_serve.json"), {
+        let fp = serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(d.join(".cairn/keyspace=default/_serve.json")).unwrap(),
+        )
+        .unwrap()["fingerprint"]
+            .clone();
+        serde_json::to_vec(
+            &serde_json::json!({ "fingerprint": "xxh3-64:0", "version": null, "lineage": null, "was": fp }),
+        )
+        .unwrap()
+    })
+    .unwrap();
+    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
+    let s = serve(d, &["d.txt"], &[]);
+    assert_eq!(get(&s, "a").as_deref(), Some("1"), "a changed FILE was not published:\n{}", s.log);
 }
 
 /// Found by a second review: the build was looked for only among the versions the pointer lists, which
