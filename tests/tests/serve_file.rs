@@ -26,6 +26,14 @@ fn admin(dir: &std::path::Path, args: &[&str]) -> String {
     text(&out.stdout) + &text(&out.stderr)
 }
 
+/// A directory holding FILE (`d.txt`) with `body`, served once (so published into `.cairn`).
+fn served_once(body: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.txt"), body).unwrap();
+    drop(serve(dir.path(), &["d.txt"], &[]));
+    dir
+}
+
 fn current(dir: &std::path::Path) -> String {
     let shown = admin(dir, &["versions", "-k", "default"]);
     let line = shown.lines().find(|l| l.starts_with("* ")).unwrap_or_else(|| panic!("{shown}"));
@@ -96,18 +104,8 @@ fn a_restart_keeps_what_was_done_since_file_was_published_and_publishes_file_whe
 
     // A serve stopped after its publish and before its record: the record says the publish was not seen to
     // end, and a FILE changed back since is published, not taken for the one recorded before.
-    std::fs::write(d.join(".cairn/keyspace=default/_serve.json"), {
-        let fp = serde_json::from_slice::<serde_json::Value>(
-            &std::fs::read(d.join(".cairn/keyspace=default/_serve.json")).unwrap(),
-        )
-        .unwrap()["fingerprint"]
-            .clone();
-        serde_json::to_vec(
-            &serde_json::json!({ "fingerprint": "xxh3-64:0", "version": null, "lineage": null, "was": fp }),
-        )
-        .unwrap()
-    })
-    .unwrap();
+    let pending = serde_json::json!({ "fingerprint": "xxh3-64:0", "version": null, "lineage": null });
+    std::fs::write(d.join(".cairn/keyspace=default/_serve.json"), pending.to_string()).unwrap();
     std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
     let s = serve(d, &["d.txt"], &[]);
     assert_eq!(get(&s, "a").as_deref(), Some("1"), "a changed FILE was not published:\n{}", s.log);
@@ -118,10 +116,8 @@ fn a_restart_keeps_what_was_done_since_file_was_published_and_publishes_file_whe
 /// now found by following the current version back (its oldest layer, a compaction's source).
 #[test]
 fn a_restart_finds_the_build_after_more_switches_than_the_pointer_lists() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = served_once("a 1\nb 2\nc 3\n");
     let d = dir.path();
-    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
-    drop(serve(d, &["d.txt"], &[]));
     admin(d, &["delete", "-k", "default", "b"]);
     admin(d, &["delete", "-k", "default", "c"]);
     // 65 rollbacks between the two deltas: the build drops out of the pointer's history.
@@ -140,10 +136,8 @@ fn a_restart_finds_the_build_after_more_switches_than_the_pointer_lists() {
 /// it cannot: serve says so and how to publish FILE, serves what is published, and publishes nothing.
 #[test]
 fn a_restart_that_cannot_tell_whether_file_changed_serves_what_is_published() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = served_once("a 1\nb 2\nc 3\n");
     let d = dir.path();
-    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
-    drop(serve(d, &["d.txt"], &[]));
     admin(d, &["delete", "-k", "default", "b"]);
     admin(d, &["compact", "-k", "default"]);
     admin(d, &["delete", "-k", "default", "c"]);
@@ -173,10 +167,8 @@ fn a_restart_that_cannot_tell_whether_file_changed_serves_what_is_published() {
 #[test]
 fn a_restart_keeps_a_rollback_away_from_the_build_file_was_last_published_as() {
     // Deltas over the newer build push it out of the pointer's history; then a rollback to the older one.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = served_once("a 1\nb 2\nc 3\n");
     let d = dir.path();
-    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
-    drop(serve(d, &["d.txt"], &[]));
     let older = current(d);
     std::fs::write(d.join("d.txt"), "a 10\nb 20\nc 30\n").unwrap();
     drop(serve(d, &["d.txt"], &[]));
@@ -192,10 +184,8 @@ fn a_restart_keeps_a_rollback_away_from_the_build_file_was_last_published_as() {
     drop(s);
 
     // A rollback to a compaction whose source gc collected; the newer build is still named.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = served_once("a 1\nb 2\nc 3\n");
     let d = dir.path();
-    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
-    drop(serve(d, &["d.txt"], &[]));
     admin(d, &["delete", "-k", "default", "b"]);
     admin(d, &["compact", "-k", "default"]);
     let compacted = current(d);
@@ -209,10 +199,8 @@ fn a_restart_keeps_a_rollback_away_from_the_build_file_was_last_published_as() {
     drop(s);
 
     // A rollback to the older build, a delete over it, and gc collecting the newer build (fourth review).
-    let dir = tempfile::tempdir().unwrap();
+    let dir = served_once("a 1\nb 2\nc 3\n");
     let d = dir.path();
-    std::fs::write(d.join("d.txt"), "a 1\nb 2\nc 3\n").unwrap();
-    drop(serve(d, &["d.txt"], &[]));
     let older = current(d);
     std::fs::write(d.join("d.txt"), "a 10\nb 20\nc 30\n").unwrap();
     drop(serve(d, &["d.txt"], &[]));
