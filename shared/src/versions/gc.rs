@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::stores::url::Store;
+use crate::versions::gc_layers::{self, Layers, add_unlisted, unlisted};
 use crate::versions::object_kind::{Kind, kind};
 use crate::{format::layout, versions::pointer};
 
@@ -154,64 +155,6 @@ fn retired_at(p: &pointer::Pointer, version: &str, newest: SystemTime) -> System
     }
 }
 
-/// Per version with a manifest under some root, the older layers it stacks on (read from the top level of
-/// the first root listing one: a manifest lost from the primary still protects its layers); None when it is
-/// unreadable (gc then refuses to run if it must keep that version).
-async fn layers_of(
-    roots: &[Store],
-    ks: &str,
-    found: &BTreeMap<String, Found>,
-) -> Result<BTreeMap<String, Option<Vec<String>>>> {
-    let listed: Vec<(String, usize)> =
-        found.iter().filter_map(|(v, f)| f.objects.iter().find(|o| o.2).map(|o| (v.clone(), o.0))).collect();
-    futures::stream::iter(listed)
-        .map(|(v, root)| async move {
-            match crate::format::manifest::Manifest::read_top(roots[root].inner.as_ref(), ks, &v).await {
-                Ok(m) => Ok((v, Some(m.layers.into_iter().map(|l| l.version).collect()))),
-                Err(e) if matches!(e.kind(), crate::error::ErrorKind::Corrupt) => Ok((v, None)),
-                // Deleted since the listing (another gc run): nothing to keep for it.
-                Err(Error::VersionNotFound { .. }) => Ok((v, Some(Vec::new()))),
-                Err(e) => Err(e),
-            }
-        })
-        .buffer_unordered(DELETE_CONCURRENCY)
-        .try_collect()
-        .await
-}
-
-/// Per version, the older layers it stacks on (None: its manifest is unreadable).
-type Layers = BTreeMap<String, Option<Vec<String>>>;
-
-/// Whether `p` names as current or previous a version gc knows nothing of (published after its listing).
-fn unlisted(layers: &Layers, p: &pointer::Pointer) -> bool {
-    std::iter::once(&p.version).chain(&p.previous).any(|v| !layers.contains_key(v))
-}
-
-/// Reads, for the current and previous versions of `p` that `layers` lacks, the layers they stack on. A
-/// previous version whose manifest is gone needs nothing kept; a current one stays out (the caller says it
-/// is missing).
-async fn add_unlisted(store: &dyn ObjectStore, ks: &str, p: &pointer::Pointer, layers: &mut Layers) -> Result<()> {
-    for v in std::iter::once(&p.version).chain(&p.previous) {
-        if layers.contains_key(v) {
-            continue;
-        }
-        match crate::format::manifest::Manifest::read_top(store, ks, v).await {
-            Ok(m) => {
-                layers.insert(v.clone(), Some(m.layers.into_iter().map(|l| l.version).collect()));
-            }
-            Err(e) if matches!(e.kind(), crate::error::ErrorKind::Corrupt) => {
-                layers.insert(v.clone(), None);
-            }
-            Err(Error::VersionNotFound { .. }) if *v != p.version => {
-                layers.insert(v.clone(), Some(Vec::new()));
-            }
-            Err(Error::VersionNotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Marks gc tries, each on a pointer that moved to versions its listing lacks, before it gives up.
 const MARK_TRIES: usize = 8;
 
@@ -248,7 +191,8 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
     }
     let newest_listed: BTreeSet<String> =
         found.iter().filter(|(_, f)| f.has_manifest).map(|(v, _)| v.clone()).rev().take(opts.keep).collect();
-    let mut layers = layers_of(roots, ks, &found).await?;
+    let listed = found.iter().filter_map(|(v, f)| f.objects.iter().find(|o| o.2).map(|o| (v.clone(), o.0))).collect();
+    let mut layers = gc_layers::of_listed(roots, ks, listed, DELETE_CONCURRENCY).await?;
     // Which versions go, judged on one pointer: gc marks them in that same pointer (or, dry, just reads it).
     let choose = |layers: &Layers, p: &pointer::Pointer| -> (Vec<String>, BTreeSet<String>) {
         let mut kept: BTreeSet<String> = pinned.iter().chain(&newest_listed).cloned().collect();

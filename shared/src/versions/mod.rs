@@ -3,6 +3,7 @@
 
 pub mod copies;
 pub mod gc;
+mod gc_layers;
 pub mod health;
 pub mod manifest_copies;
 mod object_kind;
