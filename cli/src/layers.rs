@@ -48,13 +48,12 @@ pub async fn delete(
         return Err(format!("keyspace {ks:?} has no version in {}: nothing to delete", store.url).into());
     }
     // The command line's keys go through the same reader as --keys-from files.
-    let dir = tempfile::tempdir()?;
+    let spooled = match keys.is_empty() {
+        true => None,
+        false => Some(SpooledKeys::write(&keys)?),
+    };
     let mut inputs = files;
-    if !keys.is_empty() {
-        let path = dir.path().join("keys");
-        std::fs::write(&path, keys.iter().map(|k| format!("{k}\n")).collect::<String>())?;
-        inputs.push(path);
-    }
+    inputs.extend(spooled.as_ref().map(|s| s.path.clone()));
     if layers.compact {
         compact_if_full(&store, ks, layers.max_layers).await?;
     }
@@ -64,6 +63,33 @@ pub async fn delete(
     opts.delta = true;
     opts.max_layers = layers.max_layers;
     Ok(cairn_ingest::ingest(opts, Arc::new(progress::Bars::new())).await?)
+}
+
+/// The command line's keys in a file named after them: an ingest job is named by its inputs' paths, so the
+/// same `cairn delete KEY...` rerun after an interruption finds its checkpoint and resumes it (or reports its
+/// publish) instead of publishing a second layer beside an abandoned one.
+struct SpooledKeys {
+    path: PathBuf,
+}
+
+impl SpooledKeys {
+    /// `keys` sorted and without duplicates, so their order on the command line does not change the job.
+    fn write(keys: &[&String]) -> std::io::Result<SpooledKeys> {
+        let body: String = keys.iter().map(|k| format!("{k}\n")).collect();
+        let name = format!("cairn-delete-{:032x}.keys", xxhash_rust::xxh3::xxh3_128(body.as_bytes()));
+        let path = std::env::temp_dir().join(name);
+        // Whole or not at all: the same command run twice at once reads one complete file or the other.
+        let mut staged = tempfile::NamedTempFile::new_in(std::env::temp_dir())?;
+        std::io::Write::write_all(&mut staged, body.as_bytes())?;
+        staged.persist(&path).map_err(|e| e.error)?;
+        Ok(SpooledKeys { path })
+    }
+}
+
+impl Drop for SpooledKeys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// What `cairn versions` shows of a version besides its name: its layers, keys, deletions and bytes.
