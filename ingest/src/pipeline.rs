@@ -367,8 +367,17 @@ pub(crate) fn report(
 const CHECK_CONCURRENCY: usize = 32;
 
 /// Keeps only checkpointed shards whose objects are still complete under every root (a HEAD each, together).
+/// An entry that names another object than its own shard's in this version (the record is bytes in the
+/// store, which anything may have written) is dropped like a lost one: published, it would serve another
+/// version's data and lose it to that version's gc.
 pub(crate) async fn verify_done(roots: &[Store], mut owned: Owned) -> Result<Owned, IngestError> {
     use futures::{StreamExt, TryStreamExt};
+    let (ks, version) = (owned.ckpt.keyspace.clone(), owned.ckpt.version.clone());
+    let shards = owned.ckpt.placement.as_ref().map_or(u32::MAX, |p| p.shards());
+    owned
+        .ckpt
+        .done
+        .retain(|s, e| *s == e.shard && *s < shards && e.path == layout::shard_path(&ks, *s, &version).as_ref());
     let checks: Vec<(u32, object_store::path::Path, u64, Store)> = owned
         .ckpt
         .done

@@ -346,3 +346,50 @@ async fn taking_over_a_lease_the_store_will_not_write_is_the_stores_error_not_a_
     assert!(matches!(err, IngestError::Store(_)), "{err}");
     assert!(err.to_string().contains("injected fault"), "{err}");
 }
+
+/// A checkpoint is bytes in the store, not this code's memory: an entry naming an object outside its own
+/// version (a copied or hand-edited `_ingest/*.json`, a bug of another build) was trusted on resume, and the
+/// published manifest then served another version's shard, and would lose it to gc of that version. Such an
+/// entry is now written again like a lost one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_entry_naming_another_versions_object_is_rewritten_not_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let (base, old_rows) = dataset(dir.path(), "base", 400);
+    let old = cairn_ingest::ingest(options(&base, &healthy), Arc::new(NoProgress)).await.unwrap().version;
+    let old_manifest = Manifest::read(healthy.inner.as_ref(), "ks", &old).await.unwrap();
+    // The same keys with new values.
+    let rows: Vec<(String, String)> = old_rows.iter().map(|(k, v)| (k.clone(), format!("new {v}"))).collect();
+    let input = dir.path().join("new.data");
+    std::fs::write(&input, rows.iter().map(|(k, v)| format!("{k} {v}\n")).collect::<String>()).unwrap();
+    let crashing =
+        Store { url: healthy.url.clone(), inner: Arc::new(FaultyStore::new(healthy.inner.clone(), "/shard=", 2)) };
+    assert!(cairn_ingest::ingest(options(&input, &crashing), Arc::new(NoProgress)).await.is_err());
+
+    let file = std::fs::read_dir(dir.path().join("store/keyspace=ks/_ingest"))
+        .unwrap()
+        .flatten()
+        .find(|f| f.file_name().to_string_lossy().ends_with(".json"))
+        .unwrap()
+        .path();
+    let mut ckpt: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let done = ckpt["done"].as_object_mut().unwrap();
+    assert!(!done.is_empty(), "the crashed run finished a shard: {done:?}");
+    for (shard, entry) in done.iter_mut() {
+        let s: usize = shard.parse().unwrap();
+        *entry = serde_json::to_value(&old_manifest.shards[s]).unwrap();
+    }
+    // And one entry filed under the wrong shard: shard 3's object listed as shard 2's.
+    done.insert("2".into(), serde_json::to_value(&old_manifest.shards[3]).unwrap());
+    std::fs::write(&file, serde_json::to_vec(&ckpt).unwrap()).unwrap();
+
+    let report = cairn_ingest::ingest(options(&input, &healthy), Arc::new(NoProgress)).await.unwrap();
+    let m = Manifest::read(healthy.inner.as_ref(), "ks", &report.version).await.unwrap();
+    for e in &m.shards {
+        assert_eq!(e.path, cairn_shared::format::layout::shard_path("ks", e.shard, &report.version).as_ref());
+    }
+    let engine = Engine::new(healthy.clone(), EngineConfig::default());
+    for (k, v) in &rows {
+        assert_eq!(engine.get("ks", k).await.unwrap().as_deref(), Some(v.as_bytes()), "{k}");
+    }
+}
