@@ -272,6 +272,10 @@ async fn run(cli: Cli) -> Res {
                 let verb = if r.dry_run { "would delete" } else { "deleted" };
                 println!("  {verb} {} runs staged by bulk loads of published versions", r.staged_runs_deleted);
             }
+            if r.staging_files_deleted > 0 {
+                let (n, bytes) = (r.staging_files_deleted, r.staging_bytes_deleted);
+                println!("  {verb} {n} staging files ({bytes} bytes) that killed writes left in local roots");
+            }
             for f in &r.failed {
                 eprintln!("  could not delete (still marked; the next run retries): {f}");
             }

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::stores::url::Store;
 use crate::versions::gc_layers::{self, Layers, add_unlisted, unlisted};
+use crate::versions::local_staging;
 use crate::versions::object_kind::{Kind, kind};
 use crate::{format::layout, versions::pointer};
 
@@ -54,6 +55,9 @@ pub struct GcReport {
     pub staged_runs_deleted: usize,
     /// Checkpoints of abandoned ingests (no heartbeat until their expiry) deleted, by ingest id.
     pub expired_checkpoints: Vec<String>,
+    /// Staging files of killed writes to local roots (`<object>#<n>`, which no listing shows), deleted.
+    pub staging_files_deleted: usize,
+    pub staging_bytes_deleted: u64,
     /// Versions some object of which could not be deleted (with the first error): still marked in the
     /// pointer, retried by the next run.
     pub failed: Vec<String>,
@@ -365,5 +369,8 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
         }
         report.staged_runs_deleted += 1;
     }
+    let swept = local_staging::sweep(roots, ks, opts.min_age, opts.dry_run).await;
+    (report.staging_files_deleted, report.staging_bytes_deleted) = (swept.files, swept.bytes);
+    report.failed.extend(swept.failed.into_iter().map(|f| format!("{f} (a staging file of a killed write)")));
     Ok(report)
 }

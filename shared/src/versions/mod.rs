@@ -5,6 +5,7 @@ pub mod copies;
 pub mod gc;
 mod gc_layers;
 pub mod health;
+mod local_staging;
 pub mod manifest_copies;
 mod object_kind;
 pub mod pointer;
