@@ -29,6 +29,8 @@ pub enum When {
     PointerReadAfterListing(Path),
     /// Before the first conditional update of a pointer (which then meets what the hook wrote).
     PointerUpdate,
+    /// After the first pointer read (the reader gets the pointer as it was before the hook).
+    PointerRead,
 }
 
 pub struct Hooked {
@@ -79,7 +81,11 @@ impl ObjectStore for Hooked {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let got = self.inner.get_opts(location, options).await?;
-        let armed = matches!(self.when, When::PointerReadAfterListing(_)) && self.listed.load(SeqCst);
+        let armed = match self.when {
+            When::PointerReadAfterListing(_) => self.listed.load(SeqCst),
+            When::PointerRead => true,
+            _ => false,
+        };
         if !armed || location.filename() != Some(POINTER) {
             return Ok(got);
         }

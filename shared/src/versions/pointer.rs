@@ -2,8 +2,8 @@
 //! write (`PutMode::Create` for the first version, `PutMode::Update` with the ETag read before otherwise),
 //! so of two concurrent publishers exactly one wins and readers never see a half-published dataset.
 //! Replica roots hold copies of it, written after the primary's switch: what a reader falls back to when
-//! the primary root cannot be read. A copy may lag the primary (a publish or rollback whose copy failed, or
-//! two copies landing out of order), never point at a version that is not whole.
+//! the primary root cannot be read. A copy may lag the primary (a publish or rollback whose copy failed),
+//! never move back, and never point at a version that is not whole.
 //!
 //! A keyspace's identity across deletions is its *lineage*: an id given when its first pointer is created
 //! and kept by every switch. Within one lineage `seq` only grows, so a reader never moves back; a keyspace
@@ -241,12 +241,38 @@ async fn change_marks(
     Err(last.expect("an error"))
 }
 
-/// Writes `pointer` to a replica root. Unconditional: the primary's conditional switch already decided.
+/// Writes `pointer` to a replica root, unless the copy there is newer ([`Pointer::supersedes`]): a copy never
+/// moves back. A writer holding an older pointer (a repair that read the primary before a publish, a
+/// rollback's copy landing after a later publish's) would otherwise undo the newer copy. Conditional on the
+/// copy it read; when another copy lands in between, it reads again.
 pub async fn copy(store: &dyn ObjectStore, ks: &str, pointer: &Pointer) -> Result<()> {
+    let path = layout::pointer_path(ks);
     let body = serde_json::to_vec(pointer).expect("pointer serializes");
-    store.put(&layout::pointer_path(ks), PutPayload::from(body)).await?;
-    Ok(())
+    for _ in 0..COPY_TRIES {
+        let mode = match store.get(&path).await {
+            Ok(got) => {
+                let tag = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
+                // A copy that does not parse (torn, hand-made) is replaced.
+                match serde_json::from_slice::<Pointer>(&got.bytes().await?) {
+                    Ok(there) if there == *pointer || !pointer.supersedes(&there) => return Ok(()),
+                    _ => PutMode::Update(tag),
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => PutMode::Create,
+            Err(e) => return Err(e.into()),
+        };
+        match store.put_opts(&path, PutPayload::from(body.clone()), mode.into()).await {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Conflict { keyspace: ks.to_string(), expected: Some(pointer.version.clone()) })
 }
+
+/// Reads and conditional writes of one replica copy before [`copy`] gives up (each retry means another
+/// writer's copy landed in between).
+const COPY_TRIES: usize = 8;
 
 /// Copies `pointer` to every replica root; returns the roots whose copy failed (logged).
 pub async fn copy_to_replicas(replicas: &[crate::stores::url::Store], ks: &str, pointer: &Pointer) -> Vec<String> {

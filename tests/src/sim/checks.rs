@@ -29,13 +29,33 @@ pub fn check_order(w: &World) {
 }
 
 /// (a), continuously: what the primary pointer names is whole somewhere. A check the pointer moved under is
-/// not judged.
+/// not judged. And (i): no replica's pointer copy moves back.
 pub async fn checker(w: std::sync::Arc<World>) {
+    let mut copies: Vec<Option<pointer::Pointer>> = vec![None; w.clean.len()];
     while w.running() {
         tokio::time::sleep(Duration::from_millis(15)).await;
         if let Some(problem) = check_current(&w).await {
             w.violation(format!("(a) {problem}"));
         }
+        check_copies(&w, &mut copies).await;
+    }
+}
+
+/// (i): each replica's pointer copy is one a reader holding the last copy seen there would take
+/// ([`pointer::Pointer::supersedes`]); a copy deleted with its keyspace starts over.
+async fn check_copies(w: &World, seen: &mut [Option<pointer::Pointer>]) {
+    for (i, root) in w.clean.iter().enumerate().skip(1) {
+        let Ok(now) = pointer::read(root.inner.as_ref(), KS).await else { continue };
+        let now = now.map(|c| c.pointer);
+        if let (Some(before), Some(after)) = (&seen[i], &now)
+            && !after.supersedes(before)
+        {
+            w.violation(format!(
+                "(i) replica {i}'s pointer copy moved back: from {} (seq {}) to {} (seq {})",
+                before.version, before.seq, after.version, after.seq
+            ));
+        }
+        seen[i] = now;
     }
 }
 

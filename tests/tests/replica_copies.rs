@@ -1,0 +1,74 @@
+//! A replica's pointer copy never moves back. Copies were unconditional puts: a writer holding an older
+//! pointer (`cairn repair` that read the primary before a publish, a rollback whose copy lands after a later
+//! publish's) wrote it over a newer copy, and failover readers starting on that replica served the older
+//! version until the next repair.
+
+use std::sync::Arc;
+
+use cairn_ingest::{IngestOptions, NoProgress};
+use cairn_shared::format::manifest::Manifest;
+use cairn_shared::stores::Store;
+use cairn_shared::versions::{pointer, repair::repair};
+use cairn_tests::hooked::{Hooked, When};
+use futures::future::BoxFuture;
+
+async fn publish(dir: &std::path::Path, roots: &[Store], body: &str) -> String {
+    let input = dir.join(format!("{}.data", body.len()));
+    std::fs::write(&input, body).unwrap();
+    let mut opts = IngestOptions::new(&input, "ks", roots[0].clone());
+    opts.replicas = roots[1..].to_vec();
+    cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap().version
+}
+
+async fn copy_of(root: &Store) -> pointer::Pointer {
+    pointer::read(root.inner.as_ref(), "ks").await.unwrap().unwrap().pointer
+}
+
+fn roots(dir: &std::path::Path) -> Vec<Store> {
+    ["primary", "replica"].iter().map(|n| Store::open(dir.join(n).to_str().unwrap()).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_that_read_the_pointer_before_a_publish_leaves_the_newer_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = roots(dir.path());
+    let old = publish(dir.path(), &roots, "a 1\n").await;
+    // The replica's copy differs from the primary's (as a torn or hand-made one would): repair has a copy to
+    // write.
+    let mut differs = copy_of(&roots[1]).await;
+    differs.updated_at = "2020-01-01T00:00:00Z".into();
+    pointer::copy(roots[1].inner.as_ref(), "ks", &differs).await.unwrap();
+
+    // A publish lands right after repair read the replica's (missing) copy.
+    let (d, publisher) = (dir.path().to_path_buf(), roots.clone());
+    let hook: BoxFuture<'static, ()> = Box::pin(async move {
+        publish(&d, &publisher, "a 2 newer\n").await;
+    });
+    let replica = Store {
+        url: roots[1].url.clone(),
+        inner: Arc::new(Hooked::new(roots[1].inner.clone(), When::PointerRead, hook)),
+    };
+    let manifest = Manifest::read(roots[0].inner.as_ref(), "ks", &old).await.unwrap();
+    repair(&[roots[0].clone(), replica], &manifest).await.unwrap();
+
+    let (primary, copy) = (copy_of(&roots[0]).await, copy_of(&roots[1]).await);
+    assert_ne!(primary.version, old, "the publish happened");
+    assert_eq!(copy, primary, "the replica keeps the newer copy the publish wrote");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_copy_of_an_older_pointer_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = roots(dir.path());
+    publish(dir.path(), &roots, "a 1\n").await;
+    let older = copy_of(&roots[0]).await;
+    publish(dir.path(), &roots, "a 2 newer\n").await;
+    let newer = copy_of(&roots[1]).await;
+    pointer::copy(roots[1].inner.as_ref(), "ks", &older).await.unwrap();
+    assert_eq!(copy_of(&roots[1]).await, newer);
+    // A copy of the same switch that differs (gc's marks) still lands, as does a newer one.
+    let mut marked = newer.clone();
+    marked.collecting.push("20200101T000000000Z-00000000".into());
+    pointer::copy(roots[1].inner.as_ref(), "ks", &marked).await.unwrap();
+    assert_eq!(copy_of(&roots[1]).await, marked);
+}
