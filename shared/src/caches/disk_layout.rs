@@ -34,18 +34,63 @@ pub(crate) fn payload(file: &[u8], key: &str) -> Option<usize> {
     (stored == key.as_bytes()).then_some(MAGIC.len() + 4 + len)
 }
 
+/// An entry file's bytes, if it is a plain file of at most `limit` bytes: opened without following a link
+/// and without waiting (a named pipe there would hold the reading thread for good), its size checked before
+/// it is read. Anything else is `InvalidData`.
+pub(crate) fn read_entry(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let invalid =
+        |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(invalid("a symbolic link")),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(invalid("not a plain file"));
+    }
+    if meta.len() > limit {
+        return Err(invalid("larger than any entry"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows after its size was read.
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(invalid("larger than any entry"));
+    }
+    Ok(bytes)
+}
+
+/// The tier's own subdirectory `dir`: a link or a file in its place (which the tier would write and delete
+/// through) is removed first.
+pub(crate) fn own_dir(dir: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(dir)?;
+    }
+    std::fs::create_dir_all(dir)
+}
+
 /// Lists the entries a previous process left, oldest first (so the newest are evicted last), into the
-/// index; files that are not entries are removed.
+/// index; files that are not entries are removed. Links are never followed (one to another directory would
+/// have its files removed as strangers): they are removed themselves.
 pub(crate) fn scan(dir: &Path, index: &moka::sync::Cache<u128, u64>) {
     let mut found = Vec::new();
     for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = sub.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.len() != 2 || !sub.path().is_dir() {
+        let Ok(kind) = sub.file_type() else { continue };
+        if name.len() == 2 && kind.is_symlink() {
+            let _ = std::fs::remove_file(sub.path());
+        }
+        if name.len() != 2 || !kind.is_dir() {
             continue;
         }
         for e in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
-            let Ok(meta) = e.metadata() else { continue };
+            // Of the link itself, not of what it names.
+            let Ok(meta) = std::fs::symlink_metadata(e.path()) else { continue };
             let hash = e.file_name().to_str().filter(|n| n.len() == 32).and_then(|n| u128::from_str_radix(n, 16).ok());
             match hash {
                 // The canonical name only: one written by this layout.

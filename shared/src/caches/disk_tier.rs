@@ -10,7 +10,8 @@
 //! order on one thread of the tier's own, never on a lookup's: a delete asked before a rewrite of the same
 //! entry (a damaged entry dropped, then refetched) cannot remove the rewritten file. Sizes are counted in whole 4 KiB file-system blocks. A read the disk does not
 //! answer within [`READ_TIMEOUT`] is given up and the tier is skipped for a second: a failing disk costs
-//! speed, not lookups.
+//! speed, not lookups. Files the tier did not write (a link, a pipe, an oversized file) are misses, read
+//! without following or waiting on them (disk_layout.rs).
 //!
 //! Hand-written over files rather than foyer's hybrid cache: entries are whole verified ranges read on a
 //! memory miss (tens of KiB to MiB), so a file each costs one open per read, and the layout survives any
@@ -27,7 +28,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use moka::notification::RemovalCause;
 
-use crate::caches::disk_layout::{LAYOUT, MAGIC, default_size, entry_path, hash, on_disk, payload, scan, try_lock};
+use crate::caches::disk_layout::{
+    LAYOUT, MAGIC, default_size, entry_path, hash, on_disk, own_dir, payload, read_entry, scan, try_lock,
+};
 use crate::caches::tier::{CacheTier, TierHealth, TierStats};
 use crate::config::DiskCacheConfig;
 
@@ -37,6 +40,10 @@ const MAX_WRITES: u64 = 32;
 const MAX_QUEUED_BYTES: u64 = 64 << 20;
 /// A read not answered within this is given up (then the next tier or the store answers).
 const READ_TIMEOUT: Duration = Duration::from_millis(250);
+/// Reads in flight at once: each holds a blocking thread until the disk answers, even past [`READ_TIMEOUT`],
+/// so a disk that hangs holds this many and no more (the pool is shared with the local store's reads and
+/// decoding); beyond, a lookup skips the tier.
+const MAX_READS: u64 = 64;
 
 pub struct DiskTier {
     dir: PathBuf,
@@ -52,8 +59,39 @@ pub struct DiskTier {
     listed: Arc<AtomicBool>,
     writing: AtomicU64,
     queued_bytes: AtomicU64,
+    /// Reads in flight, up to [`MAX_READS`].
+    reading: Arc<AtomicU64>,
     next_temp: AtomicU64,
     health: TierHealth,
+}
+
+/// One of the [`MAX_READS`], given back when its read ends (not when its lookup stops waiting).
+struct ReadSlot(Arc<AtomicU64>);
+
+impl ReadSlot {
+    fn take(reading: &Arc<AtomicU64>) -> Option<ReadSlot> {
+        if reading.fetch_add(1, Relaxed) >= MAX_READS {
+            reading.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(ReadSlot(reading.clone()))
+    }
+}
+
+impl Drop for ReadSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The directory's lock file, without following a link in its place (a link would have the lock taken on,
+/// and its target created or changed, somewhere else).
+fn open_lock(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(path)?;
+    }
+    std::fs::OpenOptions::new().create(true).truncate(false).write(true).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
 /// What the tier's thread does.
@@ -74,8 +112,9 @@ impl DiskTier {
     pub fn open(config: &DiskCacheConfig) -> Result<Arc<DiskTier>, String> {
         let dir = config.path.join(LAYOUT);
         let fail = |what: &str, e: std::io::Error| format!("CAIRN_DISK_CACHE {}: {what}: {e}", config.path.display());
-        std::fs::create_dir_all(dir.join("tmp")).map_err(|e| fail("cannot create it", e))?;
-        let lock = File::create(dir.join("lock")).map_err(|e| fail("cannot create its lock file", e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| fail("cannot create it", e))?;
+        own_dir(&dir.join("tmp")).map_err(|e| fail("cannot create it", e))?;
+        let lock = open_lock(&dir.join("lock")).map_err(|e| fail("cannot create its lock file", e))?;
         // A process restarting on the directory may find its predecessor's lock held a moment longer.
         let mut tries = 0;
         while !try_lock(&lock) {
@@ -113,6 +152,7 @@ impl DiskTier {
             listed: Arc::new(AtomicBool::new(false)),
             writing: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
+            reading: Arc::default(),
             next_temp: AtomicU64::new(0),
             health: TierHealth::default(),
         });
@@ -210,14 +250,33 @@ impl CacheTier for DiskTier {
             return None;
         }
         let hash = hash(key);
-        let read = match tokio::time::timeout(READ_TIMEOUT, tokio::fs::read(self.path(hash))).await {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    self.health.failed();
+        let Some(slot) = ReadSlot::take(&self.reading) else {
+            self.health.misses.add(1);
+            return None;
+        };
+        // No entry this tier writes is larger: a larger file is not read (nor kept).
+        let (path, limit) = (self.path(hash), (MAGIC.len() + 4 + key.len()) as u64 + self.max_entry);
+        let read = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            read_entry(&path, limit)
+        });
+        let read = match tokio::time::timeout(READ_TIMEOUT, read).await {
+            Ok(Ok(Ok(read))) => read,
+            Ok(Ok(Err(e))) => {
+                match e.kind() {
+                    std::io::ErrorKind::NotFound => self.index.invalidate(&hash),
+                    // Not an entry of this tier's: removed, like a damaged one.
+                    std::io::ErrorKind::InvalidData => self.forget(hash),
+                    _ => {
+                        self.health.failed();
+                        self.index.invalidate(&hash);
+                    }
                 }
                 self.health.misses.add(1);
-                self.index.invalidate(&hash);
+                return None;
+            }
+            Ok(Err(_)) => {
+                self.health.failed();
                 return None;
             }
             Err(_) => {

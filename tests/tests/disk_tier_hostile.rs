@@ -1,0 +1,109 @@
+//! The disk cache tier meets files it did not write (found by review): a named pipe at an entry's path held
+//! a blocking thread for good (enough of them and every lookup of the process hung), an entry file of any
+//! size was read whole into memory, and symbolic links in the directory made the start-up listing delete,
+//! and the lock truncate, files elsewhere. Each now costs a miss at most.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_shared::caches::disk_tier::DiskTier;
+use cairn_shared::caches::tier::CacheTier;
+use cairn_shared::config::DiskCacheConfig;
+
+fn open(dir: &Path) -> Arc<DiskTier> {
+    DiskTier::open(&DiskCacheConfig { path: dir.to_path_buf(), size: Some(1 << 20) }).unwrap()
+}
+
+/// Writes `key`'s entry and returns its file once the tier's thread has written it.
+async fn written(tier: &DiskTier, dir: &Path, key: &str) -> PathBuf {
+    tier.put(key, Bytes::from_static(b"the entry's payload"));
+    for _ in 0..600 {
+        if tier.stats().stored > 0 && tier.stats().writing == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut files = Vec::new();
+    for sub in std::fs::read_dir(dir.join("cairn-disk-1")).unwrap().flatten() {
+        if sub.file_name().len() == 2 {
+            files.extend(std::fs::read_dir(sub.path()).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.pop().unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    std::fs::remove_file(path).unwrap();
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the path it is given.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn a_named_pipe_at_an_entry_is_a_miss_that_holds_no_thread() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (reads, still) = rt.block_on(async {
+        let tier = open(dir.path());
+        let entry = written(&tier, dir.path(), "k").await;
+        mkfifo(&entry);
+        // Lookups at once, more than the blocking threads: each used to wait on the pipe's open for ever.
+        let reads = futures::future::join_all((0..16).map(|_| tier.get("k"))).await;
+        let still = tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(|| 7)).await;
+        (reads, still.ok().and_then(Result::ok))
+    });
+    // Before judging: threads stuck on the pipe (the old code) would keep a dropped runtime waiting.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    assert!(reads.iter().all(Option::is_none), "a pipe is no entry");
+    assert_eq!(still, Some(7), "the blocking threads are all stuck on the pipe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_larger_than_any_the_tier_writes_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let tier = open(dir.path());
+    let entry = written(&tier, dir.path(), "k").await;
+    // Its own header, then 4 MiB: four times the whole budget, which no entry can be.
+    let mut bytes = std::fs::read(&entry).unwrap();
+    bytes.resize(bytes.len() + (4 << 20), b'x');
+    std::fs::write(&entry, bytes).unwrap();
+    assert_eq!(tier.get("k").await, None, "an entry past the tier's size limit is a miss, not read whole");
+    assert_eq!(tier.stats().errors, 0, "and no failure of the disk: {:?}", tier.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_in_the_cache_directory_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let layout = cache.join("cairn-disk-1");
+    std::fs::create_dir_all(&layout).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("precious.txt"), b"keep me").unwrap();
+    std::fs::write(dir.path().join("lock-victim.txt"), b"keep me too").unwrap();
+    std::os::unix::fs::symlink(&victim, layout.join("ab")).unwrap();
+    std::os::unix::fs::symlink(&victim, layout.join("tmp")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("lock-victim.txt"), layout.join("lock")).unwrap();
+    let tier = open(&cache);
+    for _ in 0..600 {
+        if tier.stats().connected {
+            break; // the start-up listing has finished
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(tier.stats().connected);
+    assert_eq!(std::fs::read(victim.join("precious.txt")).unwrap(), b"keep me");
+    assert_eq!(std::fs::read(dir.path().join("lock-victim.txt")).unwrap(), b"keep me too");
+    // And the tier works: its entries go to directories of its own.
+    written(&tier, &cache, "k").await;
+    assert_eq!(tier.get("k").await.as_deref(), Some(&b"the entry's payload"[..]));
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1, "nothing written through a link");
+}
