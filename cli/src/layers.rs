@@ -52,8 +52,10 @@ pub async fn delete(
         true => None,
         false => Some(SpooledKeys::write(&keys)?),
     };
+    let mut job_inputs: Vec<String> = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
+    job_inputs.extend(spooled.as_ref().map(|s| s.id.clone()));
     let mut inputs = files;
-    inputs.extend(spooled.as_ref().map(|s| s.path.clone()));
+    inputs.extend(spooled.as_ref().map(SpooledKeys::path));
     if layers.compact {
         compact_if_full(&store, ks, layers.max_layers).await?;
     }
@@ -62,33 +64,32 @@ pub async fn delete(
     opts.format = Some(InputFormat::Keys);
     opts.delta = true;
     opts.max_layers = layers.max_layers;
+    opts.job_inputs = Some(job_inputs);
     Ok(cairn_ingest::ingest(opts, Arc::new(progress::Bars::new())).await?)
 }
 
-/// The command line's keys in a file named after them: an ingest job is named by its inputs' paths, so the
-/// same `cairn delete KEY...` rerun after an interruption finds its checkpoint and resumes it (or reports its
-/// publish) instead of publishing a second layer beside an abandoned one.
+/// The command line's keys in a file of a private temporary directory (removed with it), named in the job's
+/// id by their hash: an ingest job is otherwise named by its inputs' paths, so the same `cairn delete KEY...`
+/// rerun after an interruption finds its checkpoint and resumes it instead of publishing a second layer
+/// beside an abandoned one. The keys are sorted and without duplicates, so their order does not matter.
 struct SpooledKeys {
-    path: PathBuf,
+    dir: tempfile::TempDir,
+    id: String,
 }
 
 impl SpooledKeys {
-    /// `keys` sorted and without duplicates, so their order on the command line does not change the job.
     fn write(keys: &[&String]) -> std::io::Result<SpooledKeys> {
         let body: String = keys.iter().map(|k| format!("{k}\n")).collect();
-        let name = format!("cairn-delete-{:032x}.keys", xxhash_rust::xxh3::xxh3_128(body.as_bytes()));
-        let path = std::env::temp_dir().join(name);
-        // Whole or not at all: the same command run twice at once reads one complete file or the other.
-        let mut staged = tempfile::NamedTempFile::new_in(std::env::temp_dir())?;
-        std::io::Write::write_all(&mut staged, body.as_bytes())?;
-        staged.persist(&path).map_err(|e| e.error)?;
-        Ok(SpooledKeys { path })
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("keys"), body.as_bytes())?;
+        Ok(SpooledKeys {
+            dir,
+            id: format!("command-line keys xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(body.as_bytes())),
+        })
     }
-}
 
-impl Drop for SpooledKeys {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("keys")
     }
 }
 

@@ -80,6 +80,10 @@ pub struct IngestOptions {
     pub delta: bool,
     /// Most layers a version may have after a delta publish (`--max-layers`).
     pub max_layers: usize,
+    /// What names `inputs` in the job's id where their paths do not: keys `cairn delete` took on its command
+    /// line and wrote to a private temporary file are named by their hash, so the same command finds its
+    /// checkpoint. None: the paths as given.
+    pub job_inputs: Option<Vec<String>>,
 }
 
 impl IngestOptions {
@@ -110,6 +114,7 @@ impl IngestOptions {
             allow_empty: false,
             delta: false,
             max_layers: cairn_shared::format::layers::DEFAULT_MAX_LAYERS,
+            job_inputs: None,
         }
     }
 }

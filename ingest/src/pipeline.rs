@@ -116,7 +116,8 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
     // So it holds the SOURCE arguments and the options as given, not what they expand to (the listing, the
     // shard count picked from the sizes): those are in the fingerprint the checkpoint records.
     let id_src = serde_json::json!({
-        "keyspace": opts.keyspace, "sources": opts.inputs.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>(),
+        "keyspace": opts.keyspace,
+        "sources": opts.job_inputs.clone().unwrap_or_else(|| opts.inputs.iter().map(|p| p.to_string_lossy().into_owned()).collect()),
         "input_format": opts.format.map(|f| format!("{f:?}")), "columns": format!("{:?}", opts.columns),
         "shards": opts.shards, "ring_vnodes": opts.ring_vnodes,
         "format": [f.block_rows as u64, f.block_bytes as u64, f.bloom_fpp.to_bits(), f.version() as u64, f.piece_bytes as u64],
@@ -167,12 +168,22 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         // Crashed after publishing, before removing the checkpoint: the job is done, if the published version
         // holds these inputs.
         let m = Manifest::read(primary.as_ref(), &opts.keyspace, &owned.ckpt.version).await?;
-        if m.source.fingerprint == fp {
+        // A delta means "these changes over what is current": once another version replaced it, the same
+        // command run again (a leftover checkpoint catches any later run of it) applies them again.
+        let replaced = opts.delta && current.as_ref().is_some_and(|c| c.pointer.version != m.version);
+        if m.source.fingerprint == fp && !replaced {
             owned.release(primary.as_ref()).await?;
             progress.note(&format!("version {} was already published by an earlier run", m.version));
             return Ok(report(&m, m.shards.iter().map(|s| s.rows).collect(), owned.ckpt.done.len(), (0, 0), started));
         }
-        progress.note(&format!("version {} was published from other inputs; starting over", m.version));
+        progress.note(&match replaced && m.source.fingerprint == fp {
+            true => format!(
+                "version {} of this delta was published by an earlier run and has been replaced since; publishing \
+                 it again over the current version",
+                m.version
+            ),
+            false => format!("version {} was published from other inputs; starting over", m.version),
+        });
         owned.start_over(fresh(), primary.as_ref()).await?;
     }
     // Past the "already published" check: a rerun of a delta that made the last allowed layer reports it.

@@ -62,3 +62,73 @@ async fn an_interrupted_delete_of_command_line_keys_is_resumed_by_the_same_comma
         assert_eq!(engine.get("ks", k).await.unwrap().is_some(), found, "{k}");
     }
 }
+
+/// Found by review of the first fix, which spooled the keys to one path named by their hash: the same
+/// `cairn delete` run at once on other stores (or by another user) replaced and removed each other's file,
+/// and most runs failed, each leaving a checkpoint behind. Each run now has a private file.
+#[test]
+fn the_same_delete_run_at_once_on_several_stores_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.data");
+    std::fs::write(&input, "a 1\nb 2\nc 3\n").unwrap();
+    let stores: Vec<String> = (0..6).map(|i| dir.path().join(format!("s{i}")).to_str().unwrap().to_string()).collect();
+    for s in &stores {
+        let out = cairn(&["ingest", input.to_str().unwrap(), "-k", "ks", "--store", s], None, &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let runs: Vec<_> = stores
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            std::thread::spawn(move || cairn(&["delete", "-k", "ks", "--store", &s, "b"], None, &[]))
+        })
+        .collect();
+    for (run, s) in runs.into_iter().zip(&stores) {
+        let out = run.join().unwrap();
+        assert!(out.status.success(), "{s}: {}", text(&out.stderr));
+        assert!(checkpoints(Path::new(s), "ks").is_empty(), "{s}");
+    }
+}
+
+/// Found by review: a delete whose checkpoint outlived its publish (a crash between the switch and the
+/// checkpoint's removal) caught every later run of the same command, which reported "already published" and
+/// deleted nothing, though the key had been written again since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leftover_checkpoint_of_a_published_delete_does_not_stand_for_a_later_one() {
+    use cairn_ingest::{InputFormat, NoProgress};
+    use cairn_tests::fault::FaultyStore;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let (base, keys, again) =
+        (write("base.data", "a 1\nb 2\n"), write("gone.keys", "b\n"), write("again.data", "b 3\n"));
+    cairn_ingest::ingest(cairn_ingest::IngestOptions::new(&base, "ks", healthy.clone()), Arc::new(NoProgress))
+        .await
+        .unwrap();
+    let delete = |store: &Store| {
+        let mut o = cairn_ingest::IngestOptions::new(&keys, "ks", store.clone());
+        (o.format, o.delta) = (Some(InputFormat::Keys), true);
+        o
+    };
+    // Published; its checkpoint stays, as after a kill between the switch and its removal.
+    let faulty = FaultyStore::new(healthy.inner.clone(), "\0never", usize::MAX);
+    faulty.refuse_deletes(Some("_ingest/"));
+    let crashing = Store { url: healthy.url.clone(), inner: Arc::new(faulty) };
+    let first = cairn_ingest::ingest(delete(&crashing), Arc::new(NoProgress)).await.unwrap().version;
+    assert_eq!(checkpoints(&dir.path().join("store"), "ks").len(), 1);
+
+    let mut readd = cairn_ingest::IngestOptions::new(&again, "ks", healthy.clone());
+    readd.delta = true;
+    cairn_ingest::ingest(readd, Arc::new(NoProgress)).await.unwrap();
+    let later = cairn_ingest::ingest(delete(&healthy), Arc::new(NoProgress)).await.unwrap();
+    assert_ne!(later.version, first, "a new layer over the current version");
+    let engine = Engine::new(healthy.clone(), EngineConfig::default());
+    assert_eq!(engine.get("ks", "b").await.unwrap(), None, "the later delete deleted b");
+    assert!(engine.get("ks", "a").await.unwrap().is_some());
+}
