@@ -11,6 +11,7 @@ use cairn_shared::stores::Store;
 use cairn_shared::versions::{pointer, repair::repair};
 use cairn_tests::hooked::{Hooked, When};
 use futures::future::BoxFuture;
+use object_store::ObjectStoreExt;
 
 async fn publish(dir: &std::path::Path, roots: &[Store], body: &str) -> String {
     let input = dir.join(format!("{}.data", body.len()));
@@ -71,4 +72,26 @@ async fn a_late_copy_of_an_older_pointer_changes_nothing() {
     marked.collecting.push("20200101T000000000Z-00000000".into());
     pointer::copy(roots[1].inner.as_ref(), "ks", &marked).await.unwrap();
     assert_eq!(copy_of(&roots[1]).await, marked);
+}
+
+/// Found by review of the first fix: a replica copy ahead of the primary (the primary's pointer restored
+/// from a backup) was left in place by repair, which still reported it as mended. Repair makes the copy the
+/// primary's, and says so only when it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_brings_a_copy_ahead_of_the_primary_back_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = roots(dir.path());
+    let old = publish(dir.path(), &roots, "a 1\n").await;
+    let path = cairn_shared::format::layout::pointer_path("ks");
+    let backup = serde_json::to_vec(&copy_of(&roots[0]).await).unwrap();
+    publish(dir.path(), &roots, "a 2 newer\n").await;
+    roots[0].inner.put(&path, backup.into()).await.unwrap();
+    assert_ne!(copy_of(&roots[1]).await, copy_of(&roots[0]).await);
+
+    let manifest = Manifest::read(roots[0].inner.as_ref(), "ks", &old).await.unwrap();
+    let first = repair(&roots, &manifest).await.unwrap();
+    assert_eq!(first.metadata_copied, 1, "{first:?}");
+    assert_eq!(copy_of(&roots[1]).await, copy_of(&roots[0]).await);
+    let second = repair(&roots, &manifest).await.unwrap();
+    assert_eq!(second.metadata_copied, 0, "nothing left to mend: {second:?}");
 }

@@ -153,8 +153,10 @@ async fn failing_over_to_a_lagging_replica_never_moves_a_reader_back() {
         cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap();
         published.push(pointer::read(roots[1].inner.as_ref(), "ks").await.unwrap().unwrap().pointer);
     }
-    // The replica's copy lags: it still names version one.
-    pointer::copy(roots[1].inner.as_ref(), "ks", &published[0]).await.unwrap();
+    // The replica's copy lags: it still names version one (written as it was then: a copy never moves back).
+    let lagging = serde_json::to_vec(&published[0]).unwrap();
+    roots[1].inner.put(&cairn_shared::format::layout::pointer_path("ks"), lagging.into()).await.unwrap();
+    assert_eq!(pointer::read(roots[1].inner.as_ref(), "ks").await.unwrap().unwrap().pointer, published[0]);
     let primary = Arc::new(FaultyStore::new(roots[0].inner.clone(), "\0never", usize::MAX));
     let failover = cairn_shared::stores::replicated::FailoverConfig {
         attempt_timeout: Duration::from_millis(100),

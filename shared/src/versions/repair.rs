@@ -68,17 +68,12 @@ async fn repair_vouched(roots: &[Store], manifest: &Manifest, vouched: Option<Ob
     // What readers fall back to when a root is down or damaged: each root's manifest copy (byte for byte a
     // copy the pointer vouches for), and each replica's pointer copy while `manifest` is the current version.
     let ks = &manifest.keyspace;
-    let current = pointer::read(roots[0].inner.as_ref(), ks).await?.filter(|c| c.pointer.version == manifest.version);
     let (written, whole) = repair_manifest(roots, manifest, vouched.as_ref()).await?;
     out.metadata_copied += written;
     out.manifest_unrecoverable = !whole;
-    if let Some(cur) = &current {
-        for root in &roots[1..] {
-            let copy = pointer::read(root.inner.as_ref(), ks).await.ok().flatten().map(|c| c.pointer);
-            if copy.as_ref() != Some(&cur.pointer) {
-                pointer::copy(root.inner.as_ref(), ks, &cur.pointer).await?;
-                out.metadata_copied += 1;
-            }
+    for root in &roots[1..] {
+        if pointer::align(roots[0].inner.as_ref(), root.inner.as_ref(), ks, &manifest.version).await? {
+            out.metadata_copied += 1;
         }
     }
     Ok(out)
