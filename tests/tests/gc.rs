@@ -134,4 +134,12 @@ async fn gc_deletes_the_staging_files_of_killed_local_writes() {
     }
     assert!(live.exists(), "a staging file written to just now belongs to a write in flight");
     assert!(others.iter().all(|f| f.exists()), "gc touches only the keyspace's staging files");
+
+    // A keyspace whose first ingest was killed has no pointer: gc says so, and still removes what it left.
+    let first = paths[0].join("keyspace=new/shard=00000/20200101T000000000Z-00000000.parquet#1");
+    std::fs::create_dir_all(first.parent().unwrap()).unwrap();
+    std::fs::write(&first, b"partial").unwrap();
+    std::fs::File::options().write(true).open(&first).unwrap().set_modified(two_hours_ago).unwrap();
+    assert!(collect(&roots, "new", &gc(false)).await.is_err(), "no such keyspace");
+    assert!(!first.exists(), "the staging file of the killed first ingest is left");
 }

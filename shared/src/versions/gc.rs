@@ -169,6 +169,9 @@ const MARK_TRIES: usize = 8;
 /// it decides on are read when the listing lacks them, and the layers they stack on are kept.
 pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcReport> {
     let now = SystemTime::now();
+    // First: what killed writes left needs nothing else gc reads (a keyspace whose first ingest was killed
+    // has no pointer yet), and nothing gc decides.
+    let swept = local_staging::sweep(roots, ks, opts.min_age, opts.dry_run).await;
     let primary = roots[0].inner.as_ref();
     let ks_dir = layout::keyspace_dir(ks);
     let Pins { pinned, by_replica, expired } = pins(roots, ks, now).await?;
@@ -369,8 +372,6 @@ pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcRe
         }
         report.staged_runs_deleted += 1;
     }
-    let swept = local_staging::sweep(roots, ks, opts.min_age, opts.dry_run).await;
     (report.staging_files_deleted, report.staging_bytes_deleted) = (swept.files, swept.bytes);
-    report.failed.extend(swept.failed.into_iter().map(|f| format!("{f} (a staging file of a killed write)")));
     Ok(report)
 }

@@ -8,20 +8,20 @@ use std::time::{Duration, SystemTime};
 use crate::format::layout;
 use crate::stores::url::Store;
 
-/// A live write keeps touching its staging file: one untouched this long is a dead process's, whatever
-/// `--min-age` says (`gc --min-age 0s` beside an ingest must not fail that ingest's upload).
-pub const IDLE: Duration = Duration::from_secs(600);
+/// A live write touches its staging file as data reaches it: one untouched this long is a dead process's,
+/// whatever `--min-age` says (`gc --min-age 0s` beside an ingest must not fail that ingest's upload). Long,
+/// since an upload feeds every root in turn and a stalled replica (or a paused process) stalls the local
+/// file too; a dead write's file costs only disk meanwhile.
+pub const IDLE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Default)]
 pub struct Swept {
     pub files: usize,
     pub bytes: u64,
-    /// Files that could not be deleted, with why.
-    pub failed: Vec<String>,
 }
 
 /// Deletes (or, dry, counts) the staging files under `ks` in every local root among `roots` that were last
-/// written more than `min_age` (at least [`IDLE`]) ago.
+/// written more than `min_age` (at least [`IDLE`]) ago. What it cannot delete it says in the log.
 pub async fn sweep(roots: &[Store], ks: &str, min_age: Duration, dry_run: bool) -> Swept {
     let dirs: Vec<PathBuf> = roots.iter().filter_map(|r| r.local_file(&layout::keyspace_dir(ks))).collect();
     let idle = min_age.max(IDLE);
@@ -34,14 +34,17 @@ pub async fn sweep(roots: &[Store], ks: &str, min_age: Duration, dry_run: bool) 
         swept
     })
     .await
-    .unwrap_or_else(|e| Swept { failed: vec![format!("the sweep of staging files stopped: {e}")], ..Swept::default() })
+    .unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the sweep of staging files stopped");
+        Swept::default()
+    })
 }
 
 fn walk(dir: &Path, cutoff: SystemTime, dry_run: bool, swept: &mut Swept) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => return swept.failed.push(format!("{}: {e}", dir.display())),
+        Err(e) => return cannot(dir, &e),
     };
     for entry in entries.flatten() {
         // Symbolic links are not followed: a staging file is always a plain file.
@@ -64,9 +67,14 @@ fn walk(dir: &Path, cutoff: SystemTime, dry_run: bool, swept: &mut Swept) {
                 swept.bytes += meta.len();
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => swept.failed.push(format!("{}: {e}", path.display())),
+            Err(e) => cannot(&path, &e),
         }
     }
+}
+
+/// Said, not failed: these are files of dead writes, which cost only disk (and the next run tries again).
+fn cannot(path: &Path, e: &std::io::Error) {
+    tracing::warn!(path = %path.display(), error = %e, "gc could not remove a staging file of a killed write");
 }
 
 /// object_store's own rule: a name whose part after its first `#` is all digits is a staging file (anything
