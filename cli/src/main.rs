@@ -107,6 +107,8 @@ async fn run(cli: Cli) -> Res {
         }
         Some(Command::Serve { file, store, port, host, allow_empty, .. }) => {
             let store = Store::open(&store.store)?;
+            // Listened for from here on: a signal while FILE is ingested, or before the server runs, stops it.
+            let stop = cairn_functions::server::shutdown_signal();
             let file_given = file.is_some();
             if let Some(file) = file {
                 match interrupt::interruptible(serve_file::ensure_ingested(&file, &store, allow_empty)).await {
@@ -130,7 +132,8 @@ async fn run(cli: Cli) -> Res {
             if file_given && !limits.warm_keyspaces.iter().any(|k| k == "default") {
                 limits.warm_keyspaces.push("default".into());
             }
-            let (addr, serving) = cairn_functions::server::bind_with(engine, (host, port).into(), limits).await?;
+            let (addr, serving) =
+                cairn_functions::server::bind_until(engine, (host, port).into(), limits, stop).await?;
             eprintln!("serving on http://{addr}  (try: curl http://{addr}/v1/keyspaces/default)");
             serving.await?;
             Ok(0)

@@ -45,7 +45,7 @@ pub async fn bind_with(
     addr: SocketAddr,
     limits: ServeConfig,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
-    bind_until(engine, addr, limits, shutdown()).await
+    bind_until(engine, addr, limits, shutdown_signal()).await
 }
 
 /// [`bind_with`], stopping (not ready, listener closed, requests in flight drained) when `stop` completes
@@ -241,16 +241,27 @@ where
     let _ = conn.await;
 }
 
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+/// SIGINT or SIGTERM, listened for from this call on, not from the future's first poll: a process that
+/// already handles them (`cairn serve FILE` does while it ingests) would otherwise swallow one that arrives
+/// before the server runs, and serve on, deaf to it. Must be called within a tokio runtime.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut int, mut term) = (
+        signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        signal(SignalKind::terminate()).expect("SIGTERM handler"),
+    );
+    async move {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+}
+
+/// Ctrl-C, listened for from the first poll (no earlier handler to race on these platforms).
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]
