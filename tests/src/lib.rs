@@ -7,6 +7,7 @@ pub mod fault;
 pub mod hooked;
 pub mod pointer_log;
 pub mod process;
+pub mod redis_server;
 pub mod s3;
 pub mod sim;
 

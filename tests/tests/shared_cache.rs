@@ -3,7 +3,7 @@
 //! byte for byte; a poisoned entry is caught by its checksum, not served, and replaced; a tier stopped
 //! mid-run, or never reachable, costs speed only: every lookup is still answered.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,55 +12,8 @@ use cairn_shared::Engine;
 use cairn_shared::config::{EngineConfig, SharedCacheConfig};
 use cairn_shared::stores::Store;
 use cairn_tests::process::Served;
+use cairn_tests::redis_server::Redis;
 use cairn_tests::{example_data, read_dataset};
-
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// redis-server on a free loopback port, persistence off. scripts/test.sh installs it.
-    fn start() -> Redis {
-        Redis::start_with(|port| vec!["--port".into(), port.to_string()])
-    }
-
-    /// redis-server with the arguments `args(port)` gives (the port it listens on), plus loopback only and
-    /// persistence off.
-    fn start_with(args: impl Fn(u16) -> Vec<String>) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = Command::new("redis-server")
-            .args(args(port))
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Redis { child, port };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not listen on {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn engine(store: &Store, url: &str) -> Engine {
     let mut shared = SharedCacheConfig::new(url);

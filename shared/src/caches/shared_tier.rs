@@ -4,9 +4,10 @@
 //!
 //! It only ever makes reads faster: what it holds is immutable object ranges keyed by path and range, and the
 //! caller verifies every entry with the checksum it already has before using it (a poisoned entry is
-//! refetched from the store and overwritten). A read it does not answer within its timeout, an error, or no
-//! connection at all falls through to the store; the connection is made in the background and remade by
-//! the client after an outage, so an outage costs speed only.
+//! deleted, refetched from the store and written again). A read it does not answer within its timeout, an
+//! error, or no connection at all falls through to the store; the connection is made in the background,
+//! remade by the client after a network error and by the tier after reads that keep failing, so an outage
+//! costs speed only. What a server returns is bounded by the largest entry, and so are writes in flight.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
@@ -26,10 +27,22 @@ pub struct SharedTier {
     client: redis::Client,
     conn: ArcSwapOption<ConnectionManager>,
     connecting: AtomicBool,
-    /// Background writes not yet answered.
+    /// Background writes not yet answered, and their bytes.
     writing: AtomicU64,
+    writing_bytes: AtomicU64,
+    /// Reads failed or late in a row: past [`STALE_AFTER`], the connection is made anew.
+    failing: AtomicU64,
     health: TierHealth,
 }
+
+/// Writes in flight at once, and their bytes (one larger entry is let through alone); more are skipped: a
+/// cache write never waits, and what waits is bounded.
+const MAX_WRITES: u64 = 32;
+const MAX_WRITING_BYTES: u64 = 64 << 20;
+/// Reads failed or late in a row after which the connection is dropped and made anew: the client remakes
+/// it after a network error only, not after a server that stopped answering on it (a hung node, a failover
+/// that black-holed it), which would otherwise keep the tier dead until the process restarts.
+const STALE_AFTER: u64 = 3;
 
 impl std::fmt::Debug for SharedTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,6 +87,8 @@ impl SharedTier {
             conn: ArcSwapOption::empty(),
             connecting: AtomicBool::new(false),
             writing: AtomicU64::new(0),
+            writing_bytes: AtomicU64::new(0),
+            failing: AtomicU64::new(0),
             health: TierHealth::default(),
         }))
     }
@@ -109,6 +124,28 @@ impl SharedTier {
     }
 }
 
+/// A background write (a SET, or a DEL of a poisoned entry) in flight, given back however it ends.
+struct WriteSlot(Arc<SharedTier>, u64);
+
+impl WriteSlot {
+    fn take(tier: &Arc<SharedTier>, bytes: u64) -> Option<WriteSlot> {
+        let queued = tier.writing_bytes.load(Relaxed);
+        if tier.writing.load(Relaxed) >= MAX_WRITES || (queued > 0 && queued + bytes > MAX_WRITING_BYTES) {
+            return None;
+        }
+        tier.writing.fetch_add(1, Relaxed);
+        tier.writing_bytes.fetch_add(bytes, Relaxed);
+        Some(WriteSlot(tier.clone(), bytes))
+    }
+}
+
+impl Drop for WriteSlot {
+    fn drop(&mut self) {
+        self.0.writing.fetch_sub(1, Relaxed);
+        self.0.writing_bytes.fetch_sub(self.1, Relaxed);
+    }
+}
+
 #[async_trait::async_trait]
 impl CacheTier for SharedTier {
     fn name(&self) -> &'static str {
@@ -120,49 +157,80 @@ impl CacheTier for SharedTier {
             return None;
         }
         let mut conn = self.connection()?;
-        let mut get = redis::cmd("GET");
-        get.arg(format!("{PREFIX}{key}"));
-        let read = get.query_async::<Option<Vec<u8>>>(&mut conn);
+        // At most one byte past the largest entry the tier stores: a larger value (another writer's) is
+        // neither read whole nor kept.
+        let mut get = redis::cmd("GETRANGE");
+        get.arg(format!("{PREFIX}{key}")).arg(0).arg(self.config.max_entry);
+        let read = get.query_async::<Vec<u8>>(&mut conn);
         match tokio::time::timeout(self.config.timeout, read).await {
-            Ok(Ok(Some(v))) => {
-                self.health.hits.add(1);
-                Some(Bytes::from(v))
+            Ok(Ok(v)) if v.len() as u64 > self.config.max_entry => {
+                self.failing.store(0, Relaxed);
+                self.health.misses.add(1);
+                self.poisoned(key);
+                None
             }
-            Ok(Ok(None)) => {
+            // A missing key reads as empty; no entry is.
+            Ok(Ok(v)) if v.is_empty() => {
+                self.failing.store(0, Relaxed);
                 self.health.misses.add(1);
                 None
             }
+            Ok(Ok(v)) => {
+                self.failing.store(0, Relaxed);
+                self.health.hits.add(1);
+                Some(Bytes::from(v))
+            }
             Ok(Err(_)) | Err(_) => {
                 self.health.failed();
+                if self.failing.fetch_add(1, Relaxed) + 1 >= STALE_AFTER {
+                    self.failing.store(0, Relaxed);
+                    if self.conn.swap(None).is_some() {
+                        tracing::warn!("shared cache not answering: making a new connection");
+                    }
+                }
                 None
             }
         }
     }
 
-    /// Counted only: the caller's [`put`](CacheTier::put) of the right bytes overwrites the entry.
-    fn poisoned(&self, _key: &str) {
+    /// Counted, and deleted: the caller's [`put`](CacheTier::put) of the right bytes is skipped while the
+    /// tier rests or when they are too large, and the bad entry must not be read again meanwhile.
+    fn poisoned(&self, key: &str) {
         self.health.poisoned.add(1);
+        let (Some(mut conn), Some(me)) = (self.connection(), self.me.upgrade()) else { return };
+        let Some(_write) = WriteSlot::take(&me, 0) else { return };
+        let key = format!("{PREFIX}{key}");
+        tokio::spawn(async move {
+            let _write = _write;
+            let mut delete = redis::cmd("DEL");
+            delete.arg(&key);
+            let delete = delete.query_async::<()>(&mut conn);
+            if !matches!(tokio::time::timeout(Duration::from_secs(2), delete).await, Ok(Ok(()))) {
+                me.health.errors.add(1);
+            }
+        });
     }
 
-    /// Too large entries are not stored, nor any while the tier rests after a failure.
+    /// Too large entries are not stored, nor any while the tier rests after a failure or while too many
+    /// writes are in flight. A failed write is counted but does not rest the tier: a full server still reads.
     fn put(&self, key: &str, bytes: Bytes) {
         if bytes.len() as u64 > self.config.max_entry || self.health.resting() {
             return;
         }
         let Some(mut conn) = self.connection() else { return };
         let Some(me) = self.me.upgrade() else { return };
+        let Some(write) = WriteSlot::take(&me, bytes.len() as u64) else { return };
         let ttl = self.config.ttl.as_secs().max(1);
         let key = format!("{PREFIX}{key}");
-        self.writing.fetch_add(1, Relaxed);
         tokio::spawn(async move {
+            let _write = write;
             let mut set = redis::cmd("SET");
             set.arg(&key).arg(bytes.as_ref()).arg("EX").arg(ttl);
             let write = set.query_async::<()>(&mut conn);
             match tokio::time::timeout(Duration::from_secs(2), write).await {
                 Ok(Ok(())) => me.health.stored.add(1),
-                _ => me.health.failed(),
+                _ => me.health.errors.add(1),
             }
-            me.writing.fetch_sub(1, Relaxed);
         });
     }
 
