@@ -117,8 +117,13 @@ async fn run(cli: Cli) -> Res {
                 }
             } else {
                 // Said for the operator's sake: a store that cannot be listed now does not stop the server
-                // (its readers fail over to replicas, or answer once the store is back).
-                match pointer::list_keyspaces(store.inner.as_ref()).await {
+                // (its readers fail over to replicas, or answer once the store is back). A signal meanwhile
+                // stops it, as during FILE's ingest.
+                let listed = match interrupt::interruptible(pointer::list_keyspaces(store.inner.as_ref())).await {
+                    Ok(listed) => listed,
+                    Err(stop) => return Ok(interrupted(stop)),
+                };
+                match listed {
                     Ok(ks) if ks.is_empty() => {
                         eprintln!("note: {} holds no keyspaces yet; `cairn ingest` one or pass a FILE", store.url)
                     }
@@ -238,6 +243,24 @@ async fn run(cli: Cli) -> Res {
         }
         Some(Command::Gc { store, replicas, keyspace, keep, min_age, dry_run }) => {
             let store = Store::open(&store.store)?;
+            let opts = cairn_shared::versions::gc::GcOptions { keep, min_age, dry_run };
+            if pointer::read(store.inner.as_ref(), &keyspace).await?.is_none() {
+                // No version yet (its first ingest was killed, say): only what its killed writes left goes.
+                let mut roots = vec![store];
+                for r in &replicas.replicas {
+                    roots.push(Store::open(r)?);
+                }
+                let r = cairn_shared::versions::gc::collect_unpublished(&roots, &keyspace, &opts).await;
+                if r.staging_files_deleted == 0 {
+                    return Err(cairn_shared::Error::KeyspaceNotFound(keyspace).into());
+                }
+                let verb = if dry_run { "would delete" } else { "deleted" };
+                println!(
+                    "{keyspace}: no version yet; {verb} {} staging files ({} bytes) that killed writes left",
+                    r.staging_files_deleted, r.staging_bytes_deleted
+                );
+                return Ok(0);
+            }
             let (_, published) = published::keyspace_roots(&store, &keyspace, &replicas.replicas).await?;
             // gc reads the current version's layers from the roots' copies of its top level: not while the
             // primary's is missing or damaged.
@@ -249,7 +272,6 @@ async fn run(cli: Cli) -> Res {
                 .into());
             }
             let roots = published.roots;
-            let opts = cairn_shared::versions::gc::GcOptions { keep, min_age, dry_run };
             let r = cairn_shared::versions::gc::collect(&roots, &keyspace, &opts).await?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             println!(

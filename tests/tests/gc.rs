@@ -142,4 +142,14 @@ async fn gc_deletes_the_staging_files_of_killed_local_writes() {
     std::fs::File::options().write(true).open(&first).unwrap().set_modified(two_hours_ago).unwrap();
     assert!(collect(&roots, "new", &gc(false)).await.is_err(), "no such keyspace");
     assert!(!first.exists(), "the staging file of the killed first ingest is left");
+    // The same through `cairn gc`, which reads the keyspace's roots first.
+    std::fs::write(&first, b"partial").unwrap();
+    std::fs::File::options().write(true).open(&first).unwrap().set_modified(two_hours_ago).unwrap();
+    let p0 = paths[0].to_str().unwrap();
+    let out = cairn(&["gc", "-k", "new", "--store", p0, "--min-age", "0s"], None, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 staging files"), "{}", text(&out.stdout));
+    assert!(!first.exists());
+    let none = cairn(&["gc", "-k", "nothing-here", "--store", p0], None, &[]);
+    assert!(!none.status.success() && text(&none.stderr).contains("not found"), "{}", text(&none.stderr));
 }

@@ -24,3 +24,42 @@ async fn a_sigterm_between_bind_and_serving_stops_the_server() {
     let stopped = tokio::time::timeout(Duration::from_secs(30), serving).await;
     assert!(stopped.is_ok(), "the server did not stop on a SIGTERM that came after it was bound");
 }
+
+/// `cairn serve` without FILE lists the store's keyspaces before it serves; a store that does not answer
+/// held that listing for its whole timeout, and a SIGINT meanwhile (handled since the start, to be seen by
+/// the server later) waited for it, then started the server, which stopped at once with status 0. The
+/// listing is stopped now, as FILE's ingest is: status 130.
+#[test]
+fn a_signal_while_serve_lists_a_store_that_does_not_answer_stops_it_at_once() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let mut child = cairn_tests::process::cairn_command()
+        .args(["serve", "--store", "s3://bucket/prefix", "--port", "0"])
+        .envs([
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The listing's request arrives: serve is waiting on it (the connection is held, never answered).
+    let (_held, _) = silent.accept().unwrap();
+    // SAFETY: kill sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not end within 120 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "stopped by the signal, not by the listing ending: {status:?}");
+}

@@ -167,6 +167,18 @@ const MARK_TRIES: usize = 8;
 /// gc decides on a listing, and a version published after it is not in it: neither its objects (which this
 /// run then never deletes) nor the layers it stacks on. So the current and previous versions of the pointer
 /// it decides on are read when the listing lacks them, and the layers they stack on are kept.
+/// gc of a keyspace that has no pointer yet (its first ingest was killed): only the staging files its
+/// killed writes left in local roots (everything else waits for a pointer to decide on).
+pub async fn collect_unpublished(roots: &[Store], ks: &str, opts: &GcOptions) -> GcReport {
+    let swept = local_staging::sweep(roots, ks, opts.min_age, opts.dry_run).await;
+    GcReport {
+        staging_files_deleted: swept.files,
+        staging_bytes_deleted: swept.bytes,
+        dry_run: opts.dry_run,
+        ..Default::default()
+    }
+}
+
 pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcReport> {
     let now = SystemTime::now();
     // First: what killed writes left needs nothing else gc reads (a keyspace whose first ingest was killed
