@@ -17,22 +17,34 @@ impl Redis {
     /// redis-server with the arguments `args(port)` gives (the port it listens on), plus loopback only and
     /// persistence off.
     pub fn start_with(args: impl Fn(u16) -> Vec<String>) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = Command::new("redis-server")
-            .args(args(port))
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Redis { child, port };
+        // The free port is picked by binding and letting go of it: another test may take it meanwhile, and
+        // redis-server then exits at once. Another port is tried then.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut child = Command::new("redis-server")
+                .args(args(port))
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
+            for _ in 0..400 {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // Ours, unless it exits right after (another listener answered before it gave up).
+                    std::thread::sleep(Duration::from_millis(50));
+                    if child.try_wait().unwrap().is_none() {
+                        return Redis { child, port };
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(25));
             }
-            std::thread::sleep(Duration::from_millis(25));
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not listen on {port}");
+        panic!("redis-server did not start listening");
     }
 
     pub fn url(&self) -> String {
@@ -52,10 +64,10 @@ impl Drop for Redis {
 }
 
 impl Redis {
-    /// Runs one command on a connection of its own and returns the reply's first line (enough for the
-    /// simple, integer and error replies the tests look at).
+    /// Runs one command on a connection of its own and returns its reply: the first line of a simple,
+    /// integer or error reply, or a bulk string's content.
     pub fn command(&self, args: &[&[u8]]) -> String {
-        use std::io::{BufRead, Write};
+        use std::io::{BufRead, Read, Write};
         let mut body = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {
             body.extend(format!("${}\r\n", a.len()).as_bytes());
@@ -64,8 +76,17 @@ impl Redis {
         }
         let mut tcp = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         tcp.write_all(&body).unwrap();
+        let mut reader = std::io::BufReader::new(tcp);
         let mut line = String::new();
-        std::io::BufReader::new(tcp).read_line(&mut line).unwrap();
-        line.trim_end().to_string()
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end().to_string();
+        match line.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => {
+                let mut bulk = vec![0u8; n];
+                reader.read_exact(&mut bulk).unwrap();
+                String::from_utf8_lossy(&bulk).into_owned()
+            }
+            None => line,
+        }
     }
 }

@@ -46,6 +46,10 @@ pub(crate) fn read_entry(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(invalid("a symbolic link")),
+        // A socket, or a file this process may not read: about that file, not the disk.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::EACCES | libc::EPERM)) => {
+            return Err(invalid(&e.to_string()));
+        }
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;

@@ -157,16 +157,15 @@ impl CacheTier for SharedTier {
             return None;
         }
         let mut conn = self.connection()?;
-        // At most one byte past the largest entry the tier stores: a larger value (another writer's) is
-        // neither read whole nor kept.
+        // At most one byte past the largest entry the tier stores: a larger value is not read whole.
         let mut get = redis::cmd("GETRANGE");
         get.arg(format!("{PREFIX}{key}")).arg(0).arg(self.config.max_entry);
         let read = get.query_async::<Vec<u8>>(&mut conn);
         match tokio::time::timeout(self.config.timeout, read).await {
+            // Another engine's, whose limit is larger (a fleet changing it): a miss, left to it.
             Ok(Ok(v)) if v.len() as u64 > self.config.max_entry => {
                 self.failing.store(0, Relaxed);
                 self.health.misses.add(1);
-                self.poisoned(key);
                 None
             }
             // A missing key reads as empty; no entry is.
@@ -179,6 +178,12 @@ impl CacheTier for SharedTier {
                 self.failing.store(0, Relaxed);
                 self.health.hits.add(1);
                 Some(Bytes::from(v))
+            }
+            // The server answered, with an error (a missing permission, a key of another type, a cluster's
+            // redirection): the connection is fine, only the tier rests.
+            Ok(Err(e)) if !(e.is_timeout() || e.is_io_error() || e.is_connection_dropped()) => {
+                self.health.failed();
+                None
             }
             Ok(Err(_)) | Err(_) => {
                 self.health.failed();
