@@ -121,7 +121,10 @@ async fn run(cli: Cli) -> Res {
                 // stops it, as during FILE's ingest.
                 let listed = match interrupt::interruptible(pointer::list_keyspaces(store.inner.as_ref())).await {
                     Ok(listed) => listed,
-                    Err(stop) => return Ok(interrupted(stop)),
+                    Err(stop) => {
+                        eprintln!("interrupted by {} while listing {}: not serving", stop.name, store.url);
+                        return Ok(stop.status);
+                    }
                 };
                 match listed {
                     Ok(ks) if ks.is_empty() => {
@@ -249,6 +252,16 @@ async fn run(cli: Cli) -> Res {
                 let mut roots = vec![store];
                 for r in &replicas.replicas {
                     roots.push(Store::open(r)?);
+                }
+                for r in &roots[1..] {
+                    if pointer::read(r.inner.as_ref(), &keyspace).await?.is_some() {
+                        return Err(format!(
+                            "{keyspace} has no pointer in the primary ({}) but has one in {}: nothing was \
+                             deleted (is the primary the right store?)",
+                            roots[0].url, r.url
+                        )
+                        .into());
+                    }
                 }
                 let r = cairn_shared::versions::gc::collect_unpublished(&roots, &keyspace, &opts).await;
                 if r.staging_files_deleted == 0 {

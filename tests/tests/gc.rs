@@ -152,4 +152,12 @@ async fn gc_deletes_the_staging_files_of_killed_local_writes() {
     assert!(!first.exists());
     let none = cairn(&["gc", "-k", "nothing-here", "--store", p0], None, &[]);
     assert!(!none.status.success() && text(&none.stderr).contains("not found"), "{}", text(&none.stderr));
+    // A primary that lost its pointer while a replica has one is not a keyspace without versions: refused.
+    std::fs::remove_file(paths[0].join("keyspace=ks/CURRENT")).unwrap();
+    std::fs::write(&stale[0], b"partial").unwrap();
+    std::fs::File::options().write(true).open(&stale[0]).unwrap().set_modified(two_hours_ago).unwrap();
+    let p1 = paths[1].to_str().unwrap();
+    let lost = cairn(&["gc", "-k", "ks", "--store", p0, "--replicas", p1, "--min-age", "0s"], None, &[]);
+    assert!(!lost.status.success() && text(&lost.stderr).contains("has one in"), "{}", text(&lost.stderr));
+    assert!(stale[0].exists(), "nothing was deleted");
 }

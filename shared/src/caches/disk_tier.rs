@@ -136,8 +136,10 @@ impl DiskTier {
             .max_capacity(capacity)
             .weigher(|_, size: &u64| crate::caches::counted::weight(*size as usize))
             .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .eviction_listener(move |hash: Arc<u128>, _, cause| {
-                if cause != RemovalCause::Replaced {
+            // Only what the budget evicts: an entry dropped explicitly has its file deleted by whoever dropped
+            // it (`forget`), or has none (a read that found no file must not delete one written meanwhile).
+            .eviction_listener(move |hash: Arc<u128>, _, cause: RemovalCause| {
+                if cause.was_evicted() {
                     let _ = evicted.send(DiskOp::Delete(entry_path(&files, *hash)));
                 }
             })

@@ -39,10 +39,14 @@ pub struct SharedTier {
 /// cache write never waits, and what waits is bounded.
 const MAX_WRITES: u64 = 32;
 const MAX_WRITING_BYTES: u64 = 64 << 20;
-/// Reads failed or late in a row after which the connection is dropped and made anew: the client remakes
-/// it after a network error only, not after a server that stopped answering on it (a hung node, a failover
-/// that black-holed it), which would otherwise keep the tier dead until the process restarts.
-const STALE_AFTER: u64 = 3;
+/// Failed reads in a row after which the connection is dropped and made anew: the client remakes it after a
+/// network error only, not after a server that stopped answering on it (a hung node, a failover that
+/// black-holed it), nor after its own reconnect failed in setup (a refused AUTH during a password rotation,
+/// which it then returns for ever): either would keep the tier dead until the process restarts. A late or
+/// lost read counts [`LATE`] towards it, an error the server answered 1 (a missing permission is more
+/// likely than a broken connection, so it takes longer to remake).
+const STALE_AFTER: u64 = 12;
+const LATE: u64 = 4;
 
 impl std::fmt::Debug for SharedTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,15 +183,13 @@ impl CacheTier for SharedTier {
                 self.health.hits.add(1);
                 Some(Bytes::from(v))
             }
-            // The server answered, with an error (a missing permission, a key of another type, a cluster's
-            // redirection): the connection is fine, only the tier rests.
-            Ok(Err(e)) if !(e.is_timeout() || e.is_io_error() || e.is_connection_dropped()) => {
+            failed => {
                 self.health.failed();
-                None
-            }
-            Ok(Err(_)) | Err(_) => {
-                self.health.failed();
-                if self.failing.fetch_add(1, Relaxed) + 1 >= STALE_AFTER {
+                let weight = match failed {
+                    Ok(Err(e)) if !(e.is_timeout() || e.is_io_error() || e.is_connection_dropped()) => 1,
+                    _ => LATE,
+                };
+                if self.failing.fetch_add(weight, Relaxed) + weight >= STALE_AFTER {
                     self.failing.store(0, Relaxed);
                     if self.conn.swap(None).is_some() {
                         tracing::warn!("shared cache not answering: making a new connection");

@@ -162,11 +162,6 @@ fn retired_at(p: &pointer::Pointer, version: &str, newest: SystemTime) -> System
 /// Marks gc tries, each on a pointer that moved to versions its listing lacks, before it gives up.
 const MARK_TRIES: usize = 8;
 
-/// Collects `ks` under `roots` (primary first, then every replica root).
-///
-/// gc decides on a listing, and a version published after it is not in it: neither its objects (which this
-/// run then never deletes) nor the layers it stacks on. So the current and previous versions of the pointer
-/// it decides on are read when the listing lacks them, and the layers they stack on are kept.
 /// gc of a keyspace that has no pointer yet (its first ingest was killed): only the staging files its
 /// killed writes left in local roots (everything else waits for a pointer to decide on).
 pub async fn collect_unpublished(roots: &[Store], ks: &str, opts: &GcOptions) -> GcReport {
@@ -179,6 +174,11 @@ pub async fn collect_unpublished(roots: &[Store], ks: &str, opts: &GcOptions) ->
     }
 }
 
+/// Collects `ks` under `roots` (primary first, then every replica root).
+///
+/// gc decides on a listing, and a version published after it is not in it: neither its objects (which this
+/// run then never deletes) nor the layers it stacks on. So the current and previous versions of the pointer
+/// it decides on are read when the listing lacks them, and the layers they stack on are kept.
 pub async fn collect(roots: &[Store], ks: &str, opts: &GcOptions) -> Result<GcReport> {
     let now = SystemTime::now();
     // First: what killed writes left needs nothing else gc reads (a keyspace whose first ingest was killed
