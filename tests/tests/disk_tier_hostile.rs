@@ -144,3 +144,14 @@ async fn links_in_the_cache_directory_are_not_followed() {
     assert_eq!(until_read(&tier, "k", b"the entry's payload").await.as_deref(), Some(&b"the entry's payload"[..]));
     assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1, "nothing written through a link");
 }
+
+/// Found by review: the cache directory removed under a running tier (by hand, or a cleaner of `/tmp`) made
+/// every later write fail, for good. The tier makes its directories again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_directory_removed_under_the_tier_is_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let tier = open(dir.path());
+    written(&tier, dir.path(), "k").await;
+    std::fs::remove_dir_all(dir.path().join("cairn-disk-1")).unwrap();
+    assert_eq!(until_read(&tier, "again", b"written again").await.as_deref(), Some(&b"written again"[..]));
+}

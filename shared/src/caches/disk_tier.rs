@@ -202,7 +202,14 @@ impl DiskTier {
         let temp =
             self.dir.join("tmp").join(format!("{}-{}", std::process::id(), self.next_temp.fetch_add(1, Relaxed)));
         let written = (|| {
-            let mut f = File::create(&temp)?;
+            let mut f = match File::create(&temp) {
+                // The directory was removed under the tier (by hand, or a cleaner of /tmp): made again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    own_dir(&self.dir.join("tmp"))?;
+                    File::create(&temp)?
+                }
+                f => f?,
+            };
             f.write_all(MAGIC)?;
             f.write_all(&(key.len() as u32).to_le_bytes())?;
             f.write_all(key.as_bytes())?;
