@@ -273,12 +273,16 @@ impl CacheTier for DiskTier {
             Ok(Ok(Ok(read))) => read,
             Ok(Ok(Err(e))) => {
                 match e.kind() {
-                    std::io::ErrorKind::NotFound => self.index.invalidate(&hash),
+                    // Left in the index (its budget evicts it in time): dropped now, a write of it landing
+                    // meanwhile would be left on disk, uncounted.
+                    std::io::ErrorKind::NotFound => {}
                     // Not an entry of this tier's: removed, like a damaged one.
                     std::io::ErrorKind::InvalidData => self.forget(hash),
+                    // The disk failed this read (a bad sector, say): the tier rests, and the file goes, or it
+                    // would be read again, and fail, at every lookup of its key.
                     _ => {
                         self.health.failed();
-                        self.index.invalidate(&hash);
+                        self.forget(hash);
                     }
                 }
                 self.health.misses.add(1);
