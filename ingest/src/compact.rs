@@ -139,7 +139,7 @@ pub async fn compact(opts: CompactOptions, progress: Arc<dyn Progress>) -> Resul
         progress.note(&format!("version {} was already published by an earlier run", m.version));
         return Ok(report(&m, owned.ckpt.done.len(), started));
     }
-    let mut owned = crate::pipeline::verify_done(&roots, owned).await?;
+    let mut owned = crate::resume::verify_done(&roots, owned).await?;
     if current.pointer.collecting.contains(&owned.ckpt.version) || owned.ckpt.placement.as_ref() != Some(&spec) {
         owned.start_over(fresh(), primary.as_ref()).await?;
     }

@@ -34,6 +34,7 @@ mod read_ahead;
 mod read_phase;
 pub mod record;
 mod reduce;
+mod resume;
 pub mod run;
 mod run_file;
 pub mod scratch;

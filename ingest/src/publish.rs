@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cairn_shared::format::manifest::{Manifest, ShardEntry, Source};
 use cairn_shared::stores::Store;
+use cairn_shared::versions::replica_pointer;
 use cairn_shared::{format::layout, versions::pointer};
 
 use crate::checkpoint::Owned;
@@ -90,7 +91,7 @@ pub async fn publish_version(
     };
     // Published. Replicas get a copy of the pointer for readers whose primary is down; a failed copy only
     // leaves that replica's readers on the previous version (logged; the next publish or rollback rewrites it).
-    pointer::copy_to_replicas(&roots[1..], ks, &published).await;
+    replica_pointer::copy_to_replicas(&roots[1..], ks, &published).await;
     stop.store(true, Ordering::Relaxed);
     // Published: a checkpoint left behind only makes a rerun report the publish (and gc expires it).
     if let Err(e) = owned.lock().await.release(primary).await {

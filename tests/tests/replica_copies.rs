@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cairn_ingest::{IngestOptions, NoProgress};
 use cairn_shared::format::manifest::Manifest;
 use cairn_shared::stores::Store;
-use cairn_shared::versions::{pointer, repair::repair};
+use cairn_shared::versions::{pointer, repair::repair, replica_pointer};
 use cairn_tests::hooked::{Hooked, When};
 use futures::future::BoxFuture;
 use object_store::ObjectStoreExt;
@@ -38,7 +38,7 @@ async fn a_repair_that_read_the_pointer_before_a_publish_leaves_the_newer_copy()
     // write.
     let mut differs = copy_of(&roots[1]).await;
     differs.updated_at = "2020-01-01T00:00:00Z".into();
-    pointer::copy(roots[1].inner.as_ref(), "ks", &differs).await.unwrap();
+    replica_pointer::copy(roots[1].inner.as_ref(), "ks", &differs).await.unwrap();
 
     // A publish lands right after repair read the replica's (missing) copy.
     let (d, publisher) = (dir.path().to_path_buf(), roots.clone());
@@ -65,12 +65,12 @@ async fn a_late_copy_of_an_older_pointer_changes_nothing() {
     let older = copy_of(&roots[0]).await;
     publish(dir.path(), &roots, "a 2 newer\n").await;
     let newer = copy_of(&roots[1]).await;
-    pointer::copy(roots[1].inner.as_ref(), "ks", &older).await.unwrap();
+    replica_pointer::copy(roots[1].inner.as_ref(), "ks", &older).await.unwrap();
     assert_eq!(copy_of(&roots[1]).await, newer);
     // A copy of the same switch that differs (gc's marks) still lands, as does a newer one.
     let mut marked = newer.clone();
     marked.collecting.push("20200101T000000000Z-00000000".into());
-    pointer::copy(roots[1].inner.as_ref(), "ks", &marked).await.unwrap();
+    replica_pointer::copy(roots[1].inner.as_ref(), "ks", &marked).await.unwrap();
     assert_eq!(copy_of(&roots[1]).await, marked);
 }
 

@@ -10,4 +10,5 @@ pub mod manifest_copies;
 mod object_kind;
 pub mod pointer;
 pub mod repair;
+pub mod replica_pointer;
 pub mod rollback;

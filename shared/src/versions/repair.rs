@@ -14,7 +14,7 @@ use crate::stores::url::Store;
 use crate::versions::copies::CopyState;
 use crate::versions::health::check_vouched;
 use crate::versions::manifest_copies::{intact_top, manifest_parts, vouched_top};
-use crate::versions::pointer;
+use crate::versions::replica_pointer;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RepairReport {
@@ -72,7 +72,7 @@ async fn repair_vouched(roots: &[Store], manifest: &Manifest, vouched: Option<Ob
     out.metadata_copied += written;
     out.manifest_unrecoverable = !whole;
     for root in &roots[1..] {
-        if pointer::align(roots[0].inner.as_ref(), root.inner.as_ref(), ks, &manifest.version).await? {
+        if replica_pointer::align(roots[0].inner.as_ref(), root.inner.as_ref(), ks, &manifest.version).await? {
             out.metadata_copied += 1;
         }
     }

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
 use crate::stores::url::Store;
 use crate::versions::pointer::{self, Current, Pointer};
+use crate::versions::replica_pointer;
 
 /// Tries of the conditional switch while only the pointer's metadata (gc's marks) changes under it.
 const TRIES: usize = 8;
@@ -86,7 +87,7 @@ pub async fn rollback(
             Err(_) => replica_failures.push(url.clone()),
         }
     }
-    replica_failures.extend(pointer::copy_to_replicas(&replicas, ks, &pointer).await);
+    replica_failures.extend(replica_pointer::copy_to_replicas(&replicas, ks, &pointer).await);
     Ok(RolledBack { from, to: target, pointer, replica_failures })
 }
 
