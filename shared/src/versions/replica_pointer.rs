@@ -106,9 +106,16 @@ const COPY_TRIES: usize = 8;
 pub async fn copy_to_replicas(replicas: &[crate::stores::url::Store], ks: &str, pointer: &Pointer) -> Vec<String> {
     let mut failed = Vec::new();
     for r in replicas {
-        if let Err(e) = copy(r.inner.as_ref(), ks, pointer).await {
-            tracing::warn!(keyspace = ks, replica = %r.url, error = %e, "could not copy the pointer to a replica");
-            failed.push(r.url.clone());
+        match copy(r.inner.as_ref(), ks, pointer).await {
+            Ok(Copied::Written | Copied::Same) => {}
+            // Only after the primary's pointer went back by hand (a restore), or a concurrent later switch.
+            Ok(Copied::Newer) => {
+                tracing::warn!(keyspace = ks, replica = %r.url, "the replica's pointer copy is newer than this switch; left in place (`cairn repair` makes it the primary's)")
+            }
+            Err(e) => {
+                tracing::warn!(keyspace = ks, replica = %r.url, error = %e, "could not copy the pointer to a replica");
+                failed.push(r.url.clone());
+            }
         }
     }
     failed
