@@ -57,20 +57,26 @@ end
 LUA
 
 # http_trio DATASET CAIRN_PID BASELINE_PID REDIS_PID: cairn (port 7971), the baseline (7972) and redis-server
-# (7973) run side by side and are measured in turn: each at full speed RUNS times, one run of each in turn,
+# (7973) run side by side and are measured in turn: each at full speed RUNS times, one run of each per round,
 # then the open-loop generator at 50% of each one's median peak, in turn. Measured one after the other, a
 # drift of this VM between minutes moved a ratio by as much as the servers differ (docs/benchmark-notes.md).
 http_trio() {
   local ds="$1" cairn_pid="$2" baseline_pid="$3" redis_pid="$4"
   # redis-benchmark runs a count of requests, not a time: 100k per second of SECS (as long as wrk's runs at
   # ~100k requests/s).
+  # Each run is tagged with its round, so the report can also take each round's ratio (a paired estimate,
+  # which the machine's drift between rounds does not move); cairn goes first in odd rounds, the baseline in
+  # even ones, so neither always follows redis-benchmark.
+  local order
   for i in $(seq 1 "$runs"); do
-    for s in cairn:7971 baseline:7972; do
+    order="cairn:7971 baseline:7972"
+    [ $((i % 2)) -eq 0 ] && order="baseline:7972 cairn:7971"
+    for s in $order; do
       KEYS_FILE="$keys" wrk -t2 -c50 -d"${secs}s" --latency -s "$work/random-key.lua" "http://127.0.0.1:${s#*:}" \
-        | python3 scripts/bench_report.py parse-wrk "${s%%:*}" | tag "$ds"
+        | python3 scripts/bench_report.py parse-wrk "${s%%:*}" | tag "$ds" round="$i"
     done
     redis-benchmark -p 7973 -c 50 -n $((100000 * secs)) -r 1000000 -t get --csv 2>/dev/null \
-      | python3 scripts/bench_report.py parse-redis | tag "$ds"
+      | python3 scripts/bench_report.py parse-redis | tag "$ds" round="$i"
   done
   local c b r
   c=$(median_of "$ds" http cairn rps | awk '{printf "%d", $1 / 2}')
