@@ -245,7 +245,7 @@ impl Collector for Figures {
         family(
             e,
             "cache_tier_up",
-            "Whether a cache tier is usable now (a shared tier: connected).",
+            "Whether a cache tier is usable now (a shared tier: connected; a disk tier: its directory held and listed).",
             None,
             Gauge,
             tiers().map(|(n, s)| ([("tier", *n)], gauge(u64::from(s.connected)))),

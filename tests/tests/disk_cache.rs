@@ -1,7 +1,7 @@
 //! The local-disk cache tier (`CAIRN_DISK_CACHE`): an engine restarted on the same directory answers the keys
 //! it had read with no store read but its pointer and manifest; an entry damaged on disk is caught by its
 //! checksum, never served, and rewritten; the byte budget holds however much is read; a second process
-//! cannot share the directory (it runs without the tier, and still answers).
+//! cannot share the directory (it skips the tier, and still answers) but takes it over when the first ends.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,12 +87,27 @@ async fn a_restart_reuses_the_disk_tier_a_damaged_entry_is_refetched_and_the_bud
     settle(&first).await;
     let stats = first.stats().disk_tier.unwrap();
     assert!(cold > 20 && stats.stored > 0, "{cold} GETs, {stats:?}");
-    // A second process (here: a second tier on the same directory) is refused the directory; it still answers.
+    // A second process (here: a second tier on the same directory) skips the tier while the first holds the
+    // directory, and still answers; once the first ends, it takes the directory over (a rolling update).
+    // Before, it was refused the directory for its whole life.
     let second = engine(&store, &cache, None);
-    assert!(second.stats().disk_tier.is_none(), "the directory is locked by the first");
+    let waiting = second.stats().disk_tier.expect("the tier waits for the directory");
+    assert!(!waiting.connected, "the directory is locked by the first: {waiting:?}");
     read_all(&second, &rows).await;
-    drop(second);
+    let waiting = second.stats().disk_tier.unwrap();
+    assert_eq!((waiting.hits, waiting.stored, waiting.writing), (0, 0, 0), "{waiting:?}");
     drop(first);
+    for _ in 0..600 {
+        if second.stats().disk_tier.unwrap().connected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(second.stats().disk_tier.unwrap().connected, "the second took the directory over");
+    read_all(&second, &rows).await;
+    assert!(second.stats().disk_tier.unwrap().hits > 0, "{:?}", second.stats().disk_tier);
+    settle(&second).await;
+    drop(second);
 
     // Restart: only the pointer and the manifest are read from the store.
     let warm = until_warm(&store, &cache, &rows).await;

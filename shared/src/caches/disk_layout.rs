@@ -1,7 +1,6 @@
 //! The disk tier's files (caches/disk_tier.rs): where an entry lives, what it holds, how a directory left by
 //! a previous process is listed, and the budget a tier gets when none is given.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// First bytes of every entry file: the layout's revision.
@@ -79,10 +78,14 @@ pub(crate) fn own_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Lists the entries a previous process left, oldest first (so the newest are evicted last), into the
 /// index; files that are not entries are removed. Links are never followed (one to another directory would
-/// have its files removed as strangers): they are removed themselves.
-pub(crate) fn scan(dir: &Path, index: &moka::sync::Cache<u128, u64>) {
+/// have its files removed as strangers): they are removed themselves. Stops when `alive` turns false (the
+/// tier was dropped: the directory may be another's by then).
+pub(crate) fn scan(dir: &Path, index: &moka::sync::Cache<u128, u64>, alive: &dyn Fn() -> bool) {
     let mut found = Vec::new();
     for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !alive() {
+            return;
+        }
         let name = sub.file_name();
         let Some(name) = name.to_str() else { continue };
         let Ok(kind) = sub.file_type() else { continue };
@@ -108,6 +111,9 @@ pub(crate) fn scan(dir: &Path, index: &moka::sync::Cache<u128, u64>) {
         }
     }
     found.sort_unstable();
+    if !alive() {
+        return;
+    }
     for (_, h, size) in found {
         // A newer write of the same entry since the start keeps its own size.
         if index.get(&h).is_none() {
@@ -115,13 +121,6 @@ pub(crate) fn scan(dir: &Path, index: &moka::sync::Cache<u128, u64>) {
         }
     }
     index.run_pending_tasks();
-}
-
-/// An exclusive, non-blocking lock on `file` (released when it is closed).
-pub(crate) fn try_lock(file: &File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor this function borrows; no memory is shared with the kernel.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 /// The budget when none is given: 1 GiB, or half the file system when that is smaller (the Lambda's

@@ -16,7 +16,8 @@
 //! Hand-written over files rather than foyer's hybrid cache: entries are whole verified ranges read on a
 //! memory miss (tens of KiB to MiB), so a file each costs one open per read, and the layout survives any
 //! upgrade of a crate's on-disk format. A lock file keeps a second process from sharing the directory (two
-//! indexes would each evict the other's files).
+//! indexes would each evict the other's files); a process that finds it taken skips the tier and takes it
+//! over when the holder ends (a rolling update of a node's server on a shared directory).
 
 use std::fs::File;
 use std::io::Write;
@@ -29,8 +30,9 @@ use bytes::Bytes;
 use moka::notification::RemovalCause;
 
 use crate::caches::disk_layout::{
-    LAYOUT, MAGIC, default_size, entry_path, hash, on_disk, own_dir, payload, read_entry, scan, try_lock,
+    LAYOUT, MAGIC, default_size, entry_path, hash, on_disk, own_dir, payload, read_entry, scan,
 };
+use crate::caches::disk_lock::DirLock;
 use crate::caches::tier::{CacheTier, TierHealth, TierStats};
 use crate::config::DiskCacheConfig;
 
@@ -40,6 +42,8 @@ const MAX_WRITES: u64 = 32;
 const MAX_QUEUED_BYTES: u64 = 64 << 20;
 /// A read not answered within this is given up (then the next tier or the store answers).
 const READ_TIMEOUT: Duration = Duration::from_millis(250);
+/// How often a tier whose directory another process holds tries for its lock again.
+const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// Reads in flight at once: each holds a blocking thread until the disk answers, even past [`READ_TIMEOUT`],
 /// so a disk that hangs holds this many and no more (the pool is shared with the local store's reads and
 /// decoding); beyond, a lookup skips the tier.
@@ -51,8 +55,9 @@ pub struct DiskTier {
     index: moka::sync::Cache<u128, u64>,
     capacity: u64,
     max_entry: u64,
-    /// Held for the tier's life: the directory's lock.
-    _lock: File,
+    /// The directory's lock, held from when it is taken for the rest of the tier's life. Until then the tier
+    /// is skipped: no reads, writes or deletes in a directory another process counts.
+    lock: DirLock,
     /// Writes and deletes, in order, for the tier's thread.
     ops: std::sync::mpsc::Sender<DiskOp>,
     /// Whether the start-up listing has finished (until then, files not listed yet are outside the budget).
@@ -84,14 +89,39 @@ impl Drop for ReadSlot {
     }
 }
 
-/// The directory's lock file, without following a link in its place (a link would have the lock taken on,
-/// and its target created or changed, somewhere else).
-fn open_lock(path: &std::path::Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        std::fs::remove_file(path)?;
+/// Removes the temporary files of writes a crash (or the directory's previous holder) left unfinished.
+fn clear_temp(dir: &std::path::Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir.join("tmp"))?.flatten() {
+        let _ = std::fs::remove_file(e.path());
     }
-    std::fs::OpenOptions::new().create(true).truncate(false).write(true).custom_flags(libc::O_NOFOLLOW).open(path)
+    Ok(())
+}
+
+/// Waits until `tier` holds its directory's lock, trying every [`LOCK_RETRY`] (none when `open` took it),
+/// and returns what listing the directory needs; None when the tier is dropped first, or the lock fails.
+fn take_over(tier: &std::sync::Weak<DiskTier>) -> Option<(PathBuf, moka::sync::Cache<u128, u64>, Arc<AtomicBool>)> {
+    let mut waited = false;
+    loop {
+        let t = tier.upgrade()?;
+        match t.lock.try_take() {
+            Ok(true) => {
+                if waited {
+                    // The previous holder has ended: its unfinished writes are gone with it.
+                    let _ = clear_temp(&t.dir);
+                    tracing::info!(dir = %t.dir.display(), "disk cache directory taken over: the disk tier is in use");
+                }
+                return Some((t.dir.clone(), t.index.clone(), t.listed.clone()));
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(dir = %t.dir.display(), error = %e, "disk cache directory cannot be locked: running without the disk tier");
+                return None;
+            }
+        }
+        drop(t);
+        waited = true;
+        std::thread::sleep(LOCK_RETRY);
+    }
 }
 
 /// What the tier's thread does.
@@ -107,26 +137,19 @@ impl std::fmt::Debug for DiskTier {
 }
 
 impl DiskTier {
-    /// The tier in `config.path` (created if missing), its existing entries listed in the background.
-    /// Fails when the directory cannot be made or another process uses it.
+    /// The tier in `config.path` (created if missing), its existing entries listed in the background. When
+    /// another process holds the directory, the tier is skipped until that process ends, then taken over.
+    /// Fails when the directory or its lock cannot be made (a file system without locks).
     pub fn open(config: &DiskCacheConfig) -> Result<Arc<DiskTier>, String> {
         let dir = config.path.join(LAYOUT);
         let fail = |what: &str, e: std::io::Error| format!("CAIRN_DISK_CACHE {}: {what}: {e}", config.path.display());
         std::fs::create_dir_all(&dir).map_err(|e| fail("cannot create it", e))?;
         own_dir(&dir.join("tmp")).map_err(|e| fail("cannot create it", e))?;
-        let lock = open_lock(&dir.join("lock")).map_err(|e| fail("cannot create its lock file", e))?;
-        // A process restarting on the directory may find its predecessor's lock held a moment longer.
-        let mut tries = 0;
-        while !try_lock(&lock) {
-            tries += 1;
-            if tries == 50 {
-                return Err(format!("CAIRN_DISK_CACHE {}: in use by another process", config.path.display()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Temporary files are writes a crash interrupted.
-        for e in std::fs::read_dir(dir.join("tmp")).map_err(|e| fail("cannot list it", e))?.flatten() {
-            let _ = std::fs::remove_file(e.path());
+        let lock = DirLock::open(dir.join("lock")).map_err(|e| fail("cannot lock it", e))?;
+        if lock.held() {
+            clear_temp(&dir).map_err(|e| fail("cannot list it", e))?;
+        } else {
+            tracing::warn!(dir = %config.path.display(), "CAIRN_DISK_CACHE is in use by another process: the disk tier is skipped until that process ends, then taken over");
         }
         let capacity = config.size.unwrap_or_else(|| default_size(&config.path));
         // Deletes go to the tier's thread, not run on whichever thread moka's housekeeping happens on.
@@ -149,7 +172,7 @@ impl DiskTier {
             index,
             capacity,
             max_entry: (capacity / 8).max(1),
-            _lock: lock,
+            lock,
             ops,
             listed: Arc::new(AtomicBool::new(false)),
             writing: AtomicU64::new(0),
@@ -165,8 +188,11 @@ impl DiskTier {
                 // Ends when the tier is gone (its senders, the index's listener's included, with it).
                 for op in queue {
                     match op {
+                        // Not once the tier is gone: its directory may be another's by then.
                         DiskOp::Delete(path) => {
-                            let _ = std::fs::remove_file(path);
+                            if me.strong_count() > 0 {
+                                let _ = std::fs::remove_file(path);
+                            }
                         }
                         DiskOp::Write { hash, key, bytes } => {
                             let Some(me) = me.upgrade() else { continue };
@@ -176,11 +202,13 @@ impl DiskTier {
                 }
             })
             .map_err(|e| fail("cannot start its thread", e))?;
-        let (dir, index, listed) = (tier.dir.clone(), tier.index.clone(), tier.listed.clone());
+        let me = Arc::downgrade(&tier);
         std::thread::Builder::new()
             .name("cairn-disk-cache-scan".into())
             .spawn(move || {
-                scan(&dir, &index);
+                // Ends when the tier is dropped before it could take the directory.
+                let Some((dir, index, listed)) = take_over(&me) else { return };
+                scan(&dir, &index, &|| me.strong_count() > 0);
                 listed.store(true, Relaxed);
             })
             .map_err(|e| fail("cannot start listing it", e))?;
@@ -255,7 +283,7 @@ impl CacheTier for DiskTier {
     }
 
     async fn get(&self, key: &str) -> Option<Bytes> {
-        if self.health.resting() {
+        if self.health.resting() || !self.lock.held() {
             return None;
         }
         let hash = hash(key);
@@ -318,17 +346,17 @@ impl CacheTier for DiskTier {
     }
 
     fn put(&self, key: &str, bytes: Bytes) {
-        let (len, queued) = (bytes.len() as u64, self.queued_bytes.load(Relaxed));
-        if len > self.max_entry
-            || self.writing.load(Relaxed) >= MAX_WRITES
-            || (queued > 0 && queued + len > MAX_QUEUED_BYTES)
-            || self.health.resting()
-        {
+        let len = bytes.len() as u64;
+        if len > self.max_entry || self.health.resting() || !self.lock.held() {
             return;
         }
-        self.writing.fetch_add(1, Relaxed);
-        self.queued_bytes.fetch_add(len, Relaxed);
-        if self.ops.send(DiskOp::Write { hash: hash(key), key: key.to_string(), bytes }).is_err() {
+        // Counted first, then checked (and given back when over): two lookups at once cannot both pass a
+        // check of the same count.
+        let (writes, queued) = (self.writing.fetch_add(1, Relaxed), self.queued_bytes.fetch_add(len, Relaxed));
+        if writes >= MAX_WRITES
+            || (queued > 0 && queued + len > MAX_QUEUED_BYTES)
+            || self.ops.send(DiskOp::Write { hash: hash(key), key: key.to_string(), bytes }).is_err()
+        {
             self.queued_bytes.fetch_sub(len, Relaxed);
             self.writing.fetch_sub(1, Relaxed);
         }
@@ -336,7 +364,9 @@ impl CacheTier for DiskTier {
 
     fn poisoned(&self, key: &str) {
         self.health.poisoned.add(1);
-        self.forget(hash(key));
+        if self.lock.held() {
+            self.forget(hash(key));
+        }
     }
 
     fn stats(&self) -> TierStats {

@@ -5,6 +5,7 @@
 pub mod arena;
 pub mod counted;
 pub(crate) mod disk_layout;
+mod disk_lock;
 pub mod disk_tier;
 pub mod promotion;
 pub mod shared_tier;

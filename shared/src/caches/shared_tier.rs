@@ -132,14 +132,13 @@ impl SharedTier {
 struct WriteSlot(Arc<SharedTier>, u64);
 
 impl WriteSlot {
+    /// Counted first, then checked (and given back when over): two lookups at once cannot both pass a check
+    /// of the same count.
     fn take(tier: &Arc<SharedTier>, bytes: u64) -> Option<WriteSlot> {
-        let queued = tier.writing_bytes.load(Relaxed);
-        if tier.writing.load(Relaxed) >= MAX_WRITES || (queued > 0 && queued + bytes > MAX_WRITING_BYTES) {
-            return None;
-        }
-        tier.writing.fetch_add(1, Relaxed);
-        tier.writing_bytes.fetch_add(bytes, Relaxed);
-        Some(WriteSlot(tier.clone(), bytes))
+        let writes = tier.writing.fetch_add(1, Relaxed);
+        let queued = tier.writing_bytes.fetch_add(bytes, Relaxed);
+        let slot = WriteSlot(tier.clone(), bytes);
+        (writes < MAX_WRITES && (queued == 0 || queued + bytes <= MAX_WRITING_BYTES)).then_some(slot)
     }
 }
 

@@ -377,7 +377,7 @@ pub fn layer_info(m: &Manifest) -> serde_json::Value {
 }
 
 /// The cache tiers `config` names, nearest first: the local disk, then the shared tier. One that cannot be
-/// used (an unparsable URL, a directory another process holds) is logged and the engine runs without it: a
+/// used (an unparsable URL, a directory that cannot be made) is logged and the engine runs without it: a
 /// cache tier only ever makes lookups faster.
 fn tiers(config: &EngineConfig) -> Vec<Arc<dyn CacheTier>> {
     let mut tiers: Vec<Arc<dyn CacheTier>> = Vec::new();
