@@ -1,7 +1,8 @@
 //! The disk cache tier meets files it did not write (found by review): a named pipe at an entry's path held
 //! a blocking thread for good (enough of them and every lookup of the process hung), an entry file of any
 //! size was read whole into memory, and symbolic links in the directory made the start-up listing delete,
-//! and the lock truncate, files elsewhere. Each now costs a miss at most.
+//! and the lock truncate, files elsewhere. Each now costs a miss at most. A lock file removed and made
+//! again is not taken over by a tier that was waiting for the old one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,4 +155,37 @@ async fn a_cache_directory_removed_under_the_tier_is_made_again() {
     written(&tier, dir.path(), "k").await;
     std::fs::remove_dir_all(dir.path().join("cairn-disk-1")).unwrap();
     assert_eq!(until_read(&tier, "again", b"written again").await.as_deref(), Some(&b"written again"[..]));
+}
+
+/// Waits (bounded) until `tier` holds its directory and has listed it.
+async fn connected(tier: &DiskTier) -> bool {
+    for _ in 0..3000 {
+        if tier.stats().connected {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Found by review of the handover: a tier waiting for the directory's lock file took it over when its
+/// holder ended even if the file had been removed and made again meanwhile (a cleaner of `/tmp`), and
+/// another process held the new one: two tiers then shared the directory. The waiting tier now takes
+/// only the lock of the file at the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_tier_does_not_take_over_a_lock_file_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = open(dir.path());
+    assert!(connected(&holder).await);
+    let waiting = open(dir.path());
+    assert!(!waiting.stats().connected);
+    std::fs::remove_file(dir.path().join("cairn-disk-1/lock")).unwrap();
+    let newcomer = open(dir.path());
+    assert!(connected(&newcomer).await, "the lock file made again is free: the newcomer takes it");
+    drop(holder);
+    // Longer than a few of the waiting tier's tries (one a second), which took the removed file's lock.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!waiting.stats().connected, "two tiers in one directory");
+    drop(newcomer);
+    assert!(connected(&waiting).await, "the waiting tier takes the directory once its holder ends");
 }
