@@ -7,7 +7,7 @@ use cairn_shared::format::checksum::ObjectRef;
 use cairn_shared::format::layout;
 use cairn_shared::format::manifest::Manifest;
 use cairn_shared::stores::Store;
-use cairn_shared::versions::{manifest_copies, pointer};
+use cairn_shared::versions::{manifest_copies, pointer, replica_pointer};
 use cairn_shared::{Error, ErrorKind};
 
 /// Earlier versions whose manifests (on the primary) are asked which replica roots they named.
@@ -49,8 +49,10 @@ pub async fn published_roots(store: &Store, ks: &str, replicas: &[String]) -> Re
             }
         }
     };
+    replica_pointer::refuse_replica_root(store, &top).await?;
     let mut roots = vec![store.clone()];
-    for url in &top.replicas {
+    // The primary itself is not its own replica (a replica standing in for a lost primary is listed).
+    for url in top.replicas.iter().filter(|u| **u != store.url) {
         roots.push(Store::open(url)?);
     }
     Ok(Published { pointer: p, roots, primary_intact })

@@ -111,6 +111,7 @@ impl Build {
             }
             None => roots,
         };
+        crate::roots::check_roots(&roots, keyspace, current.as_ref(), delta.as_ref().map(|d| &d.manifest)).await?;
         let spec = match &delta {
             Some(d) => d.placement(spec.shards().min(d.manifest.placement.base().shards()))?,
             None => spec,

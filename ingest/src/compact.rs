@@ -108,9 +108,11 @@ pub async fn compact(opts: CompactOptions, progress: Arc<dyn Progress>) -> Resul
     let (spec, base_placement) = (base.placement.clone(), base_placement.clone());
     let shards = spec.shards();
     let mut roots = vec![opts.store.clone()];
-    for url in &layers.list[0].0.replicas {
+    // The primary itself is not its own replica (a replica standing in for a lost primary is listed).
+    for url in layers.list[0].0.replicas.iter().filter(|u| **u != opts.store.url) {
         roots.push(Store::open(url)?);
     }
+    crate::roots::check_roots(&roots, ks, None, Some(&layers.list[0].0)).await?;
     for root in &roots {
         root.prepare_for_writes()?;
     }

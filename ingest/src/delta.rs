@@ -58,16 +58,21 @@ impl DeltaBase {
     /// The roots a delta over this version is written to: the same as its layers' (a reader failing over to
     /// a replica must find every layer there). `given` empty takes them; others are refused.
     pub fn roots(&self, primary: &Store, given: &[Store]) -> Result<Vec<Store>, IngestError> {
-        let want = &self.manifest.replicas;
+        // The primary itself is not its own replica (a replica standing in for a lost primary is listed).
+        let want: Vec<&String> = self.manifest.replicas.iter().filter(|u| **u != primary.url).collect();
         if given.is_empty() {
             let replicas = want.iter().map(|u| Store::open(u)).collect::<Result<Vec<_>, _>>()?;
             return Ok(std::iter::once(primary.clone()).chain(replicas).collect());
         }
         let urls: Vec<&String> = given.iter().map(|s| &s.url).collect();
-        if urls.len() != want.len() || want.iter().any(|u| !urls.contains(&u)) {
+        if urls.len() != want.len() || want.iter().any(|u| !urls.contains(u)) {
             return Err(IngestError::Invalid(format!(
                 "a delta is written to the roots of the layers under it ({}); --replicas names {}",
-                if want.is_empty() { "no replicas".to_string() } else { want.join(", ") },
+                if want.is_empty() {
+                    "no replicas".to_string()
+                } else {
+                    want.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ")
+                },
                 urls.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }

@@ -9,7 +9,6 @@ use cairn_shared::format::manifest::{Manifest, ShardEntry, Source};
 use cairn_shared::format::ring::{Placement, PlacementSpec, imbalance};
 use cairn_shared::format::shard_writer::ShardFormat;
 use cairn_shared::key::validate_keyspace;
-use cairn_shared::stores::Store;
 use cairn_shared::{format::layout, versions::pointer};
 
 use crate::checkpoint::Checkpoint;
@@ -26,6 +25,7 @@ use crate::publish::{discard, manifest_for, publish_version};
 use crate::read_phase::{Input, Runs, read_runs};
 use crate::reduce::Reduce;
 use crate::resume::verify_done;
+use crate::roots::build_roots;
 use crate::scratch::Scratch;
 use crate::shard_object::VersionTarget;
 use crate::write_phase::{WriteCtx, write_shards};
@@ -79,10 +79,7 @@ pub async fn ingest(opts: IngestOptions, progress: Arc<dyn Progress>) -> Result<
         true => DeltaBase::read(&opts.store, &opts.keyspace, current.as_ref()).await?,
         false => None,
     };
-    let roots: Vec<Store> = match &delta {
-        Some(d) => d.roots(&opts.store, &opts.replicas)?,
-        None => std::iter::once(opts.store.clone()).chain(opts.replicas.iter().cloned()).collect(),
-    };
+    let roots = build_roots(&opts, current.as_ref(), delta.as_ref()).await?;
     if opts.delta && delta.is_none() {
         progress.note(&format!("keyspace {:?} has no version yet: the delta is published as its base", opts.keyspace));
     }

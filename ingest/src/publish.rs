@@ -33,6 +33,7 @@ pub fn manifest_for(
         created_at: created_at.to_string(),
         placement: target.placement.clone(),
         replicas: target.roots[1..].to_vec(),
+        primary: target.roots.first().cloned(),
         source,
         rows: entries.iter().map(|e| e.rows).sum(),
         bytes: entries.iter().map(|e| e.bytes).sum(),

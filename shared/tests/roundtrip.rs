@@ -58,6 +58,7 @@ async fn publish_as(store: &Store, shards: u32, rows: &[(String, Vec<u8>)], form
         created_at: String::new(),
         placement: spec,
         replicas: vec![],
+        primary: None,
         source: Source::new(String::new(), vec![]),
         rows: rows.len() as u64,
         bytes: entries.iter().map(|e| e.bytes).sum(),

@@ -1,7 +1,8 @@
 //! A replica's pointer copy never moves back. Copies were unconditional puts: a writer holding an older
 //! pointer (`cairn repair` that read the primary before a publish, a rollback whose copy lands after a later
 //! publish's) wrote it over a newer copy, and failover readers starting on that replica served the older
-//! version until the next repair.
+//! version until the next repair. A command given a replica root as its `--store` is refused: it took that
+//! root's copy for the primary's pointer, and published, rolled back or mended the others from it.
 
 use std::sync::Arc;
 
@@ -94,4 +95,85 @@ async fn repair_brings_a_copy_ahead_of_the_primary_back_to_it() {
     assert_eq!(copy_of(&roots[1]).await, copy_of(&roots[0]).await);
     let second = repair(&roots, &manifest).await.unwrap();
     assert_eq!(second.metadata_copied, 0, "nothing left to mend: {second:?}");
+}
+
+/// Found by review: every command that writes or judges a keyspace's pointer took a replica root given as
+/// `--store` for the primary. An ingest, compaction, bulk-load build or rollback there switched the
+/// replica's copy alone (readers of the primary never saw it), `repair` made the other replicas' copies
+/// equal to it, and `--replicas` naming the primary again wrote one copy where the manifest promises two.
+/// Each is refused while the primary holds the keyspace, and changes nothing; once it does not (lost), the
+/// replica is used as the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_root_given_as_the_primary_is_refused_while_the_primary_holds_the_keyspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = roots(dir.path());
+    let first = publish(dir.path(), &roots, "a 1\n").await;
+    publish(dir.path(), &roots, "a 2 newer\n").await;
+    let input = dir.path().join("more.data");
+    std::fs::write(&input, "b 3\n").unwrap();
+    let mut delta = IngestOptions::new(&input, "ks", roots[0].clone());
+    delta.delta = true;
+    let layered = cairn_ingest::ingest(delta, Arc::new(NoProgress)).await.unwrap().version;
+    let copy = copy_of(&roots[1]).await;
+    assert_eq!(copy.version, layered);
+    let refused = |e: String| assert!(e.contains("is a replica root of keyspace ks"), "{e}");
+
+    for delta in [false, true] {
+        let mut opts = IngestOptions::new(&input, "ks", roots[1].clone());
+        opts.delta = delta;
+        refused(cairn_ingest::ingest(opts, Arc::new(NoProgress)).await.unwrap_err().to_string());
+    }
+    let build = cairn_ingest::Build::begin(
+        "ks",
+        vec![roots[1].clone()],
+        cairn_shared::format::ring::PlacementSpec::jump(1),
+        std::time::Duration::from_secs(30),
+    );
+    refused(build.await.err().expect("a build on a replica root is refused").to_string());
+    let mut twice = IngestOptions::new(&input, "ks", roots[0].clone());
+    twice.replicas = vec![roots[1].clone(), roots[0].clone()];
+    let e = cairn_ingest::ingest(twice, Arc::new(NoProgress)).await.unwrap_err().to_string();
+    assert!(e.contains("is named twice among the roots"), "{e}");
+    let open = |url: &str| Store::open(url);
+    let e = cairn_shared::versions::rollback::rollback(&roots[1], "ks", Some(&first), &open).await.unwrap_err();
+    refused(e.to_string());
+
+    let replica = roots[1].url.as_str();
+    for args in [
+        vec!["compact", "--store", replica, "-k", "ks"],
+        vec!["repair", "--store", replica, "-k", "ks"],
+        vec!["health", "--store", replica, "-k", "ks"],
+        vec!["gc", "--store", replica, "-k", "ks", "--dry-run"],
+    ] {
+        let out = cairn_tests::process::cairn(&args, None, &[]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {err}");
+        refused(err);
+    }
+    assert_eq!(copy_of(&roots[1]).await, copy, "the replica's copy is unchanged");
+    assert_eq!(copy_of(&roots[0]).await, copy, "the primary's too");
+
+    // The primary is lost: the replica stands in for it.
+    std::fs::remove_dir_all(dir.path().join("primary")).unwrap();
+    let out = cairn_tests::process::cairn(&["health", "--store", replica, "-k", "ks"], None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let promoted = cairn_ingest::ingest(IngestOptions::new(&input, "ks", roots[1].clone()), Arc::new(NoProgress));
+    assert_ne!(promoted.await.unwrap().version, layered);
+}
+
+/// A manifest an older build wrote names no primary, and may list its primary among the replicas too (that
+/// build let `--replicas` name `--store`): nothing is refused on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_names_no_primary_refuses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = roots(dir.path());
+    let v = publish(dir.path(), &roots, "a 1\n").await;
+    let mut m = Manifest::read(roots[0].inner.as_ref(), "ks", &v).await.unwrap();
+    assert_eq!(m.primary.as_deref(), Some(roots[0].url.as_str()), "a new manifest names its primary");
+    replica_pointer::refuse_replica_root(&roots[1], &m).await.unwrap_err();
+    m.primary = None;
+    m.replicas = vec![roots[0].url.clone(), roots[1].url.clone()];
+    for root in &roots {
+        replica_pointer::refuse_replica_root(root, &m).await.unwrap();
+    }
 }

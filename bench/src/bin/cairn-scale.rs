@@ -184,6 +184,7 @@ async fn synthetic(keys: u64, shards: u32) {
         created_at: cairn_shared::format::layout::now_rfc3339(),
         placement: PlacementSpec::jump(shards),
         replicas: vec![],
+        primary: None,
         source: Source::new(String::new(), vec![]),
         rows: sum.rows * shards as u64,
         bytes: sum.bytes * shards as u64,

@@ -37,6 +37,10 @@ pub struct Manifest {
     /// the manifest is read from).
     #[serde(default)]
     pub replicas: Vec<String>,
+    /// The root the version was published to (every root's copy names it); None in older builds' manifests.
+    /// What tells a replica root given as a command's `--store` from the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
     pub source: Source,
     pub rows: u64,
     pub bytes: u64,

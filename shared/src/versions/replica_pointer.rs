@@ -6,7 +6,34 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersi
 
 use crate::error::{Error, Result};
 use crate::format::layout;
+use crate::format::manifest::Manifest;
+use crate::stores::url::Store;
 use crate::versions::pointer::{Pointer, read};
+
+/// Refuses `root` as the primary of `manifest`'s keyspace when the manifest lists it among the version's
+/// replicas and names another root as the primary, which still holds the keyspace: a command given a
+/// replica root as `--store` would take its pointer copy, which may lag, for the primary's, and publish,
+/// roll back or mend the other copies from it. A replica stands in for a primary that no longer holds the
+/// keyspace (lost, or emptied on purpose), and a manifest that names no primary (an older build's, which
+/// may list its primary among the replicas too) refuses nothing.
+pub async fn refuse_replica_root(root: &Store, manifest: &Manifest) -> Result<()> {
+    let Some(primary) = manifest.primary.as_ref() else { return Ok(()) };
+    if *primary == root.url || !manifest.replicas.contains(&root.url) {
+        return Ok(());
+    }
+    let held = match Store::open(primary) {
+        Ok(p) => matches!(read(p.inner.as_ref(), &manifest.keyspace).await, Ok(Some(_))),
+        Err(_) => false,
+    };
+    if !held {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{} is a replica root of keyspace {}: its primary {primary} (named by version {}) holds the keyspace; \
+         give that as --store",
+        root.url, manifest.keyspace, manifest.version
+    )))
+}
 
 /// What [`copy`] did to a replica's copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,13 +43,16 @@ pub async fn rollback(
     // losing the real one (and gc's protection of it); the replicas' copies are written again, in case the
     // run before could not.
     let (pointer, manifest) = if target == from {
-        (cur.pointer.clone(), Manifest::read_top(store, ks, &target).await?)
+        let manifest = Manifest::read_top(store, ks, &target).await?;
+        replica_pointer::refuse_replica_root(primary, &manifest).await?;
+        (cur.pointer.clone(), manifest)
     } else {
         loop {
             tries += 1;
             // Read after the pointer the switch is conditional on: gc marks a version in the pointer before it
             // deletes its manifest, so a manifest present now and an unchanged pointer at the switch mean whole.
             let (manifest, top) = Manifest::read_with_ref(store, ks, &target).await?;
+            replica_pointer::refuse_replica_root(primary, &manifest).await?;
             // A layered version needs every layer it stacks on: none being deleted, each manifest present.
             if let Some(l) = manifest.layers.iter().find(|l| cur.pointer.collecting.contains(&l.version)) {
                 return Err(Error::Config(format!(

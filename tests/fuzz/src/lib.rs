@@ -210,6 +210,7 @@ static HTTP: LazyLock<Http> = LazyLock::new(|| {
             created_at: "2026-01-01T00:00:00Z".into(),
             placement: PlacementSpec::jump(2),
             replicas: vec![],
+            primary: None,
             source: Source::new("fuzz".into(), vec![]),
             rows: shards.iter().map(|s| s.rows).sum(),
             bytes: shards.iter().map(|s| s.bytes).sum(),
