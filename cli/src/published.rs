@@ -51,8 +51,7 @@ pub async fn published_roots(store: &Store, ks: &str, replicas: &[String]) -> Re
     };
     replica_pointer::refuse_replica_root(store, &top).await?;
     let mut roots = vec![store.clone()];
-    // The primary itself is not its own replica (a replica standing in for a lost primary is listed).
-    for url in top.replicas.iter().filter(|u| **u != store.url) {
+    for url in cairn_ingest::roots::listed_replicas(&top, store) {
         roots.push(Store::open(url)?);
     }
     Ok(Published { pointer: p, roots, primary_intact })

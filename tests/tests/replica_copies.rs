@@ -134,6 +134,11 @@ async fn a_replica_root_given_as_the_primary_is_refused_while_the_primary_holds_
     twice.replicas = vec![roots[1].clone(), roots[0].clone()];
     let e = cairn_ingest::ingest(twice, Arc::new(NoProgress)).await.unwrap_err().to_string();
     assert!(e.contains("is named twice among the roots"), "{e}");
+    // The target's manifest on the replica as an older build wrote it (no primary named): the current
+    // version's judges the rollback too.
+    let mut older = Manifest::read(roots[1].inner.as_ref(), "ks", &first).await.unwrap();
+    older.primary = None;
+    older.write(roots[1].inner.as_ref()).await.unwrap();
     let open = |url: &str| Store::open(url);
     let e = cairn_shared::versions::rollback::rollback(&roots[1], "ks", Some(&first), &open).await.unwrap_err();
     refused(e.to_string());
@@ -153,12 +158,23 @@ async fn a_replica_root_given_as_the_primary_is_refused_while_the_primary_holds_
     assert_eq!(copy_of(&roots[1]).await, copy, "the replica's copy is unchanged");
     assert_eq!(copy_of(&roots[0]).await, copy, "the primary's too");
 
-    // The primary is lost: the replica stands in for it.
+    // The primary cannot be read (a file where its directory was): refused until the operator says it is
+    // lost; then the replica stands in for it, and its next publish names it the primary.
     std::fs::remove_dir_all(dir.path().join("primary")).unwrap();
-    let out = cairn_tests::process::cairn(&["health", "--store", replica, "-k", "ks"], None, &[]);
+    std::fs::write(dir.path().join("primary"), b"not a store").unwrap();
+    let ingest = ["ingest", input.to_str().unwrap(), "--store", replica, "-k", "ks"];
+    let out = cairn_tests::process::cairn(&ingest, None, &[]);
+    assert_ne!(out.status.code(), Some(0));
+    refused(String::from_utf8_lossy(&out.stderr).to_string());
+    let lost = [("CAIRN_PRIMARY_LOST", roots[0].url.clone())];
+    let out = cairn_tests::process::cairn(&["health", "--store", replica, "-k", "ks"], None, &lost);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let promoted = cairn_ingest::ingest(IngestOptions::new(&input, "ks", roots[1].clone()), Arc::new(NoProgress));
-    assert_ne!(promoted.await.unwrap().version, layered);
+    let out = cairn_tests::process::cairn(&ingest, None, &lost);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let now = copy_of(&roots[1]).await.version;
+    assert_ne!(now, layered);
+    let m = Manifest::read(roots[1].inner.as_ref(), "ks", &now).await.unwrap();
+    assert_eq!((m.primary.as_deref(), m.replicas.len()), (Some(replica), 0), "the replica is the primary now");
 }
 
 /// A manifest an older build wrote names no primary, and may list its primary among the replicas too (that

@@ -121,6 +121,15 @@ pub const WARM_SWITCH_TIMEOUT: Var = var!(
 pub const LOG: Var = var!("CAIRN_LOG", "info", "log filter (tracing's EnvFilter syntax)");
 pub const LOG_FORMAT: Var = var!("CAIRN_LOG_FORMAT", "text", "log format: text or json");
 
+/// Read by the commands that publish or mend a keyspace (not the server): the primaries the operator says
+/// are lost, so a replica given as `--store` may stand in for one that cannot be read
+/// (versions/replica_pointer.rs).
+pub const PRIMARY_LOST: Var = var!(
+    "CAIRN_PRIMARY_LOST",
+    "",
+    "primary roots (comma-separated URLs) that are lost for good: a replica given as --store stands in for them"
+);
+
 /// The table, in the order `--help` prints it.
 pub const ALL: [Var; 28] = [
     POINTER_TTL,

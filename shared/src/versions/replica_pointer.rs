@@ -11,26 +11,34 @@ use crate::stores::url::Store;
 use crate::versions::pointer::{Pointer, read};
 
 /// Refuses `root` as the primary of `manifest`'s keyspace when the manifest lists it among the version's
-/// replicas and names another root as the primary, which still holds the keyspace: a command given a
-/// replica root as `--store` would take its pointer copy, which may lag, for the primary's, and publish,
-/// roll back or mend the other copies from it. A replica stands in for a primary that no longer holds the
-/// keyspace (lost, or emptied on purpose), and a manifest that names no primary (an older build's, which
-/// may list its primary among the replicas too) refuses nothing.
+/// replicas and names another root as the primary, which holds the keyspace or cannot be read: a command
+/// given a replica root as `--store` would take its pointer copy, which may lag, for the primary's, and
+/// publish, roll back or mend the other copies from it. A replica stands in for a primary that answers
+/// without the keyspace (emptied, or a local path this host does not have) or that `CAIRN_PRIMARY_LOST`
+/// names; a manifest that names no primary (an older build's, which may list its primary among the
+/// replicas too) refuses nothing.
 pub async fn refuse_replica_root(root: &Store, manifest: &Manifest) -> Result<()> {
     let Some(primary) = manifest.primary.as_ref() else { return Ok(()) };
     if *primary == root.url || !manifest.replicas.contains(&root.url) {
         return Ok(());
     }
-    let held = match Store::open(primary) {
-        Ok(p) => matches!(read(p.inner.as_ref(), &manifest.keyspace).await, Ok(Some(_))),
-        Err(_) => false,
-    };
-    if !held {
+    let lost = crate::config::vars::PRIMARY_LOST.get().unwrap_or_default();
+    // As written, or as a store URL that names the same root (a plain path for a `file://` one).
+    let named = |u: &str| u == primary || Store::open(u).is_ok_and(|s| s.url == *primary);
+    if lost.split(',').map(str::trim).any(named) {
         return Ok(());
     }
+    let why = match Store::open(primary) {
+        Ok(p) => match read(p.inner.as_ref(), &manifest.keyspace).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) => "holds the keyspace".to_string(),
+            Err(e) => format!("cannot be read ({e})"),
+        },
+        Err(e) => format!("cannot be opened ({e})"),
+    };
     Err(Error::Config(format!(
-        "{} is a replica root of keyspace {}: its primary {primary} (named by version {}) holds the keyspace; \
-         give that as --store",
+        "{} is a replica root of keyspace {}: its primary {primary} (named by version {}) {why}; give the \
+         primary as --store, or, if it is lost for good, name it in CAIRN_PRIMARY_LOST",
         root.url, manifest.keyspace, manifest.version
     )))
 }

@@ -31,6 +31,11 @@ pub async fn rollback(
 ) -> Result<RolledBack> {
     let store = primary.inner.as_ref();
     let mut cur = read(primary, ks).await?;
+    // The current version's manifest judges `primary` too: the target's may be an older build's, which
+    // names no primary.
+    if let Ok(now) = Manifest::read_top(store, ks, &cur.pointer.version).await {
+        replica_pointer::refuse_replica_root(primary, &now).await?;
+    }
     let target = match to {
         Some(v) => v.to_string(),
         None => cur.pointer.previous.clone().ok_or_else(|| {
