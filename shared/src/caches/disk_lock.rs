@@ -20,13 +20,13 @@ impl DirLock {
     /// The lock file at `path` (made if missing), tried for about a second: a process restarting on the
     /// directory may find its predecessor's lock held a moment longer. Fails only when the file cannot be
     /// made or locked at all (a file system without locks); a lock another process holds is not an error.
-    pub(crate) fn open(path: PathBuf) -> std::io::Result<DirLock> {
+    pub(crate) fn open(path: PathBuf, on_take: &dyn Fn()) -> std::io::Result<DirLock> {
         let lock = DirLock { file: Mutex::new(open_lock(&path)?), path, held: AtomicBool::new(false) };
         for tries in 0..50 {
             if tries > 0 {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            if lock.try_take()? {
+            if lock.try_take(on_take)? {
                 break;
             }
         }
@@ -38,10 +38,11 @@ impl DirLock {
         self.held.load(Relaxed)
     }
 
-    /// Takes the lock if no other process holds it; true once held. The file locked must still be the one
-    /// at the path: one removed meanwhile (a cleaner of `/tmp`) and made again is the lock another process
-    /// would take, so it is opened anew and tried instead.
-    pub(crate) fn try_take(&self) -> std::io::Result<bool> {
+    /// Takes the lock if no other process holds it; true once held. `on_take` runs once the lock is taken
+    /// and before [`held`](Self::held) says so (what the previous holder left is cleared before the tier is
+    /// used). The file locked must still be the one at the path: one removed meanwhile (a cleaner of
+    /// `/tmp`) and made again is the lock another process would take, so it is opened anew and tried.
+    pub(crate) fn try_take(&self, on_take: &dyn Fn()) -> std::io::Result<bool> {
         if self.held() {
             return Ok(true);
         }
@@ -51,6 +52,7 @@ impl DirLock {
                 return Ok(false);
             }
             if is_at(&file, &self.path) {
+                on_take();
                 self.held.store(true, Relaxed);
                 return Ok(true);
             }

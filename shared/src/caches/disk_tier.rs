@@ -90,24 +90,22 @@ impl Drop for ReadSlot {
 }
 
 /// Removes the temporary files of writes a crash (or the directory's previous holder) left unfinished.
-fn clear_temp(dir: &std::path::Path) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir.join("tmp"))?.flatten() {
+fn clear_temp(dir: &std::path::Path) {
+    for e in std::fs::read_dir(dir.join("tmp")).into_iter().flatten().flatten() {
         let _ = std::fs::remove_file(e.path());
     }
-    Ok(())
 }
 
 /// Waits until `tier` holds its directory's lock, trying every [`LOCK_RETRY`] (none when `open` took it),
 /// and returns what listing the directory needs; None when the tier is dropped first, or the lock fails.
 fn take_over(tier: &std::sync::Weak<DiskTier>) -> Option<(PathBuf, moka::sync::Cache<u128, u64>, Arc<AtomicBool>)> {
-    let mut waited = false;
+    let taken_at_open = tier.upgrade()?.lock.held();
     loop {
         let t = tier.upgrade()?;
-        match t.lock.try_take() {
+        // The previous holder has ended: its unfinished writes are gone with it.
+        match t.lock.try_take(&|| clear_temp(&t.dir)) {
             Ok(true) => {
-                if waited {
-                    // The previous holder has ended: its unfinished writes are gone with it.
-                    let _ = clear_temp(&t.dir);
+                if !taken_at_open {
                     tracing::info!(dir = %t.dir.display(), "disk cache directory taken over: the disk tier is in use");
                 }
                 return Some((t.dir.clone(), t.index.clone(), t.listed.clone()));
@@ -119,7 +117,6 @@ fn take_over(tier: &std::sync::Weak<DiskTier>) -> Option<(PathBuf, moka::sync::C
             }
         }
         drop(t);
-        waited = true;
         std::thread::sleep(LOCK_RETRY);
     }
 }
@@ -145,10 +142,8 @@ impl DiskTier {
         let fail = |what: &str, e: std::io::Error| format!("CAIRN_DISK_CACHE {}: {what}: {e}", config.path.display());
         std::fs::create_dir_all(&dir).map_err(|e| fail("cannot create it", e))?;
         own_dir(&dir.join("tmp")).map_err(|e| fail("cannot create it", e))?;
-        let lock = DirLock::open(dir.join("lock")).map_err(|e| fail("cannot lock it", e))?;
-        if lock.held() {
-            clear_temp(&dir).map_err(|e| fail("cannot list it", e))?;
-        } else {
+        let lock = DirLock::open(dir.join("lock"), &|| clear_temp(&dir)).map_err(|e| fail("cannot lock it", e))?;
+        if !lock.held() {
             tracing::warn!(dir = %config.path.display(), "CAIRN_DISK_CACHE is in use by another process: the disk tier is skipped until that process ends, then taken over");
         }
         let capacity = config.size.unwrap_or_else(|| default_size(&config.path));
