@@ -51,7 +51,7 @@ pub async fn published_roots(store: &Store, ks: &str, replicas: &[String]) -> Re
     };
     replica_pointer::refuse_replica_root(store, &top).await?;
     let mut roots = vec![store.clone()];
-    for url in cairn_ingest::roots::listed_replicas(&top, store) {
+    for url in top.replicas_besides(&store.url) {
         roots.push(Store::open(url)?);
     }
     Ok(Published { pointer: p, roots, primary_intact })

@@ -108,7 +108,7 @@ pub async fn compact(opts: CompactOptions, progress: Arc<dyn Progress>) -> Resul
     let (spec, base_placement) = (base.placement.clone(), base_placement.clone());
     let shards = spec.shards();
     let mut roots = vec![opts.store.clone()];
-    for url in crate::roots::listed_replicas(&layers.list[0].0, &opts.store) {
+    for url in layers.list[0].0.replicas_besides(&opts.store.url) {
         roots.push(Store::open(url)?);
     }
     crate::roots::check_roots(&roots, ks, None, Some(&layers.list[0].0)).await?;

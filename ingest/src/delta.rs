@@ -58,7 +58,7 @@ impl DeltaBase {
     /// The roots a delta over this version is written to: the same as its layers' (a reader failing over to
     /// a replica must find every layer there). `given` empty takes them; others are refused.
     pub fn roots(&self, primary: &Store, given: &[Store]) -> Result<Vec<Store>, IngestError> {
-        let want = crate::roots::listed_replicas(&self.manifest, primary);
+        let want = self.manifest.replicas_besides(&primary.url);
         if given.is_empty() {
             let replicas = want.iter().map(|u| Store::open(u)).collect::<Result<Vec<_>, _>>()?;
             return Ok(std::iter::once(primary.clone()).chain(replicas).collect());

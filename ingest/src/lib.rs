@@ -35,7 +35,7 @@ mod read_phase;
 pub mod record;
 mod reduce;
 mod resume;
-pub mod roots;
+mod roots;
 pub mod run;
 mod run_file;
 pub mod scratch;

@@ -10,19 +10,6 @@ use crate::delta::DeltaBase;
 use crate::error::IngestError;
 use crate::options::IngestOptions;
 
-/// The replicas `manifest` lists, without `primary` (a replica standing in for a lost primary is listed
-/// there) and without repeats (older builds let a root be named twice): the roots a build over it writes
-/// besides the primary.
-pub fn listed_replicas<'a>(manifest: &'a Manifest, primary: &Store) -> Vec<&'a String> {
-    let mut out: Vec<&String> = Vec::new();
-    for url in &manifest.replicas {
-        if *url != primary.url && !out.contains(&url) {
-            out.push(url);
-        }
-    }
-    out
-}
-
 /// An ingest's roots, primary first, checked by [`check_roots`].
 pub(crate) async fn build_roots(
     opts: &IngestOptions,

@@ -32,7 +32,7 @@ pub fn layers(py: Python<'_>, store: &str, keyspace: &str) -> PyResult<String> {
         Ok::<_, cairn_shared::Error>(serde_json::json!({
             "version": top.version,
             "placement": base.placement,
-            "replicas": cairn_ingest::roots::listed_replicas(&top, &root),
+            "replicas": top.replicas_besides(&root.url),
             "layers": std::iter::once(&top).chain(older.iter()).map(layer).collect::<Vec<_>>(),
         }))
     })

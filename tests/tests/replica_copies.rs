@@ -175,6 +175,11 @@ async fn a_replica_root_given_as_the_primary_is_refused_while_the_primary_holds_
     assert_ne!(now, layered);
     let m = Manifest::read(roots[1].inner.as_ref(), "ks", &now).await.unwrap();
     assert_eq!((m.primary.as_deref(), m.replicas.len()), (Some(replica), 0), "the replica is the primary now");
+    // Found by review: a rollback to a version from before the failover, whose manifest names the lost
+    // primary, was judged by that manifest and refused. The current version says which root is primary.
+    let out = cairn_tests::process::cairn(&["rollback", "--store", replica, "-k", "ks", "--to", &layered], None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(copy_of(&roots[1]).await.version, layered);
 }
 
 /// A manifest an older build wrote names no primary, and may list its primary among the replicas too (that

@@ -60,6 +60,19 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The replicas listed, without `root` (a replica standing in for a lost primary is listed) and without
+    /// repeats (older builds let a root be named twice): the roots besides `root` that a build over this
+    /// version writes, and whose pointer copies a switch on `root` updates.
+    pub fn replicas_besides(&self, root: &str) -> Vec<&String> {
+        let mut out: Vec<&String> = Vec::new();
+        for url in &self.replicas {
+            if url != root && !out.contains(&url) {
+                out.push(url);
+            }
+        }
+        out
+    }
+
     /// Whether this version is more than one base layer.
     pub fn is_layered(&self) -> bool {
         self.delta.is_some() || !self.layers.is_empty()

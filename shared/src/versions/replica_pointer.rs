@@ -30,17 +30,28 @@ pub async fn refuse_replica_root(root: &Store, manifest: &Manifest) -> Result<()
     }
     let why = match Store::open(primary) {
         Ok(p) => match read(p.inner.as_ref(), &manifest.keyspace).await {
-            Ok(None) => return Ok(()),
-            Ok(Some(_)) => "holds the keyspace".to_string(),
-            Err(e) => format!("cannot be read ({e})"),
+            Ok(None) => {
+                tracing::warn!(replica = %root.url, %primary, "the primary does not hold the keyspace: the replica stands in for it");
+                return Ok(());
+            }
+            Ok(Some(_)) => None,
+            Err(e) => Some(format!("cannot be read ({e})")),
         },
-        Err(e) => format!("cannot be opened ({e})"),
+        Err(e) => Some(format!("cannot be opened ({e})")),
     };
-    Err(Error::Config(format!(
-        "{} is a replica root of keyspace {}: its primary {primary} (named by version {}) {why}; give the \
-         primary as --store, or, if it is lost for good, name it in CAIRN_PRIMARY_LOST",
-        root.url, manifest.keyspace, manifest.version
-    )))
+    let text = format!(
+        "{} is a replica root of keyspace {}: its primary {primary} (named by version {}) {}; give the primary \
+         as --store, or, if it is lost for good, name it in CAIRN_PRIMARY_LOST",
+        root.url,
+        manifest.keyspace,
+        manifest.version,
+        why.as_deref().unwrap_or("holds the keyspace")
+    );
+    // A primary that does not answer is an outage (worth a retry), not a mistake in the command.
+    Err(match why {
+        Some(_) => Error::Io(std::io::Error::other(text)),
+        None => Error::Config(text),
+    })
 }
 
 /// What [`copy`] did to a replica's copy.

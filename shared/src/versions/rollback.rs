@@ -31,11 +31,16 @@ pub async fn rollback(
 ) -> Result<RolledBack> {
     let store = primary.inner.as_ref();
     let mut cur = read(primary, ks).await?;
-    // The current version's manifest judges `primary` too: the target's may be an older build's, which
-    // names no primary.
-    if let Ok(now) = Manifest::read_top(store, ks, &cur.pointer.version).await {
-        replica_pointer::refuse_replica_root(primary, &now).await?;
-    }
+    // Which root is the primary is the current version's manifest's to say; a target's (from before a
+    // replica stood in for a lost primary, say) is asked only when the current one names none (an older
+    // build's).
+    let judged = match Manifest::read_top(store, ks, &cur.pointer.version).await {
+        Ok(now) if now.primary.is_some() => {
+            replica_pointer::refuse_replica_root(primary, &now).await?;
+            true
+        }
+        _ => false,
+    };
     let target = match to {
         Some(v) => v.to_string(),
         None => cur.pointer.previous.clone().ok_or_else(|| {
@@ -49,7 +54,9 @@ pub async fn rollback(
     // run before could not.
     let (pointer, manifest) = if target == from {
         let manifest = Manifest::read_top(store, ks, &target).await?;
-        replica_pointer::refuse_replica_root(primary, &manifest).await?;
+        if !judged {
+            replica_pointer::refuse_replica_root(primary, &manifest).await?;
+        }
         (cur.pointer.clone(), manifest)
     } else {
         loop {
@@ -57,7 +64,9 @@ pub async fn rollback(
             // Read after the pointer the switch is conditional on: gc marks a version in the pointer before it
             // deletes its manifest, so a manifest present now and an unchanged pointer at the switch mean whole.
             let (manifest, top) = Manifest::read_with_ref(store, ks, &target).await?;
-            replica_pointer::refuse_replica_root(primary, &manifest).await?;
+            if !judged {
+                replica_pointer::refuse_replica_root(primary, &manifest).await?;
+            }
             // A layered version needs every layer it stacks on: none being deleted, each manifest present.
             if let Some(l) = manifest.layers.iter().find(|l| cur.pointer.collecting.contains(&l.version)) {
                 return Err(Error::Config(format!(
@@ -89,7 +98,7 @@ pub async fn rollback(
     };
     let mut replica_failures = Vec::new();
     let mut replicas = Vec::new();
-    for url in &manifest.replicas {
+    for url in manifest.replicas_besides(&primary.url) {
         match open(url) {
             Ok(s) => replicas.push(s),
             Err(_) => replica_failures.push(url.clone()),
