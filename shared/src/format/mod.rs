@@ -7,6 +7,7 @@ pub mod key_filter;
 pub mod layers;
 pub mod layout;
 pub mod manifest;
+mod manifest_source;
 pub mod page;
 pub mod piece;
 pub mod ring;
