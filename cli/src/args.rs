@@ -39,7 +39,9 @@ fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct StoreArg {
-    /// Store root: a directory (file:///abs/path or a plain path), s3://bucket/prefix, or memory://.
+    /// Store root: a directory (file:///abs/path or a plain path), s3://bucket/prefix, or memory://. The
+    /// keyspace's primary root: a replica root is refused by the commands that publish or mend while the
+    /// primary holds the keyspace (CAIRN_PRIMARY_LOST names a primary lost for good; docs/OPERATIONS.md).
     #[arg(long, env = "CAIRN_STORE", default_value = cairn_shared::stores::DEFAULT_STORE)]
     pub store: String,
 }

@@ -3,6 +3,7 @@ from sorted rows, and a publish that is all or nothing."""
 
 import json
 import pathlib
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -247,4 +248,22 @@ def test_an_unsorted_partition_writer_sorts_spills_and_names_a_duplicate(tmp_pat
     w.write(shards[:1], pa.array(keys[:1]), pa.array(["again"]))
     with pytest.raises(cairn.InvalidInput, match=f'duplicate key "{keys[0]}"'):
         w.finish()
+    build.abort()
+
+
+def test_a_replica_standing_in_for_a_lost_primary_is_no_replica_of_itself(tmp_path):
+    """What `cairn.spark.compact` reads of a keyspace: its replica list, which it passes to the build. On a
+    replica standing in for a lost primary the manifest lists that replica itself; passed as given it was
+    refused as a root named twice, so the list comes without it. A build there is not refused."""
+    store, replica = tmp_path / "primary", tmp_path / "replica"
+    rows = example_rows(100)
+    data = tmp_path / "rows.data"
+    data.write_text("".join(f"{k} {v}\n" for k, v in rows))
+    run("ingest", str(data), "--store", str(store), "-k", "default", "--replicas", str(replica), "--shards", "2")
+    listed = json.loads(cairn._cairn.layers(str(store), "default"))["replicas"]
+    assert listed == [f"file://{replica.resolve()}"]
+    shutil.rmtree(store)  # the primary is lost
+    info = json.loads(cairn._cairn.layers(str(replica), "default"))
+    assert info["replicas"] == []
+    build = cairn.begin(str(replica), "default", shards=2, replicas=info["replicas"])
     build.abort()
