@@ -189,3 +189,19 @@ async fn a_waiting_tier_does_not_take_over_a_lock_file_made_again() {
     drop(newcomer);
     assert!(connected(&waiting).await, "the waiting tier takes the directory once its holder ends");
 }
+
+/// Found by review of the handover: a tier waiting for the directory gave up for good when the directory
+/// was removed meanwhile (its lock file could not be opened again), so the process ran on without the
+/// tier after its holder ended. It makes the directory again and takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_tier_takes_over_a_directory_removed_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = open(dir.path());
+    assert!(connected(&holder).await);
+    let waiting = open(dir.path());
+    assert!(!waiting.stats().connected);
+    std::fs::remove_dir_all(dir.path().join("cairn-disk-1")).unwrap();
+    drop(holder);
+    assert!(connected(&waiting).await, "the waiting tier takes the directory once its holder ends");
+    assert_eq!(until_read(&waiting, "k", b"after the takeover").await.as_deref(), Some(&b"after the takeover"[..]));
+}

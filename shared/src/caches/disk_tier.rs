@@ -97,9 +97,11 @@ fn clear_temp(dir: &std::path::Path) {
 }
 
 /// Waits until `tier` holds its directory's lock, trying every [`LOCK_RETRY`] (none when `open` took it),
-/// and returns what listing the directory needs; None when the tier is dropped first, or the lock fails.
+/// and returns what listing the directory needs; None when the tier is dropped first. A directory removed
+/// meanwhile (a cleaner of `/tmp`) is made again; another failure is said once and tried again.
 fn take_over(tier: &std::sync::Weak<DiskTier>) -> Option<(PathBuf, moka::sync::Cache<u128, u64>, Arc<AtomicBool>)> {
     let taken_at_open = tier.upgrade()?.lock.held();
+    let mut said = false;
     loop {
         let t = tier.upgrade()?;
         // The previous holder has ended: its unfinished writes are gone with it.
@@ -111,9 +113,13 @@ fn take_over(tier: &std::sync::Weak<DiskTier>) -> Option<(PathBuf, moka::sync::C
                 return Some((t.dir.clone(), t.index.clone(), t.listed.clone()));
             }
             Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = own_dir(&t.dir.join("tmp"));
+            }
             Err(e) => {
-                tracing::error!(dir = %t.dir.display(), error = %e, "disk cache directory cannot be locked: running without the disk tier");
-                return None;
+                if !std::mem::replace(&mut said, true) {
+                    tracing::warn!(dir = %t.dir.display(), error = %e, "disk cache directory cannot be locked: the disk tier is skipped until it can be");
+                }
             }
         }
         drop(t);
