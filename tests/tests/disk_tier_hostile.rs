@@ -168,6 +168,15 @@ async fn connected(tier: &DiskTier) -> bool {
     false
 }
 
+/// A tier holding `dir`, and a second one waiting for it.
+async fn holder_and_waiting(dir: &Path) -> (Arc<DiskTier>, Arc<DiskTier>) {
+    let holder = open(dir);
+    assert!(connected(&holder).await);
+    let waiting = open(dir);
+    assert!(!waiting.stats().connected);
+    (holder, waiting)
+}
+
 /// Found by review of the handover: a tier waiting for the directory's lock file took it over when its
 /// holder ended even if the file had been removed and made again meanwhile (a cleaner of `/tmp`), and
 /// another process held the new one: two tiers then shared the directory. The waiting tier now takes
@@ -175,10 +184,7 @@ async fn connected(tier: &DiskTier) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_tier_does_not_take_over_a_lock_file_made_again() {
     let dir = tempfile::tempdir().unwrap();
-    let holder = open(dir.path());
-    assert!(connected(&holder).await);
-    let waiting = open(dir.path());
-    assert!(!waiting.stats().connected);
+    let (holder, waiting) = holder_and_waiting(dir.path()).await;
     std::fs::remove_file(dir.path().join("cairn-disk-1/lock")).unwrap();
     let newcomer = open(dir.path());
     assert!(connected(&newcomer).await, "the lock file made again is free: the newcomer takes it");
@@ -196,10 +202,7 @@ async fn a_waiting_tier_does_not_take_over_a_lock_file_made_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_tier_takes_over_a_directory_removed_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
-    let holder = open(dir.path());
-    assert!(connected(&holder).await);
-    let waiting = open(dir.path());
-    assert!(!waiting.stats().connected);
+    let (holder, waiting) = holder_and_waiting(dir.path()).await;
     std::fs::remove_dir_all(dir.path().join("cairn-disk-1")).unwrap();
     drop(holder);
     assert!(connected(&waiting).await, "the waiting tier takes the directory once its holder ends");
